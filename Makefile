@@ -1,0 +1,18 @@
+# Every target only calls a script in scripts/. The scripts create .venv and install what they need from pyproject.toml.
+VENV ?= .venv
+export VENV
+
+.DEFAULT_GOAL := all
+.PHONY: all install test lint
+
+all:  ## normalise the sources, regenerate the client, verify, summarise
+	@scripts/build.sh
+
+install:  ## create .venv and install the project with its extras
+	@scripts/bootstrap.sh
+
+test:  ## lint, type-check and run every test
+	@scripts/test.sh
+
+lint:  ## ruff and mypy --strict
+	@scripts/lint.sh

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# `make lint`: ruff (lint and format check) and mypy --strict over the hand-written code.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+BIN="${VENV:-.venv}/bin"
+"$BIN/ruff" check src scripts tests contracts
+"$BIN/ruff" format --check src scripts tests contracts
+"$BIN/mypy" src/fal_kontext scripts/normaliser scripts/generate_client.py
