@@ -36,8 +36,17 @@ def generate(spec: Path, destination: Path) -> None:
     # The post-hooks call `ruff` by name: make it the one installed beside this interpreter.
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     command = [
-        str(Path(sys.executable).parent / "openapi-python-client"), "generate", "--path", str(spec),
-        "--config", str(CONFIG), "--meta", "none", "--output-path", str(destination), "--fail-on-warning",
+        str(Path(sys.executable).parent / "openapi-python-client"),
+        "generate",
+        "--path",
+        str(spec),
+        "--config",
+        str(CONFIG),
+        "--meta",
+        "none",
+        "--output-path",
+        str(destination),
+        "--fail-on-warning",
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not destination.is_dir():
@@ -47,7 +56,9 @@ def generate(spec: Path, destination: Path) -> None:
         path.write_text(HEADER + path.read_text(encoding="utf-8"), encoding="utf-8")
     (destination / "py.typed").write_text("", encoding="utf-8")
     document = yaml.safe_load(spec.read_text(encoding="utf-8"))
-    (destination / "openapi.json").write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (destination / "openapi.json").write_text(
+        json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
 def differences(left: Path, right: Path) -> list[str]:
@@ -74,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare with the committed package; write nothing")
     args = parser.parse_args(argv)
     target = args.out / PACKAGE
+    shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out, prefix=".generate-") as scratch:
         fresh = Path(scratch) / PACKAGE
@@ -86,21 +98,21 @@ def main(argv: list[str] | None = None) -> int:
         count = sum(1 for _ in fresh.rglob("*") if _.is_file())
         if args.check:
             if changed:
-                print(f"{target.relative_to(ROOT)}: differs from a fresh generation in {len(changed)} files:", file=sys.stderr)
+                print(f"{shown}: differs from a fresh generation in {len(changed)} files:", file=sys.stderr)
                 for name in changed:
                     print(f"  {name}", file=sys.stderr)
                 return 1
-            print(f"{target.relative_to(ROOT)}: matches a fresh generation ({count} files)")
+            print(f"{shown}: matches a fresh generation ({count} files)")
             return 0
         if not changed:
-            print(f"{target.relative_to(ROOT)}: unchanged ({count} files)")
+            print(f"{shown}: unchanged ({count} files)")
             return 0
         # Swap whole folders so that a failure never leaves a half-written package.
         old = Path(scratch) / "previous"
         if target.exists():
             target.rename(old)
         fresh.rename(target)
-        print(f"{target.relative_to(ROOT)}: regenerated, {len(changed)} files changed ({count} files)")
+        print(f"{shown}: regenerated, {len(changed)} files changed ({count} files)")
     return 0
 
 

@@ -45,7 +45,8 @@ def repair_yaml(block: str, first_line: int) -> tuple[str, list[str]]:
     """
     repaired: list[str] = []
     repairs: list[str] = []
-    for offset, line in enumerate(block.split("\n")):
+    for offset, original in enumerate(block.split("\n")):
+        line = original
         m = _PLAIN_PAIR.match(line)
         if m and not m.group("value").startswith(_NOT_PLAIN):
             value = m.group("value")

@@ -39,7 +39,11 @@ def field_schema(field: MergedField, enums: dict[str, dict[str, Any]]) -> dict[s
         name = enum_component_name(field)
         component = {"type": facts.get("schema", {}).get("type", "string"), "enum": [str(v) for v in facts["enum"]]}
         if name in enums and enums[name]["enum"] != component["enum"]:
-            raise SourceError(field.origin["enum"], None, f"enum {name} has two value lists: {enums[name]['enum']} and {component['enum']}")
+            raise SourceError(
+                field.origin["enum"],
+                None,
+                f"enum {name} has two value lists: {enums[name]['enum']} and {component['enum']}",
+            )
         enums[name] = component
         # A sibling of $ref is ignored in OpenAPI 3.0; allOf keeps the description and default.
         schema = {"allOf": [{"$ref": f"#/components/schemas/{name}"}]}

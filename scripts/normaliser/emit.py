@@ -37,4 +37,6 @@ _QuotedDumper.add_representer(str, _represent_str)
 
 def dump_spec(document: dict[str, Any]) -> str:
     """The document as YAML text: block style, insertion order, all string values quoted."""
-    return yaml.dump(document, Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True, width=120, default_flow_style=False)
+    return yaml.dump(
+        document, Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True, width=120, default_flow_style=False
+    )

@@ -56,7 +56,7 @@ def type_to_schema(fal_type: str, enum_values: list[str] | None) -> tuple[dict[s
     if enum_values is not None and (fal_type == "Enum" or fal_type.endswith("Enum")):
         # fal's Kontext enums are string enums, even SafetyToleranceEnum ("1".."6"): fal-protocol.md §1.2.
         return {"type": "string"}, fal_type
-    return {"$ref": f"#/components/schemas/{fal_type.split('__')[-1]}"}, None
+    return {"$ref": f"#/components/schemas/{fal_type.rsplit('__', 1)[-1]}"}, None
 
 
 def _typed_value(raw: str, schema: dict[str, Any] | None) -> Any:
@@ -86,7 +86,7 @@ def read_fields(section: str, section_start: int, text: str, path: Path) -> list
     """Read every `<ParamField>` of one schema section."""
     fields: list[FieldFacts] = []
     for m in _PARAM.finditer(section):
-        attrs = {k: v for k, v in _ATTR.findall(m.group("attrs"))}
+        attrs = dict(_ATTR.findall(m.group("attrs")))
         line = _line_of(text, section_start + m.start())
         if "body" not in attrs or "type" not in attrs:
             raise SourceError(path, line, "<ParamField> without body= or type=")

@@ -108,7 +108,10 @@ def check_examples(document: dict[str, Any]) -> list[Resolution]:
                 container[key] = value
                 resolutions.append(Resolution(where, "repaired to fit the schema (" + "; ".join(changes) + ")"))
                 continue
-        problems = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in _errors(validator, container[key]))
+        problems = "; ".join(
+            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in _errors(validator, container[key])
+        )
         resolutions.append(Resolution(where, f"dropped, it does not fit the schema ({problems})"))
         if key == "value":
             _drop_named_example(document, container)

@@ -56,7 +56,11 @@ def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, 
 
 
 def every_schema_has_a_type(document: dict[str, Any]) -> list[str]:
-    return [f"{where}: schema has no type" for where, s in _document_schemas(document) if "type" not in s and not any(k in s for k in _COMPOSED)]
+    return [
+        f"{where}: schema has no type"
+        for where, s in _document_schemas(document)
+        if "type" not in s and not any(k in s for k in _COMPOSED)
+    ]
 
 
 def no_empty_response_schema(document: dict[str, Any]) -> list[str]:
@@ -68,7 +72,9 @@ def no_empty_response_schema(document: dict[str, Any]) -> list[str]:
             for media_type, media in response.get("content", {}).items():
                 schema = media.get("schema")
                 empty = not schema or (
-                    schema.get("type") == "object" and not schema.get("properties") and "additionalProperties" not in schema
+                    schema.get("type") == "object"
+                    and not schema.get("properties")
+                    and "additionalProperties" not in schema
                 )
                 if empty:
                     problems.append(f"{method.upper()} {path} {code} {media_type}: empty response schema")
@@ -91,7 +97,9 @@ def operations_are_complete(document: dict[str, Any]) -> list[str]:
         for code, response in operation.get("responses", {}).items():
             for name, link in response.get("links", {}).items():
                 if link.get("operationId") not in ids:
-                    problems.append(f"{method.upper()} {path} {code} link {name}: no operation {link.get('operationId')!r}")
+                    problems.append(
+                        f"{method.upper()} {path} {code} link {name}: no operation {link.get('operationId')!r}"
+                    )
     return problems
 
 

@@ -60,7 +60,9 @@ def _same(attribute: str, a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _fold(name: str, stated: list[tuple[SourceDocument, FieldFacts]], subject: str) -> tuple[MergedField, list[Resolution]]:
+def _fold(
+    name: str, stated: list[tuple[SourceDocument, FieldFacts]], subject: str
+) -> tuple[MergedField, list[Resolution]]:
     merged = MergedField(name=name)
     resolutions: list[Resolution] = []
     for source, facts in sorted(stated, key=lambda pair: (pair[0].kind, pair[0].name)):
@@ -69,12 +71,8 @@ def _fold(name: str, stated: list[tuple[SourceDocument, FieldFacts]], subject: s
                 merged.facts[attribute] = value
                 merged.origin[attribute] = source.name
             elif attribute in _COMPARED and not _same(attribute, merged.facts[attribute], value):
-                resolutions.append(
-                    Resolution(
-                        f"{subject}.{name}.{attribute}",
-                        f"{source.name} says {value!r}; kept {merged.facts[attribute]!r} from {merged.origin[attribute]}",
-                    )
-                )
+                kept = f"kept {merged.facts[attribute]!r} from {merged.origin[attribute]}"
+                resolutions.append(Resolution(f"{subject}.{name}.{attribute}", f"{source.name} says {value!r}; {kept}"))
     return merged, resolutions
 
 
@@ -99,7 +97,11 @@ def merge(sources: list[SourceDocument]) -> MergedApi:
         docs = sorted(by_path[path], key=lambda s: (s.kind, s.name))
         families = {IMAGE_FIELDS[f.name] for s in docs for f in s.input_fields if f.name in IMAGE_FIELDS}
         if len(families) != 1:
-            raise SourceError(docs[0].path, None, f"{path}: expected exactly one of {sorted(IMAGE_FIELDS)}, found {sorted(families) or 'none'}")
+            raise SourceError(
+                docs[0].path,
+                None,
+                f"{path}: expected exactly one of {sorted(IMAGE_FIELDS)}, found {sorted(families) or 'none'}",
+            )
         endpoints.append(Endpoint(path=path, family=families.pop(), sources=docs))
 
     shared: list[MergedField] = []

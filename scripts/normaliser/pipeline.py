@@ -87,12 +87,13 @@ def normalise(sources_dir: Path, overrides_dir: Path) -> Normalised:
     for path, overlay in overlays:
         apply_overlay(document, overlay, path)
     enum_varnames(document)
-    resolutions = api.resolutions + check_examples(document)
-
+    # Validate the structure before reading examples against its schemas: a malformed schema must be
+    # reported as such, not crash the example checks.
     try:
         validate_openapi(document)
     except OpenAPIValidationError as err:
         raise SpecError([f"openapi-spec-validator: {err.message} at {'/'.join(map(str, err.absolute_path))}"]) from err
+    resolutions = api.resolutions + check_examples(document)
     problems = lint(document)
     text = dump_spec(document)
     # The text must mean the same to a YAML 1.1 loader (PyYAML, schemathesis) and a 1.2 one (the generator).

@@ -1,0 +1,26 @@
+"""Shared paths and copies of the real sources for the spec pipeline tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ROOT / "specs" / "sources"
+OVERRIDES = ROOT / "overrides"
+SPEC = ROOT / "specs" / "openapi.yaml"
+
+APIFOX_MAX = SOURCES / "flux-pro-kontext-max__chainhub.apifox.md"
+APIFOX_PRO = SOURCES / "flux-pro-kontext__chainhub.apifox.md"
+FAL_DOC = SOURCES / "flux-pro-kontext-multi__fal.fal-doc.md"
+PAGE = SOURCES / "flux-pro-kontext-max-multi__kkiai.page.txt"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A scratch copy of specs/sources and overrides/, to break or extend without touching the repo."""
+    shutil.copytree(SOURCES, tmp_path / "sources")
+    shutil.copytree(OVERRIDES, tmp_path / "overrides")
+    return tmp_path

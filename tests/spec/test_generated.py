@@ -1,0 +1,77 @@
+"""The generated client: golden record, type-checks, and a source change flowing all the way through."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import generate_client
+from normaliser.pipeline import normalise, write_if_changed
+
+from .conftest import APIFOX_PRO, FAL_DOC, ROOT
+
+GENERATED = ROOT / "generated" / "fal_kontext_api"
+
+
+def test_committed_client_matches_a_fresh_generation(capsys: object) -> None:
+    assert generate_client.main(["--check"]) == 0
+
+
+def test_golden_check_reports_a_changed_byte(tmp_path: Path, capsys: object) -> None:
+    copy = tmp_path / "generated"
+    shutil.copytree(GENERATED, copy / "fal_kontext_api", ignore=shutil.ignore_patterns("__pycache__"))
+    model = copy / "fal_kontext_api" / "models" / "kontext_input.py"
+    model.write_text(model.read_text() + "# hand edit\n")
+    (copy / "fal_kontext_api" / "extra.py").write_text("")
+    assert generate_client.main(["--check", "--out", str(copy)]) == 1
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert "models/kontext_input.py" in err and "extra.py (only in the committed copy)" in err
+
+
+def test_generated_package_passes_mypy_strict() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", "/dev/null", str(GENERATED)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_generated_files_carry_the_do_not_edit_header_and_readable_enums() -> None:
+    for path in GENERATED.rglob("*.py"):
+        assert path.read_text().startswith(generate_client.HEADER), path
+    enums = "".join(p.read_text() for p in (GENERATED / "models").glob("*.py"))
+    assert "VALUE_" not in enums
+    assert 'RATIO_16_9 = "16:9"' in enums and 'LEVEL_2 = "2"' in enums
+
+
+def test_a_source_change_flows_into_the_spec_and_the_models(workspace: Path) -> None:
+    sources = workspace / "sources"
+    fal_doc = sources / FAL_DOC.name
+    text = fal_doc.read_text()
+    assert "`9:16`, `9:21`" in text
+    fal_doc.write_text(text.replace("`9:16`, `9:21`", "`9:16`, `9:21`, `5:4`", 1))
+    apifox = sources / APIFOX_PRO.name
+    text = apifox.read_text()
+    anchor = "                image_url:\n"
+    new_field = "                output_quality:\n                  type: integer\n                  description: JPEG quality, range: 1-100\n"
+    apifox.write_text(text.replace(anchor, new_field + anchor, 1))
+
+    result = normalise(sources, workspace / "overrides")
+    schemas = result.document["components"]["schemas"]
+    assert schemas["AspectRatio"]["enum"][-1] == "5:4"
+    assert schemas["AspectRatio"]["x-enum-varnames"][-1] == "RATIO_5_4"
+    quality = {"type": "integer", "description": "JPEG quality, range: 1-100", "minimum": 1, "maximum": 100}
+    assert schemas["KontextInput"]["properties"]["output_quality"] == quality
+    assert schemas["KontextMultiInput"]["properties"]["output_quality"] == quality  # a shared field
+
+    spec = workspace / "openapi.yaml"
+    write_if_changed(spec, result.text)
+    package = workspace / "client"
+    generate_client.generate(spec, package)
+    assert 'RATIO_5_4 = "5:4"' in (package / "models" / "aspect_ratio.py").read_text()
+    for model in ("kontext_input.py", "kontext_multi_input.py"):
+        assert "output_quality: int | Unset = UNSET" in (package / "models" / model).read_text()
