@@ -1,0 +1,100 @@
+"""The exchange checker itself: it must pass what fits the spec and report what does not."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from contracts.conformance import ConformanceRecorder, SpecIndex
+
+BASE = "http://127.0.0.1:9"
+RID = "0b7e9c1e-0000-4000-8000-000000000001"
+SUBMITTED = {
+    "request_id": RID,
+    "response_url": f"{BASE}/fal-ai/flux-pro/requests/{RID}",
+    "status_url": f"{BASE}/fal-ai/flux-pro/requests/{RID}/status",
+    "cancel_url": f"{BASE}/fal-ai/flux-pro/requests/{RID}/cancel",
+    "status": "IN_QUEUE",
+    "queue_position": 0,
+}
+GOOD_INPUT = {"prompt": "Put a donut next to the flour.", "image_url": "https://example.invalid/a.png"}
+
+
+@pytest.fixture(scope="module")
+def index() -> SpecIndex:
+    return SpecIndex()
+
+
+def _client(
+    index: SpecIndex, handler: Callable[[httpx.Request], httpx.Response]
+) -> tuple[httpx.Client, ConformanceRecorder]:
+    recorder = ConformanceRecorder(httpx.MockTransport(handler), index)
+    return httpx.Client(transport=recorder, base_url=BASE, headers={"Authorization": "Key k"}), recorder
+
+
+def test_conforming_submit_status_and_stream_pass(index: SpecIndex) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json=SUBMITTED)
+        if request.url.path.endswith("/stream"):
+            event = json.dumps({"status": "COMPLETED", "request_id": RID, "logs": None, "metrics": {}})
+            return httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=f": ping\n\ndata: {event}\n\n"
+            )
+        return httpx.Response(202, json={"status": "IN_PROGRESS", "request_id": RID, "logs": []})
+
+    client, recorder = _client(index, handler)
+    client.post("/fal-ai/flux-pro/kontext", json=GOOD_INPUT, headers={"X-Fal-Queue-Priority": "low"})
+    client.get(f"/fal-ai/flux-pro/requests/{RID}/status", params={"logs": "1"})
+    with client.stream("GET", f"/fal-ai/flux-pro/requests/{RID}/status/stream") as response:
+        response.read()
+    assert recorder.violations() == []
+    assert recorder.operations_seen() == {"submit_kontext", "get_request_status", "stream_request_status"}
+
+
+def test_nonconforming_requests_are_reported(index: SpecIndex) -> None:
+    client, recorder = _client(index, lambda request: httpx.Response(200, json=SUBMITTED))
+    client.post("/fal-ai/flux-pro/kontext", json={**GOOD_INPUT, "num_images": 9, "safety_tolerance": 2})
+    client.post("/fal-ai/flux-pro/kontext/multi", json=GOOD_INPUT, params={"webhook": "x"})
+    client.post(
+        "/fal-ai/flux-pro/kontext", json=GOOD_INPUT, headers={"X-Fal-Request-Timeout": "soon", "Authorization": "k"}
+    )
+    problems = recorder.violations()
+    assert any("body num_images: 9 is greater than the maximum of 4" in p for p in problems)
+    assert any("body safety_tolerance: 2 is not of type 'string'" in p for p in problems)
+    assert any("'image_urls' is a required property" in p for p in problems)
+    assert any("query parameter 'webhook' is not in the spec" in p for p in problems)
+    assert any("header X-Fal-Request-Timeout: 'soon' is not a number" in p for p in problems)
+    assert any("no Authorization: Key/Bearer header" in p for p in problems)
+
+
+def test_nonconforming_responses_are_reported(index: SpecIndex) -> None:
+    answers = iter(
+        [
+            httpx.Response(200, json={"request_id": RID}),  # the three URLs are required
+            httpx.Response(418, json={"detail": "teapot"}),  # not a documented status
+            httpx.Response(202, json={"status": "FAILED", "request_id": RID}),  # not a fal status
+            httpx.Response(
+                200, json={"images": [{"width": 1}], "timings": {}, "seed": 1, "has_nsfw_concepts": [], "prompt": ""}
+            ),
+        ]
+    )
+    client, recorder = _client(index, lambda request: next(answers))
+    client.post("/fal-ai/flux-pro/kontext", json=GOOD_INPUT)
+    client.put(f"/fal-ai/flux-pro/requests/{RID}/cancel")
+    client.get(f"/fal-ai/flux-pro/requests/{RID}/status")
+    client.get(f"/fal-ai/flux-pro/requests/{RID}")
+    by_exchange = {e.operation_id: e.problems for e in recorder.exchanges}
+    assert any('"response_url" is a required property' in p for p in by_exchange["submit_kontext"])
+    assert any("Undocumented status 418" in p for p in by_exchange["cancel_request"])
+    assert any('"FAILED" is not one of' in p for p in by_exchange["get_request_status"])
+    assert any('"url" is a required property' in p for p in by_exchange["get_request_result"])
+
+
+def test_requests_outside_the_spec_are_listed_not_judged(index: SpecIndex) -> None:
+    client, recorder = _client(index, lambda request: httpx.Response(200, content=b"\xff\xd8"))
+    client.get("/files/abc.jpg")
+    assert recorder.exchanges == [] and recorder.outside_spec == ["GET /files/abc.jpg"]
