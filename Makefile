@@ -3,7 +3,7 @@ VENV ?= .venv
 export VENV
 
 .DEFAULT_GOAL := all
-.PHONY: all install test lint
+.PHONY: all install test lint bench
 
 all:  ## normalise the sources, regenerate the client, verify, summarise
 	@scripts/build.sh
@@ -16,3 +16,6 @@ test:  ## lint, type-check and run every test
 
 lint:  ## ruff and mypy --strict
 	@scripts/lint.sh
+
+bench:  ## benchmarks and the fault soak -> docs/benchmarks.md (+ .json, plots)
+	@scripts/bench.sh

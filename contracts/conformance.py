@@ -69,13 +69,13 @@ class SpecIndex:
         raw = self.document["paths"][template][request.method.lower()]
         problems: list[str] = []
         documented = self.parameters(request.method, template)
-        for name, value in request.url.params.multi_items():
+        for name, text in request.url.params.multi_items():
             spec = next((p for p in documented if p["in"] == "query" and p["name"] == name), None)
             if spec is None:
                 problems.append(f"query parameter {name!r} is not in the spec")
             else:
                 problems += [
-                    f"query {name}={value!r}: {e.message}" for e in self._validator(spec["schema"]).iter_errors(value)
+                    f"query {name}={text!r}: {e.message}" for e in self._validator(spec["schema"]).iter_errors(text)
                 ]
         for spec in (p for p in documented if p["in"] == "header"):
             if spec["name"] in request.headers:

@@ -1,0 +1,31 @@
+"""The benchmark harness runs end to end at smoke size and writes a complete report. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert report["smoke"] is True and report["machine"]["cores"]
+    markdown = (tmp_path / "benchmarks.md").read_text()
+    for scenario in report["scenarios"]:
+        assert scenario["title"] in markdown
+        assert scenario["rows"], scenario["key"]
+        for plot in scenario["plots"]:
+            assert (tmp_path / plot["file_name"]).read_bytes().startswith(b"\x89PNG"), plot["file_name"]
+    assert not list(tmp_path.glob(".*.tmp")), "a temporary file was left behind"
