@@ -1,0 +1,21 @@
+"""A local emulator of fal.ai's queue API for FLUX.1 Kontext: stateful, spec-validated, with real images.
+
+Use it in-process (`create_app`), in a background thread (`run_emulator`), from pytest (the `fal_emulator`
+fixture of `fal_kontext.mock.pytest_plugin`) or from the command line (`fal-kontext mock`).
+"""
+
+from fal_kontext.mock.app import ConnectionDropped, create_app, key_fingerprint
+from fal_kontext.mock.config import EmulatorConfig
+from fal_kontext.mock.faults import Fault, FaultRule
+from fal_kontext.mock.server import RunningEmulator, run_emulator
+
+__all__ = [
+    "ConnectionDropped",
+    "EmulatorConfig",
+    "Fault",
+    "FaultRule",
+    "RunningEmulator",
+    "create_app",
+    "key_fingerprint",
+    "run_emulator",
+]

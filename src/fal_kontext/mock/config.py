@@ -1,0 +1,92 @@
+"""Every knob of the emulator, in one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fal_kontext.mock.faults import FaultRule
+from fal_kontext.mock.queue import QueueSettings
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """How the emulator behaves. The defaults suit tests: one key `test-key`, short queue and run times.
+
+    Attributes:
+        keys: API keys accepted as `Authorization: Key <key>` or `Bearer <key>`.
+        runners: requests run at the same time (fal's per-account concurrency); the rest wait in the queue.
+        queue_wait: seconds a request waits in the queue at least, even with a runner free.
+        run_time: seconds a runner spends on a request.
+        run_time_jitter: up to this many seconds are added to `run_time`, fixed per request id.
+        retention: seconds a completed request (status, result and files) is kept; then 404 (fal: 1 hour).
+        content_policy_trigger: a prompt containing this text completes, then its result is a 422
+            content_policy_violation. None disables it.
+        failure_trigger: a prompt containing this text fails half way (runner disconnected): COMPLETED with
+            `error`, then a 503 on the result. None disables it.
+        public_base_url: the base of the URLs the emulator hands out (status_url, file URLs...), for use
+            behind a proxy; by default the URL each request came in on.
+        state_file: SQLite file that keeps every request across restarts; None keeps state in memory.
+        faults: fault rules active from the start (more can be added through the admin API).
+        fault_seed: seed of the random draws of rate-based faults.
+        max_body_bytes: largest request body accepted; larger gets 413.
+        max_data_uri_bytes: largest decoded input image given as a data URI; larger gets 422.
+        keepalive_interval: seconds between keep-alive comments on the status stream (fal: 15).
+        stream_poll_interval: longest real-time pause of the status stream between looks at the queue.
+        webhook_attempts: delivery attempts per webhook (fal: 10 over 2 hours).
+        webhook_retry_delay: seconds before the second attempt; it doubles each time after.
+        webhook_timeout: seconds to wait for the receiver to answer one attempt (fal: 15).
+        image_cache_bytes: memory for rendered images; evicted images are rendered again when read.
+    """
+
+    keys: tuple[str, ...] = ("test-key",)
+    runners: int = 4
+    queue_wait: float = 0.05
+    run_time: float = 0.2
+    run_time_jitter: float = 0.0
+    retention: float = 3600.0
+    content_policy_trigger: str | None = "[content-policy]"
+    failure_trigger: str | None = "[runner-failure]"
+    public_base_url: str | None = None
+    state_file: str | None = None
+    faults: tuple[FaultRule, ...] = field(default_factory=tuple)
+    fault_seed: int = 0
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_data_uri_bytes: int = 10 * 1024 * 1024
+    keepalive_interval: float = 15.0
+    stream_poll_interval: float = 0.25
+    webhook_attempts: int = 10
+    webhook_retry_delay: float = 1.0
+    webhook_timeout: float = 15.0
+    image_cache_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.keys:
+            problems.append("keys: give at least one accepted key")
+        if self.runners < 1:
+            problems.append("runners: must be at least 1")
+        for name in ("queue_wait", "run_time", "run_time_jitter", "retention", "webhook_retry_delay"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}: must be >= 0 seconds")
+        for name in ("keepalive_interval", "stream_poll_interval", "webhook_timeout"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name}: must be > 0 seconds")
+        if self.webhook_attempts < 1:
+            problems.append("webhook_attempts: must be at least 1")
+        if self.public_base_url is not None and not self.public_base_url.startswith(("http://", "https://")):
+            problems.append("public_base_url: must start with http:// or https://")
+        if problems:
+            raise ValueError("invalid EmulatorConfig: " + "; ".join(problems))
+
+    @property
+    def queue_settings(self) -> QueueSettings:
+        """The part of the config the queue itself uses."""
+        return QueueSettings(
+            runners=self.runners,
+            queue_wait=self.queue_wait,
+            run_time=self.run_time,
+            run_time_jitter=self.run_time_jitter,
+            retention=self.retention,
+            content_policy_trigger=self.content_policy_trigger,
+            failure_trigger=self.failure_trigger,
+        )

@@ -1,0 +1,282 @@
+"""The contract the emulator serves: routes and request validation, both built from the shipped OpenAPI spec.
+
+Nothing here restates a schema: every check comes from `fal_kontext_api/openapi.json` (the normalised
+`specs/openapi.yaml`), translated once at load time from OpenAPI 3.0 to JSON Schema draft 4 (the dialect
+OpenAPI 3.0 is based on: boolean `exclusiveMinimum`, no integer-valued floats).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# jsonschema ships no type information (types-jsonschema is not among our dependencies).
+from jsonschema import Draft4Validator  # type: ignore[import-untyped]
+from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
+
+JsonObject = dict[str, Any]
+
+# The methods an OpenAPI path item may hold, in the order the Allow header lists them.
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+# fal's validation errors are pydantic's (fal apps are FastAPI); these are pydantic v2's type names and
+# messages for the JSON Schema keywords our spec uses.
+_PYDANTIC_TYPES = {"string": "string", "integer": "int", "number": "float", "boolean": "bool", "array": "list"}
+
+
+def load_spec() -> JsonObject:
+    """Return the normalised OpenAPI document shipped with the generated client."""
+    text = (importlib.resources.files("fal_kontext_api") / "openapi.json").read_text(encoding="utf-8")
+    spec: JsonObject = json.loads(text)
+    return spec
+
+
+def to_json_schema(node: Any) -> Any:
+    """Translate an OpenAPI 3.0 schema (or a whole document) to JSON Schema draft 4.
+
+    The only OpenAPI 3.0 keyword JSON Schema lacks is `nullable`: `type: T, nullable: true` becomes
+    `type: [T, "null"]` (and `null` joins an `enum`). Everything else is already draft 4.
+    """
+    if isinstance(node, list):
+        return [to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: to_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is True:
+        if "type" in out:
+            types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+            out["type"] = [*types, "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem with a request, as an item of fal's 422 `detail` list."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str
+
+    def as_json(self) -> JsonObject:
+        """Return the item in fal's shape: `{"loc": [...], "msg": ..., "type": ...}`."""
+        return {"loc": list(self.loc), "msg": self.msg, "type": self.type}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A path, query or header parameter of one operation, with its compiled validator."""
+
+    name: str
+    location: str
+    required: bool
+    validator: Draft4Validator
+    json_type: str | None
+
+    def parse(self, raw: str) -> tuple[Any, list[Problem]]:
+        """Coerce the raw string to the schema's type and validate it; return the value and any problems."""
+        loc: tuple[str | int, ...] = (self.location, self.name)
+        value: Any = raw
+        if self.json_type in {"number", "integer"}:
+            try:
+                number = float(raw) if self.json_type == "number" else int(raw)
+            except ValueError:
+                kind = "float" if self.json_type == "number" else "int"
+                return None, [
+                    Problem(loc, f"Input should be a valid number, unable to parse {raw!r}", f"{kind}_parsing")
+                ]
+            if isinstance(number, float) and not math.isfinite(number):
+                return None, [Problem(loc, "Input should be a finite number", "finite_number")]
+            value = number
+        elif self.json_type == "boolean":
+            lowered = raw.lower()
+            if lowered not in {"true", "false", "1", "0"}:
+                return None, [Problem(loc, "Input should be a valid boolean", "bool_parsing")]
+            value = lowered in {"true", "1"}
+        problems = [problem_from_error(error, loc) for error in self.validator.iter_errors(value)]
+        return value, problems
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation of the spec: where it lives and how its input is checked."""
+
+    operation_id: str
+    method: str
+    path: str
+    pattern: re.Pattern[str]
+    parameters: tuple[Parameter, ...]
+    body_validator: Draft4Validator | None
+    body_required: bool
+    endpoint_id: str = field(default="")
+
+    def check_parameters(
+        self, path_params: Mapping[str, str], query: Mapping[str, str], headers: Mapping[str, str]
+    ) -> tuple[dict[str, Any], list[Problem]]:
+        """Validate the declared parameters; return their parsed values (by name) and every problem found."""
+        values: dict[str, Any] = {}
+        problems: list[Problem] = []
+        sources = {"path": path_params, "query": query, "header": headers}
+        for parameter in self.parameters:
+            source = sources.get(parameter.location, {})
+            # Header names are case-insensitive; Starlette's header mapping already is.
+            raw = source.get(parameter.name.lower() if parameter.location == "header" else parameter.name)
+            if raw is None:
+                if parameter.required:
+                    problems.append(Problem((parameter.location, parameter.name), "Field required", "missing"))
+                continue
+            value, found = parameter.parse(raw)
+            problems.extend(found)
+            if not found:
+                values[parameter.name] = value
+        return values, problems
+
+    def check_body(self, body: Any) -> list[Problem]:
+        """Validate a decoded JSON body against the operation's request schema."""
+        if self.body_validator is None:
+            return []
+        problems: list[Problem] = []
+        for error in sorted(self.body_validator.iter_errors(body), key=lambda e: [str(p) for p in e.absolute_path]):
+            if error.validator == "required" and isinstance(error.instance, dict):
+                # pydantic reports a missing field at its own location, not at the object holding it.
+                missing = [name for name in error.validator_value if name not in error.instance]
+                base = ("body", *error.absolute_path)
+                problems.extend(Problem((*base, name), "Field required", "missing") for name in missing)
+            else:
+                problems.append(problem_from_error(error, ("body",)))
+        return list(dict.fromkeys(problems))
+
+
+def problem_from_error(error: ValidationError, prefix: tuple[str | int, ...]) -> Problem:
+    """Turn one jsonschema error into a fal/pydantic-style problem located under `prefix`."""
+    loc = (*prefix, *error.absolute_path)
+    keyword = str(error.validator)
+    value = error.validator_value
+    if keyword == "type":
+        expected = value[0] if isinstance(value, list) else value
+        name = _PYDANTIC_TYPES.get(str(expected), "model_attributes")
+        noun = {"int": "integer", "float": "number", "bool": "boolean", "model_attributes": "object"}.get(name, name)
+        if name == "model_attributes":
+            return Problem(loc, "Input should be a valid dictionary or object", "model_attributes_type")
+        return Problem(loc, f"Input should be a valid {noun}", f"{name}_type")
+    if keyword == "enum":
+        options = ", ".join(repr(option) for option in value)
+        return Problem(loc, f"Input should be {options}", "enum")
+    if keyword == "minimum":
+        exclusive = bool(error.schema.get("exclusiveMinimum")) if isinstance(error.schema, dict) else False
+        if exclusive:
+            return Problem(loc, f"Input should be greater than {value}", "greater_than")
+        return Problem(loc, f"Input should be greater than or equal to {value}", "greater_than_equal")
+    if keyword == "maximum":
+        return Problem(loc, f"Input should be less than or equal to {value}", "less_than_equal")
+    if keyword == "minItems":
+        return Problem(loc, f"List should have at least {value} item after validation", "too_short")
+    if keyword == "minLength":
+        return Problem(loc, f"String should have at least {value} character", "string_too_short")
+    return Problem(loc, error.message, "value_error")
+
+
+class RouteTable:
+    """Matches a method and path to an operation of the spec, accepting a trailing slash as fal's SDK sends it."""
+
+    def __init__(self, operations: list[Operation]) -> None:
+        self._by_path: dict[str, list[Operation]] = {}
+        for operation in operations:
+            self._by_path.setdefault(operation.path, []).append(operation)
+        self._patterns = [(ops[0].pattern, ops) for ops in self._by_path.values()]
+
+    def match(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | tuple[None, list[str]]:
+        """Return `(operation, path_params)`, or `(None, allowed_methods)` (empty when no path matches)."""
+        for pattern, operations in self._patterns:
+            found = pattern.fullmatch(path)
+            if found is None:
+                continue
+            for operation in operations:
+                if operation.method == method:
+                    return operation, found.groupdict()
+            return None, [operation.method for operation in operations]
+        return None, []
+
+    @property
+    def operations(self) -> list[Operation]:
+        """Every operation, in spec order."""
+        return [operation for operations in self._by_path.values() for operation in operations]
+
+
+def _path_pattern(path: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", path.rstrip("/"))
+    regex = "".join(
+        f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{") and part.endswith("}") else re.escape(part) for part in parts
+    )
+    return re.compile(regex + "/?")
+
+
+def _resolve(spec: JsonObject, node: JsonObject) -> JsonObject:
+    while "$ref" in node:
+        target: Any = spec
+        for part in str(node["$ref"]).removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def _validator(spec: JsonObject, schema: JsonObject) -> Draft4Validator:
+    # A root `$ref` next to `components` lets the spec's own references resolve inside one document.
+    return Draft4Validator({**schema, "components": spec.get("components", {})})
+
+
+def _parameter_type(spec: JsonObject, schema: JsonObject) -> str | None:
+    kind = _resolve(spec, schema).get("type")
+    return kind if isinstance(kind, str) else None
+
+
+def build_routes(spec: JsonObject | None = None) -> RouteTable:
+    """Build the route table and validators for every operation of the spec (the shipped one by default)."""
+    raw = spec if spec is not None else load_spec()
+    translated: JsonObject = to_json_schema(raw)
+    operations: list[Operation] = []
+    for path, item in translated["paths"].items():
+        shared = item.get("parameters", [])
+        for method in _METHODS:
+            if method not in item:
+                continue
+            op = item[method]
+            parameters = []
+            for node in [*shared, *op.get("parameters", [])]:
+                declared = _resolve(translated, node)
+                schema = declared.get("schema", {})
+                parameters.append(
+                    Parameter(
+                        name=declared["name"],
+                        location=declared["in"],
+                        required=bool(declared.get("required")),
+                        validator=_validator(translated, schema),
+                        json_type=_parameter_type(translated, schema),
+                    )
+                )
+            body_validator = None
+            body = op.get("requestBody")
+            if body is not None:
+                body = _resolve(translated, body)
+                schema = body.get("content", {}).get("application/json", {}).get("schema")
+                if schema is not None:
+                    body_validator = _validator(translated, schema)
+            operations.append(
+                Operation(
+                    operation_id=op["operationId"],
+                    method=method.upper(),
+                    path=path,
+                    pattern=_path_pattern(path),
+                    parameters=tuple(parameters),
+                    body_validator=body_validator,
+                    body_required=bool(body and body.get("required")),
+                    endpoint_id=path.strip("/"),
+                )
+            )
+    return RouteTable(operations)

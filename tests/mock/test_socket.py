@@ -1,0 +1,74 @@
+"""The emulator over a real loopback socket (run_emulator): the same protocol, plus what only a socket shows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+
+from .conftest import REQUESTS, SUBMIT, body
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    with run_emulator(EmulatorConfig(queue_wait=0.02, run_time=0.1, keepalive_interval=0.05)) as running:
+        yield running
+
+
+@pytest.fixture
+def http(emulator: RunningEmulator) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=emulator.base_url, headers={"Authorization": f"Key {emulator.key}"}, timeout=10
+    ) as client:
+        yield client
+
+
+def test_serves_on_loopback(emulator: RunningEmulator) -> None:
+    assert emulator.base_url.startswith("http://127.0.0.1:")
+    assert httpx.get(emulator.base_url + "/_emulator/health").json() == {"status": "ok"}
+
+
+def test_lifecycle_over_the_stream_then_result_and_file(http: httpx.Client, emulator: RunningEmulator) -> None:
+    submitted = http.post(SUBMIT + "/max", json=body(num_images=1)).json()
+    assert submitted["status_url"].startswith(emulator.base_url)
+    events = []
+    with http.stream("GET", submitted["status_url"] + "/stream", params={"logs": "true"}) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    assert events[-1]["status"] == "COMPLETED"
+    assert [event["status"] for event in events].count("COMPLETED") == 1
+    result = http.get(submitted["response_url"])
+    assert result.status_code == 200
+    image = result.json()["images"][0]
+    downloaded = httpx.get(image["url"])
+    assert downloaded.status_code == 200
+    assert len(downloaded.content) == image["file_size"]
+
+
+def test_polling_reaches_completed_with_200(http: httpx.Client) -> None:
+    submitted = http.post(SUBMIT, json=body()).json()
+    codes = set()
+    for _ in range(200):
+        response = http.get(submitted["status_url"], params={"logs": "0"})
+        codes.add(response.status_code)
+        if response.json()["status"] == "COMPLETED":
+            break
+    assert response.status_code == 200
+    assert 202 in codes
+
+
+def test_wrong_key_is_401_over_the_socket(emulator: RunningEmulator) -> None:
+    response = httpx.post(emulator.base_url + SUBMIT, json=body(), headers={"Authorization": "Key nope"})
+    assert response.status_code == 401
+
+
+def test_cancel_over_the_socket(http: httpx.Client) -> None:
+    submitted = http.post(SUBMIT, json=body()).json()
+    assert http.put(submitted["cancel_url"]).status_code == 202
+    assert http.put(f"{REQUESTS}/{submitted['request_id']}/cancel").status_code == 400
