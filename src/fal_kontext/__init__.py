@@ -1,3 +1,91 @@
-"""fal_kontext: the client, the local queue emulator and the contract kit for FLUX.1 Kontext on fal.ai."""
+"""fal_kontext: the client, the local queue emulator and the contract kit for FLUX.1 Kontext on fal.ai.
+
+The client::
+
+    from fal_kontext import Kontext
+
+    with Kontext() as kontext:                      # FAL_KEY from the environment; queue.fal.run
+        result = kontext.edit("Put a donut next to the flour", image="kitchen.jpg", model="max")
+        kontext.save(result, "out/")
+
+``AsyncKontext`` has the same verbs for asyncio. Errors are in ``fal_kontext.errors``; webhook verification in
+``fal_kontext.webhooks``.
+"""
 
 __version__ = "0.1.0"
+
+from fal_kontext_api.models import CancelStatus, Image, KontextInput, KontextMultiInput, KontextOutput
+
+from .aio import AsyncHandle, AsyncKontext
+from .client import Handle, Kontext
+from .config import Credentials, RequestTimeouts
+from .endpoints import Endpoint
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ContentPolicyError,
+    InvalidInputError,
+    KontextError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitError,
+    RequestCancelledError,
+    RequestFailedError,
+    ResultNotReadyError,
+    ServerError,
+    StartTimeoutError,
+    UnexpectedResponseError,
+    ValidationError,
+    WaitTimeoutError,
+)
+from .queue import PollSchedule
+from .results import EditResult
+from .retry import RetryPolicy
+from .status import Completed, InProgress, Queued, Status
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncHandle",
+    "AsyncKontext",
+    "AuthenticationError",
+    "BadRequestError",
+    "CancelStatus",
+    "Completed",
+    "ContentPolicyError",
+    "Credentials",
+    "EditResult",
+    "Endpoint",
+    "Handle",
+    "Image",
+    "InProgress",
+    "InvalidInputError",
+    "Kontext",
+    "KontextError",
+    "KontextInput",
+    "KontextMultiInput",
+    "KontextOutput",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PollSchedule",
+    "Queued",
+    "RateLimitError",
+    "RequestCancelledError",
+    "RequestFailedError",
+    "RequestTimeouts",
+    "ResultNotReadyError",
+    "RetryPolicy",
+    "ServerError",
+    "StartTimeoutError",
+    "Status",
+    "UnexpectedResponseError",
+    "ValidationError",
+    "WaitTimeoutError",
+    "__version__",
+]

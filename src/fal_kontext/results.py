@@ -1,0 +1,70 @@
+"""The result of an edit: the generated ``KontextOutput`` with its request id, and writing its images to disk."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fal_kontext_api.models import Image, KontextOutput
+
+from .files import decode_data_uri, extension_for
+
+__all__ = ["EditResult", "image_file_name", "write_atomically"]
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """What an edit produced.
+
+    fal's image URLs expire (result files are kept for a limited time, fal-protocol.md §2.6, §2.11): save the images
+    you want to keep soon, with ``Kontext.save`` / ``AsyncKontext.save``.
+
+    Attributes:
+        request_id: The request that produced it.
+        output: The typed output (``images``, ``seed``, ``has_nsfw_concepts``, ``prompt``, ``timings``).
+    """
+
+    request_id: str
+    output: KontextOutput
+
+    @property
+    def images(self) -> list[Image]:
+        """The generated images (URLs, or data URIs with ``sync_mode``)."""
+        return self.output.images
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"request_id": ..., **output}`` (the JSON the CLI prints)."""
+        return {"request_id": self.request_id, **self.output.to_dict()}
+
+
+def image_file_name(request_id: str, index: int, data: bytes, content_type: str | None) -> str:
+    """``<request_id>-<index><ext>``, the extension sniffed from the bytes (else from the content type)."""
+    safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in request_id)
+    return f"{safe_id}-{index}{extension_for(content_type, data)}"
+
+
+def inline_image(image: Image) -> tuple[str | None, bytes] | None:
+    """The content type and bytes of an image given as a data URI, or None if it is a URL to download."""
+    if image.url.startswith("data:"):
+        return decode_data_uri(image.url)
+    return None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise

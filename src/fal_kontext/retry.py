@@ -1,0 +1,137 @@
+"""When to retry a failed HTTP call, and how long to wait first: one frozen policy object, pure decisions.
+
+Reads (status, status stream, result) and cancel are idempotent: they are retried on connection errors, 408, 429
+and 5xx. A submit creates a paid job, so it is retried only when the request certainly never reached the server
+(the connection could not be opened): a job is never submitted twice.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["Failure", "Operation", "RetryPolicy", "parse_retry_after"]
+
+
+class Operation(enum.StrEnum):
+    """The queue operations, named as in the spec's operationIds."""
+
+    SUBMIT = "submit"
+    STATUS = "get_request_status"
+    STREAM = "stream_request_status"
+    RESULT = "get_request_result"
+    CANCEL = "cancel_request"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What went wrong with one attempt, as far as retrying is concerned.
+
+    Attributes:
+        status_code: The HTTP status, or None when there was no answer.
+        headers: Response headers (lower-case names), empty without an answer.
+        reached_server: False only when the request certainly never left this machine (connect failed).
+    """
+
+    status_code: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    reached_server: bool = True
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), or None if absent or unreadable."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - now()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How failed calls are retried. Frozen: pass another one to change it, ``RetryPolicy.disabled()`` to stop.
+
+    The n-th retry (n = 1, 2, ...) waits ``min(initial_delay * 2**(n-1), max_delay)``, spread by ``± jitter`` (a
+    fraction), unless the answer carries ``Retry-After`` of at most ``max_retry_after`` seconds, which is used as is.
+    A longer ``Retry-After`` ends the retries (the caller gets a ``RateLimitError`` with ``retry_after``).
+
+    Attributes:
+        max_retries: Retries after the first attempt (0 disables retrying).
+        initial_delay: Seconds before the first retry.
+        max_delay: Cap of the exponential backoff.
+        jitter: Relative spread of each delay, 0 to 1.
+        max_retry_after: Largest ``Retry-After`` honoured by waiting.
+        retry_statuses: HTTP statuses retried for idempotent operations.
+    """
+
+    max_retries: int = 4
+    initial_delay: float = 0.25
+    max_delay: float = 8.0
+    jitter: float = 0.25
+    max_retry_after: float = 60.0
+    retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        if self.initial_delay < 0 or self.max_delay < 0:
+            raise ValueError("delays must be >= 0")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+
+    @classmethod
+    def disabled(cls) -> RetryPolicy:
+        """A policy that never retries."""
+        return cls(max_retries=0)
+
+    def is_retryable(self, operation: Operation, failure: Failure) -> bool:
+        """Whether this failure of this operation may be retried at all (ignoring the attempt count)."""
+        if not failure.reached_server:
+            return True
+        if operation is Operation.SUBMIT:
+            # The server may have queued (and will bill) the job: never send it again.
+            return False
+        if failure.status_code is None:
+            return True
+        if failure.headers.get("x-fal-retryable", "").lower() == "false":
+            return False
+        if failure.status_code == 504 and failure.headers.get("x-fal-request-timeout-type") == "user":
+            return False  # the user's own start deadline passed; asking again cannot change that
+        return failure.status_code in self.retry_statuses
+
+    def backoff(self, retry: int, random: Callable[[], float]) -> float:
+        """Delay before the ``retry``-th retry (1-based) without a server hint; ``random()`` returns [0, 1)."""
+        base = min(self.initial_delay * 2.0 ** (retry - 1), self.max_delay)
+        return max(0.0, base * (1 + self.jitter * (2 * random() - 1)))
+
+    def delay_before_retry(
+        self, operation: Operation, retry: int, failure: Failure, random: Callable[[], float]
+    ) -> float | None:
+        """Seconds to wait before the ``retry``-th retry (1-based), or None to give up and raise.
+
+        Args:
+            operation: Which operation failed.
+            retry: 1 for the first retry, 2 for the second, ...
+            failure: What went wrong.
+            random: Source of jitter, returning a float in [0, 1).
+        """
+        if retry > self.max_retries or not self.is_retryable(operation, failure):
+            return None
+        retry_after = parse_retry_after(failure.headers) if failure.status_code is not None else None
+        if retry_after is not None:
+            return retry_after if retry_after <= self.max_retry_after else None
+        return self.backoff(retry, random)

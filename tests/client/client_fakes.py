@@ -1,0 +1,147 @@
+"""Fakes for the client's unit tests: a scripted fal queue behind ``httpx.MockTransport``, a fake clock and sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+RID = "req-123"
+BASE = "https://queue.example.test"
+OUTPUT = {
+    "images": [{"url": "https://cdn.example.test/files/out.png", "content_type": "image/png", "width": 8, "height": 8}],
+    "timings": {"inference": 1.5},
+    "seed": 42,
+    "has_nsfw_concepts": [False],
+    "prompt": "a donut",
+}
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+
+
+def status_body(
+    status: str, *, position: int | None = None, logs: list[str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A fal status body."""
+    body: dict[str, Any] = {"status": status, "request_id": RID}
+    if position is not None:
+        body["queue_position"] = position
+    if logs is not None:
+        body["logs"] = [
+            {"message": m, "level": "INFO", "source": "USER", "timestamp": "2026-01-01T00:00:00"} for m in logs
+        ]
+    body.update(extra)
+    return body
+
+
+def submit_body(host: str = BASE) -> dict[str, Any]:
+    """A fal submit answer whose URLs are on ``host``."""
+    root = f"{host}/fal-ai/flux-pro/requests/{RID}"
+    return {
+        "request_id": RID,
+        "status": "IN_QUEUE",
+        "queue_position": 0,
+        "response_url": root,
+        "status_url": f"{root}/status",
+        "cancel_url": f"{root}/cancel",
+    }
+
+
+Reply = httpx.Response | Exception
+
+
+@dataclass
+class FakeQueue:
+    """A scripted fal queue. Each operation pops scripted replies first, then answers from its steady state."""
+
+    submit: list[Reply] = field(default_factory=list)
+    status: list[Reply] = field(default_factory=list)
+    stream: list[Reply] = field(default_factory=list)
+    result: list[Reply] = field(default_factory=list)
+    cancel: list[Reply] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=lambda: {"/files/out.png": PNG})
+    host: str = BASE
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def op_of(self, request: httpx.Request) -> str:
+        path = request.url.path
+        if request.url.host == "cdn.example.test":
+            return "file"
+        if request.method == "POST":
+            return "submit"
+        if request.method == "PUT":
+            return "cancel"
+        if path.endswith("/status/stream"):
+            return "stream"
+        if path.endswith("/status"):
+            return "status"
+        return "result"
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        op = self.op_of(request)
+        if op == "file":
+            data = self.files.get(request.url.path)
+            return (
+                httpx.Response(200, content=data, headers={"content-type": "image/png"})
+                if data
+                else httpx.Response(404)
+            )
+        queue: list[Reply] = getattr(self, op)
+        if queue:
+            reply = queue.pop(0) if len(queue) > 1 else queue[0]
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+        if op == "submit":
+            return httpx.Response(200, json=submit_body(self.host))
+        if op == "status":
+            return httpx.Response(200, json=status_body("COMPLETED"))
+        if op == "stream":
+            return httpx.Response(404, json={"detail": "Not Found"})
+        if op == "result":
+            return httpx.Response(200, json=OUTPUT)
+        return httpx.Response(202, json={"status": "CANCELLATION_REQUESTED"})
+
+    def ops(self) -> list[str]:
+        return [self.op_of(r) for r in self.requests]
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handler)
+
+
+def sse(*statuses: dict[str, Any], keepalive: bool = True) -> httpx.Response:
+    """A status stream answer carrying ``statuses``."""
+    text = ": keep-alive\n\n" if keepalive else ""
+    text += "".join(f"data: {json.dumps(s)}\n\n" for s in statuses)
+    return httpx.Response(200, content=text.encode(), headers={"content-type": "text/event-stream"})
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the fake sleep is called (or ``advance``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+        await asyncio.sleep(0)  # a suspension point, as a real sleep has (task cancellation lands here)
+
+
+def no_jitter() -> float:
+    """A random source giving exactly the nominal backoff (jitter centred)."""
+    return 0.5
+
+
+MakeClient = Callable[..., Any]

@@ -1,0 +1,253 @@
+"""Pure parts of the client: URL handling, the SSE decoder, input checks from the spec, files and data URIs."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import pytest
+from fal_kontext_api.models import AspectRatio, KontextInput, KontextMultiInput, QueueStatusEvent
+from PIL import Image as PILImage
+
+from fal_kontext.endpoints import Endpoint, choose_endpoint, parse_endpoint
+from fal_kontext.errors import InvalidInputError
+from fal_kontext.files import decode_data_uri, extension_for, image_source_to_url, sniff_image_type
+from fal_kontext.inputs import build_edit_input, build_input, check_submit_options
+from fal_kontext.spec import spec
+from fal_kontext.sse import KeepAlive, SSEDecoder
+from fal_kontext.urls import base_for_returned_url, normalise_base_url
+from tests.client.client_fakes import PNG
+
+RID = "abc-1"
+
+
+def follow(url: str | None, configured: str, operation: str = "get_request_status") -> tuple[str, str | None]:
+    return base_for_returned_url(url, operation_id=operation, request_id=RID, configured_base=configured)
+
+
+# --- URLs -------------------------------------------------------------------------------------------------------
+
+
+def test_returned_url_on_the_configured_origin_is_followed_with_its_prefix() -> None:
+    base, reason = follow(f"https://proxy.test/v1/fal-ai/flux-pro/requests/{RID}/status", "https://proxy.test/v1")
+    assert (base, reason) == ("https://proxy.test/v1", None)
+    base, reason = follow(f"https://proxy.test/other/fal-ai/flux-pro/requests/{RID}/status", "https://proxy.test/v1")
+    assert (base, reason) == ("https://proxy.test/other", None)
+
+
+def test_fal_host_is_rewritten_to_the_aggregator_base() -> None:
+    base, reason = follow(f"https://queue.fal.run/fal-ai/flux-pro/requests/{RID}/status", "https://agg.test/fal")
+    assert base == "https://agg.test/fal"
+    assert reason is not None and "rewrote" in reason
+
+
+def test_fal_host_is_followed_when_fal_is_the_base() -> None:
+    url = f"https://queue.fal.run/fal-ai/flux-pro/requests/{RID}"
+    assert follow(url, "https://queue.fal.run", "get_request_result") == ("https://queue.fal.run", None)
+
+
+def test_other_hosts_and_foreign_paths_are_not_followed() -> None:
+    base, reason = follow(f"https://evil.test/fal-ai/flux-pro/requests/{RID}/status", "https://agg.test")
+    assert base == "https://agg.test" and reason is not None and "another host" in reason
+    base, reason = follow("https://agg.test/somewhere/else", "https://agg.test")
+    assert base == "https://agg.test" and reason is not None and "spec's path" in reason
+    assert follow(None, "https://agg.test")[0] == "https://agg.test"
+
+
+def test_default_ports_count_as_the_same_origin() -> None:
+    base, reason = follow(
+        f"https://agg.test:443/fal-ai/flux-pro/requests/{RID}/cancel", "https://agg.test", "cancel_request"
+    )
+    assert reason is None and base == "https://agg.test:443"
+
+
+@pytest.mark.parametrize("bad", ["queue.fal.run", "ftp://x.test", "https://x.test/?a=1", ""])
+def test_base_url_must_be_absolute_http(bad: str) -> None:
+    with pytest.raises(ValueError, match="base URL"):
+        normalise_base_url(bad)
+
+
+def test_base_url_loses_its_trailing_slash() -> None:
+    assert normalise_base_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
+
+
+# --- SSE --------------------------------------------------------------------------------------------------------
+
+
+def feed_all(lines: list[str]) -> list[QueueStatusEvent | KeepAlive]:
+    decoder = SSEDecoder()
+    out = [item for line in lines if (item := decoder.feed(line)) is not None]
+    if (last := decoder.flush()) is not None:
+        out.append(last)
+    return out
+
+
+def test_sse_events_comments_and_multiline_data() -> None:
+    items = feed_all([": ping", "", "event: status", "id: 7", 'data: {"a":', "data: 1}", "", "data:x"])
+    assert isinstance(items[0], KeepAlive) and items[0].comment == "ping"
+    event = items[1]
+    assert isinstance(event, QueueStatusEvent)
+    assert (event.data, event.event, event.id) == ('{"a":\n1}', "status", "7")
+    assert isinstance(items[2], QueueStatusEvent) and items[2].data == "x"  # flushed at the end of the stream
+    assert len(items) == 3
+
+
+def test_sse_blank_lines_without_data_dispatch_nothing() -> None:
+    assert feed_all(["", "", "retry: 10", ""]) == []
+
+
+# --- endpoints and input checks -----------------------------------------------------------------------------------
+
+
+def test_endpoints_are_exactly_the_spec_edit_operations() -> None:
+    edit_paths = {
+        path.lstrip("/") for path, item in spec()["paths"].items() if "edit" in item.get("post", {}).get("tags", [])
+    }
+    assert edit_paths == {e.value for e in Endpoint}
+    assert {e.is_multi for e in Endpoint} == {True, False}
+    assert Endpoint.MAX_MULTI.image_field == "image_urls" and Endpoint.PRO.image_field == "image_url"
+
+
+def test_choose_and_parse_endpoint() -> None:
+    assert choose_endpoint("max", multi=True) is Endpoint.MAX_MULTI
+    assert choose_endpoint("pro", multi=False) is Endpoint.PRO
+    assert parse_endpoint("/fal-ai/flux-pro/kontext/max") is Endpoint.MAX
+    assert parse_endpoint("https://queue.fal.run/fal-ai/flux-pro/kontext/multi") is Endpoint.PRO_MULTI
+    with pytest.raises(InvalidInputError, match="allowed: fal-ai/flux-pro/kontext"):
+        parse_endpoint("fal-ai/flux-pro/kontext/ultra")
+    with pytest.raises(InvalidInputError, match="'pro', 'max'"):
+        choose_endpoint("mega", multi=False)
+
+
+def problems_of(endpoint: Endpoint, data: dict[str, object]) -> dict[str, str]:
+    with pytest.raises(InvalidInputError) as caught:
+        build_input(endpoint, data)
+    return {p.field: p.problem for p in caught.value.problems}
+
+
+URL = "https://example.test/in.png"
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        ({"prompt": "p", "image_url": URL, "aspect_ratio": "5:4"}, "aspect_ratio", ["'5:4'", "'16:9'", "allowed"]),
+        ({"prompt": "p", "image_url": URL, "num_images": 5}, "num_images", ["5", "1 to 4"]),
+        ({"prompt": "p", "image_url": URL, "num_images": 0}, "num_images", ["0", "1 to 4"]),
+        ({"prompt": "p", "image_url": URL, "guidance_scale": 25.0}, "guidance_scale", ["25", "1 to 20"]),
+        ({"prompt": "p", "image_url": URL, "num_images": True}, "num_images", ["True", "integer"]),
+        ({"prompt": "p", "image_url": URL, "safety_tolerance": 2}, "safety_tolerance", ["string", "'2'"]),
+        ({"prompt": "p", "image_url": URL, "safety_tolerance": "7"}, "safety_tolerance", ["'7'", "'6'"]),
+        ({"prompt": "p", "image_url": URL, "output_format": "gif"}, "output_format", ["'gif'", "'png'"]),
+        ({"prompt": "p"}, "image_url", ["missing", "URL"]),
+        ({"image_url": URL}, "prompt", ["missing"]),
+        ({"prompt": "p", "image_url": "in.png"}, "image_url", ["not an http(s) URL"]),
+        ({"prompt": "p", "image_url": URL, "aspect": "1:1"}, "aspect", ["not a field", "aspect_ratio"]),
+    ],
+)
+def test_single_input_checks_name_field_value_and_allowed(
+    data: dict[str, object], field: str, words: list[str]
+) -> None:
+    problems = problems_of(Endpoint.PRO, data)
+    assert field in problems
+    for word in words:
+        assert word in problems[field]
+
+
+def test_image_url_given_to_a_multi_endpoint_points_to_image_urls() -> None:
+    problems = problems_of(Endpoint.MAX_MULTI, {"prompt": "p", "image_url": URL})
+    assert "did you mean 'image_urls'" in problems["image_url"]
+    assert "missing" in problems["image_urls"]
+
+
+def test_multi_needs_at_least_one_image_and_checks_each() -> None:
+    assert "at least 1" in problems_of(Endpoint.PRO_MULTI, {"prompt": "p", "image_urls": []})["image_urls"]
+    problems = problems_of(Endpoint.PRO_MULTI, {"prompt": "p", "image_urls": [URL, 3, "nope"]})
+    assert "image_urls[1]" in problems and "image_urls[2]" in problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = problems_of(Endpoint.PRO, {"prompt": 1, "image_url": URL, "num_images": 9, "seed": "x"})
+    assert set(problems) == {"prompt", "num_images", "seed"}
+
+
+def test_valid_input_becomes_the_generated_model_without_unsent_defaults() -> None:
+    body = build_input(Endpoint.PRO, {"prompt": "p", "image_url": URL, "aspect_ratio": AspectRatio.RATIO_16_9})
+    assert isinstance(body, KontextInput)
+    assert body.to_dict() == {"prompt": "p", "image_url": URL, "aspect_ratio": "16:9"}
+    multi = build_input(Endpoint.MAX_MULTI, KontextMultiInput(prompt="p", image_urls=[URL], num_images=2))
+    assert isinstance(multi, KontextMultiInput) and multi.num_images == 2
+
+
+def test_a_model_instance_is_checked_too() -> None:
+    with pytest.raises(InvalidInputError, match="num_images"):
+        build_input(Endpoint.PRO, KontextInput(prompt="p", image_url=URL, num_images=12))
+
+
+def test_submit_options_come_from_the_spec() -> None:
+    with pytest.raises(InvalidInputError, match=r"more than 0\.1"):
+        check_submit_options(start_timeout=0.1, priority=None)
+    with pytest.raises(InvalidInputError, match="'low'"):
+        check_submit_options(start_timeout=None, priority="urgent")
+    assert check_submit_options(start_timeout=5, priority="low") is not None
+
+
+# --- edit input and files -----------------------------------------------------------------------------------------
+
+
+def test_edit_picks_the_endpoint_and_inlines_files(tmp_path: Path) -> None:
+    path = tmp_path / "in.png"
+    path.write_bytes(PNG)
+    endpoint, body = build_edit_input("p", image=path, model="max", seed=3)
+    assert endpoint is Endpoint.MAX
+    assert isinstance(body, KontextInput) and body.image_url.startswith("data:image/png;base64,")
+    endpoint, body = build_edit_input("p", images=[str(path), URL])
+    assert endpoint is Endpoint.PRO_MULTI
+    assert isinstance(body, KontextMultiInput) and body.image_urls[1] == URL
+
+
+def test_edit_input_mistakes() -> None:
+    with pytest.raises(InvalidInputError, match="missing; give image"):
+        build_edit_input("p")
+    with pytest.raises(InvalidInputError, match="not both"):
+        build_edit_input("p", image=URL, images=[URL])
+    with pytest.raises(InvalidInputError, match=r"image=\.\.\. or images"):
+        build_edit_input("p", image=URL, image_urls=[URL])
+    with pytest.raises(InvalidInputError, match=r"no-such-file\.png"):
+        build_edit_input("p", image="no-such-file.png")
+
+
+def test_files_are_sniffed_and_size_checked(tmp_path: Path) -> None:
+    jpeg = b"\xff\xd8\xff\xe0" + b"\0" * 20
+    webp = b"RIFF\0\0\0\0WEBPVP8 " + b"\0" * 8
+    assert sniff_image_type(jpeg) == "image/jpeg" and sniff_image_type(webp) == "image/webp"
+    assert sniff_image_type(b"hello") is None
+    assert image_source_to_url(jpeg).startswith("data:image/jpeg;base64,")
+    with pytest.raises(InvalidInputError, match="not a PNG"):
+        image_source_to_url(b"hello world")
+    big = tmp_path / "big.png"
+    big.write_bytes(PNG + b"\0" * 100)
+    with pytest.raises(InvalidInputError, match="limit"):
+        image_source_to_url(big, max_bytes=50)
+    with pytest.raises(InvalidInputError, match="limit"):
+        image_source_to_url(PNG * 10, max_bytes=50)
+
+
+def test_pil_images_become_png_data_uris() -> None:
+    picture = PILImage.new("RGB", (4, 4), "red")
+    uri = image_source_to_url(picture)
+    content_type, data = decode_data_uri(uri)
+    assert content_type == "image/png"
+    assert PILImage.open(io.BytesIO(data)).size == (4, 4)
+
+
+def test_data_uri_round_trip_and_extensions() -> None:
+    uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert decode_data_uri(uri) == ("image/png", PNG)
+    assert decode_data_uri("data:text/plain,a%20b") == ("text/plain", b"a b")
+    with pytest.raises(ValueError, match="data"):
+        decode_data_uri("https://x")
+    assert extension_for("image/jpeg", PNG) == ".png"  # the bytes win over the declared type
+    assert extension_for("image/jpeg") == ".jpg"
+    assert extension_for(None, b"??") == ".bin"
