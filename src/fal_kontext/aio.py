@@ -225,9 +225,11 @@ class AsyncKontext:
         self._httpx_args: dict[str, Any] = dict(httpx_args or {})
         if transport is not None:
             self._httpx_args["transport"] = transport
-        elif "verify" not in self._httpx_args:
-            # One TLS context for every pool: building one per httpx client costs milliseconds each.
-            self._httpx_args["verify"] = ssl.create_default_context()
+        # One TLS context for every pool: building one per httpx client costs milliseconds each. (The generated
+        # client takes it as verify_ssl and passes it to httpx itself.)
+        self._verify: Any = (
+            self._httpx_args.pop("verify") if "verify" in self._httpx_args else ssl.create_default_context()
+        )
         # Requests in flight hold a connection each while streaming; the pool count, not a connection cap, keeps
         # each pool small.
         self._httpx_args.setdefault("limits", httpx.Limits(max_connections=None, max_keepalive_connections=None))
@@ -351,9 +353,9 @@ class AsyncKontext:
             args = self._config.client_args()
             httpx_args = {**self._httpx_args, "event_hooks": {"response": [aremember_response]}}
             if "token" in args:
-                client = AuthenticatedClient(base_url=base_url, httpx_args=httpx_args, **args)
+                client = AuthenticatedClient(base_url=base_url, httpx_args=httpx_args, verify_ssl=self._verify, **args)
             else:
-                client = Client(base_url=base_url, httpx_args=httpx_args, **args)
+                client = Client(base_url=base_url, httpx_args=httpx_args, verify_ssl=self._verify, **args)
             self._clients[(base_url, pool)] = client
         return client
 
@@ -439,7 +441,7 @@ class AsyncKontext:
 
     async def _download(self, url: str, request_id: str) -> tuple[str | None, bytes]:
         if self._downloader is None:
-            args = {k: v for k, v in self._httpx_args.items() if k in ("transport", "verify", "proxy")}
+            args = {k: v for k, v in self._httpx_args.items() if k in ("transport", "proxy")}
             self._downloader = httpx.AsyncClient(
                 timeout=self._config.timeouts.to_httpx(), follow_redirects=True, **args
             )

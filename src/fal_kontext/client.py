@@ -267,6 +267,8 @@ class Kontext:
         self._httpx_args: dict[str, Any] = dict(httpx_args or {})
         if transport is not None:
             self._httpx_args["transport"] = transport
+        # The generated client takes verify as verify_ssl and passes it to httpx itself.
+        self._verify: Any = self._httpx_args.pop("verify", True)
         self._clients: dict[str, AuthenticatedClient | Client] = {}
         self._downloader: httpx.Client | None = None
 
@@ -426,9 +428,9 @@ class Kontext:
             hooks = {"response": [remember_response]}
             httpx_args = {**self._httpx_args, "event_hooks": hooks}
             if "token" in args:
-                client = AuthenticatedClient(base_url=base_url, httpx_args=httpx_args, **args)
+                client = AuthenticatedClient(base_url=base_url, httpx_args=httpx_args, verify_ssl=self._verify, **args)
             else:
-                client = Client(base_url=base_url, httpx_args=httpx_args, **args)
+                client = Client(base_url=base_url, httpx_args=httpx_args, verify_ssl=self._verify, **args)
             self._clients[base_url] = client
         return client
 
@@ -513,10 +515,9 @@ class Kontext:
 
     def _download(self, url: str, request_id: str) -> tuple[str | None, bytes]:
         if self._downloader is None:
-            transport = self._httpx_args.get("transport")
-            self._downloader = httpx.Client(
-                transport=transport, timeout=self._config.timeouts.to_httpx(), follow_redirects=True
-            )
+            args = {k: v for k, v in self._httpx_args.items() if k in ("transport", "proxy")}
+            timeout = self._config.timeouts.to_httpx()
+            self._downloader = httpx.Client(timeout=timeout, follow_redirects=True, verify=self._verify, **args)
         try:
             response = self._downloader.get(url)
         except httpx.HTTPError as err:

@@ -618,6 +618,22 @@ def _poll_phase(
         interval = settings.poll.next_interval(interval)
 
 
+def _failed_result(state: HandleState, settings: QueueSettings, error: str, error_type: str | None) -> Flow:
+    """A request COMPLETED with an error: its result carries the error's own status (fal: "the same error"). One
+    look, without retries (the failure is final), to raise the most specific error: a start timeout or a 422."""
+    once = QueueSettings(settings.base_url, RetryPolicy.disabled(), settings.poll, settings.clock, settings.random)
+    call = Call(Operation.RESULT, state.bases[Operation.RESULT], state.request_id)
+    attempted: _Attempted = yield from call_with_retries(call, once)
+    outcome = attempted.outcome
+    if isinstance(outcome, Answer):
+        if outcome.status_code == 200 and isinstance(outcome.parsed, KontextOutput):
+            return EditResult(state.request_id, outcome.parsed)
+        mapped = error_from_answer(outcome, state.request_id) if outcome.status_code >= 400 else None
+        if isinstance(mapped, (StartTimeoutError, ValidationError)):
+            raise mapped
+    raise RequestFailedError(state.request_id, error, error_type)
+
+
 def wait_flow(
     state: HandleState,
     settings: QueueSettings,
@@ -656,7 +672,7 @@ def wait_flow(
         if error or error_type:
             if error_type and "cancel" in error_type.lower():
                 raise RequestCancelledError(state.request_id, error or "")
-            raise RequestFailedError(state.request_id, error or error_type or "failed", error_type)
+            return (yield from _failed_result(state, settings, error or error_type or "failed", error_type))
         call = Call(Operation.RESULT, state.bases[Operation.RESULT], state.request_id)
         attempted: _Attempted = yield from call_with_retries(call, settings, deadline)
         outcome = attempted.outcome

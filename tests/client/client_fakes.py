@@ -12,7 +12,7 @@ import httpx
 
 RID = "req-123"
 BASE = "https://queue.example.test"
-OUTPUT = {
+OUTPUT: dict[str, Any] = {
     "images": [{"url": "https://cdn.example.test/files/out.png", "content_type": "image/png", "width": 8, "height": 8}],
     "timings": {"inference": 1.5},
     "seed": 42,

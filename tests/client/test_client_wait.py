@@ -28,6 +28,7 @@ from fal_kontext import (
     PollSchedule,
     Queued,
     RateLimitError,
+    RequestCancelledError,
     RequestFailedError,
     ResultNotReadyError,
     RetryPolicy,
@@ -173,17 +174,40 @@ def test_deadline_without_cancel(fake: FakeQueue, clock: FakeClock) -> None:
 
 
 def test_no_deadline_with_inf(fake: FakeQueue, clock: FakeClock) -> None:
-    fake.status = [reply(202, status_body("IN_PROGRESS"))] * 40 + [reply(200, status_body("COMPLETED"))]
+    replies: list[httpx.Response | Exception] = [reply(202, status_body("IN_PROGRESS"))] * 40
+    fake.status = [*replies, reply(200, status_body("COMPLETED"))]
     make(fake, clock, stream_status=False, wait_timeout=1.0).run(EP, INPUT, timeout=math.inf)
     assert sum(clock.sleeps) > 1.0
 
 
 def test_completed_with_error_is_request_failed(fake: FakeQueue, clock: FakeClock) -> None:
     fake.status = [reply(200, status_body("COMPLETED", error="Runner disconnected", error_type="runner_disconnected"))]
+    fake.result = [reply(503, {"detail": "Runner disconnected", "error_type": "runner_disconnected"})]
     with pytest.raises(RequestFailedError, match="Runner disconnected") as caught:
         make(fake, clock, stream_status=False).run(EP, INPUT)
     assert caught.value.error_type == "runner_disconnected" and caught.value.request_id == RID
-    assert "result" not in fake.ops()
+    assert fake.ops().count("result") == 1  # one look at the stored error, no retries of a final failure
+    assert clock.sleeps == []
+
+
+def test_completed_after_the_start_deadline_is_a_start_timeout(fake: FakeQueue, clock: FakeClock) -> None:
+    fake.status = [reply(200, status_body("COMPLETED", error="Request timed out", error_type="request_timeout"))]
+    fake.result = [
+        reply(
+            504,
+            {"detail": "Request timed out", "error_type": "request_timeout"},
+            **{"X-Fal-Request-Timeout-Type": "user"},
+        )
+    ]
+    with pytest.raises(StartTimeoutError, match="start_timeout"):
+        make(fake, clock, stream_status=False).run(EP, INPUT, start_timeout=2)
+    assert fake.requests[0].headers["x-fal-request-timeout"] == "2"
+
+
+def test_completed_cancelled_is_request_cancelled(fake: FakeQueue, clock: FakeClock) -> None:
+    fake.status = [reply(200, status_body("COMPLETED", error="Request was cancelled", error_type="request_cancelled"))]
+    with pytest.raises(RequestCancelledError, match="req-123"):
+        make(fake, clock, stream_status=False).handle(RID).wait()
 
 
 def test_ctrl_c_during_wait_cancels_the_request(fake: FakeQueue, clock: FakeClock) -> None:
