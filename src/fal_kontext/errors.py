@@ -176,8 +176,10 @@ class APIStatusError(APIError):
         self.headers = dict(headers or {})
         self.detail = detail
         kind = f" [{error_type}]" if error_type else ""
+        advice = hint or self.hint
         super().__init__(
-            f"HTTP {status_code}{kind}{_about(request_id)}: {detail}. {hint or self.hint}", request_id=request_id
+            f"HTTP {status_code}{kind}{_about(request_id)}: {detail.rstrip('.')}. {advice[0].upper()}{advice[1:]}",
+            request_id=request_id,
         )
 
 

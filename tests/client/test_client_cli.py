@@ -1,0 +1,194 @@
+"""The fal-kontext command against the emulator: on a pseudo-terminal (progress, files), piped (JSON lines),
+exit codes, and the by-id commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+
+from fal_kontext.cli import main
+from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    with run_emulator(EmulatorConfig(run_time=0.3, queue_wait=0.05, keepalive_interval=1.0)) as running:
+        yield running
+
+
+@pytest.fixture
+def env(emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {"FAL_KEY": emulator.key, "FAL_KONTEXT_BASE_URL": emulator.base_url}
+    for name in ("FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_KONTEXT_AUTH", "FAL_KONTEXT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return {**os.environ, **values}
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "in.png"
+    PILImage.new("RGB", (40, 30), "purple").save(path)
+    return path
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "fal_kontext.cli", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_piped_edit_prints_json_lines(env: dict[str, str], image: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        ["edit", "Put a hat on it", str(image), str(image), "--max", "--format", "png", "--out", str(tmp_path / "o")],
+        env,
+    )
+    assert done.returncode == 0, done.stderr
+    events = json_lines(done.stdout)
+    assert events[0]["event"] == "submitted" and events[0]["endpoint"] == "fal-ai/flux-pro/kontext/max/multi"
+    assert {e["event"] for e in events[1:-1]} == {"status"}
+    result = events[-1]
+    assert result["event"] == "result" and result["prompt"] == "Put a hat on it"
+    files = result["files"]
+    assert isinstance(files, list) and [Path(f).suffix for f in files] == [".png"]
+    assert Path(str(files[0])).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_terminal_edit_shows_progress_and_writes_images(env: dict[str, str], image: Path, tmp_path: Path) -> None:
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fal_kontext.cli", "edit", "a donut", str(image)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        cwd=tmp_path,
+        close_fds=True,
+    )
+    os.close(terminal)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    screen = b"".join(chunks).decode()
+    assert "submitted " in screen and "in queue" in screen and "log: " in screen and "s] " in screen
+    assert "saved " in screen and '"event"' not in screen
+    assert len(list(tmp_path.glob("*-0.jpg"))) == 1
+
+
+def read_until(controller: int, marker: bytes, seen: list[bytes]) -> None:
+    """Read the terminal until ``marker`` appeared (or it closed)."""
+    while marker not in b"".join(seen):
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:
+            return
+        if not chunk:
+            return
+        seen.append(chunk)
+
+
+def test_ctrl_c_on_a_terminal_cancels_the_request(env: dict[str, str], image: Path) -> None:
+    with run_emulator(EmulatorConfig(run_time=30.0, runners=1, keepalive_interval=1.0)) as slow:
+        controller, terminal = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fal_kontext.cli", "--base-url", slow.base_url, "edit", "p", str(image)],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=env,
+            close_fds=True,
+        )
+        os.close(terminal)
+        seen: list[bytes] = []
+        read_until(controller, b"running", seen)
+        process.send_signal(signal.SIGINT)
+        read_until(controller, b"interrupted", seen)
+        assert process.wait(timeout=30) == 130
+        os.close(controller)
+        assert slow.counters()["calls"].get("cancel_request") == 1
+    assert b"cancelled" in b"".join(seen)
+
+
+def test_by_id_commands(env: dict[str, str], image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["submit", "p", str(image)]) == 0
+    request_id = json_lines(capsys.readouterr().out)[0]["request_id"]
+    assert isinstance(request_id, str)
+    assert main(["wait", request_id, "--poll", "--out", str(tmp_path)]) == 0
+    assert json_lines(capsys.readouterr().out)[-1]["files"]
+    assert main(["status", request_id, "--logs"]) == 0
+    status = json_lines(capsys.readouterr().out)[0]
+    assert status["status"] == "COMPLETED" and status["logs"]
+    assert main(["result", request_id]) == 0
+    assert json_lines(capsys.readouterr().out)[0]["request_id"] == request_id
+    assert main(["cancel", request_id]) == 0
+    assert json_lines(capsys.readouterr().out)[0]["status"] == "ALREADY_COMPLETED"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "error"),
+    [
+        (["status", "no-such-request"], 4, "NotFoundError"),
+        (["edit", "p", "IMAGE", "--num-images", "9"], 2, "InvalidInputError"),
+        (["edit", "p", "missing.png"], 2, "InvalidInputError"),
+        (["edit", "[content-policy] p", "IMAGE"], 5, "ContentPolicyError"),
+        (["edit", "[runner-failure] p", "IMAGE"], 5, "RequestFailedError"),
+        (["--base-url", "http://127.0.0.1:9", "status", "x", "--retries", "0"], 7, "APIConnectionError"),
+        (["--base-url", "not a url", "status", "x"], 2, "ValueError"),
+    ],
+)
+def test_exit_codes(
+    env: dict[str, str], image: Path, capsys: pytest.CaptureFixture[str], *, args: list[str], code: int, error: str
+) -> None:
+    args = [str(image) if a == "IMAGE" else a for a in args]
+    assert main(args) == code
+    captured = capsys.readouterr()
+    assert json_lines(captured.out)[-1]["type"] == error
+    assert "fal-kontext: error:" in captured.err
+
+
+def test_wrong_key_exit_code(
+    env: dict[str, str], image: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FAL_KEY", "not-the-key")
+    assert main(["edit", "p", str(image)]) == 3
+    assert "FAL_KEY" in capsys.readouterr().err
+
+
+def test_timeout_exit_code(
+    emulator: RunningEmulator, env: dict[str, str], image: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with run_emulator(EmulatorConfig(run_time=30.0, runners=1)) as slow:
+        assert main(["--base-url", slow.base_url, "edit", "p", str(image), "--timeout", "0.5"]) == 6
+    assert "cancelled" in json_lines(capsys.readouterr().out)[-1]["message"]  # type: ignore[operator]
+
+
+def test_help_has_examples_and_exit_codes() -> None:
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exited, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "stdout", out)
+        main(["--help"])
+    assert exited.value.code == 0
+    text = out.getvalue()
+    assert "examples:" in text and "exit codes:" in text and "FAL_KEY" in text
