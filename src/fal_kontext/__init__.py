@@ -41,6 +41,7 @@ from .errors import (
     UnexpectedResponseError,
     ValidationError,
     WaitTimeoutError,
+    WebhookVerificationError,
 )
 from .queue import PollSchedule
 from .results import EditResult
@@ -87,5 +88,6 @@ __all__ = [
     "UnexpectedResponseError",
     "ValidationError",
     "WaitTimeoutError",
+    "WebhookVerificationError",
     "__version__",
 ]

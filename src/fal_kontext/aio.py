@@ -221,6 +221,7 @@ class AsyncKontext:
             stream_idle_timeout=stream_idle_timeout,
         )
         self._settings = self._config.settings()
+        self._secret = self._config.credentials.secret if self._config.credentials else None
         self._sleep = sleep
         self._httpx_args: dict[str, Any] = dict(httpx_args or {})
         if transport is not None:
@@ -365,12 +366,13 @@ class AsyncKontext:
         box: list[httpx.Response] = []
         token = captured_responses.set(box)
         try:
-            return answer(await operation_module(call).asyncio_detailed(*positional, client=client, **kwargs))
+            response = await operation_module(call).asyncio_detailed(*positional, client=client, **kwargs)
+            return answer(response, self._secret)
         except httpx.HTTPError as err:
             return no_answer(err)
         except (ValueError, KeyError, TypeError) as err:
             if box:
-                return raw_answer(box[-1])
+                return raw_answer(box[-1], self._secret)
             raise UnexpectedResponseError(f"{type(err).__name__}: {err}", request_id=call.request_id) from err
         finally:
             captured_responses.reset(token)
@@ -388,7 +390,7 @@ class AsyncKontext:
         if response.status_code != 200:
             await response.aread()
             await response.aclose()
-            return Answer(response.status_code, response.headers, response.content), None
+            return raw_answer(response, self._secret), None
         return Answer(200, response.headers, b""), _Stream(response)
 
     async def _iterate(self, flow: Flow, pool: int, result: list[Any] | None = None) -> AsyncGenerator[Status, None]:

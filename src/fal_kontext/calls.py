@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextvars import ContextVar
 from types import ModuleType
 from typing import Any
@@ -62,14 +63,28 @@ def call_arguments(call: Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return positional, dict(call.kwargs)
 
 
-def answer(response: Response[Any]) -> Answer:
-    """A generated ``Response`` as an ``Answer``."""
-    return Answer(int(response.status_code), response.headers, response.content, response.parsed)
+def _redacted(content: bytes, headers: Mapping[str, str], secret: str | None) -> tuple[bytes, Mapping[str, str]]:
+    """Body and headers with the secret replaced, should a server echo it (error messages quote both)."""
+    if not secret:
+        return content, headers
+    token = secret.encode("utf-8")
+    if token in content:
+        content = content.replace(token, b"***")
+    if any(secret in value for value in headers.values()):
+        headers = {name: value.replace(secret, "***") for name, value in headers.items()}
+    return content, headers
 
 
-def raw_answer(response: httpx.Response) -> Answer:
+def answer(response: Response[Any], secret: str | None) -> Answer:
+    """A generated ``Response`` as an ``Answer`` (the secret redacted from body and headers)."""
+    content, headers = _redacted(response.content, response.headers, secret)
+    return Answer(int(response.status_code), headers, content, response.parsed)
+
+
+def raw_answer(response: httpx.Response, secret: str | None) -> Answer:
     """An httpx response whose body the generated parser could not read, as an ``Answer`` without ``parsed``."""
-    return Answer(response.status_code, response.headers, response.content, None)
+    content, headers = _redacted(response.content, response.headers, secret)
+    return Answer(response.status_code, headers, content, None)
 
 
 def no_answer(error: httpx.HTTPError) -> NoAnswer:

@@ -21,7 +21,8 @@ The tree::
     │   └── UnexpectedResponseError       a 2xx answer the spec does not describe
     ├── RequestFailedError                COMPLETED with an error (e.g. runner disconnected): .error, .error_type
     ├── RequestCancelledError             the request was cancelled before it produced a result
-    └── WaitTimeoutError (TimeoutError)   wait() passed its deadline; the request was cancelled (best effort)
+    ├── WaitTimeoutError (TimeoutError)   wait() passed its deadline; the request was cancelled (best effort)
+    └── WebhookVerificationError          a webhook delivery is not provably from fal, or not readable
 
 Every message names the request id when there is one, and what to do next. No message, ``repr`` or attribute carries
 the API key.
@@ -55,6 +56,7 @@ __all__ = [
     "UnexpectedResponseError",
     "ValidationError",
     "WaitTimeoutError",
+    "WebhookVerificationError",
 ]
 
 
@@ -326,3 +328,7 @@ class WaitTimeoutError(KontextError, TimeoutError):
             f"request {request_id} did not complete within {timeout:g} s; {what}. "
             "Wait longer (timeout=...) or resume it later by request id"
         )
+
+
+class WebhookVerificationError(KontextError):
+    """A webhook delivery is not provably from fal (missing headers, bad signature, stale timestamp) or unreadable."""

@@ -1,0 +1,213 @@
+"""Receiving fal's webhooks: verify the ED25519 signature against fal's JWKS, then read the payload as a typed result.
+
+The format (fal-protocol.md §2.8; fal documents the procedure, the exact layout is as third-party verifiers agree):
+headers ``X-Fal-Webhook-Request-Id``, ``X-Fal-Webhook-User-Id``, ``X-Fal-Webhook-Timestamp`` (unix seconds) and
+``X-Fal-Webhook-Signature`` (hex); the signed message is ``request_id \\n user_id \\n timestamp \\n sha256_hex(body)``;
+the public keys are the Ed25519 (``OKP``) keys of ``https://rest.alpha.fal.ai/.well-known/jwks.json``; a delivery
+older or newer than 5 minutes is refused. If fal changes any of this, ``verify_webhook`` fails closed.
+
+Example (any web framework)::
+
+    jwks = fetch_jwks()                                   # cache it; refetch when verification fails
+    event = verify_webhook(raw_body, request.headers, jwks)
+    if event.result is not None:
+        save(event.result)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fal_kontext_api.models import KontextOutput
+
+from .errors import FieldError, WebhookVerificationError
+from .results import EditResult
+
+__all__ = ["FAL_JWKS_URL", "WebhookEvent", "WebhookVerificationError", "fetch_jwks", "verify_webhook"]
+
+FAL_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+DEFAULT_TOLERANCE = 300.0
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A verified webhook delivery.
+
+    Attributes:
+        request_id: The request it reports on.
+        gateway_request_id: The id of the attempt that produced it, if sent.
+        ok: True for ``status: "OK"``.
+        result: The typed result when ``ok`` and the payload is a Kontext output, else None.
+        error: fal's error text for ``status: "ERROR"`` (e.g. ``Invalid status code: 422``).
+        errors: The field list of an ERROR payload (``{"detail": [...]}``), if any.
+        payload_error: Why fal could not include the payload (it was not JSON-serialisable), if so.
+        body: The parsed JSON body, as sent.
+    """
+
+    request_id: str
+    gateway_request_id: str | None
+    ok: bool
+    result: EditResult | None
+    error: str | None
+    errors: tuple[FieldError, ...]
+    payload_error: str | None
+    body: dict[str, Any]
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    raise WebhookVerificationError(f"missing header {name}: this request was not sent by fal's webhook service")
+
+
+def _public_keys(jwks: Mapping[str, Any]) -> list[Ed25519PublicKey]:
+    keys: list[Ed25519PublicKey] = []
+    for entry in jwks.get("keys", ()):
+        if not isinstance(entry, Mapping) or entry.get("kty") != "OKP" or entry.get("crv") != "Ed25519":
+            continue
+        x = str(entry.get("x", ""))
+        try:
+            raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+            keys.append(Ed25519PublicKey.from_public_bytes(raw))
+        except (ValueError, binascii.Error):
+            continue
+    if not keys:
+        raise WebhookVerificationError("the JWKS holds no Ed25519 key; fetch it again from " + FAL_JWKS_URL)
+    return keys
+
+
+def signed_message(request_id: str, user_id: str, timestamp: str, body: bytes) -> bytes:
+    """The bytes fal signs for a delivery."""
+    return "\n".join([request_id, user_id, timestamp, hashlib.sha256(body).hexdigest()]).encode("utf-8")
+
+
+def verify_webhook(
+    body: bytes,
+    headers: Mapping[str, str],
+    jwks: Mapping[str, Any],
+    *,
+    now: float | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> WebhookEvent:
+    """Check that a webhook delivery comes from fal and read it.
+
+    Args:
+        body: The raw request body, exactly as received (before any JSON parsing).
+        headers: The request headers (any case).
+        jwks: fal's JSON Web Key Set (``fetch_jwks()``).
+        now: Current unix time (default: the system clock).
+        tolerance: Largest accepted distance, in seconds, between the delivery's timestamp and ``now``.
+
+    Returns:
+        The verified event, with the typed result when the request succeeded.
+
+    Raises:
+        WebhookVerificationError: missing headers, stale timestamp, no key matches the signature, or a body that is
+            not a webhook payload.
+    """
+    request_id = _header(headers, "X-Fal-Webhook-Request-Id")
+    user_id = _header(headers, "X-Fal-Webhook-User-Id")
+    timestamp = _header(headers, "X-Fal-Webhook-Timestamp")
+    signature_hex = _header(headers, "X-Fal-Webhook-Signature")
+    try:
+        sent_at = int(timestamp)
+        signature = bytes.fromhex(signature_hex)
+    except ValueError as err:
+        raise WebhookVerificationError(f"unreadable timestamp or signature header: {err}") from err
+    current = time.time() if now is None else now
+    if abs(current - sent_at) > tolerance:
+        raise WebhookVerificationError(
+            f"the delivery for request {request_id} is {abs(current - sent_at):.0f} s from now "
+            f"(limit {tolerance:g} s): a replay, or this machine's clock is wrong"
+        )
+    message = signed_message(request_id, user_id, timestamp, body)
+    for key in _public_keys(jwks):
+        try:
+            key.verify(signature, message)
+            break
+        except InvalidSignature:
+            continue
+    else:
+        raise WebhookVerificationError(
+            f"no key of the JWKS verifies the signature of the delivery for request {request_id}; "
+            "refetch the JWKS (fal may have rotated keys) or reject the request"
+        )
+    return parse_webhook(body, request_id)
+
+
+def parse_webhook(body: bytes, request_id: str | None = None) -> WebhookEvent:
+    """Read a webhook body (already verified) into a ``WebhookEvent``.
+
+    Raises:
+        WebhookVerificationError: the body is not a webhook payload.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise WebhookVerificationError(f"the webhook body is not JSON: {err}") from err
+    if not isinstance(data, dict) or data.get("status") not in ("OK", "ERROR"):
+        raise WebhookVerificationError('the webhook body has no "status" of "OK" or "ERROR"')
+    rid = str(data.get("request_id") or request_id or "")
+    payload = data.get("payload")
+    result: EditResult | None = None
+    errors: tuple[FieldError, ...] = ()
+    if data["status"] == "OK" and isinstance(payload, dict):
+        try:
+            result = EditResult(rid, KontextOutput.from_dict(payload))
+        except (KeyError, TypeError, ValueError) as err:
+            raise WebhookVerificationError(f"the payload of request {rid} is not a Kontext output: {err}") from err
+    elif isinstance(payload, dict) and isinstance(payload.get("detail"), list):
+        errors = tuple(
+            FieldError(
+                tuple(p for p in item.get("loc", ()) if isinstance(p, (str, int))),
+                str(item.get("msg", "")),
+                str(item.get("type", "")),
+            )
+            for item in payload["detail"]
+            if isinstance(item, dict)
+        )
+    gateway = data.get("gateway_request_id")
+    error = data.get("error")
+    payload_error = data.get("payload_error")
+    return WebhookEvent(
+        request_id=rid,
+        gateway_request_id=str(gateway) if gateway else None,
+        ok=data["status"] == "OK",
+        result=result,
+        error=str(error) if error else None,
+        errors=errors,
+        payload_error=str(payload_error) if payload_error else None,
+        body=data,
+    )
+
+
+def fetch_jwks(
+    url: str = FAL_JWKS_URL, *, transport: httpx.BaseTransport | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    """Download fal's JWKS (cache it; fetch again when a signature fails to verify).
+
+    Raises:
+        WebhookVerificationError: the JWKS could not be fetched or read.
+    """
+    try:
+        with httpx.Client(transport=transport, timeout=timeout) as client:
+            response = client.get(url)
+            response.raise_for_status()
+            data = response.json()
+    except (httpx.HTTPError, ValueError) as err:
+        raise WebhookVerificationError(f"could not fetch the JWKS from {url}: {err}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise WebhookVerificationError(f"{url} did not return a JWKS ({{'keys': [...]}})")
+    return data
