@@ -505,3 +505,11 @@ async def test_counters_count_submits_per_key_and_body(client: httpx.AsyncClient
     assert sorted(mine["by_body"].values()) == [1, 2]
     assert counters["calls"]["submit_kontext"] == 3
     assert AUTH["Authorization"].endswith("test-key")
+
+
+async def test_request_ids_with_encoded_slashes_and_newlines_stay_in_their_segment(client: httpx.AsyncClient) -> None:
+    for encoded in ("a%2Fb", "a%0Ab"):
+        cancel = await client.put(f"{REQUESTS}/{encoded}/cancel")
+        assert (cancel.status_code, cancel.json()) == (404, {"status": "NOT_FOUND"})
+        status = await client.get(f"{REQUESTS}/{encoded}/status")
+        assert (status.status_code, status.json()) == (404, {"detail": "Request not found"})

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from fal_kontext.mock.config import EmulatorConfig
@@ -273,12 +273,17 @@ class SpecEndpoints:
     async def dispatch(self, request: Request) -> Response:
         """Route, inject faults, authenticate, validate, then run the operation."""
         state = self.state
-        operation, found = state.routes.match(request.method, request.url.path)
+        # Match on the path as sent: a request id may hold an encoded "/" (or a newline), which must stay inside
+        # its segment.
+        raw_path = request.scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else urllib.parse.quote(request.url.path)
+        operation, found = state.routes.match(request.method, path)
         if operation is None:
             if found:
                 return _detail(405, f"Method {request.method} not allowed", {"Allow": ", ".join(found)})
             return _detail(404, f"Path {request.url.path} not found")
         assert isinstance(found, dict)
+        found = {name: urllib.parse.unquote(value) for name, value in found.items()}
         state.counters.calls[operation.operation_id] += 1
         latency, fault = state.faults.next(operation.operation_id)
         if latency:
@@ -642,8 +647,10 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
         Route(f"{ADMIN_PREFIX}/counters", admin.counters, methods=["GET", "DELETE"]),
         Route(f"{ADMIN_PREFIX}/clock", admin.clock, methods=["GET", "POST"]),
         Route(_FILES_PREFIX + "/{request_id}/{file_name}", spec.file, methods=["GET"]),
-        Mount("", app=spec),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    # Whatever the emulator's own routes do not match goes to the spec's operations, which answer 404 and 405
+    # themselves (a Mount would not see paths holding a newline).
+    app.router.default = spec
     app.state.emulator = state
     return app
