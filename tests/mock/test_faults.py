@@ -1,0 +1,140 @@
+"""Fault injection and counters: in-process, through the admin API, and over a socket."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from fal_kontext.mock import ConnectionDropped, EmulatorConfig, FaultRule, run_emulator
+from fal_kontext.mock.faults import Fault, FaultPlan, FaultSyntaxError
+
+from .conftest import REQUESTS, SUBMIT, MakeClient, body
+
+pytestmark = pytest.mark.anyio
+
+
+def test_rules_parse_from_text() -> None:
+    rule = FaultRule.parse("submit=503,429:2,503-noid,502-nginx,drop,drop-after,ok")
+    assert rule.sequence == (
+        Fault("status", 503),
+        Fault("status", 429, retry_after=2.0),
+        Fault("status", 503, with_request_id=False),
+        Fault("status", 502, with_request_id=False, ingress=True),
+        Fault("drop"),
+        Fault("drop-after"),
+        None,
+    )
+    assert FaultRule.parse("status@0.25=504") == FaultRule("status", rate=0.25, fault=Fault("status", 504))
+    assert FaultRule.parse("result~1.5") == FaultRule("result", latency=1.5)
+    assert FaultRule.from_json(rule.as_json()) == rule
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("submit=418", "unknown fault '418'"),
+        ("upload=503", "unknown operation 'upload'"),
+        ("status@2=503", "rate must be from 0 to 1"),
+        ("status", "expected OPERATION=TOKEN"),
+        ("result~soon", "latency 'soon' is not a number"),
+    ],
+)
+def test_bad_rules_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(FaultSyntaxError, match=message):
+        FaultRule.parse(text)
+
+
+def test_a_sequence_is_consumed_in_order_then_calls_pass() -> None:
+    plan = FaultPlan([FaultRule.parse("submit=503,ok,429")])
+    faults = [plan.next("submit_kontext_max")[1] for _ in range(4)]
+    assert [fault.status if fault else None for fault in faults] == [503, None, 429, None]
+    assert plan.next("get_request_status") == (0.0, None)
+
+
+def test_rates_are_reproducible_with_the_same_seed() -> None:
+    draws = []
+    for _ in range(2):
+        plan = FaultPlan([FaultRule.parse("*@0.5=500")], seed=7)
+        draws.append([plan.next("get_request_status")[1] is not None for _ in range(50)])
+    assert draws[0] == draws[1]
+    assert 5 < sum(draws[0]) < 45
+
+
+def test_latency_adds_up_across_rules() -> None:
+    plan = FaultPlan([FaultRule.parse("status~0.5"), FaultRule.parse("*~0.25")])
+    assert plan.next("get_request_status")[0] == 0.75
+    assert plan.next("cancel_request")[0] == 0.25
+
+
+async def test_injected_statuses_look_like_fal_errors(make_client: MakeClient) -> None:
+    client = make_client(EmulatorConfig(faults=(FaultRule.parse("submit=503,429:2,503-noid,502-nginx,ok"),)))
+    answers = [await client.post(SUBMIT, json=body()) for _ in range(5)]
+    assert [answer.status_code for answer in answers] == [503, 429, 503, 502, 200]
+    unavailable, limited, bare, ingress, _ = answers
+    assert "x-fal-request-id" in unavailable.headers
+    assert unavailable.json()["error_type"] == unavailable.headers["x-fal-error-type"]
+    assert limited.headers["retry-after"] == "2"
+    assert "x-fal-request-id" not in bare.headers
+    assert "x-fal-request-id" not in ingress.headers
+    assert "nginx" in ingress.text
+    counters = (await client.get("/_emulator/counters")).json()
+    assert counters["calls"]["submit_kontext"] == 5
+    assert counters["faults"]["submit_kontext"] == 4
+    [mine] = counters["submits"].values()
+    assert mine["total"] == 1
+
+
+async def test_drop_before_loses_the_request_drop_after_keeps_it(make_client: MakeClient) -> None:
+    client = make_client(EmulatorConfig(faults=(FaultRule.parse("submit=drop,drop-after"),)))
+    for _ in range(2):
+        with pytest.raises(ConnectionDropped):
+            await client.post(SUBMIT, json=body(seed=5))
+    counters = (await client.get("/_emulator/counters")).json()
+    # Only the second was handled: the client lost its answer but the request is queued (a retry would duplicate it).
+    [mine] = counters["submits"].values()
+    assert mine["total"] == 1
+
+
+async def test_admin_api_adds_lists_and_clears_rules(client: httpx.AsyncClient) -> None:
+    added = await client.post("/_emulator/faults", json={"operation": "status", "sequence": ["504"]})
+    assert added.status_code == 201
+    listed = (await client.get("/_emulator/faults")).json()["rules"]
+    assert listed == [{"operation": "status", "sequence": ["504"], "rate": 0.0, "fault": None, "latency": 0.0}]
+    assert (await client.get(f"{REQUESTS}/x/status")).status_code == 504
+    assert (await client.get(f"{REQUESTS}/x/status")).status_code == 404
+    await client.post("/_emulator/faults", json={"operation": "*", "rate": 1, "fault": "500"})
+    assert (await client.put(f"{REQUESTS}/x/cancel")).status_code == 500
+    assert (await client.delete("/_emulator/faults")).json() == {"rules": []}
+    assert (await client.put(f"{REQUESTS}/x/cancel")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [{"operation": "nope"}, {"operation": "status", "sequence": ["999"]}, {"operation": "status", "rate": 0.5}, [1]],
+)
+async def test_admin_api_rejects_bad_rules(client: httpx.AsyncClient, rule: object) -> None:
+    response = await client.post("/_emulator/faults", json=rule)
+    assert response.status_code == 422
+    assert isinstance(response.json()["detail"], str)
+
+
+async def test_admin_clock_moves_requests_forward(client: httpx.AsyncClient) -> None:
+    data = (await client.post(SUBMIT, json=body())).json()
+    assert (await client.post("/_emulator/clock", json={"advance": 10})).status_code == 200
+    assert (await client.get(f"{REQUESTS}/{data['request_id']}/status")).json()["status"] == "COMPLETED"
+    assert (await client.post("/_emulator/clock", json={"advance": -1})).status_code == 422
+
+
+def test_faults_over_a_socket_drop_the_connection_and_are_counted() -> None:
+    with run_emulator(EmulatorConfig(faults=(FaultRule.parse("submit=drop-after"),))) as emulator:
+        headers = {"Authorization": f"Key {emulator.key}"}
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.post(emulator.base_url + SUBMIT, json=body(seed=9), headers=headers)
+        assert emulator.submit_count() == 1
+        assert emulator.submit_count(body=body(seed=9)) == 1
+        emulator.add_fault("status=429:3")
+        limited = httpx.get(emulator.base_url + f"{REQUESTS}/x/status", headers=headers)
+        assert (limited.status_code, limited.headers["retry-after"]) == (429, "3")
+        emulator.clear_faults()
+        emulator.reset_counters()
+        assert emulator.counters() == {"calls": {}, "faults": {}, "submits": {}}
