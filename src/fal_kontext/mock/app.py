@@ -35,8 +35,10 @@ from fal_kontext.mock.responses import (
     model_error,
     status_body,
     validation_error,
+    webhook_payload,
 )
 from fal_kontext.mock.spec import Operation, Problem, RouteTable, build_routes
+from fal_kontext.mock.webhooks import JWKS_PATH, WebhookSender, WebhookSigner
 
 Clock = Callable[[], float]
 JsonObject = dict[str, Any]
@@ -102,6 +104,13 @@ class EmulatorState:
             self.owners[key] = key_fingerprint(key)
         self._url_templates = {op.operation_id: op.path for op in self.routes.operations}
         self.changed = asyncio.Event()
+        self.webhooks = WebhookSender(
+            WebhookSigner(),
+            attempts=config.webhook_attempts,
+            retry_delay=config.webhook_retry_delay,
+            timeout=config.webhook_timeout,
+            sleep=asyncio.sleep,
+        )
 
     def now(self) -> float:
         """Queue time: seconds on the injected clock since start, plus any admin-requested advance."""
@@ -621,6 +630,52 @@ class AdminEndpoints:
             self.state.notify()
         return _json(200, {"now": self.state.now()})
 
+    async def webhooks(self, request: Request) -> Response:
+        """GET every webhook delivery attempt (most recent 1000)."""
+        return _json(200, [attempt.as_json() for attempt in self.state.webhooks.deliveries])
+
+    async def jwks(self, request: Request) -> Response:
+        """The public key webhook signatures verify with."""
+        return _json(200, self.state.webhooks.signer.jwks())
+
+
+class Timers:
+    """What happens with nobody asking: completed requests' webhooks go out on time (a background task)."""
+
+    def __init__(self, state: EmulatorState, spec: SpecEndpoints) -> None:
+        self.state = state
+        self.spec = spec
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Loop until cancelled: advance the queue to each event and dispatch due webhooks."""
+        state = self.state
+        while True:
+            now = state.now()
+            state.queue.advance(now)
+            for request in state.queue.take_completed():
+                task = asyncio.create_task(self._deliver(request))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            # Wake for the next event, or sooner when a submit, cancel or clock jump changes the schedule.
+            wait = min(state.queue.next_event_at() - now, 1.0)
+            changed = state.changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=max(wait, 0.001))
+
+    async def _deliver(self, request: QueuedRequest) -> None:
+        assert request.webhook_url is not None
+        status, body, _ = await self.spec.outcome_of(request)
+        payload = webhook_payload(request, status, body)
+        await self.state.webhooks.deliver(request.webhook_url, request.request_id, request.owner, payload)
+        self.state.queue.mark_webhook_finished(request.request_id)
+
+    async def stop(self) -> None:
+        """Cancel pending deliveries."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
@@ -640,15 +695,28 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
     state = EmulatorState(config or EmulatorConfig(), clock or time.monotonic)
     spec = SpecEndpoints(state)
     admin = AdminEndpoints(state)
+    timers = Timers(state, spec)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.create_task(timers.run())
+        try:
+            yield
+        finally:
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+            await timers.stop()
 
     routes = [
         Route(f"{ADMIN_PREFIX}/health", admin.health, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/faults", admin.faults, methods=["GET", "POST", "DELETE"]),
         Route(f"{ADMIN_PREFIX}/counters", admin.counters, methods=["GET", "DELETE"]),
         Route(f"{ADMIN_PREFIX}/clock", admin.clock, methods=["GET", "POST"]),
+        Route(f"{ADMIN_PREFIX}/webhooks", admin.webhooks, methods=["GET"]),
+        Route(JWKS_PATH, admin.jwks, methods=["GET"]),
         Route(_FILES_PREFIX + "/{request_id}/{file_name}", spec.file, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     # Whatever the emulator's own routes do not match goes to the spec's operations, which answer 404 and 405
     # themselves (a Mount would not see paths holding a newline).
     app.router.default = spec

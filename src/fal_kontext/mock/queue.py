@@ -63,6 +63,8 @@ class QueuedRequest:
     started_at: float | None = None
     completed_at: float | None = None
     ending: Ending | None = None
+    # Set once the webhook was delivered or gave up, so a restart does not deliver it again.
+    webhook_finished: bool = False
 
     @property
     def status(self) -> Status:
@@ -264,6 +266,13 @@ class RequestQueue:
         """When the next timed event happens (math.inf when nothing is scheduled)."""
         return min(self._next_finish(), self._next_start(), self._peek(self._deadlines), self._peek(self._expiries))
 
+    def mark_webhook_finished(self, request_id: str) -> None:
+        """Record that a request's webhook was delivered (or gave up)."""
+        request = self.requests.get(request_id)
+        if request is not None:
+            request.webhook_finished = True
+            self._changed.add(request_id)
+
     def take_changes(self) -> tuple[list[QueuedRequest], list[str]]:
         """Requests changed and ids removed since the last call (for the state file)."""
         changed = [self.requests[rid] for rid in self._changed if rid in self.requests]
@@ -273,7 +282,7 @@ class RequestQueue:
         return changed, removed
 
     def take_completed(self) -> list[QueuedRequest]:
-        """Requests that completed since the last call (for webhooks)."""
+        """Requests with a webhook to deliver that completed since the last call."""
         done = [self.requests[rid] for rid in self._completed if rid in self.requests]
         self._completed.clear()
         return done
@@ -339,6 +348,8 @@ class RequestQueue:
         else:
             assert request.completed_at is not None
             heapq.heappush(self._expiries, (request.completed_at + self.settings.retention, request.seq))
+            if request.webhook_url and not request.webhook_finished:
+                self._completed.append(request.request_id)
 
     def _next_finish(self) -> float:
         return min((r.ends_at for r in self._running), default=math.inf)
@@ -373,7 +384,8 @@ class RequestQueue:
         request.ending = ending
         heapq.heappush(self._expiries, (at + self.settings.retention, request.seq))
         self._changed.add(request.request_id)
-        self._completed.append(request.request_id)
+        if request.webhook_url:
+            self._completed.append(request.request_id)
 
     def _remove(self, seq: int) -> None:
         request = self._by_seq.pop(seq, None)
