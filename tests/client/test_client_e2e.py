@@ -8,6 +8,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image as PILImage
 
@@ -267,3 +268,26 @@ def test_submit_is_never_sent_twice(kontext: Kontext, emulator: RunningEmulator)
     with pytest.raises(RateLimitError) as caught:
         kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
     assert caught.value.retry_after == 7.0
+
+
+def test_every_exchange_of_the_client_conforms_to_the_spec(emulator: RunningEmulator) -> None:
+    from contracts.conformance import ConformanceRecorder
+
+    emulator.clear_faults()
+    recorder = ConformanceRecorder(httpx.HTTPTransport())
+    with Kontext(emulator.key, base_url=emulator.base_url, transport=recorder) as kontext:
+        for endpoint in Endpoint:
+            images = {"images": [png()]} if endpoint.is_multi else {"image": png()}
+            model = "max" if "/max" in endpoint.value else "pro"
+            kontext.edit("p", model=model, seed=7, output_format="png", **images)
+        handle = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+        handle.status(logs=True)
+        handle.wait(stream=False)
+        handle.cancel()
+    assert recorder.violations() == []
+    assert recorder.operations_seen() >= {e.operation_id for e in Endpoint} | {
+        "stream_request_status",
+        "get_request_status",
+        "get_request_result",
+        "cancel_request",
+    }
