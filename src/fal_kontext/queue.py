@@ -519,13 +519,18 @@ class _Progress:
 
 
 def _give_up(state: HandleState, settings: QueueSettings, timeout: float, cancel: bool) -> Flow:
+    """The deadline passed: cancel (best effort) and raise ``WaitTimeoutError``. If the request completed in the
+    meantime (cancel answers ALREADY_COMPLETED), its result is paid for: return it rather than lose it."""
     cancelled = False
     if cancel:
         try:
             outcome = yield from cancel_flow(state, settings)
-            cancelled = outcome in (CancelStatus.OK, CancelStatus.CANCELLATION_REQUESTED)
         except KontextError as err:
             logger.warning("could not cancel request %s after the wait deadline: %s", state.request_id, err)
+        else:
+            if outcome is CancelStatus.ALREADY_COMPLETED:
+                return (yield from result_flow(state, settings))
+            cancelled = outcome in (CancelStatus.OK, CancelStatus.CANCELLATION_REQUESTED)
     raise WaitTimeoutError(state.request_id, timeout, cancelled=cancelled)
 
 
@@ -657,6 +662,7 @@ def wait_flow(
     """
     deadline = None if timeout is None else settings.clock() + timeout
     progress = _Progress()
+    pause = settings.poll.initial
     completed: QueueStatus | None = None
     if use_stream:
         completed = yield from _stream_phase(state, settings, logs, deadline, progress)
@@ -665,7 +671,7 @@ def wait_flow(
             completed = yield from _poll_phase(state, settings, logs, deadline, progress)
             if completed is None:
                 assert timeout is not None
-                yield from _give_up(state, settings, timeout, cancel_on_timeout)
+                return (yield from _give_up(state, settings, timeout, cancel_on_timeout))
         assert completed is not None
         error = completed.error if isinstance(completed.error, str) else None
         error_type = completed.error_type if isinstance(completed.error_type, str) else None
@@ -678,10 +684,13 @@ def wait_flow(
         outcome = attempted.outcome
         if attempted.out_of_time:
             assert timeout is not None
-            yield from _give_up(state, settings, timeout, cancel_on_timeout)
+            return (yield from _give_up(state, settings, timeout, cancel_on_timeout))
         if isinstance(outcome, Answer) and outcome.status_code == 400:
             detail, _, _ = _detail_of(_json(outcome.content), outcome.content)
             if detail == STILL_IN_PROGRESS:
-                completed = None  # a proxy may say COMPLETED a moment before the result is readable
+                # A proxy may say COMPLETED a moment before the result is readable: pause, then look again.
+                completed = None
+                yield Sleep(pause if deadline is None else max(0.0, min(pause, deadline - settings.clock())))
+                pause = settings.poll.next_interval(pause)
                 continue
         return _result_from(outcome, state)

@@ -153,6 +153,7 @@ def test_result_still_in_progress_after_completed_keeps_waiting(fake: FakeQueue,
     fake.result = [reply(400, {"detail": "Request is still in progress"}), reply(200, OUTPUT)]
     make(fake, clock, stream_status=False).run(EP, INPUT)
     assert fake.ops() == ["submit", "status", "result", "status", "result"]
+    assert clock.sleeps == [0.1]  # a pause before looking again, never a hot loop
 
 
 def test_deadline_cancels_and_raises_with_the_request_id(fake: FakeQueue, clock: FakeClock) -> None:
@@ -163,6 +164,13 @@ def test_deadline_cancels_and_raises_with_the_request_id(fake: FakeQueue, clock:
     assert "req-123" in str(caught.value) and "3 s" in str(caught.value)
     assert fake.ops()[-1] == "cancel"
     assert sum(clock.sleeps) == pytest.approx(3.0)
+
+
+def test_completed_at_the_deadline_returns_the_paid_result(fake: FakeQueue, clock: FakeClock) -> None:
+    fake.status = [reply(202, status_body("IN_PROGRESS"))]
+    fake.cancel = [reply(400, {"status": "ALREADY_COMPLETED"})]
+    result = make(fake, clock, stream_status=False).run(EP, INPUT, timeout=1.0)
+    assert result.request_id == RID and fake.ops()[-2:] == ["cancel", "result"]
 
 
 def test_deadline_without_cancel(fake: FakeQueue, clock: FakeClock) -> None:
