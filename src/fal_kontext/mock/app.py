@@ -38,6 +38,7 @@ from fal_kontext.mock.responses import (
     webhook_payload,
 )
 from fal_kontext.mock.spec import Operation, Problem, RouteTable, build_routes
+from fal_kontext.mock.store import StateFile
 from fal_kontext.mock.webhooks import JWKS_PATH, WebhookSender, WebhookSigner
 
 Clock = Callable[[], float]
@@ -93,9 +94,17 @@ class EmulatorState:
         self._clock = clock
         self._clock_origin = clock()
         self._epoch_origin = time.time()
-        self.offset = 0.0
         self.routes: RouteTable = build_routes()
         self.queue = RequestQueue(config.queue_settings)
+        self.store = StateFile(config.state_file) if config.state_file else None
+        signer = WebhookSigner()
+        self.offset = 0.0
+        if self.store is not None:
+            requests, self.offset = self.store.load()
+            self.queue.restore(requests, self.offset)
+            signer = WebhookSigner.from_bytes(self.store.signing_key(signer.private_bytes()))
+        self._queue_origin = self.offset
+        self._saved_at = self.offset
         self.renderer = ImageRenderer(config.image_cache_bytes)
         self.faults = FaultPlan(list(config.faults), seed=config.fault_seed)
         self.counters = Counters()
@@ -105,7 +114,7 @@ class EmulatorState:
         self._url_templates = {op.operation_id: op.path for op in self.routes.operations}
         self.changed = asyncio.Event()
         self.webhooks = WebhookSender(
-            WebhookSigner(),
+            signer,
             attempts=config.webhook_attempts,
             retry_delay=config.webhook_retry_delay,
             timeout=config.webhook_timeout,
@@ -118,7 +127,20 @@ class EmulatorState:
 
     def epoch_of(self, queue_time: float) -> float:
         """Unix time of a queue time (for log timestamps)."""
-        return self._epoch_origin + queue_time
+        return self._epoch_origin + queue_time - self._queue_origin
+
+    def persist(self, *, always: bool = False) -> None:
+        """Save what changed to the state file, if there is one.
+
+        The queue time is saved with every change, with `always`, and at least once a second of queue time
+        otherwise: after a restart requests resume from the last saved time.
+        """
+        if self.store is None:
+            return
+        changed, removed = self.queue.take_changes()
+        if changed or removed or always or self.queue.now - self._saved_at >= 1.0:
+            self.store.save(changed, removed, self.queue.now)
+            self._saved_at = self.queue.now
 
     def notify(self) -> None:
         """Wake the status streams: the queue changed in a way time alone does not predict."""
@@ -312,6 +334,7 @@ class SpecEndpoints:
         if problems:
             return _json(422, validation_error(problems))
         response = await self._handlers[operation.operation_id](request, operation, owner, params)
+        state.persist()
         if fault is not None and fault.kind == "drop-after":
             return _DroppedResponse()
         return response
@@ -627,6 +650,7 @@ class AdminEndpoints:
                 return _detail(422, '"advance" must be a finite number of seconds >= 0')
             self.state.offset += seconds
             self.state.queue.advance(self.state.now())
+            self.state.persist(always=True)
             self.state.notify()
         return _json(200, {"now": self.state.now()})
 
@@ -657,6 +681,7 @@ class Timers:
                 task = asyncio.create_task(self._deliver(request))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            state.persist(always=True)
             # Wake for the next event, or sooner when a submit, cancel or clock jump changes the schedule.
             wait = min(state.queue.next_event_at() - now, 1.0)
             changed = state.changed
@@ -706,6 +731,9 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
             loop.cancel()
             await asyncio.gather(loop, return_exceptions=True)
             await timers.stop()
+            state.persist(always=True)
+            if state.store is not None:
+                state.store.close()
 
     routes = [
         Route(f"{ADMIN_PREFIX}/health", admin.health, methods=["GET"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -43,13 +44,13 @@ class RunningEmulator:
         base_url: e.g. `http://127.0.0.1:54321` (no trailing slash).
         key: the first accepted key; send it as `Authorization: Key <key>`.
         config: the config it runs with.
-        verify: what to pass as httpx's `verify=` (the CA bundle path for HTTPS, else True).
+        verify: what to pass as httpx's `verify=`: an SSL context trusting `ca_file` for HTTPS, else True.
     """
 
     base_url: str
     key: str
     config: EmulatorConfig
-    verify: Any = True
+    verify: ssl.SSLContext | bool = True
 
     def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
         with httpx.Client(base_url=self.base_url, verify=self.verify, timeout=10.0) as client:
@@ -160,7 +161,7 @@ def run_emulator(
         base_url=f"{scheme}://{shown_host}:{chosen}",
         key=config.keys[0],
         config=config,
-        verify=ca_file if ca_file else True,
+        verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
     )
     try:
         yield running
