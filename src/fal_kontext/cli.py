@@ -90,7 +90,9 @@ def _add_edit_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="folder for the images (on a terminal: default the current folder)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait before cancelling (900)")
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds to wait before cancelling (900; 0: no limit)"
+    )
     parser.add_argument("--poll", action="store_true", help="poll the status instead of following the stream")
 
 
@@ -152,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("wait", "result"):
             sub.add_argument("--out", type=Path, help="folder for the images")
         if name == "wait":
-            sub.add_argument("--timeout", type=float, default=900.0, help="seconds to wait before cancelling (900)")
+            sub.add_argument(
+                "--timeout", type=float, default=900.0, help="seconds to wait before cancelling (900; 0: no limit)"
+            )
             sub.add_argument("--poll", action="store_true", help="poll instead of following the stream")
         sub.set_defaults(handler=handler)
 

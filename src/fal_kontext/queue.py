@@ -19,6 +19,7 @@ from fal_kontext_api.models import (
     CancelStatus,
     KontextOutput,
     LogsFlag,
+    QueuePriority,
     QueueStatus,
     QueueStatusEvent,
     QueueStatusValue,
@@ -242,7 +243,7 @@ class SubmitOptions:
 
     webhook_url: str | None = None
     start_timeout: float | None = None
-    priority: Any = None
+    priority: QueuePriority | None = None
     runner_hint: str | None = None
     no_retry: bool = False
 
