@@ -1,0 +1,103 @@
+"""Options and fixtures of the contract suite: which server, which credentials, what it may cost.
+
+    pytest contracts                                    # the local emulator (what `make test` runs)
+    pytest contracts --contract-base-url https://queue.fal.run          # live fal, FAL_KEY from the env
+    pytest contracts --contract-base-url https://proxy.example --contract-auth bearer   # FAL_KONTEXT_TOKEN
+
+Each option can also come from the environment: CONTRACT_BASE_URL, CONTRACT_AUTH, CONTRACT_MAX_PAID_CALLS,
+CONTRACT_ENDPOINT.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from contracts.conformance import SPEC_PATH
+from contracts.summary import STATS
+from contracts.target import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_MAX_PAID_CALLS,
+    ContractTarget,
+    PaidCallBudget,
+    remote_secret,
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fal-kontext contracts")
+    group.addoption(
+        "--contract-base-url",
+        default=os.environ.get("CONTRACT_BASE_URL") or None,
+        help="check this fal-compatible server instead of the local emulator (env CONTRACT_BASE_URL)",
+    )
+    group.addoption(
+        "--contract-auth",
+        choices=["key", "bearer"],
+        default=os.environ.get("CONTRACT_AUTH", "key"),
+        help="key: Authorization: Key $FAL_KEY (fal); bearer: Authorization: Bearer $FAL_KONTEXT_TOKEN (aggregators)",
+    )
+    group.addoption(
+        "--max-paid-calls",
+        type=int,
+        default=int(os.environ.get("CONTRACT_MAX_PAID_CALLS", DEFAULT_MAX_PAID_CALLS)),
+        help=f"most submits to a remote server in one run (default {DEFAULT_MAX_PAID_CALLS}); each may be billed",
+    )
+    group.addoption(
+        "--contract-endpoint",
+        default=os.environ.get("CONTRACT_ENDPOINT", DEFAULT_ENDPOINT),
+        help=f"endpoint the paid lifecycle check uses (default {DEFAULT_ENDPOINT}, the cheapest)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    spec = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
+    STATS.all_operations = {
+        op["operationId"]
+        for item in spec["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict) and "operationId" in op
+    }
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if not (STATS.cases or STATS.exchanges):
+        return
+    failures = len(terminalreporter.stats.get("failed", [])) + len(terminalreporter.stats.get("error", []))
+    terminalreporter.section("contract summary")
+    target = config.getoption("--contract-base-url") or "the local emulator"
+    terminalreporter.write_line(f"server: {target}")
+    for line in STATS.lines(failures):
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def contract_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
+    """The server under test: a remote one when a base URL is given, else a local emulator started here."""
+    base_url = request.config.getoption("--contract-base-url")
+    endpoint = request.config.getoption("--contract-endpoint")
+    if base_url:
+        auth = request.config.getoption("--contract-auth")
+        secret, variable = remote_secret(auth)
+        if secret is None:
+            pytest.skip(f"{base_url} needs credentials: set {variable} (auth {auth}); no live call was made")
+        yield ContractTarget(base_url.rstrip("/"), auth, secret, remote=True, endpoint=endpoint)
+        return
+    from fal_kontext.mock import EmulatorConfig, run_emulator
+
+    config = EmulatorConfig(runners=32, queue_wait=0.02, run_time=0.05)
+    with run_emulator(config) as emulator:
+        yield ContractTarget(
+            emulator.base_url, "key", emulator.key, remote=False, endpoint=endpoint, verify=emulator.verify
+        )
+
+
+@pytest.fixture(scope="session")
+def paid_calls(request: pytest.FixtureRequest) -> PaidCallBudget:
+    """The run's budget of submits to a remote server (the emulator is free: no limit)."""
+    remote = bool(request.config.getoption("--contract-base-url"))
+    return PaidCallBudget(limit=request.config.getoption("--max-paid-calls") if remote else 1_000_000)

@@ -1,0 +1,75 @@
+"""Which server the contract suite checks, with what credentials, and how many paid calls it may make.
+
+By default the suite starts the local emulator. Given a base URL (`--contract-base-url` or
+`CONTRACT_BASE_URL`) it checks that server instead: the live fal API, an aggregator, a user's proxy.
+A remote server costs money per job, so every submit to it spends one unit of a budget
+(`--max-paid-calls`, default 2) and a test that would go over it is skipped, not run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AuthScheme = Literal["key", "bearer"]
+
+DEFAULT_ENDPOINT = "fal-ai/flux-pro/kontext"  # the cheapest: $0.04 per image (fal-protocol.md §1.1)
+DEFAULT_MAX_PAID_CALLS = 2
+
+
+class BudgetExhausted(Exception):
+    """A paid call would go over the run's budget."""
+
+
+@dataclass
+class PaidCallBudget:
+    """Counts submits to a server that may bill them; refuses the one that would go over the limit."""
+
+    limit: int
+    spent: int = 0
+    spent_on: list[str] = field(default_factory=list)
+
+    def spend(self, what: str) -> None:
+        """Record one paid call. Raises BudgetExhausted instead when the budget is used up."""
+        if self.spent >= self.limit:
+            raise BudgetExhausted(
+                f"the paid-call budget of {self.limit} is used up (spent on: {', '.join(self.spent_on)})"
+            )
+        self.spent += 1
+        self.spent_on.append(what)
+
+
+@dataclass(frozen=True)
+class ContractTarget:
+    """The server under test."""
+
+    base_url: str
+    auth: AuthScheme
+    secret: str
+    remote: bool
+    endpoint: str = DEFAULT_ENDPOINT
+    verify: Any = True
+
+    @property
+    def authorization(self) -> str:
+        return f"{'Key' if self.auth == 'key' else 'Bearer'} {self.secret}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": self.authorization}
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"ContractTarget(base_url={self.base_url!r}, auth={self.auth!r}, remote={self.remote})"
+
+
+def remote_secret(auth: AuthScheme, environ: dict[str, str] | None = None) -> tuple[str | None, str]:
+    """The credential for a remote target from the environment, and the variable(s) it comes from."""
+    env = dict(os.environ if environ is None else environ)
+    if auth == "bearer":
+        return env.get("FAL_KONTEXT_TOKEN") or None, "FAL_KONTEXT_TOKEN"
+    if env.get("FAL_KEY"):
+        return env["FAL_KEY"], "FAL_KEY"
+    if env.get("FAL_KEY_ID") and env.get("FAL_KEY_SECRET"):
+        return f"{env['FAL_KEY_ID']}:{env['FAL_KEY_SECRET']}", "FAL_KEY_ID + FAL_KEY_SECRET"
+    return None, "FAL_KEY (or FAL_KEY_ID + FAL_KEY_SECRET)"

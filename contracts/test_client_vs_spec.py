@@ -1,0 +1,201 @@
+"""Client against spec: every request our client sends and every response it accepts is checked against the spec.
+
+The client runs its real end-to-end scenarios (all four endpoints, sync and async, status stream and
+polling, the error kinds, cancel) with a `ConformanceRecorder` as its transport, so a client that drifts
+from the spec (a field renamed, a status it starts relying on, a parameter the spec does not have) fails
+here even when the emulator, built from the same spec, would have played along.
+
+Against a remote server only one paid lifecycle runs (`--max-paid-calls` guards it), with `num_images=1`
+on the cheapest endpoint unless `--contract-endpoint` says otherwise; the error checks there cost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from PIL import Image as PILImage
+
+from contracts.conformance import ConformanceRecorder, SpecIndex
+from contracts.summary import STATS
+from contracts.target import BudgetExhausted, ContractTarget, PaidCallBudget
+from fal_kontext import (
+    AsyncKontext,
+    AuthenticationError,
+    ContentPolicyError,
+    Kontext,
+    NotFoundError,
+    RequestFailedError,
+    Status,
+)
+
+# fal's own example input image (specs/sources); only a remote server is asked to fetch it.
+FAL_EXAMPLE_IMAGE = "https://v3.fal.media/files/rabbit/rmgBxhwGYb2d3pl3x9sKf_output.png"
+
+
+@pytest.fixture(scope="module")
+def index() -> SpecIndex:
+    return SpecIndex()
+
+
+@pytest.fixture
+def recorder(index: SpecIndex) -> Iterator[ConformanceRecorder]:
+    recorder = ConformanceRecorder(httpx.HTTPTransport(), index)
+    yield recorder
+    for exchange in recorder.exchanges:
+        if exchange.operation_id:
+            STATS.record_exchange(exchange.operation_id)
+    assert recorder.violations() == [], "the client's exchanges do not fit the spec"
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (64, 48), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _data_uri() -> str:
+    return "data:image/png;base64," + base64.b64encode(_png((90, 90, 90))).decode()
+
+
+def _client(target: ContractTarget, transport: httpx.BaseTransport, *, stream_status: bool = True) -> Kontext:
+    return Kontext(
+        target.secret,
+        auth=target.auth,
+        base_url=target.base_url,
+        transport=transport,
+        wait_timeout=60,
+        stream_status=stream_status,
+    )
+
+
+def _emulator_only(target: ContractTarget) -> None:
+    if target.remote:
+        pytest.skip("this scenario submits paid jobs or relies on the emulator's triggers; the local emulator only")
+
+
+@pytest.mark.parametrize(("model", "multi"), [("pro", False), ("max", False), ("pro", True), ("max", True)])
+def test_each_endpoint_streaming(
+    contract_target: ContractTarget, recorder: ConformanceRecorder, model: str, multi: bool
+) -> None:
+    _emulator_only(contract_target)
+    images = {"images": [_png((200, 40, 40)), _png((40, 40, 200))]} if multi else {"image": _png((40, 160, 40))}
+    with _client(contract_target, recorder) as kontext:
+        result = kontext.edit("Put a donut next to the flour.", model=model, num_images=2, seed=7, **images)
+    assert len(result.images) == 2
+    seen = recorder.operations_seen()
+    assert "stream_request_status" in seen and "get_request_result" in seen
+
+
+def test_polling_with_logs_and_resume_by_request_id(
+    contract_target: ContractTarget, recorder: ConformanceRecorder
+) -> None:
+    _emulator_only(contract_target)
+    with _client(contract_target, recorder, stream_status=False) as kontext:
+        handle = kontext.submit("fal-ai/flux-pro/kontext/max", {"prompt": "Make it night", "image_url": _data_uri()})
+        statuses: list[Status] = []
+        kontext.handle(handle.request_id).wait(on_update=statuses.append)
+        result = kontext.handle(handle.request_id).result()
+    assert result.request_id == handle.request_id and statuses
+    assert {"get_request_status", "get_request_result"} <= recorder.operations_seen()
+    assert "stream_request_status" not in recorder.operations_seen()
+
+
+def test_cancel_then_cancel_again(contract_target: ContractTarget, recorder: ConformanceRecorder) -> None:
+    _emulator_only(contract_target)
+    with _client(contract_target, recorder) as kontext:
+        handle = kontext.submit("fal-ai/flux-pro/kontext", {"prompt": "cancel me", "image_url": _data_uri()})
+        first = handle.cancel()
+        handle.status()
+        second = handle.cancel()
+    assert {str(first), str(second)} <= {"CANCELLATION_REQUESTED", "ALREADY_COMPLETED"}
+    assert next(e.status for e in recorder.exchanges if e.operation_id == "cancel_request") == 202
+
+
+def test_model_errors_come_back_typed(contract_target: ContractTarget, recorder: ConformanceRecorder) -> None:
+    _emulator_only(contract_target)
+    with _client(contract_target, recorder) as kontext:
+        with pytest.raises(ContentPolicyError):
+            kontext.edit("[content-policy] a forbidden edit", image=_data_uri())
+        with pytest.raises(RequestFailedError):
+            kontext.edit("[runner-failure] the runner dies", image=_data_uri())
+    statuses = {e.status for e in recorder.exchanges if e.operation_id == "get_request_result"}
+    assert {422, 503} <= statuses
+
+
+def test_async_client_stream_and_poll(contract_target: ContractTarget, index: SpecIndex) -> None:
+    _emulator_only(contract_target)
+    recorder = ConformanceRecorder(httpx.AsyncHTTPTransport(), index)
+
+    async def scenario() -> None:
+        for stream_status in (True, False):
+            async with AsyncKontext(
+                contract_target.secret,
+                base_url=contract_target.base_url,
+                transport=recorder,
+                stream_status=stream_status,
+                wait_timeout=60,
+            ) as kontext:
+                results = await asyncio.gather(
+                    kontext.edit("Add a hat", image=_data_uri(), model="max"),
+                    kontext.edit("Combine them", images=[_data_uri(), _data_uri()], model="pro"),
+                )
+                assert all(r.images for r in results)
+
+    asyncio.run(scenario())
+    for exchange in recorder.exchanges:
+        if exchange.operation_id:
+            STATS.record_exchange(exchange.operation_id)
+    assert recorder.violations() == []
+    assert {
+        "submit_kontext_max",
+        "submit_kontext_multi",
+        "stream_request_status",
+        "get_request_status",
+    } <= recorder.operations_seen()
+
+
+def test_free_errors_unknown_request_and_bad_credentials(
+    contract_target: ContractTarget, recorder: ConformanceRecorder
+) -> None:
+    """Costs nothing on any server: an invented request id, and a key the server cannot accept."""
+    with _client(contract_target, recorder) as kontext:
+        missing = kontext.handle(str(uuid.uuid4()), endpoint=contract_target.endpoint)
+        with pytest.raises(NotFoundError):
+            missing.status()
+        with pytest.raises(NotFoundError):
+            missing.result()
+    wrong = ContractTarget(
+        contract_target.base_url, contract_target.auth, "wrong-" + uuid.uuid4().hex, contract_target.remote
+    )
+    with _client(wrong, recorder) as kontext, pytest.raises(AuthenticationError):
+        kontext.handle(str(uuid.uuid4())).status()
+
+
+def test_paid_lifecycle(
+    contract_target: ContractTarget, recorder: ConformanceRecorder, paid_calls: PaidCallBudget
+) -> None:
+    """The one check that costs money on a remote server: one job, one image, the cheapest endpoint by default."""
+    try:
+        paid_calls.spend(f"lifecycle on {contract_target.endpoint}")
+    except BudgetExhausted as exhausted:
+        pytest.skip(str(exhausted))
+    image = FAL_EXAMPLE_IMAGE if contract_target.remote else _data_uri()
+    field = "image_urls" if contract_target.endpoint.endswith("/multi") else "image_url"
+    with _client(contract_target, recorder) as kontext:
+        handle = kontext.submit(
+            contract_target.endpoint,
+            {
+                "prompt": "Put a donut next to the flour.",
+                field: [image] if field == "image_urls" else image,
+                "num_images": 1,
+            },
+        )
+        handle.status(logs=True)
+        result = handle.wait()
+    assert result.request_id == handle.request_id and len(result.images) == 1

@@ -1,0 +1,81 @@
+"""Spec against server: schemathesis generates requests from specs/openapi.yaml and checks every answer.
+
+Every built-in check, positive and negative data, the coverage and fuzzing phases per operation, and the
+stateful phase, which walks the lifecycle through the spec's links (submit -> status, stream, result,
+cancel). The settings are the repository's `schemathesis.toml` (the same file the CLI run reads), where
+each expectation changed from schemathesis' defaults carries the fal fact behind it.
+
+Against a remote server, submits are paid jobs: only the free operations (status, stream, result and
+cancel of invented request ids) are fuzzed there, and the stateful walk is skipped.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.config import SchemathesisConfig
+
+from contracts.conformance import SPEC_PATH
+from contracts.summary import STATS
+from contracts.target import ContractTarget
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = tomllib.loads((ROOT / "schemathesis.toml").read_text(encoding="utf-8"))
+# The toml takes the key from ${FAL_KEY}; here each test passes the target's own credentials instead.
+SETTINGS.pop("headers", None)
+schema = schemathesis.openapi.from_path(SPEC_PATH, config=SchemathesisConfig.from_dict(SETTINGS))
+schema.config.generation.update(max_examples=12)
+
+load_all_checks()
+STATS.checks = {check.__name__ for check in CHECKS.get_all()}
+
+
+def _is_paid(case: Any) -> bool:
+    return bool(case.operation.method.upper() == "POST")
+
+
+@schema.parametrize()
+@settings(suppress_health_check=list(HealthCheck), deadline=None)
+def test_every_operation_answers_as_the_spec_says(case: Any, contract_target: ContractTarget) -> None:
+    if contract_target.remote and _is_paid(case):
+        pytest.skip(
+            "a submit to a remote server is a paid job: not fuzzed (see README, 'Contracts against a live API')"
+        )
+    case.call_and_validate(
+        base_url=contract_target.base_url, headers=contract_target.headers, verify=contract_target.verify
+    )
+    STATS.record_case(case.operation.definition.raw["operationId"])
+
+
+def test_lifecycle_walks_follow_the_spec(contract_target: ContractTarget) -> None:
+    if contract_target.remote:
+        pytest.skip("the stateful walk submits many paid jobs: run it against the emulator or a free proxy only")
+    webhook = SETTINGS["parameters"]["query.fal_webhook"]
+
+    class Lifecycle(schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Any) -> None:
+            # schemathesis.toml's [parameters] override is not applied to stateful steps under pytest.
+            if case.query and "fal_webhook" in case.query:
+                case.query["fal_webhook"] = webhook
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {
+                "base_url": contract_target.base_url,
+                "headers": contract_target.headers,
+                "verify": contract_target.verify,
+            }
+
+        def after_call(self, response: Any, case: Any) -> None:
+            STATS.record_case(case.operation.definition.raw["operationId"])
+
+    Lifecycle.run(
+        settings=settings(
+            max_examples=25, stateful_step_count=6, deadline=None, suppress_health_check=list(HealthCheck)
+        )
+    )
