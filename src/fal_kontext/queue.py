@@ -411,8 +411,15 @@ def submit_flow(endpoint: Endpoint, body: EditInput, options: SubmitOptions, set
     assert isinstance(outcome, Answer)
     parsed = outcome.parsed
     if not isinstance(parsed, QueueSubmitResponse):
+        # The job may be queued (and billed) even if the answer misses the URLs the spec requires (an aggregator
+        # that drops cancel_url): with a request id, carry on as if resuming it, rather than lose it.
+        body = _json(outcome.content)
+        rid = body.get("request_id") if isinstance(body, dict) else None
+        if isinstance(rid, str) and rid.strip():
+            logger.warning("request %s: the submit answer does not match the spec; using the configured base", rid)
+            return resume_state(rid, settings, endpoint)
         raise UnexpectedResponseError(
-            f"submit answered {outcome.status_code} without request_id and the three URLs",
+            f"submit answered {outcome.status_code} without a request_id",
             body=outcome.content.decode("utf-8", "replace")[:500],
         )
     rid = parsed.request_id

@@ -346,9 +346,17 @@ def test_rate_limit_has_retry_after(fake: FakeQueue, clock: FakeClock) -> None:
 
 
 def test_malformed_submit_answer(fake: FakeQueue, clock: FakeClock) -> None:
-    fake.submit = [reply(200, {"request_id": RID})]
-    with pytest.raises(UnexpectedResponseError, match="request_id and the three URLs"):
+    fake.submit = [reply(200, {"status": "IN_QUEUE"})]
+    with pytest.raises(UnexpectedResponseError, match="without a request_id"):
         make(fake, clock).submit(EP, INPUT)
+
+
+def test_a_submit_answer_without_urls_still_gives_a_handle(fake: FakeQueue, clock: FakeClock) -> None:
+    fake.host = "https://elsewhere.example.test"  # would not be followed anyway
+    fake.submit = [reply(200, {"request_id": RID, "status_url": f"{BASE}/x"})]  # no response_url, cancel_url
+    result = make(fake, clock).run(EP, INPUT)
+    assert result.request_id == RID
+    assert {str(r.url).split("/fal-ai/")[0] for r in fake.requests} == {BASE}
 
 
 def test_invalid_input_sends_nothing(fake: FakeQueue, clock: FakeClock) -> None:
