@@ -3,7 +3,7 @@ VENV ?= .venv
 export VENV
 
 .DEFAULT_GOAL := all
-.PHONY: all install test lint bench
+.PHONY: all install test lint bench contracts
 
 all:  ## normalise the sources, regenerate the client, verify, summarise
 	@scripts/build.sh
@@ -19,3 +19,6 @@ lint:  ## ruff and mypy --strict
 
 bench:  ## benchmarks and the fault soak -> docs/benchmarks.md (+ .json, plots)
 	@scripts/bench.sh
+
+contracts:  ## the contract suite; BASE_URL=... [AUTH=bearer] [MAX_PAID_CALLS=n] [ENDPOINT=...] for another server
+	@BASE_URL="$(BASE_URL)" AUTH="$(AUTH)" MAX_PAID_CALLS="$(MAX_PAID_CALLS)" ENDPOINT="$(ENDPOINT)" scripts/contracts.sh
