@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from fal_kontext.mock.config import EmulatorConfig
@@ -735,12 +735,16 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
             if state.store is not None:
                 state.store.close()
 
+    admin_routes = [
+        Route("/health", admin.health, methods=["GET"]),
+        Route("/faults", admin.faults, methods=["GET", "POST", "DELETE"]),
+        Route("/counters", admin.counters, methods=["GET", "DELETE"]),
+        Route("/clock", admin.clock, methods=["GET", "POST"]),
+        Route("/webhooks", admin.webhooks, methods=["GET"]),
+    ]
+    # Few top-level routes: every status poll is matched against each of them before reaching the spec's.
     routes = [
-        Route(f"{ADMIN_PREFIX}/health", admin.health, methods=["GET"]),
-        Route(f"{ADMIN_PREFIX}/faults", admin.faults, methods=["GET", "POST", "DELETE"]),
-        Route(f"{ADMIN_PREFIX}/counters", admin.counters, methods=["GET", "DELETE"]),
-        Route(f"{ADMIN_PREFIX}/clock", admin.clock, methods=["GET", "POST"]),
-        Route(f"{ADMIN_PREFIX}/webhooks", admin.webhooks, methods=["GET"]),
+        Mount(ADMIN_PREFIX, routes=admin_routes),
         Route(JWKS_PATH, admin.jwks, methods=["GET"]),
         Route(_FILES_PREFIX + "/{request_id}/{file_name}", spec.file, methods=["GET"]),
     ]

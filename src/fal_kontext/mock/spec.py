@@ -226,6 +226,17 @@ def _resolve(spec: JsonObject, node: JsonObject) -> JsonObject:
     return node
 
 
+def _inline(spec: JsonObject, node: Any) -> Any:
+    """`node` with every `$ref` replaced by its target (parameter schemas are small and not recursive)."""
+    if isinstance(node, list):
+        return [_inline(spec, item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _inline(spec, _resolve(spec, node))
+    return {key: _inline(spec, value) for key, value in node.items()}
+
+
 def _validator(spec: JsonObject, schema: JsonObject) -> Draft4Validator:
     # A root `$ref` next to `components` lets the spec's own references resolve inside one document.
     return Draft4Validator({**schema, "components": spec.get("components", {})})
@@ -256,7 +267,9 @@ def build_routes(spec: JsonObject | None = None) -> RouteTable:
                         name=declared["name"],
                         location=declared["in"],
                         required=bool(declared.get("required")),
-                        validator=_validator(translated, schema),
+                        # Inlined: parameters are checked on every status poll, and a $ref lookup costs more
+                        # than the check itself.
+                        validator=Draft4Validator(_inline(translated, schema)),
                         json_type=_parameter_type(translated, schema),
                     )
                 )

@@ -1,0 +1,195 @@
+"""`fal-kontext mock`: serve the emulator from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import uvicorn
+
+from fal_kontext.mock.config import EmulatorConfig
+from fal_kontext.mock.faults import FaultRule, FaultSyntaxError
+from fal_kontext.mock.server import build_server
+
+READY_LINE = "fal-kontext mock: ready"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the emulator's options to `parser`."""
+    defaults = EmulatorConfig()
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default: %(default)s)")
+    parser.add_argument(
+        "--key",
+        action="append",
+        dest="keys",
+        metavar="KEY",
+        help="an accepted API key, as `Authorization: Key KEY` or `Bearer KEY`; repeat for more (default: test-key)",
+    )
+    parser.add_argument(
+        "--runners", type=int, default=defaults.runners, help="requests run at once (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--queue-wait",
+        type=float,
+        default=defaults.queue_wait,
+        help="least seconds in the queue (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--run-time", type=float, default=defaults.run_time, help="seconds a request runs (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--run-time-jitter",
+        type=float,
+        default=defaults.run_time_jitter,
+        help="up to this many seconds added to each run time, fixed per request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retention",
+        type=float,
+        default=defaults.retention,
+        help="seconds a completed request is kept, then 404 (default: %(default)s, fal's 1 hour)",
+    )
+    parser.add_argument(
+        "--content-policy-trigger",
+        default=defaults.content_policy_trigger,
+        help="prompt text that ends in a 422 content_policy_violation; empty disables (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--failure-trigger",
+        default=defaults.failure_trigger,
+        help="prompt text that makes the runner disconnect (503 on the result); empty disables (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--public-base-url", help="base of the URLs handed out, when clients reach the emulator by a proxy"
+    )
+    parser.add_argument(
+        "--state-file", help="SQLite file that keeps every request across restarts (default: in memory)"
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="inject faults, e.g. submit=503,429:2,ok  status@0.1=502  result~0.5  submit=drop-after; repeatable",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of rate-based faults (default: %(default)s)")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        help="larger bodies get 413 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keepalive-interval",
+        type=float,
+        default=defaults.keepalive_interval,
+        help="seconds between keep-alive comments on the status stream (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--webhook-attempts",
+        type=int,
+        default=defaults.webhook_attempts,
+        help="deliveries tried (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--webhook-retry-delay",
+        type=float,
+        default=defaults.webhook_retry_delay,
+        help="seconds before the first retry, doubling after (default: %(default)s)",
+    )
+    parser.add_argument("--certfile", help="PEM certificate: serve HTTPS (with --keyfile)")
+    parser.add_argument("--keyfile", help="PEM private key of --certfile")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default: %(default)s)",
+    )
+
+
+def config_from_arguments(args: argparse.Namespace) -> EmulatorConfig:
+    """Build the EmulatorConfig the parsed options describe.
+
+    Raises:
+        ValueError: an option is out of range or a fault rule does not parse (the message names it).
+    """
+    faults = tuple(FaultRule.parse(text) for text in args.fault)
+    return EmulatorConfig(
+        keys=tuple(args.keys) if args.keys else EmulatorConfig().keys,
+        runners=args.runners,
+        queue_wait=args.queue_wait,
+        run_time=args.run_time,
+        run_time_jitter=args.run_time_jitter,
+        retention=args.retention,
+        content_policy_trigger=args.content_policy_trigger or None,
+        failure_trigger=args.failure_trigger or None,
+        public_base_url=args.public_base_url,
+        state_file=args.state_file,
+        faults=faults,
+        fault_seed=args.fault_seed,
+        max_body_bytes=args.max_body_bytes,
+        keepalive_interval=args.keepalive_interval,
+        webhook_attempts=args.webhook_attempts,
+        webhook_retry_delay=args.webhook_retry_delay,
+    )
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """Prints the base URL and the ready line once the socket listens."""
+
+    def __init__(self, config: uvicorn.Config, scheme: str) -> None:
+        super().__init__(config)
+        self._scheme = scheme
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            print(f"fal-kontext mock: base URL {self._scheme}://{shown}:{port}", flush=True)
+            print(READY_LINE, flush=True)
+
+
+def run_mock_command(args: argparse.Namespace) -> int:
+    """Serve the emulator until interrupted; the exit code is 0, or 2 for bad options, 1 if it cannot start."""
+    if (args.certfile is None) != (args.keyfile is None):
+        print("fal-kontext mock: --certfile and --keyfile go together (both for HTTPS)", file=sys.stderr)
+        return 2
+    try:
+        config = config_from_arguments(args)
+    except (ValueError, FaultSyntaxError) as err:
+        print(f"fal-kontext mock: {err}", file=sys.stderr)
+        return 2
+    built = build_server(
+        config, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level
+    )
+    server = _AnnouncingServer(built.config, "https" if args.certfile else "http")
+    try:
+        server.run()
+    except SystemExit as exit_:
+        # uvicorn exits(1) when it cannot bind; it has logged why.
+        return int(exit_.code or 1)
+    except KeyboardInterrupt:
+        return 0
+    return 0 if server.started else 1
+
+
+def add_mock_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `mock` sub-command to a `fal-kontext` argparse sub-parsers object.
+
+    Args:
+        subparsers: what `ArgumentParser.add_subparsers()` returned.
+
+    Returns:
+        The `mock` parser; its `handler` default is `run_mock_command(args) -> int`.
+    """
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "mock",
+        help="run the local emulator of fal's queue API",
+        description="Serve a local emulator of fal.ai's queue API for FLUX.1 Kontext (see docs/emulator.md).",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run_mock_command)
+    return parser

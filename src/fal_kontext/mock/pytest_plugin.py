@@ -1,0 +1,41 @@
+"""pytest plugin: the `fal_emulator` fixture, a running emulator for your own tests.
+
+Installed with fal-kontext (entry point `pytest11`), so it needs no import. Override `fal_emulator_config` in
+your conftest.py to change the emulator's knobs:
+
+    @pytest.fixture
+    def fal_emulator_config():
+        return EmulatorConfig(run_time=0.05, runners=8)
+
+    def test_my_client(fal_emulator):
+        client = MyClient(base_url=fal_emulator.base_url, key=fal_emulator.key)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from fal_kontext.mock.config import EmulatorConfig
+    from fal_kontext.mock.server import RunningEmulator
+
+
+@pytest.fixture
+def fal_emulator_config() -> EmulatorConfig:
+    """The config `fal_emulator` runs with: test defaults (key `test-key`, 0.05 s queue wait, 0.2 s runs)."""
+    # Imported here so that pytest loads this plugin even where the emulator's extras are not installed.
+    from fal_kontext.mock.config import EmulatorConfig
+
+    return EmulatorConfig()
+
+
+@pytest.fixture
+def fal_emulator(fal_emulator_config: EmulatorConfig) -> Iterator[RunningEmulator]:
+    """A fresh emulator on a free loopback port for one test: `.base_url`, `.key`, fault and counter helpers."""
+    from fal_kontext.mock.server import run_emulator
+
+    with run_emulator(fal_emulator_config) as emulator:
+        yield emulator
