@@ -8,7 +8,6 @@ environment only, never from the command line, and never printed.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import math
@@ -167,10 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_mock_command(commands: Any) -> None:
     """The emulator's ``mock`` command, when the ``mock`` extra is installed."""
     try:
-        command = importlib.import_module("fal_kontext.mock.command")
+        from fal_kontext.mock.command import add_mock_command
     except ImportError:  # the mock extra (starlette, uvicorn, pillow) is not installed
         return
-    command.add_mock_command(commands)
+    add_mock_command(commands)
 
 
 class Output:

@@ -192,3 +192,33 @@ def test_help_has_examples_and_exit_codes() -> None:
     assert exited.value.code == 0
     text = out.getvalue()
     assert "examples:" in text and "exit codes:" in text and "FAL_KEY" in text
+
+
+def test_quick_start_with_the_mock_command(image: Path, tmp_path: Path) -> None:
+    """`fal-kontext mock` then `fal-kontext edit` against it, as the quick start shows."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAL_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fal_kontext.cli", "mock", "--port", "0", "--run-time", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stdout is not None
+        base_url = ""
+        for line in server.stdout:
+            if "base URL" in line:
+                base_url = line.split("base URL", 1)[1].strip()
+            if line.startswith("fal-kontext mock: ready"):
+                break
+        assert base_url.startswith("http://127.0.0.1:")
+        done = run_cli(
+            ["--base-url", base_url, "edit", "a donut", str(image), "--out", str(tmp_path)],
+            {**env, "FAL_KEY": "test-key"},
+        )
+        assert done.returncode == 0, done.stderr
+        assert json_lines(done.stdout)[-1]["files"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
