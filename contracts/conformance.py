@@ -10,6 +10,7 @@ Requests outside the spec (image downloads from the emulator's `/files/`) are li
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -129,6 +130,61 @@ def _first_line(message: str) -> str:
     return next((line.strip() for line in message.splitlines() if line.strip()), "")
 
 
+_RANK = {"IN_QUEUE": 0, "IN_PROGRESS": 1, "COMPLETED": 2}
+_REQUEST_PATH = re.compile(r"/requests/(?P<id>[^/]+)(?P<rest>/status(?:/stream)?|/cancel)?/?$")
+
+
+@dataclass
+class _Seen:
+    rank: int = -1
+    position: int | None = None
+
+
+class LifecycleTracker:
+    """What the spec cannot say: a request's statuses over time must only move forward.
+
+    Per request id: IN_QUEUE -> IN_PROGRESS -> COMPLETED, never back; `queue_position` never rises; once
+    COMPLETED has been seen, the result is never "still in progress".
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, _Seen] = {}
+
+    def _status(self, request_id: str, status: dict[str, Any]) -> list[str]:
+        seen = self._seen.setdefault(request_id, _Seen())
+        problems = []
+        rank = _RANK.get(str(status.get("status")), -1)
+        if rank < seen.rank:
+            problems.append(
+                f"request {request_id}: status went back to {status.get('status')} after {list(_RANK)[seen.rank]}"
+            )
+        position = status.get("queue_position")
+        if isinstance(position, int) and seen.position is not None and position > seen.position and rank == 0:
+            problems.append(f"request {request_id}: queue_position rose from {seen.position} to {position}")
+        seen.rank = max(seen.rank, rank)
+        if isinstance(position, int):
+            seen.position = position
+        return problems
+
+    def observe(self, request: httpx.Request, status_code: int, body: bytes) -> list[str]:
+        """Check one response of the queue lifecycle; returns what went wrong."""
+        match = _REQUEST_PATH.search(request.url.path)
+        if not match or request.method != "GET":
+            return []
+        request_id, rest = match.group("id"), match.group("rest") or ""
+        if rest == "/status" and status_code in (200, 202):
+            return self._status(request_id, json.loads(body))
+        if rest == "/status/stream" and status_code == 200:
+            problems = []
+            for line in body.decode("utf-8", "replace").splitlines():
+                if line.startswith("data:"):
+                    problems += self._status(request_id, json.loads(line[5:]))
+            return problems
+        if rest == "" and status_code == 400 and self._seen.get(request_id, _Seen()).rank == _RANK["COMPLETED"]:
+            return [f"request {request_id}: result still in progress after its status was COMPLETED"]
+        return []
+
+
 class _Tee(httpx.SyncByteStream, httpx.AsyncByteStream):
     """Pass a response body through to the client, keeping a copy; call back when it is closed."""
 
@@ -170,6 +226,7 @@ class ConformanceRecorder(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.index = index or SpecIndex()
         self.exchanges: list[Exchange] = []
         self.outside_spec: list[str] = []
+        self.lifecycle = LifecycleTracker()
 
     def _wrap(self, request: httpx.Request, response: httpx.Response) -> httpx.Response:
         operation_id, problems = self.index.check_request(request)
@@ -183,6 +240,10 @@ class ConformanceRecorder(httpx.BaseTransport, httpx.AsyncBaseTransport):
             complete = httpx.Response(response.status_code, headers=response.headers, content=body, request=request)
             complete.elapsed = timedelta(0)  # schemathesis reads it; only the content matters here
             exchange.problems += self.index.check_response(request, complete)
+            try:
+                exchange.problems += self.lifecycle.observe(request, response.status_code, body)
+            except ValueError as err:
+                exchange.problems.append(f"lifecycle: body is not JSON ({err})")
 
         return httpx.Response(
             response.status_code,

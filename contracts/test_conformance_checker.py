@@ -98,3 +98,24 @@ def test_requests_outside_the_spec_are_listed_not_judged(index: SpecIndex) -> No
     client, recorder = _client(index, lambda request: httpx.Response(200, content=b"\xff\xd8"))
     client.get("/files/abc.jpg")
     assert recorder.exchanges == [] and recorder.outside_spec == ["GET /files/abc.jpg"]
+
+
+def test_queue_transitions_that_go_back_are_reported(index: SpecIndex) -> None:
+    status = f"/fal-ai/flux-pro/requests/{RID}/status"
+    answers = iter(
+        [
+            httpx.Response(202, json={"status": "IN_QUEUE", "request_id": RID, "queue_position": 1}),
+            httpx.Response(202, json={"status": "IN_QUEUE", "request_id": RID, "queue_position": 3}),
+            httpx.Response(200, json={"status": "COMPLETED", "request_id": RID, "logs": None}),
+            httpx.Response(202, json={"status": "IN_PROGRESS", "request_id": RID, "logs": None}),
+            httpx.Response(400, json={"detail": "Request is still in progress"}),
+        ]
+    )
+    client, recorder = _client(index, lambda request: next(answers))
+    for _ in range(4):
+        client.get(status)
+    client.get(f"/fal-ai/flux-pro/requests/{RID}")
+    problems = recorder.violations()
+    assert any("queue_position rose from 1 to 3" in p for p in problems)
+    assert any("status went back to IN_PROGRESS after COMPLETED" in p for p in problems)
+    assert any("result still in progress after its status was COMPLETED" in p for p in problems)
