@@ -353,6 +353,9 @@ async def test_missing_fields_are_named(client: httpx.AsyncClient) -> None:
         (b'{"prompt": NaN}', "application/json", ["body", 0]),
         (b"prompt=x", "application/x-www-form-urlencoded", ["body"]),
         (b"\xff\xfe", "application/json", ["body", 0]),
+        (b'{"prompt": "\\ud800", "image_url": "x"}', "application/json", ["body", 0]),
+        (b'{"prompt": "a", "image_url": "x", "z": 1e999}', "application/json", ["body", 0]),
+        (b"[" * 100_000, "application/json", ["body"]),
     ],
 )
 async def test_malformed_bodies_are_422(

@@ -241,12 +241,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
+
+
 def _decode_json(raw: bytes) -> tuple[Any, Problem | None]:
     try:
-        return json.loads(raw, parse_constant=_reject_constant), None
-    except (ValueError, UnicodeDecodeError) as err:
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        # A lone surrogate ("\ud800") decodes but can never be written back out: refuse it now, not as a 500 later.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        return None, Problem(("body",), "JSON decode error: nested too deeply", "json_invalid")
+    except ValueError as err:
         position = getattr(err, "pos", 0)
         return None, Problem(("body", position), f"JSON decode error: {err}", "json_invalid")
+    return body, None
 
 
 def _input_urls(arguments: JsonObject) -> list[tuple[tuple[str | int, ...], str]]:
