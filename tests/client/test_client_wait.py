@@ -138,6 +138,17 @@ def test_a_stream_broken_mid_way_falls_back_to_polling(fake: FakeQueue, clock: F
     assert fake.ops() == ["submit", "stream", "status", "result"]
 
 
+def test_a_silent_stream_times_out_into_polling(fake: FakeQueue, clock: FakeClock) -> None:
+    def silent() -> Iterator[bytes]:
+        yield b": keep-alive\n\n"
+        raise httpx.ReadTimeout("no event within the idle timeout")
+
+    fake.stream = [httpx.Response(200, content=silent(), headers={"content-type": "text/event-stream"})]
+    make(fake, clock, stream_idle_timeout=5.0).run(EP, INPUT)
+    assert fake.ops() == ["submit", "stream", "status", "result"]
+    assert fake.requests[1].extensions["timeout"]["read"] == 5.0
+
+
 def test_stream_refusing_the_key_is_an_authentication_error(fake: FakeQueue, clock: FakeClock) -> None:
     fake.stream = [reply(401, {"detail": "invalid key"})]
     with pytest.raises(AuthenticationError, match="req-123"):
