@@ -182,3 +182,24 @@ def test_restore_continues_where_the_queue_was() -> None:
     assert again.queue_position(again.requests["b"]) == 0
     again.advance(21.0)
     assert again.requests["b"].status == "COMPLETED"
+
+
+def test_run_time_jitter_is_fixed_per_request_and_bounded() -> None:
+    queue = make_queue(runners=10, run_time=1.0, run_time_jitter=0.5)
+    names = [submit(queue, f"r{index}", 0.0) for index in range(10)]
+    run_times = [queue.requests[name].run_time for name in names]
+    assert all(1.0 <= run_time < 1.5 for run_time in run_times)
+    assert len(set(run_times)) == 10
+    again = make_queue(runners=10, run_time=1.0, run_time_jitter=0.5)
+    assert [again.submit(**_args(name)).run_time for name in names] == run_times
+
+
+def _args(name: str) -> dict[str, Any]:
+    return {
+        "request_id": name,
+        "owner": "me",
+        "endpoint_id": "e",
+        "arguments": {"prompt": "p"},
+        "now": 0.0,
+        "base_url": "http://x",
+    }
