@@ -59,6 +59,8 @@ def test_restart_over_a_socket_keeps_requests_and_the_webhook_key(tmp_path: Path
     # The URLs it handed out name its address: restart on the same port (or set public_base_url).
     with run_emulator(config, port=port) as emulator:
         assert httpx.get(emulator.base_url + "/.well-known/jwks.json").json() == jwks
+        # Submit counts survive, so a resubmission across a restart still shows as a second submit.
+        assert emulator.submit_count(body=body()) == 1
         status_url = f"{emulator.base_url}{REQUESTS}/{submitted['request_id']}/status"
         with httpx.stream("GET", status_url + "/stream", headers=headers, timeout=10) as stream:
             last = [line for line in stream.iter_lines() if line.startswith("data: ")][-1]

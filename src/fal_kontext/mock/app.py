@@ -108,6 +108,10 @@ class EmulatorState:
         self.renderer = ImageRenderer(config.image_cache_bytes)
         self.faults = FaultPlan(list(config.faults), seed=config.fault_seed)
         self.counters = Counters()
+        if self.store is not None:
+            # Submit counts survive restarts: a client that resubmits after one must still show up twice.
+            for owner, bodies in self.store.submits().items():
+                self.counters.submits[owner] = Counter(bodies)
         self.owners: dict[str, str] = {}
         for key in config.keys:
             self.owners[key] = key_fingerprint(key)
@@ -146,6 +150,18 @@ class EmulatorState:
         """Wake the status streams: the queue changed in a way time alone does not predict."""
         self.changed.set()
         self.changed = asyncio.Event()
+
+    def count_submit(self, owner: str, body_hash: str) -> None:
+        """Count one accepted submit of `owner` with that body (saved at once when there is a state file)."""
+        self.counters.submits.setdefault(owner, Counter())[body_hash] += 1
+        if self.store is not None:
+            self.store.count_submit(owner, body_hash)
+
+    def reset_counters(self) -> None:
+        """Set every counter back to zero (saved submit counts too)."""
+        self.counters = Counters()
+        if self.store is not None:
+            self.store.reset_submits()
 
     def owner_of(self, authorization: str | None) -> str | None:
         """The fingerprint of the key in an `Authorization: Key <k>` or `Bearer <k>` header, or None."""
@@ -387,7 +403,7 @@ class SpecEndpoints:
             start_timeout=params.get("X-Fal-Request-Timeout"),
             webhook_url=webhook,
         )
-        state.counters.submits.setdefault(owner, Counter())[body_fingerprint(body)] += 1
+        state.count_submit(owner, body_fingerprint(body))
         state.notify()
         answer = {**state.status_of(queued, with_logs=False), "gateway_request_id": request_id}
         return _json(200, answer, {"x-fal-request-id": request_id})
@@ -647,7 +663,7 @@ class AdminEndpoints:
     async def counters(self, request: Request) -> Response:
         """GET the counters; DELETE resets them."""
         if request.method == "DELETE":
-            self.state.counters = Counters()
+            self.state.reset_counters()
         return _json(200, self.state.counters.as_json())
 
     async def clock(self, request: Request) -> Response:

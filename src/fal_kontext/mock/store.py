@@ -15,6 +15,9 @@ from fal_kontext.mock.queue import QueuedRequest
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (request_id TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS submits (
+    owner TEXT NOT NULL, body TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (owner, body)
+);
 """
 
 
@@ -46,6 +49,25 @@ class StateFile:
             )
             self._db.executemany("DELETE FROM requests WHERE request_id = ?", [(rid,) for rid in removed])
             self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('queue_time', ?)", (queue_time,))
+
+    def count_submit(self, owner: str, body: str) -> None:
+        """Add one to the submits of `owner` with body hash `body` (so duplicates show across restarts)."""
+        self._db.execute(
+            "INSERT INTO submits (owner, body, count) VALUES (?, ?, 1) "
+            "ON CONFLICT (owner, body) DO UPDATE SET count = count + 1",
+            (owner, body),
+        )
+
+    def submits(self) -> dict[str, dict[str, int]]:
+        """Every saved submit count: owner -> body hash -> count."""
+        counts: dict[str, dict[str, int]] = {}
+        for owner, body, count in self._db.execute("SELECT owner, body, count FROM submits"):
+            counts.setdefault(owner, {})[body] = count
+        return counts
+
+    def reset_submits(self) -> None:
+        """Forget every submit count."""
+        self._db.execute("DELETE FROM submits")
 
     def signing_key(self, make: bytes) -> bytes:
         """The saved webhook signing key; `make` is saved and returned when there is none yet."""
