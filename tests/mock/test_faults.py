@@ -24,7 +24,13 @@ def test_rules_parse_from_text() -> None:
         Fault("drop-after"),
         None,
     )
-    assert FaultRule.parse("status@0.25=504") == FaultRule("status", rate=0.25, fault=Fault("status", 504))
+    assert FaultRule.parse("status@0.25=504") == FaultRule("status", rate=0.25, faults=(Fault("status", 504),))
+    assert FaultRule.parse("*@0.2=429:1|503|drop|slow:0.5").faults == (
+        Fault("status", 429, retry_after=1.0),
+        Fault("status", 503),
+        Fault("drop"),
+        Fault("slow", delay=0.5),
+    )
     assert FaultRule.parse("result~1.5") == FaultRule("result", latency=1.5)
     assert FaultRule.from_json(rule.as_json()) == rule
 
@@ -37,6 +43,7 @@ def test_rules_parse_from_text() -> None:
         ("status@2=503", "rate must be from 0 to 1"),
         ("status", "expected OPERATION=TOKEN"),
         ("result~soon", "latency 'soon' is not a number"),
+        ("status@0.5=ok|503", "`ok` is not one"),
     ],
 )
 def test_bad_rules_say_what_is_wrong(text: str, message: str) -> None:
@@ -58,6 +65,12 @@ def test_rates_are_reproducible_with_the_same_seed() -> None:
         draws.append([plan.next("get_request_status")[1] is not None for _ in range(50)])
     assert draws[0] == draws[1]
     assert 5 < sum(draws[0]) < 45
+
+
+def test_a_rate_rule_picks_among_its_faults() -> None:
+    plan = FaultPlan([FaultRule.parse("status@1=502|503|slow:0")], seed=3)
+    seen = {plan.next("get_request_status")[1] for _ in range(60)}
+    assert seen == {Fault("status", 502), Fault("status", 503), Fault("slow", delay=0.0)}
 
 
 def test_latency_adds_up_across_rules() -> None:
@@ -84,6 +97,12 @@ async def test_injected_statuses_look_like_fal_errors(make_client: MakeClient) -
     assert mine["total"] == 1
 
 
+async def test_a_slow_fault_answers_normally(make_client: MakeClient) -> None:
+    client = make_client(EmulatorConfig(faults=(FaultRule.parse("submit=slow:0.01"),)))
+    assert (await client.post(SUBMIT, json=body())).status_code == 200
+    assert (await client.get("/_emulator/counters")).json()["faults"] == {"submit_kontext": 1}
+
+
 async def test_drop_before_loses_the_request_drop_after_keeps_it(make_client: MakeClient) -> None:
     client = make_client(EmulatorConfig(faults=(FaultRule.parse("submit=drop,drop-after"),)))
     for _ in range(2):
@@ -99,10 +118,10 @@ async def test_admin_api_adds_lists_and_clears_rules(client: httpx.AsyncClient) 
     added = await client.post("/_emulator/faults", json={"operation": "status", "sequence": ["504"]})
     assert added.status_code == 201
     listed = (await client.get("/_emulator/faults")).json()["rules"]
-    assert listed == [{"operation": "status", "sequence": ["504"], "rate": 0.0, "fault": None, "latency": 0.0}]
+    assert listed == [{"operation": "status", "sequence": ["504"], "rate": 0.0, "fault": [], "latency": 0.0}]
     assert (await client.get(f"{REQUESTS}/x/status")).status_code == 504
     assert (await client.get(f"{REQUESTS}/x/status")).status_code == 404
-    await client.post("/_emulator/faults", json={"operation": "*", "rate": 1, "fault": "500"})
+    await client.post("/_emulator/faults", json={"operation": "*", "rate": 1, "fault": ["500"]})
     assert (await client.put(f"{REQUESTS}/x/cancel")).status_code == 500
     assert (await client.delete("/_emulator/faults")).json() == {"rules": []}
     assert (await client.put(f"{REQUESTS}/x/cancel")).status_code == 404

@@ -353,6 +353,8 @@ class SpecEndpoints:
                 return _DroppedResponse()
             if fault.kind == "status":
                 return _fault_response(fault)
+            if fault.kind == "slow":
+                await asyncio.sleep(fault.delay)
         owner = state.owner_of(request.headers.get("authorization"))
         if owner is None:
             if request.headers.get("authorization"):

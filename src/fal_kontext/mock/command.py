@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="RULE",
-        help="inject faults, e.g. submit=503,429:2,ok  status@0.1=502  result~0.5  submit=drop-after; repeatable",
+        help="inject faults, e.g. submit=503,429:2,ok  status@0.1=502|drop|slow:2  result~0.5; repeatable",
     )
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of rate-based faults (default: %(default)s)")
     parser.add_argument(

@@ -4,11 +4,12 @@ A rule targets an operation group (`submit`, `status`, `stream`, `result`, `canc
 operationId, and holds either an exact sequence of faults for the next calls or a rate. The same rules are
 written as text on the command line (`--fault submit=503,429:2,ok`) and as JSON in the admin API.
 
-Text grammar, one rule: `OPERATION=TOKEN[,TOKEN...]` (a sequence) or `OPERATION@RATE=TOKEN` (each call fails
-with probability RATE) or `OPERATION~SECONDS` (added latency). TOKEN is `ok`, `drop` (close the connection
-before the request is handled), `drop-after` (handle it, then close before answering), or a status code
-with an optional suffix: `429:5` (Retry-After 5), `503-noid` (no x-fal-request-id header), `502-nginx`
-(an ingress HTML page without x-fal-request-id, which fal_client retries).
+Text grammar, one rule: `OPERATION=TOKEN[,TOKEN...]` (a sequence) or `OPERATION@RATE=TOKEN[|TOKEN...]` (each
+call fails with probability RATE, with one of the tokens picked at random) or `OPERATION~SECONDS` (added
+latency on every call). TOKEN is `ok`, `drop` (close the connection before the request is handled),
+`drop-after` (handle it, then close before answering), `slow:SECONDS` (answer normally, that much later), or
+a status code with an optional suffix: `429:5` (Retry-After 5), `503-noid` (no x-fal-request-id header),
+`502-nginx` (an ingress HTML page without x-fal-request-id, which fal_client retries).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["status", "drop", "drop-after"]
+FaultKind = Literal["status", "drop", "drop-after", "slow"]
 
 # Which operationIds each group name covers.
 OPERATION_GROUPS = {
@@ -30,6 +31,7 @@ OPERATION_GROUPS = {
 }
 _STATUSES = {429, 500, 502, 503, 504}
 _TOKEN = re.compile(r"(?P<code>\d{3})(?::(?P<retry>\d+(?:\.\d+)?))?(?:-(?P<flavour>noid|nginx))?")
+_SLOW = re.compile(r"slow:(?P<seconds>\d+(?:\.\d+)?)")
 
 
 class FaultSyntaxError(ValueError):
@@ -45,6 +47,7 @@ class Fault:
     retry_after: float | None = None
     with_request_id: bool = True
     ingress: bool = False
+    delay: float = 0.0
 
     @classmethod
     def parse(cls, token: str) -> Fault | None:
@@ -54,10 +57,13 @@ class Fault:
             return None
         if token in {"drop", "drop-after"}:
             return cls(kind=token)  # type: ignore[arg-type]
+        slow = _SLOW.fullmatch(token)
+        if slow is not None:
+            return cls(kind="slow", delay=float(slow["seconds"]))
         found = _TOKEN.fullmatch(token)
         if found is None or int(found["code"]) not in _STATUSES:
             raise FaultSyntaxError(
-                f"unknown fault {token!r}: use ok, drop, drop-after, or one of {sorted(_STATUSES)} "
+                f"unknown fault {token!r}: use ok, drop, drop-after, slow:SECONDS, or one of {sorted(_STATUSES)} "
                 "with an optional :RETRY_AFTER (429) and -noid or -nginx suffix, e.g. 429:2 or 503-noid"
             )
         code = int(found["code"])
@@ -73,12 +79,13 @@ class Fault:
 
 @dataclass(frozen=True)
 class FaultRule:
-    """Faults for one operation: an exact sequence for the next calls, or a rate, and/or added latency."""
+    """Faults for one operation: an exact sequence for the next calls, or a rate (with the faults to pick from
+    at random), and/or latency added to every call."""
 
     operation: str
     sequence: tuple[Fault | None, ...] = ()
     rate: float = 0.0
-    fault: Fault | None = None
+    faults: tuple[Fault, ...] = ()
     latency: float = 0.0
 
     def applies_to(self, operation_id: str) -> bool:
@@ -98,13 +105,15 @@ class FaultRule:
             )
         if "@" in operation:
             operation, _, rate = operation.partition("@")
-            return cls(operation=_operation(operation), rate=_number(rate, "rate", text), fault=Fault.parse(tokens))
+            return cls(
+                operation=_operation(operation), rate=_number(rate, "rate", text), faults=_choices(tokens.split("|"))
+            )
         return cls(operation=_operation(operation), sequence=tuple(Fault.parse(token) for token in tokens.split(",")))
 
     @classmethod
     def from_json(cls, data: Any) -> FaultRule:
-        """Parse the admin API form: `{"operation", "sequence": [TOKEN...]}`, `{"operation", "rate", "fault"}`,
-        and/or `{"operation", "latency"}`."""
+        """Parse the admin API form: `{"operation", "sequence": [TOKEN...]}`, `{"operation", "rate", "fault":
+        TOKEN or [TOKEN...]}`, and/or `{"operation", "latency"}`."""
         if not isinstance(data, dict) or not isinstance(data.get("operation"), str):
             raise FaultSyntaxError(
                 'a fault rule is an object with "operation" and "sequence", "rate"+"fault" or "latency"'
@@ -119,13 +128,14 @@ class FaultRule:
         if not isinstance(latency, int | float) or latency < 0:
             raise FaultSyntaxError('"latency" must be a number of seconds >= 0')
         fault = data.get("fault")
-        if rate and not isinstance(fault, str | int):
-            raise FaultSyntaxError('"rate" needs a "fault" token such as "502"')
+        tokens = fault if isinstance(fault, list) else [] if fault is None else [fault]
+        if not all(isinstance(token, str | int) for token in tokens) or (rate and not tokens):
+            raise FaultSyntaxError('"rate" needs a "fault": a token such as "502", or a list of them to pick from')
         return cls(
             operation=_operation(data["operation"]),
             sequence=tuple(Fault.parse(str(token)) for token in sequence),
             rate=float(rate),
-            fault=Fault.parse(str(fault)) if fault is not None else None,
+            faults=_choices([str(token) for token in tokens]) if tokens else (),
             latency=float(latency),
         )
 
@@ -135,7 +145,7 @@ class FaultRule:
             "operation": self.operation,
             "sequence": [_token(fault) for fault in self.sequence],
             "rate": self.rate,
-            "fault": _token(self.fault) if self.fault else None,
+            "fault": [_token(fault) for fault in self.faults],
             "latency": self.latency,
         }
 
@@ -179,9 +189,16 @@ class FaultPlan:
             if position < len(rule.sequence):
                 self._positions[index] = position + 1
                 chosen, decided = rule.sequence[position], True
-            elif rule.rate and rule.fault is not None and self._rng.random() < rule.rate:
-                chosen, decided = rule.fault, True
+            elif rule.rate and rule.faults and self._rng.random() < rule.rate:
+                chosen, decided = self._rng.choice(rule.faults), True
         return latency, chosen
+
+
+def _choices(tokens: list[str]) -> tuple[Fault, ...]:
+    faults = [Fault.parse(token) for token in tokens]
+    if any(fault is None for fault in faults):
+        raise FaultSyntaxError("a rate rule picks among faults: `ok` is not one")
+    return tuple(fault for fault in faults if fault is not None)
 
 
 def _operation(name: str) -> str:
@@ -205,6 +222,8 @@ def _number(text: str, what: str, rule: str) -> float:
 def _token(fault: Fault | None) -> str:
     if fault is None:
         return "ok"
+    if fault.kind == "slow":
+        return f"slow:{fault.delay:g}"
     if fault.kind != "status":
         return fault.kind
     text = str(fault.status)
