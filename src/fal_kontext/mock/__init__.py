@@ -5,11 +5,12 @@ fixture of `fal_kontext.mock.pytest_plugin`) or from the command line (`fal-kont
 """
 
 from fal_kontext.mock.app import ConnectionDropped, create_app, key_fingerprint
-from fal_kontext.mock.config import EmulatorConfig
+from fal_kontext.mock.config import SEEDED_DEFECTS, EmulatorConfig
 from fal_kontext.mock.faults import Fault, FaultRule
 from fal_kontext.mock.server import RunningEmulator, run_emulator
 
 __all__ = [
+    "SEEDED_DEFECTS",
     "ConnectionDropped",
     "EmulatorConfig",
     "Fault",

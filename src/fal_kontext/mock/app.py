@@ -305,6 +305,8 @@ class SpecEndpoints:
 
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
+        # Only for the backward_transition seeded defect.
+        self._completed_reads: Counter[str] = Counter()
         handlers: dict[str, _Handler] = {
             "get_request_status": self.status,
             "stream_request_status": self.stream,
@@ -339,7 +341,8 @@ class SpecEndpoints:
         operation, found = state.routes.match(request.method, path)
         if operation is None:
             if found:
-                return _detail(405, f"Method {request.method} not allowed", {"Allow": ", ".join(found)})
+                allow = {} if "dropped_header" in state.config.defects else {"Allow": ", ".join(found)}
+                return _detail(405, f"Method {request.method} not allowed", allow)
             return _detail(404, f"Path {request.url.path} not found")
         assert isinstance(found, dict)
         found = {name: urllib.parse.unquote(value) for name, value in found.items()}
@@ -385,6 +388,8 @@ class SpecEndpoints:
         if bad_json is not None:
             return _json(422, validation_error([bad_json]))
         problems = operation.check_body(body)
+        if "accepted_invalid_enum" in state.config.defects:
+            problems = [problem for problem in problems if problem.type != "enum"]
         if not problems:
             problems = self._check_inputs(body)
         webhook = params.get("fal_webhook")
@@ -408,6 +413,8 @@ class SpecEndpoints:
         state.count_submit(owner, body_fingerprint(body))
         state.notify()
         answer = {**state.status_of(queued, with_logs=False), "gateway_request_id": request_id}
+        if "missing_required_field" in state.config.defects:
+            del answer["cancel_url"]
         return _json(200, answer, {"x-fal-request-id": request_id})
 
     def _check_inputs(self, body: JsonObject) -> list[Problem]:
@@ -427,7 +434,12 @@ class SpecEndpoints:
         if found is None:
             return _detail(404, "Request not found")
         body = state.status_of(found, with_logs=params.get("logs") in {"1", "true"})
-        return _json(200 if found.status == "COMPLETED" else 202, body, {"x-fal-request-id": found.request_id})
+        code = 200 if found.status == "COMPLETED" else 202
+        if "backward_transition" in state.config.defects and found.status == "COMPLETED":
+            self._completed_reads[found.request_id] += 1
+            if self._completed_reads[found.request_id] % 2 == 0:
+                body, code = {**body, "status": "IN_PROGRESS", "metrics": {}}, 202
+        return _json(code, body, {"x-fal-request-id": found.request_id})
 
     async def stream(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
         """Server-sent status events: one per change, keep-alive comments, closed after COMPLETED."""
@@ -585,6 +597,8 @@ class SpecEndpoints:
         outcome = state.queue.cancel(params["request_id"], owner, state.now())
         state.notify()
         code = {"CANCELLATION_REQUESTED": 202, "ALREADY_COMPLETED": 400, "NOT_FOUND": 404}[outcome]
+        if "wrong_status_code" in state.config.defects and code == 202:
+            code = 200
         headers = {"x-fal-request-id": params["request_id"]} if outcome != "NOT_FOUND" else {}
         return _json(code, {"status": outcome}, headers)
 

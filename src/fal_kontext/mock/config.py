@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from fal_kontext.mock.faults import FaultRule
 from fal_kontext.mock.queue import QueueSettings
+
+# Test-only: bugs the emulator can be told to have, so a contract suite can prove it notices each one.
+SEEDED_DEFECTS = MappingProxyType(
+    {
+        "wrong_status_code": "cancel answers 200 instead of 202",
+        "missing_required_field": "the submit answer has no cancel_url",
+        "accepted_invalid_enum": "enum values are not checked: output_format 'gif' is queued",
+        "backward_transition": "a COMPLETED request reads IN_PROGRESS (202) again on every second status call",
+        "dropped_header": "405 answers have no Allow header",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class EmulatorConfig:
         webhook_retry_delay: seconds before the second attempt; it doubles each time after.
         webhook_timeout: seconds to wait for the receiver to answer one attempt (fal: 15).
         image_cache_bytes: memory for rendered images; evicted images are rendered again when read.
+        defects: TEST ONLY: names from SEEDED_DEFECTS, bugs to behave with (to prove a test suite catches them).
     """
 
     keys: tuple[str, ...] = ("test-key",)
@@ -58,6 +71,7 @@ class EmulatorConfig:
     webhook_retry_delay: float = 1.0
     webhook_timeout: float = 15.0
     image_cache_bytes: int = 64 * 1024 * 1024
+    defects: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         problems = []
@@ -75,6 +89,9 @@ class EmulatorConfig:
             problems.append("webhook_attempts: must be at least 1")
         if self.public_base_url is not None and not self.public_base_url.startswith(("http://", "https://")):
             problems.append("public_base_url: must start with http:// or https://")
+        unknown = sorted(set(self.defects) - set(SEEDED_DEFECTS))
+        if unknown:
+            problems.append(f"defects: unknown {unknown}, known: {sorted(SEEDED_DEFECTS)}")
         if problems:
             raise ValueError("invalid EmulatorConfig: " + "; ".join(problems))
 
