@@ -48,6 +48,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"most submits to a remote server in one run (default {DEFAULT_MAX_PAID_CALLS}); each may be billed",
     )
     group.addoption(
+        "--contract-emulator-defect",
+        action="append",
+        default=[],
+        help="TEST ONLY: start the emulator with this seeded defect (see contracts/test_seeded_defects.py)",
+    )
+    group.addoption(
         "--contract-endpoint",
         default=os.environ.get("CONTRACT_ENDPOINT", DEFAULT_ENDPOINT),
         help=f"endpoint the paid lifecycle check uses (default {DEFAULT_ENDPOINT}, the cheapest)",
@@ -89,7 +95,8 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
         return
     from fal_kontext.mock import EmulatorConfig, run_emulator
 
-    config = EmulatorConfig(runners=32, queue_wait=0.02, run_time=0.05)
+    defects = frozenset(request.config.getoption("--contract-emulator-defect"))
+    config = EmulatorConfig(runners=32, queue_wait=0.02, run_time=0.05, defects=defects)
     with run_emulator(config) as emulator:
         yield ContractTarget(
             emulator.base_url, "key", emulator.key, remote=False, endpoint=endpoint, verify=emulator.verify

@@ -27,6 +27,7 @@ from contracts.target import BudgetExhausted, ContractTarget, PaidCallBudget
 from fal_kontext import (
     AsyncKontext,
     AuthenticationError,
+    Completed,
     ContentPolicyError,
     Kontext,
     NotFoundError,
@@ -101,7 +102,9 @@ def test_polling_with_logs_and_resume_by_request_id(
         statuses: list[Status] = []
         kontext.handle(handle.request_id).wait(on_update=statuses.append)
         result = kontext.handle(handle.request_id).result()
+        after = [kontext.handle(handle.request_id).status() for _ in range(2)]
     assert result.request_id == handle.request_id and statuses
+    assert all(isinstance(status, Completed) for status in after), "a completed request must stay COMPLETED"
     assert {"get_request_status", "get_request_result"} <= recorder.operations_seen()
     assert "stream_request_status" not in recorder.operations_seen()
 
