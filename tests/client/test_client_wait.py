@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from fal_kontext import (
     ValidationError,
     WaitTimeoutError,
 )
+from fal_kontext.results import write_atomically
 from tests.client.client_fakes import (
     BASE,
     OUTPUT,
@@ -442,6 +444,16 @@ def test_save_downloads_and_decodes_atomically(fake: FakeQueue, clock: FakeClock
     assert paths[0].read_bytes() == PNG
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["req-123-0.png", "req-123-1.jpg"]
     assert "authorization" not in fake.requests[-1].headers  # the CDN never gets the key
+
+
+def test_saved_files_get_the_usual_mode(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        write_atomically(tmp_path / "a.jpg", b"\xff\xd8")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.jpg").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.jpg"]
 
 
 def test_save_of_an_expired_url(fake: FakeQueue, clock: FakeClock, tmp_path: Path) -> None:
