@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -72,3 +74,15 @@ def test_cancel_over_the_socket(http: httpx.Client) -> None:
     submitted = http.post(SUBMIT, json=body()).json()
     assert http.put(submitted["cancel_url"]).status_code == 202
     assert http.put(f"{REQUESTS}/{submitted['request_id']}/cancel").status_code == 400
+
+
+def test_pytest_plugin_loads_without_the_mock_extra() -> None:
+    """pytest loads the plugin in every session of every user: it must not need Starlette, uvicorn or Pillow."""
+    blocked = "import sys\nfor name in ('starlette', 'uvicorn', 'PIL', 'jsonschema'): sys.modules[name] = None\n"
+    done = subprocess.run(
+        [sys.executable, "-c", blocked + "import fal_kontext.pytest_plugin"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -1,7 +1,7 @@
 """A local emulator of fal.ai's queue API for FLUX.1 Kontext: stateful, spec-validated, with real images.
 
 Use it in-process (`create_app`), in a background thread (`run_emulator`), from pytest (the `fal_emulator`
-fixture of `fal_kontext.mock.pytest_plugin`) or from the command line (`fal-kontext mock`).
+fixture of `fal_kontext.pytest_plugin`) or from the command line (`fal-kontext mock`).
 """
 
 from fal_kontext.mock.app import ConnectionDropped, create_app, key_fingerprint
