@@ -58,6 +58,14 @@ class SpecIndex:
             node = target
         return node
 
+    def check_schema(self, component: str, value: Any) -> list[str]:
+        """What about `value` does not fit the spec's component schema `component`."""
+        schema = {"$ref": f"#/components/schemas/{component}"}
+        return [
+            f"{component} {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in self._validator(schema).iter_errors(value)
+        ]
+
     def parameters(self, method: str, template: str) -> list[dict[str, Any]]:
         item = self.document["paths"][template]
         both = item.get("parameters", []) + item[method.lower()].get("parameters", [])

@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from fal_kontext_api.models import KontextOutput
+from fal_kontext_api.models import KontextOutput, ValidationErrorResponse, WebhookPayload, WebhookStatus
+from fal_kontext_api.types import Unset
 
 from .errors import FieldError, WebhookVerificationError
 from .results import EditResult
@@ -148,49 +149,47 @@ def verify_webhook(
 
 
 def parse_webhook(body: bytes, request_id: str | None = None) -> WebhookEvent:
-    """Read a webhook body (already verified) into a ``WebhookEvent``.
+    """Read a webhook body (already verified) into a ``WebhookEvent``, through the spec's ``WebhookPayload``.
+
+    Args:
+        body: The raw body.
+        request_id: The id from the signature headers, used when the body lacks one.
 
     Raises:
-        WebhookVerificationError: the body is not a webhook payload.
+        WebhookVerificationError: the body is not a webhook payload, or an OK payload is not a Kontext output.
     """
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise WebhookVerificationError(f"the webhook body is not JSON: {err}") from err
-    if not isinstance(data, dict) or data.get("status") not in ("OK", "ERROR"):
-        raise WebhookVerificationError('the webhook body has no "status" of "OK" or "ERROR"')
-    rid = str(data.get("request_id") or request_id or "")
-    payload = data.get("payload")
+        if isinstance(data, dict) and request_id and "request_id" not in data:
+            data = {**data, "request_id": request_id}
+        message = WebhookPayload.from_dict(data)
+    except (ValueError, UnicodeDecodeError, TypeError, KeyError, AttributeError) as err:
+        raise WebhookVerificationError(f"the webhook body is not a fal webhook payload: {err!r}") from err
+    rid = str(message.request_id)
+    payload = message.payload
+    ok = message.status == WebhookStatus.OK
     result: EditResult | None = None
+    if ok and isinstance(payload, KontextOutput):
+        result = EditResult(rid, payload)
+    elif ok and payload is not None and not isinstance(payload, Unset):
+        raise WebhookVerificationError(f"the payload of request {rid} is not a Kontext output")
     errors: tuple[FieldError, ...] = ()
-    if data["status"] == "OK" and isinstance(payload, dict):
-        try:
-            result = EditResult(rid, KontextOutput.from_dict(payload))
-        except (KeyError, TypeError, ValueError) as err:
-            raise WebhookVerificationError(f"the payload of request {rid} is not a Kontext output: {err}") from err
-    elif isinstance(payload, dict) and isinstance(payload.get("detail"), list):
-        errors = tuple(
-            FieldError(
-                tuple(p for p in item.get("loc", ()) if isinstance(p, (str, int))),
-                str(item.get("msg", "")),
-                str(item.get("type", "")),
-            )
-            for item in payload["detail"]
-            if isinstance(item, dict)
-        )
-    gateway = data.get("gateway_request_id")
-    error = data.get("error")
-    payload_error = data.get("payload_error")
+    if isinstance(payload, ValidationErrorResponse):
+        errors = tuple(FieldError(tuple(item.loc), item.msg, item.type_) for item in payload.detail)
     return WebhookEvent(
         request_id=rid,
-        gateway_request_id=str(gateway) if gateway else None,
-        ok=data["status"] == "OK",
+        gateway_request_id=_given(message.gateway_request_id),
+        ok=ok,
         result=result,
-        error=str(error) if error else None,
+        error=_given(message.error),
         errors=errors,
-        payload_error=str(payload_error) if payload_error else None,
+        payload_error=_given(message.payload_error),
         body=data,
     )
+
+
+def _given(value: str | Unset) -> str | None:
+    return None if isinstance(value, Unset) or not value else str(value)
 
 
 def fetch_jwks(

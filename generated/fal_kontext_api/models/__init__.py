@@ -24,6 +24,8 @@ from .timings import Timings
 from .validation_error_item import ValidationErrorItem
 from .validation_error_item_ctx import ValidationErrorItemCtx
 from .validation_error_response import ValidationErrorResponse
+from .webhook_payload import WebhookPayload
+from .webhook_status import WebhookStatus
 
 __all__ = (
     "AspectRatio",
@@ -48,4 +50,6 @@ __all__ = (
     "ValidationErrorItem",
     "ValidationErrorItemCtx",
     "ValidationErrorResponse",
+    "WebhookPayload",
+    "WebhookStatus",
 )
