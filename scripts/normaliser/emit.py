@@ -36,7 +36,7 @@ _QuotedDumper.add_representer(str, _represent_str)
 
 
 def dump_spec(document: dict[str, Any]) -> str:
-    """The document as YAML text: block style, insertion order, all string values quoted."""
+    """The document as YAML text: block style, insertion order, string values quoted and on one line (clean diffs)."""
     return yaml.dump(
-        document, Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True, width=120, default_flow_style=False
+        document, Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True, width=1_000_000, default_flow_style=False
     )
