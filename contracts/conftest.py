@@ -120,6 +120,18 @@ def lifecycle_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]
 
 
 @pytest.fixture(scope="session")
+def slow_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
+    """A local emulator whose jobs run 30 s: a request is certainly still pending when a scenario cancels it."""
+    if request.config.getoption("--contract-base-url"):
+        pytest.skip("relies on the emulator's run time; the local emulator only")
+    from fal_kontext.mock import EmulatorConfig, run_emulator
+
+    defects = frozenset(request.config.getoption("--contract-emulator-defect"))
+    with run_emulator(EmulatorConfig(queue_wait=0, run_time=30.0, defects=defects)) as emulator:
+        yield ContractTarget(emulator.base_url, "key", emulator.key, remote=False, verify=emulator.verify)
+
+
+@pytest.fixture(scope="session")
 def paid_calls(request: pytest.FixtureRequest) -> PaidCallBudget:
     """The run's budget of submits to a remote server (the emulator is free: no limit)."""
     remote = bool(request.config.getoption("--contract-base-url"))

@@ -125,14 +125,16 @@ def kontext_png() -> str:
     return image_source_to_url(png("green"))
 
 
-def test_async_stream_reports_queue_and_progress(emulator: RunningEmulator) -> None:
+def test_async_stream_reports_queue_and_progress() -> None:
     seen: list[Status] = []
 
-    async def main() -> None:
+    async def main(emulator: RunningEmulator) -> None:
         async with AsyncKontext(emulator.key, base_url=emulator.base_url) as kontext:
             await kontext.edit("a hat", image=png(), on_update=seen.append)
 
-    asyncio.run(main())
+    # 1 s jobs: the stream opens while the request is pending, however loaded the machine.
+    with run_emulator(EmulatorConfig(run_time=1.0, queue_wait=0.05, keepalive_interval=1.0)) as emulator:
+        asyncio.run(main(emulator))
     assert any(isinstance(s, (Queued, InProgress)) for s in seen) and isinstance(seen[-1], Completed)
     assert any(entry.message for s in seen for entry in s.logs)
 
@@ -152,12 +154,13 @@ def test_resume_by_request_id_in_a_new_client(kontext: Kontext, emulator: Runnin
     assert result.request_id == request_id
 
 
-def test_result_before_completion_is_not_ready(kontext: Kontext) -> None:
-    handle = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
-    with pytest.raises(ResultNotReadyError, match=handle.request_id):
-        handle.result()
-    assert isinstance(handle.status(), (Queued, InProgress))
-    handle.wait()
+def test_result_before_completion_is_not_ready(slow_emulator: RunningEmulator) -> None:
+    with Kontext(slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
+        handle = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+        with pytest.raises(ResultNotReadyError, match=handle.request_id):
+            handle.result()
+        assert isinstance(handle.status(), (Queued, InProgress))
+        handle.cancel()
 
 
 def test_cancel_then_wait_is_cancelled(slow_emulator: RunningEmulator) -> None:
