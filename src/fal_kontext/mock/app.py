@@ -11,7 +11,7 @@ import math
 import time
 import urllib.parse
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +73,8 @@ class Counters:
     calls: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     submits: dict[str, Counter[str]] = field(default_factory=dict)
+    # Calls per request id and operation (status, stream, result, cancel): benchmarks count requests per job.
+    by_request: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
     def as_json(self) -> JsonObject:
         """The counters as the admin API shows them."""
@@ -117,6 +119,9 @@ class EmulatorState:
             self.owners[key] = key_fingerprint(key)
         self._url_templates = {op.operation_id: op.path for op in self.routes.operations}
         self.changed = asyncio.Event()
+        # Status streams wait on their own event: a submit must not wake every open stream (1,000 streams and
+        # 1,000 submits would be a million wake-ups).
+        self.streams_changed = asyncio.Event()
         self.webhooks = WebhookSender(
             signer,
             attempts=config.webhook_attempts,
@@ -128,6 +133,10 @@ class EmulatorState:
     def now(self) -> float:
         """Queue time: seconds on the injected clock since start, plus any admin-requested advance."""
         return self._clock() - self._clock_origin + self.offset
+
+    def clock_offset(self) -> float:
+        """What to add to a queue time to get the injected clock's reading (valid until the next advance)."""
+        return self._clock_origin - self.offset
 
     def epoch_of(self, queue_time: float) -> float:
         """Unix time of a queue time (for log timestamps)."""
@@ -146,10 +155,14 @@ class EmulatorState:
             self.store.save(changed, removed, self.queue.now)
             self._saved_at = self.queue.now
 
-    def notify(self) -> None:
-        """Wake the status streams: the queue changed in a way time alone does not predict."""
+    def notify(self, *, streams: bool = True) -> None:
+        """Wake the timers and, with `streams`, the status streams: the queue changed in a way time alone does
+        not predict."""
         self.changed.set()
         self.changed = asyncio.Event()
+        if streams:
+            self.streams_changed.set()
+            self.streams_changed = asyncio.Event()
 
     def count_submit(self, owner: str, body_hash: str) -> None:
         """Count one accepted submit of `owner` with that body (saved at once when there is a state file)."""
@@ -347,6 +360,8 @@ class SpecEndpoints:
         assert isinstance(found, dict)
         found = {name: urllib.parse.unquote(value) for name, value in found.items()}
         state.counters.calls[operation.operation_id] += 1
+        if "request_id" in found:
+            state.counters.by_request[found["request_id"]][operation.operation_id] += 1
         latency, fault = state.faults.next(operation.operation_id)
         if latency:
             await asyncio.sleep(latency)
@@ -411,7 +426,9 @@ class SpecEndpoints:
             webhook_url=webhook,
         )
         state.count_submit(owner, body_fingerprint(body))
-        state.notify()
+        # A new request changes no other request's status or queue position (positions count only requests
+        # submitted earlier), so open status streams need not wake.
+        state.notify(streams=False)
         answer = {**state.status_of(queued, with_logs=False), "gateway_request_id": request_id}
         if "missing_required_field" in state.config.defects:
             del answer["cancel_url"]
@@ -472,13 +489,15 @@ class SpecEndpoints:
             elif now - last_sent_at >= state.config.keepalive_interval:
                 last_sent_at = now
                 yield ": keep-alive\n\n"
+            # A running request changes only when it ends (or logs); a waiting one with any start in the queue.
+            next_change = request.ends_at if request.status == "IN_PROGRESS" else state.queue.next_event_at()
             wait = min(
-                state.queue.next_event_at() - now,
+                next_change - now,
                 state.queue.next_log_at(request, now) - now if with_logs else math.inf,
                 state.config.keepalive_interval - (now - last_sent_at),
                 state.config.stream_poll_interval,
             )
-            changed = state.changed
+            changed = state.streams_changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=max(wait, 0.001))
 
@@ -682,6 +701,25 @@ class AdminEndpoints:
             self.state.reset_counters()
         return _json(200, self.state.counters.as_json())
 
+    async def requests(self, request: Request) -> Response:
+        """GET every request the emulator holds: its times and the calls made for it (for benchmarks).
+
+        Times are queue seconds; add `clock_offset` to get the emulator's clock (`time.monotonic()` under
+        `run_emulator` and `fal-kontext mock`, which is system-wide on Linux).
+        """
+        state = self.state
+        by_request = state.counters.by_request
+        held = {
+            rid: {
+                "submitted_at": queued.submitted_at,
+                "started_at": queued.started_at,
+                "completed_at": queued.completed_at,
+                "calls": dict(by_request.get(rid, {})),
+            }
+            for rid, queued in state.queue.requests.items()
+        }
+        return _json(200, {"clock_offset": state.clock_offset(), "requests": held})
+
     async def clock(self, request: Request) -> Response:
         """POST {"advance": seconds} moves queue time forward (for tests against a running emulator)."""
         if request.method == "POST":
@@ -784,6 +822,7 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
         Route("/faults", admin.faults, methods=["GET", "POST", "DELETE"]),
         Route("/counters", admin.counters, methods=["GET", "DELETE"]),
         Route("/clock", admin.clock, methods=["GET", "POST"]),
+        Route("/requests", admin.requests, methods=["GET"]),
         Route("/webhooks", admin.webhooks, methods=["GET"]),
     ]
     # Few top-level routes: every status poll is matched against each of them before reaching the spec's.
