@@ -270,7 +270,10 @@ class Kontext:
             self._httpx_args["transport"] = transport
         # The generated client takes verify as verify_ssl and passes it to httpx itself.
         self._verify: Any = self._httpx_args.pop("verify", True)
-        self._clients: dict[str, AuthenticatedClient | Client] = {}
+        # Keyed by (base URL, for the status stream). Streams get their own connections: a stream closed after
+        # COMPLETED cannot be reused (a blocking read of its end could not be bounded), so the result request that
+        # follows takes a warm connection from the other pool instead of waiting for a new TLS handshake.
+        self._clients: dict[tuple[str, bool], AuthenticatedClient | Client] = {}
         self._downloader: httpx.Client | None = None
 
     def __repr__(self) -> str:
@@ -422,8 +425,8 @@ class Kontext:
 
     # --- the driver ---------------------------------------------------------------------------------------------
 
-    def _client(self, base_url: str) -> AuthenticatedClient | Client:
-        client = self._clients.get(base_url)
+    def _client(self, base_url: str, *, stream: bool = False) -> AuthenticatedClient | Client:
+        client = self._clients.get((base_url, stream))
         if client is None:
             args = self._config.client_args()
             hooks = {"response": [remember_response]}
@@ -432,7 +435,7 @@ class Kontext:
                 client = AuthenticatedClient(base_url=base_url, httpx_args=httpx_args, verify_ssl=self._verify, **args)
             else:
                 client = Client(base_url=base_url, httpx_args=httpx_args, verify_ssl=self._verify, **args)
-            self._clients[base_url] = client
+            self._clients[(base_url, stream)] = client
         return client
 
     def _call(self, call: Call) -> Answer | NoAnswer:
@@ -452,7 +455,7 @@ class Kontext:
             captured_responses.reset(token)
 
     def _open_stream(self, command: OpenStream) -> tuple[Answer | NoAnswer, _Stream | None]:
-        http = self._client(self._config.base_url).get_httpx_client()
+        http = self._client(self._config.base_url, stream=True).get_httpx_client()
         timeout = httpx.Timeout(command.read_timeout, connect=self._config.timeouts.connect)
         request = http.build_request(
             "GET", command.url, params=command.params, headers={"Accept": "text/event-stream"}, timeout=timeout
@@ -462,8 +465,13 @@ class Kontext:
         except httpx.HTTPError as err:
             return no_answer(err), None
         if response.status_code != 200:
-            response.read()
-            response.close()
+            # The error body can be cut off too (a dropped connection): that is no answer, not an escaped httpx error.
+            try:
+                response.read()
+            except httpx.HTTPError as err:
+                return no_answer(err), None
+            finally:
+                response.close()
             return raw_answer(response, self._secret), None
         return Answer(200, response.headers, b""), _Stream(response)
 

@@ -124,7 +124,10 @@ class ReadLine:
 
 @dataclass(frozen=True, slots=True)
 class CloseStream:
-    """Close the open stream (if any)."""
+    """Close the open stream (if any). ``drain``: COMPLETED was read; fal ends the stream right after it, so a driver
+    may briefly read that end to keep the connection for the result request (rather than a new TLS handshake)."""
+
+    drain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,7 +602,7 @@ def _stream_phase(
             yield Notify(status)
         if model.status is QueueStatusValue.COMPLETED:
             completed = model
-    yield CloseStream()
+    yield CloseStream(drain=completed is not None)
     return completed
 
 

@@ -1,0 +1,86 @@
+"""Status stream endings (found by the benchmarks, bench/): a stream whose connection drops mid-answer falls back to
+polling with no httpx exception reaching the caller; a stream read up to COMPLETED is closed with `drain`, so a driver
+can keep its connection for the result request."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from fal_kontext import AsyncKontext, Endpoint, Kontext, PollSchedule, RetryPolicy
+from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext.queue import Answer, CloseStream, OpenStream, QueueSettings, ReadLine, resume_state, stream_flow
+
+
+def _input() -> dict[str, str]:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buffer, format="PNG")
+    return {"prompt": "p", "image_url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    with run_emulator(EmulatorConfig(queue_wait=0, run_time=0.05)) as running:
+        yield running
+
+
+def test_sync_wait_survives_a_dropped_stream(emulator: RunningEmulator) -> None:
+    emulator.reset_counters()
+    emulator.add_fault("stream=drop")
+    with Kontext(emulator.key, base_url=emulator.base_url) as kontext:
+        result = kontext.submit(Endpoint.PRO, _input()).wait()
+    assert result.images
+    calls = emulator.counters()["calls"]
+    assert calls["stream_request_status"] >= 1 and calls["get_request_result"] == 1
+
+
+def test_async_wait_survives_a_dropped_stream(emulator: RunningEmulator) -> None:
+    emulator.reset_counters()
+    emulator.add_fault("stream=drop")
+
+    async def wait() -> int:
+        async with AsyncKontext(emulator.key, base_url=emulator.base_url) as kontext:
+            handle = await kontext.submit(Endpoint.PRO, _input())
+            return len((await handle.wait()).images)
+
+    assert asyncio.run(wait()) == 1
+    assert emulator.counters()["faults"] == {"stream_request_status": 1}
+
+
+def _settings() -> QueueSettings:
+    return QueueSettings("https://q.test", RetryPolicy.disabled(), PollSchedule(), lambda: 0.0, lambda: 0.5)
+
+
+def _commands_after_open(lines: list[str | None]) -> list[object]:
+    """Drive stream_flow with an open stream that yields `lines`; the commands it gives after opening."""
+    settings = _settings()
+    flow = stream_flow(resume_state("rid", settings), settings, logs=False)
+    command = next(flow)
+    assert isinstance(command, OpenStream)
+    commands: list[object] = []
+    outcome: object = Answer(200, {}, b"")
+    feed = iter(lines)
+    try:
+        while True:
+            command = flow.send(outcome)
+            commands.append(command)
+            outcome = next(feed, None) if isinstance(command, ReadLine) else None
+    except StopIteration:
+        return commands
+
+
+def test_a_stream_that_reached_completed_is_closed_with_drain() -> None:
+    completed = '{"status": "COMPLETED", "request_id": "rid", "logs": null, "metrics": {}}'
+    commands = _commands_after_open([f"data: {completed}", ""])
+    assert commands[-1] == CloseStream(drain=True)
+
+
+def test_a_stream_that_ended_early_is_closed_without_drain() -> None:
+    in_progress = '{"status": "IN_PROGRESS", "request_id": "rid", "logs": null}'
+    commands = _commands_after_open([f"data: {in_progress}", "", None])
+    assert commands[-1] == CloseStream(drain=False)
