@@ -12,13 +12,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import pipeline
+from . import concurrency, pipeline, soak, throughput, time_to_result
 from .machine import describe_machine
 from .model import ScenarioResult
 from .report import write_report
 
 SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
+    "time_to_result": time_to_result.run,
+    "concurrency": concurrency.run,
+    "throughput": throughput.run,
     "pipeline": pipeline.run,
+    "soak": soak.run,
 }
 
 

@@ -22,10 +22,14 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "benchmarks.json").read_text())
     assert report["smoke"] is True and report["machine"]["cores"]
+    from bench.__main__ import SCENARIOS
+
+    assert [scenario["key"] for scenario in report["scenarios"]] == list(SCENARIOS)
     markdown = (tmp_path / "benchmarks.md").read_text()
     for scenario in report["scenarios"]:
         assert scenario["title"] in markdown
         assert scenario["rows"], scenario["key"]
+        assert scenario["plots"], scenario["key"]
         for plot in scenario["plots"]:
             assert (tmp_path / plot["file_name"]).read_bytes().startswith(b"\x89PNG"), plot["file_name"]
     assert not list(tmp_path.glob(".*.tmp")), "a temporary file was left behind"

@@ -1,0 +1,73 @@
+"""Launch a client workload (bench/workload.py) in its own process, pinned to the client CPU, and read its report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .server import CLIENT_CPU, EmulatorProcess, pin_to
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LABELS = {
+    "ours-stream": "fal_kontext (status stream)",
+    "ours-poll": "fal_kontext (polling)",
+    "fal": "fal_client (defaults)",
+}
+
+
+def run_workload(server: EmulatorProcess, client: str, prompts: list[str], **options: Any) -> dict[str, Any]:
+    """Run `client` ("ours-sync", "ours-async", "fal-sync", "fal-async") over `prompts` against `server`."""
+    assert server.certificates is not None
+    host = server.base_url.removeprefix("https://")
+    env = {
+        **os.environ,
+        # fal_client reads these at import (fal-protocol.md §3.2); it always speaks https.
+        "FAL_QUEUE_RUN_HOST": host,
+        "FAL_RUN_HOST": host,
+        "FAL_KEY": server.key,
+        "SSL_CERT_FILE": server.certificates.ca_file,
+    }
+    spec = {
+        "client": client,
+        "prompts": prompts,
+        "base_url": server.base_url,
+        "key": server.key,
+        "ca_file": server.certificates.ca_file,
+        "stream": True,
+        **options,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.workload", json.dumps(spec)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pin_to(process.pid, CLIENT_CPU)
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"workload {client} failed ({process.returncode}):\n{stderr[-4000:]}")
+    report: dict[str, Any] = json.loads(stdout)
+    return report
+
+
+def calls_per_job(listed: dict[str, Any], request_ids: list[str]) -> dict[str, float]:
+    """Mean calls per job by operation group, from GET /_emulator/requests (submits are counted separately)."""
+    totals: dict[str, float] = {}
+    for rid in request_ids:
+        for operation, count in listed["requests"].get(rid, {}).get("calls", {}).items():
+            group = {"get_request_status": "status", "stream_request_status": "stream"}.get(operation, operation)
+            group = {"get_request_result": "result", "cancel_request": "cancel"}.get(group, group)
+            totals[group] = totals.get(group, 0.0) + count
+    return {group: count / max(len(request_ids), 1) for group, count in totals.items()}
+
+
+def submits(counters: dict[str, Any]) -> int:
+    """Every submit call the server saw, faulted or not."""
+    return sum(n for operation, n in counters["calls"].items() if operation.startswith("submit_"))

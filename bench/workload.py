@@ -1,0 +1,202 @@
+"""One client's workload, run as its own process: `python -m bench.workload '<json spec>'`.
+
+The parent starts this in a subprocess (pinned to the client CPU) so that the CPU time and peak memory it
+reports are this client's alone. It prints one JSON document: per job the prompt, the request id, when the
+result was held (`time.monotonic()`, CLOCK_MONOTONIC: system-wide on Linux, the clock the emulator uses too)
+and any error surfaced to the caller; plus the CPU seconds and wall seconds of the workload and the process's
+peak RSS. fal_client reads its hosts at import, so the parent sets FAL_QUEUE_RUN_HOST, FAL_RUN_HOST, FAL_KEY
+and SSL_CERT_FILE in this process's environment (fal-protocol.md §3.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import ssl
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+ENDPOINT = "fal-ai/flux-pro/kontext"
+# A tiny PNG (8x8, one colour): inputs are inline data URIs, the emulator never fetches outside URLs.
+IMAGE = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8ISfHgA0wYRUdtBIA0MoBFD5jqJkAAAAASUVORK5CYII="
+)
+
+Job = dict[str, Any]
+
+
+def job_input(prompt: str) -> dict[str, object]:
+    """The body every client submits for one job: the prompt makes it unique; the fixed seed makes every output
+    the same image, which the emulator renders once and then serves from its cache (fal stores a result when the
+    job completes; rendering a 1 MP JPEG on each first read would add ~10 ms of emulator CPU to every job)."""
+    return {"prompt": prompt, "image_url": IMAGE, "seed": 42}
+
+
+def _record(prompt: str) -> Job:
+    return {"prompt": prompt, "request_id": None, "held_at": None, "error": None, "submit_error": False}
+
+
+def _error_name(err: BaseException) -> str:
+    status = getattr(err, "status_code", None)
+    return f"{type(err).__name__}({status})" if status is not None else type(err).__name__
+
+
+# -- our client ------------------------------------------------------------------------------------------------
+
+
+def ours_sequential(spec: dict[str, Any]) -> list[Job]:
+    from fal_kontext import Kontext
+
+    jobs = []
+    verify = ssl.create_default_context(cafile=spec["ca_file"])
+    with Kontext(
+        spec["key"], base_url=spec["base_url"], stream_status=spec["stream"], httpx_args={"verify": verify}
+    ) as kontext:
+        for prompt in spec["prompts"]:
+            job = _record(prompt)
+            try:
+                result = kontext.run(ENDPOINT, job_input(prompt))
+                job["held_at"] = time.monotonic()
+                job["request_id"] = result.request_id
+            except Exception as err:
+                job["error"] = _error_name(err)
+            jobs.append(job)
+    return jobs
+
+
+async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
+    from fal_kontext import AsyncKontext, RateLimitError
+
+    verify = ssl.create_default_context(cafile=spec["ca_file"])
+    limit = asyncio.Semaphore(spec.get("concurrency") or len(spec["prompts"]))
+    resubmit_on_429 = spec.get("resubmit_on_429", False)
+
+    async with AsyncKontext(
+        spec["key"], base_url=spec["base_url"], stream_status=spec["stream"], httpx_args={"verify": verify}
+    ) as kontext:
+
+        async def one(prompt: str) -> Job:
+            job = _record(prompt)
+            async with limit:
+                try:
+                    while True:
+                        try:
+                            handle = await kontext.submit(ENDPOINT, job_input(prompt))
+                            break
+                        except RateLimitError as err:
+                            # A 429 is a refusal: nothing was queued, so the caller may submit again.
+                            if not resubmit_on_429:
+                                raise
+                            await asyncio.sleep(err.retry_after or 1.0)
+                except Exception as err:
+                    job["error"] = _error_name(err)
+                    job["submit_error"] = True
+                    return job
+                job["request_id"] = handle.request_id
+                try:
+                    await handle.wait()
+                    job["held_at"] = time.monotonic()
+                except Exception as err:
+                    job["error"] = _error_name(err)
+            return job
+
+        return await _gather(spec, [one(p) for p in spec["prompts"]])
+
+
+async def _gather(spec: dict[str, Any], work: list[Coroutine[Any, Any, Job]]) -> list[Job]:
+    """Run every job at once; past `deadline_s` the unfinished ones are cancelled and reported as such."""
+    tasks = [asyncio.ensure_future(job) for job in work]
+    await asyncio.wait(tasks, timeout=spec.get("deadline_s"))
+    jobs = []
+    for task, prompt in zip(tasks, spec["prompts"], strict=True):
+        if task.done():
+            jobs.append(task.result())
+        else:
+            task.cancel()
+            jobs.append({**_record(prompt), "error": "unfinished at the deadline"})
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return jobs
+
+
+# -- fal_client -------------------------------------------------------------------------------------------------
+
+
+def fal_sequential(spec: dict[str, Any]) -> list[Job]:
+    import fal_client
+
+    jobs = []
+    for prompt in spec["prompts"]:
+        job = _record(prompt)
+
+        def enqueued(request_id: str, job: Job = job) -> None:
+            job["request_id"] = request_id
+
+        try:
+            fal_client.subscribe(ENDPOINT, arguments=job_input(prompt), on_enqueue=enqueued)
+            job["held_at"] = time.monotonic()
+        except Exception as err:
+            job["error"] = _error_name(err)
+            job["submit_error"] = job["request_id"] is None
+        jobs.append(job)
+    return jobs
+
+
+async def fal_concurrent(spec: dict[str, Any]) -> list[Job]:
+    import fal_client
+
+    client = fal_client.AsyncClient()
+    limit = asyncio.Semaphore(spec.get("concurrency") or len(spec["prompts"]))
+
+    async def one(prompt: str) -> Job:
+        job = _record(prompt)
+
+        def enqueued(request_id: str) -> None:
+            job["request_id"] = request_id
+
+        async with limit:
+            try:
+                await client.subscribe(ENDPOINT, arguments=job_input(prompt), on_enqueue=enqueued)
+                job["held_at"] = time.monotonic()
+            except Exception as err:
+                job["error"] = _error_name(err)
+                job["submit_error"] = job["request_id"] is None
+        return job
+
+    return await _gather(spec, [one(p) for p in spec["prompts"]])
+
+
+def _run_async(work: Callable[[dict[str, Any]], Awaitable[list[Job]]]) -> Callable[[dict[str, Any]], list[Job]]:
+    return lambda spec: asyncio.run(work(spec))  # type: ignore[arg-type]
+
+
+CLIENTS: dict[str, Callable[[dict[str, Any]], list[Job]]] = {
+    "ours-sync": ours_sequential,
+    "ours-async": _run_async(ours_concurrent),
+    "fal-sync": fal_sequential,
+    "fal-async": _run_async(fal_concurrent),
+}
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    # Import the client before measuring: start-up is not part of the per-job cost.
+    if spec["client"].startswith("fal"):
+        import fal_client  # noqa: F401
+    else:
+        import fal_kontext  # noqa: F401
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.monotonic()
+    jobs = CLIENTS[spec["client"]](spec)
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    report = {"jobs": jobs, "cpu_s": cpu, "wall_s": wall, "started_at": started, "max_rss_kib": after.ru_maxrss}
+    json.dump(report, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
