@@ -16,12 +16,20 @@ from typing import Any
 from .model import Plot, ScenarioResult
 
 
+def _usual_mode() -> int:
+    """0666 less the umask: mkstemp's 0600 would make the committed report private."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(temporary, _usual_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -57,6 +65,7 @@ def render_plot(plot: Plot, path: Path) -> None:
     os.close(fd)
     try:
         figure.savefig(temporary, format="png")
+        os.chmod(temporary, _usual_mode())
         os.replace(temporary, path)
     finally:
         plt.close(figure)

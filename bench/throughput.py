@@ -21,8 +21,9 @@ METHOD = (
     "connection, {connections} connections) runs in another process pinned to CPU 1, for {seconds:g} s per "
     "workload. Status: `GET .../requests/{{id}}/status` round robin over 16 running requests (202 answers). "
     "Jobs: each connection submits a job with run time 0 and no queue wait, reads its status once, then GETs "
-    "its result (which renders the ~1 MP JPEG output), and starts over; a job counts when its result is 200. "
-    "Server CPU is read from /proc for the server process."
+    "its result, and starts over; a job counts when its result is 200. Every job sends the same seed, so the "
+    "emulator renders the ~1 MP output image once and serves it from its cache (a new image costs it about "
+    "5-10 ms). Server CPU is read from /proc for the server process."
 )
 
 
