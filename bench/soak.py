@@ -112,6 +112,9 @@ def _soak(client: str, jobs: int, scratch: Path, **options: Any) -> dict[str, An
         "errors_surfaced": sum(errors.values()),
         "errors_at_submit": sum(1 for job in report["jobs"] if job["submit_error"]),
         "errors_by_type": dict(errors),
+        "errors_while_waiting": dict(
+            Counter(job["error"] for job in report["jobs"] if job["error"] and not job["submit_error"])
+        ),
         "faults_injected": sum(faults.values()),
         "faults_by_operation": dict(faults),
         "restarted": restart_seconds is not None,
@@ -152,10 +155,18 @@ def run(*, smoke: bool) -> ScenarioResult:
     if not met:
         why = (
             f"{jobs - ours['completed']} jobs short ({ours['lost']} lost, {ours['submitted_twice']} submitted twice, "
-            f"{ours['not_submitted']} never queued). Errors surfaced: {ours['errors_by_type']}. A submit answered "
-            "with a 502 or 503, or whose connection dropped after it was sent, may have queued a paid job, so "
-            "fal_kontext never sends it again (by design: no job submitted twice) and the caller gets the error. "
-            "Here the emulator injects those faults before handling, so nothing was queued, but a client cannot "
+            f"{ours['not_submitted']} never queued). Errors surfaced: {ours['errors_by_type']}. "
+            + (
+                f"The lost ones failed while waiting ({ours['errors_while_waiting']}): the same job's status, stream "
+                "and result calls hit faults (or the crash) more often in a row than the default RetryPolicy's 4 "
+                "retries (about 3.75 s of backoff) cover; the caller still has the request id and can resume with "
+                "`kontext.handle(request_id).wait()`, or configure more retries. "
+                if ours["lost"]
+                else ""
+            )
+            + "The rest failed at submit: a submit answered with a 502 or 503, or whose connection dropped after it "
+            "was sent, may have queued a paid job, so fal_kontext never sends it again (by design: no job "
+            "submitted twice) and the caller gets the error. Here the emulator injects those faults before handling, so nothing was queued, but a client cannot "
             "know that. What would close it: an idempotency key on submit (fal documents none), or treating a "
             "502/503 that carries fal's JSON error body as a refusal if fal confirms it is one."
         )
@@ -194,6 +205,13 @@ def run(*, smoke: bool) -> ScenarioResult:
             )
         ],
         notes=[
+            "fal_client retries 429 and transport errors on every call, submit included, but 502/503/504 only when "
+            "the body looks like an nginx page without x-fal-request-id (fal-protocol.md §3.5): a status poll "
+            "answered with fal's JSON 502 or 503 ends its `subscribe` with FalClientHTTPError while the job runs on "
+            "(its lost jobs), and a submit whose connection was reset after the server queued it (the crash) is "
+            "sent again (a job submitted twice).",
+        ]
+        + [
             f"{labels[name]}: errors by type {m['errors_by_type'] or 'none'}; faults injected by operation "
             f"{m['faults_by_operation']}; emulator down for {m['restart_s']:.1f} s during the restart; "
             f"submits the harness could not match to a job: {m['submits_not_matched']}."
