@@ -166,9 +166,10 @@ def run(*, smoke: bool) -> ScenarioResult:
             )
             + "The rest failed at submit: a submit answered with a 502 or 503, or whose connection dropped after it "
             "was sent, may have queued a paid job, so fal_kontext never sends it again (by design: no job "
-            "submitted twice) and the caller gets the error. Here the emulator injects those faults before handling, so nothing was queued, but a client cannot "
-            "know that. What would close it: an idempotency key on submit (fal documents none), or treating a "
-            "502/503 that carries fal's JSON error body as a refusal if fal confirms it is one."
+            "submitted twice) and the caller gets the error. Here the emulator injects those faults before "
+            "handling, so nothing was queued, but a client cannot know that. What would close it: an idempotency "
+            "key on submit (fal documents none), or treating a 502/503 that carries fal's JSON error body as a "
+            "refusal if fal confirms it is one."
         )
     return ScenarioResult(
         key="soak",
