@@ -209,8 +209,8 @@ def run(*, smoke: bool) -> ScenarioResult:
             "fal_client retries 429 and transport errors on every call, submit included, but 502/503/504 only when "
             "the body looks like an nginx page without x-fal-request-id (fal-protocol.md §3.5): a status poll "
             "answered with fal's JSON 502 or 503 ends its `subscribe` with FalClientHTTPError while the job runs on "
-            "(its lost jobs), and a submit whose connection was reset after the server queued it (the crash) is "
-            "sent again (a job submitted twice).",
+            "(its lost jobs), and a submit whose connection was reset after the server queued it (the crash) can "
+            "be sent again (a job submitted twice).",
         ]
         + [
             f"{labels[name]}: errors by type {m['errors_by_type'] or 'none'}; faults injected by operation "
