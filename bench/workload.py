@@ -69,11 +69,10 @@ def ours_sequential(spec: dict[str, Any]) -> list[Job]:
 
 
 async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
-    from fal_kontext import AsyncKontext, RateLimitError
+    from fal_kontext import AsyncKontext
 
     verify = ssl.create_default_context(cafile=spec["ca_file"])
     limit = asyncio.Semaphore(spec.get("concurrency") or len(spec["prompts"]))
-    resubmit_on_429 = spec.get("resubmit_on_429", False)
 
     async with AsyncKontext(
         spec["key"], base_url=spec["base_url"], stream_status=spec["stream"], httpx_args={"verify": verify}
@@ -83,15 +82,7 @@ async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
             job = _record(prompt)
             async with limit:
                 try:
-                    while True:
-                        try:
-                            handle = await kontext.submit(ENDPOINT, job_input(prompt))
-                            break
-                        except RateLimitError as err:
-                            # A 429 is a refusal: nothing was queued, so the caller may submit again.
-                            if not resubmit_on_429:
-                                raise
-                            await asyncio.sleep(err.retry_after or 1.0)
+                    handle = await kontext.submit(ENDPOINT, job_input(prompt))
                 except Exception as err:
                     job["error"] = _error_name(err)
                     job["submit_error"] = True

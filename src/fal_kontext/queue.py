@@ -30,6 +30,7 @@ from fal_kontext_api.types import UNSET
 from .endpoints import Endpoint
 from .errors import (
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -378,8 +379,14 @@ def _is_failure(outcome: Answer | NoAnswer) -> bool:
     return isinstance(outcome, NoAnswer) or outcome.status_code >= 400
 
 
-def call_with_retries(call: Call, settings: QueueSettings, deadline: float | None = None) -> Flow:
-    """Send ``call``, retrying as the policy allows (and ``deadline`` leaves time for); returns ``_Attempted``."""
+def call_with_retries(
+    call: Call, settings: QueueSettings, deadline: float | None = None, *, until_deadline: bool = False
+) -> Flow:
+    """Send ``call``, retrying as the policy allows (and ``deadline`` leaves time for); returns ``_Attempted``.
+
+    With ``until_deadline`` (and a deadline), transient failures are retried until the deadline rather than
+    ``max_retries`` times: what ``wait`` does for its idempotent status and result calls.
+    """
     retry = 0
     while True:
         outcome: Answer | NoAnswer = yield call
@@ -392,7 +399,9 @@ def call_with_retries(call: Call, settings: QueueSettings, deadline: float | Non
         else:
             failure = Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
         retry += 1
-        delay = settings.retry.delay_before_retry(call.operation, retry, failure, settings.random)
+        delay = settings.retry.delay_before_retry(
+            call.operation, retry, failure, settings.random, until_deadline=until_deadline and deadline is not None
+        )
         if delay is None:
             return _Attempted(outcome)
         if deadline is not None and settings.clock() + delay >= deadline:
@@ -507,11 +516,13 @@ def cancel_flow(state: HandleState, settings: QueueSettings) -> Flow:
 
 
 class _Progress:
-    """What the waiter has already reported, so each update carries only news (polled status repeats all logs)."""
+    """What the waiter has already reported, so each update carries only news (polled status repeats all logs), and
+    the last failed call if the deadline passed while retrying it."""
 
     def __init__(self) -> None:
         self.logs_seen = 0
         self.last: tuple[str, int | None] | None = None
+        self.last_failure: Answer | NoAnswer | None = None
 
     def update(self, model: QueueStatus, *, cumulative_logs: bool) -> Status | None:
         entries = logs_of(model)
@@ -529,9 +540,16 @@ class _Progress:
         return status_from_model(model, new)
 
 
-def _give_up(state: HandleState, settings: QueueSettings, timeout: float, cancel: bool) -> Flow:
-    """The deadline passed: cancel (best effort) and raise ``WaitTimeoutError``. If the request completed in the
-    meantime (cancel answers ALREADY_COMPLETED), its result is paid for: return it rather than lose it."""
+def _give_up(
+    state: HandleState,
+    settings: QueueSettings,
+    timeout: float,
+    cancel: bool,
+    last_failure: Answer | NoAnswer | None = None,
+) -> Flow:
+    """The deadline passed: cancel (best effort) and raise ``WaitTimeoutError`` (from the last failed call, if the
+    deadline passed while retrying one). If the request completed in the meantime (cancel answers
+    ALREADY_COMPLETED), its result is paid for: return it rather than lose it."""
     cancelled = False
     if cancel:
         try:
@@ -542,7 +560,12 @@ def _give_up(state: HandleState, settings: QueueSettings, timeout: float, cancel
             if outcome is CancelStatus.ALREADY_COMPLETED:
                 return (yield from result_flow(state, settings))
             cancelled = outcome in (CancelStatus.OK, CancelStatus.CANCELLATION_REQUESTED)
-    raise WaitTimeoutError(state.request_id, timeout, cancelled=cancelled)
+    cause: APIError | None = None
+    if isinstance(last_failure, NoAnswer):
+        cause = error_from_no_answer(last_failure, state.request_id, Operation.STATUS)
+    elif isinstance(last_failure, Answer):
+        cause = error_from_answer(last_failure, state.request_id)
+    raise WaitTimeoutError(state.request_id, timeout, cancelled=cancelled) from cause
 
 
 def _decode_event(event: QueueStatusEvent, request_id: str) -> QueueStatus | None:
@@ -612,9 +635,12 @@ def _poll_phase(
     """Poll until COMPLETED; returns the model, or None when the deadline passes."""
     interval = settings.poll.initial
     while True:
-        attempted: _Attempted = yield from call_with_retries(_status_call(state, logs), settings, deadline)
+        attempted: _Attempted = yield from call_with_retries(
+            _status_call(state, logs), settings, deadline, until_deadline=True
+        )
         if _is_failure(attempted.outcome):
             if attempted.out_of_time:
+                progress.last_failure = attempted.outcome
                 return None
             _raise_for(attempted.outcome, state.request_id, Operation.STATUS)
         assert isinstance(attempted.outcome, Answer)
@@ -682,7 +708,7 @@ def wait_flow(
             completed = yield from _poll_phase(state, settings, logs, deadline, progress)
             if completed is None:
                 assert timeout is not None
-                return (yield from _give_up(state, settings, timeout, cancel_on_timeout))
+                return (yield from _give_up(state, settings, timeout, cancel_on_timeout, progress.last_failure))
         assert completed is not None
         error = completed.error if isinstance(completed.error, str) else None
         error_type = completed.error_type if isinstance(completed.error_type, str) else None
@@ -691,11 +717,12 @@ def wait_flow(
                 raise RequestCancelledError(state.request_id, error or "")
             return (yield from _failed_result(state, settings, error or error_type or "failed", error_type))
         call = Call(Operation.RESULT, state.bases[Operation.RESULT], state.request_id)
-        attempted: _Attempted = yield from call_with_retries(call, settings, deadline)
+        attempted: _Attempted = yield from call_with_retries(call, settings, deadline, until_deadline=True)
         outcome = attempted.outcome
         if attempted.out_of_time:
             assert timeout is not None
-            return (yield from _give_up(state, settings, timeout, cancel_on_timeout))
+            progress.last_failure = outcome
+            return (yield from _give_up(state, settings, timeout, cancel_on_timeout, progress.last_failure))
         if isinstance(outcome, Answer) and outcome.status_code == 400:
             detail, _, _ = _detail_of(_json(outcome.content), outcome.content)
             if detail == STILL_IN_PROGRESS:

@@ -1,8 +1,9 @@
 """When to retry a failed HTTP call, and how long to wait first: one frozen policy object, pure decisions.
 
 Reads (status, status stream, result) and cancel are idempotent: they are retried on connection errors, 408, 429
-and 5xx. A submit creates a paid job, so it is retried only when the request certainly never reached the server
-(the connection could not be opened): a job is never submitted twice.
+and 5xx. A submit creates a paid job, so it is retried only when the server certainly did not queue it: the
+connection could not be opened, or the server refused it with 429 (a refusal, RFC 6585). After a 5xx, a read
+timeout or a dropped connection the job may be queued, so it is never sent again: a job is never submitted twice.
 """
 
 from __future__ import annotations
@@ -102,13 +103,14 @@ class RetryPolicy:
         """Whether this failure of this operation may be retried at all (ignoring the attempt count)."""
         if not failure.reached_server:
             return True
-        if operation is Operation.SUBMIT:
-            # The server may have queued (and will bill) the job: never send it again.
-            return False
         if failure.status_code is None:
-            return True
+            # Sent, then no answer: a submit may have been queued (and billed), so it is never sent again.
+            return operation is not Operation.SUBMIT
         if failure.headers.get("x-fal-retryable", "").lower() == "false":
             return False
+        if operation is Operation.SUBMIT:
+            # A 429 refuses the request, so nothing was queued; any other failure may have queued the job.
+            return failure.status_code == 429
         if failure.status_code == 504 and failure.headers.get("x-fal-request-timeout-type") == "user":
             return False  # the user's own start deadline passed; asking again cannot change that
         return failure.status_code in self.retry_statuses
@@ -119,7 +121,13 @@ class RetryPolicy:
         return max(0.0, base * (1 + self.jitter * (2 * random() - 1)))
 
     def delay_before_retry(
-        self, operation: Operation, retry: int, failure: Failure, random: Callable[[], float]
+        self,
+        operation: Operation,
+        retry: int,
+        failure: Failure,
+        random: Callable[[], float],
+        *,
+        until_deadline: bool = False,
     ) -> float | None:
         """Seconds to wait before the ``retry``-th retry (1-based), or None to give up and raise.
 
@@ -128,8 +136,12 @@ class RetryPolicy:
             retry: 1 for the first retry, 2 for the second, ...
             failure: What went wrong.
             random: Source of jitter, returning a float in [0, 1).
+            until_deadline: The caller has a deadline and stops at it: ``max_retries`` does not end the retries
+                (a disabled policy still never retries).
         """
-        if retry > self.max_retries or not self.is_retryable(operation, failure):
+        if self.max_retries == 0 or not self.is_retryable(operation, failure):
+            return None
+        if retry > self.max_retries and not until_deadline:
             return None
         retry_after = parse_retry_after(failure.headers) if failure.status_code is not None else None
         if retry_after is not None:

@@ -24,7 +24,6 @@ from fal_kontext import (
     Kontext,
     NotFoundError,
     Queued,
-    RateLimitError,
     RequestCancelledError,
     RequestFailedError,
     ResultNotReadyError,
@@ -267,10 +266,12 @@ def test_submit_is_never_sent_twice(kontext: Kontext, emulator: RunningEmulator)
         kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
     assert emulator.counters()["calls"].get("submit_kontext") == 2
     emulator.clear_faults()
-    emulator.add_fault("submit=429:7")
-    with pytest.raises(RateLimitError) as caught:
-        kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
-    assert caught.value.retry_after == 7.0
+    # A 429 refuses the request (nothing is queued): the submit is sent again after Retry-After, and queued once.
+    emulator.add_fault("submit=429:1")
+    queued_before = emulator.submit_count()
+    kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+    assert emulator.counters()["calls"].get("submit_kontext") == 4
+    assert emulator.submit_count() == queued_before + 1
 
 
 def test_every_exchange_of_the_client_conforms_to_the_spec(emulator: RunningEmulator) -> None:

@@ -34,11 +34,14 @@ def centre() -> float:
         # the server's own opinions
         (Operation.STATUS, 1, Failure(503, {"x-fal-retryable": "false"}), None),
         (Operation.RESULT, 1, Failure(504, {"x-fal-request-timeout-type": "user"}), None),
-        # submit: only when the request never reached the server
+        # submit: only when the request never reached the server...
         (Operation.SUBMIT, 1, Failure(None, reached_server=False), 0.5),
         (Operation.SUBMIT, 1, Failure(None, reached_server=True), None),
         (Operation.SUBMIT, 1, Failure(503), None),
-        (Operation.SUBMIT, 1, Failure(429, {"retry-after": "1"}), None),
+        # ... or refused it: a 429 queues nothing
+        (Operation.SUBMIT, 1, Failure(429, {"retry-after": "1"}), 1.0),
+        (Operation.SUBMIT, 1, Failure(429, {"x-fal-retryable": "false"}), None),
+        (Operation.SUBMIT, 1, Failure(502), None),
     ],
 )
 def test_retry_decisions(operation: Operation, retry: int, failure: Failure, expected: float | None) -> None:
@@ -51,7 +54,19 @@ def test_jitter_spreads_the_delay_both_ways() -> None:
     assert policy.backoff(1, lambda: 0.999999) == pytest.approx(1.25, abs=1e-5)
 
 
+def test_until_a_deadline_the_count_does_not_end_retries() -> None:
+    policy = RetryPolicy(max_retries=2, initial_delay=0.5, max_delay=8.0)
+    assert policy.delay_before_retry(Operation.STATUS, 9, Failure(503), centre) is None
+    assert policy.delay_before_retry(Operation.STATUS, 9, Failure(503), centre, until_deadline=True) == 8.0
+    assert policy.delay_before_retry(Operation.STATUS, 9, Failure(404), centre, until_deadline=True) is None
+    assert policy.delay_before_retry(Operation.SUBMIT, 9, Failure(503), centre, until_deadline=True) is None
+
+
 def test_disabled_never_retries() -> None:
+    assert (
+        RetryPolicy.disabled().delay_before_retry(Operation.STATUS, 1, Failure(503), centre, until_deadline=True)
+        is None
+    )
     assert RetryPolicy.disabled().delay_before_retry(Operation.STATUS, 1, Failure(503), centre) is None
     assert (
         RetryPolicy.disabled().delay_before_retry(Operation.SUBMIT, 1, Failure(None, reached_server=False), centre)

@@ -264,8 +264,8 @@ def test_status_is_retried_with_backoff_and_retry_after(fake: FakeQueue, clock: 
 
 def test_retries_give_up_with_the_typed_error(fake: FakeQueue, clock: FakeClock) -> None:
     fake.status = [reply(503, {"detail": "no runners", "error_type": "runner_scheduling_failure"})]
-    with pytest.raises(ServerError) as caught:
-        make(fake, clock, stream_status=False, retry=RetryPolicy(max_retries=2)).run(EP, INPUT)
+    with pytest.raises(ServerError) as caught:  # no deadline: the policy's count ends the retries
+        make(fake, clock, stream_status=False, retry=RetryPolicy(max_retries=2), wait_timeout=None).run(EP, INPUT)
     assert caught.value.error_type == "runner_scheduling_failure" and caught.value.request_id == RID
     assert fake.ops().count("status") == 3
 
@@ -351,11 +351,33 @@ def test_validation_error_carries_the_field_list(fake: FakeQueue, clock: FakeClo
     assert [(e.loc, e.type) for e in caught.value.errors] == [(("body", "num_images"), "value_error")]
 
 
-def test_rate_limit_has_retry_after(fake: FakeQueue, clock: FakeClock) -> None:
+def test_a_refused_submit_is_sent_again_then_rate_limit_has_retry_after(fake: FakeQueue, clock: FakeClock) -> None:
     fake.submit = [reply(429, {"detail": "queue full"}, **{"Retry-After": "9"})]
     with pytest.raises(RateLimitError) as caught:
+        make(fake, clock, retry=RetryPolicy(max_retries=2)).submit(EP, INPUT)
+    assert caught.value.retry_after == 9.0 and fake.ops() == ["submit"] * 3 and clock.sleeps == [9.0, 9.0]
+    fake.requests.clear()
+    fake.submit = [reply(429, {"detail": "no"}, **{"X-Fal-Retryable": "false"})]
+    with pytest.raises(RateLimitError):
         make(fake, clock).submit(EP, INPUT)
-    assert caught.value.retry_after == 9.0 and fake.ops() == ["submit"]
+    assert fake.ops() == ["submit"]
+
+
+def test_wait_retries_until_its_deadline_not_a_count(fake: FakeQueue, clock: FakeClock) -> None:
+    fake.status = [reply(503, {"detail": "busy"})] * 7 + [reply(200, status_body("COMPLETED"))]
+    kontext = make(fake, clock, stream_status=False, retry=RetryPolicy(max_retries=2, max_delay=4.0))
+    assert kontext.run(EP, INPUT, timeout=600).request_id == RID
+    assert fake.ops().count("status") == 8 and max(clock.sleeps) <= 4.0 * 1.25
+
+
+def test_wait_deadline_while_retrying_chains_the_last_error(fake: FakeQueue, clock: FakeClock) -> None:
+    fake.status = [reply(503, {"detail": "no runners", "error_type": "runner_scheduling_failure"})]
+    fake.cancel = [reply(202, {"status": "CANCELLATION_REQUESTED"})]
+    kontext = make(fake, clock, stream_status=False, retry=RetryPolicy(max_retries=2))
+    with pytest.raises(WaitTimeoutError) as caught:
+        kontext.run(EP, INPUT, timeout=30)
+    assert isinstance(caught.value.__cause__, ServerError) and caught.value.__cause__.status_code == 503
+    assert fake.ops().count("status") > 3 and "cancel" in fake.ops()
 
 
 def test_malformed_submit_answer(fake: FakeQueue, clock: FakeClock) -> None:
