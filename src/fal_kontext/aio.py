@@ -68,7 +68,7 @@ from .queue import (
     submit_flow,
     wait_flow,
 )
-from .results import EditResult, image_file_name, inline_image, write_atomically
+from .results import EditResult, save_flow
 from .retry import RetryPolicy
 from .status import Status, logs_of, status_from_model
 
@@ -335,18 +335,14 @@ class AsyncKontext:
 
     async def save(self, result: EditResult, directory: str | Path) -> list[Path]:
         """Write every image of ``result`` into ``directory``, atomically. See ``Kontext.save``."""
-        target = Path(directory)
-        written: list[Path] = []
-        for index, image in enumerate(result.images):
-            inline = inline_image(image)
-            if inline is None:
-                content_type, data = await self._download(image.url, result.request_id)
-            else:
-                content_type, data = inline
-            path = target / image_file_name(result.request_id, index, data, content_type or image.content_type or None)
-            write_atomically(path, data)
-            written.append(path)
-        return written
+        flow = save_flow(result, directory)
+        try:
+            download = next(flow)
+            while True:
+                download = flow.send(await self._download(download.url, download.request_id))
+        except StopIteration as done:
+            written: list[Path] = done.value
+            return written
 
     async def close(self) -> None:
         """Close the connections."""

@@ -22,7 +22,8 @@ from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[RunningEmulator]:
-    with run_emulator(EmulatorConfig(run_time=0.3, queue_wait=0.05, keepalive_interval=1.0)) as running:
+    # A 1 s queue wait: the terminal test must see "in queue" however loaded the machine is when the CLI starts.
+    with run_emulator(EmulatorConfig(run_time=0.3, queue_wait=1.0, keepalive_interval=1.0)) as running:
         yield running
 
 
