@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fal_kontext.mock.app import body_fingerprint, key_fingerprint
+from fal_kontext.mock import body_fingerprint, key_fingerprint
 
 from .clients import ROOT
 from .model import Plot, ScenarioResult, Target

@@ -222,19 +222,6 @@ async def test_a_served_file_can_be_the_next_input(client: httpx.AsyncClient, cl
     assert response.json()["images"][0]["url"].startswith("http://testserver/files/")
 
 
-async def test_an_outside_url_is_never_fetched_and_fails_on_the_result(
-    client: httpx.AsyncClient, clock: ManualClock
-) -> None:
-    data = await submit(client, json=body(image_url="https://v3.fal.media/files/rabbit/x.png"))
-    status = (await client.get(f"{REQUESTS}/{data['request_id']}/status")).json()
-    assert status["status"] == "IN_QUEUE"
-    response = await run_to_completion(client, clock, data["request_id"])
-    assert response.status_code == 422
-    [item] = response.json()["detail"]
-    assert item["type"] == "file_download_error"
-    assert item["loc"] == ["body", "image_url"]
-
-
 async def test_content_policy_trigger_completes_then_422(client: httpx.AsyncClient, clock: ManualClock) -> None:
     data = await submit(client, json=body(prompt="draw [content-policy] now"))
     clock.advance(60)

@@ -1,4 +1,5 @@
-"""The official fal_client, unchanged, against the emulator over HTTPS (fal-protocol.md §3.2's recipe).
+"""The official fal_client, unchanged, against the emulator over HTTPS (fal-protocol.md §3.2's recipe), with
+fal's own example inputs: the request examples of the spec, whose images are fal CDN URLs.
 
 fal_client reads its hosts once at import, so it runs in a child process with the environment set.
 """
@@ -9,58 +10,124 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
 import trustme
 
-from fal_kontext.mock import EmulatorConfig, run_emulator
-
-from .conftest import image_data_uri
+from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext.mock.endpoints import endpoint_specs
+from fal_kontext.mock.spec import load_spec
 
 _CLIENT = """
-import json, sys, fal_client
-image = sys.argv[1]
-updates = []
-output = fal_client.subscribe(
-    "fal-ai/flux-pro/kontext", arguments={"prompt": "x", "image_url": image}, with_logs=True,
-    on_queue_update=lambda update: updates.append(type(update).__name__),
-)
-handle = fal_client.submit("fal-ai/flux-pro/kontext/max", arguments={"prompt": "[runner-failure]", "image_url": image})
+import asyncio, json, sys, fal_client
+examples = json.loads(sys.argv[1])
+first = next(iter(examples))
+report = {"subscribe": {}, "updates": []}
+for endpoint, arguments in examples.items():
+    report["subscribe"][endpoint] = fal_client.subscribe(
+        endpoint, arguments=arguments, with_logs=True,
+        on_queue_update=lambda update: report["updates"].append(type(update).__name__),
+    )
+
+handle = fal_client.submit(first, arguments=examples[first])
+report["events"] = [type(event).__name__ for event in handle.iter_events(with_logs=True)]
+report["status"] = type(fal_client.status(first, handle.request_id, with_logs=True)).__name__
+report["result"] = fal_client.result(first, handle.request_id)
+
+doomed = fal_client.submit(first, arguments={**examples[first], "prompt": "cancel me"})
+doomed.cancel()
+report["cancelled"] = type(doomed.status()).__name__
+
+def http_error(call):
+    try:
+        call()
+    except fal_client.FalClientHTTPError as err:
+        return [err.status_code, err.response.json()["detail"][0]["type"]]
+    return None
+
+report["invalid"] = http_error(lambda: fal_client.submit(first, arguments={**examples[first], "num_images": 99}))
+broken = {**examples[first], "image_url": "https://download-error.invalid/cat.png"}
+report["download_error"] = http_error(lambda: fal_client.subscribe(first, arguments=broken))
+failing = fal_client.submit(first, arguments={**examples[first], "prompt": "[runner-failure]"})
 try:
-    handle.get()
-    error = None
-except fal_client.client.FalClientHTTPError as err:
-    error = [err.status_code, str(err)]
-print(json.dumps({"updates": updates, "output": output, "error": error}))
+    failing.get()
+except fal_client.FalClientHTTPError as err:
+    report["runner_failure"] = [err.status_code, str(err)]
+
+async def run_async():
+    handle = await fal_client.submit_async(first, arguments=examples[first])
+    statuses = [type(event).__name__ async for event in handle.iter_events(with_logs=True)]
+    result = await handle.get()
+    subscribed = await fal_client.subscribe_async(first, arguments=examples[first])
+    return {"statuses": statuses, "result": result, "subscribed": subscribed}
+
+report["async"] = asyncio.run(run_async())
+print(json.dumps(report))
 """
 
 
-def test_fal_client_subscribe_and_errors_work_unchanged(tmp_path: Path) -> None:
+def _examples() -> dict[str, Any]:
+    """Each submit endpoint's first request example from the spec (fal's own, with fal CDN image URLs)."""
+    spec = load_spec()
+    examples = {}
+    for endpoint in endpoint_specs(spec):
+        media = spec["paths"]["/" + endpoint.id]["post"]["requestBody"]["content"]["application/json"]
+        found = [example["value"] for example in media.get("examples", {}).values()]
+        if found and endpoint.image_field is not None:
+            examples[endpoint.id] = found[0]
+    return examples
+
+
+@pytest.fixture(scope="module")
+def tls_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningEmulator, str]]:
+    """An emulator over HTTPS with a private CA, and the CA file's path."""
+    folder = tmp_path_factory.mktemp("tls")
     authority = trustme.CA()
     certificate = authority.issue_cert("127.0.0.1")
-    certificate.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
-    certificate.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    files = {name: str(tmp_path / f"{name}.pem") for name in ("cert", "key", "ca")}
-    with run_emulator(EmulatorConfig(run_time=0.2), certfile=files["cert"], keyfile=files["key"]) as emulator:
-        env = {
-            **os.environ,
-            "FAL_QUEUE_RUN_HOST": emulator.base_url.removeprefix("https://"),
-            "FAL_KEY": emulator.key,
-            "SSL_CERT_FILE": files["ca"],
-        }
-        done = subprocess.run(
-            [sys.executable, "-c", _CLIENT, image_data_uri()],
-            check=False,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    certificate.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
+    authority.cert_pem.write_to_path(str(folder / "ca.pem"))
+    config = EmulatorConfig(run_time=0.2, runners=8)
+    with run_emulator(config, certfile=str(folder / "cert.pem"), keyfile=str(folder / "key.pem")) as emulator:
+        yield emulator, str(folder / "ca.pem")
+
+
+def run_fal_client(emulator: RunningEmulator, ca_file: str, script: str, *args: str) -> Any:
+    """Run `script` with fal_client pointed at the emulator (queue host, sync host under /sync, key, CA)."""
+    host = emulator.base_url.removeprefix("https://")
+    env = {
+        **os.environ,
+        "FAL_QUEUE_RUN_HOST": host,
+        "FAL_RUN_HOST": host + "/sync",
+        "FAL_KEY": emulator.key,
+        "SSL_CERT_FILE": ca_file,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_fal_client_works_unchanged_with_fal_example_urls(tls_emulator: tuple[RunningEmulator, str]) -> None:
+    emulator, ca_file = tls_emulator
+    examples = _examples()
+    assert any("image_urls" in example for example in examples.values()), "the spec lost its multi-image examples"
+    seen = run_fal_client(emulator, ca_file, _CLIENT, json.dumps(examples))
+    assert set(seen["subscribe"]) == set(examples)
+    for output in seen["subscribe"].values():
+        assert output["images"][0]["url"].startswith(emulator.base_url + "/files/")
     assert seen["updates"][0] == "Queued"
     assert "InProgress" in seen["updates"]
-    assert seen["updates"][-1] == "Completed"
-    assert seen["output"]["images"][0]["url"].startswith(emulator.base_url + "/files/")
-    assert seen["error"] == [503, "Runner disconnected"]
+    assert seen["events"][-1] == "Completed"
+    assert seen["status"] == "Completed"
+    assert seen["result"]["images"]
+    assert seen["cancelled"] == "Completed"
+    assert seen["invalid"] == [422, "less_than_equal"]
+    assert seen["download_error"] == [422, "file_download_error"]
+    assert seen["runner_failure"] == [503, "Runner disconnected"]
+    assert seen["async"]["statuses"][-1] == "Completed"
+    assert seen["async"]["result"]["images"]
+    assert seen["async"]["subscribed"]["images"]

@@ -4,10 +4,12 @@ Use it in-process (`create_app`), in a background thread (`run_emulator`), from 
 fixture of `fal_kontext.pytest_plugin`) or from the command line (`fal-kontext mock`).
 """
 
-from fal_kontext.mock.app import ConnectionDropped, create_app, key_fingerprint
+from fal_kontext.mock.app import create_app
 from fal_kontext.mock.config import SEEDED_DEFECTS, EmulatorConfig
 from fal_kontext.mock.faults import Fault, FaultRule
+from fal_kontext.mock.replies import ConnectionDropped
 from fal_kontext.mock.server import RunningEmulator, run_emulator
+from fal_kontext.mock.state import body_fingerprint, key_fingerprint
 
 __all__ = [
     "SEEDED_DEFECTS",
@@ -16,6 +18,7 @@ __all__ = [
     "Fault",
     "FaultRule",
     "RunningEmulator",
+    "body_fingerprint",
     "create_app",
     "key_fingerprint",
     "run_emulator",

@@ -10,6 +10,7 @@ import uvicorn
 
 from fal_kontext.mock.config import EmulatorConfig
 from fal_kontext.mock.faults import FaultRule, FaultSyntaxError
+from fal_kontext.mock.remote import REMOTE_IMAGE_MODES
 from fal_kontext.mock.server import build_server
 
 READY_LINE = "fal-kontext mock: ready"
@@ -99,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.webhook_retry_delay,
         help="seconds before the first retry, doubling after (default: %(default)s)",
     )
+    parser.add_argument(
+        "--remote-images",
+        choices=list(REMOTE_IMAGE_MODES),
+        default=defaults.remote_images,
+        help="remote http(s) input URLs are never fetched: read as a placeholder derived from the URL, or "
+        "refused as fal's file_download_error (default: %(default)s)",
+    )
     parser.add_argument("--certfile", help="PEM certificate: serve HTTPS (with --keyfile)")
     parser.add_argument("--keyfile", help="PEM private key of --certfile")
     parser.add_argument(
@@ -133,6 +141,7 @@ def config_from_arguments(args: argparse.Namespace) -> EmulatorConfig:
         keepalive_interval=args.keepalive_interval,
         webhook_attempts=args.webhook_attempts,
         webhook_retry_delay=args.webhook_retry_delay,
+        remote_images=args.remote_images,
     )
 
 

@@ -7,6 +7,7 @@ from types import MappingProxyType
 
 from fal_kontext.mock.faults import FaultRule
 from fal_kontext.mock.queue import QueueSettings
+from fal_kontext.mock.remote import REMOTE_IMAGE_MODES, RemoteImages
 
 # Test-only: bugs the emulator can be told to have, so a contract suite can prove it notices each one.
 SEEDED_DEFECTS = MappingProxyType(
@@ -48,6 +49,9 @@ class EmulatorConfig:
         webhook_retry_delay: seconds before the second attempt; it doubles each time after.
         webhook_timeout: seconds to wait for the receiver to answer one attempt (fal: 15).
         image_cache_bytes: memory for rendered images; evicted images are rendered again when read.
+        remote_images: what a remote http(s) input URL reads as, never fetched: "placeholder" (a picture
+            derived from the URL; hosts under `.invalid` fail) or "refuse" (every one fails as fal's
+            `file_download_error` on the result). Changeable at run time through `/_emulator/settings`.
         defects: TEST ONLY: names from SEEDED_DEFECTS, bugs to behave with (to prove a test suite catches them).
     """
 
@@ -71,6 +75,7 @@ class EmulatorConfig:
     webhook_retry_delay: float = 1.0
     webhook_timeout: float = 15.0
     image_cache_bytes: int = 64 * 1024 * 1024
+    remote_images: RemoteImages = "placeholder"
     defects: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -89,6 +94,8 @@ class EmulatorConfig:
             problems.append("webhook_attempts: must be at least 1")
         if self.public_base_url is not None and not self.public_base_url.startswith(("http://", "https://")):
             problems.append("public_base_url: must start with http:// or https://")
+        if self.remote_images not in REMOTE_IMAGE_MODES:
+            problems.append(f"remote_images: must be one of {list(REMOTE_IMAGE_MODES)}, not {self.remote_images!r}")
         unknown = sorted(set(self.defects) - set(SEEDED_DEFECTS))
         if unknown:
             problems.append(f"defects: unknown {unknown}, known: {sorted(SEEDED_DEFECTS)}")

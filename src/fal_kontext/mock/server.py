@@ -14,9 +14,12 @@ from typing import Any
 import httpx
 import uvicorn
 
-from fal_kontext.mock.app import ADMIN_PREFIX, ConnectionDropped, body_fingerprint, create_app, key_fingerprint
+from fal_kontext.mock.admin import ADMIN_PREFIX
+from fal_kontext.mock.app import create_app
 from fal_kontext.mock.config import EmulatorConfig
 from fal_kontext.mock.faults import FaultRule
+from fal_kontext.mock.replies import ConnectionDropped
+from fal_kontext.mock.state import body_fingerprint, key_fingerprint
 
 _STARTUP_TIMEOUT = 10.0
 
@@ -86,6 +89,10 @@ class RunningEmulator:
     def advance(self, seconds: float) -> None:
         """Move the emulator's queue time forward (requests progress as if that time had passed)."""
         self._admin("POST", "/clock", json={"advance": seconds})
+
+    def set_remote_images(self, mode: str) -> None:
+        """Switch how remote input URLs read: "placeholder" or "refuse" (see EmulatorConfig.remote_images)."""
+        self._admin("PATCH", "/settings", json={"remote_images": mode})
 
     def webhook_deliveries(self) -> list[dict[str, Any]]:
         """Every webhook delivery attempt so far."""

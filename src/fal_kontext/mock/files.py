@@ -1,0 +1,45 @@
+"""Serving what the emulator stores as files: output images at `/files/<request id>/<name>`, and the JWKS."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from fal_kontext.mock.images import InputImageError
+from fal_kontext.mock.outputs import FILES_PREFIX, Outputs
+from fal_kontext.mock.replies import detail_reply, json_reply
+from fal_kontext.mock.state import EmulatorState
+from fal_kontext.mock.webhooks import JWKS_PATH
+
+
+class FileEndpoints:
+    """Output images (no key needed, like fal's CDN) and the webhook public key."""
+
+    def __init__(self, state: EmulatorState, outputs: Outputs) -> None:
+        self.state = state
+        self.outputs = outputs
+
+    def routes(self) -> list[BaseRoute]:
+        """The file routes, at the top level."""
+        return [
+            Route(JWKS_PATH, self.jwks, methods=["GET"]),
+            Route(FILES_PREFIX + "/{request_id}/{file_name}", self.output_image, methods=["GET"]),
+        ]
+
+    async def output_image(self, request: Request) -> Response:
+        """An output image the emulator rendered, at the URL its result gave."""
+        found = self.state.queue.find(request.path_params["request_id"], self.state.now())
+        index = None if found is None else self.outputs.file_index(found, request.path_params["file_name"])
+        if found is None or index is None:
+            return detail_reply(404, "File not found")
+        try:
+            images = await self.outputs.images(found)
+        except InputImageError:
+            return detail_reply(404, "File not found")
+        image = images[index]
+        return Response(image.data, media_type=image.content_type, headers={"Cache-Control": "max-age=3600"})
+
+    async def jwks(self, request: Request) -> Response:
+        """The public key webhook signatures verify with."""
+        return json_reply(200, self.state.webhooks.signer.jwks())

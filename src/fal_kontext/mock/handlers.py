@@ -1,0 +1,194 @@
+"""The spec's operations: routing, fault injection, auth and parameter checks, then submit/status/stream/
+result/cancel, each answering as fal does."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from fal_kontext.mock.outputs import Outputs
+from fal_kontext.mock.replies import DroppedResponse, detail_reply, fault_reply, json_reply
+from fal_kontext.mock.responses import STILL_IN_PROGRESS, validation_error
+from fal_kontext.mock.spec import Operation
+from fal_kontext.mock.state import EmulatorState, body_fingerprint
+from fal_kontext.mock.stream import status_events
+from fal_kontext.mock.validation import (
+    content_type_problem,
+    data_uri_problems,
+    decode_json,
+    read_body,
+    webhook_problem,
+)
+
+Handler = Callable[[Request, Operation, str, dict[str, Any]], Awaitable[Response]]
+# What routing found: the operation and its path parameters, or None and the methods the path allows.
+Routed = tuple[Operation, dict[str, str]] | tuple[None, list[str]]
+
+
+class SpecEndpoints:
+    """Handlers of the spec's operations, dispatched by a catch-all ASGI app."""
+
+    def __init__(self, state: EmulatorState, outputs: Outputs) -> None:
+        self.state = state
+        self.outputs = outputs
+        handlers: dict[str, Handler] = {
+            "get_request_status": self.status,
+            "stream_request_status": self.stream,
+            "get_request_result": self.result,
+            "cancel_request": self.cancel,
+        }
+        submits = {endpoint.operation_id for endpoint in state.endpoints.values()}
+        self._handlers: dict[str, Handler] = {}
+        for operation in state.routes.operations:
+            if operation.operation_id in submits:
+                self._handlers[operation.operation_id] = self.submit
+            elif operation.operation_id in handlers:
+                self._handlers[operation.operation_id] = handlers[operation.operation_id]
+            else:
+                raise RuntimeError(
+                    f"the spec has an operation the emulator does not implement: {operation.operation_id}"
+                )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        response = await self.dispatch(request, self.route(request))
+        await response(scope, receive, send)
+
+    def route(self, request: Request) -> Routed:
+        """The operation a request addresses, matched on the path as sent: a request id may hold an encoded
+        "/" (or a newline), which must stay inside its segment."""
+        raw_path = request.scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else urllib.parse.quote(request.url.path)
+        return self.state.routes.match(request.method, path)
+
+    async def dispatch(self, request: Request, routed: Routed) -> Response:
+        """Inject faults, authenticate, validate, then run the operation."""
+        state = self.state
+        operation, found = routed
+        if operation is None:
+            if found:
+                return detail_reply(405, f"Method {request.method} not allowed", {"Allow": ", ".join(found)})
+            return detail_reply(404, f"Path {request.url.path} not found")
+        assert isinstance(found, dict)
+        path_params = {name: urllib.parse.unquote(value) for name, value in found.items()}
+        state.counters.calls[operation.operation_id] += 1
+        if "request_id" in path_params:
+            state.counters.by_request[path_params["request_id"]][operation.operation_id] += 1
+        latency, fault = state.faults.next(operation.operation_id)
+        if latency:
+            await asyncio.sleep(latency)
+        if fault is not None:
+            state.counters.faults[operation.operation_id] += 1
+            if fault.kind == "drop":
+                return DroppedResponse()
+            if fault.kind == "status":
+                return fault_reply(fault)
+            if fault.kind == "slow":
+                await asyncio.sleep(fault.delay)
+        owner = state.owner_of(request.headers.get("authorization"))
+        if owner is None:
+            if request.headers.get("authorization"):
+                return detail_reply(
+                    401, "Invalid key: the Authorization header carries a key this server does not accept"
+                )
+            return detail_reply(401, "Authorization header is required: send Authorization: Key <your fal key>")
+        params, problems = operation.check_parameters(path_params, request.query_params, request.headers)
+        if problems:
+            return json_reply(422, validation_error(problems))
+        response = await self._handlers[operation.operation_id](request, operation, owner, params)
+        state.persist()
+        if fault is not None and fault.kind == "drop-after":
+            return DroppedResponse()
+        return response
+
+    async def submit(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
+        """Queue a request (every submit operation of the spec)."""
+        state = self.state
+        raw = await read_body(request, state.config.max_body_bytes)
+        if raw is None:
+            return detail_reply(413, f"Request body is larger than {state.config.max_body_bytes} bytes")
+        bad_type = content_type_problem(request.headers.get("content-type"))
+        if bad_type is not None:
+            return json_reply(422, validation_error([bad_type]))
+        body, bad_json = decode_json(raw)
+        if bad_json is not None:
+            return json_reply(422, validation_error([bad_json]))
+        problems = operation.check_body(body)
+        if not problems:
+            image_field = state.endpoints[operation.endpoint_id].image_field
+            problems = data_uri_problems(body, image_field, state.config.max_data_uri_bytes)
+        webhook = params.get("fal_webhook")
+        if webhook is not None and (refused := webhook_problem(webhook)) is not None:
+            problems.append(refused)
+        if problems:
+            return json_reply(422, validation_error(problems))
+        request_id = str(uuid.uuid4())
+        base = state.config.public_base_url or str(request.base_url)
+        queued = state.queue.submit(
+            request_id=request_id,
+            owner=owner,
+            endpoint_id=operation.endpoint_id,
+            arguments=body,
+            now=state.now(),
+            base_url=base.rstrip("/"),
+            priority=params.get("X-Fal-Queue-Priority", "normal"),
+            start_timeout=params.get("X-Fal-Request-Timeout"),
+            webhook_url=webhook,
+        )
+        state.count_submit(owner, body_fingerprint(body))
+        # A new request changes no other request's status or queue position (positions count only requests
+        # submitted earlier), so open status streams need not wake.
+        state.notify(streams=False)
+        answer = {**state.status_of(queued, with_logs=False), "gateway_request_id": request_id}
+        return json_reply(200, answer, {"x-fal-request-id": request_id})
+
+    async def status(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
+        """The status of a request: 202 while waiting or running, 200 once COMPLETED."""
+        state = self.state
+        found = state.queue.get(params["request_id"], owner, state.now())
+        if found is None:
+            return detail_reply(404, "Request not found")
+        body = state.status_of(found, with_logs=params.get("logs") in {"1", "true"})
+        code = 200 if found.status == "COMPLETED" else 202
+        return json_reply(code, body, {"x-fal-request-id": found.request_id})
+
+    async def stream(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
+        """Server-sent status events: one per change, keep-alive comments, closed after COMPLETED."""
+        state = self.state
+        found = state.queue.get(params["request_id"], owner, state.now())
+        if found is None:
+            return detail_reply(404, "Request not found")
+        with_logs = params.get("logs") in {"1", "true"}
+        headers = {"x-fal-request-id": found.request_id, "Cache-Control": "no-cache"}
+        events = status_events(state, found, with_logs)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+    async def result(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
+        """The output of a completed request, or the error it ended with."""
+        state = self.state
+        found = state.queue.get(params["request_id"], owner, state.now())
+        if found is None:
+            return detail_reply(404, "Request not found")
+        headers = {"x-fal-request-id": found.request_id}
+        if found.status != "COMPLETED":
+            return json_reply(400, STILL_IN_PROGRESS, headers)
+        status, body, extra = await self.outputs.outcome_of(found)
+        return json_reply(status, body, {**headers, **extra})
+
+    async def cancel(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
+        """Cancel a request: 202 CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED or 404 NOT_FOUND."""
+        state = self.state
+        outcome = state.queue.cancel(params["request_id"], owner, state.now())
+        state.notify()
+        code = {"CANCELLATION_REQUESTED": 202, "ALREADY_COMPLETED": 400, "NOT_FOUND": 404}[outcome]
+        headers = {"x-fal-request-id": params["request_id"]} if outcome != "NOT_FOUND" else {}
+        return json_reply(code, {"status": outcome}, headers)

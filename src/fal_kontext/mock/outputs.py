@@ -1,0 +1,158 @@
+"""What a completed request answers: its output (images rendered from its inputs) or the error it ended with."""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from fal_kontext.mock.images import InputImageError, ReadInput, RenderedImage, decode_data_uri
+from fal_kontext.mock.queue import Outcome, QueuedRequest
+from fal_kontext.mock.remote import remote_input
+from fal_kontext.mock.responses import failed_result, model_error
+from fal_kontext.mock.state import EmulatorState
+from fal_kontext.mock.validation import input_urls
+
+JsonObject = dict[str, Any]
+
+FILES_PREFIX = "/files"
+# Inputs may name files the emulator served, whose bytes come from rendering another request; this bounds
+# how deep such references may nest.
+_MAX_INPUT_DEPTH = 4
+
+
+class Outputs:
+    """Renders requests' images and builds their result bodies."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+
+    async def outcome_of(self, request: QueuedRequest) -> tuple[int, JsonObject, dict[str, str]]:
+        """The status, body and headers of a completed request's result (renders its images if needed)."""
+        failed = failed_result(request)
+        if failed is not None:
+            return failed
+        try:
+            images = await self.images(request)
+        except InputImageError as err:
+            urls = input_urls(request.arguments, self._image_field(request))
+            loc: list[str | int] = list(urls[err.index or 0][0]) if urls else ["body"]
+            return 422, model_error(loc, err.message, err.kind), {"X-Fal-Retryable": "false"}
+        return 200, self._output(request, images), {}
+
+    async def images(self, request: QueuedRequest) -> list[RenderedImage]:
+        """The request's output images (rendered in a worker thread, cached by the renderer).
+
+        Raises:
+            InputImageError: an input could not be read; `index` says which.
+        """
+        return await run_in_threadpool(self._render, request, self._input_readers(request, 0))
+
+    def file_index(self, request: QueuedRequest, file_name: str) -> int | None:
+        """Which output image a served file name names, if the request still serves files."""
+        if not _serves_files(request):
+            return None
+        count = int(request.arguments.get("num_images", 1))
+        for index in range(count):
+            if _file_name(request, index) == file_name:
+                return index
+        return None
+
+    def _image_field(self, request: QueuedRequest) -> str | None:
+        endpoint = self.state.endpoints.get(request.endpoint_id)
+        return endpoint.image_field if endpoint is not None else None
+
+    def _render(self, request: QueuedRequest, inputs: list[ReadInput]) -> list[RenderedImage]:
+        arguments = request.arguments
+        return self.state.renderer.render(
+            inputs,
+            seed=request.seed,
+            count=int(arguments.get("num_images", 1)),
+            aspect_ratio=arguments.get("aspect_ratio"),
+            output_format=str(arguments.get("output_format", "jpeg")),
+        )
+
+    def _input_readers(self, request: QueuedRequest, depth: int) -> list[ReadInput]:
+        """Callables that produce each input's bytes. Resolved here, on the event loop, because they may look
+        at other requests; the callables themselves only render, so they can run in a worker thread."""
+        urls = input_urls(request.arguments, self._image_field(request))
+        return [self._reader(request, url, depth) for _, url in urls]
+
+    def _reader(self, request: QueuedRequest, url: str, depth: int) -> ReadInput:
+        if url.startswith("data:"):
+            limit = self.state.config.max_data_uri_bytes
+            return lambda: decode_data_uri(url, limit)
+        own_prefix = f"{request.base_url}{FILES_PREFIX}/"
+        if not url.startswith(own_prefix):
+            return remote_input(url, self.state.remote_images)
+        source = self._own_file(url.removeprefix(own_prefix))
+        if source is None or depth >= _MAX_INPUT_DEPTH:
+            return _failing(f"Failed to download the file at {url!r}: this emulator holds no such file")
+        other, index = source
+        inputs = self._input_readers(other, depth + 1)
+
+        def read() -> bytes:
+            return self._render(other, inputs)[index].data
+
+        return read
+
+    def _own_file(self, name: str) -> tuple[QueuedRequest, int] | None:
+        """The request and image index `<request id>/<file name>` under this emulator's /files names, if held."""
+        parts = name.split("/")
+        if len(parts) != 2:
+            return None
+        other = self.state.queue.find(urllib.parse.unquote(parts[0]), self.state.now())
+        index = None if other is None else self.file_index(other, parts[1])
+        return None if other is None or index is None else (other, index)
+
+    def _output(self, request: QueuedRequest, images: list[RenderedImage]) -> JsonObject:
+        sync = bool(request.arguments.get("sync_mode"))
+        items = []
+        for index, image in enumerate(images):
+            name = _file_name(request, index)
+            if sync:
+                url = f"data:{image.content_type};base64,{base64.b64encode(image.data).decode()}"
+            else:
+                url = f"{request.base_url}{FILES_PREFIX}/{urllib.parse.quote(request.request_id, safe='')}/{name}"
+            items.append(
+                {
+                    "url": url,
+                    "content_type": image.content_type,
+                    "file_name": name,
+                    "file_size": len(image.data),
+                    "width": image.width,
+                    "height": image.height,
+                }
+            )
+        inference = request.run_time if request.started_at is not None else 0.0
+        return {
+            "images": items,
+            "timings": {"inference": round(inference, 6)},
+            "seed": request.seed,
+            "has_nsfw_concepts": [False] * len(items),
+            "prompt": request.arguments.get("prompt", ""),
+        }
+
+
+def _failing(message: str) -> ReadInput:
+    def read() -> bytes:
+        raise InputImageError(message)
+
+    return read
+
+
+def _serves_files(request: QueuedRequest) -> bool:
+    # sync_mode outputs are data URIs that fal does not store; failed requests have no output.
+    return (
+        request.status == "COMPLETED"
+        and request.ending is None
+        and request.outcome is Outcome.OK
+        and not request.arguments.get("sync_mode")
+    )
+
+
+def _file_name(request: QueuedRequest, index: int) -> str:
+    extension = "png" if request.arguments.get("output_format") == "png" else "jpg"
+    return f"{request.request_id}_{index}.{extension}"

@@ -1,0 +1,83 @@
+"""Remote image URLs, offline: the emulator never downloads them; a URL stands for a picture derived from it.
+
+fal's runner downloads every `http(s)` input (fal-protocol.md §2.11: "any URL field accepts public URLs").
+The emulator cannot and must not (it stays offline), so by default a remote URL is read as a placeholder
+picture made from the URL alone: the same URL always gives the same pixels, two URLs give visibly different
+ones, so outputs stay deterministic per seed and input and still depend on it. All of this is our choice.
+
+- `remote_images="refuse"` restores the strict behaviour: every remote URL fails as fal's
+  `file_download_error` on the result.
+- A host in the reserved `.invalid` top-level domain (RFC 2606: it never resolves anywhere) always fails that
+  way, e.g. `https://download-error.invalid/cat.png`: the error path stays testable with the default mode.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import random
+import urllib.parse
+from typing import Literal
+
+from PIL import Image, ImageDraw
+
+from fal_kontext.mock.images import InputImageError, ReadInput
+
+RemoteImages = Literal["placeholder", "refuse"]
+REMOTE_IMAGE_MODES: tuple[RemoteImages, ...] = ("placeholder", "refuse")
+# RFC 2606 reserves this top-level domain for names that must never resolve.
+DOWNLOAD_ERROR_DOMAIN = "invalid"
+# Placeholders are small: they stand in for an input, which the renderer fits to the output size anyway.
+_SIZES = ((768, 512), (512, 512), (512, 768), (896, 512))
+
+
+def remote_input(url: str, mode: RemoteImages) -> ReadInput:
+    """How to read a remote input URL without any network access.
+
+    Returns a callable giving the placeholder's PNG bytes, or one raising InputImageError (fal's
+    `file_download_error`) when the URL is not http(s), when `mode` is "refuse", or when its host is under
+    `.invalid`.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    host = (parsed.hostname or "").rstrip(".")
+    if parsed.scheme not in {"http", "https"} or not host:
+        return _failing(f"Failed to download the file at {url!r}: only http(s) URLs and data URIs can be read")
+    if mode == "refuse":
+        return _failing(
+            f"Failed to download the file at {url!r}: this emulator is set to refuse remote URLs "
+            "(remote_images=refuse); send a data URI or a URL of its own /files"
+        )
+    if host == DOWNLOAD_ERROR_DOMAIN or host.endswith("." + DOWNLOAD_ERROR_DOMAIN):
+        return _failing(f"Failed to download the file at {url!r}: the host does not resolve (.invalid)")
+    return lambda: placeholder_image(url)
+
+
+@functools.lru_cache(maxsize=64)
+def placeholder_image(url: str) -> bytes:
+    """A PNG derived from `url` alone: a background, bands and discs in colours and places the URL's hash picks."""
+    rng = random.Random(hashlib.sha256(url.encode()).digest())
+    width, height = rng.choice(_SIZES)
+    background = tuple(rng.randrange(256) for _ in range(3))
+    picture = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(picture)
+    for _ in range(4):
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        top = rng.randrange(height)
+        draw.rectangle((0, top, width, top + rng.randrange(8, height // 4)), fill=colour)
+    for _ in range(3):
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        x, y, radius = rng.randrange(width), rng.randrange(height), rng.randrange(24, min(width, height) // 3)
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
+    name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1][:48]
+    draw.text((16, height - 28), f"placeholder for {name}", fill=(255, 255, 255))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _failing(message: str) -> ReadInput:
+    def read() -> bytes:
+        raise InputImageError(message)
+
+    return read
