@@ -53,30 +53,30 @@ def test_bad_rules_say_what_is_wrong(text: str, message: str) -> None:
 
 def test_a_sequence_is_consumed_in_order_then_calls_pass() -> None:
     plan = FaultPlan([FaultRule.parse("submit=503,ok,429")])
-    faults = [plan.next("submit_kontext_max")[1] for _ in range(4)]
+    faults = [plan.next("submit_kontext_max", "submit")[1] for _ in range(4)]
     assert [fault.status if fault else None for fault in faults] == [503, None, 429, None]
-    assert plan.next("get_request_status") == (0.0, None)
+    assert plan.next("get_request_status", "status") == (0.0, None)
 
 
 def test_rates_are_reproducible_with_the_same_seed() -> None:
     draws = []
     for _ in range(2):
         plan = FaultPlan([FaultRule.parse("*@0.5=500")], seed=7)
-        draws.append([plan.next("get_request_status")[1] is not None for _ in range(50)])
+        draws.append([plan.next("get_request_status", "status")[1] is not None for _ in range(50)])
     assert draws[0] == draws[1]
     assert 5 < sum(draws[0]) < 45
 
 
 def test_a_rate_rule_picks_among_its_faults() -> None:
     plan = FaultPlan([FaultRule.parse("status@1=502|503|slow:0")], seed=3)
-    seen = {plan.next("get_request_status")[1] for _ in range(60)}
+    seen = {plan.next("get_request_status", "status")[1] for _ in range(60)}
     assert seen == {Fault("status", 502), Fault("status", 503), Fault("slow", delay=0.0)}
 
 
 def test_latency_adds_up_across_rules() -> None:
     plan = FaultPlan([FaultRule.parse("status~0.5"), FaultRule.parse("*~0.25")])
-    assert plan.next("get_request_status")[0] == 0.75
-    assert plan.next("cancel_request")[0] == 0.25
+    assert plan.next("get_request_status", "status")[0] == 0.75
+    assert plan.next("cancel_request", "cancel")[0] == 0.25
 
 
 async def test_injected_statuses_look_like_fal_errors(make_client: MakeClient) -> None:

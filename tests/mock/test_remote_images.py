@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from fal_kontext.mock import EmulatorConfig
-from fal_kontext.mock.remote import placeholder_image
+from fal_kontext.mock.images import derived_picture
 
 from .conftest import REQUESTS, SUBMIT, MakeClient, ManualClock, body, image_data_uri
 
@@ -67,8 +67,8 @@ async def test_remote_urls_become_deterministic_placeholders_without_any_connect
 
 
 def test_a_placeholder_depends_on_the_url_only() -> None:
-    assert placeholder_image(RABBIT) == placeholder_image(RABBIT)
-    assert placeholder_image(RABBIT) != placeholder_image(RABBIT + "?v=2")
+    assert derived_picture(RABBIT) == derived_picture(RABBIT)
+    assert derived_picture(RABBIT) != derived_picture(RABBIT + "?v=2")
 
 
 @pytest.mark.parametrize(

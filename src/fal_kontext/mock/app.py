@@ -20,7 +20,7 @@ from fal_kontext.mock.defects import DefectiveEndpoints, enum_blind_routes
 from fal_kontext.mock.endpoints import endpoint_specs
 from fal_kontext.mock.files import FileEndpoints
 from fal_kontext.mock.handlers import SpecEndpoints
-from fal_kontext.mock.outputs import Outputs
+from fal_kontext.mock.outputs import Outputs, item_fields
 from fal_kontext.mock.replies import detail_reply
 from fal_kontext.mock.spec import build_routes, load_spec
 from fal_kontext.mock.state import Clock, EmulatorState
@@ -50,9 +50,10 @@ def create_app(
     routes = build_routes(document)
     if "accepted_invalid_enum" in config.defects:
         routes = enum_blind_routes(routes)
-    state = EmulatorState(config, clock or time.monotonic, routes, endpoint_specs(document))
-    outputs = Outputs(state)
-    endpoints = SpecEndpoints(state, outputs)
+    endpoints = endpoint_specs(document)
+    state = EmulatorState(config, clock or time.monotonic, routes, endpoints)
+    outputs = Outputs(state, {endpoint.id: item_fields(document, endpoint) for endpoint in endpoints})
+    handlers = SpecEndpoints(state, outputs)
     files = FileEndpoints(state, outputs)
     timers = Timers(state, outputs)
 
@@ -74,6 +75,6 @@ def create_app(
     app = Starlette(routes=top_routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     # Whatever the emulator's own routes do not match goes to the spec's operations, which answer 404 and 405
     # themselves (a Mount would not see paths holding a newline).
-    app.router.default = DefectiveEndpoints(endpoints, config.defects) if config.defects else endpoints
+    app.router.default = DefectiveEndpoints(handlers, config.defects) if config.defects else handlers
     app.state.emulator = state
     return app

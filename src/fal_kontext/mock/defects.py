@@ -42,7 +42,8 @@ def enum_blind_routes(routes: RouteTable) -> RouteTable:
             if op.body_validator is not None
             else op
             for op in routes.operations
-        ]
+        ],
+        routes.aliases,
     )
 
 

@@ -14,21 +14,18 @@ a status code with an optional suffix: `429:5` (Retry-After 5), `503-noid` (no x
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fal_kontext.mock.spec import load_spec
+
 FaultKind = Literal["status", "drop", "drop-after", "slow"]
 
-# Which operationIds each group name covers.
-OPERATION_GROUPS = {
-    "submit": ("submit_kontext", "submit_kontext_max", "submit_kontext_multi", "submit_kontext_max_multi"),
-    "status": ("get_request_status",),
-    "stream": ("stream_request_status",),
-    "result": ("get_request_result",),
-    "cancel": ("cancel_request",),
-}
+# The groups a rule may name instead of an operationId: "submit" covers every submit endpoint of the spec.
+OPERATION_GROUPS = ("submit", "status", "stream", "result", "cancel")
 _STATUSES = {429, 500, 502, 503, 504}
 _TOKEN = re.compile(r"(?P<code>\d{3})(?::(?P<retry>\d+(?:\.\d+)?))?(?:-(?P<flavour>noid|nginx))?")
 _SLOW = re.compile(r"slow:(?P<seconds>\d+(?:\.\d+)?)")
@@ -88,9 +85,9 @@ class FaultRule:
     faults: tuple[Fault, ...] = ()
     latency: float = 0.0
 
-    def applies_to(self, operation_id: str) -> bool:
-        """Whether this rule covers the operation."""
-        return self.operation in {"*", operation_id} or operation_id in OPERATION_GROUPS.get(self.operation, ())
+    def applies_to(self, operation_id: str, group: str) -> bool:
+        """Whether this rule covers the operation (of that group)."""
+        return self.operation in {"*", operation_id, group}
 
     @classmethod
     def parse(cls, text: str) -> FaultRule:
@@ -171,8 +168,8 @@ class FaultPlan:
         self.rules.clear()
         self._positions.clear()
 
-    def next(self, operation_id: str) -> tuple[float, Fault | None]:
-        """The latency to add and the fault (or None) for the next call of `operation_id`.
+    def next(self, operation_id: str, group: str) -> tuple[float, Fault | None]:
+        """The latency to add and the fault (or None) for the next call of `operation_id` (of `group`).
 
         The first matching rule with a sequence still running decides; then rate rules; latency adds up.
         """
@@ -180,7 +177,7 @@ class FaultPlan:
         chosen: Fault | None = None
         decided = False
         for index, rule in enumerate(self.rules):
-            if not rule.applies_to(operation_id):
+            if not rule.applies_to(operation_id, group):
                 continue
             latency += rule.latency
             if decided:
@@ -194,6 +191,15 @@ class FaultPlan:
         return latency, chosen
 
 
+@functools.cache
+def _spec_operation_ids() -> frozenset[str]:
+    """Every operationId of the shipped spec (rules may name one)."""
+    paths = load_spec()["paths"].values()
+    return frozenset(
+        op["operationId"] for item in paths for op in item.values() if isinstance(op, dict) and "operationId" in op
+    )
+
+
 def _choices(tokens: list[str]) -> tuple[Fault, ...]:
     faults = [Fault.parse(token) for token in tokens]
     if any(fault is None for fault in faults):
@@ -203,7 +209,7 @@ def _choices(tokens: list[str]) -> tuple[Fault, ...]:
 
 def _operation(name: str) -> str:
     name = name.strip()
-    known = {"*", *OPERATION_GROUPS, *(op for ops in OPERATION_GROUPS.values() for op in ops)}
+    known = {"*", *OPERATION_GROUPS, *_spec_operation_ids()}
     if name not in known:
         raise FaultSyntaxError(f"unknown operation {name!r}: use one of {sorted(known)}")
     return name

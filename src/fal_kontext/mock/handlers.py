@@ -38,17 +38,18 @@ class SpecEndpoints:
     def __init__(self, state: EmulatorState, outputs: Outputs) -> None:
         self.state = state
         self.outputs = outputs
-        handlers: dict[str, Handler] = {
-            "get_request_status": self.status,
-            "stream_request_status": self.stream,
-            "get_request_result": self.result,
-            "cancel_request": self.cancel,
+        # operationId -> (fault group, handler)
+        handlers: dict[str, tuple[str, Handler]] = {
+            "get_request_status": ("status", self.status),
+            "stream_request_status": ("stream", self.stream),
+            "get_request_result": ("result", self.result),
+            "cancel_request": ("cancel", self.cancel),
         }
         submits = {endpoint.operation_id for endpoint in state.endpoints.values()}
-        self._handlers: dict[str, Handler] = {}
+        self._handlers: dict[str, tuple[str, Handler]] = {}
         for operation in state.routes.operations:
             if operation.operation_id in submits:
-                self._handlers[operation.operation_id] = self.submit
+                self._handlers[operation.operation_id] = ("submit", self.submit)
             elif operation.operation_id in handlers:
                 self._handlers[operation.operation_id] = handlers[operation.operation_id]
             else:
@@ -83,7 +84,8 @@ class SpecEndpoints:
         state.counters.calls[operation.operation_id] += 1
         if "request_id" in path_params:
             state.counters.by_request[path_params["request_id"]][operation.operation_id] += 1
-        latency, fault = state.faults.next(operation.operation_id)
+        group, handler = self._handlers[operation.operation_id]
+        latency, fault = state.faults.next(operation.operation_id, group)
         if latency:
             await asyncio.sleep(latency)
         if fault is not None:
@@ -104,7 +106,7 @@ class SpecEndpoints:
         params, problems = operation.check_parameters(path_params, request.query_params, request.headers)
         if problems:
             return json_reply(422, validation_error(problems))
-        response = await self._handlers[operation.operation_id](request, operation, owner, params)
+        response = await handler(request, operation, owner, params)
         state.persist()
         if fault is not None and fault.kind == "drop-after":
             return DroppedResponse()

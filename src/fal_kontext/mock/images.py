@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import io
 import math
@@ -35,6 +36,10 @@ _KEPT_INPUTS = 32
 _KEPT_BASES = 16
 # Refuse decompression bombs: an input may have at most this many pixels.
 MAX_INPUT_PIXELS = 50_000_000
+
+# Pictures derived from text are small: they stand in for an input, which the renderer fits to the output size.
+_DERIVED_SIZES = ((768, 512), (512, 512), (512, 768), (896, 512))
+_SQUARE = (512, 512)
 
 _DATA_URI = re.compile(r"data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)", re.DOTALL)
 
@@ -98,6 +103,27 @@ def decode_data_uri(uri: str, max_bytes: int) -> bytes:
     if len(raw) > max_bytes:
         raise InputImageError(f"Data URI is larger than {max_bytes} bytes", "image_too_large")
     return raw
+
+
+@functools.lru_cache(maxsize=64)
+def derived_picture(text: str, *, square: bool = False) -> bytes:
+    """A PNG derived from `text` alone (a URL, a prompt): background, bands and discs in colours and places its
+    SHA-256 picks; square with `square`, else of a size it picks too. The same text gives the same bytes."""
+    rng = random.Random(hashlib.sha256(text.encode()).digest())
+    width, height = _SQUARE if square else rng.choice(_DERIVED_SIZES)
+    picture = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(picture)
+    for _ in range(4):
+        top = rng.randrange(height)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        draw.rectangle((0, top, width, top + rng.randrange(8, height // 4)), fill=colour)
+    for _ in range(3):
+        x, y, radius = rng.randrange(width), rng.randrange(height), rng.randrange(24, min(width, height) // 3)
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=tuple(rng.randrange(256) for _ in range(3)))
+    draw.text((16, height - 28), text.rsplit("/", 1)[-1][:48], fill=(255, 255, 255))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 class ImageRenderer:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from fal_kontext.mock.images import InputImageError, ReadInput, RenderedImage, decode_data_uri
+from fal_kontext.mock.endpoints import EndpointSpec, resolve
+from fal_kontext.mock.images import InputImageError, ReadInput, RenderedImage, decode_data_uri, derived_picture
 from fal_kontext.mock.queue import Outcome, QueuedRequest
 from fal_kontext.mock.remote import remote_input
 from fal_kontext.mock.responses import failed_result, model_error
@@ -18,16 +20,42 @@ from fal_kontext.mock.validation import input_urls
 JsonObject = dict[str, Any]
 
 FILES_PREFIX = "/files"
+
+# The fields of an output image item per endpoint family, as fal's published schemas state them
+# (https://fal.ai/models/fal-ai/flux-pro/kontext/max/api "Other types", fal-js `types/endpoints.ts`; fal-protocol.md
+# §1.3): the single-image item (`fal__toolkit__image__image__Image`) has file_name and file_size; the multi-image
+# and text-to-image item (`registry__image__fast_sdxl__models__Image`) has only url, content_type (default
+# image/jpeg), width and height (both required). `file_data` (single-image, optional) is never emitted.
+# Until the spec states both item schemas, this is the one place that says so: `item_fields` narrows it to what
+# the spec's item schema declares, so a spec with per-family items takes over by deleting this table.
+_FAMILY_ITEM_FIELDS: dict[str, tuple[str, ...]] = {
+    "edit": ("url", "content_type", "file_name", "file_size", "width", "height"),
+    "multi-edit": ("url", "content_type", "width", "height"),
+    "text-to-image": ("url", "content_type", "width", "height"),
+}
 # Inputs may name files the emulator served, whose bytes come from rendering another request; this bounds
 # how deep such references may nest.
 _MAX_INPUT_DEPTH = 4
 
 
-class Outputs:
-    """Renders requests' images and builds their result bodies."""
+def item_fields(spec: JsonObject, endpoint: EndpointSpec) -> tuple[str, ...]:
+    """The fields an output image item of `endpoint` carries: its family's, among those its spec item declares."""
+    images = resolve(spec, endpoint.output_schema.get("properties", {}).get("images", {}))
+    declared = resolve(spec, images.get("items", {})).get("properties", {})
+    return tuple(name for name in _FAMILY_ITEM_FIELDS[endpoint.family] if not declared or name in declared)
 
-    def __init__(self, state: EmulatorState) -> None:
+
+class Outputs:
+    """Renders requests' images and builds their result bodies.
+
+    Args:
+        state: the emulator's state.
+        item_fields: per endpoint id, the fields of its output image items (see `item_fields`).
+    """
+
+    def __init__(self, state: EmulatorState, item_fields: Mapping[str, tuple[str, ...]]) -> None:
         self.state = state
+        self._item_fields = item_fields
 
     async def outcome_of(self, request: QueuedRequest) -> tuple[int, JsonObject, dict[str, str]]:
         """The status, body and headers of a completed request's result (renders its images if needed)."""
@@ -77,6 +105,12 @@ class Outputs:
     def _input_readers(self, request: QueuedRequest, depth: int) -> list[ReadInput]:
         """Callables that produce each input's bytes. Resolved here, on the event loop, because they may look
         at other requests; the callables themselves only render, so they can run in a worker thread."""
+        endpoint = self.state.endpoints.get(request.endpoint_id)
+        if endpoint is not None and endpoint.family == "text-to-image":
+            # No input image: the picture is derived from the prompt (square, so no aspect_ratio means 1:1, the
+            # default fal documents for text-to-image); the seed varies it as for edits.
+            prompt = str(request.arguments.get("prompt", ""))
+            return [lambda: derived_picture("prompt: " + prompt, square=True)]
         urls = input_urls(request.arguments, self._image_field(request))
         return [self._reader(request, url, depth) for _, url in urls]
 
@@ -116,16 +150,16 @@ class Outputs:
                 url = f"data:{image.content_type};base64,{base64.b64encode(image.data).decode()}"
             else:
                 url = f"{request.base_url}{FILES_PREFIX}/{urllib.parse.quote(request.request_id, safe='')}/{name}"
-            items.append(
-                {
-                    "url": url,
-                    "content_type": image.content_type,
-                    "file_name": name,
-                    "file_size": len(image.data),
-                    "width": image.width,
-                    "height": image.height,
-                }
-            )
+            every = {
+                "url": url,
+                "content_type": image.content_type,
+                "file_name": name,
+                "file_size": len(image.data),
+                "width": image.width,
+                "height": image.height,
+            }
+            fields = self._item_fields.get(request.endpoint_id, tuple(every))
+            items.append({field: every[field] for field in fields})
         inference = request.run_time if request.started_at is not None else 0.0
         return {
             "images": items,

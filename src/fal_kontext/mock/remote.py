@@ -13,23 +13,15 @@ ones, so outputs stay deterministic per seed and input and still depend on it. A
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import io
-import random
 import urllib.parse
 from typing import Literal
 
-from PIL import Image, ImageDraw
-
-from fal_kontext.mock.images import InputImageError, ReadInput
+from fal_kontext.mock.images import InputImageError, ReadInput, derived_picture
 
 RemoteImages = Literal["placeholder", "refuse"]
 REMOTE_IMAGE_MODES: tuple[RemoteImages, ...] = ("placeholder", "refuse")
 # RFC 2606 reserves this top-level domain for names that must never resolve.
 DOWNLOAD_ERROR_DOMAIN = "invalid"
-# Placeholders are small: they stand in for an input, which the renderer fits to the output size anyway.
-_SIZES = ((768, 512), (512, 512), (512, 768), (896, 512))
 
 
 def remote_input(url: str, mode: RemoteImages) -> ReadInput:
@@ -50,30 +42,7 @@ def remote_input(url: str, mode: RemoteImages) -> ReadInput:
         )
     if host == DOWNLOAD_ERROR_DOMAIN or host.endswith("." + DOWNLOAD_ERROR_DOMAIN):
         return _failing(f"Failed to download the file at {url!r}: the host does not resolve (.invalid)")
-    return lambda: placeholder_image(url)
-
-
-@functools.lru_cache(maxsize=64)
-def placeholder_image(url: str) -> bytes:
-    """A PNG derived from `url` alone: a background, bands and discs in colours and places the URL's hash picks."""
-    rng = random.Random(hashlib.sha256(url.encode()).digest())
-    width, height = rng.choice(_SIZES)
-    background = tuple(rng.randrange(256) for _ in range(3))
-    picture = Image.new("RGB", (width, height), background)
-    draw = ImageDraw.Draw(picture)
-    for _ in range(4):
-        colour = tuple(rng.randrange(256) for _ in range(3))
-        top = rng.randrange(height)
-        draw.rectangle((0, top, width, top + rng.randrange(8, height // 4)), fill=colour)
-    for _ in range(3):
-        colour = tuple(rng.randrange(256) for _ in range(3))
-        x, y, radius = rng.randrange(width), rng.randrange(height), rng.randrange(24, min(width, height) // 3)
-        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
-    name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1][:48]
-    draw.text((16, height - 28), f"placeholder for {name}", fill=(255, 255, 255))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    return lambda: derived_picture(url)
 
 
 def _failing(message: str) -> ReadInput:

@@ -183,13 +183,22 @@ def problem_from_error(error: ValidationError, prefix: tuple[str | int, ...]) ->
 
 
 class RouteTable:
-    """Matches a method and path to an operation of the spec, accepting a trailing slash as fal's SDK sends it."""
+    """Matches a method and path to an operation of the spec, accepting a trailing slash as fal's SDK sends it.
 
-    def __init__(self, operations: list[Operation]) -> None:
+    `aliases` maps further path templates to an operation's own path: they answer as that operation does
+    (the operation keeps its own path for the URLs the emulator hands out).
+    """
+
+    def __init__(self, operations: list[Operation], aliases: Mapping[str, str] | None = None) -> None:
         self._by_path: dict[str, list[Operation]] = {}
         for operation in operations:
             self._by_path.setdefault(operation.path, []).append(operation)
-        self._patterns = [(ops[0].pattern, ops) for ops in self._by_path.values()]
+        self.aliases = dict(aliases or {})
+        patterns = [(ops[0].pattern, ops) for ops in self._by_path.values()]
+        for alias, path in self.aliases.items():
+            if alias not in self._by_path and path in self._by_path:
+                patterns.append((_path_pattern(alias), self._by_path[path]))
+        self._patterns = patterns
 
     def match(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | tuple[None, list[str]]:
         """Return `(operation, path_params)`, or `(None, allowed_methods)` (empty when no path matches)."""
@@ -207,6 +216,25 @@ class RouteTable:
     def operations(self) -> list[Operation]:
         """Every operation, in spec order."""
         return [operation for operations in self._by_path.values() for operation in operations]
+
+
+def full_endpoint_aliases(paths: list[str], submit_paths: list[str]) -> dict[str, str]:
+    """The full-endpoint-path form of each request path: `/fal-ai/flux-pro/kontext/max/multi/requests/{id}/status`
+    for `/fal-ai/flux-pro/requests/{id}/status`, for every submit path under the same app.
+
+    fal's docs and both official clients use the app path ("Do not add the endpoint path",
+    https://fal.ai/docs/api-reference/inference-api); fal's published per-endpoint OpenAPI
+    (https://fal.ai/api/openapi/queue/openapi.json?endpoint_id=<id>) lists the full form, so both are answered.
+    """
+    aliases = {}
+    for path in paths:
+        app, marker, rest = path.partition("/requests/")
+        if not marker:
+            continue
+        for submit in submit_paths:
+            if submit.startswith(app + "/"):
+                aliases[f"{submit}/requests/{rest}"] = path
+    return aliases
 
 
 def _path_pattern(path: str) -> re.Pattern[str]:
@@ -292,4 +320,5 @@ def build_routes(spec: JsonObject | None = None) -> RouteTable:
                     endpoint_id=path.strip("/"),
                 )
             )
-    return RouteTable(operations)
+    submits = [op.path for op in operations if op.method == "POST" and "{request_id}" not in op.path]
+    return RouteTable(operations, full_endpoint_aliases([op.path for op in operations], submits))
