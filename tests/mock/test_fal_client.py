@@ -64,6 +64,8 @@ async def run_async():
     return {"statuses": statuses, "result": result, "subscribed": subscribed}
 
 report["async"] = asyncio.run(run_async())
+report["run"] = fal_client.run(first, arguments=examples[first])
+report["run_invalid"] = http_error(lambda: fal_client.run(first, arguments={**examples[first], "num_images": 99}))
 print(json.dumps(report))
 """
 
@@ -131,3 +133,5 @@ def test_fal_client_works_unchanged_with_fal_example_urls(tls_emulator: tuple[Ru
     assert seen["async"]["statuses"][-1] == "Completed"
     assert seen["async"]["result"]["images"]
     assert seen["async"]["subscribed"]["images"]
+    assert seen["run"]["images"][0]["url"].startswith(emulator.base_url + "/files/")
+    assert seen["run_invalid"] == [422, "less_than_equal"]

@@ -24,8 +24,9 @@ from fal_kontext.mock.spec import load_spec
 
 FaultKind = Literal["status", "drop", "drop-after", "slow"]
 
-# The groups a rule may name instead of an operationId: "submit" covers every submit endpoint of the spec.
-OPERATION_GROUPS = ("submit", "status", "stream", "result", "cancel")
+# The groups a rule may name instead of an operationId: "submit" covers every submit endpoint of the spec,
+# "sync" every call of the synchronous endpoint (operationIds `sync_<submit operationId>`).
+OPERATION_GROUPS = ("submit", "status", "stream", "result", "cancel", "sync")
 _STATUSES = {429, 500, 502, 503, 504}
 _TOKEN = re.compile(r"(?P<code>\d{3})(?::(?P<retry>\d+(?:\.\d+)?))?(?:-(?P<flavour>noid|nginx))?")
 _SLOW = re.compile(r"slow:(?P<seconds>\d+(?:\.\d+)?)")

@@ -4,6 +4,7 @@ result/cancel, each answering as fal does."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,11 +15,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from fal_kontext.mock.outputs import Outputs
+from fal_kontext.mock.queue import QueuedRequest
 from fal_kontext.mock.replies import DroppedResponse, detail_reply, fault_reply, json_reply
 from fal_kontext.mock.responses import STILL_IN_PROGRESS, validation_error
-from fal_kontext.mock.spec import Operation
+from fal_kontext.mock.spec import Operation, Problem
 from fal_kontext.mock.state import EmulatorState, body_fingerprint
-from fal_kontext.mock.stream import status_events
+from fal_kontext.mock.stream import status_events, until_completed
 from fal_kontext.mock.validation import (
     content_type_problem,
     data_uri_problems,
@@ -26,6 +28,10 @@ from fal_kontext.mock.validation import (
     read_body,
     webhook_problem,
 )
+
+# fal's synchronous host (`https://fal.run`, fal-protocol.md §6) is served under this path prefix: point
+# `fal_client.run` at it with FAL_RUN_HOST=<host:port>/sync.
+SYNC_PREFIX = "/sync"
 
 Handler = Callable[[Request, Operation, str, dict[str, Any]], Awaitable[Response]]
 # What routing found: the operation and its path parameters, or None and the methods the path allows.
@@ -56,6 +62,16 @@ class SpecEndpoints:
                 raise RuntimeError(
                     f"the spec has an operation the emulator does not implement: {operation.operation_id}"
                 )
+        # Each submit also answers synchronously under SYNC_PREFIX, as its own operation (own counters).
+        self._synchronous = {
+            operation.operation_id: dataclasses.replace(
+                operation, operation_id=f"sync_{operation.operation_id}", path=SYNC_PREFIX + operation.path
+            )
+            for operation in state.routes.operations
+            if operation.operation_id in submits
+        }
+        for synchronous in self._synchronous.values():
+            self._handlers[synchronous.operation_id] = ("sync", self.run)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +85,13 @@ class SpecEndpoints:
         "/" (or a newline), which must stay inside its segment."""
         raw_path = request.scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else urllib.parse.quote(request.url.path)
-        return self.state.routes.match(request.method, path)
+        if not path.startswith(SYNC_PREFIX + "/"):
+            return self.state.routes.match(request.method, path)
+        routed = self.state.routes.match(request.method, path.removeprefix(SYNC_PREFIX))
+        if routed[0] is None:
+            return routed
+        synchronous = self._synchronous.get(routed[0].operation_id)
+        return (synchronous, routed[1]) if synchronous is not None else (None, [])
 
     async def dispatch(self, request: Request, routed: Routed) -> Response:
         """Inject faults, authenticate, validate, then run the operation."""
@@ -114,6 +136,30 @@ class SpecEndpoints:
 
     async def submit(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
         """Queue a request (every submit operation of the spec)."""
+        queued = await self._accept(request, operation, owner, params)
+        if isinstance(queued, Response):
+            return queued
+        answer = {**self.state.status_of(queued, with_logs=False), "gateway_request_id": queued.request_id}
+        return json_reply(200, answer, {"x-fal-request-id": queued.request_id})
+
+    async def run(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
+        """fal's synchronous endpoint (`POST https://fal.run/<endpoint-id>`, served under SYNC_PREFIX): the
+        request runs like a queued one (runners, run time, failures) and the answer is what its result would be."""
+        if params.get("fal_webhook") is not None:
+            # fal documents webhooks for the queue only; refusing one here is our choice.
+            problem = Problem(("query", "fal_webhook"), "fal_webhook is for the queue API, not fal.run", "value_error")
+            return json_reply(422, validation_error([problem]))
+        queued = await self._accept(request, operation, owner, params)
+        if isinstance(queued, Response):
+            return queued
+        await until_completed(self.state, queued)
+        status, body, extra = await self.outputs.outcome_of(queued)
+        return json_reply(status, body, {"x-fal-request-id": queued.request_id, **extra})
+
+    async def _accept(
+        self, request: Request, operation: Operation, owner: str, params: dict[str, Any]
+    ) -> QueuedRequest | Response:
+        """Validate a submit and queue it; the queued request, or the error answer."""
         state = self.state
         raw = await read_body(request, state.config.max_body_bytes)
         if raw is None:
@@ -133,10 +179,9 @@ class SpecEndpoints:
             problems.append(refused)
         if problems:
             return json_reply(422, validation_error(problems))
-        request_id = str(uuid.uuid4())
         base = state.config.public_base_url or str(request.base_url)
         queued = state.queue.submit(
-            request_id=request_id,
+            request_id=str(uuid.uuid4()),
             owner=owner,
             endpoint_id=operation.endpoint_id,
             arguments=body,
@@ -150,8 +195,7 @@ class SpecEndpoints:
         # A new request changes no other request's status or queue position (positions count only requests
         # submitted earlier), so open status streams need not wake.
         state.notify(streams=False)
-        answer = {**state.status_of(queued, with_logs=False), "gateway_request_id": request_id}
-        return json_reply(200, answer, {"x-fal-request-id": request_id})
+        return queued
 
     async def status(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
         """The status of a request: 202 while waiting or running, 200 once COMPLETED."""

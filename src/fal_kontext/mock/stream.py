@@ -45,3 +45,17 @@ async def status_events(state: EmulatorState, request: QueuedRequest, with_logs:
         changed = state.streams_changed
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), timeout=max(wait, 0.001))
+
+
+async def until_completed(state: EmulatorState, request: QueuedRequest) -> None:
+    """Wait until `request` is COMPLETED (for the synchronous endpoint), waking at each queue event."""
+    while True:
+        now = state.now()
+        state.queue.advance(now)
+        if request.status == "COMPLETED":
+            return
+        next_change = request.ends_at if request.status == "IN_PROGRESS" else state.queue.next_event_at()
+        wait = min(next_change - now, state.config.stream_poll_interval)
+        changed = state.streams_changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout=max(wait, 0.001))
