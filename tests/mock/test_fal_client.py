@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +71,39 @@ print(json.dumps(report))
 """
 
 
+_UPLOADS = """
+import asyncio, io, json, sys, fal_client
+import fal_client.client as internals
+from PIL import Image
+
+# fal_client has no setting for its storage hosts: they are module constants, read when first used.
+internals.REST_URL = internals.CDN_URL = sys.argv[1]
+# Multipart starts above 100 MB; lowered so that a small file takes that path too.
+internals.MULTIPART_THRESHOLD = 64 * 1024
+internals.MULTIPART_CHUNK_SIZE = 32 * 1024
+example = json.loads(sys.argv[2])
+buffer = io.BytesIO()
+Image.new("RGB", (64, 48), (0, 90, 200)).save(buffer, format="PNG")
+small = buffer.getvalue()
+noise = Image.frombytes("RGB", (160, 160), bytes(range(256)) * 300)
+buffer = io.BytesIO()
+noise.save(buffer, format="PNG", compress_level=0)
+large = buffer.getvalue()
+with open(sys.argv[3], "wb") as file:
+    file.write(small)
+report = {
+    "single": fal_client.upload(small, "image/png", "small.png"),
+    "multipart": fal_client.upload(large, "image/png", "large.png"),
+    "file": fal_client.upload_file(sys.argv[3]),
+    "lifecycle": fal_client.upload(b"x", "text/plain", lifecycle=fal_client.StorageSettings(expires_in="1h")),
+    "sizes": [len(small), len(large)],
+}
+report["edited"] = fal_client.subscribe(example["endpoint"], arguments={**example["arguments"], "image_url": report["single"]})
+report["async"] = asyncio.run(fal_client.AsyncClient().upload(small, "image/png", "async.png"))
+print(json.dumps(report))
+"""
+
+
 def _examples() -> dict[str, Any]:
     """Each submit endpoint's first request example from the spec (fal's own, with fal CDN image URLs)."""
     spec = load_spec()
@@ -92,7 +126,12 @@ def tls_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Run
     certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
     authority.cert_pem.write_to_path(str(folder / "ca.pem"))
     config = EmulatorConfig(run_time=0.2, runners=8)
-    with run_emulator(config, certfile=str(folder / "cert.pem"), keyfile=str(folder / "key.pem")) as emulator:
+    files = {
+        "certfile": str(folder / "cert.pem"),
+        "keyfile": str(folder / "key.pem"),
+        "ca_file": str(folder / "ca.pem"),
+    }
+    with run_emulator(config, **files) as emulator:
         yield emulator, str(folder / "ca.pem")
 
 
@@ -135,3 +174,18 @@ def test_fal_client_works_unchanged_with_fal_example_urls(tls_emulator: tuple[Ru
     assert seen["async"]["subscribed"]["images"]
     assert seen["run"]["images"][0]["url"].startswith(emulator.base_url + "/files/")
     assert seen["run_invalid"] == [422, "less_than_equal"]
+
+
+def test_fal_client_uploads_to_the_emulator_storage(tls_emulator: tuple[RunningEmulator, str], tmp_path: Path) -> None:
+    emulator, ca_file = tls_emulator
+    endpoint, arguments = next((key, value) for key, value in _examples().items() if "image_url" in value)
+    example = json.dumps({"endpoint": endpoint, "arguments": arguments})
+    seen = run_fal_client(emulator, ca_file, _UPLOADS, emulator.base_url, example, str(tmp_path / "local.png"))
+    assert seen["sizes"][1] > 64 * 1024, "the large file must take the multipart path"
+    held = {item["file_name"]: item for item in emulator.uploads()}
+    assert {"small.png", "large.png", "local.png", "async.png"} <= set(held)
+    assert [held["small.png"]["size"], held["large.png"]["size"]] == seen["sizes"]
+    assert held["upload.bin"]["lifecycle"] == {"expiration_duration_seconds": 3600}
+    for name in ("single", "multipart", "file", "async"):
+        assert seen[name].startswith(emulator.base_url + "/files/uploads/")
+    assert seen["edited"]["images"][0]["url"].startswith(emulator.base_url + "/files/")

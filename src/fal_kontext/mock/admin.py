@@ -32,6 +32,7 @@ class AdminEndpoints:
             Route("/requests", self.requests, methods=["GET"]),
             Route("/webhooks", self.webhooks, methods=["GET"]),
             Route("/settings", self.settings, methods=["GET", "PATCH"]),
+            Route("/uploads", self.uploads, methods=["GET"]),
         ]
 
     async def health(self, request: Request) -> Response:
@@ -111,3 +112,8 @@ class AdminEndpoints:
                 return detail_reply(422, f'"remote_images" must be one of {list(REMOTE_IMAGE_MODES)}')
             self.state.remote_images = mode
         return json_reply(200, {"remote_images": self.state.remote_images})
+
+    async def uploads(self, request: Request) -> Response:
+        """GET every file held by the storage endpoints (no bytes): id, owner fingerprint, name, type, size,
+        times (queue seconds) and lifecycle."""
+        return json_reply(200, {"uploads": self.state.uploads.listing(self.state.now())})

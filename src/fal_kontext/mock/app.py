@@ -20,10 +20,11 @@ from fal_kontext.mock.defects import DefectiveEndpoints, enum_blind_routes
 from fal_kontext.mock.endpoints import endpoint_specs
 from fal_kontext.mock.files import FileEndpoints
 from fal_kontext.mock.handlers import SpecEndpoints
-from fal_kontext.mock.outputs import Outputs, item_fields
+from fal_kontext.mock.outputs import FILES_PREFIX, Outputs, item_fields
 from fal_kontext.mock.replies import detail_reply
 from fal_kontext.mock.spec import build_routes, load_spec
 from fal_kontext.mock.state import Clock, EmulatorState
+from fal_kontext.mock.storage import StorageEndpoints
 from fal_kontext.mock.timers import Timers
 
 
@@ -55,6 +56,7 @@ def create_app(
     outputs = Outputs(state, {endpoint.id: item_fields(document, endpoint) for endpoint in endpoints})
     handlers = SpecEndpoints(state, outputs)
     files = FileEndpoints(state, outputs)
+    storage = StorageEndpoints(state)
     timers = Timers(state, outputs)
 
     @contextlib.asynccontextmanager
@@ -71,7 +73,12 @@ def create_app(
                 state.store.close()
 
     # Few top-level routes: every status poll is matched against each of them before reaching the spec's.
-    top_routes = [Mount(ADMIN_PREFIX, routes=AdminEndpoints(state).routes()), *files.routes()]
+    top_routes = [
+        Mount(ADMIN_PREFIX, routes=AdminEndpoints(state).routes()),
+        files.jwks_route(),
+        Mount(FILES_PREFIX, routes=[*storage.cdn_routes(), *files.file_routes()]),
+        Mount("/storage", routes=storage.rest_routes()),
+    ]
     app = Starlette(routes=top_routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     # Whatever the emulator's own routes do not match goes to the spec's operations, which answer 404 and 405
     # themselves (a Mount would not see paths holding a newline).

@@ -49,6 +49,8 @@ class EmulatorConfig:
         webhook_retry_delay: seconds before the second attempt; it doubles each time after.
         webhook_timeout: seconds to wait for the receiver to answer one attempt (fal: 15).
         image_cache_bytes: memory for rendered images; evicted images are rendered again when read.
+        max_upload_bytes: largest file accepted by the storage endpoints (single or multipart); larger gets 413.
+            Uploads are kept in memory.
         remote_images: what a remote http(s) input URL reads as, never fetched: "placeholder" (a picture
             derived from the URL; hosts under `.invalid` fail) or "refuse" (every one fails as fal's
             `file_download_error` on the result). Changeable at run time through `/_emulator/settings`.
@@ -75,6 +77,7 @@ class EmulatorConfig:
     webhook_retry_delay: float = 1.0
     webhook_timeout: float = 15.0
     image_cache_bytes: int = 64 * 1024 * 1024
+    max_upload_bytes: int = 256 * 1024 * 1024
     remote_images: RemoteImages = "placeholder"
     defects: frozenset[str] = frozenset()
 

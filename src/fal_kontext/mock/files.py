@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from fal_kontext.mock.images import InputImageError
-from fal_kontext.mock.outputs import FILES_PREFIX, Outputs
+from fal_kontext.mock.outputs import Outputs
 from fal_kontext.mock.replies import detail_reply, json_reply
 from fal_kontext.mock.state import EmulatorState
 from fal_kontext.mock.webhooks import JWKS_PATH
@@ -20,12 +20,13 @@ class FileEndpoints:
         self.state = state
         self.outputs = outputs
 
-    def routes(self) -> list[BaseRoute]:
-        """The file routes, at the top level."""
-        return [
-            Route(JWKS_PATH, self.jwks, methods=["GET"]),
-            Route(FILES_PREFIX + "/{request_id}/{file_name}", self.output_image, methods=["GET"]),
-        ]
+    def jwks_route(self) -> BaseRoute:
+        """The JWKS route, at the top level."""
+        return Route(JWKS_PATH, self.jwks, methods=["GET"])
+
+    def file_routes(self) -> list[BaseRoute]:
+        """The output image route, relative to FILES_PREFIX."""
+        return [Route("/{request_id}/{file_name}", self.output_image, methods=["GET"])]
 
     async def output_image(self, request: Request) -> Response:
         """An output image the emulator rendered, at the URL its result gave."""

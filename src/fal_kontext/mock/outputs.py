@@ -121,7 +121,10 @@ class Outputs:
         own_prefix = f"{request.base_url}{FILES_PREFIX}/"
         if not url.startswith(own_prefix):
             return remote_input(url, self.state.remote_images)
-        source = self._own_file(url.removeprefix(own_prefix))
+        name = url.removeprefix(own_prefix)
+        if name.startswith("uploads/"):
+            return self._uploaded(url, name)
+        source = self._own_file(name)
         if source is None or depth >= _MAX_INPUT_DEPTH:
             return _failing(f"Failed to download the file at {url!r}: this emulator holds no such file")
         other, index = source
@@ -131,6 +134,15 @@ class Outputs:
             return self._render(other, inputs)[index].data
 
         return read
+
+    def _uploaded(self, url: str, name: str) -> ReadInput:
+        """The bytes of a file uploaded to this emulator's storage, read now (on the event loop)."""
+        parts = name.split("/")
+        stored = self.state.uploads.read(parts[1], self.state.now()) if len(parts) == 3 else None
+        if stored is None or stored.data is None:
+            return _failing(f"Failed to download the file at {url!r}: this emulator holds no such upload")
+        data = stored.data
+        return lambda: data
 
     def _own_file(self, name: str) -> tuple[QueuedRequest, int] | None:
         """The request and image index `<request id>/<file name>` under this emulator's /files names, if held."""

@@ -94,6 +94,11 @@ class RunningEmulator:
         """Switch how remote input URLs read: "placeholder" or "refuse" (see EmulatorConfig.remote_images)."""
         self._admin("PATCH", "/settings", json={"remote_images": mode})
 
+    def uploads(self) -> list[dict[str, Any]]:
+        """Every file uploaded to the emulator's storage endpoints (without the bytes)."""
+        result: list[dict[str, Any]] = self._admin("GET", "/uploads")["uploads"]
+        return result
+
     def webhook_deliveries(self) -> list[dict[str, Any]]:
         """Every webhook delivery attempt so far."""
         result: list[dict[str, Any]] = self._admin("GET", "/webhooks")

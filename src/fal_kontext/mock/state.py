@@ -21,6 +21,7 @@ from fal_kontext.mock.remote import RemoteImages
 from fal_kontext.mock.responses import log_entries, status_body
 from fal_kontext.mock.spec import RouteTable
 from fal_kontext.mock.store import StateFile
+from fal_kontext.mock.uploads import UploadStore
 from fal_kontext.mock.webhooks import WebhookSender, WebhookSigner
 
 Clock = Callable[[], float]
@@ -83,6 +84,8 @@ class EmulatorState:
         self._queue_origin = self.offset
         self._saved_at = self.offset
         self.renderer = ImageRenderer(config.image_cache_bytes)
+        # fal does not state its storage tokens' lifetime; an hour is our choice.
+        self.uploads = UploadStore(config.max_upload_bytes, token_ttl=3600.0)
         # Changeable at run time through the admin API (`/_emulator/settings`).
         self.remote_images: RemoteImages = config.remote_images
         self.faults = FaultPlan(list(config.faults), seed=config.fault_seed)
