@@ -24,6 +24,8 @@ from openapi_schema_validator import OAS30Validator
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import FailureGroup
 
+from fal_kontext.spec import resolve
+
 SPEC_PATH = Path(__file__).resolve().parent.parent / "specs" / "openapi.yaml"
 
 
@@ -50,14 +52,6 @@ class SpecIndex:
     def _validator(self, schema: dict[str, Any]) -> OAS30Validator:
         return OAS30Validator({"allOf": [schema], "components": self._components})
 
-    def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
-        while "$ref" in node:
-            target: Any = self.document
-            for part in node["$ref"].lstrip("#/").split("/"):
-                target = target[part]
-            node = target
-        return node
-
     def check_schema(self, component: str, value: Any) -> list[str]:
         """What about `value` does not fit the spec's component schema `component`."""
         schema = {"$ref": f"#/components/schemas/{component}"}
@@ -69,7 +63,7 @@ class SpecIndex:
     def parameters(self, method: str, template: str) -> list[dict[str, Any]]:
         item = self.document["paths"][template]
         both = item.get("parameters", []) + item[method.lower()].get("parameters", [])
-        return [self._resolve(p) for p in both]
+        return [resolve(p, self.document) for p in both]
 
     def check_request(self, request: httpx.Request) -> tuple[str | None, list[str]]:
         """The operationId a request maps to, and what about it does not fit the spec."""
@@ -88,18 +82,7 @@ class SpecIndex:
                 problems += [
                     f"query {name}={text!r}: {e.message}" for e in self._validator(spec["schema"]).iter_errors(text)
                 ]
-        for spec in (p for p in documented if p["in"] == "header"):
-            if spec["name"] in request.headers:
-                value: Any = request.headers[spec["name"]]
-                if spec["schema"].get("type") == "number":
-                    try:
-                        value = float(value)
-                    except ValueError:
-                        problems.append(f"header {spec['name']}: {value!r} is not a number")
-                        continue
-                problems += [
-                    f"header {spec['name']}: {e.message}" for e in self._validator(spec["schema"]).iter_errors(value)
-                ]
+        problems += self._header_problems(request, documented)
         if not request.headers.get("authorization", "").startswith(("Key ", "Bearer ")):
             problems.append("no Authorization: Key/Bearer header")
         body_spec = raw.get("requestBody", {}).get("content", {}).get("application/json")
@@ -116,6 +99,23 @@ class SpecIndex:
         elif request.content:
             problems.append("a body was sent to an operation that takes none")
         return raw.get("operationId"), problems
+
+    def _header_problems(self, request: httpx.Request, documented: list[dict[str, Any]]) -> list[str]:
+        problems: list[str] = []
+        for spec in (p for p in documented if p["in"] == "header"):
+            if spec["name"] not in request.headers:
+                continue
+            value: Any = request.headers[spec["name"]]
+            if spec["schema"].get("type") == "number":
+                try:
+                    value = float(value)
+                except ValueError:
+                    problems.append(f"header {spec['name']}: {value!r} is not a number")
+                    continue
+            problems += [
+                f"header {spec['name']}: {e.message}" for e in self._validator(spec["schema"]).iter_errors(value)
+            ]
+        return problems
 
     def check_response(self, request: httpx.Request, response: httpx.Response) -> list[str]:
         """What about a (fully read) response does not fit the spec."""

@@ -8,11 +8,11 @@ A remote server costs money per job, so every submit to it spends one unit of a 
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-AuthScheme = Literal["key", "bearer"]
+from fal_kontext.config import ENV_TOKEN, AuthScheme, Credentials
 
 DEFAULT_ENDPOINT = "fal-ai/flux-pro/kontext"  # the cheapest: $0.04 per image (fal-protocol.md §1.1)
 DEFAULT_MAX_PAID_CALLS = 2
@@ -63,13 +63,12 @@ class ContractTarget:
         return f"ContractTarget(base_url={self.base_url!r}, auth={self.auth!r}, remote={self.remote})"
 
 
-def remote_secret(auth: AuthScheme, environ: dict[str, str] | None = None) -> tuple[str | None, str]:
-    """The credential for a remote target from the environment, and the variable(s) it comes from."""
-    env = dict(os.environ if environ is None else environ)
+def remote_secret(
+    auth: AuthScheme, environ: Mapping[str, str] | None = None, *, base_url: str | None = None
+) -> tuple[str | None, str]:
+    """The credential for a remote target, read as the client reads it (``Credentials.from_env``), and the
+    variable(s) to set when there is none."""
+    credentials = Credentials.from_env(auth, environ, base_url=base_url)
     if auth == "bearer":
-        return env.get("FAL_KONTEXT_TOKEN") or None, "FAL_KONTEXT_TOKEN"
-    if env.get("FAL_KEY"):
-        return env["FAL_KEY"], "FAL_KEY"
-    if env.get("FAL_KEY_ID") and env.get("FAL_KEY_SECRET"):
-        return f"{env['FAL_KEY_ID']}:{env['FAL_KEY_SECRET']}", "FAL_KEY_ID + FAL_KEY_SECRET"
-    return None, "FAL_KEY (or FAL_KEY_ID + FAL_KEY_SECRET)"
+        return (credentials.secret if credentials else None), ENV_TOKEN
+    return (credentials.secret if credentials else None), "FAL_KEY (or FAL_KEY_ID + FAL_KEY_SECRET)"

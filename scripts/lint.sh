@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# `make lint`: ruff (lint and format check) and mypy --strict over the hand-written code.
+# `make lint`: ruff (lint and format check) and mypy --strict over the hand-written code, tests included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 BIN="${VENV:-.venv}/bin"
 "$BIN/ruff" check src scripts tests contracts bench
 "$BIN/ruff" format --check src scripts tests contracts bench
-"$BIN/mypy" src/fal_kontext scripts/normaliser scripts/generate_client.py bench contracts
+"$BIN/mypy" src/fal_kontext scripts/normaliser scripts/generate_client.py bench contracts tests

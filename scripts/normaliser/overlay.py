@@ -71,7 +71,7 @@ def merge_into(target: Any, update: Any) -> Any:
     return copy.deepcopy(update)
 
 
-def apply_overlay(document: dict[str, Any], overlay: dict[str, Any], path: Path) -> int:
+def apply_overlay(document: dict[str, Any], overlay: dict[str, Any], path: Path) -> int:  # noqa: PLR0912 - one check per Overlay 1.0 rule
     """Apply one overlay document in place; return how many actions it had. Raises SourceError."""
     if not str(overlay.get("overlay", "")).startswith("1.0"):
         raise SourceError(path, None, "not an Overlay 1.0 document (its `overlay:` field must be 1.0.x)")

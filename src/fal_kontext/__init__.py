@@ -12,13 +12,12 @@ The client::
 ``fal_kontext.webhooks``.
 """
 
-__version__ = "0.1.0"
-
 from fal_kontext_api.models import CancelStatus, Image, KontextInput, KontextMultiInput, KontextOutput
 
+from ._version import __version__
 from .aio import AsyncHandle, AsyncKontext
 from .client import Handle, Kontext
-from .config import Credentials, RequestTimeouts
+from .config import Credentials, PollSchedule, RequestTimeouts
 from .endpoints import Endpoint
 from .errors import (
     APIConnectionError,
@@ -43,7 +42,6 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
-from .queue import PollSchedule
 from .results import EditResult
 from .retry import RetryPolicy
 from .status import Completed, InProgress, Queued, Status

@@ -1,21 +1,29 @@
-"""Credentials, timeouts and everything else both clients are configured with (no I/O here)."""
+"""Settings: credentials, timeouts, polling, HTTP options and everything else a client is built with (no I/O).
+
+Every option is checked here, when the client is built, and a bad one raises ``InvalidInputError`` (a
+``ValueError``) naming it and the fix, before anything is sent.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import math
 import os
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 
-from .inputs import check_submit_options
-from .queue import PollSchedule, QueueSettings, SubmitOptions
+from ._version import __version__
+from .errors import FieldProblem, InvalidInputError
 from .retry import RetryPolicy
-from .urls import FAL_QUEUE_URL, normalise_base_url
+from .urls import FAL_QUEUE_HOSTS, FAL_QUEUE_URL, normalise_base_url
 
 __all__ = [
     "DEFAULT_POLL",
@@ -24,6 +32,9 @@ __all__ = [
     "AuthScheme",
     "ClientConfig",
     "Credentials",
+    "HttpOptions",
+    "PollSchedule",
+    "QueueSettings",
     "RequestTimeouts",
     "redact",
 ]
@@ -33,6 +44,39 @@ AuthScheme = Literal["key", "bearer"]
 ENV_BASE_URL = "FAL_KONTEXT_BASE_URL"
 ENV_AUTH = "FAL_KONTEXT_AUTH"
 ENV_TOKEN = "FAL_KONTEXT_TOKEN"
+
+
+def refuse(field_name: str, value: object, problem: str) -> InvalidInputError:
+    """The error for one bad option."""
+    return InvalidInputError([FieldProblem(field_name, value, problem)])
+
+
+def _as_number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def check_positive(field_name: str, value: object, *, allow_inf: bool = False) -> float:
+    """``value`` as a float if it is a number > 0 (finite unless ``allow_inf``), else ``InvalidInputError``."""
+    number = _as_number(value)
+    if number is None or not number > 0 or (math.isinf(number) and not allow_inf):
+        limit = "a number > 0" + (" (math.inf for none)" if allow_inf else ", finite")
+        raise refuse(field_name, value, f"{value!r} is not {limit}")
+    return number
+
+
+def check_non_negative(field_name: str, value: object) -> float:
+    """``value`` as a float if it is a finite number >= 0, else ``InvalidInputError``."""
+    number = _as_number(value)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise refuse(field_name, value, f"{value!r} is not a finite number >= 0")
+    return number
+
+
+def is_fal_host(url: str) -> bool:
+    """Whether ``url`` is on one of fal's queue hosts."""
+    return (urlsplit(url).hostname or "").lower() in FAL_QUEUE_HOSTS
 
 
 @dataclass(frozen=True)
@@ -47,9 +91,17 @@ class Credentials:
 
     def __post_init__(self) -> None:
         if self.scheme not in ("key", "bearer"):
-            raise ValueError(f"auth must be 'key' or 'bearer', not {self.scheme!r}")
-        if not self.secret or any(c in self.secret for c in "\r\n"):
-            raise ValueError("the key or token is empty or contains a line break")
+            raise refuse("auth", self.scheme, f"auth must be 'key' or 'bearer', not {self.scheme!r}")
+        if (
+            not isinstance(self.secret, str)
+            or not self.secret
+            or any(ord(c) < 32 or ord(c) == 127 for c in self.secret)
+        ):
+            raise refuse(
+                "key",
+                "***",
+                "the key or token is empty, not a string, or contains a line break or another control character",
+            )
 
     def __repr__(self) -> str:
         return f"Credentials(scheme={self.scheme!r}, secret='***')"
@@ -61,16 +113,27 @@ class Credentials:
         """The word before the secret in the Authorization header."""
         return "Key" if self.scheme == "key" else "Bearer"
 
+    @property
+    def authorization(self) -> str:
+        """The value of the Authorization header."""
+        return f"{self.prefix} {self.secret}"
+
     @classmethod
-    def from_env(cls, scheme: AuthScheme = "key", environ: Mapping[str, str] | None = None) -> Credentials | None:
-        """Credentials from the environment, or None if none are set.
+    def from_env(
+        cls, scheme: AuthScheme = "key", environ: Mapping[str, str] | None = None, *, base_url: str | None = None
+    ) -> Credentials | None:
+        """Credentials from the environment, or None if none apply.
 
         ``key``: ``FAL_KEY``, else ``FAL_KEY_ID`` and ``FAL_KEY_SECRET`` joined with ``:`` (fal's own order).
-        ``bearer``: ``FAL_KONTEXT_TOKEN``, else the same variables as ``key``.
+        ``bearer``: ``FAL_KONTEXT_TOKEN``; fal's key variables only when ``base_url`` is one of fal's hosts, so fal's
+        key is never sent to an aggregator unless passed explicitly (``key=``).
         """
         env = os.environ if environ is None else environ
-        secret = env.get(ENV_TOKEN) if scheme == "bearer" else None
-        secret = secret or env.get("FAL_KEY")
+        if scheme == "bearer" and env.get(ENV_TOKEN):
+            return cls(scheme, env[ENV_TOKEN])
+        if scheme == "bearer" and not (base_url and is_fal_host(base_url)):
+            return None
+        secret = env.get("FAL_KEY")
         if not secret and env.get("FAL_KEY_ID") and env.get("FAL_KEY_SECRET"):
             secret = f"{env['FAL_KEY_ID']}:{env['FAL_KEY_SECRET']}"
         return cls(scheme, secret) if secret else None
@@ -88,19 +151,229 @@ class RequestTimeouts:
     Attributes:
         connect: Opening the connection (TLS included).
         read: Waiting for each chunk of an answer (also used for writing the request).
+
+    Raises:
+        InvalidInputError: a timeout that is not a finite number > 0.
     """
 
     connect: float = 10.0
     read: float = 60.0
+
+    def __post_init__(self) -> None:
+        check_positive("timeouts.connect", self.connect)
+        check_positive("timeouts.read", self.read)
 
     def to_httpx(self) -> httpx.Timeout:
         """The equivalent ``httpx.Timeout``."""
         return httpx.Timeout(self.read, connect=self.connect)
 
 
+@dataclass(frozen=True, slots=True)
+class PollSchedule:
+    """Adaptive polling: quick at first, backing off to a cap.
+
+    Attributes:
+        initial: Seconds before the second status poll.
+        factor: Each later interval is the previous one times this.
+        maximum: Cap of the interval.
+
+    Raises:
+        InvalidInputError: not ``0 < initial <= maximum`` (finite) and ``factor >= 1``.
+    """
+
+    initial: float = 0.1
+    factor: float = 1.5
+    maximum: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_positive("poll.initial", self.initial)
+        check_positive("poll.maximum", self.maximum)
+        if check_positive("poll.factor", self.factor) < 1:
+            raise refuse("poll.factor", self.factor, "must be >= 1")
+        if self.maximum < self.initial:
+            raise refuse("poll.maximum", self.maximum, f"must be >= initial ({self.initial:g})")
+
+    def next_interval(self, interval: float) -> float:
+        """The interval after ``interval``."""
+        return min(interval * self.factor, self.maximum)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """What the flows need from the client, all injectable.
+
+    Attributes:
+        base_url: The configured base URL (normalised, no trailing slash).
+        retry: The retry policy.
+        poll: The polling schedule.
+        clock: Monotonic seconds (deadlines).
+        random: Jitter source in [0, 1).
+        stream_idle_timeout: A status stream silent for this long is treated as dropped (fal sends a keep-alive every
+            15 s), and the waiter falls back to polling.
+    """
+
+    base_url: str
+    retry: RetryPolicy
+    poll: PollSchedule
+    clock: Callable[[], float]
+    random: Callable[[], float]
+    stream_idle_timeout: float = 30.0
+
+
 DEFAULT_TIMEOUTS = RequestTimeouts()
 DEFAULT_RETRY = RetryPolicy()
 DEFAULT_POLL = PollSchedule()
+
+# httpx_args keys the client sets itself: each is refused with where it goes instead.
+_OWN_ARGUMENTS = {
+    "base_url": "pass base_url= to the client",
+    "auth": "pass key= and auth= to the client (the Authorization header is the client's)",
+}
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """The checked ``httpx_args``: what the client merges with its own settings, and the rest for httpx as is.
+
+    Attributes:
+        headers: Extra headers on every queue request (never ``Authorization``; ours win on a clash).
+        cookies: Cookies for every queue request.
+        follow_redirects: Whether queue requests follow redirects (httpx drops credentials on another origin).
+        verify: TLS verification: True, a CA bundle path or an ``ssl.SSLContext``, shared by every connection.
+        timeout: ``timeout`` given in ``httpx_args`` (then ``timeouts=`` must not be given).
+        event_hooks: httpx event hooks (``request``/``response`` lists), for queue requests and downloads.
+        extra: Every other ``httpx.Client``/``AsyncClient`` argument (``transport``, ``proxy``, ``limits``, ...).
+    """
+
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    cookies: Mapping[str, str] = field(default_factory=dict, repr=False)
+    follow_redirects: bool = False
+    verify: ssl.SSLContext | str | bool = True
+    timeout: RequestTimeouts | None = None
+    event_hooks: Mapping[str, list[Callable[..., Any]]] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def check(cls, httpx_args: Mapping[str, Any] | None, *, asynchronous: bool) -> HttpOptions:
+        """Check ``httpx_args`` (for ``httpx.AsyncClient`` when ``asynchronous``, else ``httpx.Client``).
+
+        Raises:
+            InvalidInputError: an argument httpx does not take, one the client sets itself, or a bad value.
+        """
+        if httpx_args is None:
+            return cls()
+        if not isinstance(httpx_args, Mapping):
+            raise refuse("httpx_args", type(httpx_args).__name__, "expected a dict of httpx.Client arguments")
+        target = httpx.AsyncClient if asynchronous else httpx.Client
+        accepted = _CLIENT_ARGUMENTS[target]
+        for name in httpx_args:
+            if name in _OWN_ARGUMENTS:
+                raise refuse(f"httpx_args[{name!r}]", httpx_args[name], _OWN_ARGUMENTS[name])
+            if name not in accepted:
+                raise refuse(
+                    f"httpx_args[{name!r}]", httpx_args[name], f"not an argument of {target.__name__}: see httpx's docs"
+                )
+        extra = {k: v for k, v in httpx_args.items() if k not in _MERGED}
+        _check_extra(extra, asynchronous=asynchronous)
+        timeout = httpx_args.get("timeout")
+        return cls(
+            headers=_checked_headers(httpx_args.get("headers", {})),
+            cookies=_checked_cookies(httpx_args.get("cookies", {})),
+            follow_redirects=_checked_bool("follow_redirects", httpx_args.get("follow_redirects", False)),
+            verify=_checked_verify(httpx_args.get("verify", True)),
+            timeout=None if "timeout" not in httpx_args else _checked_timeout(timeout),
+            event_hooks=_checked_hooks(httpx_args.get("event_hooks", {}), asynchronous=asynchronous),
+            extra=extra,
+        )
+
+
+# What httpx.Client and httpx.AsyncClient take (read once, from the installed httpx).
+_CLIENT_ARGUMENTS = {
+    target: frozenset(inspect.signature(target.__init__).parameters) - {"self"}
+    for target in (httpx.Client, httpx.AsyncClient)
+}
+_MERGED = frozenset({"headers", "cookies", "follow_redirects", "verify", "timeout", "event_hooks"})
+
+
+def has_control_character(text: str) -> bool:
+    """Whether ``text`` holds a control character (CR, LF, NUL, ...), which would break or smuggle a header."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def _checked_headers(value: object) -> dict[str, str]:
+    if not isinstance(value, (Mapping, httpx.Headers)):
+        raise refuse("httpx_args['headers']", type(value).__name__, "expected a dict of header names to values")
+    headers: dict[str, str] = {}
+    for name, text in value.items():
+        where = f"httpx_args['headers'][{name!r}]"
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise refuse(where, text, "header names and values must be strings")
+        if has_control_character(name) or has_control_character(text) or not name.strip():
+            raise refuse(where, text, "a header name must not be empty; neither may contain a line break")
+        if name.lower() in ("authorization", "proxy-authorization"):
+            raise refuse(where, "***", "the Authorization header is the client's: pass key= and auth=")
+        headers[name] = text
+    return headers
+
+
+def _checked_cookies(value: object) -> dict[str, str]:
+    if isinstance(value, httpx.Cookies):
+        value = dict(value.items())
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise refuse("httpx_args['cookies']", type(value).__name__, "expected a dict of cookie names to values")
+    return dict(value)
+
+
+def _checked_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise refuse(f"httpx_args[{name!r}]", value, "expected True or False")
+    return value
+
+
+def _checked_verify(value: object) -> ssl.SSLContext | str | bool:
+    if not isinstance(value, (ssl.SSLContext, str, bool)):
+        raise refuse(
+            "httpx_args['verify']", type(value).__name__, "expected True, False, a CA bundle path or an SSLContext"
+        )
+    return value
+
+
+def _checked_timeout(value: object) -> RequestTimeouts:
+    if isinstance(value, httpx.Timeout):
+        if value.connect is None or value.read is None:
+            raise refuse("httpx_args['timeout']", value, "give both connect and read timeouts (or use timeouts=)")
+        return RequestTimeouts(connect=value.connect, read=value.read)
+    seconds = check_positive("httpx_args['timeout']", value)
+    return RequestTimeouts(connect=seconds, read=seconds)
+
+
+def _checked_hooks(value: object, *, asynchronous: bool) -> dict[str, list[Callable[..., Any]]]:
+    where = "httpx_args['event_hooks']"
+    if not isinstance(value, Mapping) or not set(value) <= {"request", "response"}:
+        raise refuse(where, value, "expected {'request': [...], 'response': [...]}")
+    hooks: dict[str, list[Callable[..., Any]]] = {}
+    for kind, items in value.items():
+        if not isinstance(items, (list, tuple)) or not all(callable(hook) for hook in items):
+            raise refuse(f"{where}[{kind!r}]", items, "expected a list of functions")
+        if asynchronous and not all(inspect.iscoroutinefunction(hook) for hook in items):
+            raise refuse(f"{where}[{kind!r}]", items, "AsyncKontext needs coroutine functions (async def)")
+        hooks[kind] = list(items)
+    return hooks
+
+
+def _check_extra(extra: Mapping[str, Any], *, asynchronous: bool) -> None:
+    transport_type = httpx.AsyncBaseTransport if asynchronous else httpx.BaseTransport
+    if "transport" in extra and not isinstance(extra["transport"], transport_type):
+        raise refuse(
+            "httpx_args['transport']", type(extra["transport"]).__name__, f"expected an {transport_type.__name__}"
+        )
+    if "limits" in extra and not isinstance(extra["limits"], httpx.Limits):
+        raise refuse("httpx_args['limits']", extra["limits"], "expected an httpx.Limits")
+    for name in ("http1", "http2", "trust_env"):
+        if name in extra:
+            _checked_bool(name, extra[name])
+    if extra.get("http2") and importlib.util.find_spec("h2") is None:
+        raise refuse("httpx_args['http2']", True, "HTTP/2 needs the h2 package: pip install 'httpx[http2]'")
 
 
 @dataclass(frozen=True)
@@ -119,15 +392,16 @@ class ClientConfig:
     clock: Callable[[], float]
     random: Callable[[], float]
     stream_idle_timeout: float
+    http: HttpOptions
 
     @classmethod
-    def build(
+    def build(  # noqa: PLR0913 - one keyword per client option, as the clients take them
         cls,
         *,
         key: str | None,
         auth: AuthScheme | Credentials | None,
         base_url: str | None,
-        timeouts: RequestTimeouts,
+        timeouts: RequestTimeouts | None,
         retry: RetryPolicy,
         poll: PollSchedule,
         wait_timeout: float | None,
@@ -137,37 +411,41 @@ class ClientConfig:
         clock: Callable[[], float] | None,
         random_source: Callable[[], float] | None,
         stream_idle_timeout: float,
+        http: HttpOptions,
     ) -> ClientConfig:
-        """Resolve arguments and environment variables into a config.
+        """Resolve arguments and environment variables into a checked config.
 
         Raises:
-            ValueError: a bad base URL, auth scheme or timeout.
+            InvalidInputError: a bad option (named), e.g. a base URL, auth scheme, timeout or size.
         """
-        if isinstance(auth, Credentials):
-            credentials: Credentials | None = auth
-        else:
-            chosen = auth or os.environ.get(ENV_AUTH, "key")
-            if chosen not in ("key", "bearer"):
-                raise ValueError(f"auth must be 'key' or 'bearer', not {chosen!r} (from {ENV_AUTH})")
-            scheme: AuthScheme = "key" if chosen == "key" else "bearer"
-            credentials = Credentials(scheme, key) if key else Credentials.from_env(scheme)
-        url = normalise_base_url(base_url or os.environ.get(ENV_BASE_URL) or FAL_QUEUE_URL)
-        if wait_timeout is not None and not wait_timeout > 0:
-            raise ValueError("wait_timeout must be > 0 (math.inf or None to wait without a deadline)")
-        check_submit_options(start_timeout=start_timeout, priority=None)
+        url = _base_url(base_url)
+        for name, value, kind in (
+            ("timeouts", timeouts, RequestTimeouts),
+            ("retry", retry, RetryPolicy),
+            ("poll", poll, PollSchedule),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise refuse(name, value, f"expected a {kind.__name__}")
+        if timeouts is not None and http.timeout is not None:
+            raise refuse("httpx_args['timeout']", http.timeout, "give either timeouts= or httpx_args['timeout']")
+        if not isinstance(max_image_bytes, int) or isinstance(max_image_bytes, bool) or max_image_bytes <= 0:
+            raise refuse("max_image_bytes", max_image_bytes, "expected a whole number of bytes > 0")
         return cls(
             url,
-            credentials,
-            timeouts,
+            _credentials(key, auth, url),
+            timeouts or http.timeout or DEFAULT_TIMEOUTS,
             retry,
             poll,
-            None if wait_timeout is None or math.isinf(wait_timeout) else wait_timeout,
-            start_timeout,
-            stream_status,
+            None
+            if wait_timeout is None
+            else _finite_or_none(check_positive("wait_timeout", wait_timeout, allow_inf=True)),
+            None if start_timeout is None else check_positive("start_timeout", start_timeout),
+            _checked_bool("stream_status", stream_status),
             max_image_bytes,
             clock or time.monotonic,
             random_source or random.random,
-            stream_idle_timeout,
+            check_positive("stream_idle_timeout", stream_idle_timeout),
+            http,
         )
 
     def settings(self) -> QueueSettings:
@@ -175,42 +453,52 @@ class ClientConfig:
         return QueueSettings(self.base_url, self.retry, self.poll, self.clock, self.random, self.stream_idle_timeout)
 
     def wait_deadline(self, timeout: float | None) -> float | None:
-        """The wait timeout to use: ``timeout`` if given (``math.inf`` = none), else the client's."""
-        if timeout is None:
-            return self.wait_timeout
-        if math.isinf(timeout):
-            return None
-        if not timeout > 0:
-            raise ValueError("timeout must be > 0 (math.inf to wait without a deadline)")
-        return timeout
-
-    def submit_options(
-        self,
-        *,
-        webhook_url: str | None,
-        start_timeout: float | None,
-        priority: str | None,
-        runner_hint: str | None,
-        no_retry: bool,
-    ) -> SubmitOptions:
-        """Checked submit options (``start_timeout`` defaults to the client's).
+        """The wait timeout to use: ``timeout`` if given (``math.inf`` = none), else the client's.
 
         Raises:
-            InvalidInputError: ``start_timeout`` or ``priority`` out of the spec.
+            InvalidInputError: ``timeout`` is not a number > 0.
         """
-        start = start_timeout if start_timeout is not None else self.start_timeout
-        checked_priority = check_submit_options(start_timeout=start, priority=priority)
-        return SubmitOptions(webhook_url, start, checked_priority, runner_hint, no_retry)
+        if timeout is None:
+            return self.wait_timeout
+        return _finite_or_none(check_positive("timeout", timeout, allow_inf=True))
 
-    def client_args(self) -> dict[str, Any]:
-        """Keyword arguments for the generated ``AuthenticatedClient``/``Client`` (without ``httpx_args``)."""
-        from . import __version__
+    def headers(self) -> dict[str, str]:
+        """Headers of every queue request besides Authorization: the caller's, then our User-Agent unless given."""
+        headers = dict(self.http.headers)
+        if not any(name.lower() == "user-agent" for name in headers):
+            headers["User-Agent"] = f"fal-kontext/{__version__} (python)"
+        return headers
 
-        args: dict[str, Any] = {
-            "timeout": self.timeouts.to_httpx(),
-            "headers": {"User-Agent": f"fal-kontext/{__version__} (python)"},
-        }
-        if self.credentials is not None:
-            args["token"] = self.credentials.secret
-            args["prefix"] = self.credentials.prefix
-        return args
+
+def _finite_or_none(seconds: float) -> float | None:
+    return None if math.isinf(seconds) else seconds
+
+
+def _base_url(base_url: str | None) -> str:
+    if base_url is not None and not isinstance(base_url, str):
+        raise refuse("base_url", base_url, "expected a string, e.g. https://queue.fal.run")
+    chosen = (os.environ.get(ENV_BASE_URL) or FAL_QUEUE_URL) if base_url is None else base_url
+    try:
+        return normalise_base_url(chosen)
+    except ValueError as err:
+        raise refuse("base_url", chosen, str(err)) from None
+
+
+def _credentials(key: str | None, auth: AuthScheme | Credentials | None, base_url: str) -> Credentials | None:
+    if isinstance(auth, Credentials):
+        return auth
+    chosen = auth or os.environ.get(ENV_AUTH, "key")
+    if chosen not in ("key", "bearer"):
+        raise refuse("auth", chosen, f"auth must be 'key' or 'bearer', not {chosen!r} (also from {ENV_AUTH})")
+    scheme: AuthScheme = "key" if chosen == "key" else "bearer"
+    if key is not None:
+        return Credentials(scheme, key)
+    credentials = Credentials.from_env(scheme, base_url=base_url)
+    if credentials is None and scheme == "bearer" and Credentials.from_env("key") is not None:
+        raise refuse(
+            "key",
+            None,
+            f"auth='bearer' for {base_url}: {ENV_TOKEN} is not set, and fal's key (FAL_KEY) is not sent to a host "
+            f"that is not fal's; set {ENV_TOKEN} to the aggregator's token, or pass key=... to send it on purpose",
+        )
+    return credentials

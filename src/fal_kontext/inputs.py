@@ -6,13 +6,17 @@ valid input is then built with the generated model's ``from_dict``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import enum
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
+from fal_kontext_api import models
 from fal_kontext_api.models import KontextInput, KontextMultiInput, QueuePriority
 
 from .endpoints import Endpoint, choose_endpoint
@@ -25,7 +29,8 @@ __all__ = ["EditInput", "build_edit_input", "build_input", "check_schema", "chec
 EditInput = KontextInput | KontextMultiInput
 
 _JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false"}
-_IMAGE_VALUE = re.compile(r"^(https?://\S+|data:[^,]*,.*)$", re.IGNORECASE | re.DOTALL)
+_DATA_URI = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)$", re.IGNORECASE | re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 def _shown(value: object) -> str:
@@ -64,6 +69,44 @@ def _range_problem(schema: Mapping[str, Any], value: float) -> str | None:
     return f"{value!r} is too large: must be at most {high:g}"
 
 
+def url_problem(value: str) -> str | None:
+    """Why ``value`` is not an absolute http(s) URL we may send (scheme, host, no whitespace), or None."""
+    if _CONTROL.search(value):
+        return f"{_shown(value)} contains whitespace or a control character (a stray newline?)"
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return f"{_shown(value)} is not an http(s) URL with a host"
+    return None
+
+
+def image_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot stand for an input image (an http(s) URL, or a base64 data URI of an image), or None."""
+    if not value.lower().startswith("data:"):
+        problem = url_problem(value)
+        return f"{problem}; give an http(s) URL or a data URI (edit() encodes files)" if problem else None
+    match = _DATA_URI.match(value)
+    if match is None:
+        return "a data URI needs a comma before its payload: data:image/png;base64,..."
+    if not match["type"].lower().startswith("image/"):
+        return f"a data URI for an image needs an image media type (data:image/png;base64,...), not {match['type']!r}"
+    if ";base64" not in match["params"].lower() or not match["data"]:
+        return "a data URI for an image needs a base64 payload (data:image/png;base64,...)"
+    try:
+        base64.b64decode(match["data"], validate=True)
+    except (binascii.Error, ValueError):
+        return "the data URI's payload is not valid base64"
+    return None
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent as JSON text (a lone surrogate, e.g. from a bad decode), or None."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"has a character that is not valid Unicode at position {err.start} (a lone surrogate)"
+    return None
+
+
 def _check_value(field: str, schema: Mapping[str, Any], value: object, problems: list[FieldProblem]) -> None:
     kind = schema.get("type")
     if not _type_ok(kind, value):
@@ -71,6 +114,9 @@ def _check_value(field: str, schema: Mapping[str, Any], value: object, problems:
         if "enum" in schema and not isinstance(value, bool):
             hint = f" (use the string {str(value)!r})" if str(value) in schema["enum"] else ""
         problems.append(FieldProblem(field, value, f"{_shown(value)} is not {_JSON_TYPES.get(kind or '', kind)}{hint}"))
+        return
+    if isinstance(value, str) and (problem := text_problem(value)):
+        problems.append(FieldProblem(field, value, problem))
         return
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(repr(v) for v in schema["enum"])
@@ -117,13 +163,9 @@ def check_schema(schema_name: str, data: Mapping[str, object], *, endpoint: str 
         value = data.get(name)
         images = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
         for index, item in enumerate(images):
-            if isinstance(item, str) and not _IMAGE_VALUE.match(item):
+            if isinstance(item, str) and (problem := image_value_problem(item)):
                 field = name if isinstance(value, str) else f"{name}[{index}]"
-                problems.append(
-                    FieldProblem(
-                        field, item, f"{_shown(item)} is not an http(s) URL or a data URI (edit() encodes files)"
-                    )
-                )
+                problems.append(FieldProblem(field, _shown(item), problem))
     return problems
 
 
@@ -137,8 +179,8 @@ def build_input(endpoint: Endpoint, data: Mapping[str, object] | EditInput) -> E
     Raises:
         InvalidInputError: with every problem found; nothing is sent.
     """
-    if isinstance(data, (KontextInput, KontextMultiInput)):
-        data = data.to_dict()
+    if not isinstance(data, Mapping) and callable(getattr(data, "to_dict", None)):
+        data = data.to_dict()  # a generated input model
     if not isinstance(data, Mapping):
         raise InvalidInputError(
             [FieldProblem("input", type(data).__name__, "expected a dict of fields")], endpoint=endpoint.value
@@ -150,9 +192,8 @@ def build_input(endpoint: Endpoint, data: Mapping[str, object] | EditInput) -> E
     cleaned = {
         key: (list(value) if isinstance(value, tuple) else value) for key, value in fields.items() if value is not None
     }
-    if endpoint.is_multi:
-        return KontextMultiInput.from_dict(cleaned)
-    return KontextInput.from_dict(cleaned)
+    # The generated model named by the spec's input schema.
+    return cast(EditInput, getattr(models, endpoint.input_schema).from_dict(cleaned))
 
 
 def build_edit_input(
@@ -202,17 +243,41 @@ def build_edit_input(
     return endpoint, build_input(endpoint, fields)
 
 
-def check_submit_options(*, start_timeout: float | None, priority: str | None) -> QueuePriority | None:
-    """Check the submit headers against the spec; returns the priority as the generated enum.
+def check_submit_options(
+    *,
+    start_timeout: float | None,
+    priority: str | None,
+    webhook_url: str | None = None,
+    runner_hint: str | None = None,
+    no_retry: bool = False,
+) -> QueuePriority | None:
+    """Check the submit options (sent as headers and query) against the spec; returns the priority as the
+    generated enum.
 
     Raises:
-        InvalidInputError: ``start_timeout`` out of the spec's range or ``priority`` not one of its values.
+        InvalidInputError: every option out of the spec, named: ``start_timeout`` out of range, ``priority`` not one
+            of its values, ``webhook_url`` not an http(s) URL, ``runner_hint`` not a header-safe string,
+            ``no_retry`` not a bool.
     """
     problems: list[FieldProblem] = []
     if start_timeout is not None:
         _check_value("start_timeout", parameter_schema("RequestTimeout"), start_timeout, problems)
+    if webhook_url is not None:
+        problem = url_problem(webhook_url) if isinstance(webhook_url, str) else "is not a string"
+        if problem:
+            problems.append(
+                FieldProblem("webhook_url", webhook_url, f"{problem}; fal POSTs the result to an http(s) URL")
+            )
+    if runner_hint is not None and (not isinstance(runner_hint, str) or _CONTROL.search(runner_hint.replace(" ", "_"))):
+        problems.append(
+            FieldProblem("runner_hint", runner_hint, "must be a string without line breaks or control characters")
+        )
+    if not isinstance(no_retry, bool):
+        problems.append(FieldProblem("no_retry", no_retry, "expected True or False"))
     result: QueuePriority | None = None
-    if priority is not None:
+    if priority is not None and not isinstance(priority, str):
+        problems.append(FieldProblem("priority", priority, "expected a string"))
+    elif priority is not None:
         try:
             result = QueuePriority(priority)
         except ValueError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from fal_kontext_api.models import Image, KontextOutput
 
 from .files import decode_data_uri, extension_for
 
-__all__ = ["EditResult", "image_file_name", "write_atomically"]
+__all__ = ["EditResult", "image_file_name", "inline_image", "write_atomically"]
 
 
 @dataclass(frozen=True)
@@ -71,28 +70,3 @@ def write_atomically(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-
-
-@dataclass(frozen=True, slots=True)
-class Download:
-    """A command of ``save_flow``: fetch ``url`` (without credentials); answer with ``(content type, bytes)``."""
-
-    url: str
-    request_id: str
-
-
-def save_flow(result: EditResult, directory: str | Path) -> Generator[Download, tuple[str | None, bytes], list[Path]]:
-    """Write every image of ``result`` into ``directory`` as ``<request_id>-<n>.<ext>``, atomically, one by one.
-
-    Data URIs are decoded here; for a URL it yields ``Download`` and the driver sends back what it fetched.
-    Returns the paths written, in image order.
-    """
-    target = Path(directory)
-    written: list[Path] = []
-    for index, image in enumerate(result.images):
-        inline = inline_image(image)
-        content_type, data = inline if inline is not None else (yield Download(image.url, result.request_id))
-        path = target / image_file_name(result.request_id, index, data, content_type or image.content_type or None)
-        write_atomically(path, data)
-        written.append(path)
-    return written

@@ -8,12 +8,12 @@ timeout or a dropped connection the job may be queued, so it is never sent again
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from .errors import FieldProblem, InvalidInputError, parse_retry_after
 
 __all__ = ["Failure", "Operation", "RetryPolicy", "parse_retry_after"]
 
@@ -43,25 +43,6 @@ class Failure:
     reached_server: bool = True
 
 
-def parse_retry_after(headers: Mapping[str, str], *, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), or None if absent or unreadable."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - now()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How failed calls are retried. Frozen: pass another one to change it, ``RetryPolicy.disabled()`` to stop.
@@ -87,12 +68,17 @@ class RetryPolicy:
     retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
-        if self.initial_delay < 0 or self.max_delay < 0:
-            raise ValueError("delays must be >= 0")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError("jitter must be between 0 and 1")
+        problems: list[FieldProblem] = []
+        if not isinstance(self.max_retries, int) or isinstance(self.max_retries, bool) or self.max_retries < 0:
+            problems.append(FieldProblem("retry.max_retries", self.max_retries, "must be a whole number >= 0"))
+        for name in ("initial_delay", "max_delay", "max_retry_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                problems.append(FieldProblem(f"retry.{name}", value, "must be a finite number of seconds >= 0"))
+        if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float)) or not 0 <= self.jitter <= 1:
+            problems.append(FieldProblem("retry.jitter", self.jitter, "must be between 0 and 1"))
+        if problems:
+            raise InvalidInputError(problems)
 
     @classmethod
     def disabled(cls) -> RetryPolicy:

@@ -1,38 +1,63 @@
-"""The normalised OpenAPI spec shipped with the generated package, read once: paths, schemas and parameters.
+"""The normalised OpenAPI spec shipped with the generated package, read once: endpoints, operations, schemas.
 
-Input checks and URL handling read ranges, enums and paths from here, so there is no second copy of the contract.
+Input checks, URL handling and the endpoint list read ranges, enums, paths and endpoints from here, so there is no
+second copy of the contract. ``resolve`` is the one ``$ref`` resolver of the client and the contract kit
+(``contracts/`` passes its own copy of the document).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, cast
+from types import ModuleType
+from typing import Any, Literal, cast
 
-__all__ = ["operation_path", "parameter_schema", "resolved_schema", "spec"]
+__all__ = [
+    "EndpointSpec",
+    "endpoint_specs",
+    "operation_module",
+    "operation_path",
+    "parameter_schema",
+    "resolve",
+    "resolved_schema",
+    "spec",
+]
+
+GENERATED_PACKAGE = "fal_kontext_api"
+
+# The queue operation whose answer is an endpoint's output (retry.Operation names every queue operation).
+RESULT_OPERATION = "get_request_result"
+
+Family = Literal["edit", "multi-edit", "text-to-image"]
 
 
 @functools.cache
 def spec() -> dict[str, Any]:
     """The whole spec (``fal_kontext_api/openapi.json``) as a dict."""
-    text = (resources.files("fal_kontext_api") / "openapi.json").read_text(encoding="utf-8")
+    text = (resources.files(GENERATED_PACKAGE) / "openapi.json").read_text(encoding="utf-8")
     return cast(dict[str, Any], json.loads(text))
 
 
-def _follow(node: dict[str, Any]) -> dict[str, Any]:
-    """Resolve a local ``$ref`` and a one-element ``allOf`` wrapper (how the spec attaches descriptions to enums)."""
+def resolve(node: Mapping[str, Any], document: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``node`` with a local ``$ref`` (and a one-element ``allOf``, how the spec attaches descriptions to enums)
+    replaced by its target; keys beside the reference win. ``document`` defaults to the shipped spec."""
+    root: Mapping[str, Any] = spec() if document is None else document
+    resolved = dict(node)
     while True:
-        if "$ref" in node:
-            target: Any = spec()
-            for part in node["$ref"].removeprefix("#/").split("/"):
+        if "$ref" in resolved:
+            target: Any = root
+            for part in str(resolved["$ref"]).removeprefix("#/").split("/"):
                 target = target[part]
-            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        elif len(node.get("allOf", ())) == 1:
-            inner = node["allOf"][0]
-            node = {**_follow(inner), **{k: v for k, v in node.items() if k != "allOf"}}
+            resolved = {**target, **{k: v for k, v in resolved.items() if k != "$ref"}}
+        elif len(resolved.get("allOf", ())) == 1:
+            inner = resolve(resolved["allOf"][0], root)
+            resolved = {**inner, **{k: v for k, v in resolved.items() if k != "allOf"}}
         else:
-            return node
+            return resolved
 
 
 @functools.cache
@@ -40,21 +65,115 @@ def resolved_schema(name: str) -> dict[str, Any]:
     """A component schema with each property's ``$ref``/``allOf`` resolved one level (enough for our inputs)."""
     schema = dict(spec()["components"]["schemas"][name])
     if "properties" in schema:
-        schema["properties"] = {key: _follow(value) for key, value in schema["properties"].items()}
+        schema["properties"] = {key: resolve(value) for key, value in schema["properties"].items()}
     return schema
 
 
 @functools.cache
 def parameter_schema(name: str) -> dict[str, Any]:
     """The schema of a component parameter, e.g. ``RequestTimeout``."""
-    return _follow(spec()["components"]["parameters"][name]["schema"])
+    return resolve(spec()["components"]["parameters"][name]["schema"])
+
+
+def _operations() -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, item in spec()["paths"].items()
+        for method, operation in item.items()
+        if method != "parameters"
+    ]
 
 
 @functools.cache
 def operation_path(operation_id: str) -> str:
     """The path template of an operation, e.g. ``/fal-ai/flux-pro/requests/{request_id}/status``."""
-    for path, item in spec()["paths"].items():
-        for method, operation in item.items():
-            if method != "parameters" and operation.get("operationId") == operation_id:
-                return str(path)
+    for path, _, operation in _operations():
+        if operation.get("operationId") == operation_id:
+            return path
     raise KeyError(f"no operation {operation_id!r} in the spec")
+
+
+@functools.cache
+def operation_module(operation_id: str) -> ModuleType:
+    """The generated module of an operation (``fal_kontext_api.api.<tag>.<operationId>``), which holds its two
+    pure halves, ``request_kwargs`` and ``parse_response`` (see ``scripts/templates/``)."""
+    for _, _, operation in _operations():
+        if operation.get("operationId") == operation_id:
+            tag = (operation.get("tags") or ["default"])[0]
+            return importlib.import_module(f"{GENERATED_PACKAGE}.api.{tag}.{operation_id}")
+    raise KeyError(f"no operation {operation_id!r} in the spec")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """One submit operation of the spec and what it is for (``x-fal-endpoint``, see ``endpoint_specs``).
+
+    Attributes:
+        id: The endpoint id, e.g. ``fal-ai/flux-pro/kontext`` (the submit path without its leading slash).
+        family: ``"edit"`` (one input image), ``"multi-edit"`` (several) or ``"text-to-image"``.
+        tier: The model tier ``model=`` selects, e.g. ``"pro"`` or ``"max"``.
+        image_field: The input's image field (``image_url``/``image_urls``), None for text-to-image.
+        operation_id: The submit's operationId (its generated module's name).
+        input_schema: The component schema name of the input.
+        output_schema: The component schema name of the result (the queue result's), if the spec names one.
+        price_usd_per_image: The price per image where a source states it, else None.
+    """
+
+    id: str
+    family: Family
+    tier: str
+    image_field: str | None
+    operation_id: str
+    input_schema: str
+    output_schema: str | None
+    price_usd_per_image: float | None
+
+
+def _schema_name(node: Mapping[str, Any] | None) -> str | None:
+    ref = (node or {}).get("$ref")
+    return str(ref).rsplit("/", 1)[-1] if ref else None
+
+
+def _endpoint_spec(path: str, operation: Mapping[str, Any]) -> EndpointSpec:
+    """The endpoint of a submit operation: its ``x-fal-endpoint`` where present, else derived from the path and
+    the input schema (the fallback fixed in the project's interfaces: ``image_url`` -> edit, ``image_urls`` ->
+    multi-edit, none -> text-to-image; tier ``max`` when ``max`` is a path segment, else ``pro``)."""
+    extension: Mapping[str, Any] = operation.get("x-fal-endpoint") or {}
+    content = operation["requestBody"]["content"]["application/json"]
+    input_schema = _schema_name(content["schema"]) or ""
+    required = spec()["components"]["schemas"][input_schema].get("required", [])
+    derived_field = next((str(name) for name in required if str(name).startswith("image_url")), None)
+    image_field = extension.get("image_field", derived_field)
+    derived_family: Family = (
+        "text-to-image" if image_field is None else "multi-edit" if image_field == "image_urls" else "edit"
+    )
+    price = extension.get("price_usd_per_image")
+    return EndpointSpec(
+        id=str(extension.get("id", path.lstrip("/"))),
+        family=extension.get("family", derived_family),
+        tier=str(extension.get("tier", "max" if "max" in path.split("/") else "pro")),
+        image_field=image_field,
+        operation_id=str(operation["operationId"]),
+        input_schema=input_schema,
+        output_schema=extension.get("output_schema", _result_schema()),
+        price_usd_per_image=float(price) if price is not None else None,
+    )
+
+
+def _result_schema() -> str | None:
+    """The schema of the queue's result (every endpoint's output until the spec says otherwise per endpoint)."""
+    for _, _, operation in _operations():
+        if operation.get("operationId") == RESULT_OPERATION:
+            content = operation.get("responses", {}).get("200", {}).get("content", {})
+            return _schema_name(content.get("application/json", {}).get("schema"))
+    return None
+
+
+@functools.cache
+def endpoint_specs() -> tuple[EndpointSpec, ...]:
+    """Every endpoint of the spec (each ``POST /<endpoint-id>`` with a JSON body), in the spec's order."""
+    return tuple(
+        _endpoint_spec(path, operation)
+        for path, method, operation in _operations()
+        if method == "post" and "application/json" in operation.get("requestBody", {}).get("content", {})
+    )

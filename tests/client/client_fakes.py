@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from fal_kontext import AsyncKontext, Kontext
 
 RID = "req-123"
 BASE = "https://queue.example.test"
@@ -95,7 +99,10 @@ class FakeQueue:
             reply = queue.pop(0) if len(queue) > 1 else queue[0]
             if isinstance(reply, Exception):
                 raise reply
-            return reply
+            if isinstance(reply.stream, _Chunks):
+                return reply
+            # A copy: one scripted response may serve both clients' runs of a parametrised test.
+            return httpx.Response(reply.status_code, headers=reply.headers, content=reply.read())
         if op == "submit":
             return httpx.Response(200, json=submit_body(self.host))
         if op == "status":
@@ -118,6 +125,26 @@ def sse(*statuses: dict[str, Any], keepalive: bool = True) -> httpx.Response:
     text = ": keep-alive\n\n" if keepalive else ""
     text += "".join(f"data: {json.dumps(s)}\n\n" for s in statuses)
     return httpx.Response(200, content=text.encode(), headers={"content-type": "text/event-stream"})
+
+
+class _Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body for both clients: ``first``, then ``error`` raised (a connection cut mid-answer)."""
+
+    def __init__(self, first: bytes, error: Exception) -> None:
+        self.first, self.error = first, error
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.first
+        raise self.error
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.first
+        raise self.error
+
+
+def cut_stream(first: bytes, error: Exception) -> httpx.Response:
+    """A status stream answer that sends ``first`` and then fails with ``error``."""
+    return httpx.Response(200, stream=_Chunks(first, error), headers={"content-type": "text/event-stream"})
 
 
 class FakeClock:
@@ -145,3 +172,85 @@ def no_jitter() -> float:
 
 
 MakeClient = Callable[..., Any]
+# A Kontext, or an AsyncKontext behind Blocking: what a test written for both clients drives.
+AnyClient = Any
+
+
+class Blocking:
+    """An ``AsyncKontext`` (or what its verbs return) driven to completion on one event loop, so that one test body
+    drives both clients: awaitables are awaited, async handles wrapped, async iterators collected."""
+
+    def __init__(self, target: object, loop: asyncio.AbstractEventLoop) -> None:
+        self._target = target
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._settle(value(*args, **kwargs))
+
+        return call
+
+    def _settle(self, result: object) -> Any:
+        if inspect.isawaitable(result):
+            result = self._loop.run_until_complete(_awaited(result))
+        if isinstance(result, AsyncIterator):
+            return iter(self._loop.run_until_complete(_collected(result)))
+        if type(result).__name__ == "AsyncHandle":
+            return Blocking(result, self._loop)
+        return result
+
+    def __enter__(self) -> Blocking:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return repr(self._target)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+async def _collected(iterator: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in iterator]
+
+
+@contextlib.contextmanager
+def client_factory(kind: str) -> Iterator[MakeClient]:
+    """``make(fake, clock, **kwargs)``: a ``Kontext`` (``kind == "sync"``) or a ``Blocking(AsyncKontext)`` on a
+    scripted queue with the fake clock."""
+    loop = asyncio.new_event_loop()
+
+    def make(fake: FakeQueue, clock: FakeClock, **kwargs: Any) -> Any:
+        kwargs.setdefault("base_url", BASE)
+        kwargs.setdefault("key", "test-key")
+        kwargs.setdefault("random_source", no_jitter)
+        if kind == "sync":
+            return Kontext(transport=fake.transport(), sleep=clock.sleep, clock=clock, **kwargs)
+        return Blocking(AsyncKontext(transport=fake.transport(), sleep=clock.asleep, clock=clock, **kwargs), loop)
+
+    try:
+        yield make
+    finally:
+        loop.close()
+
+
+@contextlib.contextmanager
+def real_client(kind: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    """A ``Kontext`` or a ``Blocking(AsyncKontext)`` with these arguments (real connections), closed at the end."""
+    if kind == "sync":
+        with Kontext(*args, **kwargs) as kontext:
+            yield kontext
+        return
+    loop = asyncio.new_event_loop()
+    try:
+        with Blocking(AsyncKontext(*args, **kwargs), loop) as kontext:
+            yield kontext
+    finally:
+        loop.close()

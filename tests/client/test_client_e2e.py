@@ -21,7 +21,6 @@ from fal_kontext import (
     ContentPolicyError,
     Endpoint,
     InProgress,
-    Kontext,
     NotFoundError,
     Queued,
     RequestCancelledError,
@@ -36,6 +35,7 @@ from fal_kontext import (
 )
 from fal_kontext.files import sniff_image_type
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from tests.client.client_fakes import AnyClient, real_client
 
 FAST_RETRY = RetryPolicy(max_retries=3, initial_delay=0.01, max_delay=0.05)
 
@@ -60,15 +60,15 @@ def slow_emulator() -> Iterator[RunningEmulator]:
 
 
 @pytest.fixture
-def kontext(emulator: RunningEmulator) -> Iterator[Kontext]:
+def kontext(emulator: RunningEmulator, kind: str) -> Iterator[AnyClient]:
     emulator.clear_faults()
-    with Kontext(emulator.key, base_url=emulator.base_url, retry=FAST_RETRY) as client:
+    with real_client(kind, emulator.key, base_url=emulator.base_url, retry=FAST_RETRY) as client:
         yield client
 
 
 @pytest.mark.parametrize("endpoint", list(Endpoint))
-def test_every_endpoint_sync_with_the_stream(
-    kontext: Kontext, emulator: RunningEmulator, endpoint: Endpoint, tmp_path: Path
+def test_every_endpoint_with_the_stream(
+    kontext: AnyClient, emulator: RunningEmulator, endpoint: Endpoint, tmp_path: Path
 ) -> None:
     emulator.reset_counters()
     updates: list[Status] = []
@@ -124,21 +124,19 @@ def kontext_png() -> str:
     return image_source_to_url(png("green"))
 
 
-def test_async_stream_reports_queue_and_progress() -> None:
+def test_stream_reports_queue_and_progress(kind: str) -> None:
     seen: list[Status] = []
-
-    async def main(emulator: RunningEmulator) -> None:
-        async with AsyncKontext(emulator.key, base_url=emulator.base_url) as kontext:
-            await kontext.edit("a hat", image=png(), on_update=seen.append)
-
     # 1 s jobs: the stream opens while the request is pending, however loaded the machine.
-    with run_emulator(EmulatorConfig(run_time=1.0, queue_wait=0.05, keepalive_interval=1.0)) as emulator:
-        asyncio.run(main(emulator))
+    with (
+        run_emulator(EmulatorConfig(run_time=1.0, queue_wait=0.05, keepalive_interval=1.0)) as emulator,
+        real_client(kind, emulator.key, base_url=emulator.base_url) as kontext,
+    ):
+        kontext.edit("a hat", image=png(), on_update=seen.append)
     assert any(isinstance(s, (Queued, InProgress)) for s in seen) and isinstance(seen[-1], Completed)
     assert any(entry.message for s in seen for entry in s.logs)
 
 
-def test_poll_mode_makes_status_calls(kontext: Kontext, emulator: RunningEmulator) -> None:
+def test_poll_mode_makes_status_calls(kontext: AnyClient, emulator: RunningEmulator) -> None:
     emulator.reset_counters()
     handle = kontext.submit("fal-ai/flux-pro/kontext", {"prompt": "p", "image_url": kontext_png()})
     handle.wait(stream=False)
@@ -146,15 +144,15 @@ def test_poll_mode_makes_status_calls(kontext: Kontext, emulator: RunningEmulato
     assert calls.get("get_request_status", 0) >= 1 and not calls.get("stream_request_status")
 
 
-def test_resume_by_request_id_in_a_new_client(kontext: Kontext, emulator: RunningEmulator) -> None:
+def test_resume_by_request_id_in_a_new_client(kontext: AnyClient, emulator: RunningEmulator, kind: str) -> None:
     request_id = kontext.submit(Endpoint.MAX, {"prompt": "p", "image_url": kontext_png()}).request_id
-    with Kontext(emulator.key, base_url=emulator.base_url) as later:
+    with real_client(kind, emulator.key, base_url=emulator.base_url) as later:
         result = later.handle(request_id).wait()
     assert result.request_id == request_id
 
 
-def test_result_before_completion_is_not_ready(slow_emulator: RunningEmulator) -> None:
-    with Kontext(slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
+def test_result_before_completion_is_not_ready(slow_emulator: RunningEmulator, kind: str) -> None:
+    with real_client(kind, slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
         handle = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
         with pytest.raises(ResultNotReadyError, match=handle.request_id):
             handle.result()
@@ -162,8 +160,8 @@ def test_result_before_completion_is_not_ready(slow_emulator: RunningEmulator) -
         handle.cancel()
 
 
-def test_cancel_then_wait_is_cancelled(slow_emulator: RunningEmulator) -> None:
-    with Kontext(slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
+def test_cancel_then_wait_is_cancelled(slow_emulator: RunningEmulator, kind: str) -> None:
+    with real_client(kind, slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
         handle = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
         assert handle.cancel() is CancelStatus.CANCELLATION_REQUESTED
         with pytest.raises(RequestCancelledError, match=handle.request_id):
@@ -171,8 +169,9 @@ def test_cancel_then_wait_is_cancelled(slow_emulator: RunningEmulator) -> None:
         assert handle.cancel() is CancelStatus.ALREADY_COMPLETED
 
 
-def test_timeout_then_cancel(slow_emulator: RunningEmulator) -> None:
-    with Kontext(slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
+@pytest.mark.parametrize("stream", [True, False])
+def test_timeout_then_cancel(slow_emulator: RunningEmulator, kind: str, stream: bool) -> None:
+    with real_client(kind, slow_emulator.key, base_url=slow_emulator.base_url, stream_status=stream) as kontext:
         handle = kontext.submit(Endpoint.MAX, {"prompt": "p", "image_url": kontext_png()})
         with pytest.raises(WaitTimeoutError) as caught:
             handle.wait(timeout=0.6)
@@ -181,19 +180,8 @@ def test_timeout_then_cancel(slow_emulator: RunningEmulator) -> None:
         assert isinstance(status, Completed) and status.error_type is not None
 
 
-def test_async_timeout_then_cancel_by_polling(slow_emulator: RunningEmulator) -> None:
-    async def main() -> Status:
-        async with AsyncKontext(slow_emulator.key, base_url=slow_emulator.base_url, stream_status=False) as kontext:
-            handle = await kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
-            with pytest.raises(WaitTimeoutError):
-                await handle.wait(timeout=0.5)
-            return await handle.status()
-
-    assert isinstance(asyncio.run(main()), Completed)
-
-
-def test_start_timeout(slow_emulator: RunningEmulator) -> None:
-    with Kontext(slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
+def test_start_timeout(slow_emulator: RunningEmulator, kind: str) -> None:
+    with real_client(kind, slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
         # the one runner is busy with this request, so the next cannot start within its deadline
         blocker = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
         try:
@@ -203,59 +191,59 @@ def test_start_timeout(slow_emulator: RunningEmulator) -> None:
             blocker.cancel()
 
 
-def test_wrong_key(emulator: RunningEmulator) -> None:
+def test_wrong_key(emulator: RunningEmulator, kind: str) -> None:
     with (
-        Kontext("wrong-key", base_url=emulator.base_url) as kontext,
+        real_client(kind, "wrong-key", base_url=emulator.base_url) as kontext,
         pytest.raises(AuthenticationError, match="FAL_KEY"),
     ):
         kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
 
 
-def test_bearer_auth(emulator: RunningEmulator) -> None:
-    with Kontext(emulator.key, auth="bearer", base_url=emulator.base_url) as kontext:
+def test_bearer_auth(emulator: RunningEmulator, kind: str) -> None:
+    with real_client(kind, emulator.key, auth="bearer", base_url=emulator.base_url) as kontext:
         assert kontext.edit("p", image=png()).images
 
 
-def test_unknown_request_id(kontext: Kontext) -> None:
+def test_unknown_request_id(kontext: AnyClient) -> None:
     with pytest.raises(NotFoundError, match="no-such-id"):
         kontext.handle("no-such-id").status()
     with pytest.raises(NotFoundError):
         kontext.handle("no-such-id").cancel()
 
 
-def test_content_policy(kontext: Kontext) -> None:
+def test_content_policy(kontext: AnyClient) -> None:
     with pytest.raises(ContentPolicyError) as caught:
         kontext.edit("[content-policy] something", image=png())
     assert caught.value.request_id and caught.value.errors[0].type == "content_policy_violation"
 
 
-def test_runner_failure(kontext: Kontext) -> None:
+def test_runner_failure(kontext: AnyClient) -> None:
     with pytest.raises(RequestFailedError) as caught:
         kontext.edit("[runner-failure] please", image=png())
     assert caught.value.request_id in str(caught.value)
 
 
-def test_server_validation_of_an_image_it_cannot_read(kontext: Kontext) -> None:
+def test_server_validation_of_an_image_it_cannot_read(kontext: AnyClient) -> None:
     with pytest.raises(ValidationError) as caught:
         kontext.edit("p", image="https://example.invalid/nope.png")
     assert caught.value.errors and caught.value.errors[0].loc[-1] == "image_url"
 
 
-def test_transient_faults_are_retried(kontext: Kontext, emulator: RunningEmulator) -> None:
+def test_transient_faults_are_retried(kontext: AnyClient, emulator: RunningEmulator) -> None:
     emulator.add_fault("status=503,502-nginx,429:0,ok")
     emulator.add_fault("result=500,ok")
     result = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()}).wait(stream=False)
     assert result.images
 
 
-def test_a_dropped_stream_falls_back_to_polling(kontext: Kontext, emulator: RunningEmulator) -> None:
+def test_a_dropped_stream_falls_back_to_polling(kontext: AnyClient, emulator: RunningEmulator) -> None:
     emulator.add_fault("stream=503")
     emulator.reset_counters()
     kontext.edit("p", image=png())
     assert emulator.counters()["calls"].get("get_request_status", 0) >= 1
 
 
-def test_submit_is_never_sent_twice(kontext: Kontext, emulator: RunningEmulator) -> None:
+def test_submit_is_never_sent_twice(kontext: AnyClient, emulator: RunningEmulator) -> None:
     emulator.reset_counters()
     emulator.add_fault("submit=503")
     with pytest.raises(ServerError):
@@ -274,12 +262,12 @@ def test_submit_is_never_sent_twice(kontext: Kontext, emulator: RunningEmulator)
     assert emulator.submit_count() == queued_before + 1
 
 
-def test_every_exchange_of_the_client_conforms_to_the_spec(emulator: RunningEmulator) -> None:
+def test_every_exchange_of_the_client_conforms_to_the_spec(emulator: RunningEmulator, kind: str) -> None:
     from contracts.conformance import ConformanceRecorder
 
     emulator.clear_faults()
-    recorder = ConformanceRecorder(httpx.HTTPTransport())
-    with Kontext(emulator.key, base_url=emulator.base_url, transport=recorder) as kontext:
+    recorder = ConformanceRecorder(httpx.HTTPTransport() if kind == "sync" else httpx.AsyncHTTPTransport())
+    with real_client(kind, emulator.key, base_url=emulator.base_url, transport=recorder) as kontext:
         for endpoint in Endpoint:
             images = {"images": [png()]} if endpoint.is_multi else {"image": png()}
             model = "max" if "/max" in endpoint.value else "pro"

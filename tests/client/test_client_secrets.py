@@ -110,6 +110,7 @@ def test_cli_output_holds_no_key(
     image = tmp_path / "in.png"
     image.write_bytes(png_bytes())
     monkeypatch.setenv("FAL_KEY", CANARY)
+    monkeypatch.setenv("FAL_KONTEXT_TOKEN", CANARY)  # fal's key is not sent as a bearer token to another host
     monkeypatch.setenv("FAL_KONTEXT_BASE_URL", canary_emulator.base_url)
     codes = [
         main(["-v", "edit", "p", str(image), "--out", str(tmp_path)]),

@@ -4,7 +4,6 @@ can keep its connection for the result request."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 from collections.abc import Iterator
@@ -12,9 +11,12 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from fal_kontext import AsyncKontext, Endpoint, Kontext, PollSchedule, RetryPolicy
+from fal_kontext import Endpoint, PollSchedule, RetryPolicy
+from fal_kontext.commands import Answer, CloseStream, OpenStream, Outcome, ReadLine
+from fal_kontext.config import QueueSettings
+from fal_kontext.flows import resume_state, stream_flow
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
-from fal_kontext.queue import Answer, CloseStream, OpenStream, QueueSettings, ReadLine, resume_state, stream_flow
+from tests.client.client_fakes import real_client
 
 
 def _input() -> dict[str, str]:
@@ -29,26 +31,14 @@ def emulator() -> Iterator[RunningEmulator]:
         yield running
 
 
-def test_sync_wait_survives_a_dropped_stream(emulator: RunningEmulator) -> None:
+def test_wait_survives_a_dropped_stream(emulator: RunningEmulator, kind: str) -> None:
     emulator.reset_counters()
     emulator.add_fault("stream=drop")
-    with Kontext(emulator.key, base_url=emulator.base_url) as kontext:
+    with real_client(kind, emulator.key, base_url=emulator.base_url) as kontext:
         result = kontext.submit(Endpoint.PRO, _input()).wait()
     assert result.images
     calls = emulator.counters()["calls"]
     assert calls["stream_request_status"] >= 1 and calls["get_request_result"] == 1
-
-
-def test_async_wait_survives_a_dropped_stream(emulator: RunningEmulator) -> None:
-    emulator.reset_counters()
-    emulator.add_fault("stream=drop")
-
-    async def wait() -> int:
-        async with AsyncKontext(emulator.key, base_url=emulator.base_url) as kontext:
-            handle = await kontext.submit(Endpoint.PRO, _input())
-            return len((await handle.wait()).images)
-
-    assert asyncio.run(wait()) == 1
     assert emulator.counters()["faults"] == {"stream_request_status": 1}
 
 
@@ -63,7 +53,7 @@ def _commands_after_open(lines: list[str | None]) -> list[object]:
     command = next(flow)
     assert isinstance(command, OpenStream)
     commands: list[object] = []
-    outcome: object = Answer(200, {}, b"")
+    outcome: Outcome = Answer(200, {}, b"")
     feed = iter(lines)
     try:
         while True:

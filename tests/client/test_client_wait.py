@@ -7,7 +7,6 @@ import asyncio
 import base64
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from fal_kontext import (
     ContentPolicyError,
     InProgress,
     InvalidInputError,
-    Kontext,
     NotFoundError,
     PollSchedule,
     Queued,
@@ -48,7 +46,8 @@ from tests.client.client_fakes import (
     RID,
     FakeClock,
     FakeQueue,
-    no_jitter,
+    MakeClient,
+    cut_stream,
     sse,
     status_body,
     submit_body,
@@ -56,18 +55,6 @@ from tests.client.client_fakes import (
 
 INPUT = {"prompt": "a donut", "image_url": "https://example.test/in.png"}
 EP = "fal-ai/flux-pro/kontext"
-
-
-def make(fake: FakeQueue, clock: FakeClock, **kwargs: Any) -> Kontext:
-    kwargs.setdefault("base_url", BASE)
-    kwargs.setdefault("key", "test-key")
-    return Kontext(transport=fake.transport(), sleep=clock.sleep, clock=clock, random_source=no_jitter, **kwargs)
-
-
-def make_async(fake: FakeQueue, clock: FakeClock, **kwargs: Any) -> AsyncKontext:
-    kwargs.setdefault("base_url", BASE)
-    kwargs.setdefault("key", "test-key")
-    return AsyncKontext(transport=fake.transport(), sleep=clock.asleep, clock=clock, random_source=no_jitter, **kwargs)
 
 
 def reply(status: int, body: Any = None, **headers: str) -> httpx.Response:
@@ -79,7 +66,7 @@ def reply(status: int, body: Any = None, **headers: str) -> httpx.Response:
 # --- waiting ------------------------------------------------------------------------------------------------------
 
 
-def test_stream_then_result_without_an_extra_status_call(fake: FakeQueue, clock: FakeClock) -> None:
+def test_stream_then_result_without_an_extra_status_call(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.stream = [
         sse(
             status_body("IN_QUEUE", position=2),
@@ -100,7 +87,7 @@ def test_stream_then_result_without_an_extra_status_call(fake: FakeQueue, clock:
     assert stream_request.headers["accept"] == "text/event-stream" and stream_request.url.params["logs"] == "1"
 
 
-def test_polling_is_adaptive_and_logs_are_not_repeated(fake: FakeQueue, clock: FakeClock) -> None:
+def test_polling_is_adaptive_and_logs_are_not_repeated(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.status = [
         reply(202, status_body("IN_QUEUE", position=1)),
         reply(202, status_body("IN_QUEUE", position=0)),
@@ -120,7 +107,7 @@ def test_polling_is_adaptive_and_logs_are_not_repeated(fake: FakeQueue, clock: F
     assert [type(u).__name__ for u in updates] == ["Queued", "Queued", "InProgress", "InProgress", "Completed"]
 
 
-def test_a_dropped_stream_falls_back_to_polling(fake: FakeQueue, clock: FakeClock) -> None:
+def test_a_dropped_stream_falls_back_to_polling(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.stream = [sse(status_body("IN_PROGRESS", logs=["x"]))]  # ends without COMPLETED
     fake.status = [reply(200, status_body("COMPLETED", logs=["x", "y"]))]
     updates: list[Status] = []
@@ -129,47 +116,44 @@ def test_a_dropped_stream_falls_back_to_polling(fake: FakeQueue, clock: FakeCloc
     assert [m.message for u in updates for m in u.logs] == ["x", "y"]
 
 
-def test_a_stream_broken_mid_way_falls_back_to_polling(fake: FakeQueue, clock: FakeClock) -> None:
-    def broken() -> Iterator[bytes]:
-        yield b'data: {"status": "IN_QUEUE", "request_id": "req-123", "queue_position": 0}\n\n'
-        raise httpx.ReadError("connection reset")
-
-    fake.stream = [httpx.Response(200, content=broken(), headers={"content-type": "text/event-stream"})]
+def test_a_stream_broken_mid_way_falls_back_to_polling(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
+    first = b'data: {"status": "IN_QUEUE", "request_id": "req-123", "queue_position": 0}\n\n'
+    fake.stream = [cut_stream(first, httpx.ReadError("connection reset"))]
     result = make(fake, clock).run(EP, INPUT)
     assert result.output.prompt == "a donut"
     assert fake.ops() == ["submit", "stream", "status", "result"]
 
 
-def test_a_silent_stream_times_out_into_polling(fake: FakeQueue, clock: FakeClock) -> None:
-    def silent() -> Iterator[bytes]:
-        yield b": keep-alive\n\n"
-        raise httpx.ReadTimeout("no event within the idle timeout")
-
-    fake.stream = [httpx.Response(200, content=silent(), headers={"content-type": "text/event-stream"})]
+def test_a_silent_stream_times_out_into_polling(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
+    fake.stream = [cut_stream(b": keep-alive\n\n", httpx.ReadTimeout("no event within the idle timeout"))]
     make(fake, clock, stream_idle_timeout=5.0).run(EP, INPUT)
     assert fake.ops() == ["submit", "stream", "status", "result"]
     assert fake.requests[1].extensions["timeout"]["read"] == 5.0
 
 
-def test_stream_refusing_the_key_is_an_authentication_error(fake: FakeQueue, clock: FakeClock) -> None:
+def test_stream_refusing_the_key_is_an_authentication_error(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient
+) -> None:
     fake.stream = [reply(401, {"detail": "invalid key"})]
     with pytest.raises(AuthenticationError, match="req-123"):
         make(fake, clock).run(EP, INPUT)
 
 
-def test_poll_only_when_asked(fake: FakeQueue, clock: FakeClock) -> None:
+def test_poll_only_when_asked(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     make(fake, clock, stream_status=False).run(EP, INPUT)
     assert fake.ops() == ["submit", "status", "result"]
 
 
-def test_result_still_in_progress_after_completed_keeps_waiting(fake: FakeQueue, clock: FakeClock) -> None:
+def test_result_still_in_progress_after_completed_keeps_waiting(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient
+) -> None:
     fake.result = [reply(400, {"detail": "Request is still in progress"}), reply(200, OUTPUT)]
     make(fake, clock, stream_status=False).run(EP, INPUT)
     assert fake.ops() == ["submit", "status", "result", "status", "result"]
     assert clock.sleeps == [0.1]  # a pause before looking again, never a hot loop
 
 
-def test_deadline_cancels_and_raises_with_the_request_id(fake: FakeQueue, clock: FakeClock) -> None:
+def test_deadline_cancels_and_raises_with_the_request_id(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.status = [reply(202, status_body("IN_PROGRESS"))]
     with pytest.raises(WaitTimeoutError) as caught:
         make(fake, clock, stream_status=False).run(EP, INPUT, timeout=3.0)
@@ -179,14 +163,14 @@ def test_deadline_cancels_and_raises_with_the_request_id(fake: FakeQueue, clock:
     assert sum(clock.sleeps) == pytest.approx(3.0)
 
 
-def test_completed_at_the_deadline_returns_the_paid_result(fake: FakeQueue, clock: FakeClock) -> None:
+def test_completed_at_the_deadline_returns_the_paid_result(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.status = [reply(202, status_body("IN_PROGRESS"))]
     fake.cancel = [reply(400, {"status": "ALREADY_COMPLETED"})]
     result = make(fake, clock, stream_status=False).run(EP, INPUT, timeout=1.0)
     assert result.request_id == RID and fake.ops()[-2:] == ["cancel", "result"]
 
 
-def test_deadline_without_cancel(fake: FakeQueue, clock: FakeClock) -> None:
+def test_deadline_without_cancel(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.status = [reply(202, status_body("IN_QUEUE", position=4))]
     handle = make(fake, clock, stream_status=False).submit(EP, INPUT)
     with pytest.raises(WaitTimeoutError, match="may still run") as caught:
@@ -194,14 +178,14 @@ def test_deadline_without_cancel(fake: FakeQueue, clock: FakeClock) -> None:
     assert not caught.value.cancelled and "cancel" not in fake.ops()
 
 
-def test_no_deadline_with_inf(fake: FakeQueue, clock: FakeClock) -> None:
+def test_no_deadline_with_inf(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     replies: list[httpx.Response | Exception] = [reply(202, status_body("IN_PROGRESS"))] * 40
     fake.status = [*replies, reply(200, status_body("COMPLETED"))]
     make(fake, clock, stream_status=False, wait_timeout=1.0).run(EP, INPUT, timeout=math.inf)
     assert sum(clock.sleeps) > 1.0
 
 
-def test_completed_with_error_is_request_failed(fake: FakeQueue, clock: FakeClock) -> None:
+def test_completed_with_error_is_request_failed(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.status = [reply(200, status_body("COMPLETED", error="Runner disconnected", error_type="runner_disconnected"))]
     fake.result = [reply(503, {"detail": "Runner disconnected", "error_type": "runner_disconnected"})]
     with pytest.raises(RequestFailedError, match="Runner disconnected") as caught:
@@ -211,7 +195,9 @@ def test_completed_with_error_is_request_failed(fake: FakeQueue, clock: FakeCloc
     assert clock.sleeps == []
 
 
-def test_completed_after_the_start_deadline_is_a_start_timeout(fake: FakeQueue, clock: FakeClock) -> None:
+def test_completed_after_the_start_deadline_is_a_start_timeout(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient
+) -> None:
     fake.status = [reply(200, status_body("COMPLETED", error="Request timed out", error_type="request_timeout"))]
     fake.result = [
         reply(
@@ -225,13 +211,13 @@ def test_completed_after_the_start_deadline_is_a_start_timeout(fake: FakeQueue, 
     assert fake.requests[0].headers["x-fal-request-timeout"] == "2"
 
 
-def test_completed_cancelled_is_request_cancelled(fake: FakeQueue, clock: FakeClock) -> None:
+def test_completed_cancelled_is_request_cancelled(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.status = [reply(200, status_body("COMPLETED", error="Request was cancelled", error_type="request_cancelled"))]
     with pytest.raises(RequestCancelledError, match="req-123"):
         make(fake, clock, stream_status=False).handle(RID).wait()
 
 
-def test_ctrl_c_during_wait_cancels_the_request(fake: FakeQueue, clock: FakeClock) -> None:
+def test_ctrl_c_during_wait_cancels_the_request(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.status = [reply(202, status_body("IN_QUEUE", position=3))]
 
     def interrupt(status: Status) -> None:
@@ -250,7 +236,7 @@ def test_ctrl_c_during_wait_cancels_the_request(fake: FakeQueue, clock: FakeCloc
 # --- retries ------------------------------------------------------------------------------------------------------
 
 
-def test_status_is_retried_with_backoff_and_retry_after(fake: FakeQueue, clock: FakeClock) -> None:
+def test_status_is_retried_with_backoff_and_retry_after(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.status = [
         reply(503, {"detail": "busy"}),
         reply(502, "<html>nginx bad gateway</html>"),
@@ -262,7 +248,7 @@ def test_status_is_retried_with_backoff_and_retry_after(fake: FakeQueue, clock: 
     assert clock.sleeps == [0.25, 0.5, 3.0]
 
 
-def test_retries_give_up_with_the_typed_error(fake: FakeQueue, clock: FakeClock) -> None:
+def test_retries_give_up_with_the_typed_error(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.status = [reply(503, {"detail": "no runners", "error_type": "runner_scheduling_failure"})]
     with pytest.raises(ServerError) as caught:  # no deadline: the policy's count ends the retries
         make(fake, clock, stream_status=False, retry=RetryPolicy(max_retries=2), wait_timeout=None).run(EP, INPUT)
@@ -270,7 +256,9 @@ def test_retries_give_up_with_the_typed_error(fake: FakeQueue, clock: FakeClock)
     assert fake.ops().count("status") == 3
 
 
-def test_submit_is_never_sent_twice_after_it_may_have_arrived(fake: FakeQueue, clock: FakeClock) -> None:
+def test_submit_is_never_sent_twice_after_it_may_have_arrived(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient
+) -> None:
     fake.submit = [reply(503, {"detail": "busy"})]
     with pytest.raises(ServerError):
         make(fake, clock).submit(EP, INPUT)
@@ -282,13 +270,13 @@ def test_submit_is_never_sent_twice_after_it_may_have_arrived(fake: FakeQueue, c
     assert caught.value.reached_server and fake.ops() == ["submit"]
 
 
-def test_submit_is_retried_when_it_never_left(fake: FakeQueue, clock: FakeClock) -> None:
+def test_submit_is_retried_when_it_never_left(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.submit = [httpx.ConnectError("refused"), httpx.ConnectError("refused"), reply(200, submit_body())]
     handle = make(fake, clock).submit(EP, INPUT)
     assert handle.request_id == RID and fake.ops() == ["submit"] * 3 and len(clock.sleeps) == 2
 
 
-def test_connection_errors_after_retries(fake: FakeQueue, clock: FakeClock) -> None:
+def test_connection_errors_after_retries(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.submit = [httpx.ConnectError("refused")]
     with pytest.raises(APIConnectionError, match="Check the network") as caught:
         make(fake, clock, retry=RetryPolicy(max_retries=1)).submit(EP, INPUT)
@@ -333,7 +321,12 @@ def test_connection_errors_after_retries(fake: FakeQueue, clock: FakeClock) -> N
     ],
 )
 def test_result_errors_are_typed(
-    fake: FakeQueue, clock: FakeClock, answer: httpx.Response, error: type[Exception], words: list[str]
+    fake: FakeQueue,
+    clock: FakeClock,
+    answer: httpx.Response,
+    error: type[Exception],
+    words: list[str],
+    make: MakeClient,
 ) -> None:
     fake.result = [answer]
     handle = make(fake, clock, retry=RetryPolicy.disabled()).handle(RID)
@@ -344,14 +337,16 @@ def test_result_errors_are_typed(
     assert "req-123" in str(caught.value)
 
 
-def test_validation_error_carries_the_field_list(fake: FakeQueue, clock: FakeClock) -> None:
+def test_validation_error_carries_the_field_list(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.submit = [reply(422, {"detail": [{"loc": ["body", "num_images"], "msg": "too many", "type": "value_error"}]})]
     with pytest.raises(ValidationError) as caught:
         make(fake, clock).submit(EP, INPUT)
     assert [(e.loc, e.type) for e in caught.value.errors] == [(("body", "num_images"), "value_error")]
 
 
-def test_a_refused_submit_is_sent_again_then_rate_limit_has_retry_after(fake: FakeQueue, clock: FakeClock) -> None:
+def test_a_refused_submit_is_sent_again_then_rate_limit_has_retry_after(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient
+) -> None:
     fake.submit = [reply(429, {"detail": "queue full"}, **{"Retry-After": "9"})]
     with pytest.raises(RateLimitError) as caught:
         make(fake, clock, retry=RetryPolicy(max_retries=2)).submit(EP, INPUT)
@@ -363,14 +358,17 @@ def test_a_refused_submit_is_sent_again_then_rate_limit_has_retry_after(fake: Fa
     assert fake.ops() == ["submit"]
 
 
-def test_wait_retries_until_its_deadline_not_a_count(fake: FakeQueue, clock: FakeClock) -> None:
-    fake.status = [reply(503, {"detail": "busy"})] * 7 + [reply(200, status_body("COMPLETED"))]
+def test_wait_retries_until_its_deadline_not_a_count(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
+    busy: list[httpx.Response | Exception] = [reply(503, {"detail": "busy"})] * 7
+    fake.status = [*busy, reply(200, status_body("COMPLETED"))]
     kontext = make(fake, clock, stream_status=False, retry=RetryPolicy(max_retries=2, max_delay=4.0))
     assert kontext.run(EP, INPUT, timeout=600).request_id == RID
     assert fake.ops().count("status") == 8 and max(clock.sleeps) <= 4.0 * 1.25
 
 
-def test_wait_deadline_while_retrying_chains_the_last_error(fake: FakeQueue, clock: FakeClock) -> None:
+def test_wait_deadline_while_retrying_chains_the_last_error(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient
+) -> None:
     fake.status = [reply(503, {"detail": "no runners", "error_type": "runner_scheduling_failure"})]
     fake.cancel = [reply(202, {"status": "CANCELLATION_REQUESTED"})]
     kontext = make(fake, clock, stream_status=False, retry=RetryPolicy(max_retries=2))
@@ -380,13 +378,13 @@ def test_wait_deadline_while_retrying_chains_the_last_error(fake: FakeQueue, clo
     assert fake.ops().count("status") > 3 and "cancel" in fake.ops()
 
 
-def test_malformed_submit_answer(fake: FakeQueue, clock: FakeClock) -> None:
+def test_malformed_submit_answer(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.submit = [reply(200, {"status": "IN_QUEUE"})]
     with pytest.raises(UnexpectedResponseError, match="without a request_id"):
         make(fake, clock).submit(EP, INPUT)
 
 
-def test_a_submit_answer_without_urls_still_gives_a_handle(fake: FakeQueue, clock: FakeClock) -> None:
+def test_a_submit_answer_without_urls_still_gives_a_handle(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.host = "https://elsewhere.example.test"  # would not be followed anyway
     fake.submit = [reply(200, {"request_id": RID, "status_url": f"{BASE}/x"})]  # no response_url, cancel_url
     result = make(fake, clock).run(EP, INPUT)
@@ -394,7 +392,7 @@ def test_a_submit_answer_without_urls_still_gives_a_handle(fake: FakeQueue, cloc
     assert {str(r.url).split("/fal-ai/")[0] for r in fake.requests} == {BASE}
 
 
-def test_invalid_input_sends_nothing(fake: FakeQueue, clock: FakeClock) -> None:
+def test_invalid_input_sends_nothing(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     with pytest.raises(InvalidInputError, match="num_images"):
         make(fake, clock).submit(EP, {**INPUT, "num_images": 9})
     with pytest.raises(InvalidInputError, match="priority"):
@@ -402,7 +400,7 @@ def test_invalid_input_sends_nothing(fake: FakeQueue, clock: FakeClock) -> None:
     assert fake.requests == []
 
 
-def test_cancel_answers(fake: FakeQueue, clock: FakeClock) -> None:
+def test_cancel_answers(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     handle = make(fake, clock).handle(RID)
     assert handle.cancel() is CancelStatus.CANCELLATION_REQUESTED
     fake.cancel = [reply(400, {"status": "ALREADY_COMPLETED"})]
@@ -415,7 +413,9 @@ def test_cancel_answers(fake: FakeQueue, clock: FakeClock) -> None:
 # --- URLs and auth ------------------------------------------------------------------------------------------------
 
 
-def test_aggregator_urls_on_fal_are_rewritten_and_bearer_is_sent(fake: FakeQueue, clock: FakeClock) -> None:
+def test_aggregator_urls_on_fal_are_rewritten_and_bearer_is_sent(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient
+) -> None:
     fake.host = "https://queue.fal.run"
     kontext = make(fake, clock, base_url="https://agg.example.test/api", auth="bearer", key="tok", stream_status=False)
     kontext.run(EP, INPUT)
@@ -424,7 +424,9 @@ def test_aggregator_urls_on_fal_are_rewritten_and_bearer_is_sent(fake: FakeQueue
     assert {r.headers["authorization"] for r in fake.requests} == {"Bearer tok"}
 
 
-def test_fal_key_from_id_and_secret(fake: FakeQueue, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fal_key_from_id_and_secret(
+    fake: FakeQueue, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, make: MakeClient
+) -> None:
     monkeypatch.delenv("FAL_KEY", raising=False)
     monkeypatch.setenv("FAL_KEY_ID", "id")
     monkeypatch.setenv("FAL_KEY_SECRET", "secret")
@@ -433,7 +435,7 @@ def test_fal_key_from_id_and_secret(fake: FakeQueue, clock: FakeClock, monkeypat
     assert fake.requests[0].url.path == f"/fal-ai/flux-pro/requests/{RID}/status"
 
 
-def test_resume_by_request_id(fake: FakeQueue, clock: FakeClock) -> None:
+def test_resume_by_request_id(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     result = make(fake, clock).handle(RID, endpoint="fal-ai/flux-pro/kontext/max").wait()
     assert result.request_id == RID
     assert fake.ops() == ["stream", "status", "result"]
@@ -441,14 +443,14 @@ def test_resume_by_request_id(fake: FakeQueue, clock: FakeClock) -> None:
         make(fake, clock).handle(" ")
 
 
-def test_status_reports_all_logs(fake: FakeQueue, clock: FakeClock) -> None:
+def test_status_reports_all_logs(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.status = [reply(202, status_body("IN_PROGRESS", logs=["a", "b"]))]
     status = make(fake, clock).handle(RID).status(logs=True)
     assert isinstance(status, InProgress) and [e.message for e in status.logs] == ["a", "b"]
     assert fake.requests[0].url.params["logs"] == "1"
 
 
-def test_stream_iterator_ends_at_completed(fake: FakeQueue, clock: FakeClock) -> None:
+def test_stream_iterator_ends_at_completed(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     fake.stream = [sse(status_body("IN_QUEUE", position=0), status_body("COMPLETED"), status_body("IN_QUEUE"))]
     statuses = list(make(fake, clock).handle(RID).stream())
     assert [type(s).__name__ for s in statuses] == ["Queued", "Completed"]
@@ -457,7 +459,9 @@ def test_stream_iterator_ends_at_completed(fake: FakeQueue, clock: FakeClock) ->
 # --- save ---------------------------------------------------------------------------------------------------------
 
 
-def test_save_downloads_and_decodes_atomically(fake: FakeQueue, clock: FakeClock, tmp_path: Path) -> None:
+def test_save_downloads_and_decodes_atomically(
+    fake: FakeQueue, clock: FakeClock, tmp_path: Path, make: MakeClient
+) -> None:
     inline = "data:image/jpeg;base64," + base64.b64encode(b"\xff\xd8\xff\xe0jpeg").decode()
     fake.result = [reply(200, {**OUTPUT, "images": [*OUTPUT["images"], {"url": inline}]})]
     kontext = make(fake, clock)
@@ -478,7 +482,7 @@ def test_saved_files_get_the_usual_mode(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.jpg"]
 
 
-def test_save_of_an_expired_url(fake: FakeQueue, clock: FakeClock, tmp_path: Path) -> None:
+def test_save_of_an_expired_url(fake: FakeQueue, clock: FakeClock, tmp_path: Path, make: MakeClient) -> None:
     fake.files = {}
     kontext = make(fake, clock)
     with pytest.raises(NotFoundError, match="expire"):
@@ -486,10 +490,31 @@ def test_save_of_an_expired_url(fake: FakeQueue, clock: FakeClock, tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-# --- async ----------------------------------------------------------------------------------------------------------
+# --- both clients, and what only asyncio has ---------------------------------------------------------------------
 
 
-def test_async_stream_and_result(fake: FakeQueue, clock: FakeClock) -> None:
+def test_errors_cancel_stream_and_save(fake: FakeQueue, clock: FakeClock, tmp_path: Path, make: MakeClient) -> None:
+    fake.submit = [httpx.ReadTimeout("slow")]
+    kontext = make(fake, clock)
+    with pytest.raises(APITimeoutError):
+        kontext.submit(EP, INPUT)
+    handle = kontext.handle(RID)
+    assert handle.cancel() is CancelStatus.CANCELLATION_REQUESTED
+    assert list(handle.stream()) == []  # the fake has no stream (404): the iterator ends
+    paths = kontext.save(handle.result(), tmp_path)
+    assert paths[0].read_bytes() == PNG
+    assert fake.ops().count("submit") == 1
+
+
+def test_requests_are_spread_over_small_pools(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
+    kontext = make(fake, clock, connection_pools=3, stream_status=False)
+    handles = [kontext.submit(EP, INPUT) for _ in range(6)]
+    for handle in handles:
+        handle.wait()
+    assert len(kontext._connections) == 3
+
+
+def test_async_on_update_may_be_a_coroutine_function(fake: FakeQueue, clock: FakeClock) -> None:
     fake.stream = [sse(status_body("IN_PROGRESS", logs=["go"]), status_body("COMPLETED"))]
     seen: list[Status] = []
 
@@ -497,28 +522,15 @@ def test_async_stream_and_result(fake: FakeQueue, clock: FakeClock) -> None:
         seen.append(status)
 
     async def main() -> None:
-        async with make_async(fake, clock) as kontext:
+        async with AsyncKontext(
+            "test-key", base_url=BASE, transport=fake.transport(), sleep=clock.asleep, clock=clock
+        ) as kontext:
             result = await kontext.run(EP, INPUT, on_update=on_update)
             assert result.output.seed == 42
 
     asyncio.run(main())
     assert fake.ops() == ["submit", "stream", "result"]
     assert isinstance(seen[-1], Completed)
-
-
-def test_async_poll_retry_and_deadline(fake: FakeQueue, clock: FakeClock) -> None:
-    fake.status = [reply(503, {"detail": "busy"}), reply(202, status_body("IN_QUEUE", position=1))]
-
-    async def main() -> None:
-        async with make_async(fake, clock, stream_status=False) as kontext:
-            handle = await kontext.submit(EP, INPUT)
-            with pytest.raises(WaitTimeoutError) as caught:
-                await handle.wait(timeout=2.0)
-            assert caught.value.cancelled
-
-    asyncio.run(main())
-    assert clock.sleeps[0] == 0.25
-    assert fake.ops()[-1] == "cancel"
 
 
 def test_async_task_cancellation_cancels_the_request(fake: FakeQueue, clock: FakeClock) -> None:
@@ -530,38 +542,12 @@ def test_async_task_cancellation_cancels_the_request(fake: FakeQueue, clock: Fak
         task.cancel()  # what Ctrl-C under asyncio.run does to the main task
 
     async def main() -> None:
-        async with make_async(fake, clock, stream_status=False) as kontext:
+        async with AsyncKontext(
+            "test-key", base_url=BASE, transport=fake.transport(), sleep=clock.asleep, clock=clock, stream_status=False
+        ) as kontext:
             handle = await kontext.submit(EP, INPUT)
             with pytest.raises(asyncio.CancelledError):
                 await handle.wait(on_update=cancel_me)
 
     asyncio.run(main())
     assert fake.ops()[-1] == "cancel"
-
-
-def test_async_errors_and_save(fake: FakeQueue, clock: FakeClock, tmp_path: Path) -> None:
-    fake.submit = [httpx.ReadTimeout("slow")]
-
-    async def main() -> None:
-        async with make_async(fake, clock) as kontext:
-            with pytest.raises(APITimeoutError):
-                await kontext.submit(EP, INPUT)
-            handle = kontext.handle(RID)
-            assert await handle.cancel() is CancelStatus.CANCELLATION_REQUESTED
-            statuses = [s async for s in handle.stream()]
-            assert statuses == []  # the fake has no stream (404): the iterator ends
-            paths = await kontext.save(await handle.result(), tmp_path)
-            assert paths[0].read_bytes() == PNG
-
-    asyncio.run(main())
-    assert fake.ops().count("submit") == 1
-
-
-def test_async_requests_are_spread_over_small_pools(fake: FakeQueue, clock: FakeClock) -> None:
-    async def main() -> int:
-        async with make_async(fake, clock, connection_pools=3, stream_status=False) as kontext:
-            handles = [await kontext.submit(EP, INPUT) for _ in range(6)]
-            await asyncio.gather(*(h.wait() for h in handles))
-            return len(kontext._clients)
-
-    assert asyncio.run(main()) == 3

@@ -155,7 +155,7 @@ class RequestQueue:
 
     # -- commands ---------------------------------------------------------------------------------------------
 
-    def submit(
+    def submit(  # noqa: PLR0913 - one keyword per submit header and option the emulator honours
         self,
         *,
         request_id: str,

@@ -105,7 +105,7 @@ class RunningEmulator:
         return result
 
 
-def build_server(
+def build_server(  # noqa: PLR0913 - the server options, each a keyword
     config: EmulatorConfig,
     *,
     host: str,
@@ -132,7 +132,7 @@ def build_server(
 
 
 @contextmanager
-def run_emulator(
+def run_emulator(  # noqa: PLR0913 - the server options, each a keyword
     config: EmulatorConfig | None = None,
     *,
     host: str = "127.0.0.1",

@@ -245,6 +245,7 @@ def _path_pattern(path: str) -> re.Pattern[str]:
     return re.compile(regex + "/?")
 
 
+# The emulator keeps its own resolver on purpose: an oracle independent of the client's fal_kontext.spec.
 def _resolve(spec: JsonObject, node: JsonObject) -> JsonObject:
     while "$ref" in node:
         target: Any = spec

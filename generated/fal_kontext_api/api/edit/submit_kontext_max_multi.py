@@ -310,3 +310,10 @@ async def asyncio(
             x_fal_no_retry=x_fal_no_retry,
         )
     ).parsed
+
+
+# The two pure halves under public names: build the request's keyword arguments for ``httpx.Client.request``
+# (a path relative to the client's base URL), and parse an answer (raises ValueError, KeyError or TypeError when
+# the body is not what the spec documents for its status).
+request_kwargs = _get_kwargs
+parse_response = _parse_response
