@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from fal_kontext.mock.faults import Fault
 from fal_kontext.mock.outputs import Outputs
 from fal_kontext.mock.queue import QueuedRequest
-from fal_kontext.mock.replies import DroppedResponse, detail_reply, fault_reply, json_reply
+from fal_kontext.mock.replies import CutResponse, DroppedResponse, detail_reply, fault_reply, json_reply
 from fal_kontext.mock.responses import STILL_IN_PROGRESS, validation_error
 from fal_kontext.mock.spec import Operation, Problem
 from fal_kontext.mock.state import EmulatorState, body_fingerprint
@@ -32,6 +33,18 @@ from fal_kontext.mock.validation import (
 # fal's synchronous host (`https://fal.run`, fal-protocol.md §6) is served under this path prefix: point
 # `fal_client.run` at it with FAL_RUN_HOST=<host:port>/sync.
 SYNC_PREFIX = "/sync"
+
+
+def lost_answer(fault: Fault, response: Response) -> Response:
+    """What a forwarded-then-lost fault makes of a handled request's answer (others leave it as it is)."""
+    if fault.kind == "drop-after":
+        return DroppedResponse()
+    if fault.kind == "lost":
+        return fault_reply(fault, response.headers.get("x-fal-request-id"))
+    if fault.kind == "cut":
+        return CutResponse(response)
+    return response
+
 
 Handler = Callable[[Request, Operation, str, dict[str, Any]], Awaitable[Response]]
 # What routing found: the operation and its path parameters, or None and the methods the path allows.
@@ -130,9 +143,7 @@ class SpecEndpoints:
             return json_reply(422, validation_error(problems))
         response = await handler(request, operation, owner, params)
         state.persist()
-        if fault is not None and fault.kind == "drop-after":
-            return DroppedResponse()
-        return response
+        return response if fault is None else lost_answer(fault, response)
 
     async def submit(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
         """Queue a request (every submit operation of the spec)."""
