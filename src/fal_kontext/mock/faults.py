@@ -32,7 +32,9 @@ FaultKind = Literal["status", "drop", "drop-after", "slow", "lost", "cut"]
 
 # The groups a rule may name instead of an operationId: "submit" covers every submit endpoint of the spec,
 # "sync" every call of the synchronous endpoint (operationIds `sync_<submit operationId>`).
-OPERATION_GROUPS = ("submit", "status", "stream", "result", "cancel", "sync")
+OPERATION_GROUPS = ("submit", "status", "stream", "result", "cancel", "sync", "platform")
+# Operations the emulator serves outside the spec (fal's Platform API request list, group "platform").
+EXTRA_OPERATIONS = ("list_requests_by_endpoint",)
 _STATUSES = {429, 500, 502, 503, 504}
 _TOKEN = re.compile(r"(?P<code>\d{3})(?::(?P<retry>\d+(?:\.\d+)?))?(?:-(?P<flavour>noid|nginx))?")
 _SLOW = re.compile(r"slow:(?P<seconds>\d+(?:\.\d+)?)")
@@ -222,7 +224,7 @@ def _choices(tokens: list[str]) -> tuple[Fault, ...]:
 
 def _operation(name: str) -> str:
     name = name.strip()
-    known = {"*", *OPERATION_GROUPS, *_spec_operation_ids()}
+    known = {"*", *OPERATION_GROUPS, *EXTRA_OPERATIONS, *_spec_operation_ids()}
     if name not in known:
         raise FaultSyntaxError(f"unknown operation {name!r}: use one of {sorted(known)}")
     return name

@@ -120,7 +120,7 @@ class Outputs:
             return lambda: decode_data_uri(url, limit)
         own_prefix = f"{request.base_url}{FILES_PREFIX}/"
         if not url.startswith(own_prefix):
-            return remote_input(url, self.state.remote_images)
+            return remote_input(url, self.state.settings.remote_images)
         name = url.removeprefix(own_prefix)
         if name.startswith("uploads/"):
             return self._uploaded(url, name)

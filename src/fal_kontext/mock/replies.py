@@ -26,6 +26,13 @@ def detail_reply(status: int, message: str, headers: Mapping[str, str] | None = 
     return json_reply(status, {"detail": message}, headers)
 
 
+def unauthorized(authorization: str | None) -> JSONResponse:
+    """fal's 401 for a missing or unknown key."""
+    if authorization:
+        return detail_reply(401, "Invalid key: the Authorization header carries a key this server does not accept")
+    return detail_reply(401, "Authorization header is required: send Authorization: Key <your fal key>")
+
+
 class DroppedResponse(Response):
     """Starts a response promising a body, then fails: the server closes the connection mid-answer."""
 
