@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from fal_kontext.mock.replies import detail_reply, json_reply, unauthorized
 from fal_kontext.mock.responses import validation_error
 from fal_kontext.mock.spec import Problem
 from fal_kontext.mock.state import EmulatorState
+from fal_kontext.mock.validation import is_loopback_host
 
 PATH = "/v1/models/requests/by-endpoint"
 OPERATION_ID = EXTRA_OPERATIONS[0]
@@ -133,16 +133,6 @@ def status_class(status_code: int) -> str:
     return "user_error" if status_code >= 400 else "success"
 
 
-def is_loopback(host: str | None) -> bool:
-    """Whether a client address is loopback (an IP literal; the test transport's name counts too)."""
-    if host in {"testclient", "localhost"}:
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
-
-
 class RequestListEndpoint:
     """The list handler; per key: a key sees only the requests it submitted."""
 
@@ -157,7 +147,7 @@ class RequestListEndpoint:
     async def list_requests(self, request: Request) -> Response:
         """Answer one list call (faults of the `platform` group apply, as to fal's own operations)."""
         state = self.state
-        if not is_loopback(request.client.host if request.client else None):
+        if not is_loopback_host(request.client.host if request.client else ""):
             return detail_reply(403, "The request list is served to loopback clients only")
         state.counters.calls[OPERATION_ID] += 1
         fault, instead = await before_handling(state, OPERATION_ID, "platform")
