@@ -29,8 +29,8 @@ from fal_kontext.mock.validation import (
     webhook_problem,
 )
 
-# fal's synchronous host (`https://fal.run`, fal-protocol.md §6) is served under this path prefix: point
-# `fal_client.run` at it with FAL_RUN_HOST=<host:port>/sync.
+# fal's synchronous host (`https://fal.run`, https://docs.fal.ai/model-endpoints/synchronous-requests) is
+# served under this path prefix: point `fal_client.run` at it with FAL_RUN_HOST=<host:port>/sync.
 SYNC_PREFIX = "/sync"
 
 

@@ -45,7 +45,8 @@ class DroppedResponse(Response):
 
 
 def nginx_page(status: int, headers: Mapping[str, str] | None = None) -> Response:
-    """What an nginx ingress answers; fal_client retries 502-504 only when it looks like this (§3.5)."""
+    """What an nginx ingress answers; fal_client retries 502-504 only when it looks like this
+    (its `_maybe_retry_request`: no x-fal-request-id and "nginx" in the body)."""
     page = f"<html><head><title>{status}</title></head><body><center>nginx</center></body></html>"
     return Response(page, status_code=status, media_type="text/html", headers=dict(headers or {}))
 

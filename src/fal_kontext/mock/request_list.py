@@ -1,6 +1,6 @@
 """fal's Platform API request list, on loopback: `GET /v1/models/requests/by-endpoint`.
 
-fal documents it at https://fal.ai/docs/platform-apis/v1/models/requests/by-endpoint (fal-protocol.md §7):
+fal documents it at https://fal.ai/docs/platform-apis/v1/models/requests/by-endpoint:
 query `endpoint_id` (required, 1-50, comma-separated or repeated), `start`/`end` (ISO 8601; default the last
 24 hours, 90 days back when `request_id` is given; `end` exclusive), `status` (`success` | `error` |
 `user_error`), `request_id`, `expand=payloads`, `limit` (1-100, default 50), `cursor`; `Authorization: Key`;
