@@ -399,11 +399,31 @@ async def test_bad_headers_are_422(client: httpx.AsyncClient, headers: dict[str,
     assert response.json()["detail"][0]["loc"] == loc
 
 
-async def test_non_loopback_webhook_is_refused_at_submit(client: httpx.AsyncClient) -> None:
-    for url in ("https://example.com/hook", "not a url"):
-        response = await client.post(SUBMIT, json=body(), params={"fal_webhook": url})
-        assert response.status_code == 422
-        assert response.json()["detail"][0]["loc"] == ["query", "fal_webhook"]
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/hook",
+        "not a url",
+        "http://127.evil.example:9/hook",
+        "http://127.0.0.1.nip.io/hook",
+        "http://localhost.evil.example/hook",
+        "http://[::ffff:8.8.8.8]/hook",
+        "http://0x7f000001/hook",
+        "http://10.0.0.1/hook",
+    ],
+)
+async def test_non_loopback_webhook_is_refused_at_submit(client: httpx.AsyncClient, url: str) -> None:
+    response = await client.post(SUBMIT, json=body(), params={"fal_webhook": url})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "fal_webhook"]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/hook", "http://127.1.2.3/x", "http://[::1]:9/hook", "http://LOCALHOST:9/hook"]
+)
+async def test_loopback_webhooks_are_accepted(client: httpx.AsyncClient, url: str) -> None:
+    response = await client.post(SUBMIT, json=body(), params={"fal_webhook": url})
+    assert response.status_code == 200, response.text
 
 
 async def test_unknown_paths_404_and_wrong_methods_405_with_allow(client: httpx.AsyncClient) -> None:

@@ -33,6 +33,17 @@ def test_options_become_the_config() -> None:
     assert config_from_arguments(parse()) == EmulatorConfig()
 
 
+def test_newer_options_become_the_config() -> None:
+    args = parse(
+        "--remote-images", "refuse", "--max-upload-bytes", "1000", "--request-list-pending",
+        "--request-list-delay", "2", "--header-timeout", "3", "--max-idle-connections", "4",
+    )  # fmt: skip
+    config = config_from_arguments(args)
+    assert (config.remote_images, config.max_upload_bytes) == ("refuse", 1000)
+    assert (config.request_list_pending, config.request_list_delay) == (True, 2.0)
+    assert (config.header_timeout, config.max_idle_connections) == (3.0, 4)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -1,4 +1,4 @@
-"""The official fal_client, unchanged, against the emulator over HTTPS (fal-protocol.md §3.2's recipe), with
+"""The official fal_client, unchanged, against the emulator over HTTPS (its hosts set by FAL_QUEUE_RUN_HOST and FAL_RUN_HOST), with
 fal's own example inputs: the request examples of the spec, whose images are fal CDN URLs.
 
 fal_client reads its hosts once at import, so it runs in a child process with the environment set.

@@ -157,3 +157,51 @@ def test_faults_over_a_socket_drop_the_connection_and_are_counted() -> None:
         emulator.clear_faults()
         emulator.reset_counters()
         assert emulator.counters() == {"calls": {}, "faults": {}, "submits": {}}
+
+
+def test_forwarded_then_lost_tokens_parse_and_round_trip() -> None:
+    rule = FaultRule.parse("submit=lost:503,lost:503-noid,lost:502-nginx,cut")
+    assert rule.sequence == (
+        Fault("lost", 503),
+        Fault("lost", 503, with_request_id=False),
+        Fault("lost", 502, with_request_id=False, ingress=True),
+        Fault("cut"),
+    )
+    assert FaultRule.from_json(rule.as_json()) == rule
+    assert FaultRule.parse("*@0.1=lost:500|cut|drop-after").faults[0] == Fault("lost", 500)
+    with pytest.raises(FaultSyntaxError, match="lost: takes a status token"):
+        FaultRule.parse("submit=lost:drop")
+
+
+async def test_lost_answers_are_replaced_after_the_job_is_queued(make_client: MakeClient) -> None:
+    client = make_client(EmulatorConfig(faults=(FaultRule.parse("submit=lost:503,lost:503-noid,lost:502-nginx"),)))
+    json_5xx = await client.post(SUBMIT, json=body(seed=1))
+    no_id = await client.post(SUBMIT, json=body(seed=2))
+    nginx = await client.post(SUBMIT, json=body(seed=3))
+    assert (json_5xx.status_code, json_5xx.json()["detail"]) == (503, "Injected fault 503")
+    held = (await client.get("/_emulator/requests")).json()["requests"]
+    # The answer lost its body but keeps the id of the job that was queued (what fal's gateway would send).
+    assert json_5xx.headers["x-fal-request-id"] in held
+    assert "x-fal-request-id" not in no_id.headers
+    assert (nginx.status_code, "nginx" in nginx.text, "x-fal-request-id" in nginx.headers) == (502, True, False)
+    [mine] = (await client.get("/_emulator/counters")).json()["submits"].values()
+    assert mine["total"] == 3
+    assert len(held) == 3
+
+
+def test_a_cut_answer_keeps_its_headers_and_loses_half_its_body() -> None:
+    with run_emulator(EmulatorConfig(faults=(FaultRule.parse("submit=cut"),))) as emulator:
+        headers = {"Authorization": f"Key {emulator.key}"}
+        seen: dict[str, str] = {}
+        url = emulator.base_url + SUBMIT
+        with (
+            httpx.Client() as client,
+            pytest.raises(httpx.RemoteProtocolError),
+            client.stream("POST", url, json=body(seed=4), headers=headers) as answer,
+        ):
+            seen.update(answer.headers)
+            answer.read()
+        assert emulator.submit_count(body=body(seed=4)) == 1
+        with httpx.Client() as admin:
+            held = admin.get(emulator.base_url + "/_emulator/requests").json()["requests"]
+        assert seen["x-fal-request-id"] in held

@@ -9,7 +9,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from fal_kontext.mock.faults import FaultRule, FaultSyntaxError
-from fal_kontext.mock.remote import REMOTE_IMAGE_MODES
 from fal_kontext.mock.replies import detail_reply, json_reply
 from fal_kontext.mock.state import EmulatorState
 
@@ -99,19 +98,16 @@ class AdminEndpoints:
         return json_reply(200, [attempt.as_json() for attempt in self.state.webhooks.deliveries])
 
     async def settings(self, request: Request) -> Response:
-        """GET the settings changeable at run time; PATCH `{"remote_images": "placeholder" | "refuse"}`."""
+        """GET the settings changeable at run time; PATCH some of them, e.g. `{"remote_images": "refuse"}`."""
         if request.method == "PATCH":
             try:
                 data = await request.json()
             except ValueError as err:
                 return detail_reply(422, f"send a JSON object: {err}")
-            if not isinstance(data, dict) or set(data) - {"remote_images"}:
-                return detail_reply(422, 'send a JSON object with "remote_images"')
-            mode = data.get("remote_images", self.state.remote_images)
-            if mode not in REMOTE_IMAGE_MODES:
-                return detail_reply(422, f'"remote_images" must be one of {list(REMOTE_IMAGE_MODES)}')
-            self.state.remote_images = mode
-        return json_reply(200, {"remote_images": self.state.remote_images})
+            problems = self.state.settings.update(data)
+            if problems:
+                return detail_reply(422, "; ".join(problems))
+        return json_reply(200, self.state.settings.as_json())
 
     async def uploads(self, request: Request) -> Response:
         """GET every file held by the storage endpoints (no bytes): id, owner fingerprint, name, type, size,

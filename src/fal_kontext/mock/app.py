@@ -22,6 +22,7 @@ from fal_kontext.mock.files import FileEndpoints
 from fal_kontext.mock.handlers import SpecEndpoints
 from fal_kontext.mock.outputs import FILES_PREFIX, Outputs, item_fields
 from fal_kontext.mock.replies import detail_reply
+from fal_kontext.mock.request_list import RequestListEndpoint
 from fal_kontext.mock.spec import build_routes, load_spec
 from fal_kontext.mock.state import Clock, EmulatorState
 from fal_kontext.mock.storage import StorageEndpoints
@@ -78,6 +79,7 @@ def create_app(
         files.jwks_route(),
         Mount(FILES_PREFIX, routes=[*storage.cdn_routes(), *files.file_routes()]),
         Mount("/storage", routes=storage.rest_routes()),
+        RequestListEndpoint(state, outputs).route(),
     ]
     app = Starlette(routes=top_routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     # Whatever the emulator's own routes do not match goes to the spec's operations, which answer 404 and 405

@@ -107,6 +107,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="remote http(s) input URLs are never fetched: read as a placeholder derived from the URL, or "
         "refused as fal's file_download_error (default: %(default)s)",
     )
+    parser.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        default=defaults.max_upload_bytes,
+        help="largest file the storage endpoints accept; larger gets 413 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--request-list-pending",
+        action="store_true",
+        help="the request list (/v1/models/requests/by-endpoint) shows queued and running requests too",
+    )
+    parser.add_argument(
+        "--request-list-delay",
+        type=float,
+        default=defaults.request_list_delay,
+        help="seconds after a request ends before the request list shows it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=defaults.header_timeout,
+        help="seconds a connection may take to send a request's headers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-idle-connections",
+        type=int,
+        default=defaults.max_idle_connections,
+        help="idle connections kept open; above it the oldest are closed (default: %(default)s)",
+    )
     parser.add_argument("--certfile", help="PEM certificate: serve HTTPS (with --keyfile)")
     parser.add_argument("--keyfile", help="PEM private key of --certfile")
     parser.add_argument(
@@ -142,6 +171,11 @@ def config_from_arguments(args: argparse.Namespace) -> EmulatorConfig:
         webhook_attempts=args.webhook_attempts,
         webhook_retry_delay=args.webhook_retry_delay,
         remote_images=args.remote_images,
+        max_upload_bytes=args.max_upload_bytes,
+        request_list_pending=args.request_list_pending,
+        request_list_delay=args.request_list_delay,
+        header_timeout=args.header_timeout,
+        max_idle_connections=args.max_idle_connections,
     )
 
 

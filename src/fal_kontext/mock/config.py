@@ -54,6 +54,13 @@ class EmulatorConfig:
         remote_images: what a remote http(s) input URL reads as, never fetched: "placeholder" (a picture
             derived from the URL; hosts under `.invalid` fail) or "refuse" (every one fails as fal's
             `file_download_error` on the result). Changeable at run time through `/_emulator/settings`.
+        request_list_pending: the Platform request list (`/v1/models/requests/by-endpoint`) also shows requests
+            still queued or running (fal does not say whether it does); by default only ended ones.
+        request_list_delay: seconds after a request ends before the request list shows it (fal does not say
+            how soon it does). Both are changeable at run time through `/_emulator/settings`.
+        header_timeout: seconds a connection may take to send a request's headers before it is closed.
+        max_idle_connections: connections held open with no request in progress; above it, the oldest idle
+            ones are closed.
         defects: TEST ONLY: names from SEEDED_DEFECTS, bugs to behave with (to prove a test suite catches them).
     """
 
@@ -79,6 +86,10 @@ class EmulatorConfig:
     image_cache_bytes: int = 64 * 1024 * 1024
     max_upload_bytes: int = 256 * 1024 * 1024
     remote_images: RemoteImages = "placeholder"
+    request_list_pending: bool = False
+    request_list_delay: float = 0.0
+    header_timeout: float = 10.0
+    max_idle_connections: int = 512
     defects: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -87,12 +98,21 @@ class EmulatorConfig:
             problems.append("keys: give at least one accepted key")
         if self.runners < 1:
             problems.append("runners: must be at least 1")
-        for name in ("queue_wait", "run_time", "run_time_jitter", "retention", "webhook_retry_delay"):
+        for name in (
+            "queue_wait",
+            "run_time",
+            "run_time_jitter",
+            "retention",
+            "webhook_retry_delay",
+            "request_list_delay",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name}: must be >= 0 seconds")
-        for name in ("keepalive_interval", "stream_poll_interval", "webhook_timeout"):
+        for name in ("keepalive_interval", "stream_poll_interval", "webhook_timeout", "header_timeout"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}: must be > 0 seconds")
+        if self.max_idle_connections < 1:
+            problems.append("max_idle_connections: must be at least 1")
         if self.webhook_attempts < 1:
             problems.append("webhook_attempts: must be at least 1")
         if self.public_base_url is not None and not self.public_base_url.startswith(("http://", "https://")):

@@ -7,13 +7,19 @@ written as text on the command line (`--fault submit=503,429:2,ok`) and as JSON 
 Text grammar, one rule: `OPERATION=TOKEN[,TOKEN...]` (a sequence) or `OPERATION@RATE=TOKEN[|TOKEN...]` (each
 call fails with probability RATE, with one of the tokens picked at random) or `OPERATION~SECONDS` (added
 latency on every call). TOKEN is `ok`, `drop` (close the connection before the request is handled),
-`drop-after` (handle it, then close before answering), `slow:SECONDS` (answer normally, that much later), or
-a status code with an optional suffix: `429:5` (Retry-After 5), `503-noid` (no x-fal-request-id header),
-`502-nginx` (an ingress HTML page without x-fal-request-id, which fal_client retries).
+`slow:SECONDS` (answer normally, that much later), or a status code with an optional suffix: `429:5`
+(Retry-After 5), `503-noid` (no x-fal-request-id header), `502-nginx` (an ingress HTML page without
+x-fal-request-id, which fal_client retries).
+
+Forwarded-then-lost (the request IS handled, e.g. a job queued, and its answer is lost on the way back):
+`drop-after` (close before answering), `lost:STATUS` (the answer replaced by that status fault, e.g.
+`lost:503`, `lost:503-noid`, `lost:502-nginx`), `cut` (the real status and headers, including
+x-fal-request-id, then half the body, then the connection closes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import re
@@ -22,11 +28,13 @@ from typing import Any, Literal
 
 from fal_kontext.mock.spec import load_spec
 
-FaultKind = Literal["status", "drop", "drop-after", "slow"]
+FaultKind = Literal["status", "drop", "drop-after", "slow", "lost", "cut"]
 
 # The groups a rule may name instead of an operationId: "submit" covers every submit endpoint of the spec,
 # "sync" every call of the synchronous endpoint (operationIds `sync_<submit operationId>`).
-OPERATION_GROUPS = ("submit", "status", "stream", "result", "cancel", "sync")
+OPERATION_GROUPS = ("submit", "status", "stream", "result", "cancel", "sync", "platform")
+# Operations the emulator serves outside the spec (fal's Platform API request list, group "platform").
+EXTRA_OPERATIONS = ("list_requests_by_endpoint",)
 _STATUSES = {429, 500, 502, 503, 504}
 _TOKEN = re.compile(r"(?P<code>\d{3})(?::(?P<retry>\d+(?:\.\d+)?))?(?:-(?P<flavour>noid|nginx))?")
 _SLOW = re.compile(r"slow:(?P<seconds>\d+(?:\.\d+)?)")
@@ -53,16 +61,22 @@ class Fault:
         token = token.strip().lower()
         if token == "ok":
             return None
-        if token in {"drop", "drop-after"}:
+        if token in {"drop", "drop-after", "cut"}:
             return cls(kind=token)  # type: ignore[arg-type]
+        if token.startswith("lost:"):
+            replacement = cls.parse(token.removeprefix("lost:"))
+            if replacement is None or replacement.kind != "status":
+                raise FaultSyntaxError(f"unknown fault {token!r}: lost: takes a status token, e.g. lost:503")
+            return dataclasses.replace(replacement, kind="lost")
         slow = _SLOW.fullmatch(token)
         if slow is not None:
             return cls(kind="slow", delay=float(slow["seconds"]))
         found = _TOKEN.fullmatch(token)
         if found is None or int(found["code"]) not in _STATUSES:
             raise FaultSyntaxError(
-                f"unknown fault {token!r}: use ok, drop, drop-after, slow:SECONDS, or one of {sorted(_STATUSES)} "
-                "with an optional :RETRY_AFTER (429) and -noid or -nginx suffix, e.g. 429:2 or 503-noid"
+                f"unknown fault {token!r}: use ok, drop, drop-after, cut, slow:SECONDS, or one of {sorted(_STATUSES)} "
+                "with an optional :RETRY_AFTER (429) and -noid or -nginx suffix, e.g. 429:2 or 503-noid, "
+                "or lost:<status token> (handled, then answered with that), e.g. lost:502-nginx"
             )
         code = int(found["code"])
         retry = found["retry"]
@@ -210,7 +224,7 @@ def _choices(tokens: list[str]) -> tuple[Fault, ...]:
 
 def _operation(name: str) -> str:
     name = name.strip()
-    known = {"*", *OPERATION_GROUPS, *_spec_operation_ids()}
+    known = {"*", *OPERATION_GROUPS, *EXTRA_OPERATIONS, *_spec_operation_ids()}
     if name not in known:
         raise FaultSyntaxError(f"unknown operation {name!r}: use one of {sorted(known)}")
     return name
@@ -231,9 +245,9 @@ def _token(fault: Fault | None) -> str:
         return "ok"
     if fault.kind == "slow":
         return f"slow:{fault.delay:g}"
-    if fault.kind != "status":
+    if fault.kind not in {"status", "lost"}:
         return fault.kind
-    text = str(fault.status)
+    text = ("lost:" if fault.kind == "lost" else "") + str(fault.status)
     if fault.status == 429 and fault.retry_after is not None:
         text += f":{fault.retry_after:g}"
     if fault.ingress:

@@ -3,7 +3,6 @@ result/cancel, each answering as fal does."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import urllib.parse
 import uuid
@@ -14,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from fal_kontext.mock.injection import after_handling, before_handling
 from fal_kontext.mock.outputs import Outputs
 from fal_kontext.mock.queue import QueuedRequest
-from fal_kontext.mock.replies import DroppedResponse, detail_reply, fault_reply, json_reply
+from fal_kontext.mock.replies import detail_reply, json_reply, unauthorized
 from fal_kontext.mock.responses import STILL_IN_PROGRESS, validation_error
 from fal_kontext.mock.spec import Operation, Problem
 from fal_kontext.mock.state import EmulatorState, body_fingerprint
@@ -29,9 +29,10 @@ from fal_kontext.mock.validation import (
     webhook_problem,
 )
 
-# fal's synchronous host (`https://fal.run`, fal-protocol.md §6) is served under this path prefix: point
-# `fal_client.run` at it with FAL_RUN_HOST=<host:port>/sync.
+# fal's synchronous host (`https://fal.run`, https://docs.fal.ai/model-endpoints/synchronous-requests) is
+# served under this path prefix: point `fal_client.run` at it with FAL_RUN_HOST=<host:port>/sync.
 SYNC_PREFIX = "/sync"
+
 
 Handler = Callable[[Request, Operation, str, dict[str, Any]], Awaitable[Response]]
 # What routing found: the operation and its path parameters, or None and the methods the path allows.
@@ -107,32 +108,18 @@ class SpecEndpoints:
         if "request_id" in path_params:
             state.counters.by_request[path_params["request_id"]][operation.operation_id] += 1
         group, handler = self._handlers[operation.operation_id]
-        latency, fault = state.faults.next(operation.operation_id, group)
-        if latency:
-            await asyncio.sleep(latency)
-        if fault is not None:
-            state.counters.faults[operation.operation_id] += 1
-            if fault.kind == "drop":
-                return DroppedResponse()
-            if fault.kind == "status":
-                return fault_reply(fault)
-            if fault.kind == "slow":
-                await asyncio.sleep(fault.delay)
+        fault, instead = await before_handling(state, operation.operation_id, group)
+        if instead is not None:
+            return instead
         owner = state.owner_of(request.headers.get("authorization"))
         if owner is None:
-            if request.headers.get("authorization"):
-                return detail_reply(
-                    401, "Invalid key: the Authorization header carries a key this server does not accept"
-                )
-            return detail_reply(401, "Authorization header is required: send Authorization: Key <your fal key>")
+            return unauthorized(request.headers.get("authorization"))
         params, problems = operation.check_parameters(path_params, request.query_params, request.headers)
         if problems:
             return json_reply(422, validation_error(problems))
         response = await handler(request, operation, owner, params)
         state.persist()
-        if fault is not None and fault.kind == "drop-after":
-            return DroppedResponse()
-        return response
+        return after_handling(fault, response)
 
     async def submit(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
         """Queue a request (every submit operation of the spec)."""

@@ -22,8 +22,8 @@ JsonObject = dict[str, Any]
 FILES_PREFIX = "/files"
 
 # The fields of an output image item per endpoint family, as fal's published schemas state them
-# (https://fal.ai/models/fal-ai/flux-pro/kontext/max/api "Other types", fal-js `types/endpoints.ts`; fal-protocol.md
-# §1.3): the single-image item (`fal__toolkit__image__image__Image`) has file_name and file_size; the multi-image
+# (https://fal.ai/models/fal-ai/flux-pro/kontext/max/api "Other types", fal-js `types/endpoints.ts`): the
+# single-image item (`fal__toolkit__image__image__Image`) has file_name and file_size; the multi-image
 # and text-to-image item (`registry__image__fast_sdxl__models__Image`) has only url, content_type (default
 # image/jpeg), width and height (both required). `file_data` (single-image, optional) is never emitted.
 # Until the spec states both item schemas, this is the one place that says so: `item_fields` narrows it to what
@@ -120,7 +120,7 @@ class Outputs:
             return lambda: decode_data_uri(url, limit)
         own_prefix = f"{request.base_url}{FILES_PREFIX}/"
         if not url.startswith(own_prefix):
-            return remote_input(url, self.state.remote_images)
+            return remote_input(url, self.state.settings.remote_images)
         name = url.removeprefix(own_prefix)
         if name.startswith("uploads/"):
             return self._uploaded(url, name)

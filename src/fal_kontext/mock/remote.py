@@ -1,6 +1,7 @@
 """Remote image URLs, offline: the emulator never downloads them; a URL stands for a picture derived from it.
 
-fal's runner downloads every `http(s)` input (fal-protocol.md §2.11: "any URL field accepts public URLs").
+fal's runner downloads every `http(s)` input ("any URL field accepts public URLs or base64 data URIs",
+https://fal.ai/models/fal-ai/flux-pro/kontext/max/api).
 The emulator cannot and must not (it stays offline), so by default a remote URL is read as a placeholder
 picture made from the URL alone: the same URL always gives the same pixels, two URLs give visibly different
 ones, so outputs stay deterministic per seed and input and still depend on it. All of this is our choice.

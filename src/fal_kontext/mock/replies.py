@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from fal_kontext.mock.faults import Fault
@@ -26,6 +26,13 @@ def detail_reply(status: int, message: str, headers: Mapping[str, str] | None = 
     return json_reply(status, {"detail": message}, headers)
 
 
+def unauthorized(authorization: str | None) -> JSONResponse:
+    """fal's 401 for a missing or unknown key."""
+    if authorization:
+        return detail_reply(401, "Invalid key: the Authorization header carries a key this server does not accept")
+    return detail_reply(401, "Authorization header is required: send Authorization: Key <your fal key>")
+
+
 class DroppedResponse(Response):
     """Starts a response promising a body, then fails: the server closes the connection mid-answer."""
 
@@ -38,16 +45,39 @@ class DroppedResponse(Response):
 
 
 def nginx_page(status: int, headers: Mapping[str, str] | None = None) -> Response:
-    """What an nginx ingress answers; fal_client retries 502-504 only when it looks like this (§3.5)."""
+    """What an nginx ingress answers; fal_client retries 502-504 only when it looks like this
+    (its `_maybe_retry_request`: no x-fal-request-id and "nginx" in the body)."""
     page = f"<html><head><title>{status}</title></head><body><center>nginx</center></body></html>"
     return Response(page, status_code=status, media_type="text/html", headers=dict(headers or {}))
 
 
-def fault_reply(fault: Fault) -> Response:
-    """The answer of an injected status fault (429 with Retry-After, 5xx JSON, or an nginx page)."""
+class CutResponse(Response):
+    """The real answer's status and headers (with its x-fal-request-id), half its body, then a dropped
+    connection: a forwarded-then-lost answer cut mid-body."""
+
+    def __init__(self, answer: Response) -> None:
+        super().__init__(status_code=answer.status_code)
+        self._answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = self._answer
+        body = b"" if isinstance(answer, StreamingResponse) else bytes(answer.body)
+        await send({"type": "http.response.start", "status": answer.status_code, "headers": answer.raw_headers})
+        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+        raise ConnectionDropped("fault injection: answer cut mid-body")
+
+
+def fault_reply(fault: Fault, request_id: str | None = None) -> Response:
+    """The answer of an injected status fault (429 with Retry-After, 5xx JSON, or an nginx page).
+
+    Args:
+        fault: the fault.
+        request_id: the id of a request that was handled (a forwarded-then-lost answer), sent as
+            x-fal-request-id unless the fault has none; a random id when None.
+    """
     headers: dict[str, str] = {}
     if fault.with_request_id:
-        headers["x-fal-request-id"] = str(uuid.uuid4())
+        headers["x-fal-request-id"] = request_id or str(uuid.uuid4())
     if fault.ingress:
         return nginx_page(fault.status, headers)
     if fault.status == 429:

@@ -17,6 +17,7 @@ import uvicorn
 from fal_kontext.mock.admin import ADMIN_PREFIX
 from fal_kontext.mock.app import create_app
 from fal_kontext.mock.config import EmulatorConfig
+from fal_kontext.mock.connections import guarded_protocol
 from fal_kontext.mock.faults import FaultRule
 from fal_kontext.mock.replies import ConnectionDropped
 from fal_kontext.mock.state import body_fingerprint, key_fingerprint
@@ -127,6 +128,7 @@ def build_server(  # noqa: PLR0913 - the server options, each a keyword
         lifespan="on",
         # Clients keep connections open between polls; do not drop idle ones sooner than httpx would.
         timeout_keep_alive=30,
+        http=guarded_protocol(config.header_timeout, config.max_idle_connections),
     )
     return uvicorn.Server(uv_config)
 

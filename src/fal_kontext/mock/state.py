@@ -17,8 +17,8 @@ from fal_kontext.mock.endpoints import EndpointSpec
 from fal_kontext.mock.faults import FaultPlan
 from fal_kontext.mock.images import ImageRenderer
 from fal_kontext.mock.queue import QueuedRequest, RequestQueue
-from fal_kontext.mock.remote import RemoteImages
 from fal_kontext.mock.responses import log_entries, status_body
+from fal_kontext.mock.settings import RuntimeSettings
 from fal_kontext.mock.spec import RouteTable
 from fal_kontext.mock.store import StateFile
 from fal_kontext.mock.uploads import UploadStore
@@ -87,7 +87,11 @@ class EmulatorState:
         # fal does not state its storage tokens' lifetime; an hour is our choice.
         self.uploads = UploadStore(config.max_upload_bytes, token_ttl=3600.0)
         # Changeable at run time through the admin API (`/_emulator/settings`).
-        self.remote_images: RemoteImages = config.remote_images
+        self.settings = RuntimeSettings(
+            remote_images=config.remote_images,
+            request_list_pending=config.request_list_pending,
+            request_list_delay=config.request_list_delay,
+        )
         self.faults = FaultPlan(list(config.faults), seed=config.fault_seed)
         self.counters = Counters()
         if self.store is not None:

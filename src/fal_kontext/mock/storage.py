@@ -1,6 +1,7 @@
 """fal storage on loopback: the token, single and multipart uploads, the `initiate` + PUT form, file serving.
 
-The same paths as fal's (fal-protocol.md §3.6), on the emulator's own base URL: fal's storage token is at
+The same paths as fal's (as fal_client and fal-js call them; https://docs.fal.ai/documentation/model-apis/fal-cdn),
+on the emulator's own base URL: fal's storage token is at
 `https://rest.fal.ai/storage/auth/token`, uploads at `https://v3.fal.media/files/upload`; here both hosts are
 the emulator. Uploaded files are served at `<base>/files/uploads/<id>/<name>` (no key needed, like fal's CDN),
 may be used as inputs of requests, expire as their lifecycle preference says, and are listed at
@@ -28,7 +29,7 @@ _DEFAULT_NAME = "upload.bin"
 
 
 def _lifecycle_header(request: Request) -> str | None:
-    # fal_client sends both; CDN uploads read X-Fal-Object-Lifecycle, `initiate` the -Preference one (§3.6).
+    # fal_client sends both; CDN uploads read X-Fal-Object-Lifecycle, `initiate` the -Preference one.
     return request.headers.get("x-fal-object-lifecycle") or request.headers.get("x-fal-object-lifecycle-preference")
 
 

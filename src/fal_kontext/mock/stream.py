@@ -14,7 +14,8 @@ from fal_kontext.mock.state import EmulatorState
 
 async def status_events(state: EmulatorState, request: QueuedRequest, with_logs: bool) -> AsyncIterator[str]:
     """SSE lines for `request`: a `data:` event per change (logs since the previous event), `: keep-alive`
-    every `keepalive_interval`, and the end after the COMPLETED event (fal-protocol.md §2.5)."""
+    every `keepalive_interval`, and the end after the COMPLETED event
+    (https://fal.ai/docs/inference-api/queue/status-stream)."""
     last: tuple[object, ...] | None = None
     logs_sent = 0
     last_sent_at = state.now()

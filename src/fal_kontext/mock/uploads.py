@@ -1,8 +1,9 @@
 """Files uploaded to the emulator's stand-in of fal storage: pure logic, no I/O; time comes from the caller.
 
-fal's protocol (fal-protocol.md §3.6, as fal_client 1.0.3 and fal-js implement it): a storage token per key,
-then a single upload, or a multipart upload (create, parts with ETags, complete) for large files, and an
-optional lifecycle preference `{"expiration_duration_seconds": N}` after which the file is gone.
+fal's protocol, as fal_client 1.0.3 and fal-js implement it (https://docs.fal.ai/documentation/model-apis/fal-cdn):
+a storage token per key, then a single upload, or a multipart upload (create, parts with ETags, complete) for
+large files, and an optional lifecycle preference `{"expiration_duration_seconds": N}` after which the file is
+gone.
 """
 
 from __future__ import annotations

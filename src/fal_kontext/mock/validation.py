@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import urllib.parse
@@ -92,10 +93,25 @@ def webhook_problem(url: str) -> Problem | None:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in {"http", "https"} or not parsed.hostname:
         return Problem(loc, "fal_webhook must be an absolute http:// or https:// URL", "url_parsing")
-    host = parsed.hostname
-    # The emulator never calls out of the machine: webhooks go to loopback receivers only.
-    if host != "localhost" and not host.startswith("127.") and host != "::1":
+    if not is_loopback_host(parsed.hostname):
         return Problem(
-            loc, "The emulator delivers webhooks only to loopback addresses (127.0.0.1, ::1, localhost)", "value_error"
+            loc,
+            "The emulator delivers webhooks only to loopback addresses: an IP literal in 127.0.0.0/8 or ::1, "
+            "or localhost",
+            "value_error",
         )
     return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a URL host is loopback without any name lookup: `localhost`, or a loopback IP literal.
+
+    The emulator never calls out of the machine. A name is never trusted by its look (`127.evil.example`,
+    `127.0.0.1.nip.io` resolve wherever their owner likes); only `localhost`, which resolvers answer locally.
+    """
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
