@@ -126,12 +126,9 @@ def tls_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Run
     certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
     authority.cert_pem.write_to_path(str(folder / "ca.pem"))
     config = EmulatorConfig(run_time=0.2, runners=8)
-    files = {
-        "certfile": str(folder / "cert.pem"),
-        "keyfile": str(folder / "key.pem"),
-        "ca_file": str(folder / "ca.pem"),
-    }
-    with run_emulator(config, **files) as emulator:
+    with run_emulator(
+        config, certfile=str(folder / "cert.pem"), keyfile=str(folder / "key.pem"), ca_file=str(folder / "ca.pem")
+    ) as emulator:
         yield emulator, str(folder / "ca.pem")
 
 

@@ -70,7 +70,7 @@ def _time(text: str, name: str) -> float | Problem:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def parse_query(pairs: list[tuple[str, str]], now: float) -> ListQuery | list[Problem]:
+def parse_query(pairs: list[tuple[str, str]], now: float) -> ListQuery | list[Problem]:  # noqa: PLR0912 - one check per documented query parameter
     """The query of a list call, or every problem with it (each naming its parameter)."""
     problems: list[Problem] = []
     single = dict(pairs)

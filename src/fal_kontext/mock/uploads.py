@@ -107,7 +107,7 @@ class UploadStore:
             return None
         return held[0]
 
-    def create(
+    def create(  # noqa: PLR0913 - one keyword per attribute of a stored file
         self, owner: str, file_name: str, content_type: str, lifecycle: str | None, now: float, *, multipart: bool
     ) -> StoredFile:
         """Register a new file (empty until `complete` or `put`).
