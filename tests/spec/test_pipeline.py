@@ -16,7 +16,7 @@ from normaliser.overlay import apply_overlay, parse_target, select
 from normaliser.pipeline import SpecError, normalise, write_if_changed
 from ruamel.yaml import YAML
 
-from .conftest import APIFOX_PRO, OVERRIDES, SOURCES, SPEC
+from .conftest import APIFOX_PRO, FAL_DOC, OVERRIDES, SOURCES, SPEC
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +186,31 @@ def test_unknown_source_format_is_an_error(workspace: Path) -> None:
     (workspace / "sources" / "notes.txt").write_text("hello")
     with pytest.raises(SourceError, match="unknown format"):
         normalise(workspace / "sources", workspace / "overrides")
+
+
+def test_source_named_after_another_endpoint_is_an_error(workspace: Path) -> None:
+    (workspace / "sources" / FAL_DOC.name).rename(workspace / "sources" / "flux-pro-kontext-max__fal.fal-doc.md")
+    with pytest.raises(
+        SourceError, match="describes 'fal-ai/flux-pro/kontext/multi': name it flux-pro-kontext-multi__"
+    ):
+        normalise(workspace / "sources", workspace / "overrides")
+
+
+def test_unclosed_quote_blames_the_source_and_writes_nothing(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = workspace / "sources" / FAL_DOC.name
+    text = source.read_text()
+    source.write_text(text.replace('<ParamField body="image_urls" type', '<ParamField body="image_urls type', 1))
+    out = workspace / "openapi.yaml"
+    out.write_text("previous\n")
+    args = ["--sources", str(workspace / "sources"), "--overrides", str(workspace / "overrides"), "--out", str(out)]
+    assert normaliser_main(args) == 1
+    assert out.read_text() == "previous\n"
+    line = text[: text.index('<ParamField body="image_urls"')].count("\n") + 1
+    error = capsys.readouterr().err
+    assert f"{source}:{line}: <ParamField> body='image_urls type=' is followed by 'l'" in error
+    assert "overlay" not in error
 
 
 # --- overrides --------------------------------------------------------------------------------------
