@@ -123,7 +123,7 @@ def normalise(sources_dir: Path, overrides_dir: Path) -> Normalised:
 
 
 def write_if_changed(path: Path, text: str) -> bool:
-    """Write atomically (temporary file, then rename) and only when the content differs."""
+    """Write atomically (temporary file, then rename) with the usual mode, and only when the content differs."""
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +131,10 @@ def write_if_changed(path: Path, text: str) -> bool:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        # mkstemp creates 0600; the spec gets the mode any new file gets (0666 minus the umask).
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -24,3 +24,13 @@ def workspace(tmp_path: Path) -> Path:
     shutil.copytree(SOURCES, tmp_path / "sources")
     shutil.copytree(OVERRIDES, tmp_path / "overrides")
     return tmp_path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A scratch copy of what `make` reads and writes (specs/, overrides/, generated/), to run it on."""
+    root = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__")
+    for part in ("specs", "overrides", "generated"):
+        shutil.copytree(ROOT / part, root / part, ignore=ignore)
+    return root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from normaliser.__main__ import main as normaliser_main
 from normaliser.emit import dump_spec
 from normaliser.lint import lint
 from normaliser.model import SourceError
-from normaliser.overlay import apply_overlay, parse_target, select
+from normaliser.overlay import apply_overlay, select
 from normaliser.pipeline import SpecError, normalise, write_if_changed
 from ruamel.yaml import YAML
 
@@ -154,6 +155,9 @@ def test_emit_quotes_ambiguous_keys() -> None:
 def test_write_if_changed_is_atomic_and_idempotent(tmp_path: Path) -> None:
     target = tmp_path / "out" / "spec.yaml"
     assert write_if_changed(target, "a: 1\n") is True
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
     mtime = target.stat().st_mtime_ns
     assert write_if_changed(target, "a: 1\n") is False
     assert target.stat().st_mtime_ns == mtime
@@ -216,13 +220,23 @@ def test_unclosed_quote_blames_the_source_and_writes_nothing(
 # --- overrides --------------------------------------------------------------------------------------
 
 
-def test_jsonpath_subset() -> None:
-    assert parse_target("$.paths['/a/{id}'].get.*") == ["paths", "/a/{id}", "get", None]
+def test_overlay_targets_are_rfc9535_jsonpath() -> None:
     document = {"paths": {"/a": {"get": {"x": 1}, "put": {"x": 2}}, "/b": {"post": {"x": 3}}}}
     assert [s.value for s in select(document, "$.paths[*][*].x")] == [1, 2, 3]
+    assert [(s.key, s.value) for s in select(document, "$.paths[?@.post].post")] == [("post", {"x": 3})]
+    assert [s.value for s in select(document, "$..x")] == [1, 2, 3]
     assert select(document, "$.paths['/b'].get") == []
-    with pytest.raises(ValueError, match="unsupported JSONPath"):
-        parse_target("$..x")
+    root = select(document, "$")
+    assert (root[0].parent, root[0].key, root[0].value) == (None, None, document)
+    with pytest.raises(ValueError, match="not an RFC 9535 JSONPath"):
+        select(document, "$.paths[")
+
+
+def test_removing_several_items_of_one_list() -> None:
+    document: dict[str, Any] = {"tags": [{"n": 1, "x": True}, {"n": 2}, {"n": 3, "x": True}]}
+    overlay = {"overlay": "1.0.0", "actions": [{"target": "$.tags[?@.x]", "x-source": "test", "remove": True}]}
+    apply_overlay(document, overlay, Path("o.yaml"))
+    assert document == {"tags": [{"n": 2}]}
 
 
 def test_overlay_merge_semantics() -> None:
