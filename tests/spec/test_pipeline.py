@@ -28,8 +28,8 @@ def result() -> Any:
 # --- conflicts: pinned, so a changed source or rule shows up here -----------------------------------
 
 EXPECTED_RESOLUTIONS = [
-    "input.output_format.required: flux-pro-kontext-max__chainhub.apifox.md says True; kept False from flux-pro-kontext-multi__fal.fal-doc.md",
-    "input.output_format.enum: flux-pro-kontext__chainhub.apifox.md says ['default', 'png', 'jpeg']; kept ['jpeg', 'png'] from flux-pro-kontext-multi__fal.fal-doc.md",
+    "input[edit].output_format.required: flux-pro-kontext-max__chainhub.apifox.md says True; kept False from flux-pro-kontext-max-text-to-image__fal.fal-doc.md",
+    "input[edit].output_format.enum: flux-pro-kontext__chainhub.apifox.md says ['default', 'png', 'jpeg']; kept ['jpeg', 'png'] from flux-pro-kontext-max-text-to-image__fal.fal-doc.md",
     "security: sources disagree (Apifox export: Bearer; rendered aggregator page: Bearer; fal documentation page: Key); the spec offers both schemes",
     "flux-pro-kontext__chainhub.apifox.md: servers[1] is not a server object (no url): ignored",
     "components.schemas.KontextOutput.example: dropped, it does not fit the schema ((root): 'timings' is a required property; (root): 'seed' is a required property; (root): 'has_nsfw_concepts' is a required property)",
@@ -62,22 +62,65 @@ def test_fal_doc_wins_but_aggregator_facts_fill_gaps(result: Any) -> None:
 # --- the spec describes what issue 2 lists ----------------------------------------------------------
 
 
-def test_edit_endpoints_share_named_input_schemas(result: Any) -> None:
+def test_endpoints_of_a_family_share_its_input_schema(result: Any) -> None:
     paths = result.document["paths"]
-    refs = {
+    schema_of = {
         p: paths[p]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         for p in paths
         if "post" in paths[p]
     }
-    assert refs == {
-        "/fal-ai/flux-pro/kontext": "KontextInput",
-        "/fal-ai/flux-pro/kontext/max": "KontextInput",
-        "/fal-ai/flux-pro/kontext/multi": "KontextMultiInput",
-        "/fal-ai/flux-pro/kontext/max/multi": "KontextMultiInput",
+    family_of = {p: paths[p]["post"]["x-fal-endpoint"]["family"] for p in schema_of}
+    assert family_of == {
+        "/fal-ai/flux-pro/kontext": "edit",
+        "/fal-ai/flux-pro/kontext/max": "edit",
+        "/fal-ai/flux-pro/kontext/multi": "multi-edit",
+        "/fal-ai/flux-pro/kontext/max/multi": "multi-edit",
+        "/fal-ai/flux-pro/kontext/text-to-image": "text-to-image",
+        "/fal-ai/flux-pro/kontext/max/text-to-image": "text-to-image",
     }
-    multi = result.document["components"]["schemas"]["KontextMultiInput"]
+    expected = {"edit": "KontextInput", "multi-edit": "KontextMultiInput", "text-to-image": "KontextTextToImageInput"}
+    assert schema_of == {p: expected[f] for p, f in family_of.items()}
+    schemas = result.document["components"]["schemas"]
+    multi = schemas["KontextMultiInput"]
     assert multi["properties"]["image_urls"]["minItems"] == 1
     assert "image_url" not in multi["properties"]
+    text = schemas["KontextTextToImageInput"]
+    assert text["required"] == ["prompt"]
+    assert not {"image_url", "image_urls"} & set(text["properties"])
+    assert text["properties"]["aspect_ratio"]["default"] == "1:1"  # text-to-image only (fal-protocol.md §1.2)
+
+
+def test_every_submit_operation_says_what_endpoint_it_is(result: Any) -> None:
+    metadata = {p: i["post"]["x-fal-endpoint"] for p, i in result.document["paths"].items() if "post" in i}
+    assert metadata["/fal-ai/flux-pro/kontext/max"] == {
+        "id": "fal-ai/flux-pro/kontext/max",
+        "family": "edit",
+        "image_field": "image_url",
+        "tier": "max",
+        "price_usd_per_image": 0.08,
+    }
+    assert metadata["/fal-ai/flux-pro/kontext/multi"]["tier"] == "pro"  # fal's page names it: "Kontext [pro]"
+    assert "image_field" not in metadata["/fal-ai/flux-pro/kontext/max/text-to-image"]
+    assert "price_usd_per_image" not in metadata["/fal-ai/flux-pro/kontext/text-to-image"]  # fal states none
+    assert {m["tier"] for m in metadata.values()} == {"pro", "max"}
+
+
+def test_an_endpoint_whose_tier_nobody_states_fails_the_lint(workspace: Path) -> None:
+    overlay = workspace / "overrides" / "15-endpoints.overlay.yaml"
+    overlay.write_text(
+        overlay.read_text().replace(
+            '      tier: "max"\n      price_usd_per_image: 0.08\n', "      price_usd_per_image: 0.08\n", 1
+        )
+    )
+    with pytest.raises(SpecError, match="POST /fal-ai/flux-pro/kontext/max: no source states the model tier"):
+        normalise(workspace / "sources", workspace / "overrides")
+
+
+def test_equally_trusted_sources_that_disagree_are_an_error(workspace: Path) -> None:
+    page = workspace / "sources" / "flux-pro-kontext-text-to-image__fal.fal-doc.md"
+    page.write_text(page.read_text().replace("Range: `1` to `4`", "Range: `1` to `2`", 1))
+    with pytest.raises(SourceError, match=r"num_images.maximum: says 2 but .* equally trusted, says 4"):
+        normalise(workspace / "sources", workspace / "overrides")
 
 
 def test_enums(result: Any) -> None:

@@ -9,7 +9,7 @@ import pytest
 import regenerate
 from regenerate import Tree, publish
 
-from .conftest import FAL_DOC
+from .conftest import add_aspect_ratio
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -21,8 +21,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 
 def _add_aspect_ratio(root: Path) -> None:
-    source = root / "specs" / "sources" / FAL_DOC.name
-    source.write_text(source.read_text().replace("`9:16`, `9:21`", "`9:16`, `9:21`, `5:4`", 1))
+    add_aspect_ratio(root / "specs" / "sources", "5:4")
 
 
 def test_a_failing_generator_changes_nothing(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
