@@ -1,4 +1,4 @@
-"""`make`: normalise the sources, regenerate the client, verify, and swap the results in together or not at all.
+"""`make`: normalise the sources, report the API changes, regenerate the client, verify, and swap all in together.
 
 Everything is built first in a staging folder (`.regenerate/` at the repository root, removed at the
 end): the spec, the generated package (openapi-python-client), then verified (mypy --strict on the
@@ -7,12 +7,20 @@ if a rename fails, the ones already done are undone. So a failing generator leav
 `specs/openapi.yaml` and `generated/` exactly as they were. Files get the usual mode (0666 minus
 the umask), not a temporary file's 0600.
 
-With --check nothing is moved: the run fails if the committed spec or client differ from a fresh one.
+Every run compares the committed spec with the new one and prints each change, breaking or additive
+(normaliser/changes.py); when the spec changes, the report becomes the newest entry of
+specs/CHANGELOG.md, swapped in with the spec. A breaking change stops the run, with nothing written,
+until it is acknowledged: raise the major of `info.version` in overrides/10-document.overlay.yaml, or
+pass --ack-breaking (`make ACK_BREAKING=1`).
+
+With --check nothing is moved: the run fails if the committed spec, changelog or client differ from a
+fresh run's.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -22,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import generate_client
+import yaml
+from normaliser.changes import Change, compare, entry, latest_digest, major, with_entry
 from normaliser.model import SourceError
 from normaliser.pipeline import SpecError, normalise, summary
 
@@ -48,6 +58,10 @@ class Tree:
     @property
     def spec(self) -> Path:
         return self.root / "specs" / "openapi.yaml"
+
+    @property
+    def changelog(self) -> Path:
+        return self.root / "specs" / "CHANGELOG.md"
 
     @property
     def package(self) -> Path:
@@ -118,7 +132,46 @@ def verify_package(package: Path, staging: Path) -> str | None:
     return None if done.returncode == 0 else done.stdout + done.stderr
 
 
-def regenerate(tree: Tree, *, check: bool = False, verify: bool = True, generator: Generator | None = None) -> int:
+@dataclass(frozen=True)
+class Outcome:
+    """What a run would write: the spec and changelog texts, and whether each differs from the committed one."""
+
+    spec: str
+    changelog: str
+    spec_changed: bool
+    changelog_changed: bool
+
+
+def report(
+    tree: Tree, spec_text: str, document: dict[str, object], *, acknowledged: bool
+) -> tuple[Outcome, list[Change]]:
+    """Compare the committed spec with the new one; the changelog the run writes, and the changes."""
+    old_text = tree.spec.read_text(encoding="utf-8") if tree.spec.exists() else None
+    old = yaml.safe_load(old_text) if old_text else None
+    changes = compare(old, document) if old_text != spec_text else []
+    digest = hashlib.sha256(spec_text.encode("utf-8")).hexdigest()
+    previous = tree.changelog.read_text(encoding="utf-8") if tree.changelog.exists() else None
+    changelog = previous or ""
+    if latest_digest(previous) != digest[:16]:
+        breaking = any(c.kind == "breaking" for c in changes)
+        raised = major(document) > major(old)
+        note = ""
+        if breaking and raised:
+            note = "acknowledged by raising the major version"
+        elif breaking and acknowledged:
+            note = "acknowledged with ACK_BREAKING=1"
+        changelog = with_entry(previous, entry(old, document, digest, changes, note))
+    return Outcome(spec_text, changelog, old_text != spec_text, changelog != (previous or "")), changes
+
+
+def regenerate(
+    tree: Tree,
+    *,
+    check: bool = False,
+    verify: bool = True,
+    ack_breaking: bool = False,
+    generator: Generator | None = None,
+) -> int:
     """One run of `make` (or `make check`) on `tree`. Returns the exit status; prints what it did."""
     generate = generator or generate_client.generate
     try:
@@ -133,12 +186,28 @@ def regenerate(tree: Tree, *, check: bool = False, verify: bool = True, generato
     for resolution in result.resolutions:
         print(f"  {resolution}")
 
+    outcome, changes = report(tree, result.text, result.document, acknowledged=ack_breaking)
+    breaking = [c for c in changes if c.kind == "breaking"]
+    print(f"== API changes, committed spec -> new: {len(breaking)} breaking, {len(changes) - len(breaking)} additive")
+    for change in changes:
+        print(f"  {change}")
+    old_major = major(yaml.safe_load(tree.spec.read_text(encoding="utf-8"))) if tree.spec.exists() else 0
+    if breaking and not check and not ack_breaking and major(result.document) <= old_major:
+        print(
+            f"{len(breaking)} breaking changes (above): nothing written. Acknowledge them by raising the major of "
+            "info.version in overrides/10-document.overlay.yaml, or run `make ACK_BREAKING=1`.",
+            file=sys.stderr,
+        )
+        return 2
+
     staging = tree.root / STAGING
     _remove(staging)
     staging.mkdir()
     try:
         staged_spec = staging / "specs" / tree.spec.name
         write_staged(staged_spec, result.text)
+        staged_changelog = staging / "specs" / tree.changelog.name
+        write_staged(staged_changelog, outcome.changelog)
         staged_package = staging / "generated" / tree.package.name
         print("== generate: openapi-python-client -> generated/")
         try:
@@ -152,31 +221,35 @@ def regenerate(tree: Tree, *, check: bool = False, verify: bool = True, generato
             if problems:
                 print(f"the generated package fails mypy --strict:\n{problems}nothing written.", file=sys.stderr)
                 return 1
-        return _conclude(tree, result.text, staged_spec, staged_package, check=check)
+        client_changes = (
+            generate_client.differences(staged_package, tree.package) if tree.package.exists() else ["(all)"]
+        )
+        moves = [(staged_spec, tree.spec)] if outcome.spec_changed else []
+        moves += [(staged_changelog, tree.changelog)] if outcome.changelog_changed else []
+        moves += [(staged_package, tree.package)] if client_changes else []
+        if check:
+            return _stale(tree, [target for _, target in moves], client_changes)
+        publish(moves)
+        for target in (tree.spec, tree.changelog):
+            changed = any(t == target for _, t in moves)
+            print(f"{target.relative_to(tree.root)}: {'updated' if changed else 'unchanged'}")
+        package = tree.package.relative_to(tree.root)
+        done = f"regenerated, {len(client_changes)} files changed" if client_changes else "unchanged"
+        print(f"{package}: {done}")
+        return 0
     finally:
         _remove(staging)
 
 
-def _conclude(tree: Tree, spec_text: str, staged_spec: Path, staged_package: Path, *, check: bool) -> int:
-    spec_changed = not tree.spec.exists() or tree.spec.read_text(encoding="utf-8") != spec_text
-    client_changes = generate_client.differences(staged_package, tree.package) if tree.package.exists() else ["(all)"]
-    stale = [f"{tree.spec.relative_to(tree.root)}"] if spec_changed else []
+def _stale(tree: Tree, targets: list[Path], client_changes: list[str]) -> int:
+    stale = [str(t.relative_to(tree.root)) for t in targets if t != tree.package]
     stale += [f"{tree.package.relative_to(tree.root)}/{name}" for name in client_changes]
-    if check:
-        if stale:
-            print("out of date (run `make` and commit the result):", file=sys.stderr)
-            for name in stale:
-                print(f"  {name}", file=sys.stderr)
-            return 1
-        print("spec and generated client are up to date")
-        return 0
-    moves = [(staged_spec, tree.spec)] if spec_changed else []
-    if client_changes:
-        moves.append((staged_package, tree.package))
-    publish(moves)
-    print(f"{tree.spec.relative_to(tree.root)}: {'updated' if spec_changed else 'unchanged'}")
-    package = tree.package.relative_to(tree.root)
-    print(f"{package}: {f'regenerated, {len(client_changes)} files changed' if client_changes else 'unchanged'}")
+    if stale:
+        print("out of date (run `make` and commit the result):", file=sys.stderr)
+        for name in stale:
+            print(f"  {name}", file=sys.stderr)
+        return 1
+    print("spec, changelog and generated client are up to date")
     return 0
 
 
@@ -184,8 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository tree to work on")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything is stale")
+    parser.add_argument(
+        "--ack-breaking",
+        action="store_true",
+        default=os.environ.get("ACK_BREAKING", "") not in ("", "0"),
+        help="write the spec even if it has breaking changes (default: the ACK_BREAKING environment variable)",
+    )
     args = parser.parse_args(argv)
-    return regenerate(Tree(args.root.resolve()), check=args.check)
+    return regenerate(Tree(args.root.resolve()), check=args.check, ack_breaking=args.ack_breaking)
 
 
 if __name__ == "__main__":
