@@ -58,7 +58,10 @@ def test_mypy_strict_refuses_values_the_spec_does_not_allow(tmp_path: Path) -> N
     assert done.returncode == 1
     lines = [line for line in done.stdout.splitlines() if ": error:" in line]
     assert len(lines) == 4, done.stdout
-    assert '"5:4"' in lines[0] and '"maxx"' in lines[1] and '"two"' in lines[2] and '"image_urls"' in lines[3]
+    assert '"aspect_ratio"' in lines[0] and "'5:4'" in lines[0]
+    assert '"model"' in lines[1] and "'maxx'" in lines[1]
+    assert '"num_images"' in lines[2]
+    assert '"image_urls"' in lines[3]
 
 
 def test_options_follow_the_spec() -> None:
