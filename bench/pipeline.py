@@ -37,8 +37,9 @@ def run(*, smoke: bool) -> ScenarioResult:
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
             work = Path(scratch)
             shutil.copytree(ROOT / "specs" / "sources", work / "sources")
-            doc = next((work / "sources").glob("*.fal-doc.md"))
-            doc.write_text(doc.read_text().replace("`9:16`, `9:21`", f"`9:16`, `9:21`, `{attempt + 5}:4`", 1))
+            # fal lists the same aspect ratios on each of its pages: the value is added to all of them.
+            for doc in (work / "sources").glob("*.fal-doc.md"):
+                doc.write_text(doc.read_text().replace("`9:16`, `9:21`", f"`9:16`, `9:21`, `{attempt + 5}:4`", 1))
             spec = work / "openapi.yaml"
             normalise.append(
                 _timed(

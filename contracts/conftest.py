@@ -54,6 +54,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="TEST ONLY: start the emulator with this seeded defect (see contracts/test_seeded_defects.py)",
     )
     group.addoption(
+        "--require-live",
+        action="store_true",
+        default=os.environ.get("REQUIRE_LIVE", "") not in ("", "0"),
+        help="fail, not skip, when the remote server's credentials are missing (env REQUIRE_LIVE=1; scheduled CI)",
+    )
+    group.addoption(
         "--contract-endpoint",
         default=os.environ.get("CONTRACT_ENDPOINT", DEFAULT_ENDPOINT),
         help=f"endpoint the paid lifecycle check uses (default {DEFAULT_ENDPOINT}, the cheapest)",
@@ -86,11 +92,16 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
     """The server under test: a remote one when a base URL is given, else a local emulator started here."""
     base_url = request.config.getoption("--contract-base-url")
     endpoint = request.config.getoption("--contract-endpoint")
+    if request.config.getoption("--require-live") and not base_url:
+        pytest.fail("--require-live needs --contract-base-url (BASE_URL=...): a live server to check", pytrace=False)
     if base_url:
         auth = request.config.getoption("--contract-auth")
         secret, variable = remote_secret(auth)
         if secret is None:
-            pytest.skip(f"{base_url} needs credentials: set {variable} (auth {auth}); no live call was made")
+            missing = f"{base_url} needs credentials: set {variable} (auth {auth}); no live call was made"
+            if request.config.getoption("--require-live"):
+                pytest.fail(f"{missing} (--require-live: a missing secret is a failure)", pytrace=False)
+            pytest.skip(missing)
         yield ContractTarget(base_url.rstrip("/"), auth, secret, remote=True, endpoint=endpoint)
         return
     from fal_kontext.mock import EmulatorConfig, run_emulator

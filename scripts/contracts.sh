@@ -4,6 +4,7 @@
 #   make contracts BASE_URL=https://queue.fal.run    # live fal: FAL_KEY from the environment; costs money (README)
 #   make contracts BASE_URL=https://proxy.example AUTH=bearer   # an aggregator: FAL_KONTEXT_TOKEN
 # MAX_PAID_CALLS (default 2) caps the submits to a remote server; ENDPOINT picks the endpoint the paid check uses.
+# REQUIRE_LIVE=1 turns a missing FAL_KEY / FAL_KONTEXT_TOKEN from a skip into a failure (scheduled CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -14,6 +15,7 @@ args=(contracts -p no:cacheprovider --junitxml=reports/contracts-pytest.xml)
 [ -n "${AUTH:-}" ] && args+=(--contract-auth "$AUTH")
 [ -n "${MAX_PAID_CALLS:-}" ] && args+=(--max-paid-calls "$MAX_PAID_CALLS")
 [ -n "${ENDPOINT:-}" ] && args+=(--contract-endpoint "$ENDPOINT")
+[ -n "${REQUIRE_LIVE:-}" ] && [ "${REQUIRE_LIVE}" != "0" ] && args+=(--require-live)
 echo "== contracts: pytest ${args[*]}"
 status=0
 "$BIN/python" -m pytest "${args[@]}" || status=$?

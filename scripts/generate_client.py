@@ -1,9 +1,10 @@
 """Regenerate generated/fal_kontext_api from specs/openapi.yaml with openapi-python-client.
 
 The generator writes into a temporary folder; each Python file gets a do-not-edit header, the
-package gets `py.typed` and the spec it came from as `openapi.json` (so the emulator ships with
-its source of truth). Then the folder replaces the committed one, or with --check is compared to
-it byte for byte (exit 1 and the differing files on any difference).
+package gets `py.typed`, the spec it came from as `openapi.json` (so the emulator ships with
+its source of truth) and `options.py`, typed option definitions from the spec (scripts/typed_options.py).
+Then the folder replaces the committed one, or with --check is compared to it byte for byte (exit 1
+and the differing files on any difference).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from typed_options import render_options
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "openapi.yaml"
@@ -63,6 +65,19 @@ def generate(spec: Path, destination: Path) -> None:
     (destination / "openapi.json").write_text(
         json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
     )
+    write_options(document, destination)
+
+
+def write_options(document: dict[str, object], destination: Path) -> None:
+    """Add `options.py` (typed options from the spec, scripts/typed_options.py), formatted as the rest."""
+    options = destination / "options.py"
+    options.write_text(HEADER + render_options(document), encoding="utf-8")
+    ruff = str(Path(sys.executable).parent / "ruff")
+    done = subprocess.run(
+        [ruff, "format", "--isolated", "--no-cache", str(options)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"ruff format of options.py failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
 def differences(left: Path, right: Path) -> list[str]:

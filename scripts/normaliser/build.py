@@ -10,10 +10,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .merge import Endpoint, MergedApi, MergedField
+from .merge import TEXT_TO_IMAGE, Endpoint, MergedApi, MergedField
 from .model import SourceError
 
-INPUT_SCHEMAS = {"single": "KontextInput", "multi": "KontextMultiInput"}
+# The input schema of each family (merge.py), and what its endpoints do.
+INPUT_SCHEMAS = {"edit": "KontextInput", "multi-edit": "KontextMultiInput", TEXT_TO_IMAGE: "KontextTextToImageInput"}
+FAMILY_WORDS = {
+    "edit": ("an image edit", "one input image (`image_url`)"),
+    "multi-edit": ("an image edit", "several input images (`image_urls`)"),
+    TEXT_TO_IMAGE: ("an image generation from text", "no input image"),
+}
 OUTPUT_SCHEMA = "KontextOutput"
 # fal's app base: the first two segments of an endpoint id (fal-protocol.md §2.1).
 _APP_SEGMENTS = 2
@@ -86,12 +92,13 @@ def _examples(values: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def edit_operation(endpoint: Endpoint) -> dict[str, Any]:
-    """The POST operation of one edit endpoint, as far as its sources describe it."""
+def submit_operation(endpoint: Endpoint) -> dict[str, Any]:
+    """The POST operation of one endpoint, as far as its sources describe it, with `x-fal-endpoint`."""
     endpoint_id = endpoint.path.strip("/")
     docs = next((s.docs_url for s in endpoint.sources if s.docs_url), None)
     described_by = ", ".join(s.name for s in endpoint.sources)
-    description = f"Queues an image edit on `{endpoint_id}`. Described by: {described_by}."
+    what, _ = FAMILY_WORDS[endpoint.family]
+    description = f"Queues {what} on `{endpoint_id}`. Described by: {described_by}."
     if docs:
         description += f" fal's page: {docs}"
     media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{INPUT_SCHEMAS[endpoint.family]}"}}
@@ -102,11 +109,18 @@ def edit_operation(endpoint: Endpoint) -> dict[str, Any]:
     answers = _examples([(s.origin, e) for s in endpoint.sources for e in s.submit_examples])
     if answers:
         submitted["examples"] = answers
+    # What the sources state about the endpoint; overrides/ add what they do not (tier, price), with a source.
+    metadata: dict[str, Any] = {"id": endpoint_id, "family": endpoint.family}
+    if endpoint.tier:
+        metadata["tier"] = endpoint.tier
+    if endpoint.image_field:
+        metadata["image_field"] = endpoint.image_field
     return {
         "operationId": operation_id(endpoint.path),
-        "summary": f"Queue an edit on {endpoint_id}",
+        "summary": f"Queue {what} on {endpoint_id}",
         "description": description,
         "tags": ["edit"],
+        "x-fal-endpoint": metadata,
         "requestBody": {"required": True, "content": {"application/json": media}},
         "responses": {"200": {"description": "The request is queued.", "content": {"application/json": submitted}}},
     }
@@ -116,22 +130,21 @@ def build_document(api: MergedApi) -> dict[str, Any]:
     """The OpenAPI document the sources alone support (overrides/ complete it)."""
     enums: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
-    for family, name in INPUT_SCHEMAS.items():
-        if family not in api.image_fields:
-            continue
-        fields = [*api.shared_fields, api.image_fields[family]]
-        kind = "one input image (`image_url`)" if family == "single" else "several input images (`image_urls`)"
-        schemas[name] = object_schema(fields, enums, f"Input of the Kontext edit endpoints that take {kind}.")
+    for family, fields in api.family_fields.items():
+        _, takes = FAMILY_WORDS[family]
+        schemas[INPUT_SCHEMAS[family]] = object_schema(
+            fields, enums, f"Input of the Kontext endpoints that take {takes}."
+        )
     if api.output_fields:
-        output = object_schema(api.output_fields, enums, "Output of every Kontext edit endpoint.")
-        examples = [e for s in api.sources for e in s.output_examples]
+        output = object_schema(api.output_fields, enums, "Output of every Kontext endpoint.")
+        examples = [e for s in sorted(api.sources, key=lambda s: (s.kind, s.endpoint)) for e in s.output_examples]
         if examples:
             output["example"] = examples[0]
         schemas[OUTPUT_SCHEMA] = output
     schemas.update(dict(sorted(enums.items())))
 
     servers: list[dict[str, str]] = []
-    for source in sorted(api.sources, key=lambda s: (s.kind, s.name)):
+    for source in sorted(api.sources, key=lambda s: (s.kind, s.endpoint, s.name)):
         for server in source.servers:
             if all(s["url"] != server["url"] for s in servers):
                 scheme = f"; Authorization: {source.auth_scheme}" if source.auth_scheme else ""
@@ -141,6 +154,6 @@ def build_document(api: MergedApi) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "FLUX.1 Kontext on fal.ai", "version": "0.0.0"},
         "servers": servers,
-        "paths": {e.path: {"post": edit_operation(e)} for e in api.endpoints},
+        "paths": {e.path: {"post": submit_operation(e)} for e in api.endpoints},
         "components": {"schemas": schemas},
     }

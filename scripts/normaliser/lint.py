@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .finish import iter_examples, validator_for
+from .merge import FAMILIES
 
 _COMPOSED = ("$ref", "allOf", "anyOf", "oneOf")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -111,7 +112,35 @@ def every_example_validates(document: dict[str, Any]) -> list[str]:
     return problems
 
 
-LINTS = (every_schema_has_a_type, no_empty_response_schema, operations_are_complete, every_example_validates)
+def every_endpoint_is_described(document: dict[str, Any]) -> list[str]:
+    """Every submit operation carries `x-fal-endpoint` with its id, family and tier (what clients select by)."""
+    problems = []
+    for path, item in document.get("paths", {}).items():
+        operation = item.get("post")
+        if not isinstance(operation, dict):
+            continue
+        metadata = operation.get("x-fal-endpoint")
+        if not isinstance(metadata, dict):
+            problems.append(f"POST {path}: no x-fal-endpoint")
+            continue
+        if metadata.get("id") != path.strip("/"):
+            problems.append(f"POST {path}: x-fal-endpoint.id is {metadata.get('id')!r}, not the path")
+        if metadata.get("family") not in FAMILIES:
+            problems.append(f"POST {path}: x-fal-endpoint.family {metadata.get('family')!r} is not one of {FAMILIES}")
+        if not metadata.get("tier"):
+            problems.append(
+                f"POST {path}: no source states the model tier; add it to x-fal-endpoint in overrides/ with its source"
+            )
+    return problems
+
+
+LINTS = (
+    every_schema_has_a_type,
+    no_empty_response_schema,
+    operations_are_complete,
+    every_example_validates,
+    every_endpoint_is_described,
+)
 
 
 def lint(document: dict[str, Any]) -> list[str]:

@@ -72,6 +72,7 @@ class SourceDocument:
     auth_scheme: str | None = None
     summary: str | None = None
     docs_url: str | None = None
+    tier: str | None = None
     input_fields: list[FieldFacts] = field(default_factory=list)
     output_fields: list[FieldFacts] = field(default_factory=list)
     request_examples: list[Any] = field(default_factory=list)

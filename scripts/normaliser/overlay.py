@@ -1,22 +1,21 @@
 """Apply OpenAPI Overlay 1.0 documents (https://spec.openapis.org/overlay/v1.0.0.html).
 
-Each action selects nodes with a JSONPath `target` and either merges `update` into them (objects
-merge recursively, arrays are appended to, scalars are replaced) or deletes them (`remove: true`).
-The JSONPath subset read here is what overrides/ needs: `$`, `.name`, `['name']`, `.*` and `[*]`.
-An action that selects nothing is an error: an override that no longer applies must be noticed.
+Each action selects nodes with a JSONPath `target` (RFC 9535, read by jsonpath-rfc9535) and either
+merges `update` into them (objects merge recursively, arrays are appended to, scalars are replaced)
+or deletes them (`remove: true`). An action that selects nothing is an error: an override that no
+longer applies must be noticed.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model import SourceError
+import jsonpath_rfc9535
 
-_TOKEN = re.compile(r"\.(?P<name>[A-Za-z_$][\w$-]*)|\[\s*'(?P<quoted>[^']*)'\s*\]|(?P<star>\.\*|\[\s*\*\s*\])")
+from .model import SourceError
 
 
 @dataclass(frozen=True)
@@ -28,35 +27,16 @@ class Selected:
     value: Any
 
 
-def parse_target(target: str) -> list[str | None]:
-    """Split a JSONPath into steps: a name, or None for a wildcard. Raises ValueError on other syntax."""
-    if not target.startswith("$"):
-        raise ValueError(f"target {target!r} must start with '$'")
-    steps: list[str | None] = []
-    position = 1
-    while position < len(target):
-        m = _TOKEN.match(target, position)
-        if not m:
-            raise ValueError(f"target {target!r}: unsupported JSONPath at {target[position:]!r}")
-        steps.append(None if m.group("star") else (m.group("name") or m.group("quoted")))
-        position = m.end()
-    return steps
-
-
 def select(document: Any, target: str) -> list[Selected]:
-    """Every node the target selects, in document order."""
-    found = [Selected(None, None, document)]
-    for step in parse_target(target):
-        following: list[Selected] = []
-        for node in found:
-            value = node.value
-            if isinstance(value, dict):
-                keys = list(value) if step is None else [step] if step in value else []
-                following += [Selected(value, k, value[k]) for k in keys]
-            elif isinstance(value, list) and step is None:
-                following += [Selected(value, i, v) for i, v in enumerate(value)]
-        found = following
-    return found
+    """Every node the target selects, in document order. Raises ValueError on a query that is not RFC 9535."""
+    try:
+        nodes = jsonpath_rfc9535.find(target, document)
+    except jsonpath_rfc9535.JSONPathError as err:
+        raise ValueError(f"target {target!r} is not an RFC 9535 JSONPath: {err}") from err
+    return [
+        Selected(node.parent.value if node.parent else None, node.location[-1] if node.location else None, node.value)
+        for node in nodes
+    ]
 
 
 def merge_into(target: Any, update: Any) -> Any:
@@ -88,7 +68,9 @@ def apply_overlay(document: dict[str, Any], overlay: dict[str, Any], path: Path)
             raise SourceError(path, None, f"{where}: {err}") from err
         if not selected:
             raise SourceError(path, None, f"{where}: target {action.get('target')!r} selects nothing")
-        for node in selected:
+        # Removals from one list run from the end, so that each index still names the item it selected.
+        ordered = reversed(selected) if action.get("remove") is True else selected
+        for node in ordered:
             if action.get("remove") is True:
                 if node.parent is None:
                     raise SourceError(path, None, f"{where}: cannot remove the root")

@@ -54,14 +54,32 @@ class Normalised:
     resolutions: list[Resolution]
 
 
+def file_stem(endpoint: str) -> str:
+    """The endpoint part of a source's file name: the endpoint id without its owner, `/` as `-`.
+
+    `/fal-ai/flux-pro/kontext/max/multi` -> `flux-pro-kontext-max-multi`.
+    """
+    return "-".join(endpoint.strip("/").split("/")[1:])
+
+
 def read_sources(directory: Path) -> list[SourceDocument]:
-    """Read every source; a file whose name ends in no known format is an error, not skipped."""
+    """Read every source; a file whose name ends in no known format, or names another endpoint, is an error."""
     sources = []
     for path in sorted(p for p in directory.iterdir() if p.is_file()):
         reader = next((r for suffix, r in READERS.items() if path.name.endswith(suffix)), None)
         if reader is None:
             raise SourceError(path, None, f"unknown format: name a source <endpoint>__<origin>{{{','.join(READERS)}}}")
-        sources.append(reader(path))
+        source = reader(path)
+        expected = file_stem(source.endpoint)
+        stated = path.name.split("__", 1)[0]
+        if stated != expected:
+            raise SourceError(
+                path,
+                None,
+                f"the file name says endpoint {stated!r} but the document describes {source.endpoint.strip('/')!r}: "
+                f"name it {expected}__<origin>{path.name[path.name.index('.') :]}",
+            )
+        sources.append(source)
     if not sources:
         raise SourceError(directory, None, "no source documents")
     return sources
@@ -105,7 +123,7 @@ def normalise(sources_dir: Path, overrides_dir: Path) -> Normalised:
 
 
 def write_if_changed(path: Path, text: str) -> bool:
-    """Write atomically (temporary file, then rename) and only when the content differs."""
+    """Write atomically (temporary file, then rename) with the usual mode, and only when the content differs."""
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +131,10 @@ def write_if_changed(path: Path, text: str) -> bool:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        # mkstemp creates 0600; the spec gets the mode any new file gets (0666 minus the umask).
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -24,3 +24,23 @@ def workspace(tmp_path: Path) -> Path:
     shutil.copytree(SOURCES, tmp_path / "sources")
     shutil.copytree(OVERRIDES, tmp_path / "overrides")
     return tmp_path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A scratch copy of what `make` reads and writes (specs/, overrides/, generated/), to run it on."""
+    root = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__")
+    for part in ("specs", "overrides", "generated"):
+        shutil.copytree(ROOT / part, root / part, ignore=ignore)
+    return root
+
+
+def add_aspect_ratio(sources: Path, value: str) -> None:
+    """Add an aspect ratio to every fal page in `sources` (fal lists the same values on each)."""
+    pages = sorted(sources.glob("*.fal-doc.md"))
+    assert pages
+    for page in pages:
+        text = page.read_text()
+        assert "`9:16`, `9:21`" in text, page
+        page.write_text(text.replace("`9:16`, `9:21`", f"`9:16`, `9:21`, `{value}`", 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,11 @@ from normaliser.__main__ import main as normaliser_main
 from normaliser.emit import dump_spec
 from normaliser.lint import lint
 from normaliser.model import SourceError
-from normaliser.overlay import apply_overlay, parse_target, select
+from normaliser.overlay import apply_overlay, select
 from normaliser.pipeline import SpecError, normalise, write_if_changed
 from ruamel.yaml import YAML
 
-from .conftest import APIFOX_PRO, OVERRIDES, SOURCES, SPEC
+from .conftest import APIFOX_PRO, FAL_DOC, OVERRIDES, SOURCES, SPEC
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,8 @@ def result() -> Any:
 # --- conflicts: pinned, so a changed source or rule shows up here -----------------------------------
 
 EXPECTED_RESOLUTIONS = [
-    "input.output_format.required: flux-pro-kontext-max__chainhub.apifox.md says True; kept False from flux-pro-kontext-multi__fal.fal-doc.md",
-    "input.output_format.enum: flux-pro-kontext__chainhub.apifox.md says ['default', 'png', 'jpeg']; kept ['jpeg', 'png'] from flux-pro-kontext-multi__fal.fal-doc.md",
+    "input[edit].output_format.required: flux-pro-kontext-max__chainhub.apifox.md says True; kept False from flux-pro-kontext-max-text-to-image__fal.fal-doc.md",
+    "input[edit].output_format.enum: flux-pro-kontext__chainhub.apifox.md says ['default', 'png', 'jpeg']; kept ['jpeg', 'png'] from flux-pro-kontext-max-text-to-image__fal.fal-doc.md",
     "security: sources disagree (Apifox export: Bearer; rendered aggregator page: Bearer; fal documentation page: Key); the spec offers both schemes",
     "flux-pro-kontext__chainhub.apifox.md: servers[1] is not a server object (no url): ignored",
     "components.schemas.KontextOutput.example: dropped, it does not fit the schema ((root): 'timings' is a required property; (root): 'seed' is a required property; (root): 'has_nsfw_concepts' is a required property)",
@@ -61,22 +62,65 @@ def test_fal_doc_wins_but_aggregator_facts_fill_gaps(result: Any) -> None:
 # --- the spec describes what issue 2 lists ----------------------------------------------------------
 
 
-def test_edit_endpoints_share_named_input_schemas(result: Any) -> None:
+def test_endpoints_of_a_family_share_its_input_schema(result: Any) -> None:
     paths = result.document["paths"]
-    refs = {
+    schema_of = {
         p: paths[p]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         for p in paths
         if "post" in paths[p]
     }
-    assert refs == {
-        "/fal-ai/flux-pro/kontext": "KontextInput",
-        "/fal-ai/flux-pro/kontext/max": "KontextInput",
-        "/fal-ai/flux-pro/kontext/multi": "KontextMultiInput",
-        "/fal-ai/flux-pro/kontext/max/multi": "KontextMultiInput",
+    family_of = {p: paths[p]["post"]["x-fal-endpoint"]["family"] for p in schema_of}
+    assert family_of == {
+        "/fal-ai/flux-pro/kontext": "edit",
+        "/fal-ai/flux-pro/kontext/max": "edit",
+        "/fal-ai/flux-pro/kontext/multi": "multi-edit",
+        "/fal-ai/flux-pro/kontext/max/multi": "multi-edit",
+        "/fal-ai/flux-pro/kontext/text-to-image": "text-to-image",
+        "/fal-ai/flux-pro/kontext/max/text-to-image": "text-to-image",
     }
-    multi = result.document["components"]["schemas"]["KontextMultiInput"]
+    expected = {"edit": "KontextInput", "multi-edit": "KontextMultiInput", "text-to-image": "KontextTextToImageInput"}
+    assert schema_of == {p: expected[f] for p, f in family_of.items()}
+    schemas = result.document["components"]["schemas"]
+    multi = schemas["KontextMultiInput"]
     assert multi["properties"]["image_urls"]["minItems"] == 1
     assert "image_url" not in multi["properties"]
+    text = schemas["KontextTextToImageInput"]
+    assert text["required"] == ["prompt"]
+    assert not {"image_url", "image_urls"} & set(text["properties"])
+    assert text["properties"]["aspect_ratio"]["default"] == "1:1"  # text-to-image only (fal-protocol.md §1.2)
+
+
+def test_every_submit_operation_says_what_endpoint_it_is(result: Any) -> None:
+    metadata = {p: i["post"]["x-fal-endpoint"] for p, i in result.document["paths"].items() if "post" in i}
+    assert metadata["/fal-ai/flux-pro/kontext/max"] == {
+        "id": "fal-ai/flux-pro/kontext/max",
+        "family": "edit",
+        "image_field": "image_url",
+        "tier": "max",
+        "price_usd_per_image": 0.08,
+    }
+    assert metadata["/fal-ai/flux-pro/kontext/multi"]["tier"] == "pro"  # fal's page names it: "Kontext [pro]"
+    assert "image_field" not in metadata["/fal-ai/flux-pro/kontext/max/text-to-image"]
+    assert "price_usd_per_image" not in metadata["/fal-ai/flux-pro/kontext/text-to-image"]  # fal states none
+    assert {m["tier"] for m in metadata.values()} == {"pro", "max"}
+
+
+def test_an_endpoint_whose_tier_nobody_states_fails_the_lint(workspace: Path) -> None:
+    overlay = workspace / "overrides" / "15-endpoints.overlay.yaml"
+    overlay.write_text(
+        overlay.read_text().replace(
+            '      tier: "max"\n      price_usd_per_image: 0.08\n', "      price_usd_per_image: 0.08\n", 1
+        )
+    )
+    with pytest.raises(SpecError, match="POST /fal-ai/flux-pro/kontext/max: no source states the model tier"):
+        normalise(workspace / "sources", workspace / "overrides")
+
+
+def test_equally_trusted_sources_that_disagree_are_an_error(workspace: Path) -> None:
+    page = workspace / "sources" / "flux-pro-kontext-text-to-image__fal.fal-doc.md"
+    page.write_text(page.read_text().replace("Range: `1` to `4`", "Range: `1` to `2`", 1))
+    with pytest.raises(SourceError, match=r"num_images.maximum: says 2 but .* equally trusted, says 4"):
+        normalise(workspace / "sources", workspace / "overrides")
 
 
 def test_enums(result: Any) -> None:
@@ -156,6 +200,9 @@ def test_emit_quotes_ambiguous_keys() -> None:
 def test_write_if_changed_is_atomic_and_idempotent(tmp_path: Path) -> None:
     target = tmp_path / "out" / "spec.yaml"
     assert write_if_changed(target, "a: 1\n") is True
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
     mtime = target.stat().st_mtime_ns
     assert write_if_changed(target, "a: 1\n") is False
     assert target.stat().st_mtime_ns == mtime
@@ -190,16 +237,51 @@ def test_unknown_source_format_is_an_error(workspace: Path) -> None:
         normalise(workspace / "sources", workspace / "overrides")
 
 
+def test_source_named_after_another_endpoint_is_an_error(workspace: Path) -> None:
+    (workspace / "sources" / FAL_DOC.name).rename(workspace / "sources" / "flux-pro-kontext-max__fal.fal-doc.md")
+    with pytest.raises(
+        SourceError, match="describes 'fal-ai/flux-pro/kontext/multi': name it flux-pro-kontext-multi__"
+    ):
+        normalise(workspace / "sources", workspace / "overrides")
+
+
+def test_unclosed_quote_blames_the_source_and_writes_nothing(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = workspace / "sources" / FAL_DOC.name
+    text = source.read_text()
+    source.write_text(text.replace('<ParamField body="image_urls" type', '<ParamField body="image_urls type', 1))
+    out = workspace / "openapi.yaml"
+    out.write_text("previous\n")
+    args = ["--sources", str(workspace / "sources"), "--overrides", str(workspace / "overrides"), "--out", str(out)]
+    assert normaliser_main(args) == 1
+    assert out.read_text() == "previous\n"
+    line = text[: text.index('<ParamField body="image_urls"')].count("\n") + 1
+    error = capsys.readouterr().err
+    assert f"{source}:{line}: <ParamField> body='image_urls type=' is followed by 'l'" in error
+    assert "overlay" not in error
+
+
 # --- overrides --------------------------------------------------------------------------------------
 
 
-def test_jsonpath_subset() -> None:
-    assert parse_target("$.paths['/a/{id}'].get.*") == ["paths", "/a/{id}", "get", None]
+def test_overlay_targets_are_rfc9535_jsonpath() -> None:
     document = {"paths": {"/a": {"get": {"x": 1}, "put": {"x": 2}}, "/b": {"post": {"x": 3}}}}
     assert [s.value for s in select(document, "$.paths[*][*].x")] == [1, 2, 3]
+    assert [(s.key, s.value) for s in select(document, "$.paths[?@.post].post")] == [("post", {"x": 3})]
+    assert [s.value for s in select(document, "$..x")] == [1, 2, 3]
     assert select(document, "$.paths['/b'].get") == []
-    with pytest.raises(ValueError, match="unsupported JSONPath"):
-        parse_target("$..x")
+    root = select(document, "$")
+    assert (root[0].parent, root[0].key, root[0].value) == (None, None, document)
+    with pytest.raises(ValueError, match="not an RFC 9535 JSONPath"):
+        select(document, "$.paths[")
+
+
+def test_removing_several_items_of_one_list() -> None:
+    document: dict[str, Any] = {"tags": [{"n": 1, "x": True}, {"n": 2}, {"n": 3, "x": True}]}
+    overlay = {"overlay": "1.0.0", "actions": [{"target": "$.tags[?@.x]", "x-source": "test", "remove": True}]}
+    apply_overlay(document, overlay, Path("o.yaml"))
+    assert document == {"tags": [{"n": 2}]}
 
 
 def test_overlay_merge_semantics() -> None:

@@ -174,6 +174,85 @@ def test_broken_fal_doc_names_the_problem(tmp_path: Path, change: tuple[str, str
     assert caught.value.path == str(broken)
 
 
+def _line(text: str, needle: str) -> int:
+    return text[: text.index(needle)].count("\n") + 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            '<ParamField body="seed"',
+            '<ParamFeild body="seed"',
+            "unknown tag <ParamFeild> \\(did you mean 'ParamField'\\?\\)",
+        ),
+        (
+            '<ParamField body="seed" type="integer">',
+            '<ParamField body="seed" type="integer" requried>',
+            "unknown attribute 'requried'",
+        ),
+        (
+            '<ParamField body="seed" type="integer">',
+            '<ParamField body="seed type="integer">',
+            "a quote is missing or misplaced",
+        ),
+        (
+            '<ParamField body="prompt" type="string" required>',
+            '<ParamField body="prompt" type="string required>',
+            "quote is never closed",
+        ),
+        (
+            "Possible values: `jpeg`, `png`",
+            "Possible values: `jpeg`, `png`, `jpeg`",
+            "possible value 'jpeg' is listed twice",
+        ),
+        (
+            "Possible values: `jpeg`, `png`",
+            "Possible values: `webp`, `png`",
+            "default 'jpeg' is not among the possible values",
+        ),
+    ],
+)
+def test_strict_fal_doc_names_file_line_and_problem(tmp_path: Path, old: str, new: str, message: str) -> None:
+    text = FAL_DOC.read_text()
+    assert old in text
+    broken = tmp_path / FAL_DOC.name
+    broken.write_text(text.replace(old, new, 1))
+    with pytest.raises(SourceError, match=message) as caught:
+        read_fal_doc(broken)
+    assert caught.value.path == str(broken)
+    assert caught.value.line == _line(text, old)
+
+
+def test_fal_doc_missing_close_tag_names_the_open_one(tmp_path: Path) -> None:
+    text = FAL_DOC.read_text()
+    field = '<ParamField body="seed" type="integer">'
+    close = text.index("</ParamField>", text.index(field))
+    broken = tmp_path / FAL_DOC.name
+    broken.write_text(text[:close] + text[close + len("</ParamField>") :])
+    with pytest.raises(SourceError, match="<ParamField> is never closed: line") as caught:
+        read_fal_doc(broken)
+    assert caught.value.line == _line(text, field)
+    last = text.rindex("</ParamField>")
+    broken.write_text(text[:last] + text[last + len("</ParamField>") :])
+    with pytest.raises(SourceError, match="never closed \\(no </ParamField>\\)") as caught:
+        read_fal_doc(broken)
+    assert caught.value.line == _line(text, '<ParamField body="prompt" type="string" required>\n  The prompt used')
+
+
+def test_fal_doc_unclosed_code_block_and_stray_close_tag(tmp_path: Path) -> None:
+    text = FAL_DOC.read_text()
+    broken = tmp_path / FAL_DOC.name
+    broken.write_text(text + "\n```python\nprint(1)\n")
+    with pytest.raises(SourceError, match="code block is never closed") as caught:
+        read_fal_doc(broken)
+    assert caught.value.line == text.count("\n") + 2  # the page ends with a newline, then a blank line
+    broken.write_text(text.replace("## Input Example", "</ParamField>\n## Input Example", 1))
+    with pytest.raises(SourceError, match="closes no <ParamField>: nothing is open") as caught:
+        read_fal_doc(broken)
+    assert caught.value.line == _line(text, "## Input Example")
+
+
 # --- the rendered aggregator page -------------------------------------------------------------------
 
 

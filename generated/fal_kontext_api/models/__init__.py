@@ -10,6 +10,7 @@ from .image import Image
 from .kontext_input import KontextInput
 from .kontext_multi_input import KontextMultiInput
 from .kontext_output import KontextOutput
+from .kontext_text_to_image_input import KontextTextToImageInput
 from .log_entry import LogEntry
 from .logs_flag import LogsFlag
 from .metrics import Metrics
@@ -36,6 +37,7 @@ __all__ = (
     "KontextInput",
     "KontextMultiInput",
     "KontextOutput",
+    "KontextTextToImageInput",
     "LogEntry",
     "LogsFlag",
     "Metrics",

@@ -18,7 +18,7 @@ T = TypeVar("T", bound="KontextInput")
 
 @_attrs_define
 class KontextInput:
-    """Input of the Kontext edit endpoints that take one input image (`image_url`).
+    """Input of the Kontext endpoints that take one input image (`image_url`).
 
     Attributes:
         prompt (str): The prompt to generate an image from.
@@ -34,9 +34,9 @@ class KontextInput:
         output_format (OutputFormat | Unset): Format of the generated image. Default: OutputFormat.JPEG.
         safety_tolerance (SafetyTolerance | Unset): Safety tolerance, "1" the strictest. A string, not a number
             (aggregator examples send 2). Default: SafetyTolerance.LEVEL_2.
+        aspect_ratio (AspectRatio | Unset): Aspect ratio of the generated image. The edit endpoints have no default (the
+            input image's ratio is kept); text-to-image defaults to "1:1".
         enhance_prompt (bool | Unset): Whether to enhance the prompt for better results. Default: False.
-        aspect_ratio (AspectRatio | Unset): Aspect ratio of the generated image. fal's edit endpoints have no default:
-            the input image's ratio is kept.
     """
 
     prompt: str
@@ -47,8 +47,8 @@ class KontextInput:
     num_images: int | Unset = 1
     output_format: OutputFormat | Unset = OutputFormat.JPEG
     safety_tolerance: SafetyTolerance | Unset = SafetyTolerance.LEVEL_2
-    enhance_prompt: bool | Unset = False
     aspect_ratio: AspectRatio | Unset = UNSET
+    enhance_prompt: bool | Unset = False
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,11 +72,11 @@ class KontextInput:
         if not isinstance(self.safety_tolerance, Unset):
             safety_tolerance = self.safety_tolerance.value
 
-        enhance_prompt = self.enhance_prompt
-
         aspect_ratio: str | Unset = UNSET
         if not isinstance(self.aspect_ratio, Unset):
             aspect_ratio = self.aspect_ratio.value
+
+        enhance_prompt = self.enhance_prompt
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -98,10 +98,10 @@ class KontextInput:
             field_dict["output_format"] = output_format
         if safety_tolerance is not UNSET:
             field_dict["safety_tolerance"] = safety_tolerance
-        if enhance_prompt is not UNSET:
-            field_dict["enhance_prompt"] = enhance_prompt
         if aspect_ratio is not UNSET:
             field_dict["aspect_ratio"] = aspect_ratio
+        if enhance_prompt is not UNSET:
+            field_dict["enhance_prompt"] = enhance_prompt
 
         return field_dict
 
@@ -134,14 +134,14 @@ class KontextInput:
         else:
             safety_tolerance = SafetyTolerance(_safety_tolerance)
 
-        enhance_prompt = d.pop("enhance_prompt", UNSET)
-
         _aspect_ratio = d.pop("aspect_ratio", UNSET)
         aspect_ratio: AspectRatio | Unset
         if isinstance(_aspect_ratio, Unset):
             aspect_ratio = UNSET
         else:
             aspect_ratio = AspectRatio(_aspect_ratio)
+
+        enhance_prompt = d.pop("enhance_prompt", UNSET)
 
         kontext_input = cls(
             prompt=prompt,
@@ -152,8 +152,8 @@ class KontextInput:
             num_images=num_images,
             output_format=output_format,
             safety_tolerance=safety_tolerance,
-            enhance_prompt=enhance_prompt,
             aspect_ratio=aspect_ratio,
+            enhance_prompt=enhance_prompt,
         )
 
         kontext_input.additional_properties = d

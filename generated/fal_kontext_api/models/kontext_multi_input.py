@@ -18,7 +18,7 @@ T = TypeVar("T", bound="KontextMultiInput")
 
 @_attrs_define
 class KontextMultiInput:
-    """Input of the Kontext edit endpoints that take several input images (`image_urls`).
+    """Input of the Kontext endpoints that take several input images (`image_urls`).
 
     Attributes:
         prompt (str): The prompt to generate an image from.
@@ -34,8 +34,8 @@ class KontextMultiInput:
         safety_tolerance (SafetyTolerance | Unset): Safety tolerance, "1" the strictest. A string, not a number
             (aggregator examples send 2). Default: SafetyTolerance.LEVEL_2.
         enhance_prompt (bool | Unset): Whether to enhance the prompt for better results. Default: False.
-        aspect_ratio (AspectRatio | Unset): Aspect ratio of the generated image. fal's edit endpoints have no default:
-            the input image's ratio is kept.
+        aspect_ratio (AspectRatio | Unset): Aspect ratio of the generated image. The edit endpoints have no default (the
+            input image's ratio is kept); text-to-image defaults to "1:1".
     """
 
     prompt: str

@@ -18,7 +18,7 @@ T = TypeVar("T", bound="KontextOutput")
 
 @_attrs_define
 class KontextOutput:
-    """Output of every Kontext edit endpoint.
+    """Output of every Kontext endpoint.
 
     Attributes:
         images (list[Image]): The generated image files info.

@@ -132,7 +132,7 @@ def sync_detailed(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an edit on fal-ai/flux-pro/kontext/max
+    """Queue an image edit on fal-ai/flux-pro/kontext/max
 
      Queues an image edit on `fal-ai/flux-pro/kontext/max`. Described by: flux-pro-kontext-
     max__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/max
@@ -144,7 +144,7 @@ def sync_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext edit endpoints that take one input image
+        body (KontextInput): Input of the Kontext endpoints that take one input image
             (`image_url`).
 
     Raises:
@@ -181,7 +181,7 @@ def sync(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an edit on fal-ai/flux-pro/kontext/max
+    """Queue an image edit on fal-ai/flux-pro/kontext/max
 
      Queues an image edit on `fal-ai/flux-pro/kontext/max`. Described by: flux-pro-kontext-
     max__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/max
@@ -193,7 +193,7 @@ def sync(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext edit endpoints that take one input image
+        body (KontextInput): Input of the Kontext endpoints that take one input image
             (`image_url`).
 
     Raises:
@@ -225,7 +225,7 @@ async def asyncio_detailed(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an edit on fal-ai/flux-pro/kontext/max
+    """Queue an image edit on fal-ai/flux-pro/kontext/max
 
      Queues an image edit on `fal-ai/flux-pro/kontext/max`. Described by: flux-pro-kontext-
     max__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/max
@@ -237,7 +237,7 @@ async def asyncio_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext edit endpoints that take one input image
+        body (KontextInput): Input of the Kontext endpoints that take one input image
             (`image_url`).
 
     Raises:
@@ -272,7 +272,7 @@ async def asyncio(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an edit on fal-ai/flux-pro/kontext/max
+    """Queue an image edit on fal-ai/flux-pro/kontext/max
 
      Queues an image edit on `fal-ai/flux-pro/kontext/max`. Described by: flux-pro-kontext-
     max__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/max
@@ -284,7 +284,7 @@ async def asyncio(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext edit endpoints that take one input image
+        body (KontextInput): Input of the Kontext endpoints that take one input image
             (`image_url`).
 
     Raises:

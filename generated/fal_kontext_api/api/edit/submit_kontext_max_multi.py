@@ -132,7 +132,7 @@ def sync_detailed(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an edit on fal-ai/flux-pro/kontext/max/multi
+    """Queue an image edit on fal-ai/flux-pro/kontext/max/multi
 
      Queues an image edit on `fal-ai/flux-pro/kontext/max/multi`. Described by: flux-pro-kontext-max-
     multi__chainhub.apifox.md, flux-pro-kontext-max-multi__kkiai.page.txt. fal's page:
@@ -145,8 +145,8 @@ def sync_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextMultiInput): Input of the Kontext edit endpoints that take several input
-            images (`image_urls`).
+        body (KontextMultiInput): Input of the Kontext endpoints that take several input images
+            (`image_urls`).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -182,7 +182,7 @@ def sync(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an edit on fal-ai/flux-pro/kontext/max/multi
+    """Queue an image edit on fal-ai/flux-pro/kontext/max/multi
 
      Queues an image edit on `fal-ai/flux-pro/kontext/max/multi`. Described by: flux-pro-kontext-max-
     multi__chainhub.apifox.md, flux-pro-kontext-max-multi__kkiai.page.txt. fal's page:
@@ -195,8 +195,8 @@ def sync(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextMultiInput): Input of the Kontext edit endpoints that take several input
-            images (`image_urls`).
+        body (KontextMultiInput): Input of the Kontext endpoints that take several input images
+            (`image_urls`).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -227,7 +227,7 @@ async def asyncio_detailed(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an edit on fal-ai/flux-pro/kontext/max/multi
+    """Queue an image edit on fal-ai/flux-pro/kontext/max/multi
 
      Queues an image edit on `fal-ai/flux-pro/kontext/max/multi`. Described by: flux-pro-kontext-max-
     multi__chainhub.apifox.md, flux-pro-kontext-max-multi__kkiai.page.txt. fal's page:
@@ -240,8 +240,8 @@ async def asyncio_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextMultiInput): Input of the Kontext edit endpoints that take several input
-            images (`image_urls`).
+        body (KontextMultiInput): Input of the Kontext endpoints that take several input images
+            (`image_urls`).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -275,7 +275,7 @@ async def asyncio(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an edit on fal-ai/flux-pro/kontext/max/multi
+    """Queue an image edit on fal-ai/flux-pro/kontext/max/multi
 
      Queues an image edit on `fal-ai/flux-pro/kontext/max/multi`. Described by: flux-pro-kontext-max-
     multi__chainhub.apifox.md, flux-pro-kontext-max-multi__kkiai.page.txt. fal's page:
@@ -288,8 +288,8 @@ async def asyncio(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextMultiInput): Input of the Kontext edit endpoints that take several input
-            images (`image_urls`).
+        body (KontextMultiInput): Input of the Kontext endpoints that take several input images
+            (`image_urls`).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

@@ -132,7 +132,7 @@ def sync_detailed(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an edit on fal-ai/flux-pro/kontext/multi
+    """Queue an image edit on fal-ai/flux-pro/kontext/multi
 
      Queues an image edit on `fal-ai/flux-pro/kontext/multi`. Described by: flux-pro-kontext-
     multi__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/multi
@@ -144,8 +144,8 @@ def sync_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextMultiInput): Input of the Kontext edit endpoints that take several input
-            images (`image_urls`).
+        body (KontextMultiInput): Input of the Kontext endpoints that take several input images
+            (`image_urls`).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -181,7 +181,7 @@ def sync(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an edit on fal-ai/flux-pro/kontext/multi
+    """Queue an image edit on fal-ai/flux-pro/kontext/multi
 
      Queues an image edit on `fal-ai/flux-pro/kontext/multi`. Described by: flux-pro-kontext-
     multi__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/multi
@@ -193,8 +193,8 @@ def sync(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextMultiInput): Input of the Kontext edit endpoints that take several input
-            images (`image_urls`).
+        body (KontextMultiInput): Input of the Kontext endpoints that take several input images
+            (`image_urls`).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -225,7 +225,7 @@ async def asyncio_detailed(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an edit on fal-ai/flux-pro/kontext/multi
+    """Queue an image edit on fal-ai/flux-pro/kontext/multi
 
      Queues an image edit on `fal-ai/flux-pro/kontext/multi`. Described by: flux-pro-kontext-
     multi__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/multi
@@ -237,8 +237,8 @@ async def asyncio_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextMultiInput): Input of the Kontext edit endpoints that take several input
-            images (`image_urls`).
+        body (KontextMultiInput): Input of the Kontext endpoints that take several input images
+            (`image_urls`).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -272,7 +272,7 @@ async def asyncio(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an edit on fal-ai/flux-pro/kontext/multi
+    """Queue an image edit on fal-ai/flux-pro/kontext/multi
 
      Queues an image edit on `fal-ai/flux-pro/kontext/multi`. Described by: flux-pro-kontext-
     multi__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/multi
@@ -284,8 +284,8 @@ async def asyncio(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextMultiInput): Input of the Kontext edit endpoints that take several input
-            images (`image_urls`).
+        body (KontextMultiInput): Input of the Kontext endpoints that take several input images
+            (`image_urls`).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
