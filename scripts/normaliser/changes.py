@@ -197,7 +197,7 @@ def _endpoint_changes(where: str, old: dict[str, Any], new: dict[str, Any]) -> I
             yield Change("breaking", where, f"x-fal-endpoint.{key} {old[key]!r} -> {new[key]!r}")
 
 
-def compare(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change]:
+def compare(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change]:  # noqa: PLR0912 - one branch per kind of change
     """Every change from `old` to `new` (None: no previous spec, everything is new), in document order."""
     before = operations(old) if old else {}
     after = operations(new)
