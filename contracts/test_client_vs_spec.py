@@ -29,6 +29,7 @@ from fal_kontext import (
     AuthenticationError,
     Completed,
     ContentPolicyError,
+    Endpoint,
     Kontext,
     NotFoundError,
     RequestFailedError,
@@ -80,17 +81,19 @@ def _emulator_only(target: ContractTarget) -> None:
         pytest.skip("this scenario submits paid jobs or relies on the emulator's triggers; the local emulator only")
 
 
-@pytest.mark.parametrize(("model", "multi"), [("pro", False), ("max", False), ("pro", True), ("max", True)])
+@pytest.mark.parametrize("endpoint", list(Endpoint), ids=str)
 def test_each_endpoint_streaming(
-    contract_target: ContractTarget, recorder: ConformanceRecorder, model: str, multi: bool
+    contract_target: ContractTarget, recorder: ConformanceRecorder, endpoint: Endpoint
 ) -> None:
     _emulator_only(contract_target)
-    images = {"images": [_png((200, 40, 40)), _png((40, 40, 200))]} if multi else {"image": _png((40, 160, 40))}
+    body: dict[str, object] = {"prompt": "Put a donut next to the flour.", "num_images": 2, "seed": 7}
+    if endpoint.image_field:
+        body[endpoint.image_field] = [_data_uri(), _data_uri()] if endpoint.is_multi else _data_uri()
     with _client(contract_target, recorder) as kontext:
-        result = kontext.edit("Put a donut next to the flour.", model=model, num_images=2, seed=7, **images)
+        result = kontext.run(endpoint, body)
     assert len(result.images) == 2
     seen = recorder.operations_seen()
-    assert "stream_request_status" in seen and "get_request_result" in seen
+    assert {endpoint.operation_id, "stream_request_status", "get_request_result"} <= seen
 
 
 def test_polling_with_logs_and_resume_by_request_id(

@@ -3,7 +3,8 @@
 Per input schema a `TypedDict` (total=False) of its optional fields, enums as `Literal[...]`, so a
 client verb can take `**options: Unpack[KontextInputOptions]` and an editor completes the values;
 and `Tier`, `EndpointId` and `Family` as `Literal`s of what the operations' `x-fal-endpoint` say, for
-`model: Tier`. A small emitter rather than datamodel-code-generator: its TypedDict output always
+`model: Tier`; and per family of x-fal-endpoint (`EditOptions`, `MultiEditOptions`, `TextToImageOptions`) the
+fields every endpoint of that family accepts, which the verbs that pick an endpoint by family take. A small emitter rather than datamodel-code-generator: its TypedDict output always
 includes the required fields (the prompt and the image are the verbs' own parameters, not options)
 and knows nothing of `x-fal-endpoint`.
 """
@@ -48,6 +49,16 @@ def _submit_operations(document: dict[str, Any]) -> list[tuple[dict[str, Any], s
         ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         found.append((operation["x-fal-endpoint"], str(ref).rsplit("/", 1)[-1]))
     return found
+
+
+# The vocabulary of `x-fal-endpoint.family` (overrides/15-endpoints.overlay.yaml): every family gets its options
+# class, empty when the spec has no endpoint of it, so the client's verbs always import the same names.
+FAMILIES = ("edit", "multi-edit", "text-to-image")
+
+
+def _family_class(family: str) -> str:
+    """`multi-edit` -> `MultiEditOptions`."""
+    return "".join(part.capitalize() for part in family.split("-")) + "Options"
 
 
 def _docstring(text: str) -> str:
@@ -98,6 +109,23 @@ def render_options(document: dict[str, Any]) -> str:
             if field in required:
                 continue
             lines.append(f"    {field}: {_annotation(prop, enums)}")
+    for family in FAMILIES:
+        members = [schema for endpoint, schema in operations if endpoint["family"] == family]
+        shared = [
+            field
+            for field in (schemas[members[0]].get("properties", {}) if members else {})
+            if all(
+                field in schemas[name].get("properties", {}) and field not in schemas[name].get("required", [])
+                for name in members
+            )
+        ]
+        lines += ["", "", f"class {_family_class(family)}(TypedDict, total=False):"]
+        lines.append(_docstring(f"The optional fields every `{family}` endpoint accepts ({len(members)} in the spec)."))
+        lines.append("")
+        for field in shared:
+            lines.append(f"    {field}: {_annotation(schemas[members[0]]['properties'][field], enums)}")
+        if not shared:
+            lines.append("    pass")
     lines += [
         "",
         "",

@@ -65,6 +65,45 @@ class KontextTextToImageInputOptions(TypedDict, total=False):
     aspect_ratio: AspectRatioValue
 
 
+class EditOptions(TypedDict, total=False):
+    """The optional fields every `edit` endpoint accepts (2 in the spec)."""
+
+    seed: int
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    output_format: OutputFormatValue
+    safety_tolerance: SafetyToleranceValue
+    aspect_ratio: AspectRatioValue
+    enhance_prompt: bool
+
+
+class MultiEditOptions(TypedDict, total=False):
+    """The optional fields every `multi-edit` endpoint accepts (2 in the spec)."""
+
+    seed: int
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    output_format: OutputFormatValue
+    safety_tolerance: SafetyToleranceValue
+    enhance_prompt: bool
+    aspect_ratio: AspectRatioValue
+
+
+class TextToImageOptions(TypedDict, total=False):
+    """The optional fields every `text-to-image` endpoint accepts (2 in the spec)."""
+
+    seed: int
+    guidance_scale: float
+    sync_mode: bool
+    num_images: int
+    output_format: OutputFormatValue
+    safety_tolerance: SafetyToleranceValue
+    enhance_prompt: bool
+    aspect_ratio: AspectRatioValue
+
+
 OPTIONS_BY_SCHEMA: dict[str, type[Any]] = {
     "KontextInput": KontextInputOptions,
     "KontextMultiInput": KontextMultiInputOptions,

@@ -33,11 +33,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, Unpack, overload
 
 import httpx
 from fal_kontext_api.client import AuthenticatedClient, Client
 from fal_kontext_api.models import CancelStatus
+from fal_kontext_api.options import EditOptions, MultiEditOptions, TextToImageOptions, Tier
 
 from .commands import Answer, Call, Download, Flow, OpenStream
 from .config import (
@@ -67,7 +68,7 @@ from .flows import (
     submit_flow,
     wait_flow,
 )
-from .inputs import EditInput, build_edit_input, build_input, check_submit_options
+from .inputs import EditInput, build_edit_input, build_input, build_text_to_image_input, check_submit_options
 from .results import EditResult
 from .retry import RetryPolicy
 from .status import Status
@@ -260,6 +261,36 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         flow = self._running(endpoint, input, timeout, WaitOptions(None, logs=logs), submit_options)
         return self._run_result(flow, self._next_pool(), on_update)
 
+    @overload
+    def edit(
+        self,
+        prompt: str,
+        *,
+        image: ImageSource,
+        model: Tier = "pro",
+        timeout: float | None = None,
+        on_update: OnUpdate | None = None,
+        webhook_url: str | None = None,
+        start_timeout: float | None = None,
+        priority: str | None = None,
+        **options: Unpack[EditOptions],
+    ) -> _Finished: ...
+
+    @overload
+    def edit(
+        self,
+        prompt: str,
+        *,
+        images: Sequence[ImageSource],
+        model: Tier = "pro",
+        timeout: float | None = None,
+        on_update: OnUpdate | None = None,
+        webhook_url: str | None = None,
+        start_timeout: float | None = None,
+        priority: str | None = None,
+        **options: Unpack[MultiEditOptions],
+    ) -> _Finished: ...
+
     def edit(  # noqa: PLR0913 - the edit options of the API, each a keyword
         self,
         prompt: str,
@@ -272,22 +303,23 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         webhook_url: str | None = None,
         start_timeout: float | None = None,
         priority: str | None = None,
-        **options: object,
+        **options: Any,
     ) -> _Finished:
         """Edit one image (``image=``) or combine several (``images=[...]``) and wait for the result.
 
         Images may be URLs, data URIs, local paths, bytes or PIL images (files are sent inline as data URIs).
+        The options are typed from the spec (``fal_kontext_api.options``), so an editor completes them and a type
+        checker refuses a value the spec does not allow; they are checked again at run time.
 
         Args:
             prompt: What to change.
-            image: One input image (the single endpoint).
-            images: Several input images (the multi endpoint).
-            model: A tier of the spec: ``"pro"`` or ``"max"``.
+            image: One input image (the tier's ``edit`` endpoint).
+            images: Several input images (the tier's ``multi-edit`` endpoint).
+            model: A tier of the spec (``fal_kontext_api.options.Tier``: ``"pro"``, ``"max"``, ...).
             timeout: Wait deadline (see ``Handle.wait``).
             on_update: Called with each new status.
             webhook_url: See ``submit``. start_timeout: See ``submit``. priority: See ``submit``.
-            **options: Input fields of the spec: ``aspect_ratio``, ``seed``, ``num_images``, ``output_format``,
-                ``guidance_scale``, ``safety_tolerance``, ``enhance_prompt``, ``sync_mode``.
+            **options: The endpoint's optional input fields (``aspect_ratio``, ``seed``, ``num_images``, ...).
 
         Raises:
             InvalidInputError: nothing sent. Everything ``Handle.wait`` raises.
@@ -295,6 +327,36 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         edit_input = {"image": image, "images": images, "model": model, **options}
         submit_options = {"webhook_url": webhook_url, "start_timeout": start_timeout, "priority": priority}
         flow = self._editing(prompt, edit_input, timeout, submit_options)
+        return self._run_result(flow, self._next_pool(), on_update)
+
+    def generate(  # noqa: PLR0913 - the options of the API, each a keyword
+        self,
+        prompt: str,
+        *,
+        model: Tier = "pro",
+        timeout: float | None = None,
+        on_update: OnUpdate | None = None,
+        webhook_url: str | None = None,
+        start_timeout: float | None = None,
+        priority: str | None = None,
+        **options: Unpack[TextToImageOptions],
+    ) -> _Finished:
+        """Make images from a prompt alone (the tier's ``text-to-image`` endpoint) and wait for the result.
+
+        Args:
+            prompt: What to show.
+            model: A tier of the spec that has a text-to-image endpoint.
+            timeout: Wait deadline (see ``Handle.wait``).
+            on_update: Called with each new status.
+            webhook_url: See ``submit``. start_timeout: See ``submit``. priority: See ``submit``.
+            **options: The endpoint's optional input fields (``aspect_ratio``, ``seed``, ``num_images``, ...).
+
+        Raises:
+            InvalidInputError: nothing sent (also when the tier has no text-to-image endpoint). Everything
+                ``Handle.wait`` raises.
+        """
+        submit_options = {"webhook_url": webhook_url, "start_timeout": start_timeout, "priority": priority}
+        flow = self._generating(prompt, model, dict(options), timeout, submit_options)
         return self._run_result(flow, self._next_pool(), on_update)
 
     def save(self, result: EditResult, directory: str | Path) -> _Saved:
@@ -378,6 +440,20 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         options = self._submit_options(submit_options)
         endpoint, body = build_edit_input(prompt, max_image_bytes=self._config.max_image_bytes, **edit_input)
         state = yield from submit_flow(endpoint, body, options, self._settings)
+        return (yield from self._waiting_checked(state, self._stream_default(wait), cancel_on_interrupt=True))
+
+    def _generating(
+        self,
+        prompt: str,
+        model: str,
+        options: Mapping[str, object],
+        timeout: float | None,
+        submit_options: Mapping[str, Any],
+    ) -> Flow[EditResult]:
+        wait = WaitOptions(self._config.wait_deadline(timeout))  # checked before the paid submit
+        checked = self._submit_options(submit_options)
+        endpoint, body = build_text_to_image_input(prompt, model=model, **options)
+        state = yield from submit_flow(endpoint, body, checked, self._settings)
         return (yield from self._waiting_checked(state, self._stream_default(wait), cancel_on_interrupt=True))
 
     def _stream_default(self, options: WaitOptions, stream: bool | None = None) -> WaitOptions:

@@ -106,22 +106,24 @@ def model_tiers() -> tuple[str, ...]:
     return tuple(dict.fromkeys(item.tier for item in endpoint_specs()))
 
 
-def choose_endpoint(model: str, *, multi: bool) -> Endpoint:
-    """The edit endpoint for a model tier and one image (``multi=False``) or several.
+def choose_endpoint(model: str, *, family: str) -> Endpoint:
+    """The endpoint of a model tier in a family: ``"edit"`` (one input image), ``"multi-edit"`` (several) or
+    ``"text-to-image"`` (none), as the spec's ``x-fal-endpoint`` names them.
 
     Raises:
-        InvalidInputError: ``model`` is not a tier of the spec, or the tier has no such endpoint.
+        InvalidInputError: ``model`` is not a tier of the spec, or the tier has no endpoint in that family.
     """
     tiers = model_tiers()
     if model not in tiers:
         allowed = ", ".join(repr(tier) for tier in tiers)
         raise InvalidInputError([FieldProblem("model", model, f"{model!r} is not allowed; allowed: {allowed}")])
-    family = "multi-edit" if multi else "edit"
     for item in endpoint_specs():
         if item.tier == model and item.family == family:
             return Endpoint(item.id)
-    kind = "several input images" if multi else "one input image"
-    raise InvalidInputError([FieldProblem("model", model, f"the {model!r} tier has no endpoint for {kind}")])
+    offered = ", ".join(repr(item.tier) for item in endpoint_specs() if item.family == family) or "none"
+    raise InvalidInputError(
+        [FieldProblem("model", model, f"the {model!r} tier has no {family} endpoint; tiers that have one: {offered}")]
+    )
 
 
 def parse_endpoint(value: str | Endpoint) -> Endpoint:

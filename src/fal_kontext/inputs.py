@@ -13,20 +13,35 @@ import enum
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from fal_kontext_api import models
-from fal_kontext_api.models import KontextInput, KontextMultiInput, QueuePriority
+from fal_kontext_api.models import QueuePriority
 
 from .endpoints import Endpoint, choose_endpoint
 from .errors import FieldProblem, InvalidInputError
 from .files import DEFAULT_MAX_IMAGE_BYTES, ImageSource, image_source_to_url
 from .spec import parameter_schema, resolved_schema
 
-__all__ = ["EditInput", "build_edit_input", "build_input", "check_schema", "check_submit_options"]
+__all__ = [
+    "EditInput",
+    "build_edit_input",
+    "build_input",
+    "build_text_to_image_input",
+    "check_schema",
+    "check_submit_options",
+]
 
-EditInput = KontextInput | KontextMultiInput
+
+
+class EditInput(Protocol):
+    """A generated input model (the one the spec names for an endpoint: ``KontextInput``, ``KontextMultiInput``,
+    ...): what the generated submit operations take as ``body``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object sent."""
+        ...
 
 _JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false"}
 _DATA_URI = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)$", re.IGNORECASE | re.DOTALL)
@@ -174,7 +189,7 @@ def build_input(endpoint: Endpoint, data: Mapping[str, object] | EditInput) -> E
 
     Args:
         endpoint: Where the input goes (decides ``image_url`` vs ``image_urls``).
-        data: A dict of fields, or a generated ``KontextInput``/``KontextMultiInput``.
+        data: A dict of fields, or a generated input model.
 
     Raises:
         InvalidInputError: with every problem found; nothing is sent.
@@ -231,7 +246,7 @@ def build_edit_input(
             raise InvalidInputError(
                 [FieldProblem(name, options[name], "edit() takes image=... or images=[...] instead")]
             )
-    endpoint = choose_endpoint(model, multi=images is not None)
+    endpoint = choose_endpoint(model, family="multi-edit" if images is not None else "edit")
     fields: dict[str, object] = {"prompt": prompt, **options}
     if images is not None:
         fields["image_urls"] = [
@@ -241,6 +256,23 @@ def build_edit_input(
     elif image is not None:
         fields["image_url"] = image_source_to_url(image, field="image_url", max_bytes=max_image_bytes)
     return endpoint, build_input(endpoint, fields)
+
+
+def build_text_to_image_input(
+    prompt: str, *, model: str = "pro", **options: object
+) -> tuple[Endpoint, EditInput]:
+    """The text-to-image endpoint of ``model`` and its checked input: a prompt and options, no input image.
+
+    Raises:
+        InvalidInputError: the tier has no text-to-image endpoint, an image was given, or a field breaks the spec.
+    """
+    for name in ("image", "images", "image_url", "image_urls"):
+        if name in options:
+            raise InvalidInputError(
+                [FieldProblem(name, options[name], "text-to-image takes no input image; use edit() to edit one")]
+            )
+    endpoint = choose_endpoint(model, family="text-to-image")
+    return endpoint, build_input(endpoint, {"prompt": prompt, **options})
 
 
 def check_submit_options(

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from fal_kontext import AsyncKontext, Kontext
+from fal_kontext import AsyncKontext, Endpoint, Kontext
 
 RID = "req-123"
 BASE = "https://queue.example.test"
@@ -254,3 +254,22 @@ def real_client(kind: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
             yield kontext
     finally:
         loop.close()
+
+
+def input_for(endpoint: Endpoint, image: str, **fields: object) -> dict[str, object]:
+    """An input for ``endpoint`` as its family needs: ``image`` (a URL or data URI) in its image field, if it has one
+    (a list for several-image endpoints)."""
+    body: dict[str, object] = {"prompt": "p", **fields}
+    if endpoint.image_field:
+        body[endpoint.image_field] = [image] if endpoint.is_multi else image
+    return body
+
+
+def call_verb(kontext: AnyClient, endpoint: Endpoint, prompt: str, image: bytes, **options: Any) -> Any:
+    """The verb a user calls for ``endpoint``: ``edit(image=)``, ``edit(images=)`` or ``generate()``, by family."""
+    tier = endpoint.spec.tier
+    if endpoint.spec.family == "text-to-image":
+        return kontext.generate(prompt, model=tier, **options)
+    if endpoint.is_multi:
+        return kontext.edit(prompt, images=[image, image], model=tier, **options)
+    return kontext.edit(prompt, image=image, model=tier, **options)

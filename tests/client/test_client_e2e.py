@@ -35,7 +35,7 @@ from fal_kontext import (
 )
 from fal_kontext.files import sniff_image_type
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
-from tests.client.client_fakes import AnyClient, real_client
+from tests.client.client_fakes import AnyClient, call_verb, input_for, real_client
 
 FAST_RETRY = RetryPolicy(max_retries=3, initial_delay=0.01, max_delay=0.05)
 
@@ -72,15 +72,14 @@ def test_every_endpoint_with_the_stream(
 ) -> None:
     emulator.reset_counters()
     updates: list[Status] = []
-    images = {"images": [png("red"), png("blue")]} if endpoint.is_multi else {"image": png()}
-    model = "max" if "/max" in endpoint.value else "pro"
-    result = kontext.edit(
+    result = call_verb(
+        kontext,
+        endpoint,
         "Put a donut next to the flour",
-        model=model,
+        png(),
         aspect_ratio="16:9",
         num_images=2,
         on_update=updates.append,
-        **images,
     )
     assert len(result.images) == 2 and result.output.prompt == "Put a donut next to the flour"
     assert isinstance(updates[-1], Completed)
@@ -102,12 +101,7 @@ def test_every_endpoint_async_polling_concurrently(emulator: RunningEmulator, tm
             emulator.key, base_url=emulator.base_url, stream_status=False, retry=FAST_RETRY, connection_pools=2
         ) as kontext:
             handles = [
-                await kontext.submit(
-                    endpoint,
-                    {"prompt": "a cat", "image_urls": [kontext_png()]}
-                    if endpoint.is_multi
-                    else {"prompt": "a cat", "image_url": kontext_png(), "output_format": "png"},
-                )
+                await kontext.submit(endpoint, input_for(endpoint, kontext_png(), output_format="png"))
                 for endpoint in Endpoint
             ]
             results = await asyncio.gather(*(h.wait(timeout=30) for h in handles))
@@ -269,9 +263,7 @@ def test_every_exchange_of_the_client_conforms_to_the_spec(emulator: RunningEmul
     recorder = ConformanceRecorder(httpx.HTTPTransport() if kind == "sync" else httpx.AsyncHTTPTransport())
     with real_client(kind, emulator.key, base_url=emulator.base_url, transport=recorder) as kontext:
         for endpoint in Endpoint:
-            images = {"images": [png()]} if endpoint.is_multi else {"image": png()}
-            model = "max" if "/max" in endpoint.value else "pro"
-            kontext.edit("p", model=model, seed=7, output_format="png", **images)
+            call_verb(kontext, endpoint, "p", png(), seed=7, output_format="png")
         handle = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
         handle.status(logs=True)
         handle.wait(stream=False)

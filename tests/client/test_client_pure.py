@@ -110,14 +110,14 @@ def test_endpoints_are_exactly_the_spec_edit_operations() -> None:
 
 
 def test_choose_and_parse_endpoint() -> None:
-    assert choose_endpoint("max", multi=True) is Endpoint.MAX_MULTI
-    assert choose_endpoint("pro", multi=False) is Endpoint.PRO
+    assert choose_endpoint("max", family="multi-edit") is Endpoint.MAX_MULTI
+    assert choose_endpoint("pro", family="edit") is Endpoint.PRO
     assert parse_endpoint("/fal-ai/flux-pro/kontext/max") is Endpoint.MAX
     assert parse_endpoint("https://queue.fal.run/fal-ai/flux-pro/kontext/multi") is Endpoint.PRO_MULTI
     with pytest.raises(InvalidInputError, match="allowed: fal-ai/flux-pro/kontext"):
         parse_endpoint("fal-ai/flux-pro/kontext/ultra")
     with pytest.raises(InvalidInputError, match="'pro', 'max'"):
-        choose_endpoint("mega", multi=False)
+        choose_endpoint("mega", family="edit")
 
 
 def problems_of(endpoint: Endpoint, data: dict[str, object]) -> dict[str, str]:

@@ -14,20 +14,21 @@ from typed_options import render_options
 from .conftest import ROOT, SPEC
 
 USER_SCRIPT = """
-from typing import Unpack
+from fal_kontext import AsyncKontext, Kontext
 
-from fal_kontext_api.options import KontextInputOptions, KontextTextToImageInputOptions, Tier
-
-
-def edit(prompt: str, image: str, model: Tier = "pro", **options: Unpack[KontextInputOptions]) -> None:
-    print(prompt, image, model, options)
-
-
-def generate(prompt: str, model: Tier = "pro", **options: Unpack[KontextTextToImageInputOptions]) -> None:
-    print(prompt, model, options)
-
-
+kontext = Kontext("key", base_url="http://127.0.0.1:9")
+akontext = AsyncKontext("key", base_url="http://127.0.0.1:9")
 """
+
+
+def _enum(name: str) -> list[str]:
+    document: dict[str, Any] = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    return [str(value) for value in document["components"]["schemas"][name]["enum"]]
+
+
+def _tiers() -> list[str]:
+    document: dict[str, Any] = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    return sorted({op["post"]["x-fal-endpoint"]["tier"] for op in document["paths"].values() if "post" in op})
 
 
 def _mypy(tmp_path: Path, calls: str) -> subprocess.CompletedProcess[str]:
@@ -43,25 +44,29 @@ def _mypy(tmp_path: Path, calls: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_mypy_strict_accepts_values_the_spec_allows(tmp_path: Path) -> None:
-    calls = 'edit("p", "https://x/y.png", model="max", aspect_ratio="16:9", num_images=2, output_format="png")\n'
-    calls += 'generate("p", aspect_ratio="1:1", safety_tolerance="2", seed=1)\n'
+    ratio, tier, fmt = _enum("AspectRatio")[0], _tiers()[-1], _enum("OutputFormat")[-1]
+    calls = f'kontext.edit("p", image="x.png", model="{tier}", aspect_ratio="{ratio}", num_images=2, output_format="{fmt}")\n'
+    calls += f'kontext.edit("p", images=["a.png", "b.png"], model="{tier}", aspect_ratio="{ratio}")\n'
+    calls += f'kontext.generate("p", aspect_ratio="{ratio}", seed=1)\n'
+    calls += f'akontext.generate("p", model="{tier}", aspect_ratio="{ratio}")\n'
     done = _mypy(tmp_path, calls)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_mypy_strict_refuses_values_the_spec_does_not_allow(tmp_path: Path) -> None:
-    calls = 'edit("p", "https://x/y.png", aspect_ratio="5:4")\n'
-    calls += 'edit("p", "https://x/y.png", model="maxx")\n'
-    calls += 'edit("p", "https://x/y.png", num_images="two")\n'
-    calls += 'edit("p", "https://x/y.png", image_urls=["a"])\n'
+    bad_ratio = "+".join(_enum("AspectRatio"))  # no value of the enum
+    bad_tier = "-".join(_tiers()) + "x"
+    calls = f'kontext.edit("p", image="x.png", aspect_ratio="{bad_ratio}")\n'
+    calls += f'kontext.edit("p", image="x.png", model="{bad_tier}")\n'
+    calls += 'kontext.edit("p", image="x.png", num_images="two")\n'
+    calls += 'kontext.edit("p", image="x.png", image_urls=["a"])\n'
+    calls += f'kontext.generate("p", aspect_ratio="{bad_ratio}")\n'
     done = _mypy(tmp_path, calls)
     assert done.returncode == 1
-    lines = [line for line in done.stdout.splitlines() if ": error:" in line]
-    assert len(lines) == 4, done.stdout
-    assert '"aspect_ratio"' in lines[0] and "'5:4'" in lines[0]
-    assert '"model"' in lines[1] and "'maxx'" in lines[1]
-    assert '"num_images"' in lines[2]
-    assert '"image_urls"' in lines[3]
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    by_line = {int(line.split(":")[1]) for line in errors}
+    first = USER_SCRIPT.count("\n") + 1
+    assert by_line == set(range(first, first + 5)), done.stdout  # each bad call, and nothing else, is refused
 
 
 def test_options_follow_the_spec() -> None:
