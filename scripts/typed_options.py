@@ -4,8 +4,9 @@ Per input schema a `TypedDict` (total=False) of its optional fields, enums as `L
 client verb can take `**options: Unpack[KontextInputOptions]` and an editor completes the values;
 and `Tier`, `EndpointId` and `Family` as `Literal`s of what the operations' `x-fal-endpoint` say, for
 `model: Tier`; and per family of x-fal-endpoint (`EditOptions`, `MultiEditOptions`, `TextToImageOptions`) the
-fields every endpoint of that family accepts, which the verbs that pick an endpoint by family take. A small emitter rather than datamodel-code-generator: its TypedDict output always
-includes the required fields (the prompt and the image are the verbs' own parameters, not options)
+fields every endpoint of that family accepts, which the verbs that pick an endpoint by family take.
+
+A small emitter rather than datamodel-code-generator: its TypedDict output always includes the required fields (the prompt and the image are the verbs' own parameters, not options)
 and knows nothing of `x-fal-endpoint`.
 """
 

@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 
-
 class EditInput(Protocol):
     """A generated input model (the one the spec names for an endpoint: ``KontextInput``, ``KontextMultiInput``,
     ...): what the generated submit operations take as ``body``."""
@@ -42,6 +41,7 @@ class EditInput(Protocol):
     def to_dict(self) -> dict[str, Any]:
         """The JSON object sent."""
         ...
+
 
 _JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false"}
 _DATA_URI = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)$", re.IGNORECASE | re.DOTALL)
@@ -258,9 +258,7 @@ def build_edit_input(
     return endpoint, build_input(endpoint, fields)
 
 
-def build_text_to_image_input(
-    prompt: str, *, model: str = "pro", **options: object
-) -> tuple[Endpoint, EditInput]:
+def build_text_to_image_input(prompt: str, *, model: str = "pro", **options: object) -> tuple[Endpoint, EditInput]:
     """The text-to-image endpoint of ``model`` and its checked input: a prompt and options, no input image.
 
     Raises:
