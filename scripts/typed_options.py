@@ -6,8 +6,8 @@ and `Tier`, `EndpointId` and `Family` as `Literal`s of what the operations' `x-f
 `model: Tier`; and per family of x-fal-endpoint (`EditOptions`, `MultiEditOptions`, `TextToImageOptions`) the
 fields every endpoint of that family accepts, which the verbs that pick an endpoint by family take.
 
-A small emitter rather than datamodel-code-generator: its TypedDict output always includes the required fields (the prompt and the image are the verbs' own parameters, not options)
-and knows nothing of `x-fal-endpoint`.
+A small emitter rather than datamodel-code-generator: its TypedDict output always includes the required fields
+(the prompt and the image are the verbs' own parameters, not options) and knows nothing of `x-fal-endpoint`.
 """
 
 from __future__ import annotations
