@@ -63,6 +63,7 @@ __all__ = [
     "ListedRequest",
     "LookupResult",
     "Matches",
+    "Recovery",
     "RecoveryPolicy",
     "RequestPage",
     "SubmitAttempt",
@@ -77,6 +78,7 @@ __all__ = [
     "match_requests",
     "may_send_key",
     "parse_page",
+    "recover_flow",
     "requests_list_url",
 ]
 
@@ -691,3 +693,78 @@ class SubmitOutcomeUnknownError(APIConnectionError):
             request_id=request_id,
             reached_server=True,
         )
+
+
+# --- the whole recovery of one failed attempt ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What to do after a submit attempt failed.
+
+    Attributes:
+        action: ``ADOPT`` (carry on with ``request_id``), ``RESEND``, ``RAISE`` (the failure's own error: nothing was
+            queued) or ``RAISE_UNKNOWN`` (raise ``error``).
+        request_id: The job to carry on with (``ADOPT``).
+        error: The error to raise (``RAISE_UNKNOWN``).
+        why: The reason, in words (for logs, and for the ``RAISE`` message).
+    """
+
+    action: Action
+    request_id: str | None = None
+    error: SubmitOutcomeUnknownError | None = None
+    why: str = ""
+
+
+RecoveryFlow = Generator[HttpGet | Sleep, Answer | NoAnswer | None, Recovery]
+
+
+def recover_flow(
+    attempt: SubmitAttempt,
+    query: JobQuery,
+    *,
+    list_url: str | None,
+    policy: RecoveryPolicy,
+    clock: Callable[[], float],
+    may_resend: bool,
+) -> RecoveryFlow:
+    """Decide what a failed submit attempt means (``decide``), looking the job up in the request list at
+    ``list_url`` when the table says so (``lookup_flow``, ``conclude``); returns the ``Recovery``.
+
+    Args:
+        attempt: What the attempt left behind.
+        query: The job it may have created (``query.request_id`` is ignored: the held id, if any, is used).
+        list_url: The request list (``requests_list_url``), or None where there is none.
+        policy: How to look.
+        clock: Monotonic seconds.
+        may_resend: Whether another attempt is allowed (the retry policy's count and the caller's deadline).
+    """
+    held = held_request_id(attempt)
+    can_look_up = list_url is not None and policy.look_up
+    row = decide(classify(attempt), holds_id=held is not None, can_look_up=can_look_up)
+    if row.action is Action.ADOPT:
+        return Recovery(Action.ADOPT, held, why=row.why)
+    if row.action is Action.RESEND:
+        return Recovery(Action.RESEND if may_resend else Action.RAISE, why=row.why)
+    if row.action is Action.RAISE:
+        return Recovery(Action.RAISE, why=row.why)
+    why = row.why
+    candidates: tuple[str, ...] = ()
+    if row.action is Action.LOOK_UP:
+        assert list_url is not None
+        asked = JobQuery(query.endpoint_id, query.input, query.sent_at, held)
+        result = yield from lookup_flow(list_url, asked, policy, clock)
+        action = conclude(result, may_resend=may_resend)
+        if action is Action.ADOPT:
+            return Recovery(Action.ADOPT, result.request_id, why=f"{row.why}; {result.reason}")
+        if action in (Action.RESEND, Action.RAISE):
+            return Recovery(action, why=f"{row.why}; {result.reason}")
+        why, candidates = f"{row.why}; the request list: {result.reason}", result.candidates
+    elif list_url is None:
+        why = f"{row.why}; no request list to look it up in"
+    else:
+        why = f"{row.why}; looking it up is turned off (RecoveryPolicy(look_up=False))"
+    error = SubmitOutcomeUnknownError(
+        query.endpoint_id, why, sent_at=query.sent_at, request_id=held, candidates=candidates, list_url=list_url
+    )
+    return Recovery(Action.RAISE_UNKNOWN, held, error, why)

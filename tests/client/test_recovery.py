@@ -4,7 +4,7 @@ the request list is (and who gets the key), matching, and the lookup flow driven
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from fal_kontext.recovery import (
     JobQuery,
     ListedRequest,
     LookupResult,
+    Recovery,
     RecoveryPolicy,
     SubmitAttempt,
     SubmitOutcome,
@@ -34,6 +35,7 @@ from fal_kontext.recovery import (
     match_requests,
     may_send_key,
     parse_page,
+    recover_flow,
     requests_list_url,
 )
 from tests.client.client_fakes import FakeClock
@@ -303,12 +305,17 @@ Server = Callable[[HttpGet, float], Answer | NoAnswer]
 
 
 class Driven:
-    """A lookup run to its end against a scripted server and a fake clock."""
+    """A lookup (or a whole recovery) run to its end against a scripted server and a fake clock."""
 
-    def __init__(self, server: Server, policy: RecoveryPolicy, query: JobQuery = QUERY) -> None:
+    def __init__(self, server: Server, policy: RecoveryPolicy, query: JobQuery = QUERY, **recover: Any) -> None:
         self.clock = FakeClock()
         self.gets: list[HttpGet] = []
-        flow = lookup_flow(LIST_URL, query, policy, self.clock)
+        if recover:
+            flow: Generator[HttpGet | Sleep, Answer | NoAnswer | None, Any] = recover_flow(
+                query=query, policy=policy, clock=self.clock, **recover
+            )
+        else:
+            flow = lookup_flow(LIST_URL, query, policy, self.clock)
         outcome: Answer | NoAnswer | None = None
         try:
             command = next(flow)
@@ -321,7 +328,7 @@ class Driven:
                     outcome = server(command, self.clock.now)
                 command = flow.send(outcome)
         except StopIteration as stop:
-            self.result: LookupResult = stop.value
+            self.result: Any = stop.value
 
     def params(self, n: int) -> dict[str, str]:
         return dict(self.gets[n].params)
@@ -440,6 +447,90 @@ def test_a_held_id_is_asked_for() -> None:
     run = Driven(lambda get, now: ok(page(item("hint"))), POLICY, JobQuery(ENDPOINT, INPUT, SENT, "hint"))
     assert run.params(0)["request_id"] == "hint"
     assert (run.result.verdict, run.result.request_id) == (Verdict.FOUND, "hint")
+
+
+# --- the whole recovery of one failed attempt -------------------------------------------------------------------
+
+
+def nothing_listed(get: HttpGet, now: float) -> Answer:
+    return ok(page())
+
+
+def recovered(attempt: SubmitAttempt, server: Server = nothing_listed, **options: Any) -> tuple[Recovery, Driven]:
+    options.setdefault("list_url", LIST_URL)
+    options.setdefault("may_resend", True)
+    run = Driven(server, options.pop("policy", POLICY), attempt=attempt, **options)
+    assert isinstance(run.result, Recovery)
+    return run.result, run
+
+
+CUT = SubmitAttempt(200, {"x-fal-request-id": "rid-cut"}, b'{"status": "IN_QU')
+DROPPED = SubmitAttempt()
+GATEWAY = SubmitAttempt(502, {"content-type": "text/html"}, b"<html>502 Bad Gateway</html>", complete=True)
+
+
+def test_a_cut_answer_with_an_id_is_adopted_without_looking() -> None:
+    recovery, run = recovered(CUT)
+    assert (recovery.action, recovery.request_id) == (Action.ADOPT, "rid-cut")
+    assert run.gets == []
+
+
+def test_a_dropped_submit_whose_job_is_listed_is_adopted() -> None:
+    recovery, run = recovered(DROPPED, lambda get, now: ok(page(item("listed"))))
+    assert (recovery.action, recovery.request_id, recovery.error) == (Action.ADOPT, "listed", None)
+    assert "request_id" not in run.params(0)
+
+
+def test_a_gateway_page_whose_job_is_not_listed_is_sent_again_after_absent_after() -> None:
+    recovery, run = recovered(GATEWAY)
+    assert recovery.action is Action.RESEND
+    assert run.clock.now == START + 10.0  # POLICY.absent_after
+    recovery, _ = recovered(GATEWAY, may_resend=False)
+    assert recovery.action is Action.RAISE and "not listed" in recovery.why
+
+
+def test_a_5xx_id_is_a_hint_looked_up_by_id() -> None:
+    attempt = SubmitAttempt(503, {"x-fal-request-id": "hint"}, b'{"detail": "busy"}', complete=True)
+    recovery, run = recovered(attempt, lambda get, now: ok(page(item("hint"))))
+    assert (recovery.action, recovery.request_id) == (Action.ADOPT, "hint")
+    assert run.params(0)["request_id"] == "hint"
+
+
+def test_without_a_list_the_error_carries_the_id_and_nothing_is_asked() -> None:
+    attempt = SubmitAttempt(503, {"x-fal-request-id": "hint"}, b"{}", complete=True)
+    recovery, run = recovered(attempt, list_url=None)
+    assert recovery.action is Action.RAISE_UNKNOWN and run.gets == []
+    assert recovery.error is not None and recovery.error.request_id == "hint"
+    assert "no request list" in str(recovery.error) and "Kontext.handle('hint')" in str(recovery.error)
+    recovery, run = recovered(DROPPED, policy=RecoveryPolicy(look_up=False))
+    assert recovery.error is not None and recovery.error.request_id is None and run.gets == []
+    assert "look_up=False" in str(recovery.error) and f"GET {LIST_URL}" in str(recovery.error)
+
+
+def test_several_matches_raise_listing_them() -> None:
+    recovery, _ = recovered(DROPPED, lambda get, now: ok(page(item("a"), item("b"))))
+    assert recovery.action is Action.RAISE_UNKNOWN and recovery.error is not None
+    assert recovery.error.candidates == ("a", "b") and "one of a, b" in str(recovery.error)
+
+
+def test_a_list_the_key_may_not_read_raises_the_unknown_error() -> None:
+    recovery, _ = recovered(DROPPED, lambda get, now: Answer(403, {}, b'{"detail": "forbidden"}'))
+    assert recovery.action is Action.RAISE_UNKNOWN and recovery.error is not None
+    assert "may not read the account's requests" in str(recovery.error)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "may_resend", "action"),
+    [
+        (SubmitAttempt(reached_server=False), True, Action.RESEND),
+        (SubmitAttempt(reached_server=False), False, Action.RAISE),
+        (SubmitAttempt(429, {}, b"{}", complete=True), True, Action.RESEND),
+        (SubmitAttempt(422, {}, b'{"detail": []}', complete=True), True, Action.RAISE),
+    ],
+)
+def test_clear_outcomes_are_not_looked_up(attempt: SubmitAttempt, may_resend: bool, action: Action) -> None:
+    recovery, run = recovered(attempt, may_resend=may_resend)
+    assert recovery.action is action and run.gets == []
 
 
 # --- the policy and the error ------------------------------------------------------------------------------------
