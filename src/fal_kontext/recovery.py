@@ -731,22 +731,24 @@ def recover_flow(
     """Decide what a failed submit attempt means (``decide``), looking the job up in the request list at
     ``list_url`` when the table says so (``lookup_flow``, ``conclude``); returns the ``Recovery``.
 
+    Call it with the attempt the retry policy gave up on: a situation the table answers with "resend" (not sent,
+    429) has had its retries, so it ends in ``RAISE``; only a lookup that proves absence can resend.
+
     Args:
         attempt: What the attempt left behind.
         query: The job it may have created (``query.request_id`` is ignored: the held id, if any, is used).
         list_url: The request list (``requests_list_url``), or None where there is none.
         policy: How to look.
         clock: Monotonic seconds.
-        may_resend: Whether another attempt is allowed (the retry policy's count and the caller's deadline).
+        may_resend: Whether another attempt is allowed after a lookup proved absence (the caller's count).
     """
     held = held_request_id(attempt)
     can_look_up = list_url is not None and policy.look_up
     row = decide(classify(attempt), holds_id=held is not None, can_look_up=can_look_up)
     if row.action is Action.ADOPT:
         return Recovery(Action.ADOPT, held, why=row.why)
-    if row.action is Action.RESEND:
-        return Recovery(Action.RESEND if may_resend else Action.RAISE, why=row.why)
-    if row.action is Action.RAISE:
+    if row.action in (Action.RESEND, Action.RAISE):
+        # RESEND rows are the retry policy's to run (``RetryPolicy``): when recovery is asked, it has given up.
         return Recovery(Action.RAISE, why=row.why)
     why = row.why
     candidates: tuple[str, ...] = ()

@@ -522,9 +522,9 @@ def test_a_list_the_key_may_not_read_raises_the_unknown_error() -> None:
 @pytest.mark.parametrize(
     ("attempt", "may_resend", "action"),
     [
-        (SubmitAttempt(reached_server=False), True, Action.RESEND),
-        (SubmitAttempt(reached_server=False), False, Action.RAISE),
-        (SubmitAttempt(429, {}, b"{}", complete=True), True, Action.RESEND),
+        # the retry policy resends these; recovery sees them only once it gave up
+        (SubmitAttempt(reached_server=False), True, Action.RAISE),
+        (SubmitAttempt(429, {}, b"{}", complete=True), True, Action.RAISE),
         (SubmitAttempt(422, {}, b'{"detail": []}', complete=True), True, Action.RAISE),
     ],
 )
