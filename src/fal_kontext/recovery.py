@@ -18,9 +18,11 @@ server error (5xx)  any         yes          look up         a gateway or fal fa
 any of the above    any         no           raise unknown   may be queued; nothing can tell: never resend
 ==================  ==========  ===========  ==============  ================================================
 
-"resend" is still bounded by ``RetryPolicy`` (how often, how long to wait). "adopt" uses the held id as if the
-submit had answered. "look up" searches fal's request list (``lookup_flow``); its verdict is concluded by
-``conclude``: one job matches -> adopt; the list proves absence (see below) -> resend; several match -> raise
+"resend" rows are ``RetryPolicy``'s to run (how often, how long to wait): recovery sees such an attempt only once the
+policy gave up, and raises its error. "answer cut" also covers a whole 2xx answer without a request id. "adopt" uses
+the held id as if the submit had answered. "look up" searches fal's request list (``lookup_flow``); its verdict
+is concluded by ``conclude``: one job matches -> adopt; the list proves absence (see below) -> resend (the caller
+bounds how often: the clients allow ``RetryPolicy.max_retries`` such resends); several match -> raise
 ``SubmitOutcomeUnknownError`` listing them; the list is unreadable, refused or inconclusive -> raise
 ``SubmitOutcomeUnknownError``. An id in a 5xx answer's ``x-fal-request-id`` is only a hint (the answer is an error,
 the job may not exist): the lookup asks for it by id, and the error carries it when no lookup is possible.
