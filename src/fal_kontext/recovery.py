@@ -49,18 +49,18 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from .commands import Answer, HttpGet, NoAnswer, Sleep
 from .errors import APIConnectionError
-from .queue import Answer, NoAnswer, Sleep
 from .retry import parse_retry_after
 from .urls import FAL_QUEUE_HOSTS
 
 __all__ = [
     "DECISIONS",
+    "DEFAULT_RECOVERY",
     "FAL_API_URL",
     "REQUESTS_PATH",
     "Action",
     "Decision",
-    "HttpGet",
     "JobQuery",
     "ListedRequest",
     "LookupResult",
@@ -72,6 +72,7 @@ __all__ = [
     "SubmitOutcome",
     "SubmitOutcomeUnknownError",
     "Verdict",
+    "attempt_of",
     "classify",
     "conclude",
     "decide",
@@ -184,6 +185,19 @@ class SubmitAttempt:
     reached_server: bool = True
     timed_out: bool = False
     complete: bool = False
+
+
+def attempt_of(outcome: Answer | NoAnswer) -> SubmitAttempt:
+    """What a submit's outcome left behind: a whole answer, or none (possibly after its status and headers)."""
+    if isinstance(outcome, Answer):
+        return SubmitAttempt(outcome.status_code, outcome.headers, outcome.content, complete=True)
+    return SubmitAttempt(
+        outcome.status_code,
+        outcome.headers,
+        outcome.body,
+        reached_server=outcome.reached_server,
+        timed_out=outcome.timed_out,
+    )
 
 
 def classify(attempt: SubmitAttempt) -> SubmitOutcome:
@@ -474,20 +488,7 @@ class RecoveryPolicy:
             raise ValueError(f"RecoveryPolicy.page_size must be an integer from 1 to {_MAX_PAGE}")
 
 
-@dataclass(frozen=True, slots=True)
-class HttpGet:
-    """GET ``url`` with ``params`` and the client's key (``Authorization: Key``), the whole body read; outcome:
-    ``Answer`` (``parsed`` None) or ``NoAnswer``. The driver sends the key only where ``may_send_key`` allows.
-
-    Attributes:
-        url: The absolute URL, without query.
-        params: The query, in order (a key may repeat).
-        timeout: Seconds this request may take at most.
-    """
-
-    url: str
-    params: tuple[tuple[str, str], ...]
-    timeout: float
+DEFAULT_RECOVERY = RecoveryPolicy()
 
 
 class Verdict(enum.StrEnum):
@@ -661,7 +662,7 @@ class SubmitOutcomeUnknownError(APIConnectionError):
     Args (besides the attributes): list_url: the request list to point the reader at, when this target has one.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the error's attributes, each a keyword
         self,
         endpoint_id: str,
         reason: str,
@@ -721,7 +722,7 @@ class Recovery:
 RecoveryFlow = Generator[HttpGet | Sleep, Answer | NoAnswer | None, Recovery]
 
 
-def recover_flow(
+def recover_flow(  # noqa: PLR0913 - what happened, what was sent, and how to look: each a keyword
     attempt: SubmitAttempt,
     query: JobQuery,
     *,

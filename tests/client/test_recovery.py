@@ -4,20 +4,26 @@ the request list is (and who gets the key), matching, and the lookup flow driven
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
+from PIL import Image as PILImage
 
+from fal_kontext import Endpoint, InvalidInputError
+from fal_kontext.commands import Answer, HttpGet, NoAnswer, Sleep
 from fal_kontext.errors import APIConnectionError
-from fal_kontext.queue import Answer, NoAnswer, Sleep
+from fal_kontext.files import image_source_to_url
+from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.recovery import (
     DECISIONS,
     FAL_API_URL,
     REQUESTS_PATH,
     Action,
-    HttpGet,
     JobQuery,
     ListedRequest,
     LookupResult,
@@ -38,7 +44,8 @@ from fal_kontext.recovery import (
     recover_flow,
     requests_list_url,
 )
-from tests.client.client_fakes import FakeClock
+from fal_kontext.results import EditResult
+from tests.client.client_fakes import OUTPUT, FakeClock, MakeClient, real_client
 
 Outcome = SubmitOutcome
 ENDPOINT = "fal-ai/flux-pro/kontext"
@@ -569,3 +576,214 @@ def test_the_error_says_the_job_may_exist_and_how_to_check() -> None:
 
     err = SubmitOutcomeUnknownError(ENDPOINT, "dropped", sent_at=SENT)
     assert "provider's dashboard" in str(err)
+
+
+# --- both clients, end to end, against a fake fal that loses answers and lists its requests ----------------------
+
+KEY = "test-key"
+LOOPBACK = "http://127.0.0.1:9"  # MockTransport: nothing listens; loopback, so the list is asked on the base
+FAST = RecoveryPolicy(absent_after=4.0, timeout=10.0, interval=1.0)
+JOB_INPUT: dict[str, Any] = {"prompt": "a donut", "image_url": "https://example.test/kitchen.png"}
+
+
+class CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that stops after its first bytes, as a connection cut mid-answer."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.first
+        raise httpx.ReadError("peer closed the connection mid-body")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.first
+        raise httpx.ReadError("peer closed the connection mid-body")
+
+
+@dataclass
+class FakeFal:
+    """fal's queue and request list. Each submit takes the next fault: ``ok``; forwarded, then the answer lost:
+    ``drop`` (connection closed), ``cut`` (200 cut mid-body, with ``x-fal-request-id``), ``cut-body`` and
+    ``cut-early`` (without the header, cut after or inside the body's id), ``html`` (an HTML 502), ``5xx-id`` (a
+    503 naming the job); not forwarded: ``before`` (an HTML 502, no job)."""
+
+    faults: list[str] = field(default_factory=list)
+    list_status: int = 200
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if path == REQUESTS_PATH:
+            return self.request_list(request)
+        if request.method == "POST":
+            return self.submit(request)
+        rid = path.split("/requests/")[1].split("/")[0]
+        if rid not in self.jobs:
+            return httpx.Response(404, json={"detail": "Request not found"})
+        if path.endswith("/status"):
+            return httpx.Response(200, json={"status": "COMPLETED", "request_id": rid})
+        return httpx.Response(200, json=OUTPUT)
+
+    def submit(self, request: httpx.Request) -> httpx.Response:
+        fault = self.faults.pop(0) if self.faults else "ok"
+        if fault == "before":
+            return httpx.Response(502, html="<html><center>nginx</center></html>")
+        rid = f"job-{len(self.jobs) + 1}"
+        endpoint = request.url.path.lstrip("/")
+        self.jobs[rid] = {"endpoint": endpoint, "input": json.loads(request.content), "sent": time.time()}
+        answer = json.dumps({"request_id": rid, "status": "IN_QUEUE", "queue_position": 0}).encode()
+        if fault == "drop":
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        if fault == "cut":
+            return httpx.Response(200, headers={"x-fal-request-id": rid}, stream=CutStream(answer[:30]))
+        if fault.startswith("cut-"):  # no header: the id is in what arrived ("cut-body"), or not ("cut-early")
+            return httpx.Response(200, stream=CutStream(answer[: 30 if fault == "cut-body" else 18]))
+        if fault == "html":
+            return httpx.Response(502, html="<html>502 Bad Gateway</html>")
+        if fault == "5xx-id":
+            return httpx.Response(503, headers={"x-fal-request-id": rid}, json={"detail": "busy"})
+        return httpx.Response(200, content=answer, headers={"x-fal-request-id": rid})
+
+    def request_list(self, request: httpx.Request) -> httpx.Response:
+        if request.headers.get("authorization") != f"Key {KEY}":
+            return httpx.Response(401, json={"detail": "invalid key"})
+        if self.list_status != 200:
+            return httpx.Response(self.list_status, json={"detail": "no"})
+        query = request.url.params
+        start = datetime.fromisoformat(query["start"]).timestamp()
+        items = [
+            item(rid, sent=job["sent"], inp=job["input"], endpoint=job["endpoint"])
+            for rid, job in self.jobs.items()
+            if job["endpoint"] == query["endpoint_id"] and job["sent"] >= start
+        ]
+        return httpx.Response(200, content=page(*items))
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handler)
+
+    def lookups(self) -> list[httpx.Request]:
+        return [r for r in self.requests if r.url.path == REQUESTS_PATH]
+
+    def submits(self) -> int:
+        return sum(r.method == "POST" for r in self.requests)
+
+
+def run_job(make: MakeClient, fal: FakeFal, **options: Any) -> str:
+    """One ``run`` through a client of the test's kind; returns the request id of the result."""
+    options = {"base_url": LOOPBACK, "key": KEY, "stream_status": False, "recovery": FAST, **options}
+    result: EditResult = make(fal, FakeClock(), **options).run(ENDPOINT, JOB_INPUT)
+    return result.request_id
+
+
+@pytest.mark.parametrize("fault", ["drop", "html", "5xx-id", "cut-early"])
+def test_a_forwarded_then_lost_submit_is_adopted_not_sent_twice(make: MakeClient, fault: str) -> None:
+    fal = FakeFal([fault])
+    assert run_job(make, fal) == "job-1"
+    assert (len(fal.jobs), fal.submits()) == (1, 1)
+    assert fal.lookups() and {r.url.host for r in fal.lookups()} == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize("fault", ["cut", "cut-body"])
+def test_a_cut_answer_is_adopted_from_its_header_or_body_without_a_lookup(make: MakeClient, fault: str) -> None:
+    fal = FakeFal([fault])
+    assert run_job(make, fal) == "job-1"
+    assert (len(fal.jobs), fal.submits(), fal.lookups()) == (1, 1, [])
+
+
+def test_a_submit_proven_not_queued_is_sent_again(make: MakeClient) -> None:
+    fal = FakeFal(["before"])
+    assert run_job(make, fal) == "job-1"
+    assert (len(fal.jobs), fal.submits()) == (1, 2)
+
+
+def test_on_fal_the_list_is_asked_at_api_fal_ai_with_the_key(make: MakeClient) -> None:
+    fal = FakeFal(["drop"])
+    assert run_job(make, fal, base_url="https://queue.fal.run") == "job-1"
+    assert {(r.url.scheme, r.url.host) for r in fal.lookups()} == {("https", "api.fal.ai")}
+    assert {r.headers["authorization"] for r in fal.lookups()} == {f"Key {KEY}"}
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"base_url": "https://proxy.example/fal"}, "no request list"),  # an aggregator
+        ({"recovery": RecoveryPolicy(look_up=False)}, "look_up=False"),
+    ],
+)
+def test_without_a_lookup_nothing_is_resent_and_the_error_says_so(
+    make: MakeClient, options: dict[str, Any], words: str
+) -> None:
+    fal = FakeFal(["drop"])
+    with pytest.raises(SubmitOutcomeUnknownError, match=words) as caught:
+        run_job(make, fal, **options)
+    assert (len(fal.jobs), fal.submits(), fal.lookups()) == (1, 1, [])
+    assert caught.value.request_id is None and "not sent again" in str(caught.value)
+
+
+def test_a_list_the_key_may_not_read_gives_the_error_with_the_id_received(make: MakeClient) -> None:
+    fal = FakeFal(["5xx-id"], list_status=403)
+    with pytest.raises(SubmitOutcomeUnknownError) as caught:
+        run_job(make, fal)
+    assert caught.value.request_id == "job-1"
+    assert "may not read the account's requests" in str(caught.value)
+    assert (len(fal.jobs), fal.submits()) == (1, 1)
+
+
+def test_a_requests_base_url_elsewhere_is_refused_when_the_client_is_built(make: MakeClient) -> None:
+    with pytest.raises(InvalidInputError, match=r"recovery\.requests_base_url"):
+        make(FakeFal(), FakeClock(), recovery=RecoveryPolicy(requests_base_url="https://evil.example"))
+
+
+# --- both clients against the emulator: its faults lose answers, its request list finds the jobs ----------------
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    with run_emulator(EmulatorConfig(run_time=0.2, queue_wait=0.05, runners=4, keepalive_interval=1.0)) as running:
+        yield running
+
+
+IMAGE = image_source_to_url(PILImage.new("RGB", (32, 24), "green"))
+# The emulator lists a request once it ended (its default, as fal's example shows ended ones), a fraction of a
+# second here: looking for 3 s before taking absence for proof is plenty against it.
+EMULATOR_RECOVERY = RecoveryPolicy(absent_after=3.0, timeout=10.0, interval=0.2)
+
+
+@pytest.mark.parametrize(
+    ("fault", "calls"),
+    [
+        ("drop-after", 1),  # queued, then the connection closed: found in the list
+        ("lost:502-nginx", 1),  # queued, then an nginx page: found in the list
+        ("lost:503", 1),  # queued, then a 503 naming it: looked up by id
+        ("cut", 1),  # queued, the answer cut mid-body: adopted from its header
+        ("503-noid", 2),  # refused before queuing: not listed, so sent again
+    ],
+)
+def test_the_emulator_s_lost_answers_are_recovered(
+    emulator: RunningEmulator, kind: str, fault: str, calls: int
+) -> None:
+    emulator.clear_faults()
+    emulator.reset_counters()
+    queued_before = emulator.submit_count()
+    emulator.add_fault(f"submit={fault}")
+    prompt = f"recover {fault} {kind}"
+    with real_client(kind, emulator.key, base_url=emulator.base_url, recovery=EMULATOR_RECOVERY) as kontext:
+        result = kontext.run(Endpoint.PRO, {"prompt": prompt, "image_url": IMAGE})
+    assert result.output.prompt == prompt
+    assert emulator.counters()["calls"].get("submit_kontext") == calls
+    assert emulator.submit_count() == queued_before + 1  # queued once: never submitted twice
+
+
+def test_against_the_emulator_without_a_lookup_the_error_carries_the_id(emulator: RunningEmulator, kind: str) -> None:
+    emulator.clear_faults()
+    queued_before = emulator.submit_count()
+    emulator.add_fault("submit=lost:503")
+    with real_client(kind, emulator.key, base_url=emulator.base_url, recovery=RecoveryPolicy(look_up=False)) as kontext:
+        with pytest.raises(SubmitOutcomeUnknownError) as caught:
+            kontext.submit(Endpoint.PRO, {"prompt": "not looked up", "image_url": IMAGE})
+        assert caught.value.request_id is not None
+        assert kontext.handle(caught.value.request_id).wait().output.prompt == "not looked up"
+    assert emulator.submit_count() == queued_before + 1
