@@ -471,15 +471,13 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         follows without the Authorization header when they leave the origin."""
         config = self._config
         headers = {name: value for name, value in config.headers().items() if name.lower() == "user-agent"}
-        if config.credentials is not None and may_send_key(command.url, config.base_url):
-            headers["Authorization"] = config.credentials.authorization
         timeout = httpx.Timeout(min(command.timeout, config.timeouts.read), connect=config.timeouts.connect)
         http = self._download_client()
-        return (
-            http,
-            http.build_request("GET", command.url, params=command.params, headers=headers, timeout=timeout),
-            None,
-        )
+        request = http.build_request("GET", command.url, params=command.params, headers=headers, timeout=timeout)
+        if config.credentials is not None and may_send_key(command.url, config.base_url):
+            # set on the request, whose repr shows no headers: no local of this frame holds the key
+            request.headers["Authorization"] = config.credentials.authorization
+        return http, request, None
 
     def _answer(self, response: httpx.Response, parse: Parser | None) -> Answer:
         """The answer to a request (its body read): the secret redacted (should a server echo it), then parsed by

@@ -269,9 +269,10 @@ def _submit_error(outcome: Answer | NoAnswer, recovery: Recovery, endpoint: Endp
         return recovery.error
     if classify(attempt_of(outcome)) in (SubmitOutcome.NOT_SENT, SubmitOutcome.REFUSED, SubmitOutcome.REJECTED):
         return cause
+    last = outcome.error if isinstance(outcome, NoAnswer) else f"HTTP {outcome.status_code}"
     error = APIConnectionError(
-        f"submit to {endpoint.value} failed {resends + 1} time(s) ({cause}); fal's request list shows no job for it "
-        f"({recovery.why}), so nothing was queued. Try again later",
+        f"submit to {endpoint.value} failed {resends + 1} time(s), the last with {last}; fal's request list shows "
+        f"no job for it ({recovery.why}), so nothing was queued. Try again later",
         reached_server=True,
     )
     error.__cause__ = cause

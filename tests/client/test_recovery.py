@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -787,3 +788,35 @@ def test_against_the_emulator_without_a_lookup_the_error_carries_the_id(emulator
         assert caught.value.request_id is not None
         assert kontext.handle(caught.value.request_id).wait().output.prompt == "not looked up"
     assert emulator.submit_count() == queued_before + 1
+
+
+def test_a_cut_answer_echoing_the_key_leaves_no_key_in_the_error_or_its_frames(make: MakeClient) -> None:
+    canary = "canary-secret-4711"
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        if request.url.path == REQUESTS_PATH:
+            return httpx.Response(
+                200, content=page(item("job-1", sent=time.time(), inp=None))
+            )  # no input listed: inconclusive
+        return httpx.Response(
+            200, headers={"x-echo": f"Key {canary}"}, stream=CutStream(f'{{"echo": "{canary}'.encode())
+        )
+
+    fake = FakeFal()
+    fake.handler = echo  # type: ignore[method-assign]
+    policy = RecoveryPolicy(absent_after=1.0, timeout=2.0, interval=1.0)
+    with pytest.raises(SubmitOutcomeUnknownError) as caught:
+        run_job(make, fake, key=canary, recovery=policy)
+    rendered: list[str] = []
+    chained: traceback.TracebackException | None = traceback.TracebackException.from_exception(
+        caught.value, capture_locals=True
+    )
+    while chained is not None:  # the error, its causes, and the locals of every frame of the client
+        rendered.append("".join(chained.format_exception_only()))
+        for frame in chained.stack:
+            if "/fal_kontext/" in frame.filename:
+                rendered.extend(f"{name}={value}" for name, value in (frame.locals or {}).items())
+        chained = chained.__cause__ or chained.__context__
+    text = "\n".join(rendered)
+    assert "job-1" in text and "sent_at" in text  # the error and the flows' locals were rendered
+    assert canary not in text
