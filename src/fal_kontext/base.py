@@ -217,7 +217,8 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         runner_hint: str | None = None,
         no_retry: bool = False,
     ) -> _Submitted:
-        """Queue a request; returns its handle at once. Never sent twice (retried only if it never left).
+        """Queue a request; returns its handle at once. Never sent twice: retried only if it never left, or once
+        fal's request list shows that a submit whose answer was lost queued nothing (``recovery``).
 
         Args:
             endpoint: An ``Endpoint`` or its id, e.g. ``"fal-ai/flux-pro/kontext/max"``.
@@ -229,7 +230,8 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
             no_retry: Ask fal not to retry the request server-side.
 
         Raises:
-            InvalidInputError: the input or an option breaks the spec (nothing sent). APIError: the submit failed.
+            InvalidInputError: the input or an option breaks the spec (nothing sent). SubmitOutcomeUnknownError: the
+                answer was lost and the job may exist (``.request_id`` when one arrived). APIError: the submit failed.
         """
         options = {
             "webhook_url": webhook_url,
