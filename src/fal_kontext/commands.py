@@ -78,7 +78,8 @@ class Download:
 @dataclass(frozen=True, slots=True)
 class HttpGet:
     """GET ``url`` with ``params``, with the client's key only where ``recovery.may_send_key`` allows (fal's request
-    list, for recovery), without following redirects; outcome: ``Answer`` (nothing parsed) or ``NoAnswer``.
+    list, for recovery; a redirect off that origin loses the key, as httpx drops it); outcome: ``Answer`` (nothing
+    parsed) or ``NoAnswer``.
 
     Attributes:
         url: The absolute URL, without query.

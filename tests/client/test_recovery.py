@@ -820,3 +820,23 @@ def test_a_cut_answer_echoing_the_key_leaves_no_key_in_the_error_or_its_frames(m
     text = "\n".join(rendered)
     assert "job-1" in text and "sent_at" in text  # the error and the flows' locals were rendered
     assert canary not in text
+
+
+def test_a_redirect_off_fal_s_api_host_does_not_carry_the_key(make: MakeClient) -> None:
+    fal = FakeFal(["drop"])
+    answer_fal = fal.handler
+
+    def redirecting(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "api.fal.ai":
+            fal.requests.append(request)
+            return httpx.Response(302, headers={"location": "https://elsewhere.example/list"})
+        if request.url.host == "elsewhere.example":
+            fal.requests.append(request)
+            return httpx.Response(404)
+        return answer_fal(request)
+
+    fal.handler = redirecting  # type: ignore[method-assign]
+    with pytest.raises(SubmitOutcomeUnknownError, match="not fal's request list"):
+        run_job(make, fal, base_url="https://queue.fal.run")
+    hosts = {r.url.host: r.headers.get("authorization") for r in fal.requests if r.method == "GET"}
+    assert hosts == {"api.fal.ai": f"Key {KEY}", "elsewhere.example": None}
