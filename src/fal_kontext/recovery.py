@@ -88,7 +88,7 @@ __all__ = [
 # fal's Platform API host and the request-list path (https://fal.ai/docs/platform-apis/v1/models/requests/by-endpoint).
 FAL_API_URL = "https://api.fal.ai"
 REQUESTS_PATH = "/v1/models/requests/by-endpoint"
-# fal's page size bounds (same page: "limit", 1 to 100).
+# The largest page the request list allows (its "limit": 1 to 100, default 50; same reference as above).
 _MAX_PAGE = 100
 
 
