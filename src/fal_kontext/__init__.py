@@ -42,6 +42,7 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
+from .recovery import RecoveryPolicy, SubmitOutcomeUnknownError
 from .results import EditResult
 from .retry import RetryPolicy
 from .status import Completed, InProgress, Queued, Status
@@ -75,6 +76,7 @@ __all__ = [
     "PollSchedule",
     "Queued",
     "RateLimitError",
+    "RecoveryPolicy",
     "RequestCancelledError",
     "RequestFailedError",
     "RequestTimeouts",
@@ -83,6 +85,7 @@ __all__ = [
     "ServerError",
     "StartTimeoutError",
     "Status",
+    "SubmitOutcomeUnknownError",
     "UnexpectedResponseError",
     "ValidationError",
     "WaitTimeoutError",

@@ -127,12 +127,19 @@ class AsyncKontext(
     def _handle(self, state: HandleState, pool: int) -> AsyncHandle:
         return AsyncHandle(self, state, pool)
 
-    async def _exchange(self, command: cmd.Call | cmd.Download, pool: int) -> cmd.Answer | cmd.NoAnswer:
+    async def _exchange(self, command: cmd.Call | cmd.Download | cmd.HttpGet, pool: int) -> cmd.Answer | cmd.NoAnswer:
         http, request, parse = self._prepare(command, pool)
         try:
-            response = await http.send(request)
+            response = await http.send(request, stream=True)
         except httpx.HTTPError as err:
             return cmd.no_answer(err)
+        recording = cmd.record(response)  # an answer cut off in its body still gives what came (recovery)
+        try:
+            await response.aread()
+        except httpx.HTTPError as err:
+            return cmd.cut_off(err, response, recording, self._secret)
+        finally:
+            await response.aclose()
         return self._answer(response, parse)
 
     async def _open_stream(self, command: cmd.OpenStream, pool: int, stream: _Stream) -> cmd.Answer | cmd.NoAnswer:
@@ -153,12 +160,12 @@ class AsyncKontext(
 
     async def _perform(
         self,
-        command: cmd.Call | cmd.Download | cmd.OpenStream | cmd.ReadLine | cmd.CloseStream | cmd.Sleep,
+        command: cmd.Exchange,
         pool: int,
         stream: _Stream,
     ) -> cmd.Outcome:
         match command:
-            case cmd.Call() | cmd.Download():
+            case cmd.Call() | cmd.Download() | cmd.HttpGet():
                 return await self._exchange(command, pool)
             case cmd.OpenStream():
                 return await self._open_stream(command, pool, stream)

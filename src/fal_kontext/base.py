@@ -40,7 +40,7 @@ from fal_kontext_api.client import AuthenticatedClient, Client
 from fal_kontext_api.models import CancelStatus
 from fal_kontext_api.options import EditOptions, MultiEditOptions, TextToImageOptions, Tier
 
-from .commands import Answer, Call, Download, Flow, OpenStream
+from .commands import Answer, Call, Download, Flow, HttpGet, OpenStream
 from .config import (
     DEFAULT_POLL,
     DEFAULT_RETRY,
@@ -69,6 +69,7 @@ from .flows import (
     wait_flow,
 )
 from .inputs import EditInput, build_edit_input, build_input, build_text_to_image_input, check_submit_options
+from .recovery import DEFAULT_RECOVERY, RecoveryPolicy, may_send_key
 from .results import EditResult
 from .retry import RetryPolicy
 from .status import Status
@@ -122,6 +123,8 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         clock: Monotonic clock for deadlines (tests inject a fake).
         random_source: Jitter source in [0, 1) (tests inject a constant).
         stream_idle_timeout: A status stream silent this long counts as dropped.
+        recovery: How a submit whose answer was lost is recovered (``RecoveryPolicy``; docs/client.md, "When a
+            submit's answer is lost"): adopted, looked up in fal's request list, or ``SubmitOutcomeUnknownError``.
 
     Raises:
         InvalidInputError: a bad option, named (a ``ValueError``); nothing is sent.
@@ -153,6 +156,7 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         clock: Callable[[], float] | None = None,
         random_source: Callable[[], float] | None = None,
         stream_idle_timeout: float = 30.0,
+        recovery: RecoveryPolicy = DEFAULT_RECOVERY,
     ) -> None:
         if transport is not None and (httpx_args is None or isinstance(httpx_args, Mapping)):
             if httpx_args is not None and "transport" in httpx_args:
@@ -174,6 +178,7 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
             random_source=random_source,
             stream_idle_timeout=stream_idle_timeout,
             http=http,
+            recovery=recovery,
         )
         check_submit_options(start_timeout=self._config.start_timeout, priority=None)
         pools = self._default_pools if connection_pools is None else connection_pools
@@ -213,7 +218,8 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         runner_hint: str | None = None,
         no_retry: bool = False,
     ) -> _Submitted:
-        """Queue a request; returns its handle at once. Never sent twice (retried only if it never left).
+        """Queue a request; returns its handle at once. Never sent twice: retried only if it never left, or once
+        fal's request list shows that a submit whose answer was lost queued nothing (``recovery``).
 
         Args:
             endpoint: An ``Endpoint`` or its id, e.g. ``"fal-ai/flux-pro/kontext/max"``.
@@ -225,7 +231,8 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
             no_retry: Ask fal not to retry the request server-side.
 
         Raises:
-            InvalidInputError: the input or an option breaks the spec (nothing sent). APIError: the submit failed.
+            InvalidInputError: the input or an option breaks the spec (nothing sent). SubmitOutcomeUnknownError: the
+                answer was lost and the job may exist (``.request_id`` when one arrived). APIError: the submit failed.
         """
         options = {
             "webhook_url": webhook_url,
@@ -514,11 +521,15 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
             self._downloader = self._new_client(args)
         return self._downloader
 
-    def _prepare(self, command: Call | Download | OpenStream, pool: int) -> tuple[_HttpT, httpx.Request, Parser | None]:
+    def _prepare(
+        self, command: Call | Download | HttpGet | OpenStream, pool: int
+    ) -> tuple[_HttpT, httpx.Request, Parser | None]:
         """The client to send ``command`` with, its request, and how to parse the answer."""
         if isinstance(command, Download):
             http = self._download_client()
             return http, http.build_request("GET", command.url), None
+        if isinstance(command, HttpGet):
+            return self._lookup_request(command)
         generated, http = self._connection(command.base_url, pool)
         if isinstance(command, Call):
             parse = command.parse
@@ -531,6 +542,20 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         timeout = httpx.Timeout(command.read_timeout, connect=self._config.timeouts.connect)
         request_args = {k: v for k, v in command.request.items() if k != "headers"}
         return http, http.build_request(**request_args, headers=headers, timeout=timeout), None
+
+    def _lookup_request(self, command: HttpGet) -> tuple[_HttpT, httpx.Request, None]:
+        """The request-list GET of recovery: the key only where ``may_send_key`` allows (fal's API host for fal's
+        queue, or the configured base's own origin). It goes through the download client, whose redirects httpx
+        follows without the Authorization header when they leave the origin."""
+        config = self._config
+        headers = {name: value for name, value in config.headers().items() if name.lower() == "user-agent"}
+        timeout = httpx.Timeout(min(command.timeout, config.timeouts.read), connect=config.timeouts.connect)
+        http = self._download_client()
+        request = http.build_request("GET", command.url, params=command.params, headers=headers, timeout=timeout)
+        if config.credentials is not None and may_send_key(command.url, config.base_url):
+            # set on the request, whose repr shows no headers: no local of this frame holds the key
+            request.headers["Authorization"] = config.credentials.authorization
+        return http, request, None
 
     def _answer(self, response: httpx.Response, parse: Parser | None) -> Answer:
         """The answer to a request (its body read): the secret redacted (should a server echo it), then parsed by

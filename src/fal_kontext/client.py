@@ -94,12 +94,19 @@ class Kontext(
     def _handle(self, state: HandleState, pool: int) -> Handle:
         return Handle(self, state, pool)
 
-    def _exchange(self, command: cmd.Call | cmd.Download, pool: int) -> cmd.Answer | cmd.NoAnswer:
+    def _exchange(self, command: cmd.Call | cmd.Download | cmd.HttpGet, pool: int) -> cmd.Answer | cmd.NoAnswer:
         http, request, parse = self._prepare(command, pool)
         try:
-            response = http.send(request)
+            response = http.send(request, stream=True)
         except httpx.HTTPError as err:
             return cmd.no_answer(err)
+        recording = cmd.record(response)  # an answer cut off in its body still gives what came (recovery)
+        try:
+            response.read()
+        except httpx.HTTPError as err:
+            return cmd.cut_off(err, response, recording, self._secret)
+        finally:
+            response.close()
         return self._answer(response, parse)
 
     def _open_stream(self, command: cmd.OpenStream, pool: int, stream: _Stream) -> cmd.Answer | cmd.NoAnswer:
@@ -120,7 +127,7 @@ class Kontext(
 
     def _perform(self, command: cmd.Exchange, pool: int, stream: _Stream) -> cmd.Outcome:
         match command:
-            case cmd.Call() | cmd.Download():
+            case cmd.Call() | cmd.Download() | cmd.HttpGet():
                 return self._exchange(command, pool)
             case cmd.OpenStream():
                 return self._open_stream(command, pool, stream)

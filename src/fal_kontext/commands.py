@@ -1,16 +1,17 @@
 """The command protocol between the flows (pure decisions) and the two executors (``Kontext``, ``AsyncKontext``).
 
 A flow is a generator: it yields a command, the executor performs it and sends back the outcome, and the flow's
-return value is the verb's result (``Flow[T]``). Only ``Call``, ``Download`` and the stream commands touch the
-network; each executor differs from the other only in how it performs them (blocking or awaited), as httpx drives
-one ``Auth.auth_flow`` with ``sync_auth_flow`` and ``async_auth_flow``.
+return value is the verb's result (``Flow[T]``). Only ``Call``, ``Download``, ``HttpGet`` and the stream commands
+touch the network; each executor differs from the other only in how it performs them (blocking or awaited), as
+httpx drives one ``Auth.auth_flow`` with ``sync_auth_flow`` and ``async_auth_flow``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+import zlib
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -27,16 +28,20 @@ __all__ = [
     "Download",
     "Exchange",
     "Flow",
+    "HttpGet",
     "NoAnswer",
     "Notify",
     "OpenStream",
     "Outcome",
     "ReadLine",
+    "Recording",
     "ResponseParser",
     "Sleep",
+    "cut_off",
     "exchange",
     "no_answer",
     "read_line",
+    "record",
 ]
 
 _T = TypeVar("_T")
@@ -68,6 +73,23 @@ class Download:
 
     url: str
     request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HttpGet:
+    """GET ``url`` with ``params``, with the client's key only where ``recovery.may_send_key`` allows (fal's request
+    list, for recovery; a redirect off that origin loses the key, as httpx drops it); outcome: ``Answer`` (nothing
+    parsed) or ``NoAnswer``.
+
+    Attributes:
+        url: The absolute URL, without query.
+        params: The query, in order (a name may repeat).
+        timeout: Seconds this request may take at most (the client's own timeouts still apply).
+    """
+
+    url: str
+    params: tuple[tuple[str, str], ...]
+    timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +131,7 @@ class Notify:
 
 
 # What an executor performs (everything but ``Notify``, which goes to the caller).
-Exchange = Call | Download | OpenStream | ReadLine | CloseStream | Sleep
+Exchange = Call | Download | HttpGet | OpenStream | ReadLine | CloseStream | Sleep
 Command = Exchange | Notify
 
 
@@ -126,24 +148,30 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class NoAnswer:
-    """No HTTP answer: the connection failed or timed out.
+    """No whole HTTP answer: the connection failed or timed out, before an answer or in the middle of its body.
 
     Attributes:
         error: What happened, in words (never headers or credentials).
         reached_server: False only when the request certainly never reached the server.
         timed_out: Whether a timeout caused it.
+        status_code: The status of an answer cut off in its body, else None.
+        headers: That answer's headers (the secret redacted).
+        body: What of its body arrived (the secret redacted): a submit's request id may be in it (``recovery``).
     """
 
     error: str
     reached_server: bool
     timed_out: bool = False
+    status_code: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
 
 Outcome = Answer | NoAnswer | str | None
 Flow = Generator[Command, Outcome, _T]
 
 
-def exchange(command: Call | Download | OpenStream) -> Flow[Answer | NoAnswer]:
+def exchange(command: Call | Download | HttpGet | OpenStream) -> Flow[Answer | NoAnswer]:
     """Yield ``command``; returns its outcome."""
     outcome = yield command
     if not isinstance(outcome, (Answer, NoAnswer)):
@@ -157,6 +185,67 @@ def read_line() -> Flow[str | NoAnswer | None]:
     if isinstance(outcome, Answer):
         raise TypeError("an executor answered ReadLine with an Answer")
     return outcome
+
+
+class Recording(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body stream that keeps what arrives, so that an answer cut off in its body still gives what came
+    (a submit's request id may be in it). Wrap ``response.stream`` before reading the body."""
+
+    def __init__(self, inner: httpx.SyncByteStream | httpx.AsyncByteStream) -> None:
+        self._inner = inner
+        self._chunks: list[bytes] = []
+
+    def __iter__(self) -> Iterator[bytes]:
+        assert isinstance(self._inner, httpx.SyncByteStream)
+        for chunk in self._inner:
+            self._chunks.append(chunk)
+            yield chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        assert isinstance(self._inner, httpx.AsyncByteStream)
+        async for chunk in self._inner:
+            self._chunks.append(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        if isinstance(self._inner, httpx.SyncByteStream):
+            self._inner.close()
+
+    async def aclose(self) -> None:
+        if isinstance(self._inner, httpx.AsyncByteStream):
+            await self._inner.aclose()
+
+    def received(self, content_encoding: str | None) -> bytes:
+        """The body bytes that arrived, decoded when the encoding is identity, gzip or deflate (else empty)."""
+        raw = b"".join(self._chunks)
+        encoding = (content_encoding or "identity").strip().lower()
+        if encoding == "identity":
+            return raw
+        if encoding not in ("gzip", "deflate"):
+            return b""
+        try:  # a cut-off stream decodes as far as it goes
+            return zlib.decompressobj(wbits=31 if encoding == "gzip" else 15).decompress(raw)
+        except zlib.error:
+            return b""
+
+
+def record(response: httpx.Response) -> Recording:
+    """Keep what arrives of ``response``'s body (see ``Recording``); call before reading it."""
+    recording = Recording(response.stream)
+    response.stream = recording
+    return recording
+
+
+def cut_off(error: httpx.HTTPError, response: httpx.Response, recording: Recording, secret: str | None) -> NoAnswer:
+    """``NoAnswer`` for an answer whose body was cut off: its status, headers and what of its body arrived, with the
+    secret redacted should the server echo it."""
+    body = recording.received(response.headers.get("content-encoding"))
+    headers = dict(response.headers)
+    if secret:
+        body = body.replace(secret.encode(), b"***")
+        headers = {name: value.replace(secret, "***") for name, value in headers.items()}
+    lost = no_answer(error)
+    return NoAnswer(lost.error, True, lost.timed_out, response.status_code, headers, body)
 
 
 def no_answer(error: httpx.HTTPError) -> NoAnswer:

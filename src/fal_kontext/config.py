@@ -22,6 +22,7 @@ import httpx
 
 from ._version import __version__
 from .errors import FieldProblem, InvalidInputError
+from .recovery import DEFAULT_RECOVERY, RecoveryPolicy, requests_list_url
 from .retry import RetryPolicy
 from .urls import FAL_QUEUE_HOSTS, FAL_QUEUE_URL, normalise_base_url
 
@@ -210,6 +211,9 @@ class QueueSettings:
         random: Jitter source in [0, 1).
         stream_idle_timeout: A status stream silent for this long is treated as dropped (fal sends a keep-alive every
             15 s), and the waiter falls back to polling.
+        recovery: How a submit whose answer was lost is recovered (``recovery``).
+        requests_list: fal's request list for this client (``recovery.requests_list_url``), or None.
+        wall: Wall-clock seconds (the request list's time window).
     """
 
     base_url: str
@@ -218,6 +222,9 @@ class QueueSettings:
     clock: Callable[[], float]
     random: Callable[[], float]
     stream_idle_timeout: float = 30.0
+    recovery: RecoveryPolicy = DEFAULT_RECOVERY
+    requests_list: str | None = None
+    wall: Callable[[], float] = time.time
 
 
 DEFAULT_TIMEOUTS = RequestTimeouts()
@@ -393,6 +400,8 @@ class ClientConfig:
     random: Callable[[], float]
     stream_idle_timeout: float
     http: HttpOptions
+    recovery: RecoveryPolicy = DEFAULT_RECOVERY
+    requests_list: str | None = None
 
     @classmethod
     def build(  # noqa: PLR0913 - one keyword per client option, as the clients take them
@@ -412,6 +421,7 @@ class ClientConfig:
         random_source: Callable[[], float] | None,
         stream_idle_timeout: float,
         http: HttpOptions,
+        recovery: RecoveryPolicy = DEFAULT_RECOVERY,
     ) -> ClientConfig:
         """Resolve arguments and environment variables into a checked config.
 
@@ -423,6 +433,7 @@ class ClientConfig:
             ("timeouts", timeouts, RequestTimeouts),
             ("retry", retry, RetryPolicy),
             ("poll", poll, PollSchedule),
+            ("recovery", recovery, RecoveryPolicy),
         ):
             if value is not None and not isinstance(value, kind):
                 raise refuse(name, value, f"expected a {kind.__name__}")
@@ -430,9 +441,10 @@ class ClientConfig:
             raise refuse("httpx_args['timeout']", http.timeout, "give either timeouts= or httpx_args['timeout']")
         if not isinstance(max_image_bytes, int) or isinstance(max_image_bytes, bool) or max_image_bytes <= 0:
             raise refuse("max_image_bytes", max_image_bytes, "expected a whole number of bytes > 0")
+        credentials = _credentials(key, auth, url)
         return cls(
             url,
-            _credentials(key, auth, url),
+            credentials,
             timeouts or http.timeout or DEFAULT_TIMEOUTS,
             retry,
             poll,
@@ -446,11 +458,22 @@ class ClientConfig:
             random_source or random.random,
             check_positive("stream_idle_timeout", stream_idle_timeout),
             http,
+            recovery,
+            _requests_list(url, credentials, recovery),
         )
 
     def settings(self) -> QueueSettings:
         """The settings the queue flows run with."""
-        return QueueSettings(self.base_url, self.retry, self.poll, self.clock, self.random, self.stream_idle_timeout)
+        return QueueSettings(
+            self.base_url,
+            self.retry,
+            self.poll,
+            self.clock,
+            self.random,
+            self.stream_idle_timeout,
+            self.recovery,
+            self.requests_list,
+        )
 
     def wait_deadline(self, timeout: float | None) -> float | None:
         """The wait timeout to use: ``timeout`` if given (``math.inf`` = none), else the client's.
@@ -468,6 +491,17 @@ class ClientConfig:
         if not any(name.lower() == "user-agent" for name in headers):
             headers["User-Agent"] = f"fal-kontext/{__version__} (python)"
         return headers
+
+
+def _requests_list(base_url: str, credentials: Credentials | None, recovery: RecoveryPolicy) -> str | None:
+    """fal's request list for recovery, or None (no key, or no list known for this base URL)."""
+    if credentials is None:
+        return None
+    try:
+        url, _ = requests_list_url(base_url, credentials.scheme, recovery.requests_base_url)
+    except ValueError as err:
+        raise refuse("recovery.requests_base_url", recovery.requests_base_url, str(err)) from None
+    return url
 
 
 def _finite_or_none(seconds: float) -> float | None:

@@ -44,6 +44,7 @@ from .commands import (
 from .config import QueueSettings
 from .endpoints import Endpoint
 from .errors import (
+    APIConnectionError,
     APIError,
     KontextError,
     NotFoundError,
@@ -59,6 +60,7 @@ from .errors import (
     json_or_none,
 )
 from .inputs import EditInput
+from .recovery import Action, JobQuery, Recovery, SubmitOutcome, attempt_of, classify, recover_flow
 from .results import EditResult, image_file_name, inline_image, write_atomically
 from .retry import Failure, Operation, RetryPolicy
 from .spec import operation_module
@@ -221,12 +223,67 @@ def call_with_retries(
 def submit_flow(
     endpoint: Endpoint, body: EditInput, options: SubmitOptions, settings: QueueSettings
 ) -> Flow[HandleState]:
-    """Submit ``body`` to ``endpoint``; returns the ``HandleState``. Retried only if the request never left."""
+    """Submit ``body`` to ``endpoint``; returns the ``HandleState``. Retried only if the request never left. An
+    answer lost after sending is recovered as ``recovery`` decides: the job is adopted (from the id received, or
+    found in fal's request list), or sent again only once the list shows it was not queued; otherwise
+    ``SubmitOutcomeUnknownError``. Never sent twice."""
     module = operation_module(endpoint.operation_id)
     request = module.request_kwargs(body=body, **options.kwargs())
     call = Call(Operation.SUBMIT, settings.base_url, None, request, module.parse_response)
-    attempted = yield from call_with_retries(call, settings)
-    outcome = _answered(attempted.outcome, None, Operation.SUBMIT)
+    query = JobQuery(endpoint.value, body.to_dict(), settings.wall())
+    resends = 0
+    while True:
+        attempted = yield from call_with_retries(call, settings)
+        state = _submitted(attempted.outcome, endpoint, settings)
+        if state is not None:
+            return state
+        recovery = yield from recover_flow(
+            attempt_of(attempted.outcome),
+            query,
+            list_url=settings.requests_list,
+            policy=settings.recovery,
+            clock=settings.clock,
+            may_resend=resends < settings.retry.max_retries,
+        )
+        if recovery.action is Action.ADOPT and recovery.request_id is not None:
+            logger.warning("submit to %s: adopted request %s (%s)", endpoint.value, recovery.request_id, recovery.why)
+            return resume_state(recovery.request_id, settings, endpoint)
+        if recovery.action is not Action.RESEND:
+            raise _submit_error(attempted.outcome, recovery, endpoint, resends)
+        resends += 1
+        logger.warning("submit to %s: sending it again (%s)", endpoint.value, recovery.why)
+        yield Sleep(settings.retry.backoff(resends, settings.random))
+
+
+def _submit_error(outcome: Answer | NoAnswer, recovery: Recovery, endpoint: Endpoint, resends: int) -> KontextError:
+    """The error of a submit that was not recovered: ``SubmitOutcomeUnknownError`` when the job may exist, the
+    failure's own error when nothing was queued (a refusal, or the request list showed no job)."""
+    if isinstance(outcome, Answer) and outcome.status_code < 400:
+        cause: APIError = UnexpectedResponseError(
+            f"submit answered {outcome.status_code} without a request_id", body=_text(outcome.content)
+        )
+    else:
+        cause = _error_of(outcome, None, Operation.SUBMIT)
+    if recovery.error is not None:
+        recovery.error.__cause__ = cause
+        return recovery.error
+    if classify(attempt_of(outcome)) in (SubmitOutcome.NOT_SENT, SubmitOutcome.REFUSED, SubmitOutcome.REJECTED):
+        return cause
+    last = outcome.error if isinstance(outcome, NoAnswer) else f"HTTP {outcome.status_code}"
+    error = APIConnectionError(
+        f"submit to {endpoint.value} failed {resends + 1} time(s), the last with {last}; fal's request list shows "
+        f"no job for it ({recovery.why}), so nothing was queued. Try again later",
+        reached_server=True,
+    )
+    error.__cause__ = cause
+    return error
+
+
+def _submitted(outcome: Answer | NoAnswer, endpoint: Endpoint, settings: QueueSettings) -> HandleState | None:
+    """The state of the queued request if ``outcome`` is a submit answer naming it, else None."""
+    if _is_failure(outcome):
+        return None
+    assert isinstance(outcome, Answer)
     parsed = outcome.parsed
     if not isinstance(parsed, QueueSubmitResponse):
         # The job may be queued (and billed) even if the answer misses the URLs the spec requires (an aggregator
@@ -236,9 +293,7 @@ def submit_flow(
         if isinstance(rid, str) and rid.strip():
             logger.warning("request %s: the submit answer does not match the spec; using the configured base", rid)
             return resume_state(rid, settings, endpoint)
-        raise UnexpectedResponseError(
-            f"submit answered {outcome.status_code} without a request_id", body=_text(outcome.content)
-        )
+        return None
     rid = parsed.request_id
     bases: dict[Operation, str] = {}
     for operation, url in (

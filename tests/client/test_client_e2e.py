@@ -23,6 +23,7 @@ from fal_kontext import (
     InProgress,
     NotFoundError,
     Queued,
+    RecoveryPolicy,
     RequestCancelledError,
     RequestFailedError,
     ResultNotReadyError,
@@ -30,6 +31,7 @@ from fal_kontext import (
     ServerError,
     StartTimeoutError,
     Status,
+    SubmitOutcomeUnknownError,
     ValidationError,
     WaitTimeoutError,
 )
@@ -237,23 +239,29 @@ def test_a_dropped_stream_falls_back_to_polling(kontext: AnyClient, emulator: Ru
     assert emulator.counters()["calls"].get("get_request_status", 0) >= 1
 
 
-def test_submit_is_never_sent_twice(kontext: AnyClient, emulator: RunningEmulator) -> None:
+def test_submit_is_never_sent_twice(emulator: RunningEmulator, kind: str) -> None:
+    # Without looking the job up (recovery: tests/client/test_recovery.py), a lost answer is never sent again.
+    emulator.clear_faults()
     emulator.reset_counters()
-    emulator.add_fault("submit=503")
-    with pytest.raises(ServerError):
+    with real_client(
+        kind, emulator.key, base_url=emulator.base_url, retry=FAST_RETRY, recovery=RecoveryPolicy(look_up=False)
+    ) as kontext:
+        emulator.add_fault("submit=503")
+        with pytest.raises(SubmitOutcomeUnknownError) as caught:
+            kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+        assert isinstance(caught.value.__cause__, ServerError)
+        emulator.clear_faults()
+        emulator.add_fault("submit=drop-after")
+        with pytest.raises(APIConnectionError, match="not sent again"):
+            kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+        assert emulator.counters()["calls"].get("submit_kontext") == 2
+        emulator.clear_faults()
+        # A 429 refuses the request (nothing is queued): the submit is sent again after Retry-After, and queued once.
+        emulator.add_fault("submit=429:1")
+        queued_before = emulator.submit_count()
         kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
-    emulator.clear_faults()
-    emulator.add_fault("submit=drop-after")
-    with pytest.raises(APIConnectionError, match="not sent again"):
-        kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
-    assert emulator.counters()["calls"].get("submit_kontext") == 2
-    emulator.clear_faults()
-    # A 429 refuses the request (nothing is queued): the submit is sent again after Retry-After, and queued once.
-    emulator.add_fault("submit=429:1")
-    queued_before = emulator.submit_count()
-    kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
-    assert emulator.counters()["calls"].get("submit_kontext") == 4
-    assert emulator.submit_count() == queued_before + 1
+        assert emulator.counters()["calls"].get("submit_kontext") == 4
+        assert emulator.submit_count() == queued_before + 1
 
 
 def test_every_exchange_of_the_client_conforms_to_the_spec(emulator: RunningEmulator, kind: str) -> None:
