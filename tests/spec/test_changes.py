@@ -19,7 +19,8 @@ SUBMIT = "POST /fal-ai/flux-pro/kontext"
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    return yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    return loaded
 
 
 def _said(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -201,7 +201,9 @@ def test_every_string_value_is_quoted_and_loaders_agree() -> None:
             return [s for k, v in node.value for s in scalars(k, True) + scalars(v)]
         return []
 
-    values = [n for n, is_key in scalars(yaml.compose(text)) if not is_key and n.tag == "tag:yaml.org,2002:str"]
+    root = yaml.compose(text)
+    assert root is not None
+    values = [n for n, is_key in scalars(root) if not is_key and n.tag == "tag:yaml.org,2002:str"]
     assert values and all(n.style == '"' for n in values)
 
 
@@ -337,7 +339,7 @@ def test_override_that_no_longer_applies_fails_the_run(workspace: Path) -> None:
 
 
 def _broken(result: Any) -> dict[str, Any]:
-    document = copy.deepcopy(result.document)
+    document: dict[str, Any] = copy.deepcopy(result.document)
     document["components"]["schemas"]["Timings"].pop("type")
     status = document["paths"]["/fal-ai/flux-pro/requests/{request_id}/status"]["get"]
     status.pop("operationId")
