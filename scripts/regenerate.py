@@ -134,12 +134,14 @@ def verify_package(package: Path, staging: Path) -> str | None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a run would write: the spec and changelog texts, and whether each differs from the committed one."""
+    """What a run would write: the spec and changelog texts, whether each differs from the committed one, and
+    whether its breaking changes (if any) are acknowledged."""
 
     spec: str
     changelog: str
     spec_changed: bool
     changelog_changed: bool
+    acknowledged: bool
 
 
 def report(
@@ -152,16 +154,17 @@ def report(
     digest = hashlib.sha256(spec_text.encode("utf-8")).hexdigest()
     previous = tree.changelog.read_text(encoding="utf-8") if tree.changelog.exists() else None
     changelog = previous or ""
+    breaking = any(c.kind == "breaking" for c in changes)
+    raised = major(document) > major(old)
     if latest_digest(previous) != digest[:16]:
-        breaking = any(c.kind == "breaking" for c in changes)
-        raised = major(document) > major(old)
         note = ""
         if breaking and raised:
             note = "acknowledged by raising the major version"
         elif breaking and acknowledged:
             note = "acknowledged with ACK_BREAKING=1"
         changelog = with_entry(previous, entry(old, document, digest, changes, note))
-    return Outcome(spec_text, changelog, old_text != spec_text, changelog != (previous or "")), changes
+    changed = (old_text != spec_text, changelog != (previous or ""))
+    return Outcome(spec_text, changelog, *changed, acknowledged=not breaking or raised or acknowledged), changes
 
 
 def regenerate(
@@ -191,8 +194,7 @@ def regenerate(
     print(f"== API changes, committed spec -> new: {len(breaking)} breaking, {len(changes) - len(breaking)} additive")
     for change in changes:
         print(f"  {change}")
-    old_major = major(yaml.safe_load(tree.spec.read_text(encoding="utf-8"))) if tree.spec.exists() else 0
-    if breaking and not check and not ack_breaking and major(result.document) <= old_major:
+    if not check and not outcome.acknowledged:
         print(
             f"{len(breaking)} breaking changes (above): nothing written. Acknowledge them by raising the major of "
             "info.version in overrides/10-document.overlay.yaml, or run `make ACK_BREAKING=1`.",

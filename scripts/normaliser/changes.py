@@ -4,14 +4,16 @@ No well-kept breaking-change tool for OpenAPI installs and runs here (oasdiff is
 a small classifier over the two documents as `make` writes them. It compares, per operation: the
 operation itself, its endpoint metadata (`x-fal-endpoint`), and the request and response fields
 (nested ones as `parent.child`, list items as `parent[]`): presence, type, required-ness, enum values,
-default and range (minimum, maximum, minItems, maxItems, minLength, maxLength).
+default and range (minimum, maximum, minItems, maxItems, minLength, maxLength); and the document's own
+extensions (`x-fal-sync`, ...).
 
 What is breaking depends on the side. A request change is breaking when a call that worked may now be
 refused or mean something else: a field or enum value removed (a rename is a removal and an
 addition), a range narrowed, a field newly required, a type changed, a default changed or removed.
 A response change is breaking when a client reading it may now fail: a field removed or no longer
 required, a type changed, an enum value added (the generated models refuse unknown values), a range
-widened. An operation removed is breaking. Everything else is additive.
+widened. An operation removed is breaking, and so is a document extension removed or changed.
+Everything else is additive.
 """
 
 from __future__ import annotations
@@ -160,8 +162,12 @@ def _field_changes(where: str, old: FieldShape, new: FieldShape, request: bool) 
     if old.required != new.required:
         now = "required" if new.required else "optional"
         yield change(new.required if request else not new.required, f"now {now}")
-    if old.enum is not None or new.enum is not None:
-        before, after = old.enum or (), new.enum or ()
+    if old.enum is None and new.enum is not None:
+        yield change(request, f"now limited to the values {list(new.enum)}")
+    elif old.enum is not None and new.enum is None:
+        yield change(not request, f"no longer limited to the values {list(old.enum)}")
+    elif old.enum is not None and new.enum is not None:
+        before, after = old.enum, new.enum
         removed = [v for v in before if v not in after]
         added = [v for v in after if v not in before]
         renamed = " (renamed?)" if removed and added else ""
@@ -202,6 +208,11 @@ def compare(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change]:  #
     before = operations(old) if old else {}
     after = operations(new)
     changes: list[Change] = []
+    for key in sorted(k for k in {*(old or {}), *new} if k.startswith("x-")):
+        was, now = (old or {}).get(key), new.get(key)
+        if was != now:
+            what = "added" if was is None else "removed" if now is None else "changed"
+            changes.append(Change("additive" if was is None else "breaking", "(document)", f"{key} {what}"))
     for name in before:
         if name not in after:
             changes.append(Change("breaking", name, f"operation {before[name].get('operationId')!r} removed"))

@@ -127,6 +127,9 @@ def every_endpoint_is_described(document: dict[str, Any]) -> list[str]:
             problems.append(f"POST {path}: x-fal-endpoint.id is {metadata.get('id')!r}, not the path")
         if metadata.get("family") not in FAMILIES:
             problems.append(f"POST {path}: x-fal-endpoint.family {metadata.get('family')!r} is not one of {FAMILIES}")
+        output = metadata.get("output_schema")
+        if output is not None and output not in document.get("components", {}).get("schemas", {}):
+            problems.append(f"POST {path}: x-fal-endpoint.output_schema {output!r} is not a schema of the spec")
         if not metadata.get("tier"):
             problems.append(
                 f"POST {path}: no source states the model tier; add it to x-fal-endpoint in overrides/ with its source"

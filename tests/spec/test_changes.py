@@ -78,6 +78,15 @@ def test_response_changes_are_classified_from_the_readers_side(spec: dict[str, A
     assert f"breaking: {result} `seed`: now optional" in said
     assert f"additive: {result} `nsfw_scores`: field added (optional)" in said
     assert f"breaking: {result} `images[].file_name`: field removed" in said
+    single = schemas["KontextInput"]["properties"]
+    single["prompt"]["enum"] = ["a cat"]
+    assert f"breaking: {SUBMIT} request `prompt`: now limited to the values ['a cat']" in _said(spec, new)
+    del single["prompt"]["enum"]
+    schemas["QueueStatusValue"].pop("enum")
+    assert (
+        f"breaking: {status} `status`: no longer limited to the values ['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED']"
+        in _said(spec, new)
+    )
 
 
 def test_operations_and_endpoint_metadata(spec: dict[str, Any]) -> None:
@@ -91,6 +100,10 @@ def test_operations_and_endpoint_metadata(spec: dict[str, Any]) -> None:
     assert "breaking: POST /fal-ai/flux-pro/kontext/max/multi: operation 'submit_kontext_max_multi' removed" in said
     assert "additive: POST /fal-ai/flux-pro/kontext/new: operation 'submit_kontext_new' added" in said
     assert f"breaking: {SUBMIT}: x-fal-endpoint.tier 'pro' -> 'ultra'" in said
+    new["x-fal-sync"]["server"] = "https://run.example"
+    assert "breaking: (document): x-fal-sync changed" in _said(spec, new)
+    del new["x-fal-sync"]
+    assert "breaking: (document): x-fal-sync removed" in _said(spec, new)
 
 
 def test_changelog_entries_stack_newest_first(spec: dict[str, Any]) -> None:

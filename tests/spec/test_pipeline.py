@@ -98,7 +98,9 @@ def test_every_submit_operation_says_what_endpoint_it_is(result: Any) -> None:
         "image_field": "image_url",
         "tier": "max",
         "price_usd_per_image": 0.08,
+        "output_schema": "KontextOutput",
     }
+    assert metadata["/fal-ai/flux-pro/kontext/max/multi"]["output_schema"] == "KontextSizedOutput"
     assert metadata["/fal-ai/flux-pro/kontext/multi"]["tier"] == "pro"  # fal's page names it: "Kontext [pro]"
     assert "image_field" not in metadata["/fal-ai/flux-pro/kontext/max/text-to-image"]
     assert "price_usd_per_image" not in metadata["/fal-ai/flux-pro/kontext/text-to-image"]  # fal states none
@@ -154,7 +156,21 @@ def test_queue_lifecycle_and_links(result: Any) -> None:
             names = {p["$ref"].rsplit("/", 1)[1] for p in item["post"]["parameters"]}
             assert names == {"Webhook", "RequestTimeout", "QueuePriority", "RunnerHint", "NoRetry"}
     submit = result.document["components"]["schemas"]["QueueSubmitResponse"]
-    assert submit["required"] == ["request_id", "response_url", "status_url", "cancel_url"]
+    assert submit["required"] == ["request_id", "response_url", "status_url", "cancel_url", "status"]
+
+
+def test_precision_of_fals_schemas(result: Any) -> None:
+    document = result.document
+    schemas = document["components"]["schemas"]
+    assert schemas["SizedImage"]["required"] == ["url", "width", "height"]
+    assert schemas["SizedImage"]["properties"]["content_type"]["default"] == "image/jpeg"
+    assert "file_data" in schemas["Image"]["properties"] and schemas["Image"]["required"] == ["url"]
+    assert schemas["KontextSizedOutput"]["required"] == schemas["KontextOutput"]["required"]
+    assert "status" in schemas["QueueSubmitResponse"]["required"]
+    assert schemas["LogEntry"]["required"] == ["message", "level", "source", "timestamp"]
+    assert "input" in schemas["ValidationErrorItem"]["properties"]
+    assert document["x-fal-sync"]["server"] == "https://fal.run"
+    assert document["x-fal-queue-paths"]["prescribed"] == "app"
 
 
 def test_security_and_servers(result: Any) -> None:

@@ -79,3 +79,22 @@ def test_publish_puts_everything_back_when_a_move_fails(tmp_path: Path) -> None:
     assert first.read_text() == "old spec"
     assert (second / "a.py").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["package", "spec.yaml", "staged"]
+
+
+def test_a_new_endpoint_source_alone_becomes_a_typed_operation(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sources = tree / "specs" / "sources"
+    page = (sources / "flux-pro-kontext-max-text-to-image__fal.fal-doc.md").read_text()
+    invented = "fal-ai/flux-pro/kontext/ultra/text-to-image"  # an invented id: no override names it
+    page = page.replace("fal-ai/flux-pro/kontext/max/text-to-image`", f"{invented}`").replace("[max]", "[ultra]")
+    (sources / "flux-pro-kontext-ultra-text-to-image__fal.fal-doc.md").write_text(page)
+
+    assert regenerate.regenerate(Tree(tree), verify=False) == 0
+    out = capsys.readouterr().out
+    assert f"additive: POST /{invented}: operation 'submit_kontext_ultra_text_to_image' added" in out
+    package = tree / "generated" / "fal_kontext_api"
+    assert (package / "api" / "edit" / "submit_kontext_ultra_text_to_image.py").exists()
+    options = (package / "options.py").read_text()
+    assert 'Tier = Literal["max", "pro", "ultra"]' in options
+    assert f'"{invented}"' in options
+    spec = (tree / "specs" / "openapi.yaml").read_text()
+    assert f'id: "{invented}"\n        family: "text-to-image"\n        tier: "ultra"' in spec

@@ -10,8 +10,10 @@ from .image import Image
 from .kontext_input import KontextInput
 from .kontext_multi_input import KontextMultiInput
 from .kontext_output import KontextOutput
+from .kontext_sized_output import KontextSizedOutput
 from .kontext_text_to_image_input import KontextTextToImageInput
 from .log_entry import LogEntry
+from .log_level import LogLevel
 from .logs_flag import LogsFlag
 from .metrics import Metrics
 from .output_format import OutputFormat
@@ -21,9 +23,11 @@ from .queue_status_event import QueueStatusEvent
 from .queue_status_value import QueueStatusValue
 from .queue_submit_response import QueueSubmitResponse
 from .safety_tolerance import SafetyTolerance
+from .sized_image import SizedImage
 from .timings import Timings
 from .validation_error_item import ValidationErrorItem
 from .validation_error_item_ctx import ValidationErrorItemCtx
+from .validation_error_item_input_type_0 import ValidationErrorItemInputType0
 from .validation_error_response import ValidationErrorResponse
 from .webhook_payload import WebhookPayload
 from .webhook_status import WebhookStatus
@@ -37,8 +41,10 @@ __all__ = (
     "KontextInput",
     "KontextMultiInput",
     "KontextOutput",
+    "KontextSizedOutput",
     "KontextTextToImageInput",
     "LogEntry",
+    "LogLevel",
     "LogsFlag",
     "Metrics",
     "OutputFormat",
@@ -48,9 +54,11 @@ __all__ = (
     "QueueStatusValue",
     "QueueSubmitResponse",
     "SafetyTolerance",
+    "SizedImage",
     "Timings",
     "ValidationErrorItem",
     "ValidationErrorItemCtx",
+    "ValidationErrorItemInputType0",
     "ValidationErrorResponse",
     "WebhookPayload",
     "WebhookStatus",

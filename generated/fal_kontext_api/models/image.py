@@ -24,6 +24,8 @@ class Image:
         file_size (int | Unset): Size of the file in bytes.
         width (int | Unset): Width in pixels.
         height (int | Unset): Height in pixels.
+        file_data (str | Unset): The file's content, where the server sends it inline (in fal's schema of this item; not
+            in fal-js).
     """
 
     url: str
@@ -32,6 +34,7 @@ class Image:
     file_size: int | Unset = UNSET
     width: int | Unset = UNSET
     height: int | Unset = UNSET
+    file_data: str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -46,6 +49,8 @@ class Image:
         width = self.width
 
         height = self.height
+
+        file_data = self.file_data
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -64,6 +69,8 @@ class Image:
             field_dict["width"] = width
         if height is not UNSET:
             field_dict["height"] = height
+        if file_data is not UNSET:
+            field_dict["file_data"] = file_data
 
         return field_dict
 
@@ -82,6 +89,8 @@ class Image:
 
         height = d.pop("height", UNSET)
 
+        file_data = d.pop("file_data", UNSET)
+
         image = cls(
             url=url,
             content_type=content_type,
@@ -89,6 +98,7 @@ class Image:
             file_size=file_size,
             width=width,
             height=height,
+            file_data=file_data,
         )
 
         image.additional_properties = d

@@ -8,32 +8,32 @@ from typing import Any, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
-from ..types import UNSET, Unset
+from ..models.log_level import LogLevel
 
 T = TypeVar("T", bound="LogEntry")
 
 
 @_attrs_define
 class LogEntry:
-    """One log line of a running request.
+    """One log line of a running request (fal-js RequestLog: every field required).
 
     Attributes:
         message (str):
-        level (str | Unset): STDERR, STDOUT, ERROR, INFO, WARN or DEBUG.
-        source (str | Unset): USER for the app's own output.
-        timestamp (str | Unset): ISO 8601.
+        level (LogLevel): Level of a log line, as fal-js types it (libs/client/src/types/common.ts, RequestLog.level).
+        source (str): USER for the app's own output.
+        timestamp (str): ISO 8601.
     """
 
     message: str
-    level: str | Unset = UNSET
-    source: str | Unset = UNSET
-    timestamp: str | Unset = UNSET
+    level: LogLevel
+    source: str
+    timestamp: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         message = self.message
 
-        level = self.level
+        level = self.level.value
 
         source = self.source
 
@@ -44,14 +44,11 @@ class LogEntry:
         field_dict.update(
             {
                 "message": message,
+                "level": level,
+                "source": source,
+                "timestamp": timestamp,
             }
         )
-        if level is not UNSET:
-            field_dict["level"] = level
-        if source is not UNSET:
-            field_dict["source"] = source
-        if timestamp is not UNSET:
-            field_dict["timestamp"] = timestamp
 
         return field_dict
 
@@ -60,11 +57,11 @@ class LogEntry:
         d = dict(src_dict)
         message = d.pop("message")
 
-        level = d.pop("level", UNSET)
+        level = LogLevel(d.pop("level"))
 
-        source = d.pop("source", UNSET)
+        source = d.pop("source")
 
-        timestamp = d.pop("timestamp", UNSET)
+        timestamp = d.pop("timestamp")
 
         log_entry = cls(
             message=message,

@@ -28,8 +28,7 @@ class QueueSubmitResponse:
         response_url (str): GET here for the result.
         status_url (str): GET here for the status; append /stream for the status stream.
         cancel_url (str): PUT here to cancel.
-        status (QueueStatusValue | Unset): fal has exactly these three. A failed or cancelled request also ends
-            COMPLETED.
+        status (QueueStatusValue): fal has exactly these three. A failed or cancelled request also ends COMPLETED.
         queue_position (int | None | Unset): Requests ahead of this one (0-based).
         gateway_request_id (str | Unset): Id of the gateway attempt (webhook deliveries carry it).
         logs (list[LogEntry] | None | Unset):
@@ -40,7 +39,7 @@ class QueueSubmitResponse:
     response_url: str
     status_url: str
     cancel_url: str
-    status: QueueStatusValue | Unset = UNSET
+    status: QueueStatusValue
     queue_position: int | None | Unset = UNSET
     gateway_request_id: str | Unset = UNSET
     logs: list[LogEntry] | None | Unset = UNSET
@@ -56,9 +55,7 @@ class QueueSubmitResponse:
 
         cancel_url = self.cancel_url
 
-        status: str | Unset = UNSET
-        if not isinstance(self.status, Unset):
-            status = self.status.value
+        status = self.status.value
 
         queue_position: int | None | Unset
         if isinstance(self.queue_position, Unset):
@@ -92,10 +89,9 @@ class QueueSubmitResponse:
                 "response_url": response_url,
                 "status_url": status_url,
                 "cancel_url": cancel_url,
+                "status": status,
             }
         )
-        if status is not UNSET:
-            field_dict["status"] = status
         if queue_position is not UNSET:
             field_dict["queue_position"] = queue_position
         if gateway_request_id is not UNSET:
@@ -121,12 +117,7 @@ class QueueSubmitResponse:
 
         cancel_url = d.pop("cancel_url")
 
-        _status = d.pop("status", UNSET)
-        status: QueueStatusValue | Unset
-        if isinstance(_status, Unset):
-            status = UNSET
-        else:
-            status = QueueStatusValue(_status)
+        status = QueueStatusValue(d.pop("status"))
 
         def _parse_queue_position(data: object) -> int | None | Unset:
             if data is None:

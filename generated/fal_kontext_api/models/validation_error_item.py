@@ -12,6 +12,9 @@ from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.validation_error_item_ctx import ValidationErrorItemCtx
+    from ..models.validation_error_item_input_type_0 import (
+        ValidationErrorItemInputType0,
+    )
 
 
 T = TypeVar("T", bound="ValidationErrorItem")
@@ -27,6 +30,8 @@ class ValidationErrorItem:
         type_ (str):
         url (str | Unset): https://docs.fal.ai/errors#<type>
         ctx (ValidationErrorItemCtx | Unset):
+        input_ (bool | float | list[str] | str | Unset | ValidationErrorItemInputType0): The input value that was
+            refused (for a content policy violation, the whole input).
     """
 
     loc: list[int | str]
@@ -34,9 +39,16 @@ class ValidationErrorItem:
     type_: str
     url: str | Unset = UNSET
     ctx: ValidationErrorItemCtx | Unset = UNSET
+    input_: bool | float | list[str] | str | Unset | ValidationErrorItemInputType0 = (
+        UNSET
+    )
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.validation_error_item_input_type_0 import (
+            ValidationErrorItemInputType0,  # noqa: PLC0415
+        )
+
         loc = []
         for loc_item_data in self.loc:
             loc_item: int | str
@@ -53,6 +65,17 @@ class ValidationErrorItem:
         if not isinstance(self.ctx, Unset):
             ctx = self.ctx.to_dict()
 
+        input_: bool | dict[str, Any] | float | list[str] | str | Unset
+        if isinstance(self.input_, Unset):
+            input_ = UNSET
+        elif isinstance(self.input_, ValidationErrorItemInputType0):
+            input_ = self.input_.to_dict()
+        elif isinstance(self.input_, list):
+            input_ = self.input_
+
+        else:
+            input_ = self.input_
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -66,12 +89,17 @@ class ValidationErrorItem:
             field_dict["url"] = url
         if ctx is not UNSET:
             field_dict["ctx"] = ctx
+        if input_ is not UNSET:
+            field_dict["input"] = input_
 
         return field_dict
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.validation_error_item_ctx import ValidationErrorItemCtx  # noqa: PLC0415
+        from ..models.validation_error_item_input_type_0 import (
+            ValidationErrorItemInputType0,  # noqa: PLC0415
+        )
 
         d = dict(src_dict)
         loc = []
@@ -98,12 +126,41 @@ class ValidationErrorItem:
         else:
             ctx = ValidationErrorItemCtx.from_dict(_ctx)
 
+        def _parse_input_(
+            data: object,
+        ) -> bool | float | list[str] | str | Unset | ValidationErrorItemInputType0:
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                input_type_0 = ValidationErrorItemInputType0.from_dict(data)
+
+                return input_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                input_type_1 = cast(list[str], data)
+
+                return input_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(
+                bool | float | list[str] | str | Unset | ValidationErrorItemInputType0,
+                data,
+            )
+
+        input_ = _parse_input_(d.pop("input", UNSET))
+
         validation_error_item = cls(
             loc=loc,
             msg=msg,
             type_=type_,
             url=url,
             ctx=ctx,
+            input_=input_,
         )
 
         validation_error_item.additional_properties = d
