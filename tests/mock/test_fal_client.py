@@ -125,7 +125,8 @@ def tls_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Run
     certificate.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
     certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
     authority.cert_pem.write_to_path(str(folder / "ca.pem"))
-    config = EmulatorConfig(run_time=0.2, runners=8)
+    # A queue wait long enough that the first status poll always finds the request still queued.
+    config = EmulatorConfig(queue_wait=0.5, run_time=0.2, runners=8)
     files = {
         "certfile": str(folder / "cert.pem"),
         "keyfile": str(folder / "key.pem"),
