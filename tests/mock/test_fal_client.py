@@ -127,12 +127,9 @@ def tls_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Run
     authority.cert_pem.write_to_path(str(folder / "ca.pem"))
     # A queue wait long enough that the first status poll always finds the request still queued.
     config = EmulatorConfig(queue_wait=0.5, run_time=0.2, runners=8)
-    files = {
-        "certfile": str(folder / "cert.pem"),
-        "keyfile": str(folder / "key.pem"),
-        "ca_file": str(folder / "ca.pem"),
-    }
-    with run_emulator(config, **files) as emulator:
+    with run_emulator(
+        config, certfile=str(folder / "cert.pem"), keyfile=str(folder / "key.pem"), ca_file=str(folder / "ca.pem")
+    ) as emulator:
         yield emulator, str(folder / "ca.pem")
 
 
