@@ -24,7 +24,7 @@ from fal_kontext.mock.spec import load_spec
 _CLIENT = """
 import asyncio, json, sys, fal_client
 examples = json.loads(sys.argv[1])
-first = next(iter(examples))
+first = next(endpoint for endpoint, arguments in examples.items() if "image_url" in arguments)
 report = {"subscribe": {}, "updates": []}
 for endpoint, arguments in examples.items():
     report["subscribe"][endpoint] = fal_client.subscribe(
@@ -105,13 +105,13 @@ print(json.dumps(report))
 
 
 def _examples() -> dict[str, Any]:
-    """Each submit endpoint's first request example from the spec (fal's own, with fal CDN image URLs)."""
+    """Each submit endpoint's first request example from the spec (fal's own; the edits' images are fal CDN URLs)."""
     spec = load_spec()
     examples = {}
     for endpoint in endpoint_specs(spec):
         media = spec["paths"]["/" + endpoint.id]["post"]["requestBody"]["content"]["application/json"]
         found = [example["value"] for example in media.get("examples", {}).values()]
-        if found and endpoint.image_field is not None:
+        if found:
             examples[endpoint.id] = found[0]
     return examples
 
