@@ -326,6 +326,15 @@ async def test_schema_errors_are_422_in_fal_shape(client: httpx.AsyncClient) -> 
     }
 
 
+async def test_schema_errors_carry_the_input_as_fal_documents(client: httpx.AsyncClient) -> None:
+    sent = {"image_urls": [], "num_images": 9}
+    response = await client.post(SUBMIT + "/multi", json=sent)
+    inputs = {tuple(item["loc"]): item["input"] for item in response.json()["detail"]}
+    assert inputs == {("body", "prompt"): sent, ("body", "image_urls"): [], ("body", "num_images"): 9}
+    bad_logs = await client.get(f"{REQUESTS}/abc/status", params={"logs": "yes"})
+    assert bad_logs.json()["detail"][0]["input"] == "yes"
+
+
 async def test_missing_fields_are_named(client: httpx.AsyncClient) -> None:
     response = await client.post(SUBMIT + "/multi", json={"image_urls": []})
     detail = {tuple(item["loc"]): item["type"] for item in response.json()["detail"]}

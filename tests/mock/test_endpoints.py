@@ -19,12 +19,13 @@ from .conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body, ima
 
 pytestmark = pytest.mark.anyio
 
-TEXT_TO_IMAGE = "fal-ai/flux-pro/kontext/text-to-image"
-
 
 def spec_with_text_to_image() -> dict[str, Any]:
-    """The shipped spec plus a text-to-image endpoint: the edit input without its image field."""
+    """The shipped spec, with a text-to-image endpoint added (the edit input without its image field) when it
+    has none yet."""
     spec = copy.deepcopy(load_spec())
+    if any(endpoint.family == "text-to-image" for endpoint in endpoint_specs(spec)):
+        return spec
     schemas = spec["components"]["schemas"]
     edit = schemas["KontextInput"]
     schemas["TextToImageInput"] = {
@@ -33,12 +34,26 @@ def spec_with_text_to_image() -> dict[str, Any]:
         "required": [name for name in edit["required"] if name != "image_url"],
     }
     operation = copy.deepcopy(spec["paths"]["/fal-ai/flux-pro/kontext"]["post"])
+    operation.pop("x-fal-endpoint", None)
     operation["operationId"] = "submit_text_to_image"
     operation["requestBody"]["content"]["application/json"] = {
         "schema": {"$ref": "#/components/schemas/TextToImageInput"}
     }
-    spec["paths"]["/" + TEXT_TO_IMAGE] = {"post": operation}
+    spec["paths"]["/fal-ai/flux-pro/kontext/text-to-image"] = {"post": operation}
     return spec
+
+
+def without_extensions(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `spec` without any `x-fal-endpoint`, so every fact about an endpoint comes from the fallback."""
+    bare = copy.deepcopy(spec)
+    for item in bare["paths"].values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                operation.pop("x-fal-endpoint", None)
+    return bare
+
+
+TEXT_TO_IMAGE = next(e.id for e in endpoint_specs(spec_with_text_to_image()) if e.family == "text-to-image")
 
 
 @pytest.fixture
@@ -57,18 +72,50 @@ async def completed(client: httpx.AsyncClient, clock: ManualClock, path: str, pa
     return data
 
 
-def test_endpoint_specs_follow_the_fallback_rules_and_the_extension_wins() -> None:
-    found = {endpoint.id: endpoint for endpoint in endpoint_specs(spec_with_text_to_image())}
-    assert found["fal-ai/flux-pro/kontext"].family == "edit"
-    assert found["fal-ai/flux-pro/kontext/max/multi"].family == "multi-edit"
-    assert found["fal-ai/flux-pro/kontext/max/multi"].tier == "max"
-    assert found["fal-ai/flux-pro/kontext/multi"].image_field == "image_urls"
-    assert (found[TEXT_TO_IMAGE].family, found[TEXT_TO_IMAGE].image_field) == ("text-to-image", None)
+def test_the_fallback_derives_what_the_extension_states() -> None:
     spec = spec_with_text_to_image()
+    derived = {endpoint.id: endpoint for endpoint in endpoint_specs(without_extensions(spec))}
+    assert derived["fal-ai/flux-pro/kontext"].family == "edit"
+    assert (derived["fal-ai/flux-pro/kontext/max/multi"].family, derived["fal-ai/flux-pro/kontext/max/multi"].tier) == (
+        "multi-edit",
+        "max",
+    )
+    assert derived["fal-ai/flux-pro/kontext/multi"].image_field == "image_urls"
+    assert (derived[TEXT_TO_IMAGE].family, derived[TEXT_TO_IMAGE].image_field) == ("text-to-image", None)
+    for endpoint in endpoint_specs(spec):
+        same = derived[endpoint.id]
+        assert (same.family, same.tier, same.image_field) == (endpoint.family, endpoint.tier, endpoint.image_field)
+
+
+def test_the_extension_wins() -> None:
+    spec = without_extensions(spec_with_text_to_image())
     extension = {"id": TEXT_TO_IMAGE, "family": "text-to-image", "tier": "ultra", "price_usd_per_image": 0.1}
     spec["paths"]["/" + TEXT_TO_IMAGE]["post"]["x-fal-endpoint"] = extension
     declared = {endpoint.id: endpoint for endpoint in endpoint_specs(spec)}[TEXT_TO_IMAGE]
-    assert (declared.tier, declared.price_usd_per_image) == ("ultra", 0.1)
+    assert (declared.tier, declared.price_usd_per_image, declared.image_field) == ("ultra", 0.1, None)
+
+
+async def test_an_output_schema_named_by_the_extension_shapes_the_items(clock: ManualClock) -> None:
+    spec = spec_with_text_to_image()
+    item = {
+        "type": "object",
+        "required": ["url"],
+        "properties": {"url": {"type": "string"}, "width": {"type": "integer"}},
+    }
+    spec["components"]["schemas"]["TinyOutput"] = {
+        "type": "object",
+        "properties": {"images": {"type": "array", "items": item}},
+    }
+    operation = spec["paths"]["/" + TEXT_TO_IMAGE]["post"]
+    operation["x-fal-endpoint"] = {"id": TEXT_TO_IMAGE, "family": "text-to-image", "output_schema": "TinyOutput"}
+    declared = {endpoint.id: endpoint for endpoint in endpoint_specs(spec)}[TEXT_TO_IMAGE]
+    assert declared.output_schema["properties"]["images"]["items"] == item
+    app = create_app(EmulatorConfig(), clock=clock, spec=spec)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=AUTH
+    ) as client:
+        [image] = (await completed(client, clock, "/" + TEXT_TO_IMAGE, {"prompt": "x"}))["images"]
+    assert set(image) == {"url", "width"}
 
 
 async def test_single_image_items_carry_file_name_and_size(client: httpx.AsyncClient, clock: ManualClock) -> None:

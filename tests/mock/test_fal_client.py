@@ -24,7 +24,7 @@ from fal_kontext.mock.spec import load_spec
 _CLIENT = """
 import asyncio, json, sys, fal_client
 examples = json.loads(sys.argv[1])
-first = next(iter(examples))
+first = next(endpoint for endpoint, arguments in examples.items() if "image_url" in arguments)
 report = {"subscribe": {}, "updates": []}
 for endpoint, arguments in examples.items():
     report["subscribe"][endpoint] = fal_client.subscribe(
@@ -105,13 +105,13 @@ print(json.dumps(report))
 
 
 def _examples() -> dict[str, Any]:
-    """Each submit endpoint's first request example from the spec (fal's own, with fal CDN image URLs)."""
+    """Each submit endpoint's first request example from the spec (fal's own; the edits' images are fal CDN URLs)."""
     spec = load_spec()
     examples = {}
     for endpoint in endpoint_specs(spec):
         media = spec["paths"]["/" + endpoint.id]["post"]["requestBody"]["content"]["application/json"]
         found = [example["value"] for example in media.get("examples", {}).values()]
-        if found and endpoint.image_field is not None:
+        if found:
             examples[endpoint.id] = found[0]
     return examples
 
@@ -125,7 +125,8 @@ def tls_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Run
     certificate.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
     certificate.private_key_pem.write_to_path(str(folder / "key.pem"))
     authority.cert_pem.write_to_path(str(folder / "ca.pem"))
-    config = EmulatorConfig(run_time=0.2, runners=8)
+    # A queue wait long enough that the first status poll always finds the request still queued.
+    config = EmulatorConfig(queue_wait=0.5, run_time=0.2, runners=8)
     with run_emulator(
         config, certfile=str(folder / "cert.pem"), keyfile=str(folder / "key.pem"), ca_file=str(folder / "ca.pem")
     ) as emulator:

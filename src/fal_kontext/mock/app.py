@@ -12,7 +12,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Match, Mount, Router
+from starlette.types import Receive, Scope, Send
 
 from fal_kontext.mock.admin import ADMIN_PREFIX, AdminEndpoints
 from fal_kontext.mock.config import EmulatorConfig
@@ -22,11 +23,34 @@ from fal_kontext.mock.files import FileEndpoints
 from fal_kontext.mock.handlers import SpecEndpoints
 from fal_kontext.mock.outputs import FILES_PREFIX, Outputs, item_fields
 from fal_kontext.mock.replies import detail_reply
+from fal_kontext.mock.request_list import PATH as REQUEST_LIST_PATH
 from fal_kontext.mock.request_list import RequestListEndpoint
 from fal_kontext.mock.spec import build_routes, load_spec
 from fal_kontext.mock.state import Clock, EmulatorState
-from fal_kontext.mock.storage import StorageEndpoints
+from fal_kontext.mock.storage import STORAGE_PREFIX, StorageEndpoints
 from fal_kontext.mock.timers import Timers
+from fal_kontext.mock.webhooks import JWKS_PATH
+
+
+class OwnRoutes(BaseRoute):
+    """The emulator's own routes (admin, files, storage, JWKS, request list), matched by one prefix test: every
+    status poll passes here on its way to the spec's operations, and a prefix test costs far less than trying
+    each route's pattern."""
+
+    def __init__(self, routes: list[BaseRoute]) -> None:
+        self._router = Router(routes=routes, redirect_slashes=False)
+        self._prefixes = (ADMIN_PREFIX + "/", FILES_PREFIX + "/", STORAGE_PREFIX + "/", JWKS_PATH, REQUEST_LIST_PATH)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """A full match for a path under one of the prefixes (the inner routes answer 404/405 themselves)."""
+        path, root = scope["path"], scope.get("root_path", "")
+        if scope["type"] == "http" and path.removeprefix(root).startswith(self._prefixes):
+            return Match.FULL, {}
+        return Match.NONE, {}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route among the emulator's own routes."""
+        await self._router(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -73,15 +97,18 @@ def create_app(
             if state.store is not None:
                 state.store.close()
 
-    # Few top-level routes: every status poll is matched against each of them before reaching the spec's.
-    top_routes = [
-        Mount(ADMIN_PREFIX, routes=AdminEndpoints(state).routes()),
-        files.jwks_route(),
-        Mount(FILES_PREFIX, routes=[*storage.cdn_routes(), *files.file_routes()]),
-        Mount("/storage", routes=storage.rest_routes()),
-        RequestListEndpoint(state, outputs).route(),
-    ]
-    app = Starlette(routes=top_routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    own = OwnRoutes(
+        [
+            Mount(ADMIN_PREFIX, routes=AdminEndpoints(state).routes()),
+            files.jwks_route(),
+            Mount(FILES_PREFIX, routes=[*storage.cdn_routes(), *files.file_routes()]),
+            Mount(STORAGE_PREFIX, routes=storage.rest_routes()),
+            RequestListEndpoint(state, outputs).route(),
+        ]
+    )
+    app = Starlette(routes=[own], lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    # The spec's operations accept trailing slashes themselves; Starlette's redirect would match every route twice.
+    app.router.redirect_slashes = False
     # Whatever the emulator's own routes do not match goes to the spec's operations, which answer 404 and 405
     # themselves (a Mount would not see paths holding a newline).
     app.router.default = DefectiveEndpoints(handlers, config.defects) if config.defects else handlers

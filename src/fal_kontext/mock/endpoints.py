@@ -25,7 +25,8 @@ class EndpointSpec:
         image_field: the input's image field (`image_url`, `image_urls`), None for text-to-image.
         operation_id: the submit operation's id.
         input_schema: the request body schema (`$ref`s resolved at the top level).
-        output_schema: the schema of what the result answers (`$ref`s resolved at the top level).
+        output_schema: the schema of what the result answers (`$ref`s resolved at the top level): the
+            extension's `output_schema` (a component name, or a schema) where present, else the queue result's.
         price_usd_per_image: the price, where the spec states one.
     """
 
@@ -69,6 +70,13 @@ def _image_field(input_schema: JsonObject) -> str | None:
     return str(fields[0]) if fields else None
 
 
+def _output_schema(spec: JsonObject, declared: Any, fallback: JsonObject) -> JsonObject:
+    if isinstance(declared, str):
+        declared = {"$ref": f"#/components/schemas/{declared}"}
+    schema = resolve(spec, declared) if isinstance(declared, dict) else None
+    return schema if isinstance(schema, dict) else fallback
+
+
 def is_submit(path: str, method: str) -> bool:
     """Whether an operation is a submit: a POST on a path without a request id."""
     return method == "post" and "{request_id}" not in path
@@ -98,7 +106,7 @@ def endpoint_specs(spec: JsonObject) -> tuple[EndpointSpec, ...]:
                 image_field=image_field,
                 operation_id=str(operation["operationId"]),
                 input_schema=input_schema,
-                output_schema=result_schema,
+                output_schema=_output_schema(spec, declared.get("output_schema"), result_schema),
                 price_usd_per_image=float(price) if price is not None else None,
             )
         )

@@ -180,15 +180,15 @@ class RequestListEndpoint:
             if shown or settings.request_list_pending:
                 listed.append(found)
         listed.sort(key=lambda r: (-(r.completed_at if r.completed_at is not None else math.inf), -r.submitted_at))
-        items = []
-        for found in listed:
-            item = await self._item(found, query.payloads)
-            if query.status is None or (
-                item["status_code"] is not None and status_class(item["status_code"]) == query.status
-            ):
-                items.append(item)
-        page = items[query.offset : query.offset + query.limit]
-        more = query.offset + query.limit < len(items)
+        if query.status is not None:
+            # Only a status filter needs every candidate's outcome (which may render its images); otherwise
+            # only the page's items are built.
+            codes = [
+                (found, (await self.outputs.outcome_of(found))[0]) for found in listed if found.completed_at is not None
+            ]
+            listed = [found for found, code in codes if status_class(code) == query.status]
+        page = [await self._item(found, query.payloads) for found in listed[query.offset : query.offset + query.limit]]
+        more = query.offset + query.limit < len(listed)
         cursor = base64.b64encode(str(query.offset + query.limit).encode()).decode() if more else None
         return {"items": page, "next_cursor": cursor, "has_more": more}
 

@@ -91,9 +91,15 @@ class RunningEmulator:
         """Move the emulator's queue time forward (requests progress as if that time had passed)."""
         self._admin("POST", "/clock", json={"advance": seconds})
 
+    def update_settings(self, **changes: Any) -> dict[str, Any]:
+        """Change settings while it runs (`remote_images`, `request_list_pending`, `request_list_delay`, as in
+        EmulatorConfig); returns them all."""
+        result: dict[str, Any] = self._admin("PATCH", "/settings", json=changes)
+        return result
+
     def set_remote_images(self, mode: str) -> None:
         """Switch how remote input URLs read: "placeholder" or "refuse" (see EmulatorConfig.remote_images)."""
-        self._admin("PATCH", "/settings", json={"remote_images": mode})
+        self.update_settings(remote_images=mode)
 
     def uploads(self) -> list[dict[str, Any]]:
         """Every file uploaded to the emulator's storage endpoints (without the bytes)."""

@@ -7,6 +7,7 @@ OpenAPI 3.0 is based on: boolean `exclusiveMinimum`, no integer-valued floats).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import json
 import math
@@ -56,17 +57,29 @@ def to_json_schema(node: Any) -> Any:
     return out
 
 
+# Marks a problem without an `input` (JSON null is an input).
+_NO_INPUT: Any = object()
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One problem with a request, as an item of fal's 422 `detail` list."""
+    """One problem with a request, as an item of fal's 422 `detail` list.
+
+    `input` is the offending value, as pydantic reports it and fal documents (`{loc, msg, type, url?, ctx?,
+    input?}`, https://fal.ai/docs/model-apis/errors); not every problem has one.
+    """
 
     loc: tuple[str | int, ...]
     msg: str
     type: str
+    input: Any = field(default=_NO_INPUT, compare=False)
 
     def as_json(self) -> JsonObject:
-        """Return the item in fal's shape: `{"loc": [...], "msg": ..., "type": ...}`."""
-        return {"loc": list(self.loc), "msg": self.msg, "type": self.type}
+        """Return the item in fal's shape: `{"loc": [...], "msg": ..., "type": ..., "input"?: ...}`."""
+        item: JsonObject = {"loc": list(self.loc), "msg": self.msg, "type": self.type}
+        if self.input is not _NO_INPUT:
+            item["input"] = self.input
+        return item
 
 
 @dataclass(frozen=True)
@@ -89,15 +102,15 @@ class Parameter:
             except ValueError:
                 kind = "float" if self.json_type == "number" else "int"
                 return None, [
-                    Problem(loc, f"Input should be a valid number, unable to parse {raw!r}", f"{kind}_parsing")
+                    Problem(loc, f"Input should be a valid number, unable to parse {raw!r}", f"{kind}_parsing", raw)
                 ]
             if isinstance(number, float) and not math.isfinite(number):
-                return None, [Problem(loc, "Input should be a finite number", "finite_number")]
+                return None, [Problem(loc, "Input should be a finite number", "finite_number", raw)]
             value = number
         elif self.json_type == "boolean":
             lowered = raw.lower()
             if lowered not in {"true", "false", "1", "0"}:
-                return None, [Problem(loc, "Input should be a valid boolean", "bool_parsing")]
+                return None, [Problem(loc, "Input should be a valid boolean", "bool_parsing", raw)]
             value = lowered in {"true", "1"}
         problems = [problem_from_error(error, loc) for error in self.validator.iter_errors(value)]
         return value, problems
@@ -147,15 +160,18 @@ class Operation:
                 # pydantic reports a missing field at its own location, not at the object holding it.
                 missing = [name for name in error.validator_value if name not in error.instance]
                 base = ("body", *error.absolute_path)
-                problems.extend(Problem((*base, name), "Field required", "missing") for name in missing)
+                problems.extend(Problem((*base, name), "Field required", "missing", error.instance) for name in missing)
             else:
                 problems.append(problem_from_error(error, ("body",)))
         return list(dict.fromkeys(problems))
 
 
 def problem_from_error(error: ValidationError, prefix: tuple[str | int, ...]) -> Problem:
-    """Turn one jsonschema error into a fal/pydantic-style problem located under `prefix`."""
-    loc = (*prefix, *error.absolute_path)
+    """Turn one jsonschema error into a fal/pydantic-style problem located under `prefix`, with its input."""
+    return dataclasses.replace(_described(error, (*prefix, *error.absolute_path)), input=error.instance)
+
+
+def _described(error: ValidationError, loc: tuple[str | int, ...]) -> Problem:
     keyword = str(error.validator)
     value = error.validator_value
     if keyword == "type":

@@ -25,6 +25,8 @@ from fal_kontext.mock.uploads import StoredFile, UploadError
 from fal_kontext.mock.validation import read_body
 
 UPLOADS_PATH = FILES_PREFIX + "/uploads"
+# Where fal's REST host paths (`https://rest.fal.ai/storage/...`) are served.
+STORAGE_PREFIX = "/storage"
 _DEFAULT_NAME = "upload.bin"
 
 
@@ -45,7 +47,7 @@ class StorageEndpoints:
         self.state = state
 
     def rest_routes(self) -> list[BaseRoute]:
-        """The routes of fal's REST host, relative to `/storage`."""
+        """The routes of fal's REST host, relative to STORAGE_PREFIX."""
         return [
             Route("/auth/token", self.token, methods=["POST"]),
             Route("/upload/initiate", self.initiate, methods=["POST"]),
