@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from ..models.validation_error_item_input_type_0 import (
         ValidationErrorItemInputType0,
     )
+    from ..models.validation_error_item_input_type_1_item_type_0 import (
+        ValidationErrorItemInputType1ItemType0,
+    )
+    from ..models.validation_error_item_input_type_1_item_type_1_item_type_0 import (
+        ValidationErrorItemInputType1ItemType1ItemType0,
+    )
 
 
 T = TypeVar("T", bound="ValidationErrorItem")
@@ -30,8 +36,9 @@ class ValidationErrorItem:
         type_ (str):
         url (str | Unset): https://docs.fal.ai/errors#<type>
         ctx (ValidationErrorItemCtx | Unset):
-        input_ (bool | float | list[str] | str | Unset | ValidationErrorItemInputType0): The input value that was
-            refused (for a content policy violation, the whole input).
+        input_ (bool | float | list[bool | float | list[None | ValidationErrorItemInputType1ItemType1ItemType0] | None |
+            str | ValidationErrorItemInputType1ItemType0] | None | str | Unset | ValidationErrorItemInputType0): The input
+            value that was refused (for a content policy violation, the whole input); any JSON value, null included.
     """
 
     loc: list[int | str]
@@ -39,14 +46,33 @@ class ValidationErrorItem:
     type_: str
     url: str | Unset = UNSET
     ctx: ValidationErrorItemCtx | Unset = UNSET
-    input_: bool | float | list[str] | str | Unset | ValidationErrorItemInputType0 = (
-        UNSET
-    )
+    input_: (
+        bool
+        | float
+        | list[
+            bool
+            | float
+            | list[None | ValidationErrorItemInputType1ItemType1ItemType0]
+            | None
+            | str
+            | ValidationErrorItemInputType1ItemType0
+        ]
+        | None
+        | str
+        | Unset
+        | ValidationErrorItemInputType0
+    ) = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.validation_error_item_input_type_0 import (
             ValidationErrorItemInputType0,  # noqa: PLC0415
+        )
+        from ..models.validation_error_item_input_type_1_item_type_0 import (
+            ValidationErrorItemInputType1ItemType0,  # noqa: PLC0415
+        )
+        from ..models.validation_error_item_input_type_1_item_type_1_item_type_0 import (
+            ValidationErrorItemInputType1ItemType1ItemType0,  # noqa: PLC0415
         )
 
         loc = []
@@ -65,13 +91,56 @@ class ValidationErrorItem:
         if not isinstance(self.ctx, Unset):
             ctx = self.ctx.to_dict()
 
-        input_: bool | dict[str, Any] | float | list[str] | str | Unset
+        input_: (
+            bool
+            | dict[str, Any]
+            | float
+            | list[
+                bool | dict[str, Any] | float | list[dict[str, Any] | None] | None | str
+            ]
+            | None
+            | str
+            | Unset
+        )
         if isinstance(self.input_, Unset):
             input_ = UNSET
         elif isinstance(self.input_, ValidationErrorItemInputType0):
             input_ = self.input_.to_dict()
         elif isinstance(self.input_, list):
-            input_ = self.input_
+            input_ = []
+            for input_type_1_item_data in self.input_:
+                input_type_1_item: (
+                    bool
+                    | dict[str, Any]
+                    | float
+                    | list[dict[str, Any] | None]
+                    | None
+                    | str
+                )
+                if isinstance(
+                    input_type_1_item_data, ValidationErrorItemInputType1ItemType0
+                ):
+                    input_type_1_item = input_type_1_item_data.to_dict()
+                elif isinstance(input_type_1_item_data, list):
+                    input_type_1_item = []
+                    for input_type_1_item_type_1_item_data in input_type_1_item_data:
+                        input_type_1_item_type_1_item: dict[str, Any] | None
+                        if isinstance(
+                            input_type_1_item_type_1_item_data,
+                            ValidationErrorItemInputType1ItemType1ItemType0,
+                        ):
+                            input_type_1_item_type_1_item = (
+                                input_type_1_item_type_1_item_data.to_dict()
+                            )
+                        else:
+                            input_type_1_item_type_1_item = (
+                                input_type_1_item_type_1_item_data
+                            )
+                        input_type_1_item.append(input_type_1_item_type_1_item)
+
+                else:
+                    input_type_1_item = input_type_1_item_data
+                input_.append(input_type_1_item)
 
         else:
             input_ = self.input_
@@ -99,6 +168,12 @@ class ValidationErrorItem:
         from ..models.validation_error_item_ctx import ValidationErrorItemCtx  # noqa: PLC0415
         from ..models.validation_error_item_input_type_0 import (
             ValidationErrorItemInputType0,  # noqa: PLC0415
+        )
+        from ..models.validation_error_item_input_type_1_item_type_0 import (
+            ValidationErrorItemInputType1ItemType0,  # noqa: PLC0415
+        )
+        from ..models.validation_error_item_input_type_1_item_type_1_item_type_0 import (
+            ValidationErrorItemInputType1ItemType1ItemType0,  # noqa: PLC0415
         )
 
         d = dict(src_dict)
@@ -128,7 +203,24 @@ class ValidationErrorItem:
 
         def _parse_input_(
             data: object,
-        ) -> bool | float | list[str] | str | Unset | ValidationErrorItemInputType0:
+        ) -> (
+            bool
+            | float
+            | list[
+                bool
+                | float
+                | list[None | ValidationErrorItemInputType1ItemType1ItemType0]
+                | None
+                | str
+                | ValidationErrorItemInputType1ItemType0
+            ]
+            | None
+            | str
+            | Unset
+            | ValidationErrorItemInputType0
+        ):
+            if data is None:
+                return data
             if isinstance(data, Unset):
                 return data
             try:
@@ -142,13 +234,117 @@ class ValidationErrorItem:
             try:
                 if not isinstance(data, list):
                     raise TypeError()
-                input_type_1 = cast(list[str], data)
+                input_type_1 = []
+                _input_type_1 = data
+                for input_type_1_item_data in _input_type_1:
+
+                    def _parse_input_type_1_item(
+                        data: object,
+                    ) -> (
+                        bool
+                        | float
+                        | list[None | ValidationErrorItemInputType1ItemType1ItemType0]
+                        | None
+                        | str
+                        | ValidationErrorItemInputType1ItemType0
+                    ):
+                        if data is None:
+                            return data
+                        try:
+                            if not isinstance(data, dict):
+                                raise TypeError()
+                            input_type_1_item_type_0 = (
+                                ValidationErrorItemInputType1ItemType0.from_dict(data)
+                            )
+
+                            return input_type_1_item_type_0
+                        except (TypeError, ValueError, AttributeError, KeyError):
+                            pass
+                        try:
+                            if not isinstance(data, list):
+                                raise TypeError()
+                            input_type_1_item_type_1 = []
+                            _input_type_1_item_type_1 = data
+                            for (
+                                input_type_1_item_type_1_item_data
+                            ) in _input_type_1_item_type_1:
+
+                                def _parse_input_type_1_item_type_1_item(
+                                    data: object,
+                                ) -> (
+                                    None
+                                    | ValidationErrorItemInputType1ItemType1ItemType0
+                                ):
+                                    if data is None:
+                                        return data
+                                    try:
+                                        if not isinstance(data, dict):
+                                            raise TypeError()
+                                        input_type_1_item_type_1_item_type_0 = ValidationErrorItemInputType1ItemType1ItemType0.from_dict(
+                                            data
+                                        )
+
+                                        return input_type_1_item_type_1_item_type_0
+                                    except (
+                                        TypeError,
+                                        ValueError,
+                                        AttributeError,
+                                        KeyError,
+                                    ):
+                                        pass
+                                    return cast(
+                                        None
+                                        | ValidationErrorItemInputType1ItemType1ItemType0,
+                                        data,
+                                    )
+
+                                input_type_1_item_type_1_item = (
+                                    _parse_input_type_1_item_type_1_item(
+                                        input_type_1_item_type_1_item_data
+                                    )
+                                )
+
+                                input_type_1_item_type_1.append(
+                                    input_type_1_item_type_1_item
+                                )
+
+                            return input_type_1_item_type_1
+                        except (TypeError, ValueError, AttributeError, KeyError):
+                            pass
+                        return cast(
+                            bool
+                            | float
+                            | list[
+                                None | ValidationErrorItemInputType1ItemType1ItemType0
+                            ]
+                            | None
+                            | str
+                            | ValidationErrorItemInputType1ItemType0,
+                            data,
+                        )
+
+                    input_type_1_item = _parse_input_type_1_item(input_type_1_item_data)
+
+                    input_type_1.append(input_type_1_item)
 
                 return input_type_1
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
             return cast(
-                bool | float | list[str] | str | Unset | ValidationErrorItemInputType0,
+                bool
+                | float
+                | list[
+                    bool
+                    | float
+                    | list[None | ValidationErrorItemInputType1ItemType1ItemType0]
+                    | None
+                    | str
+                    | ValidationErrorItemInputType1ItemType0
+                ]
+                | None
+                | str
+                | Unset
+                | ValidationErrorItemInputType0,
                 data,
             )
 
