@@ -274,7 +274,8 @@ class HttpOptions:
     verify: ssl.SSLContext | str | bool = True
     timeout: RequestTimeouts | None = None
     event_hooks: Mapping[str, list[Callable[..., Any]]] = field(default_factory=dict)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    # Not in the repr: a proxy URL may carry a password.
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def check(cls, httpx_args: Mapping[str, Any] | None, *, asynchronous: bool) -> HttpOptions:
