@@ -67,14 +67,6 @@ def check_positive(field_name: str, value: object, *, allow_inf: bool = False) -
     return number
 
 
-def check_non_negative(field_name: str, value: object) -> float:
-    """``value`` as a float if it is a finite number >= 0, else ``InvalidInputError``."""
-    number = _as_number(value)
-    if number is None or not math.isfinite(number) or number < 0:
-        raise refuse(field_name, value, f"{value!r} is not a finite number >= 0")
-    return number
-
-
 def is_fal_host(url: str) -> bool:
     """Whether ``url`` is on one of fal's queue hosts."""
     return (urlsplit(url).hostname or "").lower() in FAL_QUEUE_HOSTS
