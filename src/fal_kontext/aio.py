@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar, assert_never
 
@@ -47,7 +47,8 @@ class AsyncHandle(BaseHandle[Awaitable[EditResult], Awaitable[Status], Awaitable
 class _Stream:
     """The one status stream a flow may have open."""
 
-    def __init__(self) -> None:
+    def __init__(self, no_answer: Callable[[httpx.HTTPError], cmd.NoAnswer]) -> None:
+        self.no_answer = no_answer
         self.response: httpx.Response | None = None
         self.lines: AsyncIterator[str] | None = None
 
@@ -55,7 +56,7 @@ class _Stream:
         try:
             return await anext(self.lines, None) if self.lines is not None else None
         except httpx.HTTPError as err:
-            return cmd.no_answer(err)
+            return self.no_answer(err)
 
     async def close(self, *, drain: bool = False) -> None:
         if self.response is None:
@@ -132,7 +133,7 @@ class AsyncKontext(
         try:
             response = await http.send(request, stream=True)
         except httpx.HTTPError as err:
-            return cmd.no_answer(err)
+            return self._no_answer(err)
         recording = cmd.record(response)  # an answer cut off in its body still gives what came (recovery)
         try:
             await response.aread()
@@ -155,7 +156,7 @@ class AsyncKontext(
             finally:
                 await response.aclose()
         except httpx.HTTPError as err:
-            return cmd.no_answer(err)
+            return self._no_answer(err)
         return self._answer(response, None)
 
     async def _perform(
@@ -186,7 +187,7 @@ class AsyncKontext(
         """Execute ``flow``; yields (and passes to ``on_update``, awaited if need be) each status it reports; puts
         its value in ``sink``. An interruption (the task cancelled) is thrown into the flow, which may cancel its
         request before it goes on."""
-        stream = _Stream()
+        stream = _Stream(self._no_answer)
         try:
             command = next(flow)
             while True:

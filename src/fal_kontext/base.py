@@ -40,7 +40,7 @@ from fal_kontext_api.client import AuthenticatedClient, Client
 from fal_kontext_api.models import CancelStatus
 from fal_kontext_api.options import EditOptions, MultiEditOptions, TextToImageOptions, Tier
 
-from .commands import Answer, Call, Download, Flow, HttpGet, OpenStream
+from .commands import Answer, Call, Download, Flow, HttpGet, NoAnswer, OpenStream, no_answer
 from .config import (
     DEFAULT_POLL,
     DEFAULT_RETRY,
@@ -50,6 +50,7 @@ from .config import (
     HttpOptions,
     PollSchedule,
     RequestTimeouts,
+    Secret,
     refuse,
 )
 from .endpoints import Endpoint, parse_endpoint
@@ -158,6 +159,7 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         stream_idle_timeout: float = 30.0,
         recovery: RecoveryPolicy = DEFAULT_RECOVERY,
     ) -> None:
+        key = Secret.of(key)  # from here on, a traceback with locals shows '***'
         if transport is not None and (httpx_args is None or isinstance(httpx_args, Mapping)):
             if httpx_args is not None and "transport" in httpx_args:
                 raise refuse("transport", transport, "give either transport= or httpx_args['transport']")
@@ -197,8 +199,11 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         self._downloader: _HttpT | None = None
 
     def __repr__(self) -> str:
-        scheme = self._config.credentials.scheme if self._config.credentials else None
-        return f"{type(self).__name__}(base_url={self._config.base_url!r}, auth={scheme!r})"
+        config: ClientConfig | None = getattr(self, "_config", None)  # None while the constructor refuses an option
+        if config is None:
+            return f"{type(self).__name__}(<not configured>)"
+        scheme = config.credentials.scheme if config.credentials else None
+        return f"{type(self).__name__}(base_url={config.base_url!r}, auth={scheme!r})"
 
     @property
     def base_url(self) -> str:
@@ -560,14 +565,15 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
     def _answer(self, response: httpx.Response, parse: Parser | None) -> Answer:
         """The answer to a request (its body read): the secret redacted (should a server echo it), then parsed by
         the generated ``parse_response``; a body it cannot read (an HTML 502 from a gateway) is judged by its status."""
-        secret = self._secret
-        if secret and (secret.encode() in response.content or any(secret in v for v in response.headers.values())):
+        if self._secret and (
+            self._secret.encode() in response.content or any(self._secret in v for v in response.headers.values())
+        ):
             headers = [
-                (name, value.replace(secret, "***"))
+                (name, value.replace(self._secret, "***"))
                 for name, value in response.headers.multi_items()
                 if name.lower() not in _BODY_HEADERS
             ]
-            content = response.content.replace(secret.encode(), b"***")
+            content = response.content.replace(self._secret.encode(), b"***")
             response = httpx.Response(response.status_code, headers=headers, content=content, request=response.request)
         parsed: object | None = None
         if parse is not None:
@@ -576,6 +582,13 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
             except (ValueError, KeyError, TypeError):
                 parsed = None
         return Answer(response.status_code, response.headers, response.content, parsed)
+
+    def _no_answer(self, error: httpx.HTTPError) -> NoAnswer:
+        """An httpx exception as ``NoAnswer``, the secret redacted from its text (should a proxy have quoted it)."""
+        outcome = no_answer(error)
+        if self._secret and self._secret in outcome.error:
+            return replace(outcome, error=outcome.error.replace(self._secret, "***"))
+        return outcome
 
     def _opened_clients(self) -> list[_HttpT]:
         """Every httpx client built so far (none is built just to be closed), forgotten here."""

@@ -4,7 +4,7 @@ verbs, their arguments and checks are ``base.BaseKontext``'s."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, assert_never
 
@@ -34,7 +34,8 @@ class Handle(BaseHandle[EditResult, Status, CancelStatus, Iterator[Status]]):
 class _Stream:
     """The one status stream a flow may have open."""
 
-    def __init__(self) -> None:
+    def __init__(self, no_answer: Callable[[httpx.HTTPError], cmd.NoAnswer]) -> None:
+        self.no_answer = no_answer
         self.response: httpx.Response | None = None
         self.lines: Iterator[str] = iter(())
 
@@ -42,7 +43,7 @@ class _Stream:
         try:
             return next(self.lines, None)
         except httpx.HTTPError as err:
-            return cmd.no_answer(err)
+            return self.no_answer(err)
 
     def close(self, *, drain: bool = False) -> None:
         if self.response is None:
@@ -99,7 +100,7 @@ class Kontext(
         try:
             response = http.send(request, stream=True)
         except httpx.HTTPError as err:
-            return cmd.no_answer(err)
+            return self._no_answer(err)
         recording = cmd.record(response)  # an answer cut off in its body still gives what came (recovery)
         try:
             response.read()
@@ -122,7 +123,7 @@ class Kontext(
             finally:
                 response.close()
         except httpx.HTTPError as err:
-            return cmd.no_answer(err)
+            return self._no_answer(err)
         return self._answer(response, None)
 
     def _perform(self, command: cmd.Exchange, pool: int, stream: _Stream) -> cmd.Outcome:
@@ -144,7 +145,7 @@ class Kontext(
     def _iterate(self, flow: Flow[_T], pool: int, on_update: OnUpdate | None = None) -> Generator[Status, None, _T]:
         """Execute ``flow``: yields (and passes to ``on_update``) each status it reports, returns its value. An
         interruption (Ctrl-C) while executing a command is thrown into the flow, which may cancel its request."""
-        stream = _Stream()
+        stream = _Stream(self._no_answer)
         outcome: cmd.Outcome = None
         interrupt: BaseException | None = None
         try:

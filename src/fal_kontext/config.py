@@ -37,6 +37,7 @@ __all__ = [
     "PollSchedule",
     "QueueSettings",
     "RequestTimeouts",
+    "Secret",
     "redact",
 ]
 
@@ -67,17 +68,24 @@ def check_positive(field_name: str, value: object, *, allow_inf: bool = False) -
     return number
 
 
-def check_non_negative(field_name: str, value: object) -> float:
-    """``value`` as a float if it is a finite number >= 0, else ``InvalidInputError``."""
-    number = _as_number(value)
-    if number is None or not math.isfinite(number) or number < 0:
-        raise refuse(field_name, value, f"{value!r} is not a finite number >= 0")
-    return number
-
-
 def is_fal_host(url: str) -> bool:
     """Whether ``url`` is on one of fal's queue hosts."""
     return (urlsplit(url).hostname or "").lower() in FAL_QUEUE_HOSTS
+
+
+class Secret(str):
+    """A string whose ``repr`` is ``'***'``: how the client holds a key, so that a traceback rendered with its
+    frames' locals (Sentry, rich, ``pytest -l``) never shows it. Its value is the key (headers use it as a str)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    @classmethod
+    def of(cls, value: str | None) -> Secret | None:
+        """``value`` as a ``Secret`` (None stays None; a non-string is left for the caller's check)."""
+        return cls(value) if isinstance(value, str) and not isinstance(value, Secret) else value
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ class Credentials:
     secret: str = field(repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "secret", Secret.of(self.secret))
         if self.scheme not in ("key", "bearer"):
             raise refuse("auth", self.scheme, f"auth must be 'key' or 'bearer', not {self.scheme!r}")
         if (
@@ -129,15 +138,21 @@ class Credentials:
         ``bearer``: ``FAL_KONTEXT_TOKEN``; fal's key variables only when ``base_url`` is one of fal's hosts, so fal's
         key is never sent to an aggregator unless passed explicitly (``key=``).
         """
-        env = os.environ if environ is None else environ
-        if scheme == "bearer" and env.get(ENV_TOKEN):
-            return cls(scheme, env[ENV_TOKEN])
-        if scheme == "bearer" and not (base_url and is_fal_host(base_url)):
-            return None
-        secret = env.get("FAL_KEY")
-        if not secret and env.get("FAL_KEY_ID") and env.get("FAL_KEY_SECRET"):
-            secret = f"{env['FAL_KEY_ID']}:{env['FAL_KEY_SECRET']}"
+        secret = Secret.of(_secret_from_env(scheme, os.environ if environ is None else environ, base_url))
         return cls(scheme, secret) if secret else None
+
+
+def _secret_from_env(scheme: AuthScheme, env: Mapping[str, str], base_url: str | None) -> str | None:
+    # Apart from ``from_env`` so that no frame still running when a bad key is refused holds the environment.
+    if scheme == "bearer" and env.get(ENV_TOKEN):
+        return env[ENV_TOKEN]
+    if scheme == "bearer" and not (base_url and is_fal_host(base_url)):
+        return None
+    if env.get("FAL_KEY"):
+        return env["FAL_KEY"]
+    if env.get("FAL_KEY_ID") and env.get("FAL_KEY_SECRET"):
+        return f"{env['FAL_KEY_ID']}:{env['FAL_KEY_SECRET']}"
+    return None
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -258,7 +273,8 @@ class HttpOptions:
     verify: ssl.SSLContext | str | bool = True
     timeout: RequestTimeouts | None = None
     event_hooks: Mapping[str, list[Callable[..., Any]]] = field(default_factory=dict)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    # Not in the repr: a proxy URL may carry a password.
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def check(cls, httpx_args: Mapping[str, Any] | None, *, asynchronous: bool) -> HttpOptions:

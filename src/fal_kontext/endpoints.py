@@ -2,7 +2,7 @@
 
 ``Endpoint`` behaves like the string enum it used to be: ``Endpoint("fal-ai/flux-pro/kontext")``, ``Endpoint.MAX``
 (member names are the tier, plus ``_MULTI`` for several input images or ``_TEXT_TO_IMAGE``), ``list(Endpoint)``,
-``.value``, ``.name``, and one object per id (``is`` works).
+``.value``, ``.name``, ``"fal-ai/flux-pro/kontext" in Endpoint``, and one object per id (``is`` works).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class _EndpointType(type):
 
     def __len__(cls) -> int:
         return len(_by_id())
+
+    def __contains__(cls, value: object) -> bool:
+        return isinstance(value, str) and value in _by_id()
 
     def __getattr__(cls, name: str) -> Endpoint:
         if name.startswith("_") or name not in _by_name():

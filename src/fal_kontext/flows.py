@@ -41,11 +41,13 @@ from .commands import (
     exchange,
     read_line,
 )
-from .config import QueueSettings
+from .config import QueueSettings, has_control_character
 from .endpoints import Endpoint
 from .errors import (
     APIConnectionError,
     APIError,
+    FieldProblem,
+    InvalidInputError,
     KontextError,
     NotFoundError,
     RequestCancelledError,
@@ -136,10 +138,12 @@ def resume_state(request_id: str, settings: QueueSettings, endpoint: Endpoint | 
     """The state of a request known only by its id (resume after a restart): every operation on the configured base.
 
     Raises:
-        ValueError: an empty request id.
+        InvalidInputError: an empty request id, or one with whitespace or control characters (a ``ValueError``).
     """
-    if not isinstance(request_id, str) or not request_id.strip():
-        raise ValueError("request_id must be a non-empty string")
+    if not isinstance(request_id, str) or not request_id.strip() or has_control_character(request_id):
+        raise InvalidInputError(
+            [FieldProblem("request_id", request_id, "must be the request id submit returned (a non-empty string)")]
+        )
     return HandleState(request_id, endpoint, dict.fromkeys(Operation, settings.base_url))
 
 

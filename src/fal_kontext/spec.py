@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 
 __all__ = [
     "EndpointSpec",
+    "endpoint_spec",
     "endpoint_specs",
     "operation_module",
     "operation_path",
@@ -134,7 +135,7 @@ def _schema_name(node: Mapping[str, Any] | None) -> str | None:
     return str(ref).rsplit("/", 1)[-1] if ref else None
 
 
-def _endpoint_spec(path: str, operation: Mapping[str, Any]) -> EndpointSpec:
+def endpoint_spec(path: str, operation: Mapping[str, Any]) -> EndpointSpec:
     """The endpoint of a submit operation: its ``x-fal-endpoint`` where present, else derived from the path and
     the input schema (the fallback fixed in the project's interfaces: ``image_url`` -> edit, ``image_urls`` ->
     multi-edit, none -> text-to-image; tier ``max`` when ``max`` is a path segment, else ``pro``)."""
@@ -173,7 +174,7 @@ def _result_schema() -> str | None:
 def endpoint_specs() -> tuple[EndpointSpec, ...]:
     """Every endpoint of the spec (each ``POST /<endpoint-id>`` with a JSON body), in the spec's order."""
     return tuple(
-        _endpoint_spec(path, operation)
+        endpoint_spec(path, operation)
         for path, method, operation in _operations()
         if method == "post" and "application/json" in operation.get("requestBody", {}).get("content", {})
     )

@@ -59,14 +59,15 @@ Reply = httpx.Response | Exception
 
 @dataclass
 class FakeQueue:
-    """A scripted fal queue. Each operation pops scripted replies first, then answers from its steady state."""
+    """A scripted fal queue. Each operation pops scripted replies first, then answers from its steady state. (The
+    script is left out of the repr: a secrets test renders tracebacks with locals, and a script may quote a key.)"""
 
-    submit: list[Reply] = field(default_factory=list)
-    status: list[Reply] = field(default_factory=list)
-    stream: list[Reply] = field(default_factory=list)
-    result: list[Reply] = field(default_factory=list)
-    cancel: list[Reply] = field(default_factory=list)
-    files: dict[str, bytes] = field(default_factory=lambda: {"/files/out.png": PNG})
+    submit: list[Reply] = field(default_factory=list, repr=False)
+    status: list[Reply] = field(default_factory=list, repr=False)
+    stream: list[Reply] = field(default_factory=list, repr=False)
+    result: list[Reply] = field(default_factory=list, repr=False)
+    cancel: list[Reply] = field(default_factory=list, repr=False)
+    files: dict[str, bytes] = field(default_factory=lambda: {"/files/out.png": PNG}, repr=False)
     host: str = BASE
     requests: list[httpx.Request] = field(default_factory=list)
 

@@ -157,6 +157,7 @@ def test_by_id_commands(env: dict[str, str], image: Path, tmp_path: Path, capsys
         (["edit", "[runner-failure] p", "IMAGE"], 5, "RequestFailedError"),
         (["--base-url", "http://127.0.0.1:9", "status", "x", "--retries", "0"], 7, "APIConnectionError"),
         (["--base-url", "not a url", "status", "x"], 2, "InvalidInputError"),
+        (["status", ""], 2, "InvalidInputError"),
     ],
 )
 def test_exit_codes(

@@ -10,11 +10,11 @@ import pytest
 from fal_kontext_api.models import AspectRatio, KontextInput, KontextMultiInput, QueueStatusEvent
 from PIL import Image as PILImage
 
-from fal_kontext.endpoints import Endpoint, choose_endpoint, parse_endpoint
+from fal_kontext.endpoints import Endpoint, choose_endpoint, model_tiers, parse_endpoint
 from fal_kontext.errors import InvalidInputError
 from fal_kontext.files import decode_data_uri, extension_for, image_source_to_url, sniff_image_type
 from fal_kontext.inputs import build_edit_input, build_input, check_submit_options
-from fal_kontext.spec import spec
+from fal_kontext.spec import endpoint_spec, endpoint_specs, spec
 from fal_kontext.sse import KeepAlive, SSEDecoder
 from fal_kontext.urls import base_for_returned_url, normalise_base_url
 from tests.client.client_fakes import PNG
@@ -107,6 +107,39 @@ def test_endpoints_are_exactly_the_spec_edit_operations() -> None:
     assert edit_paths == {e.value for e in Endpoint}
     assert {e.is_multi for e in Endpoint} == {True, False}
     assert Endpoint.MAX_MULTI.image_field == "image_urls" and Endpoint.PRO.image_field == "image_url"
+
+
+def test_endpoint_specs_describe_every_submit_operation() -> None:
+    specs = {item.id: item for item in endpoint_specs()}
+    assert set(specs) == {e.value for e in Endpoint}
+    for item in specs.values():
+        operation = spec()["paths"]["/" + item.id]["post"]
+        assert item.operation_id == operation["operationId"]
+        assert item.input_schema in spec()["components"]["schemas"]
+        assert item.image_field in spec()["components"]["schemas"][item.input_schema]["required"]
+        assert item.family == ("multi-edit" if item.image_field == "image_urls" else "edit")
+        assert item.tier in model_tiers() and item.output_schema == "KontextOutput"
+    assert set(model_tiers()) == {"pro", "max"}
+
+
+def test_the_x_fal_endpoint_extension_wins_over_the_fallback() -> None:
+    operation = spec()["paths"]["/fal-ai/flux-pro/kontext"]["post"]
+    extension = {
+        "id": "fal-ai/flux-pro/kontext",
+        "family": "multi-edit",
+        "tier": "ultra",
+        "image_field": "image_urls",
+        "price_usd_per_image": 0.04,
+    }
+    item = endpoint_spec("/fal-ai/flux-pro/kontext", {**operation, "x-fal-endpoint": extension})
+    assert (item.family, item.tier, item.image_field, item.price_usd_per_image) == (
+        "multi-edit",
+        "ultra",
+        "image_urls",
+        0.04,
+    )
+    fallback = endpoint_spec("/fal-ai/flux-pro/kontext", {k: v for k, v in operation.items() if k != "x-fal-endpoint"})
+    assert (fallback.family, fallback.tier, fallback.image_field) == ("edit", "pro", "image_url")
 
 
 def test_choose_and_parse_endpoint() -> None:

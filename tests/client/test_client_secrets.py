@@ -5,21 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from PIL import Image as PILImage
 
+import fal_kontext
 from fal_kontext import AsyncKontext, Credentials, Kontext, KontextError, RetryPolicy
 from fal_kontext.cli import main
 from fal_kontext.config import ClientConfig
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
-from tests.client.client_fakes import BASE, RID, FakeClock, FakeQueue, no_jitter, status_body
+from tests.client.client_fakes import BASE, RID, FakeClock, FakeQueue, MakeClient, no_jitter, real_client, status_body
 
 CANARY = "canary-7c1d-QzXwv93-do-not-print"
 INPUT = {"prompt": "p", "image_url": "https://example.test/in.png"}
+EP = "fal-ai/flux-pro/kontext"
 
 
 def assert_clean(text: str) -> None:
@@ -33,27 +36,140 @@ def echo_the_key(request: httpx.Request) -> httpx.Response:
     return httpx.Response(401, json={"detail": f"invalid key {header}"}, headers={"x-echo": header})
 
 
-def test_reprs_hide_the_key() -> None:
-    kontext = Kontext(CANARY, base_url=BASE)
-    handle = kontext.handle(RID)
-    async_kontext = AsyncKontext(CANARY, base_url=BASE)
-    for thing in (kontext, handle, async_kontext, Credentials("key", CANARY), kontext._config, kontext._settings):
+def reply(status: int, body: Any = None, **headers: str) -> httpx.Response:
+    if isinstance(body, str):
+        return httpx.Response(status, content=body.encode(), headers=headers)
+    return httpx.Response(status, json=body, headers=headers)
+
+
+ECHO = f"the server says: Authorization: Key {CANARY}"
+RUNNING = reply(202, status_body("IN_PROGRESS"))
+
+
+def _script(fake: FakeQueue, **replies: list[httpx.Response | Exception]) -> None:
+    for operation, scripted in replies.items():
+        setattr(fake, operation, scripted)
+
+
+# Each error kind the client raises, and a scripted queue that makes `run` (or a handle's verb) raise it; the
+# answers quote the key back, as a badly behaved server or proxy may.
+SCENARIOS: dict[str, tuple[dict[str, list[httpx.Response | Exception]], Any]] = {
+    "InvalidInputError": ({}, lambda k: k.run(EP, {"prompt": 1, "image_url": "https://x.test/a.png\n"})),
+    "APIConnectionError": ({"submit": [httpx.ReadError(ECHO)]}, lambda k: k.run(EP, INPUT)),
+    "APITimeoutError": ({"submit": [httpx.ReadTimeout(ECHO)]}, lambda k: k.run(EP, INPUT)),
+    "AuthenticationError": (
+        {"submit": [reply(401, {"detail": ECHO}, **{"x-echo": CANARY})]},
+        lambda k: k.run(EP, INPUT),
+    ),
+    "BadRequestError": ({"submit": [reply(400, {"detail": ECHO})]}, lambda k: k.run(EP, INPUT)),
+    "ResultNotReadyError": (
+        {"result": [reply(400, {"detail": "Request is still in progress"}, **{"x-echo": CANARY})]},
+        lambda k: k.handle(RID).result(),
+    ),
+    "NotFoundError": ({"status": [reply(404, {"detail": ECHO})]}, lambda k: k.handle(RID).status()),
+    "PayloadTooLargeError": ({"submit": [reply(413, {"detail": ECHO})]}, lambda k: k.run(EP, INPUT)),
+    "ValidationError": (
+        {"submit": [reply(422, {"detail": [{"loc": ["body", "prompt"], "msg": ECHO, "type": "value_error"}]})]},
+        lambda k: k.run(EP, INPUT),
+    ),
+    "ContentPolicyError": (
+        {"submit": [reply(422, {"detail": [{"loc": ["body"], "msg": ECHO, "type": "content_policy_violation"}]})]},
+        lambda k: k.run(EP, INPUT),
+    ),
+    "RateLimitError": (
+        {"submit": [reply(429, {"detail": ECHO}, **{"Retry-After": "3600"})]},
+        lambda k: k.run(EP, INPUT),
+    ),
+    "ServerError": ({"submit": [reply(500, {"detail": ECHO})]}, lambda k: k.run(EP, INPUT)),
+    "StartTimeoutError": (
+        {"submit": [reply(504, {"detail": ECHO}, **{"X-Fal-Request-Timeout-Type": "user"})]},
+        lambda k: k.run(EP, INPUT),
+    ),
+    "UnexpectedResponseError": ({"submit": [reply(200, f"<html>{ECHO}</html>")]}, lambda k: k.run(EP, INPUT)),
+    "RequestFailedError": (
+        {
+            "status": [reply(200, status_body("COMPLETED", error=ECHO, error_type="runner_disconnected"))],
+            "result": [reply(500, {"detail": ECHO})],
+        },
+        lambda k: k.run(EP, INPUT),
+    ),
+    "RequestCancelledError": (
+        {"status": [reply(200, status_body("COMPLETED", error=ECHO, error_type="request_cancelled"))]},
+        lambda k: k.run(EP, INPUT),
+    ),
+    "WaitTimeoutError": (
+        {"status": [reply(503, {"detail": ECHO}), RUNNING], "cancel": [reply(500, {"detail": ECHO})]},
+        lambda k: k.run(EP, INPUT, timeout=2.0),
+    ),
+}
+
+
+def test_every_error_kind_has_a_scenario() -> None:
+    kinds = {name for name in fal_kontext.__all__ if name.endswith("Error")} - {
+        "KontextError",
+        "APIError",
+        "APIStatusError",
+    }
+    assert kinds - {"WebhookVerificationError"} == set(SCENARIOS)
+
+
+@pytest.mark.parametrize("error", list(SCENARIOS))
+def test_tracebacks_with_locals_hold_no_key(fake: FakeQueue, clock: FakeClock, make: MakeClient, error: str) -> None:
+    """What Sentry, rich or ``pytest -l`` show: every frame's locals, for every error kind, in both clients."""
+    _script(fake, **SCENARIOS[error][0])  # not a local: a scripted answer quotes the key, the client must not
+    trigger = SCENARIOS[error][1]
+    kontext = make(fake, clock, key=CANARY, stream_status=False)
+    try:
+        trigger(kontext)
+    except fal_kontext.KontextError as caught:
+        assert type(caught).__name__ == error
+        rendered = "".join(traceback.TracebackException.from_exception(caught, capture_locals=True).format())
+    else:
+        raise AssertionError(f"no {error}")
+    assert " = " in rendered  # the locals were rendered
+    assert_clean(rendered)
+    assert all(r.headers["authorization"] == f"Key {CANARY}" for r in fake.requests)  # it was sent
+
+
+def test_a_bad_key_in_a_traceback_with_locals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key read from a file with its newline is refused, and no frame shows it (nor the environment)."""
+    for build in (lambda: Kontext(CANARY + "\n"), lambda: AsyncKontext(CANARY + "\n")):
+        with pytest.raises(fal_kontext.InvalidInputError) as caught:
+            build()
+        assert_clean("".join(traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()))
+    monkeypatch.setenv("FAL_KEY", CANARY + "\n")
+    with pytest.raises(fal_kontext.InvalidInputError) as caught:
+        Kontext()
+    assert_clean("".join(traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()))
+
+
+def test_reprs_hide_the_key(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
+    kontext = make(fake, clock, key=CANARY, httpx_args={"headers": {"X-Team": "t"}, "cookies": {"c": "1"}})
+    handle = kontext.submit(EP, INPUT)
+    handle.wait()
+    assert kontext._connections  # the generated clients and their httpx clients exist, with the header set
+    things: list[object] = [kontext, handle, Credentials("key", CANARY), kontext._config, kontext._settings]
+    for generated, http in kontext._connections.values():
+        things += [generated, http, http.headers]
+    for thing in things:
         assert_clean(repr(thing))
         assert_clean(str(thing))
     assert isinstance(kontext._config, ClientConfig)
 
 
-def test_errors_from_an_echoing_server_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+def test_errors_from_an_echoing_server_are_redacted(kind: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    kontext = Kontext(CANARY, base_url=BASE, transport=httpx.MockTransport(echo_the_key), retry=RetryPolicy.disabled())
-    for call in (lambda: kontext.submit("fal-ai/flux-pro/kontext", INPUT), lambda: kontext.handle(RID).status()):
-        with pytest.raises(KontextError) as caught:
-            call()
-        error = caught.value
-        assert_clean(str(error))
-        assert_clean(repr(error.args))
-        assert_clean(repr(vars(error)))
-        assert_clean("".join(traceback.format_exception(error)))
+    transport = httpx.MockTransport(echo_the_key)
+    with real_client(kind, CANARY, base_url=BASE, transport=transport, retry=RetryPolicy.disabled()) as kontext:
+        calls: list[Callable[[], object]] = [lambda: kontext.submit(EP, INPUT), lambda: kontext.handle(RID).status()]
+        for call in calls:
+            with pytest.raises(KontextError) as caught:
+                call()
+            error = caught.value
+            assert_clean(str(error))
+            assert_clean(repr(error.args))
+            assert_clean(repr(vars(error)))
+            assert_clean("".join(traceback.format_exception(error)))
     assert_clean(caplog.text)
 
 

@@ -11,11 +11,12 @@ from typing import ClassVar
 import pytest
 from PIL import Image as PILImage
 
-from fal_kontext import Endpoint, Kontext
+from fal_kontext import Endpoint
 from fal_kontext.errors import WebhookVerificationError
 from fal_kontext.files import image_source_to_url
 from fal_kontext.mock import EmulatorConfig, run_emulator
 from fal_kontext.webhooks import fetch_jwks, verify_webhook
+from tests.client.client_fakes import real_client
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -45,12 +46,12 @@ def receiver() -> Iterator[str]:
     server.server_close()
 
 
-def test_emulator_webhooks_verify_and_parse(receiver: str) -> None:
+def test_emulator_webhooks_verify_and_parse(receiver: str, kind: str) -> None:
     buffer = io.BytesIO()
     PILImage.new("RGB", (8, 8), "blue").save(buffer, format="PNG")
     with (
         run_emulator(EmulatorConfig(run_time=0.1, queue_wait=0.01)) as emulator,
-        Kontext(emulator.key, base_url=emulator.base_url) as kontext,
+        real_client(kind, emulator.key, base_url=emulator.base_url) as kontext,
     ):
         handle = kontext.submit(
             Endpoint.PRO, {"prompt": "p", "image_url": image_source_to_url(buffer.getvalue())}, webhook_url=receiver
