@@ -1,17 +1,79 @@
 """Batch edits: many jobs from a JSON lines manifest, with bounded concurrency, a crash-safe journal and a cost guard.
 
-This module uses only the public client API (``Kontext``/``AsyncKontext``, their handles and errors).
+A manifest has one job per line, a JSON object: the input fields of the endpoint (``prompt``, ``aspect_ratio``, ...)
+plus, all optional, ``id`` (default ``line-N``), ``endpoint`` (an endpoint id of the spec) or ``model`` (a tier),
+and ``image`` / ``images`` (paths, relative to the manifest, or URLs; read and inlined when the job is submitted).
+
+The journal (SQLite, next to the output) records each line's request id the moment its submit is answered, its
+state and its saved files, so a run killed at any point and started again resumes every queued job by request id,
+never submits a line twice and skips lines already saved. A line whose submit was under way when the run died is
+*ambiguous*: it may or may not have been queued, so it is not sent again unless asked (``resubmit_ambiguous``).
+
+This module uses only the public client API (``AsyncKontext``, its handles and errors).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import functools
-from dataclasses import dataclass
+import hashlib
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .spec import spec
+from .aio import AsyncKontext
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    FieldProblem,
+    InvalidInputError,
+    KontextError,
+    NotFoundError,
+    RateLimitError,
+    RequestCancelledError,
+    RequestFailedError,
+    ServerError,
+    ValidationError,
+)
+from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
+from .inputs import check_schema
+from .spec import resolved_schema, spec
 
-__all__ = ["EndpointSpec", "endpoint_specs"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "BatchJob",
+    "BatchSummary",
+    "CostEstimate",
+    "EndpointSpec",
+    "Journal",
+    "ManifestError",
+    "choose_endpoint_spec",
+    "endpoint_specs",
+    "estimate_cost",
+    "journal_states",
+    "read_manifest",
+    "run_batch",
+]
+
+# Jobs in flight at once (submitted and not yet saved). Ours: fal runs 2 requests at once for a new account and up to
+# 40 after credit purchases, and never rejects queued requests for concurrency
+# (https://docs.fal.ai/documentation/model-apis/concurrency-limits, https://fal.ai/docs/model-apis/faq). Twice the
+# new-account limit keeps its runners busy while a crash leaves few jobs mid-flight; raise it for a larger limit.
+DEFAULT_CONCURRENCY = 4
+JOURNAL_NAME = ".fal-kontext-batch.sqlite"
+_RESERVED = frozenset({"id", "endpoint", "model", "image", "images"})
+# How often a submit refused with 429 is tried again (after the client's own retries), and the longest pause.
+_RATE_LIMIT_ATTEMPTS = 8
+_MAX_PAUSE = 60.0
+# How often waiting for a queued job is tried again after a network or server failure (the job stays queued).
+_WAIT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -82,3 +144,626 @@ def endpoint_specs() -> tuple[EndpointSpec, ...]:
             )
         )
     return tuple(found)
+
+
+def choose_endpoint_spec(
+    specs: Sequence[EndpointSpec], *, images: int, model: str | None = None, endpoint: str | None = None
+) -> EndpointSpec:
+    """The endpoint for ``images`` input images: ``endpoint`` if given, else the family's endpoint of tier ``model``.
+
+    No image picks text-to-image, one picks edit (or multi-edit if the tier has no single-image one), several pick
+    multi-edit.
+
+    Raises:
+        InvalidInputError: no endpoint of that tier takes that many images.
+    """
+    if endpoint is not None:
+        chosen = next(candidate for candidate in specs if candidate.id == endpoint)
+        takes = {"text-to-image": images == 0, "edit": images == 1, "multi-edit": images >= 1}[chosen.family]
+        if not takes:
+            raise InvalidInputError(
+                [FieldProblem("image", images, f"{images} image(s) given; {endpoint} is of family {chosen.family}")]
+            )
+        return chosen
+    tier = model or specs[0].tier
+    families = ["text-to-image"] if images == 0 else ["edit", "multi-edit"] if images == 1 else ["multi-edit"]
+    for family in families:
+        for candidate in specs:
+            if candidate.family == family and candidate.tier == tier:
+                return candidate
+    offered = ", ".join(f"{c.id} ({c.family})" for c in specs if c.tier == tier)
+    raise InvalidInputError([FieldProblem("image", images, f"{images} image(s) given; model {tier!r} has {offered}")])
+
+
+# --- the manifest --------------------------------------------------------------------------------------------------
+
+
+class ManifestError(KontextError, ValueError):
+    """The manifest cannot be run as written (nothing was sent): every problem, by line."""
+
+    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
+        self.path = str(path)
+        self.problems = tuple(problems)
+        shown = "; ".join(self.problems[:20]) + ("; ..." if len(self.problems) > 20 else "")
+        super().__init__(f"{path}: {len(self.problems)} problem(s), nothing was sent: {shown}")
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One line of a manifest.
+
+    Attributes:
+        id: The line's id (its ``id`` field, else ``line-N``): names its output folder and its journal row.
+        line: The line number (1-based).
+        endpoint: The endpoint it goes to.
+        fields: The input fields, with images as given (paths are read when the job is submitted).
+        digest: A fingerprint of the line, so a journal is never applied to a line that changed.
+        num_images: Images it asks for (its ``num_images``, else the spec's default).
+    """
+
+    id: str
+    line: int
+    endpoint: EndpointSpec
+    fields: Mapping[str, Any]
+    digest: str
+    num_images: int
+
+    def input(self, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> dict[str, Any]:
+        """The input to submit: local images read and inlined as data URIs.
+
+        Raises:
+            InvalidInputError: an image is missing, not an image or too large.
+        """
+        body = dict(self.fields)
+        name = self.endpoint.image_field
+        if name is not None:
+            value = body[name]
+            if isinstance(value, list):
+                body[name] = [
+                    image_source_to_url(item, field=f"{name}[{index}]", max_bytes=max_image_bytes)
+                    for index, item in enumerate(value)
+                ]
+            else:
+                body[name] = image_source_to_url(value, field=name, max_bytes=max_image_bytes)
+        return body
+
+
+def _is_url(value: object) -> bool:
+    return isinstance(value, str) and value.lower().startswith(("http://", "https://", "data:"))
+
+
+def _job_from_line(
+    number: int, data: Any, base: Path, specs: Sequence[EndpointSpec]
+) -> tuple[BatchJob | None, list[str]]:
+    where = f"line {number}"
+    if not isinstance(data, dict):
+        return None, [f"{where}: not a JSON object"]
+    job_id = data.get("id", f"line-{number}")
+    if not isinstance(job_id, str) or not job_id.strip() or "/" in job_id or job_id in (".", ".."):
+        return None, [f"{where}: id {job_id!r} must be a non-empty string without '/'"]
+    fields = {key: value for key, value in data.items() if key not in _RESERVED}
+    images: list[Any] = []
+    if "image" in data:
+        images = [data["image"]]
+    elif "images" in data:
+        images = list(data["images"]) if isinstance(data["images"], list) else [data["images"]]
+    else:
+        for name in ("image_url", "image_urls"):
+            if name in fields:
+                value = fields.pop(name)
+                images = list(value) if isinstance(value, list) else [value]
+    try:
+        chosen = choose_endpoint_spec(specs, images=len(images), model=data.get("model"), endpoint=data.get("endpoint"))
+    except (InvalidInputError, StopIteration):
+        known = ", ".join(s.id for s in specs)
+        what = data.get("endpoint") or data.get("model")
+        return None, [f"{where} ({job_id}): no endpoint for {what!r} with {len(images)} image(s); endpoints: {known}"]
+    resolved: list[Any] = []
+    problems: list[str] = []
+    for item in images:
+        if _is_url(item):
+            resolved.append(item)
+            continue
+        path = (base / str(item)).expanduser() if isinstance(item, str) else None
+        if path is None or not path.is_file():
+            problems.append(f"{where} ({job_id}): image {item!r} is not a URL or an existing file")
+        resolved.append(str(path))
+    if chosen.image_field == "image_urls":
+        fields["image_urls"] = resolved
+    elif chosen.image_field is not None:
+        fields[chosen.image_field] = resolved[0]
+    # Check the fields against the spec now, with a placeholder for local files (read at submit).
+    placeholder = "data:image/png;base64,AA=="
+    checked = dict(fields)
+    if chosen.image_field is not None:
+        value = checked[chosen.image_field]
+        checked[chosen.image_field] = (
+            [v if _is_url(v) else placeholder for v in value]
+            if isinstance(value, list)
+            else (value if _is_url(value) else placeholder)
+        )
+    problems += [f"{where} ({job_id}): {problem}" for problem in check_schema(chosen.input_schema, checked)]
+    schema = resolved_schema(chosen.input_schema).get("properties", {})
+    count = fields.get("num_images", schema.get("num_images", {}).get("default", 1))
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    job = BatchJob(job_id, number, chosen, fields, digest, count if isinstance(count, int) else 1)
+    return job, problems
+
+
+def read_manifest(path: str | Path, specs: Sequence[EndpointSpec] | None = None) -> list[BatchJob]:
+    """Read and check a JSON lines manifest; relative image paths are relative to its folder.
+
+    Raises:
+        ManifestError: with every problem (bad JSON, unknown endpoint, fields the spec does not allow, missing
+            images, duplicate ids), before anything is sent.
+    """
+    source = Path(path)
+    chosen_specs = tuple(specs) if specs is not None else endpoint_specs()
+    jobs: list[BatchJob] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    with source.open(encoding="utf-8") as lines:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                problems.append(f"line {number}: not JSON ({err.msg} at column {err.colno})")
+                continue
+            job, found = _job_from_line(number, data, source.parent, chosen_specs)
+            problems += found
+            if job is None:
+                continue
+            if job.id in seen:
+                problems.append(f"line {number}: id {job.id!r} is also the id of line {seen[job.id]}")
+            seen[job.id] = number
+            jobs.append(job)
+    if problems:
+        raise ManifestError(source, problems)
+    return jobs
+
+
+# --- cost ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What a set of jobs would cost, from the per-image prices the spec states (interfaces §1).
+
+    Attributes:
+        usd: The total of the jobs whose price is known.
+        images: Images asked for.
+        unpriced: Endpoints without a stated price (their jobs are not in ``usd``).
+    """
+
+    usd: float
+    images: int
+    unpriced: tuple[str, ...]
+
+    @property
+    def known(self) -> bool:
+        """Whether every job's price is stated."""
+        return not self.unpriced
+
+    def __str__(self) -> str:
+        if not self.images:
+            return "$0.00 (nothing to submit)"
+        if not self.unpriced:
+            return f"${self.usd:.2f} for {self.images} image(s)"
+        known = f"${self.usd:.2f} for the priced jobs, " if self.usd else ""
+        return f"{known}unknown for {', '.join(self.unpriced)} (no price stated in the spec)"
+
+
+def job_cost(job: BatchJob) -> float | None:
+    """A job's price in USD (``price_usd_per_image`` x ``num_images``), or None when the spec states no price."""
+    price = job.endpoint.price_usd_per_image
+    return None if price is None else price * job.num_images
+
+
+def estimate_cost(jobs: Sequence[BatchJob]) -> CostEstimate:
+    """The estimated cost of submitting ``jobs``."""
+    usd, images, unpriced = 0.0, 0, dict[str, None]()
+    for job in jobs:
+        images += job.num_images
+        cost = job_cost(job)
+        if cost is None:
+            unpriced[job.endpoint.id] = None
+        else:
+            usd += cost
+    return CostEstimate(round(usd, 6), images, tuple(unpriced))
+
+
+# --- the journal ---------------------------------------------------------------------------------------------------
+
+PENDING = "pending"  # not submitted (yet, or refused with 429, or the connection never opened)
+SUBMITTING = "submitting"  # the submit is about to be sent: after a crash, the line is ambiguous
+SUBMITTED = "submitted"  # the server answered with a request id
+SAVED = "saved"  # the images are written
+FAILED = "failed"  # the request failed (a final answer: not resumable)
+AMBIGUOUS = "ambiguous"  # may or may not be queued: never sent again unless asked
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    """What the journal knows of one line."""
+
+    id: str
+    digest: str
+    state: str
+    request_id: str | None
+    files: tuple[str, ...]
+    reason: str | None
+    cost_usd: float | None
+
+
+class Journal:
+    """The batch's SQLite journal: one row per line, each change committed (and synced) before the run goes on.
+
+    A run holds an exclusive lock on it, so two runs never share one output folder.
+
+    Args:
+        path: The journal file (created with its folder).
+
+    Raises:
+        BlockingIOError: another run holds the journal.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = (path.parent / (path.name + ".lock")).open("a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise
+        self._db = sqlite3.connect(path, isolation_level=None)
+        # WAL + FULL: a commit is on disk before the call returns, so a SIGKILL (or power loss) keeps it.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, line INTEGER, digest TEXT NOT NULL, "
+            "state TEXT NOT NULL, endpoint TEXT, request_id TEXT, files TEXT NOT NULL DEFAULT '[]', reason TEXT, "
+            "cost_usd REAL, updated_at REAL NOT NULL)"
+        )
+
+    def rows(self) -> dict[str, JournalRow]:
+        """Every line the journal knows, by id."""
+        found = self._db.execute("SELECT id, digest, state, request_id, files, reason, cost_usd FROM jobs")
+        return {
+            row[0]: JournalRow(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6])
+            for row in found
+        }
+
+    def record(self, job: BatchJob, state: str, **values: Any) -> None:
+        """Set a line's state (and ``request_id``, ``files``, ``reason``, ``cost_usd``), committed at once."""
+        columns = {"state": state, "updated_at": time.time(), **values}
+        if "files" in columns:
+            columns["files"] = json.dumps(columns["files"])
+        names = ", ".join(columns)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in columns)
+        self._db.execute(
+            f"INSERT INTO jobs (id, line, digest, endpoint, {names}) VALUES (?, ?, ?, ?{', ?' * len(columns)}) "
+            f"ON CONFLICT(id) DO UPDATE SET {updates}",
+            (job.id, job.line, job.digest, job.endpoint.id, *columns.values()),
+        )
+
+    def close(self) -> None:
+        """Close the database and release the lock."""
+        self._db.close()
+        self._lock.close()
+
+
+# --- the run -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchSummary:
+    """How a run ended.
+
+    Attributes:
+        total: Lines in the manifest.
+        done: Lines saved (in this run or an earlier one).
+        failed: ``{id: reason}`` of lines whose request failed.
+        ambiguous: ``{id: reason}`` of lines that may have been submitted before a crash (not sent again).
+        unfinished: ``{id: reason}`` of lines left queued or unsent after network failures (run again to resume).
+        over_budget: Ids not submitted because ``max_cost`` was reached.
+        cost_usd: The estimated cost of every line submitted (this run and earlier ones), None if unknown.
+        submitted: Submits sent in this run.
+        elapsed: Seconds this run took.
+    """
+
+    total: int
+    done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    ambiguous: dict[str, str] = field(default_factory=dict)
+    unfinished: dict[str, str] = field(default_factory=dict)
+    over_budget: list[str] = field(default_factory=list)
+    cost_usd: float | None = 0.0
+    submitted: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        """Lines neither done nor settled otherwise yet."""
+        settled = self.done + len(self.failed) + len(self.ambiguous) + len(self.unfinished) + len(self.over_budget)
+        return self.total - settled
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data."""
+        return {
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "ambiguous": self.ambiguous,
+            "unfinished": self.unfinished,
+            "over_budget": self.over_budget,
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
+            "submitted": self.submitted,
+            "elapsed": round(self.elapsed, 3),
+        }
+
+
+OnEvent = Callable[[dict[str, Any]], object]
+
+
+def _failure_reason(err: BaseException) -> str:
+    kind = getattr(err, "error_type", None)
+    return f"{type(err).__name__}{f' [{kind}]' if kind else ''}: {err}"
+
+
+class _Run:
+    """One run over the jobs: the shared state of the workers."""
+
+    def __init__(
+        self,
+        kontext: AsyncKontext,
+        jobs: Sequence[BatchJob],
+        out: Path,
+        journal: Journal,
+        *,
+        concurrency: int,
+        max_cost: float | None,
+        resubmit_ambiguous: bool,
+        retry_failed: bool,
+        max_image_bytes: int,
+        on_event: OnEvent | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.kontext = kontext
+        self.jobs = jobs
+        self.out = out
+        self.journal = journal
+        self.concurrency = concurrency
+        self.max_cost = max_cost
+        self.resubmit_ambiguous = resubmit_ambiguous
+        self.retry_failed = retry_failed
+        self.max_image_bytes = max_image_bytes
+        self.on_event = on_event
+        self.clock = clock
+        self.summary = BatchSummary(total=len(jobs))
+        self.spent = 0.0
+        self.pause_until = 0.0
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self.on_event is not None:
+            self.on_event({"event": event, **fields})
+
+    def reserve(self, job: BatchJob) -> bool:
+        """Count the job's cost against ``max_cost``; False (nothing reserved) if it would pass it."""
+        cost = job_cost(job) or 0.0
+        if self.max_cost is not None and self.spent + cost > self.max_cost + 1e-9:
+            return False
+        self.spent += cost
+        return True
+
+    async def pause_for_rate_limit(self) -> None:
+        delay = self.pause_until - self.clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def submit(self, job: BatchJob) -> str | None:
+        """Submit the job, recording "about to submit" first and the request id the moment it is answered."""
+        body = job.input(self.max_image_bytes)
+        for attempt in range(_RATE_LIMIT_ATTEMPTS):
+            await self.pause_for_rate_limit()
+            self.journal.record(job, SUBMITTING, cost_usd=job_cost(job))
+            try:
+                handle = await self.kontext.submit(job.endpoint.id, body)
+            except RateLimitError as err:  # refused: nothing was queued (RFC 6585), safe to send again later
+                pause = min(_MAX_PAUSE, err.retry_after or 0.5 * 2**attempt)
+                self.pause_until = max(self.pause_until, self.clock() + pause)
+                self.journal.record(job, PENDING, reason=str(err))
+                self.emit("rate_limited", id=job.id, pause=pause)
+                continue
+            except APIConnectionError as err:
+                if not err.reached_server:  # the connection never opened: nothing was sent
+                    self.journal.record(job, PENDING, reason=str(err))
+                    raise
+                self.journal.record(job, AMBIGUOUS, reason=str(err))
+                raise
+            except ServerError as err:  # may have been queued: the client did not send it again, nor do we
+                self.journal.record(job, AMBIGUOUS, reason=str(err))
+                raise
+            except (ValidationError, InvalidInputError, APIStatusError) as err:
+                self.journal.record(job, FAILED, reason=_failure_reason(err))
+                raise
+            self.journal.record(job, SUBMITTED, request_id=handle.request_id)
+            self.summary.submitted += 1
+            self.emit("submitted", id=job.id, line=job.line, request_id=handle.request_id, endpoint=job.endpoint.id)
+            return handle.request_id
+        self.journal.record(job, PENDING, reason="rate limited")
+        return None
+
+    async def finish(self, job: BatchJob, request_id: str) -> None:
+        """Wait for a queued job and save its images; failures are recorded."""
+        handle = self.kontext.handle(request_id)
+        for attempt in range(_WAIT_ATTEMPTS):
+            try:
+                result = await handle.wait(timeout=math.inf, cancel_on_timeout=False, cancel_on_interrupt=False)
+                break
+            except (RequestFailedError, RequestCancelledError, ValidationError, NotFoundError) as err:
+                reason = _failure_reason(err)
+                self.journal.record(job, FAILED, request_id=request_id, reason=reason)
+                self.summary.failed[job.id] = reason
+                self.emit("failed", id=job.id, line=job.line, request_id=request_id, reason=reason)
+                return
+            except (APIConnectionError, ServerError, RateLimitError) as err:
+                if attempt == _WAIT_ATTEMPTS - 1:
+                    reason = f"{_failure_reason(err)} (still queued: run the batch again to resume it)"
+                    self.summary.unfinished[job.id] = reason
+                    self.emit("unfinished", id=job.id, line=job.line, request_id=request_id, reason=reason)
+                    return
+                await asyncio.sleep(min(_MAX_PAUSE, 2.0**attempt))
+        files = [str(path) for path in await self.kontext.save(result, self.out / job.id)]
+        self.journal.record(job, SAVED, request_id=request_id, files=files)
+        self.summary.done += 1
+        self.emit("saved", id=job.id, line=job.line, request_id=request_id, files=files)
+
+    async def run_job(self, job: BatchJob, row: JournalRow | None) -> None:
+        if row is not None and row.state == SAVED:
+            self.summary.done += 1
+            return
+        if row is not None and row.state == FAILED and not self.retry_failed:
+            self.summary.failed[job.id] = row.reason or "failed"
+            return
+        if row is not None and row.state in (SUBMITTING, AMBIGUOUS) and not self.resubmit_ambiguous:
+            # Killed between "about to submit" and the answer (or the answer was lost): it may be queued and paid.
+            reason = row.reason if row.state == AMBIGUOUS and row.reason else "the run stopped while submitting it"
+            message = f"{reason}; it may have been queued: not sent again (resubmit_ambiguous sends it)"
+            self.journal.record(job, AMBIGUOUS, reason=reason)
+            self.summary.ambiguous[job.id] = message
+            self.emit("ambiguous", id=job.id, line=job.line, reason=message)
+            return
+        request_id = row.request_id if row is not None and row.state == SUBMITTED else None
+        if request_id is None:
+            if not self.reserve(job):
+                self.summary.over_budget.append(job.id)
+                self.emit("over_budget", id=job.id, line=job.line)
+                return
+            try:
+                request_id = await self.submit(job)
+            except (APIConnectionError, ServerError) as err:
+                reason = _failure_reason(err)
+                if isinstance(err, APIConnectionError) and not err.reached_server:
+                    self.spent -= job_cost(job) or 0.0
+                    self.summary.unfinished[job.id] = f"{reason} (not sent: run the batch again)"
+                    self.emit("unfinished", id=job.id, line=job.line, reason=reason)
+                else:
+                    self.summary.ambiguous[job.id] = f"{reason}; it may have been queued: not sent again"
+                    self.emit("ambiguous", id=job.id, line=job.line, reason=reason)
+                return
+            except (APIStatusError, InvalidInputError) as err:
+                reason = _failure_reason(err)
+                self.summary.failed[job.id] = reason
+                self.emit("failed", id=job.id, line=job.line, reason=reason)
+                return
+            if request_id is None:
+                self.spent -= job_cost(job) or 0.0
+                self.summary.unfinished[job.id] = "rate limited: not sent (run the batch again)"
+                return
+        await self.finish(job, request_id)
+
+
+async def run_batch(
+    kontext: AsyncKontext,
+    jobs: Sequence[BatchJob],
+    out: str | Path,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    max_cost: float | None = None,
+    resubmit_ambiguous: bool = False,
+    retry_failed: bool = False,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    on_event: OnEvent | None = None,
+) -> BatchSummary:
+    """Run ``jobs`` with at most ``concurrency`` in flight, saving each job's images to ``out/<id>/``.
+
+    The journal ``out/.fal-kontext-batch.sqlite`` makes it resumable: run it again after any stop (even
+    ``kill -9``) and it resumes queued jobs by request id, skips saved lines and never submits a line twice.
+
+    Args:
+        kontext: The client (its retry policy applies to every call).
+        jobs: From ``read_manifest``.
+        out: The output folder (holds the journal).
+        concurrency: Jobs in flight at once.
+        max_cost: Stop submitting before the estimated cost of the submitted lines (this run and earlier ones)
+            would pass this many USD. Requires every job's price to be known.
+        resubmit_ambiguous: Send again the lines whose submit was under way when an earlier run stopped (they may
+            be queued already: this can pay twice).
+        retry_failed: Submit again the lines whose request failed in an earlier run (a new, paid request).
+        max_image_bytes: Largest local image sent inline.
+        on_event: Called with each event (``submitted``, ``saved``, ``failed``, ``ambiguous``, ...), a dict.
+
+    Returns:
+        The summary (done, failed with reasons, ambiguous, unfinished, over budget, cost).
+
+    Raises:
+        ManifestError: a journal row belongs to a line that changed, or ``max_cost`` with unknown prices.
+        BlockingIOError: another run uses the same output folder.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    folder = Path(out)
+    if max_cost is not None and not estimate_cost(jobs).known:
+        unpriced = ", ".join(estimate_cost(jobs).unpriced)
+        raise ManifestError(folder, [f"max_cost needs a stated price for every endpoint; none for {unpriced}"])
+    clock = time.monotonic
+    started = clock()
+    journal = Journal(folder / JOURNAL_NAME)
+    try:
+        rows = journal.rows()
+        changed = [
+            f"line {job.line}: id {job.id!r} changed since the journal was written"
+            for job in jobs
+            if job.id in rows and rows[job.id].digest != job.digest
+        ]
+        if changed:
+            raise ManifestError(folder / JOURNAL_NAME, [*changed, "use a new output folder, or restore those lines"])
+        run = _Run(
+            kontext,
+            jobs,
+            folder,
+            journal,
+            concurrency=concurrency,
+            max_cost=max_cost,
+            resubmit_ambiguous=resubmit_ambiguous,
+            retry_failed=retry_failed,
+            max_image_bytes=max_image_bytes,
+            on_event=on_event,
+            clock=clock,
+        )
+        run.spent = sum(
+            row.cost_usd or 0.0 for row in rows.values() if row.state in (SUBMITTED, SAVED, FAILED, AMBIGUOUS)
+        )
+        # Jobs already queued first: they run on the server whether we follow them or not.
+        order = sorted(jobs, key=lambda job: (rows.get(job.id) is None or rows[job.id].state != SUBMITTED, job.line))
+        pending: asyncio.Queue[BatchJob] = asyncio.Queue()
+        for job in order:
+            pending.put_nowait(job)
+
+        async def worker() -> None:
+            while True:
+                try:
+                    job = pending.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await run.run_job(job, rows.get(job.id))
+
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(jobs))))))
+        summary = run.summary
+        summary.cost_usd = run.spent if estimate_cost(jobs).known else None
+        summary.elapsed = clock() - started
+        return summary
+    finally:
+        journal.close()
+
+
+def journal_states(out: str | Path) -> dict[str, str]:
+    """The state of each line in the journal of ``out`` (empty when there is none), read without taking the lock."""
+    path = Path(out) / JOURNAL_NAME
+    if not path.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return {str(row[0]): str(row[1]) for row in db.execute("SELECT id, state FROM jobs")}

@@ -9,6 +9,7 @@ from the command line, and never printed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -25,14 +26,26 @@ from typing import Any, TextIO
 import httpx
 
 from . import __version__
-from .batch import EndpointSpec, endpoint_specs
+from .aio import AsyncKontext
+from .batch import (
+    DEFAULT_CONCURRENCY,
+    JOURNAL_NAME,
+    BatchSummary,
+    EndpointSpec,
+    ManifestError,
+    choose_endpoint_spec,
+    endpoint_specs,
+    estimate_cost,
+    journal_states,
+    read_manifest,
+    run_batch,
+)
 from .client import Handle, Kontext
 from .config import ENV_AUTH, ENV_BASE_URL, ENV_TOKEN, redact
 from .errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
-    FieldProblem,
     InvalidInputError,
     KontextError,
     NotFoundError,
@@ -77,6 +90,7 @@ EXIT_UNAVAILABLE = 7
 EXIT_CANCELLED = 8
 EXIT_NOT_READY = 9
 EXIT_BUDGET = 10
+EXIT_AMBIGUOUS = 11
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = (
@@ -91,6 +105,9 @@ EXIT_CODES = (
     ExitCode(EXIT_CANCELLED, "the request was cancelled"),
     ExitCode(EXIT_NOT_READY, "the request has not finished yet (result)"),
     ExitCode(EXIT_BUDGET, "batch: --max-cost reached, some lines were not submitted"),
+    ExitCode(
+        EXIT_AMBIGUOUS, "batch: some lines may have been submitted before a stop; not sent again (the message says)"
+    ),
     ExitCode(EXIT_INTERRUPTED, "interrupted (Ctrl-C); the message says whether the request was cancelled"),
 )
 
@@ -240,35 +257,6 @@ def _add_model_options(parser: argparse.ArgumentParser, specs: Sequence[Endpoint
     parser.set_defaults(endpoint_specs=tuple(specs))
 
 
-def choose_endpoint_spec(
-    specs: Sequence[EndpointSpec], *, images: int, model: str | None, endpoint: str | None
-) -> EndpointSpec:
-    """The endpoint for ``images`` input images: ``endpoint`` if given, else the family's endpoint of tier ``model``.
-
-    No image picks text-to-image, one picks edit (or multi-edit if the tier has no single-image one), several pick
-    multi-edit.
-
-    Raises:
-        InvalidInputError: no endpoint of that tier takes that many images.
-    """
-    if endpoint is not None:
-        chosen = next(spec for spec in specs if spec.id == endpoint)
-        takes = {"text-to-image": images == 0, "edit": images == 1, "multi-edit": images >= 1}[chosen.family]
-        if not takes:
-            raise InvalidInputError(
-                [FieldProblem("IMAGE", images, f"{images} image(s) given; {endpoint} is a {chosen.family} endpoint")]
-            )
-        return chosen
-    tier = model or specs[0].tier
-    families = ["text-to-image"] if images == 0 else ["edit", "multi-edit"] if images == 1 else ["multi-edit"]
-    for family in families:
-        for spec in specs:
-            if spec.family == family and spec.tier == tier:
-                return spec
-    offered = ", ".join(f"{spec.id} ({spec.family})" for spec in specs if spec.tier == tier)
-    raise InvalidInputError([FieldProblem("IMAGE", images, f"{images} image(s) given; --model {tier} has {offered}")])
-
-
 # --- the parser ----------------------------------------------------------------------------------------------------
 
 
@@ -402,6 +390,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel = command("cancel", "cancel a request", _cancel)
     cancel.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
+
+    batch = command("batch", "run many jobs from a JSON lines manifest, resumably", _batch)
+    batch.add_argument("manifest", type=Path, metavar="MANIFEST", help="one JSON object per line (see docs/client.md)")
+    batch.add_argument(
+        "--out", type=Path, metavar="DIR", required=True, help="output folder: DIR/<id>/ per line, and the journal"
+    )
+    batch.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="jobs in flight at once (default %(default)s)",
+    )
+    batch.add_argument("--max-cost", type=float, metavar="USD", help="stop submitting before the estimate passes USD")
+    batch.add_argument(
+        "--resubmit-ambiguous",
+        action="store_true",
+        help="send again lines whose submit was under way when a run stopped (they may be queued: may pay twice)",
+    )
+    batch.add_argument(
+        "--retry-failed", action="store_true", help="submit again lines whose request failed in an earlier run"
+    )
+    batch.add_argument(
+        "--max-image-bytes", type=int, default=DEFAULT_MAX_IMAGE_BYTES, metavar="N", help="largest local image inlined"
+    )
 
     completion = commands.add_parser(
         "completion", help="print the shell completion script", description=COMPLETION_HELP
@@ -862,6 +875,135 @@ def _interrupted(stop: Interrupted, out: Output) -> int:
     return EXIT_INTERRUPTED
 
 
+class BatchProgress:
+    """The batch's counts, rate and ETA, from its events (the progress line on a terminal).
+
+    Args:
+        total: Lines in the manifest.
+        done: Lines saved before this run.
+        clock: Monotonic seconds (tests pass a fake).
+    """
+
+    def __init__(self, total: int, done: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.done = done
+        self.done_before = done
+        self.not_done = 0
+        self.clock = clock
+        self.started = clock()
+
+    def count(self, event: str) -> None:
+        """Count one event of ``run_batch``."""
+        if event == "saved":
+            self.done += 1
+        elif event in ("failed", "ambiguous", "unfinished", "over_budget"):
+            self.not_done += 1
+
+    def text(self) -> str:
+        """``57/200 done, 2 not done, 141 to go, 3.1/s, ETA 46s``."""
+        elapsed = max(self.clock() - self.started, 1e-9)
+        rate = (self.done - self.done_before) / elapsed
+        left = self.total - self.done - self.not_done
+        eta = f"ETA {left / rate:.0f}s" if rate > 0 else "ETA ?"
+        return f"batch: {self.done}/{self.total} done, {self.not_done} not done, {left} to go, {rate:.1f}/s, {eta}"
+
+
+def _batch_exit_code(summary: BatchSummary) -> int:
+    if summary.failed:
+        return EXIT_FAILED
+    if summary.ambiguous:
+        return EXIT_AMBIGUOUS
+    if summary.unfinished:
+        return EXIT_UNAVAILABLE
+    if summary.over_budget:
+        return EXIT_BUDGET
+    return EXIT_OK
+
+
+def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
+    check_out_folder(args.out)
+    try:
+        jobs = read_manifest(args.manifest)
+    except ManifestError as err:
+        raise CommandError(str(err), EXIT_USAGE) from err
+    except OSError as err:
+        raise CommandError(f"MANIFEST {args.manifest}: {err.strerror or err}", EXIT_USAGE) from err
+    states = journal_states(args.out)
+    settled = ("saved", "submitted") if args.retry_failed else ("saved", "submitted", "failed")
+    left = [job for job in jobs if states.get(job.id) not in settled]
+    estimate = estimate_cost(left)
+    if args.max_cost is not None and not estimate.known:
+        raise CommandError(f"--max-cost needs a price for every endpoint: {estimate}", EXIT_USAGE)
+    saved = sum(1 for job in jobs if states.get(job.id) == "saved")
+    queued = sum(1 for job in jobs if states.get(job.id) == "submitted")
+    out.emit(
+        "plan",
+        lines=len(jobs),
+        to_submit=len(left),
+        saved_before=saved,
+        queued_before=queued,
+        estimated_cost_usd=estimate.usd if estimate.known else None,
+        estimate=str(estimate),
+    )
+    out.note(
+        f"batch: {len(jobs)} lines: {len(left)} to submit, {queued} queued earlier, {saved} saved earlier; "
+        f"estimated cost of the submits: {estimate}"
+    )
+    counts = BatchProgress(len(jobs), saved)
+
+    def on_event(event: dict[str, Any]) -> None:
+        fields = {key: value for key, value in event.items() if key != "event"}
+        out.emit(str(event["event"]), **fields)
+        counts.count(str(event["event"]))
+        if event["event"] in ("failed", "ambiguous", "unfinished"):
+            out.note(f"{event['event']}: {event['id']} (line {event['line']}): {event.get('reason', '')}")
+
+    async def go() -> BatchSummary:
+        async with AsyncKontext(**args.client_options) as client:
+            task = run_batch(
+                client,
+                jobs,
+                args.out,
+                concurrency=args.concurrency,
+                max_cost=args.max_cost,
+                resubmit_ambiguous=args.resubmit_ambiguous,
+                retry_failed=args.retry_failed,
+                max_image_bytes=args.max_image_bytes,
+                on_event=on_event,
+            )
+            return await task
+
+    def draw() -> None:
+        if out.progress is not None:
+            out.progress.text = counts.text()
+            out.progress.draw()
+
+    try:
+        with Ticker(draw, TICK_SECONDS) if out.progress is not None else contextlib.nullcontext():
+            summary = asyncio.run(go())
+    except KeyboardInterrupt:
+        raise CommandError(
+            f"interrupted: queued jobs keep running; run the same command again to resume them "
+            f"(journal {args.out / JOURNAL_NAME})",
+            EXIT_INTERRUPTED,
+        ) from None
+    except BlockingIOError as err:
+        raise CommandError(f"--out {args.out}: another batch is running with this folder", EXIT_USAGE) from err
+    except ManifestError as err:
+        raise CommandError(str(err), EXIT_USAGE) from err
+    out.emit("summary", **summary.to_dict())
+    cost = "unknown" if summary.cost_usd is None else f"${summary.cost_usd:.2f}"
+    out.say(
+        f"batch: {summary.done}/{summary.total} done, {len(summary.failed)} failed, {len(summary.ambiguous)} "
+        f"ambiguous, {len(summary.unfinished)} unfinished, {len(summary.over_budget)} over budget; "
+        f"estimated cost {cost}; {summary.elapsed:.1f}s"
+    )
+    for kind in ("failed", "ambiguous", "unfinished"):
+        for job_id, reason in getattr(summary, kind).items():
+            out.say(f"  {kind}: {job_id}: {reason}")
+    return _batch_exit_code(summary)
+
+
 # --- logging, headers, completion, mock ------------------------------------------------------------------------
 
 
@@ -979,7 +1121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.verbose, os.environ, sys.stderr)
         retry = RetryPolicy() if args.retries is None else RetryPolicy(max_retries=args.retries)
         transport = HeaderEcho(httpx.HTTPTransport(), out.note) if args.headers else None
-        kontext = Kontext(base_url=args.base_url, auth=args.auth, wait_timeout=None, retry=retry, transport=transport)
+        args.client_options = {"base_url": args.base_url, "auth": args.auth, "wait_timeout": None, "retry": retry}
+        kontext = Kontext(**args.client_options, transport=transport)
     except CommandError as err:
         out.error(str(err), err, None, err.code)
         return err.code

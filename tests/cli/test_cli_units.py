@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fal_kontext import cli
-from fal_kontext.batch import endpoint_specs
+from fal_kontext.batch import choose_endpoint_spec, endpoint_specs
 from fal_kontext.cli import (
     EXIT_CODES,
     CommandError,
@@ -23,7 +23,6 @@ from fal_kontext.cli import (
     Ticker,
     build_parser,
     check_out_folder,
-    choose_endpoint_spec,
     cli_message,
     configure_logging,
     exit_code_for,
@@ -112,7 +111,7 @@ def test_the_endpoint_follows_the_number_of_images_and_the_tier() -> None:
         assert choose_endpoint_spec(specs, images=images, model=spec.tier, endpoint=None) == spec
         assert choose_endpoint_spec(specs, images=images, model=None, endpoint=spec.id) == spec
     single = next(spec for spec in specs if spec.family == "edit")
-    with pytest.raises(InvalidInputError, match="IMAGE"):
+    with pytest.raises(InvalidInputError, match="image"):
         choose_endpoint_spec(specs, images=2, model=None, endpoint=single.id)
 
 
