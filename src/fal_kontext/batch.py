@@ -40,6 +40,7 @@ from .errors import (
     RequestCancelledError,
     RequestFailedError,
     ServerError,
+    UnexpectedResponseError,
     ValidationError,
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
@@ -563,9 +564,23 @@ class _Run:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def settle(self, job: BatchJob, kind: str, reason: str, request_id: str | None = None) -> None:
+        """Count a line that ends this run without images: ``failed``, ``ambiguous`` or ``unfinished``."""
+        bucket: dict[str, str] = getattr(self.summary, kind)
+        bucket[job.id] = reason
+        self.emit(kind, id=job.id, line=job.line, request_id=request_id, reason=reason)
+
     async def submit(self, job: BatchJob) -> str | None:
-        """Submit the job, recording "about to submit" first and the request id the moment it is answered."""
-        body = job.input(self.max_image_bytes)
+        """Submit the job, recording "about to submit" first and the request id the moment it is answered.
+
+        Returns the request id, or None when the line was settled otherwise (failed, ambiguous, not sent).
+        """
+        try:
+            body = job.input(self.max_image_bytes)
+        except InvalidInputError as err:
+            self.journal.record(job, FAILED, reason=str(err))
+            self.settle(job, "failed", str(err))
+            return None
         for attempt in range(_RATE_LIMIT_ATTEMPTS):
             await self.pause_for_rate_limit()
             self.journal.record(job, SUBMITTING, cost_usd=job_cost(job))
@@ -575,25 +590,35 @@ class _Run:
                 pause = min(_MAX_PAUSE, err.retry_after or 0.5 * 2**attempt)
                 self.pause_until = max(self.pause_until, self.clock() + pause)
                 self.journal.record(job, PENDING, reason=str(err))
-                self.emit("rate_limited", id=job.id, pause=pause)
+                self.emit("rate_limited", id=job.id, line=job.line, pause=pause)
                 continue
             except APIConnectionError as err:
+                reason = _failure_reason(err)
                 if not err.reached_server:  # the connection never opened: nothing was sent
-                    self.journal.record(job, PENDING, reason=str(err))
-                    raise
-                self.journal.record(job, AMBIGUOUS, reason=str(err))
-                raise
-            except ServerError as err:  # may have been queued: the client did not send it again, nor do we
-                self.journal.record(job, AMBIGUOUS, reason=str(err))
-                raise
-            except (ValidationError, InvalidInputError, APIStatusError) as err:
-                self.journal.record(job, FAILED, reason=_failure_reason(err))
-                raise
+                    self.journal.record(job, PENDING, reason=reason)
+                    self.settle(job, "unfinished", f"{reason} (not sent: run the batch again)")
+                    return None
+                self.journal.record(job, AMBIGUOUS, reason=reason)
+                self.settle(job, "ambiguous", f"{reason}; it may have been queued: not sent again")
+                return None
+            except (ServerError, UnexpectedResponseError) as err:
+                # May have been queued (a gateway's 5xx, an answer we cannot read): the client did not send it
+                # again, nor do we.
+                reason = _failure_reason(err)
+                self.journal.record(job, AMBIGUOUS, reason=reason)
+                self.settle(job, "ambiguous", f"{reason}; it may have been queued: not sent again")
+                return None
+            except (APIStatusError, InvalidInputError) as err:  # the server answered no: nothing was queued
+                reason = _failure_reason(err)
+                self.journal.record(job, FAILED, reason=reason)
+                self.settle(job, "failed", reason)
+                return None
             self.journal.record(job, SUBMITTED, request_id=handle.request_id)
             self.summary.submitted += 1
             self.emit("submitted", id=job.id, line=job.line, request_id=handle.request_id, endpoint=job.endpoint.id)
             return handle.request_id
         self.journal.record(job, PENDING, reason="rate limited")
+        self.settle(job, "unfinished", "rate limited: not sent (run the batch again)")
         return None
 
     async def finish(self, job: BatchJob, request_id: str) -> None:
@@ -606,17 +631,20 @@ class _Run:
             except (RequestFailedError, RequestCancelledError, ValidationError, NotFoundError) as err:
                 reason = _failure_reason(err)
                 self.journal.record(job, FAILED, request_id=request_id, reason=reason)
-                self.summary.failed[job.id] = reason
-                self.emit("failed", id=job.id, line=job.line, request_id=request_id, reason=reason)
+                self.settle(job, "failed", reason, request_id)
                 return
-            except (APIConnectionError, ServerError, RateLimitError) as err:
+            except KontextError as err:  # network, 5xx, 429 after the retries: the job is still queued
                 if attempt == _WAIT_ATTEMPTS - 1:
                     reason = f"{_failure_reason(err)} (still queued: run the batch again to resume it)"
-                    self.summary.unfinished[job.id] = reason
-                    self.emit("unfinished", id=job.id, line=job.line, request_id=request_id, reason=reason)
+                    self.settle(job, "unfinished", reason, request_id)
                     return
                 await asyncio.sleep(min(_MAX_PAUSE, 2.0**attempt))
-        files = [str(path) for path in await self.kontext.save(result, self.out / job.id)]
+        try:
+            files = [str(path) for path in await self.kontext.save(result, self.out / job.id)]
+        except (OSError, KontextError) as err:  # the job is paid and done: a run again fetches the images
+            reason = f"images not written: {err} (run the batch again to fetch them)"
+            self.settle(job, "unfinished", reason, request_id)
+            return
         self.journal.record(job, SAVED, request_id=request_id, files=files)
         self.summary.done += 1
         self.emit("saved", id=job.id, line=job.line, request_id=request_id, files=files)
@@ -631,10 +659,12 @@ class _Run:
         if row is not None and row.state in (SUBMITTING, AMBIGUOUS) and not self.resubmit_ambiguous:
             # Killed between "about to submit" and the answer (or the answer was lost): it may be queued and paid.
             reason = row.reason if row.state == AMBIGUOUS and row.reason else "the run stopped while submitting it"
-            message = f"{reason}; it may have been queued: not sent again (resubmit_ambiguous sends it)"
             self.journal.record(job, AMBIGUOUS, reason=reason)
-            self.summary.ambiguous[job.id] = message
-            self.emit("ambiguous", id=job.id, line=job.line, reason=message)
+            self.settle(
+                job,
+                "ambiguous",
+                f"{reason}; it may have been queued: not sent again (resubmit_ambiguous=True sends it)",
+            )
             return
         request_id = row.request_id if row is not None and row.state == SUBMITTED else None
         if request_id is None:
@@ -642,26 +672,10 @@ class _Run:
                 self.summary.over_budget.append(job.id)
                 self.emit("over_budget", id=job.id, line=job.line)
                 return
-            try:
-                request_id = await self.submit(job)
-            except (APIConnectionError, ServerError) as err:
-                reason = _failure_reason(err)
-                if isinstance(err, APIConnectionError) and not err.reached_server:
-                    self.spent -= job_cost(job) or 0.0
-                    self.summary.unfinished[job.id] = f"{reason} (not sent: run the batch again)"
-                    self.emit("unfinished", id=job.id, line=job.line, reason=reason)
-                else:
-                    self.summary.ambiguous[job.id] = f"{reason}; it may have been queued: not sent again"
-                    self.emit("ambiguous", id=job.id, line=job.line, reason=reason)
-                return
-            except (APIStatusError, InvalidInputError) as err:
-                reason = _failure_reason(err)
-                self.summary.failed[job.id] = reason
-                self.emit("failed", id=job.id, line=job.line, reason=reason)
-                return
+            request_id = await self.submit(job)
             if request_id is None:
-                self.spent -= job_cost(job) or 0.0
-                self.summary.unfinished[job.id] = "rate limited: not sent (run the batch again)"
+                if job.id in self.summary.unfinished:  # not sent: nothing spent (a 422 may be billed)
+                    self.spent -= job_cost(job) or 0.0
                 return
         await self.finish(job, request_id)
 

@@ -682,6 +682,7 @@ _CLI_WORDS = (
     ("start_timeout", "--start-timeout"),
     ("auth='bearer'", "--auth bearer"),
     ("call wait()", "run fal-kontext wait REQUEST_ID"),
+    ("resubmit_ambiguous=True", "--resubmit-ambiguous"),
 )
 
 
@@ -956,7 +957,7 @@ def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
         out.emit(str(event["event"]), **fields)
         counts.count(str(event["event"]))
         if event["event"] in ("failed", "ambiguous", "unfinished"):
-            out.note(f"{event['event']}: {event['id']} (line {event['line']}): {event.get('reason', '')}")
+            out.note(_cli_words(f"{event['event']}: {event['id']} (line {event['line']}): {event.get('reason', '')}"))
 
     async def go() -> BatchSummary:
         async with AsyncKontext(**args.client_options) as client:
@@ -1000,7 +1001,7 @@ def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
     )
     for kind in ("failed", "ambiguous", "unfinished"):
         for job_id, reason in getattr(summary, kind).items():
-            out.say(f"  {kind}: {job_id}: {reason}")
+            out.say(_cli_words(f"  {kind}: {job_id}: {reason}"))
     return _batch_exit_code(summary)
 
 

@@ -198,7 +198,7 @@ def test_a_line_whose_submit_was_under_way_is_ambiguous_and_not_sent_again(
     assert done.returncode == EXIT_AMBIGUOUS
     events = json_lines(done.stdout)
     assert [e["id"] for e in events if e["event"] == "ambiguous"] == ["job-1"]
-    assert "may have been queued" in done.stderr
+    assert "may have been queued" in done.stderr and "--resubmit-ambiguous" in done.stderr
     assert fast.submit_count(body=jobs[1].input()) == 0 and fast.submit_count() == 2
     again = run_cli([*command, "--resubmit-ambiguous"], batch_env(fast))
     assert again.returncode == 0, again.stderr
