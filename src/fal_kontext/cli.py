@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -141,11 +141,6 @@ exit codes:
 
 # --- input flags, read from the spec -----------------------------------------------------------------------------
 
-# Flags of the command itself; an input field of the same name gets an ``--input-`` prefix instead.
-_COMMAND_FLAGS = frozenset(
-    {"out", "timeout", "poll", "model", "endpoint", "json", "cancel", "version", "help", "headers", "verbose"}
-)
-
 
 @dataclass(frozen=True)
 class InputFlag:
@@ -174,13 +169,7 @@ def _optional_fields(specs: Iterable[EndpointSpec]) -> dict[str, dict[str, Any]]
 
 def input_flags(specs: Iterable[EndpointSpec]) -> list[InputFlag]:
     """The flags for the optional input fields of ``specs`` (``aspect_ratio`` -> ``--aspect-ratio``)."""
-    flags = []
-    for name, schema in _optional_fields(specs).items():
-        flag = name.replace("_", "-")
-        if flag in _COMMAND_FLAGS:
-            flag = f"input-{flag}"
-        flags.append(InputFlag(name, f"--{flag}", schema))
-    return flags
+    return [InputFlag(name, "--" + name.replace("_", "-"), schema) for name, schema in _optional_fields(specs).items()]
 
 
 def _first_sentence(text: str) -> str:
@@ -208,7 +197,10 @@ _ARG_TYPES: dict[str, Callable[[str], Any]] = {"integer": int, "number": float, 
 
 
 def _add_input_flags(parser: argparse.ArgumentParser, flags: Sequence[InputFlag]) -> None:
+    """Add the flags (after the command's own: a field named like one of them gets an ``--input-`` prefix)."""
     group = parser.add_argument_group("input fields (from the API spec)")
+    taken = set(parser._option_string_actions)
+    flags = [replace(item, flag="--input-" + item.flag[2:]) if item.flag in taken else item for item in flags]
     for item in flags:
         schema = item.schema
         kind = schema.get("type")
@@ -836,8 +828,11 @@ def _wait(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
 
 def _result(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
     folder = _out_folder(args, out)
+    handle = kontext.handle(args.request_id)
     try:
-        result = kontext.handle(args.request_id).result()
+        result = handle.result()
+    except KeyboardInterrupt:
+        raise Interrupted(handle, cancel=False, out_folder=folder) from None
     except ServerError as err:
         if err.error_type is None or isinstance(err, StartTimeoutError):
             raise

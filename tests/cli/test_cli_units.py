@@ -282,3 +282,11 @@ def test_the_log_level_variable(loggers: None) -> None:
     assert stream.getvalue() == "INFO fal_kontext: hello\n"
     with pytest.raises(CommandError, match=cli.ENV_LOG_LEVEL):
         configure_logging(0, {cli.ENV_LOG_LEVEL: "loud"}, stream)
+
+
+def test_an_input_field_named_like_a_command_flag_gets_a_prefix() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--timeout", type=float)
+    cli._add_input_flags(parser, [cli.InputFlag("timeout", "--timeout", {"type": "integer"})])
+    args = parser.parse_args(["--timeout", "2.5", "--input-timeout", "3"])
+    assert args.timeout == 2.5 and cli._input_values(args) == {"timeout": 3}
