@@ -955,7 +955,8 @@ def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
             out.note(_cli_words(f"{event['event']}: {event['id']} (line {event['line']}): {event.get('reason', '')}"))
 
     async def go() -> BatchSummary:
-        async with AsyncKontext(**args.client_options) as client:
+        transport = AsyncHeaderEcho(httpx.AsyncHTTPTransport(), out.note) if args.headers else None
+        async with AsyncKontext(**args.client_options, transport=transport) as client:
             task = run_batch(
                 client,
                 jobs,
@@ -1028,8 +1029,14 @@ def configure_logging(verbosity: int, environ: Mapping[str, str], stream: TextIO
         logger.propagate = False
 
 
+def _response_headers(request: httpx.Request, response: httpx.Response) -> str:
+    """An answer's status line and headers (never the request's: they carry the key)."""
+    lines = [f"< {response.status_code} {request.method} {request.url}"]
+    return "\n".join(lines + [f"< {name}: {value}" for name, value in response.headers.multi_items()])
+
+
 class HeaderEcho(httpx.BaseTransport):
-    """A transport that writes each response's status line and headers (never the request's: they carry the key).
+    """A transport that writes each response's status line and headers.
 
     Args:
         inner: The transport that sends.
@@ -1043,14 +1050,30 @@ class HeaderEcho(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send, then write the answer's headers."""
         response = self.inner.handle_request(request)
-        lines = [f"< {response.status_code} {request.method} {request.url}"]
-        lines += [f"< {name}: {value}" for name, value in response.headers.multi_items()]
-        self.write("\n".join(lines))
+        self.write(_response_headers(request, response))
         return response
 
     def close(self) -> None:
         """Close the inner transport."""
         self.inner.close()
+
+
+class AsyncHeaderEcho(httpx.AsyncBaseTransport):
+    """``HeaderEcho`` for ``AsyncKontext`` (batch)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, write: Callable[[str], None]) -> None:
+        self.inner = inner
+        self.write = write
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send, then write the answer's headers."""
+        response = await self.inner.handle_async_request(request)
+        self.write(_response_headers(request, response))
+        return response
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self.inner.aclose()
 
 
 def _project_url() -> str:

@@ -261,3 +261,10 @@ def test_max_cost_stops_submitting_and_needs_prices(fast: RunningEmulator, tmp_p
             asyncio.run(go(unpriced, 1.0))
         done = run_cli(["batch", str(manifest), "--out", str(tmp_path / "o2"), "--max-cost", "1"], batch_env(fast))
         assert done.returncode == EXIT_USAGE and "--max-cost" in done.stderr
+
+
+def test_headers_in_a_batch(fast: RunningEmulator, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, 1)
+    done = run_cli(["--headers", "batch", str(manifest), "--out", str(tmp_path / "out")], batch_env(fast))
+    assert done.returncode == 0, done.stderr
+    assert "POST " + fast.base_url + "/fal-ai/" in done.stderr and "< content-type: " in done.stderr.lower()
