@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .aio import AsyncKontext
+from .config import AuthScheme
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -55,6 +56,7 @@ __all__ = [
     "EndpointSpec",
     "Journal",
     "ManifestError",
+    "batch",
     "choose_endpoint_spec",
     "endpoint_specs",
     "estimate_cost",
@@ -781,3 +783,50 @@ def journal_states(out: str | Path) -> dict[str, str]:
         return {}
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         return {str(row[0]): str(row[1]) for row in db.execute("SELECT id, state FROM jobs")}
+
+
+def batch(
+    manifest: str | Path | Sequence[BatchJob],
+    out: str | Path,
+    *,
+    key: str | None = None,
+    base_url: str | None = None,
+    auth: AuthScheme | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    max_cost: float | None = None,
+    resubmit_ambiguous: bool = False,
+    retry_failed: bool = False,
+    on_event: OnEvent | None = None,
+) -> BatchSummary:
+    """``run_batch`` for code without an event loop: reads ``manifest`` (a path) and runs it on a new ``AsyncKontext``.
+
+    Example::
+
+        summary = batch("jobs.jsonl", "out/")            # FAL_KEY from the environment
+        print(summary.done, summary.failed)
+
+    Args:
+        manifest: A JSON lines manifest's path, or jobs from ``read_manifest``.
+        out: The output folder (holds the journal).
+        key: The secret (default from the environment, as ``AsyncKontext``). base_url, auth: as ``AsyncKontext``.
+        concurrency, max_cost, resubmit_ambiguous, retry_failed, on_event: as ``run_batch``.
+
+    Raises:
+        ManifestError: the manifest cannot be run as written (nothing sent). Everything ``run_batch`` raises.
+    """
+    jobs = read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
+
+    async def go() -> BatchSummary:
+        async with AsyncKontext(key, base_url=base_url, auth=auth) as kontext:
+            return await run_batch(
+                kontext,
+                jobs,
+                out,
+                concurrency=concurrency,
+                max_cost=max_cost,
+                resubmit_ambiguous=resubmit_ambiguous,
+                retry_failed=retry_failed,
+                on_event=on_event,
+            )
+
+    return asyncio.run(go())

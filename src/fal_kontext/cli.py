@@ -41,7 +41,7 @@ from .batch import (
     run_batch,
 )
 from .client import Handle, Kontext
-from .config import ENV_AUTH, ENV_BASE_URL, ENV_TOKEN, redact
+from .config import ENV_AUTH, ENV_BASE_URL, ENV_TOKEN, Credentials, redact
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -1149,7 +1149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = _cli_words(str(err)).replace("auth must be", "--auth must be")
         out.error(message, err, None, EXIT_USAGE)
         return EXIT_USAGE
-    credentials = kontext._config.credentials
+    # The same lookup the client made (public API), for the warning and to redact the secret from messages.
+    credentials = Credentials.from_env("bearer" if (args.auth or os.environ.get(ENV_AUTH)) == "bearer" else "key")
     if credentials is None:
         out.note(f"warning: no key set (FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET; {ENV_TOKEN} for --auth bearer)")
     out.secret = credentials.secret if credentials is not None else None

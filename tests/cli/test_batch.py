@@ -25,6 +25,7 @@ from fal_kontext.batch import (
     BatchJob,
     Journal,
     ManifestError,
+    batch,
     endpoint_specs,
     estimate_cost,
     read_manifest,
@@ -268,3 +269,19 @@ def test_headers_in_a_batch(fast: RunningEmulator, tmp_path: Path) -> None:
     done = run_cli(["--headers", "batch", str(manifest), "--out", str(tmp_path / "out")], batch_env(fast))
     assert done.returncode == 0, done.stderr
     assert "POST " + fast.base_url + "/fal-ai/" in done.stderr and "< content-type: " in done.stderr.lower()
+
+
+def test_the_synchronous_form_and_retry_failed(fast: RunningEmulator, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, 2)
+    with manifest.open("a") as more:
+        more.write(json.dumps({"id": "bad", "prompt": "[runner-failure] p", "image": "in.png"}) + "\n")
+    bad = read_manifest(manifest)[-1]
+    out = tmp_path / "out"
+    events: list[dict[str, Any]] = []
+    summary = batch(manifest, out, key=fast.key, base_url=fast.base_url, on_event=events.append)
+    assert summary.done == 2 and list(summary.failed) == ["bad"]
+    assert {e["event"] for e in events} == {"submitted", "saved", "failed"}
+    again = batch(manifest, out, key=fast.key, base_url=fast.base_url)  # a failed line stays failed...
+    assert again.submitted == 0 and list(again.failed) == ["bad"]
+    retried = batch(manifest, out, key=fast.key, base_url=fast.base_url, retry_failed=True)  # ...unless asked
+    assert retried.submitted == 1 and fast.submit_count(body=bad.input()) == 2
