@@ -63,6 +63,7 @@ __all__ = [
     "journal_states",
     "read_manifest",
     "run_batch",
+    "tier_order",
 ]
 
 # Jobs in flight at once (submitted and not yet saved). Ours: fal runs 2 requests at once for a new account and up to
@@ -149,33 +150,44 @@ def endpoint_specs() -> tuple[EndpointSpec, ...]:
     return tuple(found)
 
 
+def tier_order(specs: Sequence[EndpointSpec] = ()) -> list[str]:
+    """Every tier, in the order the spec first names them (then any other tier of ``specs``): the first is the
+    default model."""
+    return list(dict.fromkeys(candidate.tier for candidate in (*endpoint_specs(), *specs)))
+
+
 def choose_endpoint_spec(
     specs: Sequence[EndpointSpec], *, images: int, model: str | None = None, endpoint: str | None = None
 ) -> EndpointSpec:
-    """The endpoint for ``images`` input images: ``endpoint`` if given, else the family's endpoint of tier ``model``.
+    """The endpoint for ``images`` input images: ``endpoint`` if given, else the family's endpoint of tier ``model``
+    (default: the first tier, in the spec's order, that has one).
 
     No image picks text-to-image, one picks edit (or multi-edit if the tier has no single-image one), several pick
     multi-edit.
 
     Raises:
-        InvalidInputError: no endpoint of that tier takes that many images.
+        InvalidInputError: an unknown endpoint, or no endpoint of that tier takes that many images.
     """
     if endpoint is not None:
-        chosen = next(candidate for candidate in specs if candidate.id == endpoint)
+        chosen = next((candidate for candidate in specs if candidate.id == endpoint), None)
+        if chosen is None:
+            allowed = ", ".join(candidate.id for candidate in specs)
+            raise InvalidInputError([FieldProblem("endpoint", endpoint, f"unknown endpoint; allowed: {allowed}")])
         takes = {"text-to-image": images == 0, "edit": images == 1, "multi-edit": images >= 1}[chosen.family]
         if not takes:
             raise InvalidInputError(
                 [FieldProblem("image", images, f"{images} image(s) given; {endpoint} is of family {chosen.family}")]
             )
         return chosen
-    tier = model or specs[0].tier
     families = ["text-to-image"] if images == 0 else ["edit", "multi-edit"] if images == 1 else ["multi-edit"]
     for family in families:
-        for candidate in specs:
-            if candidate.family == family and candidate.tier == tier:
-                return candidate
-    offered = ", ".join(f"{c.id} ({c.family})" for c in specs if c.tier == tier)
-    raise InvalidInputError([FieldProblem("image", images, f"{images} image(s) given; model {tier!r} has {offered}")])
+        for tier in [model] if model else tier_order(specs):
+            for candidate in specs:
+                if candidate.family == family and candidate.tier == tier:
+                    return candidate
+    offered = ", ".join(f"{c.id} ({c.family})" for c in specs if model is None or c.tier == model)
+    problem = f"{images} image(s) given; {f'model {model!r} has' if model else 'the endpoints are'} {offered}"
+    raise InvalidInputError([FieldProblem("model" if model else "image", model or images, problem)])
 
 
 # --- the manifest --------------------------------------------------------------------------------------------------
@@ -257,7 +269,7 @@ def _job_from_line(
                 images = list(value) if isinstance(value, list) else [value]
     try:
         chosen = choose_endpoint_spec(specs, images=len(images), model=data.get("model"), endpoint=data.get("endpoint"))
-    except (InvalidInputError, StopIteration):
+    except InvalidInputError:
         known = ", ".join(s.id for s in specs)
         what = data.get("endpoint") or data.get("model")
         return None, [f"{where} ({job_id}): no endpoint for {what!r} with {len(images)} image(s); endpoints: {known}"]

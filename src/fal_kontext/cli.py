@@ -39,6 +39,7 @@ from .batch import (
     journal_states,
     read_manifest,
     run_batch,
+    tier_order,
 )
 from .client import Handle, Kontext
 from .config import ENV_AUTH, ENV_BASE_URL, ENV_TOKEN, Credentials, redact
@@ -239,7 +240,7 @@ def _flag_for_field(field: str, args: argparse.Namespace) -> str:
 
 
 def _add_model_options(parser: argparse.ArgumentParser, specs: Sequence[EndpointSpec]) -> None:
-    tiers = list(dict.fromkeys(endpoint.tier for endpoint in specs))
+    tiers = [tier for tier in tier_order(specs) if any(endpoint.tier == tier for endpoint in specs)]
     parser.add_argument(
         "--model", choices=tiers, default=None, help=f"the model tier (default {tiers[0]}); see also --endpoint"
     )

@@ -290,3 +290,15 @@ def test_an_input_field_named_like_a_command_flag_gets_a_prefix() -> None:
     cli._add_input_flags(parser, [cli.InputFlag("timeout", "--timeout", {"type": "integer"})])
     args = parser.parse_args(["--timeout", "2.5", "--input-timeout", "3"])
     assert args.timeout == 2.5 and cli._input_values(args) == {"timeout": 3}
+
+
+def test_the_default_model_is_the_spec_s_first_tier_whatever_the_path_order() -> None:
+    specs = endpoint_specs()
+    first, other = cli.tier_order()[0], cli.tier_order()[-1]
+    base = specs[0]
+    later = replace(base, id="example/b/text-to-image", family="text-to-image", tier=other, image_field=None)
+    earlier = replace(base, id="example/a/text-to-image", family="text-to-image", tier=first, image_field=None)
+    assert choose_endpoint_spec([later, earlier], images=0) == earlier
+    assert choose_endpoint_spec([later, earlier], images=0, model=other) == later
+    with pytest.raises(InvalidInputError, match="endpoint"):
+        choose_endpoint_spec(specs, images=1, endpoint="no/such")
