@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fal_kontext import cli
-from fal_kontext.batch import choose_endpoint_spec, endpoint_specs
+from fal_kontext.batch import choose_endpoint_spec, endpoint_specs, tier_order
 from fal_kontext.cli import (
     EXIT_CODES,
     CommandError,
@@ -294,7 +294,7 @@ def test_an_input_field_named_like_a_command_flag_gets_a_prefix() -> None:
 
 def test_the_default_model_is_the_spec_s_first_tier_whatever_the_path_order() -> None:
     specs = endpoint_specs()
-    first, other = cli.tier_order()[0], cli.tier_order()[-1]
+    first, other = tier_order()[0], tier_order()[-1]
     base = specs[0]
     later = replace(base, id="example/b/text-to-image", family="text-to-image", tier=other, image_field=None)
     earlier = replace(base, id="example/a/text-to-image", family="text-to-image", tier=first, image_field=None)
