@@ -24,6 +24,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,7 +434,8 @@ class Journal:
         except BlockingIOError:
             self._lock.close()
             raise
-        self._db = sqlite3.connect(path, isolation_level=None)
+        # Used by one thread at a time: the run's journal thread (see _Run.record).
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         # WAL + FULL: a commit is on disk before the call returns, so a SIGKILL (or power loss) keeps it.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -545,6 +547,7 @@ class _Run:
         max_image_bytes: int,
         on_event: OnEvent | None,
         clock: Callable[[], float],
+        writer: ThreadPoolExecutor,
     ) -> None:
         self.kontext = kontext
         self.jobs = jobs
@@ -558,8 +561,14 @@ class _Run:
         self.on_event = on_event
         self.clock = clock
         self.summary = BatchSummary(total=len(jobs))
+        self.writer = writer
         self.spent = 0.0
         self.pause_until = 0.0
+
+    async def record(self, job: BatchJob, state: str, **values: Any) -> None:
+        """``Journal.record`` in the journal's own thread: a commit waits for the disk (fsync), other jobs do not."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.writer, functools.partial(self.journal.record, job, state, **values))
 
     def emit(self, event: str, **fields: Any) -> None:
         if self.on_event is not None:
@@ -592,46 +601,46 @@ class _Run:
         try:
             body = job.input(self.max_image_bytes)
         except InvalidInputError as err:
-            self.journal.record(job, FAILED, reason=str(err))
+            await self.record(job, FAILED, reason=str(err))
             self.settle(job, "failed", str(err))
             return None
         for attempt in range(_RATE_LIMIT_ATTEMPTS):
             await self.pause_for_rate_limit()
-            self.journal.record(job, SUBMITTING, cost_usd=job_cost(job))
+            await self.record(job, SUBMITTING, cost_usd=job_cost(job))
             try:
                 handle = await self.kontext.submit(job.endpoint.id, body)
             except RateLimitError as err:  # refused: nothing was queued (RFC 6585), safe to send again later
                 pause = min(_MAX_PAUSE, err.retry_after or 0.5 * 2**attempt)
                 self.pause_until = max(self.pause_until, self.clock() + pause)
-                self.journal.record(job, PENDING, reason=str(err))
+                await self.record(job, PENDING, reason=str(err))
                 self.emit("rate_limited", id=job.id, line=job.line, pause=pause)
                 continue
             except APIConnectionError as err:
                 reason = _failure_reason(err)
                 if not err.reached_server:  # the connection never opened: nothing was sent
-                    self.journal.record(job, PENDING, reason=reason)
+                    await self.record(job, PENDING, reason=reason)
                     self.settle(job, "unfinished", f"{reason} (not sent: run the batch again)")
                     return None
-                self.journal.record(job, AMBIGUOUS, reason=reason)
+                await self.record(job, AMBIGUOUS, reason=reason)
                 self.settle(job, "ambiguous", f"{reason}; it may have been queued: not sent again")
                 return None
             except (ServerError, UnexpectedResponseError) as err:
                 # May have been queued (a gateway's 5xx, an answer we cannot read): the client did not send it
                 # again, nor do we.
                 reason = _failure_reason(err)
-                self.journal.record(job, AMBIGUOUS, reason=reason)
+                await self.record(job, AMBIGUOUS, reason=reason)
                 self.settle(job, "ambiguous", f"{reason}; it may have been queued: not sent again")
                 return None
             except (APIStatusError, InvalidInputError) as err:  # the server answered no: nothing was queued
                 reason = _failure_reason(err)
-                self.journal.record(job, FAILED, reason=reason)
+                await self.record(job, FAILED, reason=reason)
                 self.settle(job, "failed", reason)
                 return None
-            self.journal.record(job, SUBMITTED, request_id=handle.request_id)
+            await self.record(job, SUBMITTED, request_id=handle.request_id)
             self.summary.submitted += 1
             self.emit("submitted", id=job.id, line=job.line, request_id=handle.request_id, endpoint=job.endpoint.id)
             return handle.request_id
-        self.journal.record(job, PENDING, reason="rate limited")
+        await self.record(job, PENDING, reason="rate limited")
         self.settle(job, "unfinished", "rate limited: not sent (run the batch again)")
         return None
 
@@ -644,7 +653,7 @@ class _Run:
                 break
             except (RequestFailedError, RequestCancelledError, ValidationError, NotFoundError) as err:
                 reason = _failure_reason(err)
-                self.journal.record(job, FAILED, request_id=request_id, reason=reason)
+                await self.record(job, FAILED, request_id=request_id, reason=reason)
                 self.settle(job, "failed", reason, request_id)
                 return
             except KontextError as err:  # network, 5xx, 429 after the retries: the job is still queued
@@ -659,7 +668,7 @@ class _Run:
             reason = f"images not written: {err} (run the batch again to fetch them)"
             self.settle(job, "unfinished", reason, request_id)
             return
-        self.journal.record(job, SAVED, request_id=request_id, files=files)
+        await self.record(job, SAVED, request_id=request_id, files=files)
         self.summary.done += 1
         self.emit("saved", id=job.id, line=job.line, request_id=request_id, files=files)
 
@@ -673,7 +682,7 @@ class _Run:
         if row is not None and row.state in (SUBMITTING, AMBIGUOUS) and not self.resubmit_ambiguous:
             # Killed between "about to submit" and the answer (or the answer was lost): it may be queued and paid.
             reason = row.reason if row.state == AMBIGUOUS and row.reason else "the run stopped while submitting it"
-            self.journal.record(job, AMBIGUOUS, reason=reason)
+            await self.record(job, AMBIGUOUS, reason=reason)
             self.settle(
                 job,
                 "ambiguous",
@@ -740,6 +749,8 @@ async def run_batch(
     clock = time.monotonic
     started = clock()
     journal = Journal(folder / JOURNAL_NAME)
+    # One thread for every journal write, so they are ordered and never block the event loop.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fal-kontext-journal")
     try:
         rows = journal.rows()
         changed = [
@@ -761,6 +772,7 @@ async def run_batch(
             max_image_bytes=max_image_bytes,
             on_event=on_event,
             clock=clock,
+            writer=writer,
         )
         run.spent = sum(
             row.cost_usd or 0.0 for row in rows.values() if row.state in (SUBMITTED, SAVED, FAILED, AMBIGUOUS)
@@ -785,6 +797,7 @@ async def run_batch(
         summary.elapsed = clock() - started
         return summary
     finally:
+        writer.shutdown(wait=True)  # a write under way when the run stopped still completes
         journal.close()
 
 
