@@ -285,3 +285,32 @@ def test_the_synchronous_form_and_retry_failed(fast: RunningEmulator, tmp_path: 
     assert again.submitted == 0 and list(again.failed) == ["bad"]
     retried = batch(manifest, out, key=fast.key, base_url=fast.base_url, retry_failed=True)  # ...unless asked
     assert retried.submitted == 1 and fast.submit_count(body=bad.input()) == 2
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_no_line_is_ever_submitted_twice(fast: RunningEmulator, tmp_path: Path) -> None:
+    """Kills that land anywhere, a submit under way included: a line is saved once, or reported ambiguous."""
+    import random
+
+    draw = random.Random(12)
+    manifest = write_manifest(tmp_path, 60)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "fal_kontext.cli", "batch", str(manifest), "--out", str(out), "--json"]
+    env = batch_env(fast)
+    for _ in range(3):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not (out / JOURNAL_NAME).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(draw.uniform(0.2, 1.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    final = run_cli(["batch", str(manifest), "--out", str(out)], env)
+    summary = json_lines(final.stdout)[-1]
+    assert final.returncode in (0, EXIT_AMBIGUOUS), final.stderr
+    ambiguous = summary["ambiguous"]
+    assert isinstance(ambiguous, dict) and summary["done"] == 60 - len(ambiguous) and not summary["failed"]
+    jobs = {job.id: job for job in read_manifest(manifest)}
+    for job_id, job in jobs.items():
+        count = fast.submit_count(body=job.input())
+        assert count == 1 if job_id not in ambiguous else count <= 1, job_id
