@@ -385,7 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
 
     batch = command("batch", "run many jobs from a JSON lines manifest, resumably", _batch)
-    batch.add_argument("manifest", type=Path, metavar="MANIFEST", help="one JSON object per line (see docs/client.md)")
+    batch.add_argument(
+        "manifest",
+        type=Path,
+        metavar="MANIFEST",
+        help="JSON lines: per line the input fields, and optionally id, endpoint or model, image or images",
+    )
     batch.add_argument(
         "--out", type=Path, metavar="DIR", required=True, help="output folder: DIR/<id>/ per line, and the journal"
     )
