@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from .aio import AsyncKontext
-from .config import AuthScheme
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -52,6 +51,7 @@ from .spec import resolved_schema, spec
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "BatchJob",
+    "BatchOptions",
     "BatchSummary",
     "CostEstimate",
     "EndpointSpec",
@@ -173,7 +173,8 @@ def choose_endpoint_spec(
         chosen = next((candidate for candidate in specs if candidate.id == endpoint), None)
         if chosen is None:
             allowed = ", ".join(candidate.id for candidate in specs)
-            raise InvalidInputError([FieldProblem("endpoint", endpoint, f"unknown endpoint; allowed: {allowed}")])
+            problem = f"{endpoint!r} is not an endpoint of the spec; allowed: {allowed}"
+            raise InvalidInputError([FieldProblem("endpoint", endpoint, problem)])
         takes = {"text-to-image": images == 0, "edit": images == 1, "multi-edit": images >= 1}[chosen.family]
         if not takes:
             raise InvalidInputError(
@@ -248,32 +249,19 @@ def _is_url(value: object) -> bool:
     return isinstance(value, str) and value.lower().startswith(("http://", "https://", "data:"))
 
 
-def _job_from_line(
-    number: int, data: Any, base: Path, specs: Sequence[EndpointSpec]
-) -> tuple[BatchJob | None, list[str]]:
-    where = f"line {number}"
-    if not isinstance(data, dict):
-        return None, [f"{where}: not a JSON object"]
-    job_id = data.get("id", f"line-{number}")
-    if not isinstance(job_id, str) or not job_id.strip() or "/" in job_id or job_id in (".", ".."):
-        return None, [f"{where}: id {job_id!r} must be a non-empty string without '/'"]
-    fields = {key: value for key, value in data.items() if key not in _RESERVED}
-    images: list[Any] = []
+def _images_of(data: Mapping[str, Any], fields: dict[str, Any], specs: Sequence[EndpointSpec]) -> list[Any]:
+    """The line's images: ``image``, ``images``, or an endpoint's own image field (taken out of ``fields``)."""
     if "image" in data:
-        images = [data["image"]]
-    elif "images" in data:
-        images = list(data["images"]) if isinstance(data["images"], list) else [data["images"]]
-    else:
-        for name in ("image_url", "image_urls"):
-            if name in fields:
-                value = fields.pop(name)
-                images = list(value) if isinstance(value, list) else [value]
-    try:
-        chosen = choose_endpoint_spec(specs, images=len(images), model=data.get("model"), endpoint=data.get("endpoint"))
-    except InvalidInputError:
-        known = ", ".join(s.id for s in specs)
-        what = data.get("endpoint") or data.get("model")
-        return None, [f"{where} ({job_id}): no endpoint for {what!r} with {len(images)} image(s); endpoints: {known}"]
+        return [data["image"]]
+    own_fields = [name for name in dict.fromkeys(c.image_field for c in specs if c.image_field) if name in fields]
+    value = data["images"] if "images" in data else fields.pop(own_fields[0]) if own_fields else None
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _local_images(images: Sequence[Any], base: Path, where: str) -> tuple[list[Any], list[str]]:
+    """URLs as they are, paths made absolute (relative to the manifest); a problem for each missing file."""
     resolved: list[Any] = []
     problems: list[str] = []
     for item in images:
@@ -282,23 +270,35 @@ def _job_from_line(
             continue
         path = (base / str(item)).expanduser() if isinstance(item, str) else None
         if path is None or not path.is_file():
-            problems.append(f"{where} ({job_id}): image {item!r} is not a URL or an existing file")
+            problems.append(f"{where}: image {item!r} is not a URL or an existing file")
         resolved.append(str(path))
-    if chosen.image_field == "image_urls":
-        fields["image_urls"] = resolved
-    elif chosen.image_field is not None:
-        fields[chosen.image_field] = resolved[0]
-    # Check the fields against the spec now, with a placeholder for local files (read at submit).
-    placeholder = "data:image/png;base64,AA=="
+    return resolved, problems
+
+
+def _job_from_line(
+    number: int, data: Any, base: Path, specs: Sequence[EndpointSpec]
+) -> tuple[BatchJob | None, list[str]]:
+    if not isinstance(data, dict):
+        return None, [f"line {number}: not a JSON object"]
+    job_id = data.get("id", f"line-{number}")
+    if not isinstance(job_id, str) or not job_id.strip() or "/" in job_id or job_id in (".", ".."):
+        return None, [f"line {number}: id {job_id!r} must be a non-empty string without '/'"]
+    where = f"line {number} ({job_id})"
+    fields = {key: value for key, value in data.items() if key not in _RESERVED}
+    images = _images_of(data, fields, specs)
+    try:
+        chosen = choose_endpoint_spec(specs, images=len(images), model=data.get("model"), endpoint=data.get("endpoint"))
+    except InvalidInputError as err:
+        return None, [f"{where}: {'; '.join(str(problem) for problem in err.problems)}"]
+    resolved, problems = _local_images(images, base, where)
+    # Checked against the spec now, with a placeholder for local files (they are read at submit).
     checked = dict(fields)
+    placeholders = [item if _is_url(item) else "data:image/png;base64,AA==" for item in resolved]
     if chosen.image_field is not None:
-        value = checked[chosen.image_field]
-        checked[chosen.image_field] = (
-            [v if _is_url(v) else placeholder for v in value]
-            if isinstance(value, list)
-            else (value if _is_url(value) else placeholder)
-        )
-    problems += [f"{where} ({job_id}): {problem}" for problem in check_schema(chosen.input_schema, checked)]
+        multi = chosen.family == "multi-edit"
+        fields[chosen.image_field] = resolved if multi else resolved[0]
+        checked[chosen.image_field] = placeholders if multi else placeholders[0]
+    problems += [f"{where}: {problem}" for problem in check_schema(chosen.input_schema, checked)]
     schema = resolved_schema(chosen.input_schema).get("properties", {})
     count = fields.get("num_images", schema.get("num_images", {}).get("default", 1))
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -530,38 +530,64 @@ def _failure_reason(err: BaseException) -> str:
     return f"{type(err).__name__}{f' [{kind}]' if kind else ''}: {err}"
 
 
+@dataclass(frozen=True)
+class BatchOptions:
+    """How ``run_batch`` runs.
+
+    Attributes:
+        concurrency: Jobs in flight at once (submitted and not yet saved).
+        max_cost: Stop submitting before the estimated cost of the submitted lines (this run and earlier ones)
+            would pass this many USD. Requires every job's price to be known.
+        resubmit_ambiguous: Send again the lines whose submit was under way when an earlier run stopped (they may
+            be queued already: this can pay twice).
+        retry_failed: Submit again the lines whose request failed in an earlier run (a new, paid request).
+        max_image_bytes: Largest local image sent inline.
+    """
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_cost: float | None = None
+    resubmit_ambiguous: bool = False
+    retry_failed: bool = False
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What a run was asked for (see ``run_batch``)."""
+
+    out: Path
+    options: BatchOptions
+    on_event: OnEvent | None
+
+
 class _Run:
-    """One run over the jobs: the shared state of the workers."""
+    """One run over the jobs: the shared state of the workers.
+
+    Args:
+        kontext: The client.
+        journal: The journal, written only through ``writer`` (one thread).
+        writer: The journal's thread.
+        settings: What the run was asked for.
+    """
 
     def __init__(
-        self,
-        kontext: AsyncKontext,
-        jobs: Sequence[BatchJob],
-        out: Path,
-        journal: Journal,
-        *,
-        concurrency: int,
-        max_cost: float | None,
-        resubmit_ambiguous: bool,
-        retry_failed: bool,
-        max_image_bytes: int,
-        on_event: OnEvent | None,
-        clock: Callable[[], float],
-        writer: ThreadPoolExecutor,
+        self, kontext: AsyncKontext, journal: Journal, writer: ThreadPoolExecutor, settings: _Settings
     ) -> None:
         self.kontext = kontext
-        self.jobs = jobs
-        self.out = out
         self.journal = journal
-        self.concurrency = concurrency
-        self.max_cost = max_cost
-        self.resubmit_ambiguous = resubmit_ambiguous
-        self.retry_failed = retry_failed
-        self.max_image_bytes = max_image_bytes
-        self.on_event = on_event
-        self.clock = clock
-        self.summary = BatchSummary(total=len(jobs))
         self.writer = writer
+        self.out = settings.out
+        self.max_cost = settings.options.max_cost
+        self.resubmit_ambiguous = settings.options.resubmit_ambiguous
+        self.retry_failed = settings.options.retry_failed
+        self.max_image_bytes = settings.options.max_image_bytes
+        self.on_event = settings.on_event
+        self.clock = time.monotonic
+        self.summary = BatchSummary(total=0)
         self.spent = 0.0
         self.pause_until = 0.0
 
@@ -707,15 +733,10 @@ async def run_batch(
     kontext: AsyncKontext,
     jobs: Sequence[BatchJob],
     out: str | Path,
-    *,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    max_cost: float | None = None,
-    resubmit_ambiguous: bool = False,
-    retry_failed: bool = False,
-    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    options: BatchOptions = BatchOptions(),
     on_event: OnEvent | None = None,
 ) -> BatchSummary:
-    """Run ``jobs`` with at most ``concurrency`` in flight, saving each job's images to ``out/<id>/``.
+    """Run ``jobs`` with at most ``options.concurrency`` in flight, saving each job's images to ``out/<id>/``.
 
     The journal ``out/.fal-kontext-batch.sqlite`` makes it resumable: run it again after any stop (even
     ``kill -9``) and it resumes queued jobs by request id, skips saved lines and never submits a line twice.
@@ -724,13 +745,7 @@ async def run_batch(
         kontext: The client (its retry policy applies to every call).
         jobs: From ``read_manifest``.
         out: The output folder (holds the journal).
-        concurrency: Jobs in flight at once.
-        max_cost: Stop submitting before the estimated cost of the submitted lines (this run and earlier ones)
-            would pass this many USD. Requires every job's price to be known.
-        resubmit_ambiguous: Send again the lines whose submit was under way when an earlier run stopped (they may
-            be queued already: this can pay twice).
-        retry_failed: Submit again the lines whose request failed in an earlier run (a new, paid request).
-        max_image_bytes: Largest local image sent inline.
+        options: Concurrency, cost guard, what to send again (``BatchOptions``).
         on_event: Called with each event (``submitted``, ``saved``, ``failed``, ``ambiguous``, ...), a dict.
 
     Returns:
@@ -740,10 +755,8 @@ async def run_batch(
         ManifestError: a journal row belongs to a line that changed, or ``max_cost`` with unknown prices.
         BlockingIOError: another run uses the same output folder.
     """
-    if concurrency < 1:
-        raise ValueError("concurrency must be >= 1")
     folder = Path(out)
-    if max_cost is not None and not estimate_cost(jobs).known:
+    if options.max_cost is not None and not estimate_cost(jobs).known:
         unpriced = ", ".join(estimate_cost(jobs).unpriced)
         raise ManifestError(folder, [f"max_cost needs a stated price for every endpoint; none for {unpriced}"])
     clock = time.monotonic
@@ -760,20 +773,9 @@ async def run_batch(
         ]
         if changed:
             raise ManifestError(folder / JOURNAL_NAME, [*changed, "use a new output folder, or restore those lines"])
-        run = _Run(
-            kontext,
-            jobs,
-            folder,
-            journal,
-            concurrency=concurrency,
-            max_cost=max_cost,
-            resubmit_ambiguous=resubmit_ambiguous,
-            retry_failed=retry_failed,
-            max_image_bytes=max_image_bytes,
-            on_event=on_event,
-            clock=clock,
-            writer=writer,
-        )
+        settings = _Settings(folder, options, on_event)
+        run = _Run(kontext, journal, writer, settings)
+        run.summary.total = len(jobs)
         run.spent = sum(
             row.cost_usd or 0.0 for row in rows.values() if row.state in (SUBMITTED, SAVED, FAILED, AMBIGUOUS)
         )
@@ -791,7 +793,7 @@ async def run_batch(
                     return
                 await run.run_job(job, rows.get(job.id))
 
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, max(1, len(jobs))))))
+        await asyncio.gather(*(worker() for _ in range(min(options.concurrency, max(1, len(jobs))))))
         summary = run.summary
         summary.cost_usd = run.spent if estimate_cost(jobs).known else None
         summary.elapsed = clock() - started
@@ -813,28 +815,22 @@ def journal_states(out: str | Path) -> dict[str, str]:
 def batch(
     manifest: str | Path | Sequence[BatchJob],
     out: str | Path,
-    *,
-    key: str | None = None,
-    base_url: str | None = None,
-    auth: AuthScheme | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    max_cost: float | None = None,
-    resubmit_ambiguous: bool = False,
-    retry_failed: bool = False,
+    options: BatchOptions = BatchOptions(),
     on_event: OnEvent | None = None,
+    client: Mapping[str, Any] | None = None,
 ) -> BatchSummary:
     """``run_batch`` for code without an event loop: reads ``manifest`` (a path) and runs it on a new ``AsyncKontext``.
 
     Example::
 
-        summary = batch("jobs.jsonl", "out/")            # FAL_KEY from the environment
+        summary = batch("jobs.jsonl", "out/", BatchOptions(max_cost=10.0))   # FAL_KEY from the environment
         print(summary.done, summary.failed)
 
     Args:
         manifest: A JSON lines manifest's path, or jobs from ``read_manifest``.
         out: The output folder (holds the journal).
-        key: The secret (default from the environment, as ``AsyncKontext``). base_url, auth: as ``AsyncKontext``.
-        concurrency, max_cost, resubmit_ambiguous, retry_failed, on_event: as ``run_batch``.
+        options: As ``run_batch``. on_event: As ``run_batch``.
+        client: Keyword arguments of the ``AsyncKontext`` (``key``, ``base_url``, ``auth``, ...).
 
     Raises:
         ManifestError: the manifest cannot be run as written (nothing sent). Everything ``run_batch`` raises.
@@ -842,16 +838,7 @@ def batch(
     jobs = read_manifest(manifest) if isinstance(manifest, (str, Path)) else list(manifest)
 
     async def go() -> BatchSummary:
-        async with AsyncKontext(key, base_url=base_url, auth=auth) as kontext:
-            return await run_batch(
-                kontext,
-                jobs,
-                out,
-                concurrency=concurrency,
-                max_cost=max_cost,
-                resubmit_ambiguous=resubmit_ambiguous,
-                retry_failed=retry_failed,
-                on_event=on_event,
-            )
+        async with AsyncKontext(**(client or {})) as kontext:
+            return await run_batch(kontext, jobs, out, options, on_event)
 
     return asyncio.run(go())

@@ -30,6 +30,7 @@ from .aio import AsyncKontext
 from .batch import (
     DEFAULT_CONCURRENCY,
     JOURNAL_NAME,
+    BatchOptions,
     BatchSummary,
     EndpointSpec,
     ManifestError,
@@ -309,6 +310,62 @@ def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
     )
 
 
+# Adds a sub-command: (name, help, handler) -> its parser.
+_Command = Callable[[str, str, Callable[..., int]], argparse.ArgumentParser]
+
+
+def _add_by_id_commands(command: _Command) -> None:
+    """status, wait, result and cancel: the commands that follow a request by its id."""
+    status = command("status", "show where a request is", _status)
+    status.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
+    status.add_argument("--logs", action="store_true", help="include the logs")
+
+    wait = command("wait", "wait for a request and get its result", _wait)
+    wait.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
+    _add_wait_options(wait, submits=False)
+
+    result = command("result", "get the result of a completed request (does not wait)", _result)
+    result.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
+    result.add_argument(
+        "--out", type=Path, metavar="DIR", help="folder for the images (on a terminal: default the current folder)"
+    )
+
+    cancel = command("cancel", "cancel a request", _cancel)
+    cancel.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
+
+
+def _add_batch_options(batch: argparse.ArgumentParser) -> None:
+    """The batch command's arguments (``BatchOptions`` and the manifest)."""
+    batch.add_argument(
+        "manifest",
+        type=Path,
+        metavar="MANIFEST",
+        help="JSON lines: per line the input fields, and optionally id, endpoint or model, image or images",
+    )
+    batch.add_argument(
+        "--out", type=Path, metavar="DIR", required=True, help="output folder: DIR/<id>/ per line, and the journal"
+    )
+    batch.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="jobs in flight at once (default %(default)s)",
+    )
+    batch.add_argument("--max-cost", type=float, metavar="USD", help="stop submitting before the estimate passes USD")
+    batch.add_argument(
+        "--resubmit-ambiguous",
+        action="store_true",
+        help="send again lines whose submit was under way when a run stopped (they may be queued: may pay twice)",
+    )
+    batch.add_argument(
+        "--retry-failed", action="store_true", help="submit again lines whose request failed in an earlier run"
+    )
+    batch.add_argument(
+        "--max-image-bytes", type=int, default=DEFAULT_MAX_IMAGE_BYTES, metavar="N", help="largest local image inlined"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fal-kontext`` (the ``mock`` command's own options are parsed when it runs)."""
     parser = argparse.ArgumentParser(
@@ -367,52 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit_options(submit)
     _add_input_flags(submit, input_flags(specs))
 
-    status = command("status", "show where a request is", _status)
-    status.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
-    status.add_argument("--logs", action="store_true", help="include the logs")
-
-    wait = command("wait", "wait for a request and get its result", _wait)
-    wait.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
-    _add_wait_options(wait, submits=False)
-
-    result = command("result", "get the result of a completed request (does not wait)", _result)
-    result.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
-    result.add_argument(
-        "--out", type=Path, metavar="DIR", help="folder for the images (on a terminal: default the current folder)"
-    )
-
-    cancel = command("cancel", "cancel a request", _cancel)
-    cancel.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
-
-    batch = command("batch", "run many jobs from a JSON lines manifest, resumably", _batch)
-    batch.add_argument(
-        "manifest",
-        type=Path,
-        metavar="MANIFEST",
-        help="JSON lines: per line the input fields, and optionally id, endpoint or model, image or images",
-    )
-    batch.add_argument(
-        "--out", type=Path, metavar="DIR", required=True, help="output folder: DIR/<id>/ per line, and the journal"
-    )
-    batch.add_argument(
-        "--concurrency",
-        type=int,
-        default=DEFAULT_CONCURRENCY,
-        metavar="N",
-        help="jobs in flight at once (default %(default)s)",
-    )
-    batch.add_argument("--max-cost", type=float, metavar="USD", help="stop submitting before the estimate passes USD")
-    batch.add_argument(
-        "--resubmit-ambiguous",
-        action="store_true",
-        help="send again lines whose submit was under way when a run stopped (they may be queued: may pay twice)",
-    )
-    batch.add_argument(
-        "--retry-failed", action="store_true", help="submit again lines whose request failed in an earlier run"
-    )
-    batch.add_argument(
-        "--max-image-bytes", type=int, default=DEFAULT_MAX_IMAGE_BYTES, metavar="N", help="largest local image inlined"
-    )
+    _add_by_id_commands(command)
+    _add_batch_options(command("batch", "run many jobs from a JSON lines manifest, resumably", _batch))
 
     completion = commands.add_parser(
         "completion", help="print the shell completion script", description=COMPLETION_HELP
@@ -960,21 +973,21 @@ def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
         if event["event"] in ("failed", "ambiguous", "unfinished"):
             out.note(_cli_words(f"{event['event']}: {event['id']} (line {event['line']}): {event.get('reason', '')}"))
 
+    try:
+        options = BatchOptions(
+            concurrency=args.concurrency,
+            max_cost=args.max_cost,
+            resubmit_ambiguous=args.resubmit_ambiguous,
+            retry_failed=args.retry_failed,
+            max_image_bytes=args.max_image_bytes,
+        )
+    except ValueError as err:
+        raise CommandError(f"--{err}", EXIT_USAGE) from err
+
     async def go() -> BatchSummary:
         transport = AsyncHeaderEcho(httpx.AsyncHTTPTransport(), out.note) if args.headers else None
         async with AsyncKontext(**args.client_options, transport=transport) as client:
-            task = run_batch(
-                client,
-                jobs,
-                args.out,
-                concurrency=args.concurrency,
-                max_cost=args.max_cost,
-                resubmit_ambiguous=args.resubmit_ambiguous,
-                retry_failed=args.retry_failed,
-                max_image_bytes=args.max_image_bytes,
-                on_event=on_event,
-            )
-            return await task
+            return await run_batch(client, jobs, args.out, options, on_event)
 
     def draw() -> None:
         if out.progress is not None:

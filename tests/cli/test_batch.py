@@ -23,6 +23,7 @@ from fal_kontext.batch import (
     JOURNAL_NAME,
     SUBMITTING,
     BatchJob,
+    BatchOptions,
     Journal,
     ManifestError,
     batch,
@@ -232,7 +233,7 @@ def test_concurrency_bounds_the_jobs_in_flight(fast: RunningEmulator, tmp_path: 
 
     async def go() -> None:
         async with AsyncKontext(fast.key, base_url=fast.base_url) as kontext:
-            summary = await run_batch(kontext, jobs, tmp_path / "out", concurrency=2)
+            summary = await run_batch(kontext, jobs, tmp_path / "out", BatchOptions(concurrency=2))
         assert summary.done == 12
 
     asyncio.run(go())
@@ -251,7 +252,7 @@ def test_max_cost_stops_submitting_and_needs_prices(fast: RunningEmulator, tmp_p
 
     async def go(batch: list[BatchJob], max_cost: float) -> Any:
         async with AsyncKontext(fast.key, base_url=fast.base_url) as kontext:
-            return await run_batch(kontext, batch, tmp_path / "out", max_cost=max_cost, concurrency=1)
+            return await run_batch(kontext, batch, tmp_path / "out", BatchOptions(concurrency=1, max_cost=max_cost))
 
     summary = asyncio.run(go(jobs, 0.13))
     assert summary.done == 3 and summary.over_budget == ["job-3", "job-4"] and summary.cost_usd == pytest.approx(0.12)
@@ -278,12 +279,13 @@ def test_the_synchronous_form_and_retry_failed(fast: RunningEmulator, tmp_path: 
     bad = read_manifest(manifest)[-1]
     out = tmp_path / "out"
     events: list[dict[str, Any]] = []
-    summary = batch(manifest, out, key=fast.key, base_url=fast.base_url, on_event=events.append)
+    client = {"key": fast.key, "base_url": fast.base_url}
+    summary = batch(manifest, out, on_event=events.append, client=client)
     assert summary.done == 2 and list(summary.failed) == ["bad"]
     assert {e["event"] for e in events} == {"submitted", "saved", "failed"}
-    again = batch(manifest, out, key=fast.key, base_url=fast.base_url)  # a failed line stays failed...
+    again = batch(manifest, out, client=client)  # a failed line stays failed...
     assert again.submitted == 0 and list(again.failed) == ["bad"]
-    retried = batch(manifest, out, key=fast.key, base_url=fast.base_url, retry_failed=True)  # ...unless asked
+    retried = batch(manifest, out, BatchOptions(retry_failed=True), client=client)  # ...unless asked
     assert retried.submitted == 1 and fast.submit_count(body=bad.input()) == 2
 
 
