@@ -98,8 +98,9 @@ def test_a_text_to_image_endpoint_in_the_spec_gets_a_generate_command(monkeypatc
     invented = replace(specs[0], id="example/text-to-image", family="text-to-image", image_field=None)
     monkeypatch.setattr(cli, "endpoint_specs", lambda: (*specs, invented))
     generate = subparser(build_parser(), "generate")
-    assert actions_by_dest(generate)["endpoint"].choices == ["example/text-to-image"]
-    args = build_parser().parse_args(["generate", "a cat", "--seed", "3"])
+    text_to_image = [spec.id for spec in (*specs, invented) if spec.family == "text-to-image"]
+    assert actions_by_dest(generate)["endpoint"].choices == text_to_image
+    args = build_parser().parse_args(["generate", "a cat", "--endpoint", invented.id, "--seed", "3"])
     chosen, body = cli._build_input(args)
     assert chosen.id == "example/text-to-image" and body == {"prompt": "a cat", "seed": 3}
 
