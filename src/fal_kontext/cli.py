@@ -1,44 +1,85 @@
 """The ``fal-kontext`` command: edit images, and follow requests by id, on fal or an aggregator.
 
-On a terminal it shows progress (queue position, logs, elapsed time) on stderr and writes the images; piped, it
-prints one JSON object per line on stdout (statuses, then the result or the error). The key is read from the
-environment only, never from the command line, and never printed.
+On a terminal it shows progress (queue position, logs, elapsed time) and writes the images; piped, it prints one
+JSON object per line on stdout (statuses, then the result or the error). The input flags are read from the spec's
+input schemas, the model and endpoint choices from its endpoints. The key is read from the environment only, never
+from the command line, and never printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import math
+import os
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from fal_kontext_api.models import AspectRatio, OutputFormat, SafetyTolerance
+import httpx
 
+from . import __version__
+from .aio import AsyncKontext
+from .batch import (
+    DEFAULT_CONCURRENCY,
+    JOURNAL_NAME,
+    BatchOptions,
+    BatchSummary,
+    EndpointSpec,
+    ManifestError,
+    choose_endpoint_spec,
+    endpoint_specs,
+    estimate_cost,
+    journal_states,
+    read_manifest,
+    run_batch,
+    tier_order,
+)
 from .client import Handle, Kontext
-from .config import ENV_AUTH, ENV_BASE_URL, ENV_TOKEN, redact
+from .config import ENV_AUTH, ENV_BASE_URL, ENV_TOKEN, Credentials, redact
 from .errors import (
     APIConnectionError,
+    APIStatusError,
     AuthenticationError,
     InvalidInputError,
     KontextError,
     NotFoundError,
+    RateLimitError,
     RequestCancelledError,
     RequestFailedError,
+    ResultNotReadyError,
     ServerError,
+    StartTimeoutError,
     ValidationError,
     WaitTimeoutError,
 )
-from .inputs import build_edit_input
+from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
 from .results import EditResult
 from .retry import RetryPolicy
+from .spec import parameter_schema, resolved_schema
 from .status import Completed, InProgress, Queued, Status
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "ExitCode", "Progress", "Ticker", "build_parser", "exit_code_for", "main"]
+
+ENV_LOG_LEVEL = "FAL_KONTEXT_LOG_LEVEL"
+# The progress line is redrawn at least this often, so elapsed time moves while the status does not.
+TICK_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class ExitCode:
+    """One row of the exit-code table (``--help``, docs/client.md): the same outcome, the same code, every command."""
+
+    code: int
+    meaning: str
+
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -48,55 +89,204 @@ EXIT_NOT_FOUND = 4
 EXIT_FAILED = 5
 EXIT_TIMEOUT = 6
 EXIT_UNAVAILABLE = 7
+EXIT_CANCELLED = 8
+EXIT_NOT_READY = 9
+EXIT_BUDGET = 10
+EXIT_AMBIGUOUS = 11
 EXIT_INTERRUPTED = 130
+
+EXIT_CODES = (
+    ExitCode(EXIT_OK, "done"),
+    ExitCode(EXIT_ERROR, "other error (e.g. the images could not be written; the message names the request)"),
+    ExitCode(EXIT_USAGE, "bad usage or input: nothing was sent"),
+    ExitCode(EXIT_AUTH, "the key is missing or was refused"),
+    ExitCode(EXIT_NOT_FOUND, "unknown request id, or its result expired"),
+    ExitCode(EXIT_FAILED, "the request failed (model error, content policy, input rejected by the server)"),
+    ExitCode(EXIT_TIMEOUT, "timed out: --timeout passed, or the request did not start within --start-timeout"),
+    ExitCode(EXIT_UNAVAILABLE, "network error, rate limit or server error, after the retries"),
+    ExitCode(EXIT_CANCELLED, "the request was cancelled"),
+    ExitCode(EXIT_NOT_READY, "the request has not finished yet (result)"),
+    ExitCode(EXIT_BUDGET, "batch: --max-cost reached, some lines were not submitted"),
+    ExitCode(
+        EXIT_AMBIGUOUS, "batch: some lines may have been submitted before a stop; not sent again (the message says)"
+    ),
+    ExitCode(EXIT_INTERRUPTED, "interrupted (Ctrl-C); the message says whether the request was cancelled"),
+)
+
+
+def _exit_code_lines() -> str:
+    return "\n".join(f"  {row.code:<4}{row.meaning}" for row in EXIT_CODES)
+
 
 EPILOG = f"""\
 examples:
   fal-kontext edit "Put a donut next to the flour" kitchen.jpg --out out/
-  fal-kontext edit "Put the duck on the t-shirt" woman.png duck.png --max --aspect-ratio 3:4
-  fal-kontext submit "Make it night" https://example.com/street.jpg     # prints the request id
-  fal-kontext wait REQUEST_ID --out out/
-  fal-kontext status REQUEST_ID --logs
-  fal-kontext edit "..." in.png | jq .                                  # piped: JSON lines
-  fal-kontext mock --port 8000   &&   fal-kontext --base-url http://127.0.0.1:8000 edit "..." in.png
+  fal-kontext edit "Put the duck on the t-shirt" woman.png duck.png --model max --aspect-ratio 3:4
+  id=$(fal-kontext submit "Make it night" https://example.com/street.jpg)   # prints the request id
+  fal-kontext wait "$id" --out out/
+  fal-kontext status "$id" --logs
+  fal-kontext edit "..." in.png | jq .                                   # piped: JSON lines
+  fal-kontext batch jobs.jsonl --out out/                                # many edits, resumable
+  fal-kontext mock --port 8000 &                                         # the local emulator, in the background
+  FAL_KEY=test-key fal-kontext --base-url http://127.0.0.1:8000 edit "..." in.png
 
 environment:
   FAL_KEY (or FAL_KEY_ID + FAL_KEY_SECRET)   the fal key, sent as "Authorization: Key ..."
   {ENV_TOKEN}                          an aggregator's token (with --auth bearer)
   {ENV_BASE_URL}, {ENV_AUTH}     defaults of --base-url and --auth
+  {ENV_LOG_LEVEL}                      log level of fal_kontext's own messages (debug, info, warning, ...)
 
 exit codes:
-  0 done   1 other error   2 bad usage or input (nothing sent)   3 key refused   4 not found or expired
-  5 request failed (error, content policy, rejected input)   6 wait timed out (request cancelled)
-  7 network or server unavailable   130 interrupted (request cancelled)
+{_exit_code_lines()}
 """
 
 
-def _add_edit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompt", help="what to change")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="input image: a path or a URL; several: multi")
-    parser.add_argument("--max", action="store_true", help="use FLUX.1 Kontext [max] (default: [pro])")
-    parser.add_argument("--aspect-ratio", choices=[r.value for r in AspectRatio], help="output aspect ratio")
-    parser.add_argument("--seed", type=int, help="seed for a reproducible result")
-    parser.add_argument("--num-images", type=int, help="how many images (the API allows 1 to 4)")
-    parser.add_argument("--format", dest="output_format", choices=[f.value for f in OutputFormat], help="jpeg or png")
-    parser.add_argument("--guidance-scale", type=float, help="how closely to follow the prompt")
-    parser.add_argument("--safety-tolerance", choices=[s.value for s in SafetyTolerance], help="1 is the strictest")
-    parser.add_argument("--enhance-prompt", action="store_true", default=None, help="let the model enhance the prompt")
-    parser.add_argument("--start-timeout", type=float, help="seconds the request may wait to start")
-    parser.add_argument("--priority", choices=["normal", "low"], help="queue priority")
+# --- input flags, read from the spec -----------------------------------------------------------------------------
 
 
-def _add_wait_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, help="folder for the images (on a terminal: default the current folder)")
+@dataclass(frozen=True)
+class InputFlag:
+    """A command-line flag for one optional input field of the spec."""
+
+    field: str
+    flag: str
+    schema: dict[str, Any]
+
+
+def _optional_fields(specs: Iterable[EndpointSpec]) -> dict[str, dict[str, Any]]:
+    """Every optional input field of these endpoints, merged by name (enum choices united), in spec order."""
+    fields: dict[str, dict[str, Any]] = {}
+    for endpoint in specs:
+        schema = resolved_schema(endpoint.input_schema)
+        required = set(schema.get("required", ()))
+        for name, prop in schema.get("properties", {}).items():
+            if name in required or name == endpoint.image_field:
+                continue
+            if name in fields and "enum" in prop and "enum" in fields[name]:
+                merged = list(fields[name]["enum"]) + [v for v in prop["enum"] if v not in fields[name]["enum"]]
+                fields[name] = {**fields[name], "enum": merged}
+            fields.setdefault(name, dict(prop))
+    return fields
+
+
+def input_flags(specs: Iterable[EndpointSpec]) -> list[InputFlag]:
+    """The flags for the optional input fields of ``specs`` (``aspect_ratio`` -> ``--aspect-ratio``)."""
+    return [InputFlag(name, "--" + name.replace("_", "-"), schema) for name, schema in _optional_fields(specs).items()]
+
+
+def _first_sentence(text: str) -> str:
+    sentence = text.strip().split(". ", 1)[0].rstrip(".")
+    return sentence[:1].lower() + sentence[1:] if sentence else ""
+
+
+def _flag_help(schema: dict[str, Any]) -> str:
+    parts = [_first_sentence(str(schema.get("description", "")))]
+    if "minimum" in schema and "maximum" in schema:
+        parts.append(f"{schema['minimum']:g} to {schema['maximum']:g}")
+    if "default" in schema:
+        parts.append(f"server default {schema['default']}")
+    return "; ".join(part for part in parts if part).replace("%", "%%")
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+
+
+_ARG_TYPES: dict[str, Callable[[str], Any]] = {"integer": int, "number": float, "string": str}
+
+
+def _add_input_flags(parser: argparse.ArgumentParser, flags: Sequence[InputFlag]) -> None:
+    """Add the flags (after the command's own: a field named like one of them gets an ``--input-`` prefix)."""
+    group = parser.add_argument_group("input fields (from the API spec)")
+    taken = set(parser._option_string_actions)
+    flags = [replace(item, flag="--input-" + item.flag[2:]) if item.flag in taken else item for item in flags]
+    for item in flags:
+        schema = item.schema
+        kind = schema.get("type")
+        common: dict[str, Any] = {"dest": f"input_{item.field}", "default": None, "help": _flag_help(schema)}
+        if "enum" in schema:
+            group.add_argument(item.flag, choices=[str(v) for v in schema["enum"]], **common)
+        elif kind == "boolean":
+            group.add_argument(item.flag, action=argparse.BooleanOptionalAction, **common)
+        elif kind == "array":
+            items = schema.get("items", {})
+            group.add_argument(item.flag, nargs="+", type=_ARG_TYPES.get(items.get("type"), _json_value), **common)
+        else:
+            metavar = {"integer": "N", "number": "X"}.get(kind or "", "VALUE")
+            group.add_argument(item.flag, type=_ARG_TYPES.get(kind or "", _json_value), metavar=metavar, **common)
+    parser.set_defaults(input_flags=tuple(flags))
+
+
+def _input_values(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        item.field: value
+        for item in getattr(args, "input_flags", ())
+        if (value := getattr(args, f"input_{item.field}")) is not None
+    }
+
+
+def _flag_for_field(field: str, args: argparse.Namespace) -> str:
+    """How the command line names an input field: its flag, or the PROMPT/IMAGE argument."""
+    base = field.split("[", 1)[0]
+    flags: tuple[InputFlag, ...] = getattr(args, "input_flags", ())
+    for item in flags:
+        if item.field == base:
+            return item.flag + field[len(base) :]
+    if base.startswith("image_url") or base == "image":
+        return "IMAGE"
+    return base.upper() if base == "prompt" else field
+
+
+def _add_model_options(parser: argparse.ArgumentParser, specs: Sequence[EndpointSpec]) -> None:
+    tiers = [tier for tier in tier_order(specs) if any(endpoint.tier == tier for endpoint in specs)]
     parser.add_argument(
-        "--timeout", type=float, default=900.0, help="seconds to wait before cancelling (900; 0: no limit)"
+        "--model", choices=tiers, default=None, help=f"the model tier (default {tiers[0]}); see also --endpoint"
+    )
+    parser.add_argument(
+        "--endpoint", choices=[endpoint.id for endpoint in specs], help="the exact endpoint (overrides --model)"
+    )
+    parser.set_defaults(endpoint_specs=tuple(specs))
+
+
+# --- the parser ----------------------------------------------------------------------------------------------------
+
+
+def _add_wait_options(parser: argparse.ArgumentParser, *, submits: bool) -> None:
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="folder for the images (on a terminal: default the current folder)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, metavar="S", help="seconds to wait (default 900; 0: no limit)"
     )
     parser.add_argument("--poll", action="store_true", help="poll the status instead of following the stream")
+    who = "yes: this command submitted it" if submits else "no: it was submitted elsewhere"
+    parser.add_argument(
+        "--cancel",
+        action=argparse.BooleanOptionalAction,
+        default=submits,
+        help=f"cancel the request on Ctrl-C or when --timeout passes (default {who})",
+    )
+
+
+def _add_submit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start-timeout", type=float, metavar="S", help="seconds the request may wait to start")
+    priorities = [str(value) for value in parameter_schema("QueuePriority")["enum"]]
+    parser.add_argument("--priority", choices=priorities, help="queue priority (X-Fal-Queue-Priority)")
+    parser.add_argument("--webhook-url", metavar="URL", help="fal also POSTs the result to this URL")
+    parser.add_argument(
+        "--max-image-bytes",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_BYTES,
+        metavar="N",
+        help=f"largest local image sent inline (default {DEFAULT_MAX_IMAGE_BYTES}; ours, fal states no limit)",
+    )
 
 
 def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
-    """--base-url, --auth, --json, -v; ``default=SUPPRESS`` for the copies after the command name."""
+    """--base-url, --auth, --json, -v, --headers, --retries; ``default=SUPPRESS`` for the copies after the command."""
     flag_default = False if default is None else default
     parser.add_argument(
         "--base-url", default=default, help=f"queue base URL (default ${ENV_BASE_URL} or https://queue.fal.run)"
@@ -105,129 +295,159 @@ def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
         "--auth", choices=["key", "bearer"], default=default, help=f"Authorization scheme (default ${ENV_AUTH} or key)"
     )
     parser.add_argument("--json", action="store_true", default=flag_default, help="print JSON lines on a terminal too")
-    parser.add_argument("-v", "--verbose", action="store_true", default=flag_default, help="log requests to stderr")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if default is None else default,
+        help="log fal_kontext's messages and each HTTP request to stderr; -vv adds httpx/httpcore debug",
+    )
+    parser.add_argument(
+        "--headers", action="store_true", default=flag_default, help="print each HTTP response's headers to stderr"
+    )
     parser.add_argument(
         "--retries", type=int, default=default, metavar="N", help="retries of failed calls (default 4; 0: none)"
     )
 
 
+# Adds a sub-command: (name, help, handler) -> its parser.
+_Command = Callable[[str, str, Callable[..., int]], argparse.ArgumentParser]
+
+
+def _add_by_id_commands(command: _Command) -> None:
+    """status, wait, result and cancel: the commands that follow a request by its id."""
+    status = command("status", "show where a request is", _status)
+    status.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
+    status.add_argument("--logs", action="store_true", help="include the logs")
+
+    wait = command("wait", "wait for a request and get its result", _wait)
+    wait.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
+    _add_wait_options(wait, submits=False)
+
+    result = command("result", "get the result of a completed request (does not wait)", _result)
+    result.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
+    result.add_argument(
+        "--out", type=Path, metavar="DIR", help="folder for the images (on a terminal: default the current folder)"
+    )
+
+    cancel = command("cancel", "cancel a request", _cancel)
+    cancel.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
+
+
+def _add_batch_options(batch: argparse.ArgumentParser) -> None:
+    """The batch command's arguments (``BatchOptions`` and the manifest)."""
+    batch.add_argument(
+        "manifest",
+        type=Path,
+        metavar="MANIFEST",
+        help="JSON lines: per line the input fields, and optionally id, endpoint or model, image or images",
+    )
+    batch.add_argument(
+        "--out", type=Path, metavar="DIR", required=True, help="output folder: DIR/<id>/ per line, and the journal"
+    )
+    batch.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="jobs in flight at once (default %(default)s)",
+    )
+    batch.add_argument("--max-cost", type=float, metavar="USD", help="stop submitting before the estimate passes USD")
+    batch.add_argument(
+        "--resubmit-ambiguous",
+        action="store_true",
+        help="send again lines whose submit was under way when a run stopped (they may be queued: may pay twice)",
+    )
+    batch.add_argument(
+        "--retry-failed", action="store_true", help="submit again lines whose request failed in an earlier run"
+    )
+    batch.add_argument(
+        "--max-image-bytes", type=int, default=DEFAULT_MAX_IMAGE_BYTES, metavar="N", help="largest local image inlined"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``fal-kontext``."""
+    """The argument parser of ``fal-kontext`` (the ``mock`` command's own options are parsed when it runs)."""
     parser = argparse.ArgumentParser(
         prog="fal-kontext",
         description="Edit images with FLUX.1 Kontext on fal.ai (or an aggregator), and follow queued requests.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"fal-kontext {__version__}")
     _add_global_options(parser, None)
     # The same options are accepted after the command name too (``fal-kontext edit ... --base-url URL``).
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     _add_global_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    specs = endpoint_specs()
+    image_specs = [spec for spec in specs if spec.family != "text-to-image"]
+    text_specs = [spec for spec in specs if spec.family == "text-to-image"]
 
-    edit = commands.add_parser(
-        "edit",
-        help="edit images and wait for the result",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
-    )
-    _add_edit_options(edit)
-    _add_wait_options(edit)
-    edit.set_defaults(handler=_edit)
-
-    submit = commands.add_parser("submit", help="queue an edit and print its request id", parents=[common])
-    _add_edit_options(submit)
-    submit.set_defaults(handler=_submit)
-
-    for name, handler, text in (
-        ("status", _status, "show where a request is"),
-        ("wait", _wait, "wait for a request and get its result"),
-        ("result", _result, "get the result of a completed request"),
-        ("cancel", _cancel, "cancel a request"),
-    ):
-        sub = commands.add_parser(name, help=text, parents=[common])
-        sub.add_argument("request_id", help="the id printed by submit")
-        if name == "status":
-            sub.add_argument("--logs", action="store_true", help="include the logs")
-        if name in ("wait", "result"):
-            sub.add_argument("--out", type=Path, help="folder for the images")
-        if name == "wait":
-            sub.add_argument(
-                "--timeout", type=float, default=900.0, help="seconds to wait before cancelling (900; 0: no limit)"
-            )
-            sub.add_argument("--poll", action="store_true", help="poll instead of following the stream")
+    def command(name: str, text: str, handler: Callable[..., int]) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=text,
+            description=text[:1].upper() + text[1:] + ".",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+            allow_abbrev=False,
+        )
         sub.set_defaults(handler=handler)
+        return sub
 
-    _add_mock_command(commands)
+    edit = command("edit", "edit images and wait for the result", _edit)
+    edit.add_argument("prompt", metavar="PROMPT", help="what to change")
+    edit.add_argument("images", nargs="+", metavar="IMAGE", help="input image: a path or a URL; several: multi")
+    _add_model_options(edit, image_specs)
+    _add_submit_options(edit)
+    _add_wait_options(edit, submits=True)
+    _add_input_flags(edit, input_flags(image_specs))
+
+    if text_specs:
+        generate = command("generate", "make an image from a prompt alone and wait for the result", _edit)
+        generate.add_argument("prompt", metavar="PROMPT", help="what to make")
+        generate.set_defaults(images=[])
+        _add_model_options(generate, text_specs)
+        _add_submit_options(generate)
+        _add_wait_options(generate, submits=True)
+        _add_input_flags(generate, input_flags(text_specs))
+
+    submit = command("submit", "queue a request and print its request id (--json: a JSON line)", _submit)
+    submit.add_argument("prompt", metavar="PROMPT", help="what to change or make")
+    submit.add_argument(
+        "images", nargs="+" if not text_specs else "*", metavar="IMAGE", help="input image(s): paths or URLs"
+    )
+    _add_model_options(submit, specs)
+    _add_submit_options(submit)
+    _add_input_flags(submit, input_flags(specs))
+
+    _add_by_id_commands(command)
+    _add_batch_options(command("batch", "run many jobs from a JSON lines manifest, resumably", _batch))
+
+    completion = commands.add_parser(
+        "completion", help="print the shell completion script", description=COMPLETION_HELP
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "fish", "tcsh", "powershell"])
+    completion.set_defaults(handler=None)
+
+    # Its options are parsed by the emulator's own parser when it runs, so `--help` never imports the emulator.
+    commands.add_parser(
+        "mock",
+        help="run the local emulator of fal's queue API (needs: pip install 'fal-kontext[mock]')",
+        add_help=False,
+    ).set_defaults(handler=None)
     return parser
 
 
-def _add_mock_command(commands: Any) -> None:
-    """The emulator's ``mock`` command, when the ``mock`` extra is installed."""
-    try:
-        from fal_kontext.mock.command import add_mock_command
-    except ImportError:  # the mock extra (starlette, uvicorn, pillow) is not installed
-        return
-    add_mock_command(commands)
+COMPLETION_HELP = """\
+Print the shell code that completes fal-kontext's commands and flags (argcomplete). For bash:
+  eval "$(fal-kontext completion bash)"      # in ~/.bashrc"""
 
 
-class Output:
-    """Where the command writes: progress for people on a terminal, JSON lines otherwise."""
-
-    def __init__(self, *, json_lines: bool, stdout: TextIO, stderr: TextIO) -> None:
-        self.json_lines = json_lines
-        self.stdout = stdout
-        self.stderr = stderr
-        self.started = time.monotonic()
-        self._line_open = False
-
-    def emit(self, event: str, **fields: Any) -> None:
-        """One JSON line (piped mode)."""
-        print(json.dumps({"event": event, **fields}, default=str), file=self.stdout, flush=True)
-
-    def say(self, text: str) -> None:
-        """A line for people (terminal mode) on stdout."""
-        self._end_line()
-        print(text, file=self.stdout, flush=True)
-
-    def progress(self, status: Status) -> None:
-        """Report a status: a JSON line, or a progress line with the new log lines above it."""
-        elapsed = round(time.monotonic() - self.started, 2)
-        if self.json_lines:
-            self.emit(
-                "status",
-                request_id=status.request_id,
-                status=_status_name(status),
-                queue_position=status.position if isinstance(status, Queued) else None,
-                logs=[entry.message for entry in status.logs],
-                elapsed=elapsed,
-            )
-            return
-        for entry in status.logs:
-            # the progress line is redrawn below the log lines
-            print(f"\r\033[K  log: {entry.message}", file=self.stderr)
-        if isinstance(status, Queued):
-            where = "in queue" + (f", position {status.position}" if status.position is not None else "")
-        elif isinstance(status, InProgress):
-            where = "running"
-        else:
-            where = "completed"
-        print(f"\r\033[K[{elapsed:6.1f}s] {status.request_id}: {where}", end="", file=self.stderr, flush=True)
-        self._line_open = True
-
-    def _end_line(self) -> None:
-        if self._line_open:
-            print(file=self.stderr, flush=True)
-            self._line_open = False
-
-    def error(self, err: BaseException, secret: str | None) -> None:
-        """Report an error (the secret is redacted from the message, belt and braces)."""
-        self._end_line()
-        message = redact(str(err), secret)
-        if self.json_lines:
-            self.emit("error", type=type(err).__name__, message=message, request_id=getattr(err, "request_id", None))
-        print(f"fal-kontext: error: {message}", file=self.stderr, flush=True)
+# --- output --------------------------------------------------------------------------------------------------------
 
 
 def _status_name(status: Status) -> str:
@@ -238,80 +458,377 @@ def _status_name(status: Status) -> str:
     return "COMPLETED"
 
 
-def _edit_input(args: argparse.Namespace, kontext: Kontext) -> tuple[Any, Any]:
-    options = {
-        name: value
-        for name in (
-            "aspect_ratio",
-            "seed",
-            "num_images",
-            "output_format",
-            "guidance_scale",
-            "safety_tolerance",
-            "enhance_prompt",
+def _where(status: Status) -> str:
+    if isinstance(status, Queued):
+        return "in queue" + (f", position {status.position}" if status.position is not None else "")
+    if isinstance(status, InProgress):
+        return "running"
+    return "completed"
+
+
+class Progress:
+    """The progress line on a terminal: ``[elapsed] request: where``, redrawn on each status and on every tick.
+
+    Args:
+        stream: The terminal to draw on.
+        clock: Monotonic seconds (tests pass a fake).
+    """
+
+    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = stream
+        self.clock = clock
+        self.started = clock()
+        self.text = ""
+        self._open = False
+        self._lock = threading.Lock()
+
+    def update(self, status: Status) -> None:
+        """Show a new status, with its new log lines above the progress line."""
+        with self._lock:
+            for entry in status.logs:
+                self.stream.write(f"\r\033[K  log: {entry.message}\n")
+            self.text = f"{status.request_id}: {_where(status)}"
+        self.draw()
+
+    def draw(self) -> None:
+        """Redraw the line with the current elapsed time (nothing before the first status)."""
+        with self._lock:
+            if not self.text:
+                return
+            elapsed = self.clock() - self.started
+            self.stream.write(f"\r\033[K[{elapsed:6.1f}s] {self.text}")
+            self.stream.flush()
+            self._open = True
+
+    def line(self, text: str) -> None:
+        """A whole line (the progress line, if drawn, is ended first)."""
+        with self._lock:
+            if self._open:
+                self.stream.write("\n")
+                self._open = False
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+class Ticker:
+    """Calls ``tick`` every ``interval`` seconds in a background thread while in its ``with`` block.
+
+    Args:
+        tick: What to call.
+        interval: Seconds between calls.
+        wait: ``wait(seconds) -> stop?`` (default: the stop event's wait; tests pass a fake clock's).
+    """
+
+    def __init__(self, tick: Callable[[], None], interval: float, wait: Callable[[float], bool] | None = None) -> None:
+        self.tick = tick
+        self.interval = interval
+        self._stop = threading.Event()
+        self._wait = wait or self._stop.wait
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        """Tick until stopped."""
+        while not self._wait(self.interval):
+            self.tick()
+
+    def __enter__(self) -> Ticker:
+        self._thread = threading.Thread(target=self.run, name="fal-kontext-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+class Output:
+    """Where the command writes: JSON lines on stdout when piped (or ``--json``); for people, a terminal.
+
+    Progress goes to whichever of stderr and stdout is a terminal (stderr first), so ``edit ... > log`` still shows
+    it; human lines go to stdout, or to that terminal when stdout carries JSON.
+    """
+
+    def __init__(self, *, json_lines: bool, stdout: TextIO, stderr: TextIO, secret: str | None = None) -> None:
+        self.json_lines = json_lines
+        self.stdout = stdout
+        self.stderr = stderr
+        self.secret = secret
+        terminal = stderr if stderr.isatty() else stdout if stdout.isatty() and not json_lines else None
+        self.progress = Progress(terminal) if terminal is not None else None
+        self._human = stdout if not json_lines else terminal
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """One JSON line (only in JSON mode)."""
+        if self.json_lines:
+            print(json.dumps({"event": event, **fields}, default=str), file=self.stdout, flush=True)
+
+    def say(self, text: str) -> None:
+        """A line for people, where people look (nothing when both streams are piped)."""
+        if self._human is None:
+            return
+        if self.progress is not None and self._human is self.progress.stream:
+            self.progress.line(text)
+        else:
+            print(text, file=self._human, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line on stderr, whatever the mode."""
+        if self.progress is not None and self.progress.stream is self.stderr:
+            self.progress.line(f"fal-kontext: {text}")
+        else:
+            print(f"fal-kontext: {text}", file=self.stderr, flush=True)
+
+    def update(self, status: Status) -> None:
+        """Report a status: a JSON line and the progress line."""
+        if self.progress is not None:
+            self.progress.update(status)
+        self.emit(
+            "status",
+            request_id=status.request_id,
+            status=_status_name(status),
+            queue_position=status.position if isinstance(status, Queued) else None,
+            logs=[entry.message for entry in status.logs],
         )
-        if (value := getattr(args, name)) is not None
-    }
-    images: list[str] = args.images
-    model = "max" if args.max else "pro"
-    max_bytes = kontext._config.max_image_bytes
-    if len(images) == 1:
-        return build_edit_input(args.prompt, image=images[0], model=model, max_image_bytes=max_bytes, **options)
-    return build_edit_input(args.prompt, images=images, model=model, max_image_bytes=max_bytes, **options)
+
+    def ticking(self) -> Ticker | None:
+        """A ticker that keeps the progress line's elapsed time moving, or None without a terminal."""
+        return Ticker(self.progress.draw, TICK_SECONDS) if self.progress is not None else None
+
+    def error(self, message: str, err: BaseException, request_id: str | None, code: int) -> None:
+        """Report an error (the secret is redacted, belt and braces)."""
+        message = redact(message, self.secret)
+        self.emit("error", type=type(err).__name__, message=message, request_id=request_id, exit_code=code)
+        self.note(f"error: {message}")
 
 
-def _submit_handle(args: argparse.Namespace, kontext: Kontext, out: Output) -> Handle:
-    endpoint, body = _edit_input(args, kontext)
-    handle = kontext.submit(endpoint, body, start_timeout=args.start_timeout, priority=args.priority)
-    if out.json_lines:
-        out.emit("submitted", request_id=handle.request_id, endpoint=endpoint.value)
-    return handle
+# --- errors in the command line's words ---------------------------------------------------------------------------
 
 
-def _finish(result: EditResult, args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
+class CommandError(KontextError):
+    """An outcome the command reports itself, with its exit code (and the request it concerns)."""
+
+    def __init__(self, message: str, code: int, request_id: str | None = None) -> None:
+        self.code = code
+        self.request_id = request_id
+        super().__init__(message)
+
+
+class Interrupted(Exception):
+    """Ctrl-C while following a request; ``cancel``: whether this command should cancel it."""
+
+    def __init__(self, handle: Handle, *, cancel: bool, out_folder: Path | None) -> None:
+        self.handle = handle
+        self.cancel = cancel
+        self.out_folder = out_folder
+        super().__init__(handle.request_id)
+
+
+def _is_cancelled(err: BaseException) -> bool:
+    # A cancelled request's result: fal does not document it; the emulator answers 400 error_type request_cancelled.
+    return isinstance(err, RequestCancelledError) or (
+        isinstance(err, APIStatusError) and err.error_type == "request_cancelled"
+    )
+
+
+def exit_code_for(err: BaseException) -> int:
+    """The exit code of an outcome (``EXIT_CODES``), the same whichever command met it."""
+    if isinstance(err, CommandError):
+        return err.code
+    if isinstance(err, InvalidInputError):
+        return EXIT_USAGE
+    if _is_cancelled(err):
+        return EXIT_CANCELLED
+    if isinstance(err, AuthenticationError):
+        return EXIT_AUTH
+    if isinstance(err, NotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(err, ResultNotReadyError):
+        return EXIT_NOT_READY
+    if isinstance(err, (StartTimeoutError, WaitTimeoutError)):
+        return EXIT_TIMEOUT
+    if isinstance(err, (RequestFailedError, ValidationError)):
+        return EXIT_FAILED
+    if isinstance(err, (APIConnectionError, ServerError, RateLimitError)):
+        return EXIT_UNAVAILABLE
+    return EXIT_ERROR
+
+
+def _about(request_id: str | None) -> str:
+    return f" (request {request_id})" if request_id else ""
+
+
+def cli_message(err: BaseException, args: argparse.Namespace | None = None) -> str:
+    """The message of ``err`` in the command line's words: flags and commands, not Python arguments."""
+    request_id = getattr(err, "request_id", None)
+    rid = request_id or "REQUEST_ID"
+    if isinstance(err, InvalidInputError):
+        where = f" for {err.endpoint}" if err.endpoint else ""
+        problems = "; ".join(
+            f"{_flag_for_field(p.field, args) if args else p.field}: {_cli_words(p.problem)}" for p in err.problems
+        )
+        return f"invalid input{where}, nothing was sent: {problems}"
+    if isinstance(err, APIStatusError):
+        kind = f" [{err.error_type}]" if err.error_type else ""
+        head = f"HTTP {err.status_code}{kind}{_about(request_id)}: {err.detail.rstrip('.')}"
+        if isinstance(err, ResultNotReadyError):
+            return f"{head}. Wait for it: fal-kontext wait {rid}; or see where it is: fal-kontext status {rid}"
+        if isinstance(err, AuthenticationError):
+            return (
+                f"{head}. Set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET) for fal, or {ENV_TOKEN} with --auth bearer "
+                "for an aggregator; check that --base-url matches the credential"
+            )
+        if isinstance(err, StartTimeoutError):
+            return f"{head}. Submit again with a longer --start-timeout, or at a quieter time"
+        if _is_cancelled(err):
+            return f"request {rid} was cancelled; submit it again to get a result"
+    return _cli_words(str(err))
+
+
+# Python words that other layers' messages may use, and what the command line calls them.
+_CLI_WORDS = (
+    ("raise max_image_bytes", "raise --max-image-bytes"),
+    ("(edit() encodes files)", "(give a local file or a URL)"),
+    ("timeout=...", "--timeout"),
+    ("start_timeout", "--start-timeout"),
+    ("auth='bearer'", "--auth bearer"),
+    ("call wait()", "run fal-kontext wait REQUEST_ID"),
+    ("resubmit_ambiguous=True", "--resubmit-ambiguous"),
+)
+
+
+def _cli_words(text: str) -> str:
+    for python, cli in _CLI_WORDS:
+        text = text.replace(python, cli)
+    return text
+
+
+# --- the commands --------------------------------------------------------------------------------------------------
+
+
+def check_out_folder(folder: Path) -> None:
+    """Fail before anything is sent (or paid) if the images could not be written into ``folder``.
+
+    Raises:
+        CommandError: ``folder`` is a file, or neither it nor its nearest existing parent is a writable folder.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise CommandError(f"--out {folder}: is a file, not a folder (it is created if missing)", EXIT_USAGE)
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"--out {folder}: {existing} is a file, not a folder", EXIT_USAGE)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CommandError(f"--out {folder}: {existing} is not writable", EXIT_USAGE)
+
+
+def _out_folder(args: argparse.Namespace, out: Output) -> Path | None:
     folder: Path | None = args.out if args.out is not None else (None if out.json_lines else Path("."))
-    files = [str(path) for path in kontext.save(result, folder)] if folder is not None else []
-    if out.json_lines:
-        out.emit("result", **result.to_dict(), files=files)
-    else:
-        out.say(f"done: {result.request_id}, seed {result.output.seed}")
-        for path in files:
-            out.say(f"  saved {path}")
+    if folder is not None:
+        check_out_folder(folder)
+    return folder
+
+
+def _build_input(args: argparse.Namespace) -> tuple[EndpointSpec, dict[str, Any]]:
+    """The endpoint and the input fields the arguments describe (images read and inlined); nothing is sent."""
+    images: list[str] = list(args.images)
+    chosen = choose_endpoint_spec(args.endpoint_specs, images=len(images), model=args.model, endpoint=args.endpoint)
+    body: dict[str, Any] = {"prompt": args.prompt, **_input_values(args)}
+    if chosen.image_field == "image_urls":
+        body["image_urls"] = [
+            image_source_to_url(image, field=f"IMAGE {index + 1} ({image})", max_bytes=args.max_image_bytes)
+            for index, image in enumerate(images)
+        ]
+    elif chosen.image_field is not None:
+        body[chosen.image_field] = image_source_to_url(images[0], field="IMAGE", max_bytes=args.max_image_bytes)
+    return chosen, body
+
+
+def _submit_handle(args: argparse.Namespace, kontext: Kontext) -> tuple[EndpointSpec, Handle]:
+    chosen, body = _build_input(args)
+    handle = kontext.submit(
+        chosen.id, body, start_timeout=args.start_timeout, priority=args.priority, webhook_url=args.webhook_url
+    )
+    return chosen, handle
+
+
+def _save(result: EditResult, folder: Path | None, kontext: Kontext, out: Output) -> int:
+    try:
+        files = [str(path) for path in kontext.save(result, folder)] if folder is not None else []
+    except OSError as err:
+        raise CommandError(
+            f"request {result.request_id} completed, but its images could not be written to {folder}: {err}. "
+            f"Fetch them again with: fal-kontext result {result.request_id} --out DIR (fal keeps results for a "
+            "limited time)",
+            EXIT_ERROR,
+            result.request_id,
+        ) from err
+    out.emit("result", **result.to_dict(), files=files)
+    out.say(f"done: {result.request_id}, seed {result.output.seed}")
+    for path in files:
+        out.say(f"  saved {path}")
     if not files:
-        print("note: fal's image URLs expire; use --out DIR to keep the images", file=out.stderr)
+        out.note("note: fal's image URLs expire; use --out DIR to keep the images")
     return EXIT_OK
 
 
-def _wait_for(handle: Handle, args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
+def _watch(handle: Handle, args: argparse.Namespace, kontext: Kontext, out: Output, folder: Path | None) -> int:
     timeout = args.timeout if args.timeout and args.timeout > 0 else math.inf
-    result = handle.wait(timeout=timeout, on_update=out.progress, stream=not args.poll)
-    return _finish(result, args, kontext, out)
+    try:
+        with out.ticking() or contextlib.nullcontext():
+            result = handle.wait(
+                timeout=timeout,
+                on_update=out.update,
+                stream=not args.poll,
+                cancel_on_timeout=args.cancel,
+                cancel_on_interrupt=False,
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(handle, cancel=args.cancel, out_folder=folder) from None
+    except WaitTimeoutError as err:
+        rid = err.request_id
+        if err.cancelled:
+            what = "it was cancelled"
+        elif args.cancel:
+            what = f"it could not be cancelled and may still run (and be billed): fal-kontext cancel {rid}"
+        else:
+            what = f"it is still queued or running; resume with: fal-kontext wait {rid}{_out_arg(folder)}"
+        raise CommandError(
+            f"request {rid} did not complete within --timeout {err.timeout:g} s; {what}", EXIT_TIMEOUT, rid
+        ) from err
+    return _save(result, folder, kontext, out)
+
+
+def _out_arg(folder: Path | None) -> str:
+    return f" --out {folder}" if folder is not None else ""
 
 
 def _edit(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
-    handle = _submit_handle(args, kontext, out)
-    if not out.json_lines:
-        out.say(f"submitted {handle.request_id}")
-    return _wait_for(handle, args, kontext, out)
+    folder = _out_folder(args, out)
+    chosen, handle = _submit_handle(args, kontext)
+    out.emit("submitted", request_id=handle.request_id, endpoint=chosen.id)
+    out.say(f"submitted {handle.request_id}")
+    return _watch(handle, args, kontext, out, folder)
 
 
 def _submit(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
-    handle = _submit_handle(args, kontext, out)
-    if not out.json_lines:
-        out.say(handle.request_id)
+    chosen, handle = _submit_handle(args, kontext)
+    if args.json:
+        out.emit("submitted", request_id=handle.request_id, endpoint=chosen.id)
+    else:  # the bare id, for `id=$(fal-kontext submit ...)`, piped or not
+        print(handle.request_id, file=out.stdout, flush=True)
     return EXIT_OK
 
 
 def _status(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
     status = kontext.handle(args.request_id).status(logs=args.logs)
-    if out.json_lines:
-        fields: dict[str, Any] = {"request_id": status.request_id, "status": _status_name(status)}
-        if isinstance(status, Queued):
-            fields["queue_position"] = status.position
-        if isinstance(status, Completed):
-            fields.update(error=status.error, error_type=status.error_type)
-        out.emit("status", **fields, logs=[entry.message for entry in status.logs])
-        return EXIT_OK
+    fields: dict[str, Any] = {"request_id": status.request_id, "status": _status_name(status)}
+    if isinstance(status, Queued):
+        fields["queue_position"] = status.position
+    if isinstance(status, Completed):
+        fields.update(error=status.error, error_type=status.error_type)
+    out.emit("status", **fields, logs=[entry.message for entry in status.logs])
     line = f"{status.request_id}: {_status_name(status)}"
     if isinstance(status, Queued) and status.position is not None:
         line += f" (position {status.position})"
@@ -324,74 +841,355 @@ def _status(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
 
 
 def _wait(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
-    return _wait_for(kontext.handle(args.request_id), args, kontext, out)
+    folder = _out_folder(args, out)
+    return _watch(kontext.handle(args.request_id), args, kontext, out, folder)
 
 
 def _result(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
-    return _finish(kontext.handle(args.request_id).result(), args, kontext, out)
+    folder = _out_folder(args, out)
+    handle = kontext.handle(args.request_id)
+    try:
+        result = handle.result()
+    except KeyboardInterrupt:
+        raise Interrupted(handle, cancel=False, out_folder=folder) from None
+    except ServerError as err:
+        if err.error_type is None or isinstance(err, StartTimeoutError):
+            raise
+        # The result of a request that COMPLETED with an error carries the error (fal-protocol.md §2.6): the same
+        # outcome `wait` reports as a failed request, so the same exit code.
+        raise RequestFailedError(args.request_id, err.detail, err.error_type) from err
+    return _save(result, folder, kontext, out)
 
 
 def _cancel(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
     outcome = kontext.handle(args.request_id).cancel()
-    if out.json_lines:
-        out.emit("cancelled", request_id=args.request_id, status=outcome.value)
-    else:
-        out.say(f"{args.request_id}: {outcome.value}")
+    out.emit("cancelled", request_id=args.request_id, status=outcome.value)
+    out.say(f"{args.request_id}: {outcome.value}")
     return EXIT_OK
 
 
-def exit_code_for(err: BaseException) -> int:
-    """The exit code of an error (see ``--help``)."""
-    if isinstance(err, InvalidInputError):
-        return EXIT_USAGE
-    if isinstance(err, AuthenticationError):
-        return EXIT_AUTH
-    if isinstance(err, NotFoundError):
-        return EXIT_NOT_FOUND
-    if isinstance(err, (RequestFailedError, RequestCancelledError, ValidationError)):
+def _interrupted(stop: Interrupted, out: Output) -> int:
+    rid = stop.handle.request_id
+    cancelled = False
+    if stop.cancel:
+        try:
+            outcome = stop.handle.cancel()
+            cancelled = True
+            message = f"interrupted: request {rid} cancelled ({outcome.value})"
+        except KontextError as err:
+            message = (
+                f"interrupted: request {rid} could not be cancelled ({err}); cancel it with: fal-kontext cancel {rid}"
+            )
+    else:
+        message = (
+            f"interrupted: stopped watching request {rid}; it is still queued or running. "
+            f"Resume with: fal-kontext wait {rid}{_out_arg(stop.out_folder)}"
+        )
+    out.emit("interrupted", request_id=rid, cancelled=cancelled, message=message, exit_code=EXIT_INTERRUPTED)
+    out.note(message)
+    return EXIT_INTERRUPTED
+
+
+class BatchProgress:
+    """The batch's counts, rate and ETA, from its events (the progress line on a terminal).
+
+    Args:
+        total: Lines in the manifest.
+        done: Lines saved before this run.
+        clock: Monotonic seconds (tests pass a fake).
+    """
+
+    def __init__(self, total: int, done: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.done = done
+        self.done_before = done
+        self.not_done = 0
+        self.clock = clock
+        self.started = clock()
+
+    def count(self, event: str) -> None:
+        """Count one event of ``run_batch``."""
+        if event == "saved":
+            self.done += 1
+        elif event in ("failed", "ambiguous", "unfinished", "over_budget"):
+            self.not_done += 1
+
+    def text(self) -> str:
+        """``57/200 done, 2 not done, 141 to go, 3.1/s, ETA 46s``."""
+        elapsed = max(self.clock() - self.started, 1e-9)
+        rate = (self.done - self.done_before) / elapsed
+        left = self.total - self.done - self.not_done
+        eta = f"ETA {left / rate:.0f}s" if rate > 0 else "ETA ?"
+        return f"batch: {self.done}/{self.total} done, {self.not_done} not done, {left} to go, {rate:.1f}/s, {eta}"
+
+
+def _batch_exit_code(summary: BatchSummary) -> int:
+    if summary.failed:
         return EXIT_FAILED
-    if isinstance(err, WaitTimeoutError):
-        return EXIT_TIMEOUT
-    if isinstance(err, (APIConnectionError, ServerError)):
+    if summary.ambiguous:
+        return EXIT_AMBIGUOUS
+    if summary.unfinished:
         return EXIT_UNAVAILABLE
-    return EXIT_ERROR
+    if summary.over_budget:
+        return EXIT_BUDGET
+    return EXIT_OK
+
+
+def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
+    check_out_folder(args.out)
+    try:
+        jobs = read_manifest(args.manifest)
+    except ManifestError as err:
+        raise CommandError(str(err), EXIT_USAGE) from err
+    except OSError as err:
+        raise CommandError(f"MANIFEST {args.manifest}: {err.strerror or err}", EXIT_USAGE) from err
+    states = journal_states(args.out)
+    settled = ("saved", "submitted") if args.retry_failed else ("saved", "submitted", "failed")
+    left = [job for job in jobs if states.get(job.id) not in settled]
+    estimate = estimate_cost(left)
+    if args.max_cost is not None and not estimate.known:
+        raise CommandError(f"--max-cost needs a price for every endpoint: {estimate}", EXIT_USAGE)
+    saved = sum(1 for job in jobs if states.get(job.id) == "saved")
+    queued = sum(1 for job in jobs if states.get(job.id) == "submitted")
+    out.emit(
+        "plan",
+        lines=len(jobs),
+        to_submit=len(left),
+        saved_before=saved,
+        queued_before=queued,
+        estimated_cost_usd=estimate.usd if estimate.known else None,
+        estimate=str(estimate),
+    )
+    out.note(
+        f"batch: {len(jobs)} lines: {len(left)} to submit, {queued} queued earlier, {saved} saved earlier; "
+        f"estimated cost of the submits: {estimate}"
+    )
+    counts = BatchProgress(len(jobs), saved)
+
+    def on_event(event: dict[str, Any]) -> None:
+        fields = {key: value for key, value in event.items() if key != "event"}
+        out.emit(str(event["event"]), **fields)
+        counts.count(str(event["event"]))
+        if event["event"] in ("failed", "ambiguous", "unfinished"):
+            out.note(_cli_words(f"{event['event']}: {event['id']} (line {event['line']}): {event.get('reason', '')}"))
+
+    try:
+        options = BatchOptions(
+            concurrency=args.concurrency,
+            max_cost=args.max_cost,
+            resubmit_ambiguous=args.resubmit_ambiguous,
+            retry_failed=args.retry_failed,
+            max_image_bytes=args.max_image_bytes,
+        )
+    except ValueError as err:
+        raise CommandError(f"--{err}", EXIT_USAGE) from err
+
+    async def go() -> BatchSummary:
+        transport = AsyncHeaderEcho(httpx.AsyncHTTPTransport(), out.note) if args.headers else None
+        async with AsyncKontext(**args.client_options, transport=transport) as client:
+            return await run_batch(client, jobs, args.out, options, on_event)
+
+    def draw() -> None:
+        if out.progress is not None:
+            out.progress.text = counts.text()
+            out.progress.draw()
+
+    try:
+        with Ticker(draw, TICK_SECONDS) if out.progress is not None else contextlib.nullcontext():
+            summary = asyncio.run(go())
+    except KeyboardInterrupt:
+        raise CommandError(
+            f"interrupted: queued jobs keep running; run the same command again to resume them "
+            f"(journal {args.out / JOURNAL_NAME})",
+            EXIT_INTERRUPTED,
+        ) from None
+    except BlockingIOError as err:
+        raise CommandError(f"--out {args.out}: another batch is running with this folder", EXIT_USAGE) from err
+    except ManifestError as err:
+        raise CommandError(str(err), EXIT_USAGE) from err
+    out.emit("summary", **summary.to_dict())
+    cost = "unknown" if summary.cost_usd is None else f"${summary.cost_usd:.2f}"
+    out.say(
+        f"batch: {summary.done}/{summary.total} done, {len(summary.failed)} failed, {len(summary.ambiguous)} "
+        f"ambiguous, {len(summary.unfinished)} unfinished, {len(summary.over_budget)} over budget; "
+        f"estimated cost {cost}; {summary.elapsed:.1f}s"
+    )
+    for kind in ("failed", "ambiguous", "unfinished"):
+        for job_id, reason in getattr(summary, kind).items():
+            out.say(_cli_words(f"  {kind}: {job_id}: {reason}"))
+    return _batch_exit_code(summary)
+
+
+# --- logging, headers, completion, mock ------------------------------------------------------------------------
+
+
+def configure_logging(verbosity: int, environ: Mapping[str, str], stream: TextIO) -> None:
+    """Send fal_kontext's log to ``stream``: ``-v`` (or ``FAL_KONTEXT_LOG_LEVEL``) ours and one line per HTTP
+    request (httpx), ``-vv`` also httpx/httpcore's debug. Nothing else is touched (the root logger stays as is).
+
+    Raises:
+        CommandError: ``FAL_KONTEXT_LOG_LEVEL`` is not a level name.
+    """
+    named = environ.get(ENV_LOG_LEVEL, "").strip().upper()
+    if named and not isinstance(logging.getLevelName(named), int):
+        raise CommandError(f"{ENV_LOG_LEVEL}={named.lower()}: not a level (debug, info, warning, error)", EXIT_USAGE)
+    ours = logging.DEBUG if verbosity >= 1 else logging.getLevelName(named) if named else logging.WARNING
+    levels = {"fal_kontext": ours}
+    if verbosity >= 1:
+        levels["httpx"] = logging.INFO if verbosity == 1 else logging.DEBUG
+    if verbosity >= 2:
+        levels["httpcore"] = logging.DEBUG
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    for name, level in levels.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _response_headers(request: httpx.Request, response: httpx.Response) -> str:
+    """An answer's status line and headers (never the request's: they carry the key)."""
+    lines = [f"< {response.status_code} {request.method} {request.url}"]
+    return "\n".join(lines + [f"< {name}: {value}" for name, value in response.headers.multi_items()])
+
+
+class HeaderEcho(httpx.BaseTransport):
+    """A transport that writes each response's status line and headers.
+
+    Args:
+        inner: The transport that sends.
+        write: Where each block of lines goes.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport, write: Callable[[str], None]) -> None:
+        self.inner = inner
+        self.write = write
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send, then write the answer's headers."""
+        response = self.inner.handle_request(request)
+        self.write(_response_headers(request, response))
+        return response
+
+    def close(self) -> None:
+        """Close the inner transport."""
+        self.inner.close()
+
+
+class AsyncHeaderEcho(httpx.AsyncBaseTransport):
+    """``HeaderEcho`` for ``AsyncKontext`` (batch)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, write: Callable[[str], None]) -> None:
+        self.inner = inner
+        self.write = write
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send, then write the answer's headers."""
+        response = await self.inner.handle_async_request(request)
+        self.write(_response_headers(request, response))
+        return response
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self.inner.aclose()
+
+
+def _project_url() -> str:
+    """The project's documentation URL from the installed metadata (pyproject.toml [project.urls])."""
+    from importlib import metadata
+
+    try:
+        urls = metadata.metadata("fal-kontext").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    found = dict(entry.split(", ", 1) for entry in urls if ", " in entry)
+    return found.get("Documentation") or found.get("Homepage") or "the fal-kontext project's docs"
+
+
+def _run_mock(rest: list[str]) -> int:
+    """``fal-kontext mock ...``: the emulator's own parser and runner, imported only now."""
+    try:
+        from fal_kontext.mock.command import add_arguments, run_mock_command
+    except ModuleNotFoundError as err:
+        print(
+            f"fal-kontext: error: the mock command needs the mock extra (missing module {err.name!r}): "
+            "pip install 'fal-kontext[mock]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    parser = argparse.ArgumentParser(
+        prog="fal-kontext mock",
+        description=f"Serve a local emulator of fal.ai's queue API for FLUX.1 Kontext (docs: {_project_url()}, "
+        "emulator.md).",
+    )
+    add_arguments(parser)
+    return run_mock_command(parser.parse_args(rest))
+
+
+def _completion(shell: str) -> int:
+    import argcomplete
+
+    print(argcomplete.shellcode(["fal-kontext"], shell=shell), end="")  # type: ignore[attr-defined]
+    return EXIT_OK
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer and exit
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "mock":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args, rest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``fal-kontext``; returns the exit code."""
+    """Run ``fal-kontext``; returns the exit code (``EXIT_CODES``)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    args, rest = _parse(parser, argv)
     if args.command == "mock":
-        return int(args.handler(args))
-    out = Output(json_lines=args.json or not sys.stdout.isatty(), stdout=sys.stdout, stderr=sys.stderr)
-    secret: str | None = None
+        return _run_mock(rest)
+    if args.command == "completion":
+        return _completion(args.shell)
+    json_lines = args.json or not sys.stdout.isatty()
+    out = Output(json_lines=json_lines, stdout=sys.stdout, stderr=sys.stderr)
     try:
+        configure_logging(args.verbose, os.environ, sys.stderr)
         retry = RetryPolicy() if args.retries is None else RetryPolicy(max_retries=args.retries)
-        kontext = Kontext(base_url=args.base_url, auth=args.auth, wait_timeout=None, retry=retry)
+        transport = HeaderEcho(httpx.HTTPTransport(), out.note) if args.headers else None
+        args.client_options = {"base_url": args.base_url, "auth": args.auth, "wait_timeout": None, "retry": retry}
+        kontext = Kontext(**args.client_options, transport=transport)
+    except CommandError as err:
+        out.error(str(err), err, None, err.code)
+        return err.code
     except ValueError as err:
-        out.error(err, None)
+        message = _cli_words(str(err)).replace("auth must be", "--auth must be")
+        out.error(message, err, None, EXIT_USAGE)
         return EXIT_USAGE
-    if kontext._config.credentials is None:
-        print(
-            "fal-kontext: warning: no key set (FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET; "
-            f"{ENV_TOKEN} for --auth bearer)",
-            file=sys.stderr,
-        )
-    else:
-        secret = kontext._config.credentials.secret
+    # The same lookup the client made (public API), for the warning and to redact the secret from messages.
+    credentials = Credentials.from_env("bearer" if (args.auth or os.environ.get(ENV_AUTH)) == "bearer" else "key")
+    if credentials is None:
+        out.note(f"warning: no key set (FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET; {ENV_TOKEN} for --auth bearer)")
+    out.secret = credentials.secret if credentials is not None else None
     try:
         with kontext:
             return int(args.handler(args, kontext, out))
-    except KeyboardInterrupt:
-        out.error(KontextError("interrupted (a request being waited for was cancelled)"), secret)
+    except Interrupted as stop:
+        try:
+            return _interrupted(stop, out)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+    except KeyboardInterrupt as err:
+        out.error("interrupted", err, None, EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except KontextError as err:
-        out.error(err, secret)
-        return exit_code_for(err)
+        code = exit_code_for(err)
+        out.error(cli_message(err, args), err, getattr(err, "request_id", None), code)
+        return code
     except OSError as err:
-        out.error(err, secret)
+        out.error(str(err), err, None, EXIT_ERROR)
         return EXIT_ERROR
 
 

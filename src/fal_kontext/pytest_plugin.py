@@ -27,8 +27,14 @@ if TYPE_CHECKING:
 def fal_emulator_config() -> EmulatorConfig:
     """The config `fal_emulator` runs with: test defaults (key `test-key`, 0.05 s queue wait, 0.2 s runs)."""
     # Imported here so that pytest loads this plugin even where the emulator's extras are not installed.
-    from fal_kontext.mock.config import EmulatorConfig
-
+    try:
+        from fal_kontext.mock.config import EmulatorConfig
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            f"the fal_emulator fixture needs the mock extra (missing module {err.name!r}): "
+            "pip install 'fal-kontext[mock]'",
+            name=err.name,
+        ) from err
     return EmulatorConfig()
 
 

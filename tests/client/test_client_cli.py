@@ -55,7 +55,18 @@ def json_lines(text: str) -> list[dict[str, object]]:
 
 def test_piped_edit_prints_json_lines(env: dict[str, str], image: Path, tmp_path: Path) -> None:
     done = run_cli(
-        ["edit", "Put a hat on it", str(image), str(image), "--max", "--format", "png", "--out", str(tmp_path / "o")],
+        [
+            "edit",
+            "Put a hat on it",
+            str(image),
+            str(image),
+            "--model",
+            "max",
+            "--output-format",
+            "png",
+            "--out",
+            str(tmp_path / "o"),
+        ],
         env,
     )
     assert done.returncode == 0, done.stderr
@@ -134,8 +145,7 @@ def test_ctrl_c_on_a_terminal_cancels_the_request(env: dict[str, str], image: Pa
 
 def test_by_id_commands(env: dict[str, str], image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["submit", "p", str(image)]) == 0
-    request_id = json_lines(capsys.readouterr().out)[0]["request_id"]
-    assert isinstance(request_id, str)
+    request_id = capsys.readouterr().out.strip()  # the bare id, for `id=$(fal-kontext submit ...)`
     assert main(["wait", request_id, "--poll", "--out", str(tmp_path)]) == 0
     assert json_lines(capsys.readouterr().out)[-1]["files"]
     assert main(["status", request_id, "--logs"]) == 0
