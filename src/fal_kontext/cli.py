@@ -32,10 +32,8 @@ from .batch import (
     JOURNAL_NAME,
     BatchOptions,
     BatchSummary,
-    EndpointSpec,
     ManifestError,
     choose_endpoint_spec,
-    endpoint_specs,
     estimate_cost,
     journal_states,
     read_manifest,
@@ -63,7 +61,7 @@ from .errors import (
 from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
 from .results import EditResult
 from .retry import RetryPolicy
-from .spec import parameter_schema, resolved_schema
+from .spec import EndpointSpec, endpoint_specs, parameter_schema, resolved_schema
 from .status import Completed, InProgress, Queued, Status
 
 __all__ = ["EXIT_CODES", "ExitCode", "Progress", "Ticker", "build_parser", "exit_code_for", "main"]
@@ -1095,16 +1093,10 @@ class AsyncHeaderEcho(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def _project_url() -> str:
-    """The project's documentation URL from the installed metadata (pyproject.toml [project.urls])."""
-    from importlib import metadata
-
-    try:
-        urls = metadata.metadata("fal-kontext").get_all("Project-URL") or []
-    except metadata.PackageNotFoundError:
-        urls = []
-    found = dict(entry.split(", ", 1) for entry in urls if ", " in entry)
-    return found.get("Documentation") or found.get("Homepage") or "the fal-kontext project's docs"
+def _emulator_guide() -> str:
+    """Where the emulator's guide is: the wheel ships docs/ as ``fal_kontext/docs`` (pyproject.toml)."""
+    guide = Path(__file__).parent / "docs" / "emulator.md"
+    return str(guide) if guide.is_file() else "docs/emulator.md in the fal-kontext source"
 
 
 def _run_mock(rest: list[str]) -> int:
@@ -1120,8 +1112,7 @@ def _run_mock(rest: list[str]) -> int:
         return EXIT_USAGE
     parser = argparse.ArgumentParser(
         prog="fal-kontext mock",
-        description=f"Serve a local emulator of fal.ai's queue API for FLUX.1 Kontext (docs: {_project_url()}, "
-        "emulator.md).",
+        description=f"Serve a local emulator of fal.ai's queue API for FLUX.1 Kontext (guide: {_emulator_guide()}).",
     )
     add_arguments(parser)
     return run_mock_command(parser.parse_args(rest))

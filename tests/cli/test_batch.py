@@ -27,14 +27,13 @@ from fal_kontext.batch import (
     Journal,
     ManifestError,
     batch,
-    endpoint_specs,
     estimate_cost,
     read_manifest,
     run_batch,
 )
 from fal_kontext.cli import EXIT_AMBIGUOUS, EXIT_FAILED, EXIT_USAGE, BatchProgress
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
-from fal_kontext.spec import resolved_schema
+from fal_kontext.spec import endpoint_specs, resolved_schema
 from tests.cli.conftest import json_lines, run_cli
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fal_kontext import cli
-from fal_kontext.batch import choose_endpoint_spec, endpoint_specs, tier_order
+from fal_kontext.batch import choose_endpoint_spec, tier_order
 from fal_kontext.cli import (
     EXIT_CODES,
     CommandError,
@@ -37,7 +37,7 @@ from fal_kontext.errors import (
     StartTimeoutError,
 )
 from fal_kontext.files import image_source_to_url
-from fal_kontext.spec import resolved_schema
+from fal_kontext.spec import endpoint_specs, resolved_schema
 from fal_kontext.status import InProgress, Queued
 
 ROOT = Path(__file__).resolve().parents[2]
