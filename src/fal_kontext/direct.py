@@ -1,0 +1,208 @@
+"""fal's synchronous endpoint without I/O: one POST answered with the output itself, no queue.
+
+fal documents it at https://docs.fal.ai/model-endpoints/synchronous-requests: ``POST https://fal.run/<endpoint-id>``
+with the same body and auth as a queue submit answers 200 with the endpoint's output. fal states its trade-offs: the
+connection is held until the result arrives, the request cannot be interrupted, and if the connection is lost the
+result cannot be obtained although the request is still charged. So:
+
+- the POST is sent again only when it certainly never ran: the connection could not be opened, or the server refused
+  it with 429 (the queue submit's rule). After anything else (a read timeout, a dropped connection, a 5xx) it may have
+  run and been charged, so it is never resent;
+- the connection is held for the whole run: the read timeout is the caller's budget for the run, not the per-request
+  read timeout (None waits without limit, as ``fal_client.run`` does);
+- a server without the endpoint (404/405: aggregators re-expose fal's queue, not necessarily ``fal.run``) raises
+  ``DirectUnavailableError``, which says to use the queue.
+
+Where it is: the spec's ``x-fal-sync.server`` (else https://fal.run) when the client talks to fal's queue host; for
+any other base URL, ``<base>/sync`` (the emulator's layout, our choice); ``sync_url=`` overrides both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+from .errors import APIConnectionError, APIStatusError, APITimeoutError, UnexpectedResponseError
+from .queue import Answer, NoAnswer, Sleep, error_from_answer
+from .retry import Failure, Operation, RetryPolicy
+from .spec import spec
+from .storage import Send
+from .urls import FAL_QUEUE_HOSTS, normalise_base_url
+
+__all__ = [
+    "FAL_SYNC_URL",
+    "DirectAnswer",
+    "DirectUnavailableError",
+    "direct_base_url",
+    "direct_flow",
+    "direct_request",
+]
+
+T = TypeVar("T")
+OutputT = TypeVar("OutputT")
+
+FAL_SYNC_URL = "https://fal.run"
+# Ours: the path prefix under which a non-fal base URL (the emulator) serves the synchronous endpoint.
+DIRECT_PREFIX = "/sync"
+
+
+class DirectUnavailableError(APIStatusError):
+    """404/405 from the synchronous endpoint: the server does not offer it (an aggregator may offer only the queue)."""
+
+    hint = (
+        "use run() or edit(), which go through the queue (aggregators that re-expose fal usually offer only the "
+        "queue), or pass sync_url= the server's synchronous base URL"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DirectAnswer(Generic[OutputT]):
+    """What the synchronous endpoint answered.
+
+    Attributes:
+        request_id: fal's ``x-fal-request-id`` header, or None when the server sent none.
+        output: The endpoint's output, parsed with its generated model.
+    """
+
+    request_id: str | None
+    output: OutputT
+
+
+def _spec_sync_server() -> str:
+    extension = spec().get("x-fal-sync")
+    server = extension.get("server") if isinstance(extension, dict) else None
+    return str(server) if isinstance(server, str) and server else FAL_SYNC_URL
+
+
+def direct_base_url(queue_base_url: str, sync_url: str | None = None) -> str:
+    """The base URL of the synchronous endpoint for a client whose queue base URL is ``queue_base_url``.
+
+    ``sync_url`` if given; fal's synchronous host (the spec's ``x-fal-sync.server``) when the queue base is fal's
+    queue host; else ``<queue base>/sync``, where the emulator serves it (an aggregator may not: see
+    ``DirectUnavailableError``).
+
+    Raises:
+        ValueError: ``sync_url`` is not an absolute http(s) URL.
+    """
+    if sync_url is not None:
+        return normalise_base_url(sync_url)
+    if (urlsplit(queue_base_url).hostname or "").lower() in FAL_QUEUE_HOSTS:
+        return normalise_base_url(_spec_sync_server())
+    return normalise_base_url(queue_base_url) + DIRECT_PREFIX
+
+
+def direct_request(
+    base_url: str,
+    endpoint_id: str,
+    body: Mapping[str, Any],
+    *,
+    authorization: str | None,
+    run_timeout: float | None,
+    start_timeout: float | None = None,
+    runner_hint: str | None = None,
+) -> Send:
+    """The POST of ``body`` (an already checked input) to ``<base_url>/<endpoint_id>``.
+
+    Args:
+        base_url: From ``direct_base_url``.
+        endpoint_id: e.g. ``fal-ai/flux-pro/kontext``.
+        body: The input fields as JSON values.
+        authorization: The ``Authorization`` header value, or None.
+        run_timeout: Seconds the connection is held waiting for the output (None: no limit).
+        start_timeout: ``X-Fal-Request-Timeout`` (fal applies it to synchronous requests too).
+        runner_hint: ``X-Fal-Runner-Hint``.
+    """
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if authorization:
+        headers["Authorization"] = authorization
+    if start_timeout is not None:
+        headers["X-Fal-Request-Timeout"] = f"{start_timeout:g}"
+    if runner_hint is not None:
+        headers["X-Fal-Runner-Hint"] = runner_hint
+    content = json.dumps(dict(body), separators=(",", ":")).encode("utf-8")
+    return Send("POST", f"{base_url}/{endpoint_id.strip('/')}", headers, content, run_timeout)
+
+
+def _no_answer(outcome: NoAnswer, url: str) -> APIConnectionError:
+    if outcome.reached_server:
+        advice = (
+            "It may have run and been charged (fal: a synchronous request whose connection is lost cannot be "
+            "recovered); it was not sent again. For long runs use run() or edit(), which go through the queue"
+        )
+    else:
+        advice = "Nothing was sent. Check the network and the URL, then try again"
+    message = f"the synchronous call to {url} got no answer: {outcome.error}. {advice}"
+    if outcome.timed_out:
+        return APITimeoutError(message, reached_server=outcome.reached_server)
+    return APIConnectionError(message, reached_server=outcome.reached_server)
+
+
+def _error(answer: Answer, request_id: str | None, url: str) -> APIStatusError:
+    if answer.status_code in (404, 405):
+        return DirectUnavailableError(
+            f"{url} does not offer fal's synchronous endpoint",
+            status_code=answer.status_code,
+            request_id=request_id,
+            body=answer.content.decode("utf-8", "replace")[:500],
+            headers={k.lower(): v for k, v in answer.headers.items()},
+        )
+    return error_from_answer(answer, request_id)
+
+
+def _parsed(answer: Answer, parse: Callable[[Mapping[str, Any]], T], request_id: str | None) -> T:
+    try:
+        body = json.loads(answer.content)
+        if isinstance(body, dict):
+            return parse(body)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        pass
+    raise UnexpectedResponseError(
+        f"the synchronous endpoint answered {answer.status_code} with something that is not the endpoint's output "
+        "(is sync_url a synchronous host such as https://fal.run, not a queue? A queue would have queued a job)",
+        request_id=request_id,
+        body=answer.content.decode("utf-8", "replace")[:500],
+    )
+
+
+def direct_flow(
+    request: Send,
+    parse: Callable[[Mapping[str, Any]], T],
+    *,
+    retry: RetryPolicy,
+    random: Callable[[], float],
+) -> Generator[Send | Sleep, Any, DirectAnswer[T]]:
+    """Send the synchronous request and parse its output; returns ``DirectAnswer``.
+
+    Args:
+        request: From ``direct_request``.
+        parse: The endpoint's generated output model's ``from_dict``.
+        retry: The retry policy; only a request that certainly never ran is sent again.
+        random: Jitter source in [0, 1).
+
+    Raises:
+        DirectUnavailableError: the server has no synchronous endpoint (404/405).
+        APIStatusError: the run failed (422 validation or content policy, 5xx, ...), as the queue's errors.
+        APIConnectionError: no answer (``APITimeoutError`` after ``run_timeout``).
+        UnexpectedResponseError: a 2xx answer that is not the endpoint's output.
+    """
+    attempt = 0
+    while True:
+        outcome: Answer | NoAnswer = yield request
+        if isinstance(outcome, Answer):
+            request_id = {k.lower(): v for k, v in outcome.headers.items()}.get("x-fal-request-id")
+            if outcome.status_code < 400:
+                return DirectAnswer(request_id, _parsed(outcome, parse, request_id))
+            failure = Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
+        else:
+            failure = Failure(None, {}, outcome.reached_server)
+        attempt += 1
+        # The queue submit's rule: resent only when it cannot have run (not sent, or refused with 429).
+        delay = retry.delay_before_retry(Operation.SUBMIT, attempt, failure, random)
+        if delay is None:
+            if isinstance(outcome, NoAnswer):
+                raise _no_answer(outcome, request.url)
+            raise _error(outcome, request_id, request.url)
+        yield Sleep(delay)

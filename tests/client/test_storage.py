@@ -1,0 +1,360 @@
+"""fal storage uploads without I/O: the requests of fal's protocol, their answers, the key's reach, retries, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+
+from fal_kontext.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    InvalidInputError,
+    NotFoundError,
+    ServerError,
+    UnexpectedResponseError,
+)
+from fal_kontext.queue import Answer, NoAnswer, Sleep
+from fal_kontext.retry import RetryPolicy
+from fal_kontext.storage import (
+    EXPIRATIONS,
+    FAL_CDN_URL,
+    FAL_REST_URL,
+    Expiration,
+    Send,
+    StorageSettings,
+    StorageToken,
+    Uploaded,
+    UploadFile,
+    lifecycle_headers,
+    parse_token,
+    should_upload,
+    token_request,
+    upload_flow,
+)
+
+KEY = "Key secret-key-123"
+NOW = 1_000_000.0
+CDN_FILE = "https://v3b.fal.media/files/b/rabbit/photo.png"
+
+
+def ok(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
+    return Answer(status, headers or {}, json.dumps(body).encode("utf-8"))
+
+
+def token_body(base_url: str = FAL_CDN_URL, expires_in: float = 3600.0) -> dict[str, object]:
+    return {"token": "upload-token", "token_type": "Bearer", "base_url": base_url, "expires_at": NOW + expires_in}
+
+
+def settings(**options: Any) -> StorageSettings:
+    return StorageSettings(wall_clock=lambda: NOW, random=lambda: 0.5, **options)
+
+
+Responder = Callable[[Send], Answer | NoAnswer]
+
+
+def drive(flow: Generator[Send | Sleep, Any, Uploaded], respond: Responder) -> tuple[Uploaded, list[Send], int]:
+    """Run ``flow`` answering each ``Send`` with ``respond``; returns its value, the requests and the sleeps."""
+    sent: list[Send] = []
+    sleeps = 0
+    try:
+        command = next(flow)
+        while True:
+            if isinstance(command, Sleep):
+                sleeps += 1
+                command = flow.send(None)
+            else:
+                sent.append(command)
+                command = flow.send(respond(command))
+    except StopIteration as stop:
+        return stop.value, sent, sleeps
+
+
+def sent_by(flow: Generator[Send | Sleep, Any, Uploaded], respond: Responder) -> list[Send]:
+    """The requests ``flow`` sent before it raised."""
+    sent: list[Send] = []
+
+    def recording(request: Send) -> Answer | NoAnswer:
+        sent.append(request)
+        return respond(request)
+
+    with pytest.raises(Exception):  # noqa: B017 - the callers check the error themselves
+        drive(flow, recording)
+    return sent
+
+
+def fal_storage(request: Send) -> Answer:
+    """fal's storage as documented: a token, then single uploads."""
+    if request.url.startswith(f"{FAL_REST_URL}/storage/auth/token"):
+        return ok(token_body())
+    if request.url == f"{FAL_CDN_URL}/files/upload":
+        return ok({"access_url": CDN_FILE})
+    raise AssertionError(f"unexpected request {request.method} {request.url}")
+
+
+PNG_FILE = UploadFile(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", "photo.png")
+
+
+# --- single upload ----------------------------------------------------------------------------------------------
+
+
+def test_a_single_upload_asks_a_token_with_the_key_then_posts_the_bytes_with_the_token() -> None:
+    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings(), authorization=KEY), fal_storage)
+    assert uploaded.url == CDN_FILE
+    token, upload = sent
+    assert (token.method, token.url) == ("POST", f"{FAL_REST_URL}/storage/auth/token?storage_type=fal-cdn-v3")
+    assert token.headers["Authorization"] == KEY and json.loads(token.content) == {}
+    assert (upload.method, upload.url, upload.content) == ("POST", f"{FAL_CDN_URL}/files/upload", PNG_FILE.data)
+    assert upload.headers["Authorization"] == "Bearer upload-token"
+    assert upload.headers["Content-Type"] == "image/png"
+    assert upload.headers["X-Fal-File-Name"] == "photo.png"
+    assert "X-Fal-Object-Lifecycle" not in upload.headers
+
+
+def test_the_key_goes_to_the_token_request_only() -> None:
+    data = bytes(range(256)) * 10
+    flow = upload_flow(
+        UploadFile(data, "image/png", "big.png"),
+        settings(multipart_threshold=1000, part_size=1000),
+        authorization=KEY,
+    )
+    _, sent, _ = drive(flow, multipart_storage())
+    secret = KEY.split()[1]
+    carrying = [request.url for request in sent if any(secret in value for value in request.headers.values())]
+    assert carrying == [f"{FAL_REST_URL}/storage/auth/token?storage_type=fal-cdn-v3"]
+    assert secret not in repr(sent)
+
+
+def test_a_cached_token_is_reused_and_one_about_to_expire_is_renewed() -> None:
+    fresh = StorageToken("cached", "Bearer", FAL_CDN_URL, NOW + 3600)
+    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings(), authorization=KEY, token=fresh), fal_storage)
+    assert [request.url for request in sent] == [f"{FAL_CDN_URL}/files/upload"]
+    assert sent[0].headers["Authorization"] == "Bearer cached"
+    assert uploaded.token is fresh
+    expiring = StorageToken("old", "Bearer", FAL_CDN_URL, NOW + 5)
+    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings(), authorization=KEY, token=expiring), fal_storage)
+    assert len(sent) == 2 and uploaded.token.token == "upload-token"
+
+
+def test_the_lifecycle_preference_is_sent_in_both_of_fals_headers() -> None:
+    _, sent, _ = drive(upload_flow(PNG_FILE, settings(expires_in="1d"), authorization=KEY), fal_storage)
+    headers = sent[1].headers
+    assert json.loads(headers["X-Fal-Object-Lifecycle"]) == {"expiration_duration_seconds": 86400}
+    assert headers["X-Fal-Object-Lifecycle-Preference"] == headers["X-Fal-Object-Lifecycle"]
+
+
+@pytest.mark.parametrize(("expires_in", "seconds"), [*EXPIRATIONS.items(), (90, 90)])
+def test_lifecycle_headers_for_every_named_expiration(expires_in: Expiration, seconds: int | None) -> None:
+    headers = lifecycle_headers(expires_in)
+    if seconds is None:
+        assert headers == {}
+    else:
+        assert json.loads(headers["X-Fal-Object-Lifecycle-Preference"]) == {"expiration_duration_seconds": seconds}
+
+
+@pytest.mark.parametrize("bad", [0, -5, True, "2d", 1.5])
+def test_a_bad_expiration_is_refused_when_the_settings_are_made(bad: object) -> None:
+    with pytest.raises(ValueError, match="expires_in"):
+        StorageSettings(expires_in=bad)  # type: ignore[arg-type]
+
+
+def test_a_file_name_outside_latin_1_is_sent_percent_encoded() -> None:
+    upload = UploadFile(PNG_FILE.data, "image/png", "café ☕.png")
+    _, sent, _ = drive(upload_flow(upload, settings(), authorization=KEY), fal_storage)
+    name = sent[1].headers["X-Fal-File-Name"]
+    name.encode("latin-1")
+    assert name == "caf%C3%A9 %E2%98%95.png"
+
+
+# --- multipart --------------------------------------------------------------------------------------------------
+
+
+def multipart_storage(base_url: str = FAL_CDN_URL, access_url: str = CDN_FILE) -> Responder:
+    def respond(request: Send) -> Answer:
+        if "/storage/auth/token" in request.url:
+            return ok(token_body(base_url))
+        if request.url == f"{base_url}/files/upload/multipart":
+            return ok({"access_url": access_url, "uploadId": "up-1"})
+        if request.method == "PUT":
+            number = request.url.rsplit("/", 1)[1]
+            return Answer(200, {"ETag": f'"etag-{number}"'}, b"")
+        if request.url == f"{access_url}/multipart/up-1/complete":
+            return ok({})
+        raise AssertionError(f"unexpected request {request.method} {request.url}")
+
+    return respond
+
+
+def test_above_the_threshold_the_file_goes_in_parts_then_a_completion_listing_their_etags() -> None:
+    data = bytes(range(256)) * 10  # 2560 bytes: parts of 1000, 1000, 560
+    flow = upload_flow(
+        UploadFile(data, "image/png", "big.png"), settings(multipart_threshold=2000, part_size=1000), authorization=KEY
+    )
+    uploaded, sent, _ = drive(flow, multipart_storage())
+    assert uploaded.url == CDN_FILE
+    start, *parts, complete = sent[1:]
+    assert (start.method, start.url) == ("POST", f"{FAL_CDN_URL}/files/upload/multipart")
+    assert start.headers["X-Fal-File-Name"] == "big.png" and start.headers["Content-Type"] == "image/png"
+    assert [(p.method, p.url) for p in parts] == [("PUT", f"{CDN_FILE}/multipart/up-1/{n}") for n in (1, 2, 3)]
+    assert b"".join(p.content for p in parts) == data
+    assert [len(p.content) for p in parts] == [1000, 1000, 560]
+    assert all(p.headers["Authorization"] == "Bearer upload-token" for p in parts)
+    assert (complete.method, complete.url) == ("POST", f"{CDN_FILE}/multipart/up-1/complete")
+    assert json.loads(complete.content) == {"parts": [{"partNumber": n, "etag": f'"etag-{n}"'} for n in (1, 2, 3)]}
+
+
+def test_at_the_threshold_the_file_is_one_upload() -> None:
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=len(PNG_FILE.data)), authorization=KEY)
+    _, sent, _ = drive(flow, fal_storage)
+    assert [request.url for request in sent][1:] == [f"{FAL_CDN_URL}/files/upload"]
+
+
+def test_a_part_answered_without_an_etag_is_an_unexpected_answer() -> None:
+    storage = multipart_storage()
+
+    def respond(request: Send) -> Answer | NoAnswer:
+        return Answer(200, {}, b"") if request.method == "PUT" else storage(request)
+
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10, part_size=50), authorization=KEY)
+    with pytest.raises(UnexpectedResponseError, match="ETag"):
+        drive(flow, respond)
+
+
+def test_the_token_is_not_sent_to_a_host_that_is_neither_configured_nor_fals() -> None:
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10), authorization=KEY)
+    sent = sent_by(flow, multipart_storage(base_url="https://evil.test"))
+    assert [urlhost(r.url) for r in sent] == ["rest.fal.ai"]
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10), authorization=KEY)
+    sent = sent_by(flow, multipart_storage(access_url="https://evil.test/files/x"))
+    assert "evil.test" not in {urlhost(r.url) for r in sent}
+    flow = upload_flow(PNG_FILE, settings(), authorization=KEY)
+    with pytest.raises(UnexpectedResponseError, match=r"evil\.test"):
+        drive(flow, lambda r: ok({"access_url": "http://evil.test/f"}) if "/files/" in r.url else fal_storage(r))
+
+
+def urlhost(url: str) -> str:
+    return url.split("/")[2]
+
+
+# --- one base URL (the emulator) --------------------------------------------------------------------------------
+
+
+def test_a_configured_storage_url_serves_every_path_and_may_be_plain_http() -> None:
+    base = "http://127.0.0.1:8765"
+
+    def emulator(request: Send) -> Answer:
+        if request.url.startswith(f"{base}/storage/auth/token?"):
+            return ok(token_body(base))
+        if request.url == f"{base}/files/upload/multipart":
+            return ok({"access_url": f"{base}/files/abc/big.png", "uploadId": "u"})
+        if request.method == "PUT":
+            return Answer(200, {"etag": "e"}, b"")
+        if request.url.endswith("/complete"):
+            return ok({})
+        raise AssertionError(request.url)
+
+    flow = upload_flow(PNG_FILE, StorageSettings.at(base + "/", multipart_threshold=10), authorization=KEY)
+    uploaded, sent, _ = drive(flow, emulator)
+    assert uploaded.url == f"{base}/files/abc/big.png"
+    assert {urlhost(request.url) for request in sent} == {"127.0.0.1:8765"}
+
+
+def test_settings_refuse_a_url_that_is_not_http() -> None:
+    with pytest.raises(ValueError, match="not an absolute http"):
+        StorageSettings.at("ftp://storage.test")
+    with pytest.raises(ValueError, match="part_size"):
+        StorageSettings(part_size=0)
+
+
+# --- failures ---------------------------------------------------------------------------------------------------
+
+
+def test_a_refused_key_is_an_authentication_error_without_retry() -> None:
+    flow = upload_flow(PNG_FILE, settings(), authorization=KEY)
+    sent = sent_by(flow, lambda r: ok({"detail": "invalid key"}, 401))
+    assert len(sent) == 1
+    with pytest.raises(AuthenticationError, match="invalid key"):
+        drive(upload_flow(PNG_FILE, settings(), authorization=KEY), lambda r: ok({"detail": "invalid key"}, 401))
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_server_without_fal_storage_says_what_to_do(status: int) -> None:
+    flow = upload_flow(PNG_FILE, StorageSettings.at("https://proxy.test"), authorization=KEY)
+    with pytest.raises(NotFoundError) as caught:
+        drive(flow, lambda r: ok({"detail": "Not Found"}, status))
+    message = str(caught.value)
+    assert "https://proxy.test does not offer fal storage" in message and "storage_url=" in message
+
+
+def test_transient_failures_are_retried_then_the_upload_succeeds() -> None:
+    failures: list[Answer | NoAnswer] = [NoAnswer("ReadError: reset", reached_server=True), ok({"detail": "busy"}, 503)]
+
+    def flaky(request: Send) -> Answer | NoAnswer:
+        if request.url.endswith("/files/upload") and failures:
+            return failures.pop(0)
+        return fal_storage(request)
+
+    uploaded, sent, sleeps = drive(upload_flow(PNG_FILE, settings(), authorization=KEY), flaky)
+    assert uploaded.url == CDN_FILE and sleeps == 2 and len(sent) == 4
+
+
+def test_retries_end_with_the_typed_error() -> None:
+    flow = upload_flow(PNG_FILE, settings(retry=RetryPolicy(max_retries=2)), authorization=KEY)
+
+    def down(request: Send) -> Answer | NoAnswer:
+        return ok({"detail": "down"}, 502) if "/files/" in request.url else fal_storage(request)
+
+    with pytest.raises(ServerError, match="down"):
+        drive(flow, down)
+    flow = upload_flow(PNG_FILE, settings(retry=RetryPolicy.disabled()), authorization=KEY)
+    with pytest.raises(APIConnectionError, match=r"the token request to rest\.fal\.ai got no answer"):
+        drive(flow, lambda r: NoAnswer("ConnectError: refused", reached_server=False))
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"token": "t", "token_type": "Bearer"}, {"token": "t", "token_type": "Bearer", "base_url": "nope"}]
+)
+def test_a_token_answer_without_its_fields_is_unexpected(body: dict[str, object]) -> None:
+    with pytest.raises(UnexpectedResponseError, match="fal storage"):
+        parse_token(ok(body))
+
+
+def test_a_token_expiry_is_read_as_iso_time_or_seconds_or_left_open() -> None:
+    iso = parse_token(ok({**token_body(), "expires_at": "2026-12-02T01:00:00+00:00"}))
+    assert iso.expires_at == 1796173200.0
+    assert parse_token(ok({**token_body(), "expires_at": None})).expires_at is None
+    assert parse_token(ok({**token_body(), "expires_at": None})).usable(NOW)
+    assert "upload-token" not in repr(parse_token(ok(token_body())))
+
+
+def test_an_upload_answer_without_access_url_is_unexpected() -> None:
+    flow = upload_flow(PNG_FILE, settings(), authorization=KEY)
+    with pytest.raises(UnexpectedResponseError, match="access_url"):
+        drive(flow, lambda r: ok({"url": "x"}) if r.url.endswith("/files/upload") else fal_storage(r))
+
+
+# --- pure helpers -----------------------------------------------------------------------------------------------
+
+
+def test_the_token_request_carries_the_key_and_an_empty_json_body() -> None:
+    request = token_request(StorageSettings.at("http://127.0.0.1:9"), KEY)
+    assert request.url == "http://127.0.0.1:9/storage/auth/token?storage_type=fal-cdn-v3"
+    assert KEY not in repr(request)
+    assert "Authorization" not in token_request(StorageSettings(), None).headers
+
+
+def test_uploads_happen_above_the_threshold_only_where_storage_is_known() -> None:
+    assert should_upload(2_000_000, threshold=1_000_000, storage_available=True)
+    assert not should_upload(1_000_000, threshold=1_000_000, storage_available=True)
+    assert not should_upload(2_000_000, threshold=1_000_000, storage_available=False)
+    assert not should_upload(2_000_000, threshold=None, storage_available=True)
+
+
+def test_an_upload_file_guesses_its_type_from_its_name_and_refuses_emptiness() -> None:
+    assert UploadFile.named(b"x", "a.png").content_type == "image/png"
+    assert UploadFile.named(b"x", "a.unknown-ext").content_type == "application/octet-stream"
+    assert UploadFile.named(b"x", "a.png", "image/webp").content_type == "image/webp"
+    with pytest.raises(InvalidInputError, match="nothing to upload"):
+        UploadFile(b"", "image/png", "a.png")
