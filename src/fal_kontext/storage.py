@@ -26,7 +26,6 @@ costs nothing (a repeated upload at worst stores a second copy).
 from __future__ import annotations
 
 import json
-import mimetypes
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -39,11 +38,10 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
-    FieldProblem,
-    InvalidInputError,
     NotFoundError,
     UnexpectedResponseError,
 )
+from .files import LocalFile
 from .queue import Answer, NoAnswer, Sleep, error_from_answer
 from .retry import Failure, Operation, RetryPolicy
 from .urls import normalise_base_url
@@ -59,7 +57,6 @@ __all__ = [
     "Send",
     "StorageSettings",
     "StorageToken",
-    "UploadFile",
     "Uploaded",
     "lifecycle_headers",
     "parse_token",
@@ -183,31 +180,6 @@ class StorageSettings:
     def at(cls, url: str, **options: Any) -> StorageSettings:
         """Settings for a server that serves fal's storage paths under one base URL (the emulator)."""
         return cls(rest_url=url, cdn_url=url, **options)
-
-
-@dataclass(frozen=True, slots=True)
-class UploadFile:
-    """What to upload: the bytes, their type and a file name.
-
-    Attributes:
-        data: The bytes.
-        content_type: Their MIME type.
-        file_name: The name fal stores them under (``X-Fal-File-Name``).
-    """
-
-    data: bytes = field(repr=False)
-    content_type: str
-    file_name: str
-
-    def __post_init__(self) -> None:
-        if not self.data:
-            raise InvalidInputError([FieldProblem("source", "<0 bytes>", "is empty; there is nothing to upload")])
-
-    @classmethod
-    def named(cls, data: bytes, file_name: str, content_type: str | None = None) -> UploadFile:
-        """An upload whose type, if not given, is guessed from the file name (else ``application/octet-stream``)."""
-        guessed, _ = mimetypes.guess_type(file_name)
-        return cls(data, content_type or guessed or "application/octet-stream", file_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +366,7 @@ def _token(
     return parse_token(answer)
 
 
-def _file_headers(file: UploadFile, token: StorageToken, settings: StorageSettings) -> dict[str, str]:
+def _file_headers(file: LocalFile, token: StorageToken, settings: StorageSettings) -> dict[str, str]:
     return {
         "Authorization": token.authorization,
         "Accept": "application/json",
@@ -406,7 +378,7 @@ def _file_headers(file: UploadFile, token: StorageToken, settings: StorageSettin
 
 
 def upload_flow(
-    file: UploadFile, settings: StorageSettings, *, authorization: str | None, token: StorageToken | None = None
+    file: LocalFile, settings: StorageSettings, *, authorization: str | None, token: StorageToken | None = None
 ) -> UploadFlow:
     """Upload ``file`` to fal storage; returns ``Uploaded`` (the file's URL and the token, to reuse).
 
@@ -437,7 +409,7 @@ def upload_flow(
 
 
 def _multipart(
-    file: UploadFile, settings: StorageSettings, authorization: str | None, token: StorageToken
+    file: LocalFile, settings: StorageSettings, authorization: str | None, token: StorageToken
 ) -> UploadFlow:
     if not _token_may_go_to(token.base_url, settings):
         raise UnexpectedResponseError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from fal_kontext.errors import (
     ServerError,
     UnexpectedResponseError,
 )
+from fal_kontext.files import LocalFile, read_local
 from fal_kontext.queue import Answer, NoAnswer, Sleep
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.storage import (
@@ -27,7 +29,6 @@ from fal_kontext.storage import (
     StorageSettings,
     StorageToken,
     Uploaded,
-    UploadFile,
     lifecycle_headers,
     parse_token,
     should_upload,
@@ -94,7 +95,7 @@ def fal_storage(request: Send) -> Answer:
     raise AssertionError(f"unexpected request {request.method} {request.url}")
 
 
-PNG_FILE = UploadFile(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", "photo.png")
+PNG_FILE = LocalFile(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", "photo.png", "photo.png")
 
 
 # --- single upload ----------------------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ def test_a_single_upload_asks_a_token_with_the_key_then_posts_the_bytes_with_the
 def test_the_key_goes_to_the_token_request_only() -> None:
     data = bytes(range(256)) * 10
     flow = upload_flow(
-        UploadFile(data, "image/png", "big.png"),
+        LocalFile(data, "image/png", "big.png", "big.png"),
         settings(multipart_threshold=1000, part_size=1000),
         authorization=KEY,
     )
@@ -161,7 +162,7 @@ def test_a_bad_expiration_is_refused_when_the_settings_are_made(bad: object) -> 
 
 
 def test_a_file_name_outside_latin_1_is_sent_percent_encoded() -> None:
-    upload = UploadFile(PNG_FILE.data, "image/png", "café ☕.png")
+    upload = LocalFile(PNG_FILE.data, "image/png", "café ☕.png", "café ☕.png")
     _, sent, _ = drive(upload_flow(upload, settings(), authorization=KEY), fal_storage)
     name = sent[1].headers["X-Fal-File-Name"]
     name.encode("latin-1")
@@ -190,7 +191,9 @@ def multipart_storage(base_url: str = FAL_CDN_URL, access_url: str = CDN_FILE) -
 def test_above_the_threshold_the_file_goes_in_parts_then_a_completion_listing_their_etags() -> None:
     data = bytes(range(256)) * 10  # 2560 bytes: parts of 1000, 1000, 560
     flow = upload_flow(
-        UploadFile(data, "image/png", "big.png"), settings(multipart_threshold=2000, part_size=1000), authorization=KEY
+        LocalFile(data, "image/png", "big.png", "big.png"),
+        settings(multipart_threshold=2000, part_size=1000),
+        authorization=KEY,
     )
     uploaded, sent, _ = drive(flow, multipart_storage())
     assert uploaded.url == CDN_FILE
@@ -352,9 +355,18 @@ def test_uploads_happen_above_the_threshold_only_where_storage_is_known() -> Non
     assert not should_upload(2_000_000, threshold=None, storage_available=True)
 
 
-def test_an_upload_file_guesses_its_type_from_its_name_and_refuses_emptiness() -> None:
-    assert UploadFile.named(b"x", "a.png").content_type == "image/png"
-    assert UploadFile.named(b"x", "a.unknown-ext").content_type == "application/octet-stream"
-    assert UploadFile.named(b"x", "a.png", "image/webp").content_type == "image/webp"
-    with pytest.raises(InvalidInputError, match="nothing to upload"):
-        UploadFile(b"", "image/png", "a.png")
+def test_local_files_are_read_with_their_name_and_type(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 20)
+    assert read_local(photo) == LocalFile(photo.read_bytes(), "image/jpeg", "photo.jpg", str(photo))
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"hello")
+    assert read_local(notes, images_only=False).content_type == "text/plain"
+    with pytest.raises(InvalidInputError, match="not a PNG"):
+        read_local(notes)
+    assert read_local(b"hello", images_only=False).file_name == "upload.bin"
+    assert read_local(PNG_FILE.data).file_name == "image.png"
+    with pytest.raises(InvalidInputError, match="empty"):
+        read_local(b"", images_only=False)
+    with pytest.raises(InvalidInputError, match="local path, bytes or a PIL image"):
+        read_local(3)  # type: ignore[arg-type]
