@@ -35,6 +35,7 @@ __all__ = [
     "local_size",
     "read_local",
     "sniff_image_type",
+    "too_large",
 ]
 
 # Our own guard, not a fal limit: 10 MiB of image becomes a ~13.4 MiB JSON body.
@@ -116,7 +117,8 @@ def decode_data_uri(uri: str) -> tuple[str | None, bytes]:
     return match["type"], unquote_to_bytes(payload)
 
 
-def _too_large(field: str, origin: str, size: int, max_bytes: int) -> InvalidInputError:
+def too_large(field: str, origin: str, size: int, max_bytes: int) -> InvalidInputError:
+    """The error for an image of ``size`` bytes, more than ``max_bytes`` may be inlined."""
     return InvalidInputError(
         [
             FieldProblem(
@@ -230,7 +232,7 @@ def inline(file: LocalFile, *, field: str = "image_url", max_bytes: int = DEFAUL
         InvalidInputError: it is larger than ``max_bytes``.
     """
     if len(file.data) > max_bytes:
-        raise _too_large(field, file.origin, len(file.data), max_bytes)
+        raise too_large(field, file.origin, len(file.data), max_bytes)
     return encode_data_uri(file.data, file.content_type)
 
 
@@ -252,5 +254,5 @@ def image_source_to_url(
         return source
     size = local_size(source)
     if size is not None and size > max_bytes:  # refused before reading a large file
-        raise _too_large(field, str(source) if not isinstance(source, bytes) else f"<{size} bytes>", size, max_bytes)
+        raise too_large(field, str(source) if not isinstance(source, bytes) else f"<{size} bytes>", size, max_bytes)
     return inline(read_local(source, field=field), field=field, max_bytes=max_bytes)

@@ -41,10 +41,10 @@ from .errors import (
     NotFoundError,
     UnexpectedResponseError,
 )
-from .files import LocalFile
+from .files import DEFAULT_MAX_IMAGE_BYTES, ImageSource, LocalFile, inline, is_url, local_size, read_local, too_large
 from .queue import Answer, NoAnswer, Sleep, error_from_answer
 from .retry import Failure, Operation, RetryPolicy
-from .urls import normalise_base_url
+from .urls import FAL_QUEUE_HOSTS, normalise_base_url
 
 __all__ = [
     "DEFAULT_UPLOAD_THRESHOLD",
@@ -54,15 +54,19 @@ __all__ = [
     "MULTIPART_PART_SIZE",
     "MULTIPART_THRESHOLD",
     "Expiration",
+    "PendingUpload",
     "Send",
     "StorageSettings",
     "StorageToken",
     "Uploaded",
     "lifecycle_headers",
     "parse_token",
+    "prepare_image",
     "should_upload",
+    "storage_for",
     "token_request",
     "upload_flow",
+    "upload_pending_flow",
 ]
 
 FAL_REST_URL = "https://rest.fal.ai"
@@ -188,6 +192,29 @@ class Uploaded:
 
     url: str
     token: StorageToken
+
+
+def storage_for(queue_base_url: str, storage_url: str | None = None, **options: Any) -> StorageSettings | None:
+    """Where a client uploads: ``storage_url`` if given, fal's storage when the queue base URL is fal's, else nowhere.
+
+    Our rule: an aggregator may not proxy fal storage (and fal's own storage would not accept its token), so a client
+    pointed at anything but fal uploads only where it is told to (the emulator: its base URL).
+
+    Args:
+        queue_base_url: The client's queue base URL.
+        storage_url: A server with fal's storage paths under one base URL; fal's REST host means fal's own layout.
+        **options: Other ``StorageSettings`` fields.
+
+    Raises:
+        ValueError: ``storage_url`` is not an absolute http(s) URL, or a bad option.
+    """
+    if storage_url is not None:
+        if (urlsplit(storage_url).hostname or "").lower() == urlsplit(FAL_REST_URL).hostname:
+            return StorageSettings(**options)
+        return StorageSettings.at(storage_url, **options)
+    if (urlsplit(queue_base_url).hostname or "").lower() in FAL_QUEUE_HOSTS:
+        return StorageSettings(**options)
+    return None
 
 
 def should_upload(size: int, *, threshold: int | None, storage_available: bool) -> bool:
@@ -455,3 +482,85 @@ def _multipart(
     )
     yield from _send(complete, "multipart completion", settings)
     return Uploaded(access_url, token)
+
+
+# --- local inputs: inline or upload -------------------------------------------------------------------------------
+
+# Stands for an image to upload while the input is checked; RFC 2606 reserves ``.invalid``, and the stand-in is
+# replaced by the uploaded file's URL before anything is submitted.
+_STAND_IN = "https://upload.invalid/"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    """A local input image to upload before the input is sent.
+
+    Attributes:
+        stand_in: The placeholder URL standing for it in the input until it is uploaded.
+        file: The image.
+    """
+
+    stand_in: str
+    file: LocalFile
+
+
+def prepare_image(
+    source: ImageSource,
+    *,
+    field: str,
+    storage_available: bool,
+    upload_threshold: int | None,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+) -> str | PendingUpload:
+    """The value of one image field: a URL or data URI as is, a small local image inlined, a large one to upload.
+
+    Args:
+        source: A URL, a data URI, a local path, bytes or a PIL image.
+        field: The field (``image_url``, ``image_urls[1]``), for messages and the stand-in.
+        storage_available: Whether the client knows where fal storage is (``storage_for``).
+        upload_threshold: Upload local images larger than this; None inlines them all.
+        max_image_bytes: Largest image inlined when it is not uploaded.
+
+    Raises:
+        InvalidInputError: a missing file, bytes that are not an image, or an image too large to inline.
+    """
+    if is_url(source):
+        assert isinstance(source, str)
+        return source
+    size = local_size(source)
+    uploads = should_upload(size or 0, threshold=upload_threshold, storage_available=storage_available)
+    if size is not None and size > max_image_bytes and not uploads:  # refused before reading the file
+        raise too_large(field, f"<{size} bytes>" if isinstance(source, bytes) else str(source), size, max_image_bytes)
+    file = read_local(source, field=field)
+    if should_upload(len(file.data), threshold=upload_threshold, storage_available=storage_available):
+        return PendingUpload(f"{_STAND_IN}{quote(field)}/{quote(file.file_name)}", file)
+    return inline(file, field=field, max_bytes=max_image_bytes)
+
+
+def _replaced(value: object, urls: Mapping[str, str]) -> object:
+    if isinstance(value, str):
+        return urls.get(value, value)
+    if isinstance(value, (list, tuple)):
+        return [_replaced(item, urls) for item in value]
+    return value
+
+
+def upload_pending_flow(
+    fields: Mapping[str, object],
+    pending: list[PendingUpload],
+    settings: StorageSettings,
+    *,
+    authorization: str | None,
+    token: StorageToken | None = None,
+) -> Generator[Send | Sleep, Any, tuple[dict[str, object], StorageToken | None]]:
+    """Upload each pending image, one after another, and put its URL where its stand-in is in ``fields``.
+
+    Returns the fields with every stand-in replaced, and the last token (to reuse). Raises what ``upload_flow``
+    raises; nothing is submitted then.
+    """
+    urls: dict[str, str] = {}
+    for upload in pending:
+        uploaded = yield from upload_flow(upload.file, settings, authorization=authorization, token=token)
+        token = uploaded.token
+        urls[upload.stand_in] = uploaded.url
+    return {name: _replaced(value, urls) for name, value in fields.items()}, token

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,7 +17,7 @@ from fal_kontext.errors import (
     ServerError,
     UnexpectedResponseError,
 )
-from fal_kontext.files import LocalFile, read_local
+from fal_kontext.files import ImageSource, LocalFile, read_local
 from fal_kontext.queue import Answer, NoAnswer, Sleep
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.storage import (
@@ -25,17 +25,21 @@ from fal_kontext.storage import (
     FAL_CDN_URL,
     FAL_REST_URL,
     Expiration,
+    PendingUpload,
     Send,
     StorageSettings,
     StorageToken,
-    Uploaded,
     lifecycle_headers,
     parse_token,
+    prepare_image,
     should_upload,
+    storage_for,
     token_request,
     upload_flow,
+    upload_pending_flow,
 )
 
+T = TypeVar("T")
 KEY = "Key secret-key-123"
 NOW = 1_000_000.0
 CDN_FILE = "https://v3b.fal.media/files/b/rabbit/photo.png"
@@ -56,7 +60,7 @@ def settings(**options: Any) -> StorageSettings:
 Responder = Callable[[Send], Answer | NoAnswer]
 
 
-def drive(flow: Generator[Send | Sleep, Any, Uploaded], respond: Responder) -> tuple[Uploaded, list[Send], int]:
+def drive(flow: Generator[Send | Sleep, Any, T], respond: Responder) -> tuple[T, list[Send], int]:
     """Run ``flow`` answering each ``Send`` with ``respond``; returns its value, the requests and the sleeps."""
     sent: list[Send] = []
     sleeps = 0
@@ -73,7 +77,7 @@ def drive(flow: Generator[Send | Sleep, Any, Uploaded], respond: Responder) -> t
         return stop.value, sent, sleeps
 
 
-def sent_by(flow: Generator[Send | Sleep, Any, Uploaded], respond: Responder) -> list[Send]:
+def sent_by(flow: Generator[Send | Sleep, Any, object], respond: Responder) -> list[Send]:
     """The requests ``flow`` sent before it raised."""
     sent: list[Send] = []
 
@@ -370,3 +374,85 @@ def test_local_files_are_read_with_their_name_and_type(tmp_path: Path) -> None:
         read_local(b"", images_only=False)
     with pytest.raises(InvalidInputError, match="local path, bytes or a PIL image"):
         read_local(3)  # type: ignore[arg-type]
+
+
+def test_a_client_uploads_to_fal_against_fal_and_elsewhere_only_where_told() -> None:
+    fal = storage_for("https://queue.fal.run")
+    assert fal is not None and (fal.rest_url, fal.cdn_url) == (FAL_REST_URL, FAL_CDN_URL)
+    assert storage_for("https://proxy.test/api") is None
+    emulator = storage_for("http://127.0.0.1:8000", "http://127.0.0.1:8000/", expires_in="1h")
+    assert emulator is not None and (emulator.rest_url, emulator.cdn_url) == ("http://127.0.0.1:8000",) * 2
+    assert emulator.expires_in == "1h"
+    told = storage_for("https://proxy.test/api", "https://rest.fal.ai")
+    assert told is not None and (told.rest_url, told.cdn_url) == (FAL_REST_URL, FAL_CDN_URL)
+
+
+# --- local inputs: inline or upload -----------------------------------------------------------------------------
+
+
+def big_png(size: int) -> bytes:
+    return PNG_FILE.data + b"\0" * (size - len(PNG_FILE.data))
+
+
+def test_small_local_images_are_inlined_and_large_ones_wait_for_their_upload(tmp_path: Path) -> None:
+    path = tmp_path / "large.png"
+    path.write_bytes(big_png(5000))
+
+    def options(source: ImageSource, field: str = "image_url") -> str | PendingUpload:
+        return prepare_image(source, field=field, storage_available=True, upload_threshold=1000, max_image_bytes=2000)
+
+    small = options(big_png(1000))
+    assert isinstance(small, str) and small.startswith("data:image/png;base64,")
+    large = options(path, "image_urls[1]")
+    assert isinstance(large, PendingUpload)
+    assert large.file == LocalFile(path.read_bytes(), "image/png", "large.png", str(path))
+    assert large.stand_in.startswith("https://upload.invalid/") and "large.png" in large.stand_in
+    url = "https://example.test/in.png"
+    assert options(url) == url
+
+
+def test_without_storage_a_large_image_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "large.png"
+    path.write_bytes(b"not even an image" * 300)
+    for available, threshold in ((False, 1000), (True, None)):
+        with pytest.raises(InvalidInputError, match="limit for inlined images") as caught:
+            prepare_image(
+                path, field="image_url", storage_available=available, upload_threshold=threshold, max_image_bytes=2000
+            )
+        assert "storage_url=" in str(caught.value)
+    with pytest.raises(InvalidInputError, match="not a PNG"):
+        prepare_image(path, field="image_url", storage_available=True, upload_threshold=1000, max_image_bytes=2000)
+
+
+def test_pending_uploads_replace_their_stand_ins_and_share_one_token() -> None:
+    first = PendingUpload(
+        "https://upload.invalid/image_urls%5B0%5D/a.png", LocalFile(PNG_FILE.data, "image/png", "a.png", "a")
+    )
+    second = PendingUpload(
+        "https://upload.invalid/image_urls%5B2%5D/b.png", LocalFile(PNG_FILE.data, "image/png", "b.png", "b")
+    )
+    fields = {"prompt": "p", "image_urls": [first.stand_in, "https://example.test/x.png", second.stand_in]}
+    names = iter(["one", "two"])
+
+    def storage(request: Send) -> Answer:
+        if request.url.endswith("/files/upload"):
+            return ok({"access_url": f"https://v3.fal.media/files/{next(names)}.png"})
+        return fal_storage(request)
+
+    (replaced, token), sent, _ = drive(
+        upload_pending_flow(fields, [first, second], settings(), authorization=KEY), storage
+    )
+    assert replaced == {
+        "prompt": "p",
+        "image_urls": [
+            "https://v3.fal.media/files/one.png",
+            "https://example.test/x.png",
+            "https://v3.fal.media/files/two.png",
+        ],
+    }
+    assert [request.url.split("?")[0] for request in sent] == [
+        f"{FAL_REST_URL}/storage/auth/token",
+        f"{FAL_CDN_URL}/files/upload",
+        f"{FAL_CDN_URL}/files/upload",
+    ]
+    assert token is not None and token.token == "upload-token"
