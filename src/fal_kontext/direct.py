@@ -20,31 +20,40 @@ any other base URL, ``<base>/sync`` (the emulator's layout, our choice); ``sync_
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from .errors import APIConnectionError, APIStatusError, APITimeoutError, UnexpectedResponseError
-from .queue import Answer, NoAnswer, Sleep, error_from_answer
+from .commands import Answer, Flow, NoAnswer, Send, Sleep, exchange
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    FieldProblem,
+    InvalidInputError,
+    UnexpectedResponseError,
+    error_from_status,
+)
 from .retry import Failure, Operation, RetryPolicy
 from .spec import spec
-from .storage import Send
 from .urls import FAL_QUEUE_HOSTS, normalise_base_url
 
 __all__ = [
     "FAL_SYNC_URL",
     "DirectAnswer",
+    "DirectCall",
     "DirectUnavailableError",
     "direct_base_url",
     "direct_flow",
-    "direct_request",
 ]
 
 T = TypeVar("T")
 OutputT = TypeVar("OutputT")
 
 FAL_SYNC_URL = "https://fal.run"
+ENV_SYNC_URL = "FAL_KONTEXT_SYNC_URL"
 # Ours: the path prefix under which a non-fal base URL (the emulator) serves the synchronous endpoint.
 DIRECT_PREFIX = "/sync"
 
@@ -77,53 +86,62 @@ def _spec_sync_server() -> str:
     return str(server) if isinstance(server, str) and server else FAL_SYNC_URL
 
 
-def direct_base_url(queue_base_url: str, sync_url: str | None = None) -> str:
+def direct_base_url(queue_base_url: str, sync_url: str | None = None, environ: Mapping[str, str] | None = None) -> str:
     """The base URL of the synchronous endpoint for a client whose queue base URL is ``queue_base_url``.
 
-    ``sync_url`` if given; fal's synchronous host (the spec's ``x-fal-sync.server``) when the queue base is fal's
-    queue host; else ``<queue base>/sync``, where the emulator serves it (an aggregator may not: see
-    ``DirectUnavailableError``).
+    ``sync_url`` if given (else ``FAL_KONTEXT_SYNC_URL``); fal's synchronous host (the spec's
+    ``x-fal-sync.server``) when the queue base is fal's queue host; else ``<queue base>/sync``, where the emulator
+    serves it (an aggregator may not: see ``DirectUnavailableError``).
 
     Raises:
-        ValueError: ``sync_url`` is not an absolute http(s) URL.
+        InvalidInputError: ``sync_url`` is not an absolute http(s) URL.
     """
-    if sync_url is not None:
-        return normalise_base_url(sync_url)
+    env = os.environ if environ is None else environ
+    chosen = sync_url if sync_url is not None else (env.get(ENV_SYNC_URL) or None)
+    if chosen is not None:
+        try:
+            return normalise_base_url(chosen)
+        except ValueError as err:
+            raise InvalidInputError([FieldProblem("sync_url", chosen, str(err))]) from None
     if (urlsplit(queue_base_url).hostname or "").lower() in FAL_QUEUE_HOSTS:
         return normalise_base_url(_spec_sync_server())
     return normalise_base_url(queue_base_url) + DIRECT_PREFIX
 
 
-def direct_request(
-    base_url: str,
-    endpoint_id: str,
-    body: Mapping[str, Any],
-    *,
-    authorization: str | None,
-    run_timeout: float | None,
-    start_timeout: float | None = None,
-    runner_hint: str | None = None,
-) -> Send:
-    """The POST of ``body`` (an already checked input) to ``<base_url>/<endpoint_id>``.
+@dataclass(frozen=True, slots=True)
+class DirectCall:
+    """One call of the synchronous endpoint: where it goes, the input, and how long the connection is held.
 
-    Args:
+    Attributes:
         base_url: From ``direct_base_url``.
         endpoint_id: e.g. ``fal-ai/flux-pro/kontext``.
-        body: The input fields as JSON values.
-        authorization: The ``Authorization`` header value, or None.
+        body: The input fields as JSON values (already checked against the spec).
+        authorization: The ``Authorization`` header value, or None (never shown in ``repr``).
         run_timeout: Seconds the connection is held waiting for the output (None: no limit).
         start_timeout: ``X-Fal-Request-Timeout`` (fal applies it to synchronous requests too).
         runner_hint: ``X-Fal-Runner-Hint``.
     """
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if authorization:
-        headers["Authorization"] = authorization
-    if start_timeout is not None:
-        headers["X-Fal-Request-Timeout"] = f"{start_timeout:g}"
-    if runner_hint is not None:
-        headers["X-Fal-Runner-Hint"] = runner_hint
-    content = json.dumps(dict(body), separators=(",", ":")).encode("utf-8")
-    return Send("POST", f"{base_url}/{endpoint_id.strip('/')}", headers, content, run_timeout)
+
+    base_url: str
+    endpoint_id: str
+    body: Mapping[str, Any]
+    authorization: str | None = field(default=None, repr=False)
+    run_timeout: float | None = None
+    start_timeout: float | None = None
+    runner_hint: str | None = None
+
+    def request(self) -> Send:
+        """The POST of the body as JSON to ``<base_url>/<endpoint_id>``."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.authorization:
+            headers["Authorization"] = self.authorization
+        if self.start_timeout is not None:
+            headers["X-Fal-Request-Timeout"] = f"{self.start_timeout:g}"
+        if self.runner_hint is not None:
+            headers["X-Fal-Runner-Hint"] = self.runner_hint
+        content = json.dumps(dict(self.body), separators=(",", ":")).encode("utf-8")
+        url = f"{self.base_url}/{self.endpoint_id.strip('/')}"
+        return Send("POST", url, headers, content, self.run_timeout)
 
 
 def _no_answer(outcome: NoAnswer, url: str) -> APIConnectionError:
@@ -149,7 +167,7 @@ def _error(answer: Answer, request_id: str | None, url: str) -> APIStatusError:
             body=answer.content.decode("utf-8", "replace")[:500],
             headers={k.lower(): v for k, v in answer.headers.items()},
         )
-    return error_from_answer(answer, request_id)
+    return error_from_status(answer.status_code, answer.headers, answer.content, request_id)
 
 
 def _parsed(answer: Answer, parse: Callable[[Mapping[str, Any]], T], request_id: str | None) -> T:
@@ -173,11 +191,11 @@ def direct_flow(
     *,
     retry: RetryPolicy,
     random: Callable[[], float],
-) -> Generator[Send | Sleep, Any, DirectAnswer[T]]:
+) -> Flow[DirectAnswer[T]]:
     """Send the synchronous request and parse its output; returns ``DirectAnswer``.
 
     Args:
-        request: From ``direct_request``.
+        request: From ``DirectCall.request``.
         parse: The endpoint's generated output model's ``from_dict``.
         retry: The retry policy; only a request that certainly never ran is sent again.
         random: Jitter source in [0, 1).
@@ -190,7 +208,7 @@ def direct_flow(
     """
     attempt = 0
     while True:
-        outcome: Answer | NoAnswer = yield request
+        outcome = yield from exchange(request)
         if isinstance(outcome, Answer):
             request_id = {k.lower(): v for k, v in outcome.headers.items()}.get("x-fal-request-id")
             if outcome.status_code < 400:

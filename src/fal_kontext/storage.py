@@ -26,23 +26,27 @@ costs nothing (a repeated upload at worst stores a second copy).
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from random import random as uniform_random
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from .commands import Answer, Flow, NoAnswer, Send, Sleep, exchange
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    FieldProblem,
+    InvalidInputError,
     NotFoundError,
     UnexpectedResponseError,
+    error_from_status,
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, ImageSource, LocalFile, inline, is_url, local_size, read_local, too_large
-from .queue import Answer, NoAnswer, Sleep, error_from_answer
 from .retry import Failure, Operation, RetryPolicy
 from .urls import FAL_QUEUE_HOSTS, normalise_base_url
 
@@ -55,10 +59,11 @@ __all__ = [
     "MULTIPART_THRESHOLD",
     "Expiration",
     "PendingUpload",
-    "Send",
     "StorageSettings",
     "StorageToken",
     "Uploaded",
+    "check_upload_threshold",
+    "client_storage",
     "lifecycle_headers",
     "parse_token",
     "prepare_image",
@@ -75,6 +80,7 @@ STORAGE_TYPE = "fal-cdn-v3"
 # fal_client's MULTIPART_THRESHOLD and MULTIPART_CHUNK_SIZE (fal-protocol.md §3.6).
 MULTIPART_THRESHOLD = 100 * 1024 * 1024
 MULTIPART_PART_SIZE = 10 * 1024 * 1024
+ENV_STORAGE_URL = "FAL_KONTEXT_STORAGE_URL"
 # Ours: local inputs larger than this are uploaded rather than inlined as data URIs (see ``should_upload``).
 DEFAULT_UPLOAD_THRESHOLD = 1024 * 1024
 # Ours: a token this close to its expiry is renewed first, so that it does not expire during the upload.
@@ -95,27 +101,6 @@ EXPIRATIONS: Mapping[str, int | None] = {
 
 # Hosts fal's token answer and upload answers may name (fal's CDN hosts are v3.fal.media, v3b.fal.media, ...).
 _FAL_DOMAINS = ("fal.media", "fal.ai", "fal.run")
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """A command: send one HTTP request that is not a generated operation (storage, the synchronous endpoint).
-
-    The outcome is an ``Answer`` (``parsed`` is None) or a ``NoAnswer``. The driver adds its ``User-Agent``.
-
-    Attributes:
-        method: ``GET``, ``POST``, ``PUT``.
-        url: The absolute URL, query included.
-        headers: Everything to send, credentials included (so never shown in ``repr``).
-        content: The body.
-        read_timeout: Seconds to wait for the answer (and to write the body); None waits without limit.
-    """
-
-    method: str
-    url: str
-    headers: Mapping[str, str] = field(repr=False)
-    content: bytes = field(default=b"", repr=False)
-    read_timeout: float | None = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +200,46 @@ def storage_for(queue_base_url: str, storage_url: str | None = None, **options: 
     if (urlsplit(queue_base_url).hostname or "").lower() in FAL_QUEUE_HOSTS:
         return StorageSettings(**options)
     return None
+
+
+def client_storage(
+    queue_base_url: str, storage_url: str | None, environ: Mapping[str, str] | None = None, **options: Any
+) -> StorageSettings | None:
+    """A client's storage (``storage_for``), ``storage_url`` defaulting to ``FAL_KONTEXT_STORAGE_URL``.
+
+    Args:
+        queue_base_url: The client's queue base URL.
+        storage_url: The ``storage_url`` option, or None.
+        environ: The environment (default ``os.environ``).
+        **options: Other ``StorageSettings`` fields (``expires_in``, ``read_timeout``, ``retry``, ``random``).
+
+    Raises:
+        InvalidInputError: a bad ``storage_url`` or ``upload_expires_in``, named.
+    """
+    env = os.environ if environ is None else environ
+    chosen = storage_url if storage_url is not None else (env.get(ENV_STORAGE_URL) or None)
+    expires_in = options.get("expires_in")
+    try:
+        lifecycle_headers(expires_in)
+    except ValueError as err:
+        raise InvalidInputError([FieldProblem("upload_expires_in", expires_in, str(err))]) from None
+    try:
+        return storage_for(queue_base_url, chosen, **options)
+    except ValueError as err:
+        raise InvalidInputError([FieldProblem("storage_url", chosen, str(err))]) from None
+
+
+def check_upload_threshold(value: object) -> int | None:
+    """``upload_threshold`` checked: a whole number of bytes >= 0, or None (never upload local inputs).
+
+    Raises:
+        InvalidInputError: anything else.
+    """
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise InvalidInputError(
+        [FieldProblem("upload_threshold", value, "expected a whole number of bytes >= 0, or None to always inline")]
+    )
 
 
 def should_upload(size: int, *, threshold: int | None, storage_available: bool) -> bool:
@@ -349,7 +374,7 @@ def _error(answer: Answer, step: str, settings: StorageSettings) -> APIStatusErr
                 "URL or a data URI (upload_threshold=None inlines local files)"
             ),
         )
-    return error_from_answer(answer, None)
+    return error_from_status(answer.status_code, answer.headers, answer.content, None)
 
 
 def _no_answer(outcome: NoAnswer, step: str, url: str) -> APIConnectionError:
@@ -360,14 +385,11 @@ def _no_answer(outcome: NoAnswer, step: str, url: str) -> APIConnectionError:
     return APIConnectionError(message, reached_server=outcome.reached_server)
 
 
-UploadFlow = Generator[Send | Sleep, Any, Uploaded]
-
-
-def _send(request: Send, step: str, settings: StorageSettings) -> Generator[Send | Sleep, Any, Answer]:
+def _send(request: Send, step: str, settings: StorageSettings) -> Flow[Answer]:
     """Send ``request``, retrying failures the policy allows; returns a 2xx answer or raises the typed error."""
     retry = 0
     while True:
-        outcome: Answer | NoAnswer = yield request
+        outcome = yield from exchange(request)
         if isinstance(outcome, Answer) and outcome.status_code < 400:
             return outcome
         if isinstance(outcome, NoAnswer):
@@ -384,9 +406,7 @@ def _send(request: Send, step: str, settings: StorageSettings) -> Generator[Send
         yield Sleep(delay)
 
 
-def _token(
-    settings: StorageSettings, authorization: str | None, cached: StorageToken | None
-) -> Generator[Send | Sleep, Any, StorageToken]:
+def _token(settings: StorageSettings, authorization: str | None, cached: StorageToken | None) -> Flow[StorageToken]:
     if cached is not None and cached.usable(settings.wall_clock()):
         return cached
     answer = yield from _send(token_request(settings, authorization), "token", settings)
@@ -406,7 +426,7 @@ def _file_headers(file: LocalFile, token: StorageToken, settings: StorageSetting
 
 def upload_flow(
     file: LocalFile, settings: StorageSettings, *, authorization: str | None, token: StorageToken | None = None
-) -> UploadFlow:
+) -> Flow[Uploaded]:
     """Upload ``file`` to fal storage; returns ``Uploaded`` (the file's URL and the token, to reuse).
 
     Args:
@@ -437,7 +457,7 @@ def upload_flow(
 
 def _multipart(
     file: LocalFile, settings: StorageSettings, authorization: str | None, token: StorageToken
-) -> UploadFlow:
+) -> Flow[Uploaded]:
     if not _token_may_go_to(token.base_url, settings):
         raise UnexpectedResponseError(
             f"fal storage: the token's base_url {token.base_url!r} is neither the configured storage host nor fal's; "
@@ -552,7 +572,7 @@ def upload_pending_flow(
     *,
     authorization: str | None,
     token: StorageToken | None = None,
-) -> Generator[Send | Sleep, Any, tuple[dict[str, object], StorageToken | None]]:
+) -> Flow[tuple[dict[str, object], StorageToken | None]]:
     """Upload each pending image, one after another, and put its URL where its stand-in is in ``fields``.
 
     Returns the fields with every stand-in replaced, and the last token (to reuse). Raises what ``upload_flow``

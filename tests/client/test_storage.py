@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from fal_kontext.commands import Answer, Flow, NoAnswer, Send, Sleep
 from fal_kontext.errors import (
     APIConnectionError,
     AuthenticationError,
@@ -18,7 +19,6 @@ from fal_kontext.errors import (
     UnexpectedResponseError,
 )
 from fal_kontext.files import ImageSource, LocalFile, read_local
-from fal_kontext.queue import Answer, NoAnswer, Sleep
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.storage import (
     EXPIRATIONS,
@@ -26,7 +26,6 @@ from fal_kontext.storage import (
     FAL_REST_URL,
     Expiration,
     PendingUpload,
-    Send,
     StorageSettings,
     StorageToken,
     lifecycle_headers,
@@ -60,7 +59,7 @@ def settings(**options: Any) -> StorageSettings:
 Responder = Callable[[Send], Answer | NoAnswer]
 
 
-def drive(flow: Generator[Send | Sleep, Any, T], respond: Responder) -> tuple[T, list[Send], int]:
+def drive(flow: Flow[T], respond: Responder) -> tuple[T, list[Send], int]:
     """Run ``flow`` answering each ``Send`` with ``respond``; returns its value, the requests and the sleeps."""
     sent: list[Send] = []
     sleeps = 0
@@ -71,13 +70,14 @@ def drive(flow: Generator[Send | Sleep, Any, T], respond: Responder) -> tuple[T,
                 sleeps += 1
                 command = flow.send(None)
             else:
+                assert isinstance(command, Send), command
                 sent.append(command)
                 command = flow.send(respond(command))
     except StopIteration as stop:
         return stop.value, sent, sleeps
 
 
-def sent_by(flow: Generator[Send | Sleep, Any, object], respond: Responder) -> list[Send]:
+def sent_by(flow: Flow[object], respond: Responder) -> list[Send]:
     """The requests ``flow`` sent before it raised."""
     sent: list[Send] = []
 

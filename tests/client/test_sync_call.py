@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 from fal_kontext_api.models import KontextOutput
 
+from fal_kontext.commands import Answer, Flow, NoAnswer, Send, Sleep
 from fal_kontext.direct import (
     FAL_SYNC_URL,
     DirectAnswer,
+    DirectCall,
     DirectUnavailableError,
     direct_base_url,
     direct_flow,
-    direct_request,
 )
 from fal_kontext.errors import (
     APIConnectionError,
@@ -25,10 +26,8 @@ from fal_kontext.errors import (
     UnexpectedResponseError,
     ValidationError,
 )
-from fal_kontext.queue import Answer, NoAnswer, Sleep
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.spec import spec
-from fal_kontext.storage import Send
 from tests.client.client_fakes import OUTPUT, submit_body
 
 ENDPOINT = "fal-ai/flux-pro/kontext"
@@ -41,7 +40,7 @@ def spec_sync_server() -> str:
 
 
 def request(run_timeout: float | None = 300.0) -> Send:
-    return direct_request(FAL_SYNC_URL, ENDPOINT, BODY, authorization="Key k-1", run_timeout=run_timeout)
+    return DirectCall(FAL_SYNC_URL, ENDPOINT, BODY, authorization="Key k-1", run_timeout=run_timeout).request()
 
 
 def ok(body: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Answer:
@@ -53,7 +52,7 @@ Outcome = Answer | NoAnswer
 
 def drive(outcomes: list[Outcome]) -> tuple[DirectAnswer[KontextOutput], int, int]:
     """Run the flow on scripted outcomes; returns its value, how many requests it sent and how often it slept."""
-    flow: Generator[Send | Sleep, Any, DirectAnswer[KontextOutput]] = direct_flow(
+    flow: Flow[DirectAnswer[KontextOutput]] = direct_flow(
         request(), KontextOutput.from_dict, retry=RetryPolicy(), random=lambda: 0.5
     )
     sends = sleeps = 0
@@ -64,6 +63,7 @@ def drive(outcomes: list[Outcome]) -> tuple[DirectAnswer[KontextOutput], int, in
                 sleeps += 1
                 command = flow.send(None)
             else:
+                assert isinstance(command, Send), command
                 sends += 1
                 command = flow.send(outcomes.pop(0))
     except StopIteration as stop:
@@ -95,7 +95,7 @@ def test_against_another_base_it_is_the_sync_prefix_there_and_sync_url_wins() ->
 
 
 def test_the_request_posts_the_input_as_json_to_the_endpoint_path_holding_the_connection() -> None:
-    sent = direct_request(
+    call = DirectCall(
         "http://127.0.0.1:8000/sync",
         "/" + ENDPOINT,
         BODY,
@@ -104,6 +104,8 @@ def test_the_request_posts_the_input_as_json_to_the_endpoint_path_holding_the_co
         start_timeout=30.0,
         runner_hint="r1",
     )
+    assert "k-1" not in repr(call)
+    sent = call.request()
     assert (sent.method, sent.url) == ("POST", f"http://127.0.0.1:8000/sync/{ENDPOINT}")
     assert json.loads(sent.content) == BODY
     assert sent.read_timeout is None
