@@ -1,14 +1,22 @@
-"""fal storage uploads without I/O: the requests of fal's protocol, their answers, the key's reach, retries, errors."""
+"""fal storage uploads: the requests of fal's protocol, their answers, the key's reach, retries and errors without
+I/O; then ``upload()`` and large local inputs of ``edit()`` through both clients against the emulator."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
+from PIL import Image as PILImage
 
+from fal_kontext import Kontext
 from fal_kontext.commands import Answer, Flow, NoAnswer, Send, Sleep
 from fal_kontext.errors import (
     APIConnectionError,
@@ -19,6 +27,7 @@ from fal_kontext.errors import (
     UnexpectedResponseError,
 )
 from fal_kontext.files import ImageSource, LocalFile, read_local
+from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.storage import (
     EXPIRATIONS,
@@ -28,6 +37,7 @@ from fal_kontext.storage import (
     PendingUpload,
     StorageSettings,
     StorageToken,
+    Uploaded,
     lifecycle_headers,
     parse_token,
     prepare_image,
@@ -37,6 +47,7 @@ from fal_kontext.storage import (
     upload_flow,
     upload_pending_flow,
 )
+from tests.client.client_fakes import AnyClient, real_client
 
 T = TypeVar("T")
 KEY = "Key secret-key-123"
@@ -456,3 +467,138 @@ def test_pending_uploads_replace_their_stand_ins_and_share_one_token() -> None:
         f"{FAL_CDN_URL}/files/upload",
     ]
     assert token is not None and token.token == "upload-token"
+
+
+# --- through the clients, against the emulator ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    with run_emulator(EmulatorConfig(run_time=0.1, queue_wait=0.02, runners=4, keepalive_interval=1.0)) as running:
+        yield running
+
+
+@pytest.fixture
+def storage_client(emulator: RunningEmulator, kind: str) -> Iterator[AnyClient]:
+    with real_client(kind, emulator.key, base_url=emulator.base_url, storage_url=emulator.base_url) as client:
+        yield client
+
+
+def noise_png(size: int) -> bytes:
+    """A PNG of at least ``size`` bytes that does not compress (random pixels, stored without compression)."""
+    side = math.isqrt(size // 3) + 1
+    buffer = io.BytesIO()
+    PILImage.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, format="PNG", compress_level=0)
+    return buffer.getvalue()
+
+
+def listed(emulator: RunningEmulator, url: str) -> dict[str, Any]:
+    """The emulator's record of the upload served at ``url``."""
+    [upload] = [u for u in emulator.uploads() if url.endswith(f"/{u['file_id']}/{u['file_name']}")]
+    return upload
+
+
+def test_a_25_mib_local_image_is_uploaded_not_inlined(
+    storage_client: AnyClient, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    photo = tmp_path / "kitchen-25mib.png"
+    photo.write_bytes(noise_png(25 * 1024 * 1024))
+    assert photo.stat().st_size >= 25 * 1024 * 1024 > emulator.config.max_body_bytes  # inlined, it would be a 413
+    before = {u["file_id"] for u in emulator.uploads()}
+    result = storage_client.edit("Put a donut next to the flour", image=photo, seed=7)
+    assert len(result.images) == 1
+    [upload] = [u for u in emulator.uploads() if u["file_id"] not in before]
+    assert (upload["file_name"], upload["size"], upload["complete"]) == (
+        "kitchen-25mib.png",
+        photo.stat().st_size,
+        True,
+    )
+    url = f"{emulator.base_url}/files/uploads/{upload['file_id']}/kitchen-25mib.png"
+    submitted = {"prompt": "Put a donut next to the flour", "image_url": url, "seed": 7}
+    assert emulator.submit_count(body=submitted) == 1  # the submit carried the uploaded file's URL
+
+
+def test_small_local_images_stay_inlined(storage_client: AnyClient, emulator: RunningEmulator) -> None:
+    before = len(emulator.uploads())
+    small = noise_png(10_000)
+    storage_client.edit("a cat", image=small, seed=3)
+    assert len(emulator.uploads()) == before
+    inlined = {"prompt": "a cat", "image_url": "data:image/png;base64," + base64.b64encode(small).decode(), "seed": 3}
+    assert emulator.submit_count(body=inlined) == 1
+
+
+def test_upload_takes_paths_bytes_and_pil_images_and_the_url_serves_them(
+    storage_client: AnyClient, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    picture = PILImage.new("RGB", (16, 8), "orange")
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"not an image, still a file")
+    urls = [storage_client.upload(path), storage_client.upload(noise_png(3000)), storage_client.upload(picture)]
+    served = [httpx.get(url) for url in urls]
+    assert [r.status_code for r in served] == [200, 200, 200]
+    assert served[0].content == path.read_bytes() and served[0].headers["content-type"].startswith("text/plain")
+    assert PILImage.open(io.BytesIO(served[2].content)).size == (16, 8)
+    names = [listed(emulator, url)["file_name"] for url in urls]
+    assert names == ["notes.txt", "image.png", "image.png"]
+    named = storage_client.upload(b"raw", file_name="data.bin", content_type="application/x-test")
+    assert listed(emulator, named)["content_type"] == "application/x-test"
+
+
+def test_the_lifecycle_preference_reaches_storage(emulator: RunningEmulator, kind: str) -> None:
+    with real_client(
+        kind, emulator.key, base_url=emulator.base_url, storage_url=emulator.base_url, upload_expires_in="1h"
+    ) as client:
+        url = client.upload(noise_png(1000))
+    assert listed(emulator, url)["lifecycle"] == {"expiration_duration_seconds": 3600}
+
+
+def test_large_files_go_in_parts_that_the_emulator_joins(emulator: RunningEmulator, kind: str) -> None:
+    data = noise_png(300_000)
+    settings = StorageSettings.at(emulator.base_url, multipart_threshold=100_000, part_size=64 * 1024)
+    with real_client(kind, emulator.key, base_url=emulator.base_url) as client:
+        upload = LocalFile(data, "image/png", "parts.png", "parts.png")
+        url = client._run_upload(_url_of(upload_flow(upload, settings, authorization=f"Key {emulator.key}")))
+    assert httpx.get(url).content == data
+    assert listed(emulator, url)["size"] == len(data)
+
+
+def _url_of(flow: Flow[Uploaded]) -> Flow[str]:
+    return (yield from flow).url
+
+
+def test_without_storage_large_images_are_refused_before_sending(emulator: RunningEmulator, kind: str) -> None:
+    emulator.reset_counters()
+    with real_client(kind, emulator.key, base_url=emulator.base_url) as client:
+        with pytest.raises(InvalidInputError, match="storage_url="):
+            client.upload(b"abc")
+        with pytest.raises(InvalidInputError, match="limit for inlined images"):
+            client.edit("a cat", image=noise_png(11 * 1024 * 1024))
+    assert emulator.submit_count() == 0
+
+
+def test_a_storage_url_without_fal_storage_says_so(emulator: RunningEmulator, kind: str) -> None:
+    elsewhere = emulator.base_url + "/no-storage-here"
+    with (
+        real_client(kind, emulator.key, base_url=emulator.base_url, storage_url=elsewhere) as client,
+        pytest.raises(NotFoundError, match="does not offer fal storage"),
+    ):
+        client.upload(b"abc")
+
+
+def test_the_storage_url_may_come_from_the_environment(
+    emulator: RunningEmulator, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAL_KONTEXT_STORAGE_URL", emulator.base_url)
+    with real_client(kind, emulator.key, base_url=emulator.base_url) as client:
+        url = client.upload(b"from the environment")
+    assert httpx.get(url).content == b"from the environment"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("upload_threshold", -1), ("upload_threshold", True), ("upload_expires_in", "2d"), ("storage_url", "ftp://x")],
+)
+def test_bad_upload_options_are_refused_by_name(option: str, value: object) -> None:
+    options: dict[str, Any] = {option: value}
+    with pytest.raises(InvalidInputError, match=option):
+        Kontext("k", **options)
