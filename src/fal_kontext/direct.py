@@ -62,8 +62,8 @@ class DirectUnavailableError(APIStatusError):
     """404/405 from the synchronous endpoint: the server does not offer it (an aggregator may offer only the queue)."""
 
     hint = (
-        "use run() or edit(), which go through the queue (aggregators that re-expose fal usually offer only the "
-        "queue), or pass sync_url= the server's synchronous base URL"
+        "use run() or edit(), which go through the queue (an aggregator may offer only the queue), or pass "
+        "sync_url= the server's synchronous base URL"
     )
 
 
