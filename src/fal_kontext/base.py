@@ -356,7 +356,9 @@ class BaseKontext(
     ) -> _Finished:
         """Edit one image (``image=``) or combine several (``images=[...]``) and wait for the result.
 
-        Images may be URLs, data URIs, local paths, bytes or PIL images (files are sent inline as data URIs).
+        Images may be URLs, data URIs, local paths, bytes or PIL images. Local images up to ``upload_threshold``
+        are sent inline as data URIs; larger ones are uploaded to fal storage first (where the client knows it, see
+        ``storage_url``), after every input check, and their URL sent.
         The options are typed from the spec (``fal_kontext_api.options``), so an editor completes them and a type
         checker refuses a value the spec does not allow; they are checked again at run time.
 
@@ -371,7 +373,7 @@ class BaseKontext(
             **options: The endpoint's optional input fields (``aspect_ratio``, ``seed``, ``num_images``, ...).
 
         Raises:
-            InvalidInputError: nothing sent. Everything ``Handle.wait`` raises.
+            InvalidInputError: nothing sent. Everything ``upload`` and ``Handle.wait`` raise.
         """
         edit_input = {"image": image, "images": images, "model": model, **options}
         submit_options = {"webhook_url": webhook_url, "start_timeout": start_timeout, "priority": priority}

@@ -31,6 +31,7 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    DirectUnavailableError,
     FieldProblem,
     InvalidInputError,
     UnexpectedResponseError,
@@ -44,7 +45,6 @@ __all__ = [
     "FAL_SYNC_URL",
     "DirectAnswer",
     "DirectCall",
-    "DirectUnavailableError",
     "direct_base_url",
     "direct_flow",
 ]
@@ -56,15 +56,6 @@ FAL_SYNC_URL = "https://fal.run"
 ENV_SYNC_URL = "FAL_KONTEXT_SYNC_URL"
 # Ours: the path prefix under which a non-fal base URL (the emulator) serves the synchronous endpoint.
 DIRECT_PREFIX = "/sync"
-
-
-class DirectUnavailableError(APIStatusError):
-    """404/405 from the synchronous endpoint: the server does not offer it (an aggregator may offer only the queue)."""
-
-    hint = (
-        "use run() or edit(), which go through the queue (an aggregator may offer only the queue), or pass "
-        "sync_url= the server's synchronous base URL"
-    )
 
 
 @dataclass(frozen=True, slots=True)

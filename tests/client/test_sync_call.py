@@ -20,7 +20,6 @@ from fal_kontext.direct import (
     FAL_SYNC_URL,
     DirectAnswer,
     DirectCall,
-    DirectUnavailableError,
     direct_base_url,
     direct_flow,
 )
@@ -29,6 +28,7 @@ from fal_kontext.errors import (
     APIConnectionError,
     APITimeoutError,
     ContentPolicyError,
+    DirectUnavailableError,
     InvalidInputError,
     ServerError,
     UnexpectedResponseError,
