@@ -219,10 +219,13 @@ def direct_client(emulator: RunningEmulator, kind: str) -> Iterator[AnyClient]:
 
 
 def image_input(endpoint: Endpoint) -> dict[str, object]:
+    """The endpoint's image field (from the spec), filled with a real PNG; nothing for text-to-image."""
     buffer = io.BytesIO()
     PILImage.new("RGB", (32, 24), "orange").save(buffer, format="PNG")
     image = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    return {"image_urls": [image, image]} if endpoint.is_multi else {"image_url": image}
+    if endpoint.image_field is None:
+        return {}
+    return {endpoint.image_field: [image, image] if endpoint.is_multi else image}
 
 
 @pytest.mark.parametrize("endpoint", list(Endpoint))
