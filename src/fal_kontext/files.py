@@ -222,6 +222,10 @@ def read_local(source: ImageSource, *, field: str = "image_url", images_only: bo
     if isinstance(source, SupportsSave):
         data, fmt = _pil_bytes(source)
         return _typed(data, field, f"<PIL image, {fmt}>", None, images_only)
+    if is_url(source):
+        raise InvalidInputError(
+            [FieldProblem(field, source, "is a URL already; send it as it is, there is nothing to read")]
+        )
     raise InvalidInputError([FieldProblem(field, type(source).__name__, "expected a local path, bytes or a PIL image")])
 
 

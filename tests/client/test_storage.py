@@ -383,6 +383,8 @@ def test_local_files_are_read_with_their_name_and_type(tmp_path: Path) -> None:
     assert read_local(PNG_FILE.data).file_name == "image.png"
     with pytest.raises(InvalidInputError, match="empty"):
         read_local(b"", images_only=False)
+    with pytest.raises(InvalidInputError, match="is a URL already"):
+        read_local("https://example.test/a.png")
     with pytest.raises(InvalidInputError, match="local path, bytes or a PIL image"):
         read_local(3)  # type: ignore[arg-type]
 
