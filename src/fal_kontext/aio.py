@@ -82,6 +82,7 @@ class AsyncKontext(
         Awaitable[AsyncHandle],
         Awaitable[EditResult],
         Awaitable[list[Path]],
+        Awaitable[str],
         Awaitable[Status],
         Awaitable[CancelStatus],
         AsyncIterator[Status],
@@ -128,7 +129,9 @@ class AsyncKontext(
     def _handle(self, state: HandleState, pool: int) -> AsyncHandle:
         return AsyncHandle(self, state, pool)
 
-    async def _exchange(self, command: cmd.Call | cmd.Download | cmd.HttpGet, pool: int) -> cmd.Answer | cmd.NoAnswer:
+    async def _exchange(
+        self, command: cmd.Call | cmd.Download | cmd.HttpGet | cmd.Send, pool: int
+    ) -> cmd.Answer | cmd.NoAnswer:
         http, request, parse = self._prepare(command, pool)
         try:
             response = await http.send(request, stream=True)
@@ -166,7 +169,7 @@ class AsyncKontext(
         stream: _Stream,
     ) -> cmd.Outcome:
         match command:
-            case cmd.Call() | cmd.Download() | cmd.HttpGet():
+            case cmd.Call() | cmd.Download() | cmd.HttpGet() | cmd.Send():
                 return await self._exchange(command, pool)
             case cmd.OpenStream():
                 return await self._open_stream(command, pool, stream)
@@ -224,6 +227,9 @@ class AsyncKontext(
         return await self._run(flow, pool, on_update)
 
     async def _run_paths(self, flow: Flow[list[Path]]) -> list[Path]:
+        return await self._run(flow)
+
+    async def _run_upload(self, flow: Flow[str]) -> str:
         return await self._run(flow)
 
     async def _run_status(self, flow: Flow[Status], pool: int) -> Status:

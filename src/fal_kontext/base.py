@@ -13,6 +13,7 @@ _HandleT       ``Handle``          ``AsyncHandle``
 _Submitted     ``Handle``          ``Awaitable[AsyncHandle]``
 _Finished      ``EditResult``      ``Awaitable[EditResult]``
 _Saved         ``list[Path]``      ``Awaitable[list[Path]]``
+_Uploaded      ``str``             ``Awaitable[str]``
 _StatusR       ``Status``          ``Awaitable[Status]``
 _CancelR       ``CancelStatus``    ``Awaitable[CancelStatus]``
 _StreamR       ``Iterator[Status]`` ``AsyncIterator[Status]``
@@ -37,10 +38,10 @@ from typing import Any, Generic, TypeVar, Unpack, overload
 
 import httpx
 from fal_kontext_api.client import AuthenticatedClient, Client
-from fal_kontext_api.models import CancelStatus
+from fal_kontext_api.models import CancelStatus, KontextOutput
 from fal_kontext_api.options import EditOptions, MultiEditOptions, TextToImageOptions, Tier
 
-from .commands import Answer, Call, Download, Flow, HttpGet, NoAnswer, OpenStream, no_answer
+from .commands import Answer, Call, Download, Flow, HttpGet, NoAnswer, OpenStream, Send, no_answer
 from .config import (
     DEFAULT_POLL,
     DEFAULT_RETRY,
@@ -53,8 +54,10 @@ from .config import (
     Secret,
     refuse,
 )
+from .direct import DirectCall, direct_base_url, direct_flow
 from .endpoints import Endpoint, parse_endpoint
-from .files import DEFAULT_MAX_IMAGE_BYTES, ImageSource
+from .errors import FieldProblem, InvalidInputError
+from .files import DEFAULT_MAX_IMAGE_BYTES, ImageSource, read_local
 from .flows import (
     HandleState,
     SubmitOptions,
@@ -74,6 +77,18 @@ from .recovery import DEFAULT_RECOVERY, RecoveryPolicy, may_send_key
 from .results import EditResult
 from .retry import RetryPolicy
 from .status import Status
+from .storage import (
+    DEFAULT_UPLOAD_THRESHOLD,
+    Expiration,
+    PendingUpload,
+    StorageSettings,
+    StorageToken,
+    check_upload_threshold,
+    client_storage,
+    prepare_image,
+    upload_flow,
+    upload_pending_flow,
+)
 
 __all__ = ["BaseHandle", "BaseKontext", "OnUpdate"]
 
@@ -87,6 +102,7 @@ _HandleT = TypeVar("_HandleT")
 _Submitted = TypeVar("_Submitted")
 _Finished = TypeVar("_Finished")
 _Saved = TypeVar("_Saved")
+_Uploaded = TypeVar("_Uploaded")
 _StatusR = TypeVar("_StatusR")
 _CancelR = TypeVar("_CancelR")
 _StreamR = TypeVar("_StreamR")
@@ -95,7 +111,9 @@ _StreamR = TypeVar("_StreamR")
 _BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 
-class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _StatusR, _CancelR, _StreamR], abc.ABC):
+class BaseKontext(
+    Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Uploaded, _StatusR, _CancelR, _StreamR], abc.ABC
+):
     """A client for FLUX.1 Kontext on fal's queue API or an aggregator that re-exposes it.
 
     Args:
@@ -126,6 +144,15 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         stream_idle_timeout: A status stream silent this long counts as dropped.
         recovery: How a submit whose answer was lost is recovered (``RecoveryPolicy``; docs/client.md, "When a
             submit's answer is lost"): adopted, looked up in fal's request list, or ``SubmitOutcomeUnknownError``.
+        storage_url: Where fal storage is, for ``upload`` and large local inputs: default ``FAL_KONTEXT_STORAGE_URL``,
+            else fal's storage when ``base_url`` is fal's queue, else none (aggregators may not proxy it). The
+            emulator: its base URL.
+        upload_threshold: Local input images larger than this many bytes are uploaded (where storage is known)
+            rather than inlined as data URIs; None always inlines. Default 1 MiB.
+        upload_expires_in: fal's lifecycle preference for uploads: ``"immediate"``, ``"1h"``, ``"1d"``, ``"7d"``,
+            ``"30d"``, ``"1y"``, ``"never"`` or seconds; None keeps fal's default retention.
+        sync_url: Base URL of fal's synchronous endpoint for ``run_direct``: default ``FAL_KONTEXT_SYNC_URL``, else
+            the spec's (``https://fal.run``) when ``base_url`` is fal's queue, else ``<base_url>/sync``.
 
     Raises:
         InvalidInputError: a bad option, named (a ``ValueError``); nothing is sent.
@@ -158,6 +185,10 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         random_source: Callable[[], float] | None = None,
         stream_idle_timeout: float = 30.0,
         recovery: RecoveryPolicy = DEFAULT_RECOVERY,
+        storage_url: str | None = None,
+        upload_threshold: int | None = DEFAULT_UPLOAD_THRESHOLD,
+        upload_expires_in: Expiration | None = None,
+        sync_url: str | None = None,
     ) -> None:
         key = Secret.of(key)  # from here on, a traceback with locals shows '***'
         if transport is not None and (httpx_args is None or isinstance(httpx_args, Mapping)):
@@ -197,6 +228,17 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         self._pool_counter = itertools.count()
         self._connections: dict[tuple[str, int], tuple[AuthenticatedClient | Client, _HttpT]] = {}
         self._downloader: _HttpT | None = None
+        self._storage: StorageSettings | None = client_storage(
+            self._config.base_url,
+            storage_url,
+            expires_in=upload_expires_in,
+            read_timeout=self._config.timeouts.read,
+            retry=self._config.retry,
+            random=self._config.random,
+        )
+        self._upload_threshold = check_upload_threshold(upload_threshold)
+        self._storage_token: StorageToken | None = None
+        self._direct_base_url = direct_base_url(self._config.base_url, sync_url)
 
     def __repr__(self) -> str:
         config: ClientConfig | None = getattr(self, "_config", None)  # None while the constructor refuses an option
@@ -319,7 +361,9 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
     ) -> _Finished:
         """Edit one image (``image=``) or combine several (``images=[...]``) and wait for the result.
 
-        Images may be URLs, data URIs, local paths, bytes or PIL images (files are sent inline as data URIs).
+        Images may be URLs, data URIs, local paths, bytes or PIL images. Local images up to ``upload_threshold``
+        are sent inline as data URIs; larger ones are uploaded to fal storage first (where the client knows it, see
+        ``storage_url``), after every input check, and their URL sent.
         The options are typed from the spec (``fal_kontext_api.options``), so an editor completes them and a type
         checker refuses a value the spec does not allow; they are checked again at run time.
 
@@ -334,7 +378,7 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
             **options: The endpoint's optional input fields (``aspect_ratio``, ``seed``, ``num_images``, ...).
 
         Raises:
-            InvalidInputError: nothing sent. Everything ``Handle.wait`` raises.
+            InvalidInputError: nothing sent. Everything ``upload`` and ``Handle.wait`` raise.
         """
         edit_input = {"image": image, "images": images, "model": model, **options}
         submit_options = {"webhook_url": webhook_url, "start_timeout": start_timeout, "priority": priority}
@@ -371,6 +415,57 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         flow = self._generating(prompt, model, dict(options), timeout, submit_options)
         return self._run_result(flow, self._next_pool(), on_update)
 
+    def upload(
+        self, source: ImageSource, *, file_name: str | None = None, content_type: str | None = None
+    ) -> _Uploaded:
+        """Upload a local file to fal storage; returns its URL, usable as an image input.
+
+        Follows fal's storage protocol (a token, then one upload, or parts above 100 MB); see ``docs/client.md``.
+
+        Args:
+            source: A local path, bytes or a PIL image (any file; images get their type from their first bytes).
+            file_name: The name to store it under (default: the file's own name, else ``image.<ext>``).
+            content_type: Its MIME type (default: sniffed for images, else guessed from the name).
+
+        Raises:
+            InvalidInputError: no storage is configured (pass ``storage_url=``), or the source is missing or empty.
+            AuthenticationError: the key was refused. NotFoundError: the storage URL offers no fal storage.
+            APIError: an upload request failed after retries.
+        """
+        return self._run_upload(self._uploading(source, file_name, content_type))
+
+    def run_direct(
+        self,
+        endpoint: Endpoint | str,
+        input: Mapping[str, object] | EditInput,
+        *,
+        timeout: float | None = None,
+        start_timeout: float | None = None,
+        runner_hint: str | None = None,
+    ) -> _Finished:
+        """Run through fal's synchronous endpoint (``fal.run``): one request answered with the result, no queue.
+
+        For short runs in interactive code. The connection is held for the whole run and the request is never sent
+        again once it may have run: if the connection is lost the result is lost, and fal still charges the run.
+        Use ``run``/``edit`` (the queue) for long runs, anything you cannot afford to lose, status updates,
+        webhooks or cancelling.
+
+        Args:
+            endpoint: An ``Endpoint`` or its id.
+            input: The input fields (dict) or a generated input model (checked against the spec first).
+            timeout: Seconds the connection is held for the output (default: the client's ``wait_timeout``;
+                ``math.inf`` for none).
+            start_timeout: Seconds the request may wait to start (``X-Fal-Request-Timeout``).
+            runner_hint: Route to a runner that served the same hint.
+
+        Raises:
+            InvalidInputError: nothing sent. DirectUnavailableError: the server has no synchronous endpoint (use the
+            queue). APITimeoutError: no output within ``timeout`` (the run may still finish and be charged).
+            ValidationError / ContentPolicyError / ServerError ...: the run failed, as with the queue.
+        """
+        flow = self._directly(endpoint, input, timeout, start_timeout, runner_hint)
+        return self._run_result(flow, self._next_pool())
+
     def save(self, result: EditResult, directory: str | Path) -> _Saved:
         """Write every image of ``result`` into ``directory`` as ``<request_id>-<n>.<ext>``, atomically.
 
@@ -394,6 +489,90 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         submit = self._submit_options(options)
         state = yield from submit_flow(chosen, body, submit, self._settings)
         return self._handle(state, pool)
+
+    def _authorization(self) -> str | None:
+        credentials = self._config.credentials
+        return f"{credentials.prefix} {credentials.secret}" if credentials else None
+
+    def _uploading(self, source: ImageSource, file_name: str | None, content_type: str | None) -> Flow[str]:
+        storage = self._storage
+        if storage is None:
+            raise InvalidInputError(
+                [
+                    FieldProblem(
+                        "storage_url",
+                        None,
+                        f"no fal storage is known for {self._config.base_url} (an aggregator may not proxy it); pass "
+                        "storage_url= (or set FAL_KONTEXT_STORAGE_URL), or send the file as a public URL or data URI",
+                    )
+                ]
+            )
+        file = read_local(source, field="source", images_only=False)
+        file = replace(file, file_name=file_name or file.file_name, content_type=content_type or file.content_type)
+        uploaded = yield from upload_flow(file, storage, authorization=self._authorization(), token=self._storage_token)
+        self._storage_token = uploaded.token
+        return uploaded.url
+
+    def _prepared_images(self, edit_input: Mapping[str, Any]) -> tuple[dict[str, Any], list[PendingUpload]]:
+        """``image``/``images`` with local files read: inlined as data URIs, or a stand-in URL for each to upload."""
+        pending: list[PendingUpload] = []
+
+        def prepared(source: ImageSource, field: str) -> str:
+            value = prepare_image(
+                source,
+                field=field,
+                storage_available=self._storage is not None,
+                upload_threshold=self._upload_threshold,
+                max_image_bytes=self._config.max_image_bytes,
+            )
+            if isinstance(value, PendingUpload):
+                pending.append(value)
+                return value.stand_in
+            return value
+
+        images: dict[str, Any] = {}
+        if edit_input.get("image") is not None:
+            images["image"] = prepared(edit_input["image"], "image_url")
+        many = edit_input.get("images")
+        if isinstance(many, Sequence) and not isinstance(many, (str, bytes)):
+            images["images"] = [prepared(source, f"image_urls[{index}]") for index, source in enumerate(many)]
+        return images, pending
+
+    def _uploaded(self, endpoint: Endpoint, body: EditInput, pending: list[PendingUpload]) -> Flow[EditInput]:
+        """``body`` with each pending image uploaded and its URL in place of its stand-in (checked again)."""
+        if not pending:
+            return body
+        assert self._storage is not None  # only prepared when storage is known
+        fields, self._storage_token = yield from upload_pending_flow(
+            body.to_dict(), pending, self._storage, authorization=self._authorization(), token=self._storage_token
+        )
+        return build_input(endpoint, fields)
+
+    def _directly(
+        self,
+        endpoint: Endpoint | str,
+        input: Mapping[str, object] | EditInput,
+        timeout: float | None,
+        start_timeout: float | None,
+        runner_hint: str | None,
+    ) -> Flow[EditResult]:
+        run_timeout = self._config.wait_deadline(timeout)
+        chosen = parse_endpoint(endpoint)
+        body = build_input(chosen, input)
+        options = self._submit_options({"start_timeout": start_timeout, "runner_hint": runner_hint})
+        call = DirectCall(
+            self._direct_base_url,
+            chosen.value,
+            body.to_dict(),
+            authorization=self._authorization(),
+            run_timeout=run_timeout,
+            start_timeout=options.start_timeout,
+            runner_hint=options.runner_hint,
+        )
+        answer = yield from direct_flow(
+            call.request(), KontextOutput.from_dict, retry=self._config.retry, random=self._config.random
+        )
+        return EditResult(answer.request_id or "", answer.output)
 
     def _submit_options(self, options: Mapping[str, Any]) -> SubmitOptions:
         """Checked submit options (``submit``'s keywords; ``start_timeout`` defaults to the client's).
@@ -450,7 +629,12 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
     ) -> Flow[EditResult]:
         wait = WaitOptions(self._config.wait_deadline(timeout))  # checked before the paid submit
         options = self._submit_options(submit_options)
-        endpoint, body = build_edit_input(prompt, max_image_bytes=self._config.max_image_bytes, **edit_input)
+        images, pending = self._prepared_images(edit_input)
+        endpoint, body = build_edit_input(
+            prompt, max_image_bytes=self._config.max_image_bytes, **{**edit_input, **images}
+        )
+        # After every check: nothing is uploaded for a bad input.
+        body = yield from self._uploaded(endpoint, body, pending)
         state = yield from submit_flow(endpoint, body, options, self._settings)
         return (yield from self._waiting_checked(state, self._stream_default(wait), cancel_on_interrupt=True))
 
@@ -527,9 +711,19 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         return self._downloader
 
     def _prepare(
-        self, command: Call | Download | HttpGet | OpenStream, pool: int
+        self, command: Call | Download | HttpGet | Send | OpenStream, pool: int
     ) -> tuple[_HttpT, httpx.Request, Parser | None]:
         """The client to send ``command`` with, its request, and how to parse the answer."""
+        if isinstance(command, Send):
+            # The download client: no credentials or headers of its own; the command carries what it sends.
+            http = self._download_client()
+            user_agent = {k: v for k, v in self._config.headers().items() if k.lower() == "user-agent"}
+            timeout = httpx.Timeout(command.read_timeout, connect=self._config.timeouts.connect)
+            headers = {**user_agent, **command.headers}
+            request = http.build_request(
+                command.method, command.url, headers=headers, content=command.content, timeout=timeout
+            )
+            return http, request, None
         if isinstance(command, Download):
             http = self._download_client()
             return http, http.build_request("GET", command.url), None
@@ -626,6 +820,10 @@ class BaseKontext(Generic[_HttpT, _HandleT, _Submitted, _Finished, _Saved, _Stat
         """Run a flow that returns written paths."""
 
     @abc.abstractmethod
+    def _run_upload(self, flow: Flow[str]) -> _Uploaded:
+        """Run a flow that returns an uploaded file's URL."""
+
+    @abc.abstractmethod
     def _run_status(self, flow: Flow[Status], pool: int) -> _StatusR:
         """Run a flow that returns a status."""
 
@@ -647,7 +845,7 @@ class BaseHandle(Generic[_Finished, _StatusR, _CancelR, _StreamR]):
 
     def __init__(
         self,
-        kontext: BaseKontext[Any, Any, Any, _Finished, Any, _StatusR, _CancelR, _StreamR],
+        kontext: BaseKontext[Any, Any, Any, _Finished, Any, Any, _StatusR, _CancelR, _StreamR],
         state: HandleState,
         pool: int = 0,
     ) -> None:

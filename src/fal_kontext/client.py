@@ -60,7 +60,7 @@ class _Stream:
 
 
 class Kontext(
-    BaseKontext[httpx.Client, Handle, Handle, EditResult, list[Path], Status, CancelStatus, Iterator[Status]]
+    BaseKontext[httpx.Client, Handle, Handle, EditResult, list[Path], str, Status, CancelStatus, Iterator[Status]]
 ):
     """Synchronous client for FLUX.1 Kontext on fal's queue API or an aggregator that re-exposes it.
 
@@ -95,7 +95,9 @@ class Kontext(
     def _handle(self, state: HandleState, pool: int) -> Handle:
         return Handle(self, state, pool)
 
-    def _exchange(self, command: cmd.Call | cmd.Download | cmd.HttpGet, pool: int) -> cmd.Answer | cmd.NoAnswer:
+    def _exchange(
+        self, command: cmd.Call | cmd.Download | cmd.HttpGet | cmd.Send, pool: int
+    ) -> cmd.Answer | cmd.NoAnswer:
         http, request, parse = self._prepare(command, pool)
         try:
             response = http.send(request, stream=True)
@@ -128,7 +130,7 @@ class Kontext(
 
     def _perform(self, command: cmd.Exchange, pool: int, stream: _Stream) -> cmd.Outcome:
         match command:
-            case cmd.Call() | cmd.Download() | cmd.HttpGet():
+            case cmd.Call() | cmd.Download() | cmd.HttpGet() | cmd.Send():
                 return self._exchange(command, pool)
             case cmd.OpenStream():
                 return self._open_stream(command, pool, stream)
@@ -184,6 +186,9 @@ class Kontext(
         return self._run(flow, pool, on_update)
 
     def _run_paths(self, flow: Flow[list[Path]]) -> list[Path]:
+        return self._run(flow)
+
+    def _run_upload(self, flow: Flow[str]) -> str:
         return self._run(flow)
 
     def _run_status(self, flow: Flow[Status], pool: int) -> Status:

@@ -1,9 +1,9 @@
 """The command protocol between the flows (pure decisions) and the two executors (``Kontext``, ``AsyncKontext``).
 
 A flow is a generator: it yields a command, the executor performs it and sends back the outcome, and the flow's
-return value is the verb's result (``Flow[T]``). Only ``Call``, ``Download``, ``HttpGet`` and the stream commands
-touch the network; each executor differs from the other only in how it performs them (blocking or awaited), as
-httpx drives one ``Auth.auth_flow`` with ``sync_auth_flow`` and ``async_auth_flow``.
+return value is the verb's result (``Flow[T]``). Only ``Call``, ``Download``, ``HttpGet``, ``Send`` and the
+stream commands touch the network; each executor differs from the other only in how it performs them
+(blocking or awaited), as httpx drives one ``Auth.auth_flow`` with ``sync_auth_flow`` and ``async_auth_flow``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "ReadLine",
     "Recording",
     "ResponseParser",
+    "Send",
     "Sleep",
     "cut_off",
     "exchange",
@@ -93,6 +94,26 @@ class HttpGet:
 
 
 @dataclass(frozen=True, slots=True)
+class Send:
+    """Send one HTTP request that is not a generated operation (fal storage, the synchronous endpoint), with the
+    headers given and no others but the User-Agent; outcome: ``Answer`` (nothing parsed) or ``NoAnswer``.
+
+    Attributes:
+        method: ``POST``, ``PUT``, ...
+        url: The absolute URL, query included.
+        headers: Everything to send, credentials included (so never shown in ``repr``).
+        content: The body.
+        read_timeout: Seconds to wait for the answer (and to write the body); None waits without limit.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(repr=False)
+    content: bytes = field(default=b"", repr=False)
+    read_timeout: float | None = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class OpenStream:
     """Open the status stream (the generated stream operation's ``request`` with ``Accept: text/event-stream``);
     outcome: ``Answer`` (no body when it is 200) or ``NoAnswer``. ``read_timeout`` bounds each read."""
@@ -131,7 +152,7 @@ class Notify:
 
 
 # What an executor performs (everything but ``Notify``, which goes to the caller).
-Exchange = Call | Download | HttpGet | OpenStream | ReadLine | CloseStream | Sleep
+Exchange = Call | Download | HttpGet | Send | OpenStream | ReadLine | CloseStream | Sleep
 Command = Exchange | Notify
 
 
@@ -171,7 +192,7 @@ Outcome = Answer | NoAnswer | str | None
 Flow = Generator[Command, Outcome, _T]
 
 
-def exchange(command: Call | Download | HttpGet | OpenStream) -> Flow[Answer | NoAnswer]:
+def exchange(command: Call | Download | HttpGet | Send | OpenStream) -> Flow[Answer | NoAnswer]:
     """Yield ``command``; returns its outcome."""
     outcome = yield command
     if not isinstance(outcome, (Answer, NoAnswer)):

@@ -12,6 +12,7 @@ The tree::
     │   │   │   └── ResultNotReadyError   400 "Request is still in progress": call wait()
     │   │   ├── AuthenticationError       401 / 403: the key or token is missing or wrong
     │   │   ├── NotFoundError             404: unknown request id, or its result expired
+    │   │   ├── DirectUnavailableError    404/405 from fal's synchronous endpoint: not offered there; use the queue
     │   │   ├── PayloadTooLargeError      413: the input (usually an inlined image) is too big
     │   │   ├── ValidationError           422: .errors, the server's field list
     │   │   │   └── ContentPolicyError    422 content_policy_violation
@@ -46,6 +47,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ContentPolicyError",
+    "DirectUnavailableError",
     "FieldError",
     "FieldProblem",
     "InvalidInputError",
@@ -221,6 +223,15 @@ class NotFoundError(APIStatusError):
     """404: no such request (or not visible with this key), or its result has expired."""
 
     hint = "check the request id and the base URL; fal keeps results for a limited time (1 hour, 6 minutes if large)"
+
+
+class DirectUnavailableError(APIStatusError):
+    """404/405 from the synchronous endpoint (``run_direct``): the server does not offer it."""
+
+    hint = (
+        "use run() or edit(), which go through the queue (an aggregator may offer only the queue), or pass "
+        "sync_url= the server's synchronous base URL"
+    )
 
 
 class PayloadTooLargeError(APIStatusError):

@@ -1,4 +1,4 @@
-"""Images in and out: local files, bytes and PIL images become data URIs; data URIs and bytes get their type.
+"""Images in and out: local files, bytes and PIL images are read (and typed) to be inlined as data URIs or uploaded.
 
 fal accepts a public URL or a base64 data URI wherever an image URL is expected (fal-protocol.md §2.11). Inlining a
 file grows the request body by a third; fal does not document a body limit (a too large body answers 413), so the
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
+import mimetypes
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote_to_bytes
@@ -21,12 +24,18 @@ from .errors import FieldProblem, InvalidInputError
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
     "ImageSource",
+    "LocalFile",
     "SupportsSave",
     "decode_data_uri",
     "encode_data_uri",
     "extension_for",
     "image_source_to_url",
+    "inline",
+    "is_url",
+    "local_size",
+    "read_local",
     "sniff_image_type",
+    "too_large",
 ]
 
 # Our own guard, not a fal limit: 10 MiB of image becomes a ~13.4 MiB JSON body.
@@ -108,34 +117,127 @@ def decode_data_uri(uri: str) -> tuple[str | None, bytes]:
     return match["type"], unquote_to_bytes(payload)
 
 
-def _too_large(field: str, origin: str, size: int, max_bytes: int) -> InvalidInputError:
+def too_large(field: str, origin: str, size: int, max_bytes: int) -> InvalidInputError:
+    """The error for an image of ``size`` bytes, more than ``max_bytes`` may be inlined."""
     return InvalidInputError(
         [
             FieldProblem(
                 field,
                 origin,
                 f"{origin} has {size} bytes, more than the {max_bytes}-byte limit for inlined images; "
-                "pass a public URL, or shrink the image (or raise max_image_bytes)",
+                "pass a public URL, let the client upload it to fal storage (storage_url=, upload_threshold=), "
+                "or shrink the image (or raise max_image_bytes)",
             )
         ]
     )
 
 
-def _checked(data: bytes, field: str, origin: str, max_bytes: int) -> str:
-    if len(data) > max_bytes:
-        raise _too_large(field, origin, len(data), max_bytes)
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """A local input read into memory, to inline as a data URI or to upload.
+
+    Attributes:
+        data: The bytes.
+        content_type: Their MIME type (sniffed for images).
+        file_name: The name to store it under (the file's own name, else ``image.<ext>`` / ``upload.<ext>``).
+        origin: Where it came from, for messages (the path, ``<123 bytes>``, ``<PIL image, PNG>``).
+    """
+
+    data: bytes = dataclasses.field(repr=False)
+    content_type: str
+    file_name: str
+    origin: str
+
+
+def _not_an_image(field: str, origin: str) -> InvalidInputError:
+    return InvalidInputError(
+        [
+            FieldProblem(
+                field, origin, f"{origin} is not a PNG, JPEG, WebP, GIF, BMP, TIFF or AVIF image (by its first bytes)"
+            )
+        ]
+    )
+
+
+def _typed(data: bytes, field: str, origin: str, name: str | None, images_only: bool) -> LocalFile:
+    if not data:
+        raise InvalidInputError([FieldProblem(field, origin, f"{origin} is empty")])
     mime = sniff_image_type(data)
     if mime is None:
+        if images_only:
+            raise _not_an_image(field, origin)
+        mime = (mimetypes.guess_type(name)[0] if name else None) or "application/octet-stream"
+    stem = "image" if mime.startswith("image/") else "upload"
+    return LocalFile(data, mime, name or f"{stem}{_EXTENSIONS.get(mime, '.bin')}", origin)
+
+
+def _pil_bytes(image: SupportsSave) -> tuple[bytes, str]:
+    buffer = io.BytesIO()
+    fmt = (image.format or "PNG").upper()
+    if fmt not in ("PNG", "JPEG", "WEBP"):
+        fmt = "PNG"
+    image.save(buffer, format=fmt)
+    return buffer.getvalue(), fmt
+
+
+def is_url(source: object) -> bool:
+    """Whether ``source`` is an ``http(s)://`` URL or a ``data:`` URI (sent as is)."""
+    return isinstance(source, str) and re.match(r"^(https?://|data:)", source, re.IGNORECASE) is not None
+
+
+def local_size(source: ImageSource) -> int | None:
+    """The size of a local path or bytes without reading the file; None for URLs, PIL images and missing files."""
+    if isinstance(source, bytes):
+        return len(source)
+    if isinstance(source, (str, os.PathLike)) and not is_url(source):
+        path = Path(source).expanduser()
+        return path.stat().st_size if path.is_file() else None
+    return None
+
+
+def read_local(source: ImageSource, *, field: str = "image_url", images_only: bool = True) -> LocalFile:
+    """Read a local path, bytes or a PIL image into a ``LocalFile``.
+
+    Args:
+        source: A local path (str or Path), bytes, or a PIL image (saved as PNG unless it is a JPEG or WebP).
+        field: Field name for error messages.
+        images_only: Refuse bytes that are not an image we recognise (else their type is guessed from the name).
+
+    Raises:
+        InvalidInputError: a URL, a missing path, empty or non-image bytes, or another kind of value.
+    """
+    if isinstance(source, (str, os.PathLike)) and not is_url(source):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise InvalidInputError(
+                [
+                    FieldProblem(
+                        field, str(source), f"{str(source)!r} is not an http(s) URL, a data: URI or an existing file"
+                    )
+                ]
+            )
+        return _typed(path.read_bytes(), field, str(source), path.name, images_only)
+    if isinstance(source, bytes):
+        return _typed(source, field, f"<{len(source)} bytes>", None, images_only)
+    if isinstance(source, SupportsSave):
+        data, fmt = _pil_bytes(source)
+        return _typed(data, field, f"<PIL image, {fmt}>", None, images_only)
+    if is_url(source):
         raise InvalidInputError(
-            [
-                FieldProblem(
-                    field,
-                    origin,
-                    f"{origin} is not a PNG, JPEG, WebP, GIF, BMP, TIFF or AVIF image (by its first bytes)",
-                )
-            ]
+            [FieldProblem(field, source, "is a URL already; send it as it is, there is nothing to read")]
         )
-    return encode_data_uri(data, mime)
+    raise InvalidInputError([FieldProblem(field, type(source).__name__, "expected a local path, bytes or a PIL image")])
+
+
+def inline(file: LocalFile, *, field: str = "image_url", max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> str:
+    """``file`` as a data URI.
+
+    Raises:
+        InvalidInputError: it is larger than ``max_bytes``.
+    """
+    if len(file.data) > max_bytes:
+        raise too_large(field, file.origin, len(file.data), max_bytes)
+    return encode_data_uri(file.data, file.content_type)
 
 
 def image_source_to_url(
@@ -151,31 +253,10 @@ def image_source_to_url(
     Raises:
         InvalidInputError: the path does not exist, the bytes are not an image, or the image is too large.
     """
-    if isinstance(source, str) and re.match(r"^(https?://|data:)", source, re.IGNORECASE):
+    if is_url(source):
+        assert isinstance(source, str)
         return source
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise InvalidInputError(
-                [
-                    FieldProblem(
-                        field, str(source), f"{str(source)!r} is not an http(s) URL, a data: URI or an existing file"
-                    )
-                ]
-            )
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise _too_large(field, str(source), size, max_bytes)
-        return _checked(path.read_bytes(), field, str(source), max_bytes)
-    if isinstance(source, bytes):
-        return _checked(source, field, f"<{len(source)} bytes>", max_bytes)
-    if isinstance(source, SupportsSave):
-        buffer = io.BytesIO()
-        fmt = (source.format or "PNG").upper()
-        if fmt not in ("PNG", "JPEG", "WEBP"):
-            fmt = "PNG"
-        source.save(buffer, format=fmt)
-        return _checked(buffer.getvalue(), field, f"<PIL image, {fmt}>", max_bytes)
-    raise InvalidInputError(
-        [FieldProblem(field, type(source).__name__, "expected a URL, a data URI, a path, bytes or a PIL image")]
-    )
+    size = local_size(source)
+    if size is not None and size > max_bytes:  # refused before reading a large file
+        raise too_large(field, str(source) if not isinstance(source, bytes) else f"<{size} bytes>", size, max_bytes)
+    return inline(read_local(source, field=field), field=field, max_bytes=max_bytes)

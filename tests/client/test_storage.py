@@ -1,0 +1,606 @@
+"""fal storage uploads: the requests of fal's protocol, their answers, the key's reach, retries and errors without
+I/O; then ``upload()`` and large local inputs of ``edit()`` through both clients against the emulator."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from PIL import Image as PILImage
+
+from fal_kontext import Kontext
+from fal_kontext.commands import Answer, Flow, NoAnswer, Send, Sleep
+from fal_kontext.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    InvalidInputError,
+    NotFoundError,
+    ServerError,
+    UnexpectedResponseError,
+)
+from fal_kontext.files import ImageSource, LocalFile, read_local
+from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext.retry import RetryPolicy
+from fal_kontext.storage import (
+    EXPIRATIONS,
+    FAL_CDN_URL,
+    FAL_REST_URL,
+    Expiration,
+    PendingUpload,
+    StorageSettings,
+    StorageToken,
+    Uploaded,
+    lifecycle_headers,
+    parse_token,
+    prepare_image,
+    should_upload,
+    storage_for,
+    token_request,
+    upload_flow,
+    upload_pending_flow,
+)
+from tests.client.client_fakes import AnyClient, real_client
+
+T = TypeVar("T")
+KEY = "Key secret-key-123"
+NOW = 1_000_000.0
+CDN_FILE = "https://v3b.fal.media/files/b/rabbit/photo.png"
+
+
+def ok(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
+    return Answer(status, headers or {}, json.dumps(body).encode("utf-8"))
+
+
+def token_body(base_url: str = FAL_CDN_URL, expires_in: float = 3600.0) -> dict[str, object]:
+    return {"token": "upload-token", "token_type": "Bearer", "base_url": base_url, "expires_at": NOW + expires_in}
+
+
+def settings(**options: Any) -> StorageSettings:
+    return StorageSettings(wall_clock=lambda: NOW, random=lambda: 0.5, **options)
+
+
+Responder = Callable[[Send], Answer | NoAnswer]
+
+
+def drive(flow: Flow[T], respond: Responder) -> tuple[T, list[Send], int]:
+    """Run ``flow`` answering each ``Send`` with ``respond``; returns its value, the requests and the sleeps."""
+    sent: list[Send] = []
+    sleeps = 0
+    try:
+        command = next(flow)
+        while True:
+            if isinstance(command, Sleep):
+                sleeps += 1
+                command = flow.send(None)
+            else:
+                assert isinstance(command, Send), command
+                sent.append(command)
+                command = flow.send(respond(command))
+    except StopIteration as stop:
+        return stop.value, sent, sleeps
+
+
+def sent_by(flow: Flow[object], respond: Responder) -> list[Send]:
+    """The requests ``flow`` sent before it raised."""
+    sent: list[Send] = []
+
+    def recording(request: Send) -> Answer | NoAnswer:
+        sent.append(request)
+        return respond(request)
+
+    with pytest.raises(Exception):  # noqa: B017 - the callers check the error themselves
+        drive(flow, recording)
+    return sent
+
+
+def fal_storage(request: Send) -> Answer:
+    """fal's storage as documented: a token, then single uploads."""
+    if request.url.startswith(f"{FAL_REST_URL}/storage/auth/token"):
+        return ok(token_body())
+    if request.url == f"{FAL_CDN_URL}/files/upload":
+        return ok({"access_url": CDN_FILE})
+    raise AssertionError(f"unexpected request {request.method} {request.url}")
+
+
+PNG_FILE = LocalFile(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", "photo.png", "photo.png")
+
+
+# --- single upload ----------------------------------------------------------------------------------------------
+
+
+def test_a_single_upload_asks_a_token_with_the_key_then_posts_the_bytes_with_the_token() -> None:
+    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings(), authorization=KEY), fal_storage)
+    assert uploaded.url == CDN_FILE
+    token, upload = sent
+    assert (token.method, token.url) == ("POST", f"{FAL_REST_URL}/storage/auth/token?storage_type=fal-cdn-v3")
+    assert token.headers["Authorization"] == KEY and json.loads(token.content) == {}
+    assert (upload.method, upload.url, upload.content) == ("POST", f"{FAL_CDN_URL}/files/upload", PNG_FILE.data)
+    assert upload.headers["Authorization"] == "Bearer upload-token"
+    assert upload.headers["Content-Type"] == "image/png"
+    assert upload.headers["X-Fal-File-Name"] == "photo.png"
+    assert "X-Fal-Object-Lifecycle" not in upload.headers
+
+
+def test_the_key_goes_to_the_token_request_only() -> None:
+    data = bytes(range(256)) * 10
+    flow = upload_flow(
+        LocalFile(data, "image/png", "big.png", "big.png"),
+        settings(multipart_threshold=1000, part_size=1000),
+        authorization=KEY,
+    )
+    _, sent, _ = drive(flow, multipart_storage())
+    secret = KEY.split()[1]
+    carrying = [request.url for request in sent if any(secret in value for value in request.headers.values())]
+    assert carrying == [f"{FAL_REST_URL}/storage/auth/token?storage_type=fal-cdn-v3"]
+    assert secret not in repr(sent)
+
+
+def test_a_cached_token_is_reused_and_one_about_to_expire_is_renewed() -> None:
+    fresh = StorageToken("cached", "Bearer", FAL_CDN_URL, NOW + 3600)
+    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings(), authorization=KEY, token=fresh), fal_storage)
+    assert [request.url for request in sent] == [f"{FAL_CDN_URL}/files/upload"]
+    assert sent[0].headers["Authorization"] == "Bearer cached"
+    assert uploaded.token is fresh
+    expiring = StorageToken("old", "Bearer", FAL_CDN_URL, NOW + 5)
+    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings(), authorization=KEY, token=expiring), fal_storage)
+    assert len(sent) == 2 and uploaded.token.token == "upload-token"
+
+
+def test_the_lifecycle_preference_is_sent_in_both_of_fals_headers() -> None:
+    _, sent, _ = drive(upload_flow(PNG_FILE, settings(expires_in="1d"), authorization=KEY), fal_storage)
+    headers = sent[1].headers
+    assert json.loads(headers["X-Fal-Object-Lifecycle"]) == {"expiration_duration_seconds": 86400}
+    assert headers["X-Fal-Object-Lifecycle-Preference"] == headers["X-Fal-Object-Lifecycle"]
+
+
+@pytest.mark.parametrize(("expires_in", "seconds"), [*EXPIRATIONS.items(), (90, 90)])
+def test_lifecycle_headers_for_every_named_expiration(expires_in: Expiration, seconds: int | None) -> None:
+    headers = lifecycle_headers(expires_in)
+    if seconds is None:
+        assert headers == {}
+    else:
+        assert json.loads(headers["X-Fal-Object-Lifecycle-Preference"]) == {"expiration_duration_seconds": seconds}
+
+
+@pytest.mark.parametrize("bad", [0, -5, True, "2d", 1.5])
+def test_a_bad_expiration_is_refused_when_the_settings_are_made(bad: object) -> None:
+    with pytest.raises(ValueError, match="expires_in"):
+        StorageSettings(expires_in=bad)  # type: ignore[arg-type]
+
+
+def test_a_file_name_outside_latin_1_is_sent_percent_encoded() -> None:
+    upload = LocalFile(PNG_FILE.data, "image/png", "café ☕.png", "café ☕.png")
+    _, sent, _ = drive(upload_flow(upload, settings(), authorization=KEY), fal_storage)
+    name = sent[1].headers["X-Fal-File-Name"]
+    name.encode("latin-1")
+    assert name == "caf%C3%A9 %E2%98%95.png"
+
+
+# --- multipart --------------------------------------------------------------------------------------------------
+
+
+def multipart_storage(base_url: str = FAL_CDN_URL, access_url: str = CDN_FILE) -> Responder:
+    def respond(request: Send) -> Answer:
+        if "/storage/auth/token" in request.url:
+            return ok(token_body(base_url))
+        if request.url == f"{base_url}/files/upload/multipart":
+            return ok({"access_url": access_url, "uploadId": "up-1"})
+        if request.method == "PUT":
+            number = request.url.rsplit("/", 1)[1]
+            return Answer(200, {"ETag": f'"etag-{number}"'}, b"")
+        if request.url == f"{access_url}/multipart/up-1/complete":
+            return ok({})
+        raise AssertionError(f"unexpected request {request.method} {request.url}")
+
+    return respond
+
+
+def test_above_the_threshold_the_file_goes_in_parts_then_a_completion_listing_their_etags() -> None:
+    data = bytes(range(256)) * 10  # 2560 bytes: parts of 1000, 1000, 560
+    flow = upload_flow(
+        LocalFile(data, "image/png", "big.png", "big.png"),
+        settings(multipart_threshold=2000, part_size=1000),
+        authorization=KEY,
+    )
+    uploaded, sent, _ = drive(flow, multipart_storage())
+    assert uploaded.url == CDN_FILE
+    start, *parts, complete = sent[1:]
+    assert (start.method, start.url) == ("POST", f"{FAL_CDN_URL}/files/upload/multipart")
+    assert start.headers["X-Fal-File-Name"] == "big.png" and start.headers["Content-Type"] == "image/png"
+    assert [(p.method, p.url) for p in parts] == [("PUT", f"{CDN_FILE}/multipart/up-1/{n}") for n in (1, 2, 3)]
+    assert b"".join(p.content for p in parts) == data
+    assert [len(p.content) for p in parts] == [1000, 1000, 560]
+    assert all(p.headers["Authorization"] == "Bearer upload-token" for p in parts)
+    assert (complete.method, complete.url) == ("POST", f"{CDN_FILE}/multipart/up-1/complete")
+    assert json.loads(complete.content) == {"parts": [{"partNumber": n, "etag": f'"etag-{n}"'} for n in (1, 2, 3)]}
+
+
+def test_at_the_threshold_the_file_is_one_upload() -> None:
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=len(PNG_FILE.data)), authorization=KEY)
+    _, sent, _ = drive(flow, fal_storage)
+    assert [request.url for request in sent][1:] == [f"{FAL_CDN_URL}/files/upload"]
+
+
+def test_a_part_answered_without_an_etag_is_an_unexpected_answer() -> None:
+    storage = multipart_storage()
+
+    def respond(request: Send) -> Answer | NoAnswer:
+        return Answer(200, {}, b"") if request.method == "PUT" else storage(request)
+
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10, part_size=50), authorization=KEY)
+    with pytest.raises(UnexpectedResponseError, match="ETag"):
+        drive(flow, respond)
+
+
+def test_the_token_is_not_sent_to_a_host_that_is_neither_configured_nor_fals() -> None:
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10), authorization=KEY)
+    sent = sent_by(flow, multipart_storage(base_url="https://evil.test"))
+    assert [urlhost(r.url) for r in sent] == ["rest.fal.ai"]
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10), authorization=KEY)
+    sent = sent_by(flow, multipart_storage(access_url="https://evil.test/files/x"))
+    assert "evil.test" not in {urlhost(r.url) for r in sent}
+    flow = upload_flow(PNG_FILE, settings(), authorization=KEY)
+    with pytest.raises(UnexpectedResponseError, match=r"evil\.test"):
+        drive(flow, lambda r: ok({"access_url": "http://evil.test/f"}) if "/files/" in r.url else fal_storage(r))
+
+
+def urlhost(url: str) -> str:
+    return url.split("/")[2]
+
+
+# --- one base URL (the emulator) --------------------------------------------------------------------------------
+
+
+def test_a_configured_storage_url_serves_every_path_and_may_be_plain_http() -> None:
+    base = "http://127.0.0.1:8765"
+
+    def emulator(request: Send) -> Answer:
+        if request.url.startswith(f"{base}/storage/auth/token?"):
+            return ok(token_body(base))
+        if request.url == f"{base}/files/upload/multipart":
+            return ok({"access_url": f"{base}/files/abc/big.png", "uploadId": "u"})
+        if request.method == "PUT":
+            return Answer(200, {"etag": "e"}, b"")
+        if request.url.endswith("/complete"):
+            return ok({})
+        raise AssertionError(request.url)
+
+    flow = upload_flow(PNG_FILE, StorageSettings.at(base + "/", multipart_threshold=10), authorization=KEY)
+    uploaded, sent, _ = drive(flow, emulator)
+    assert uploaded.url == f"{base}/files/abc/big.png"
+    assert {urlhost(request.url) for request in sent} == {"127.0.0.1:8765"}
+
+
+def test_settings_refuse_a_url_that_is_not_http() -> None:
+    with pytest.raises(ValueError, match="not an absolute http"):
+        StorageSettings.at("ftp://storage.test")
+    with pytest.raises(ValueError, match="part_size"):
+        StorageSettings(part_size=0)
+
+
+# --- failures ---------------------------------------------------------------------------------------------------
+
+
+def test_a_refused_key_is_an_authentication_error_without_retry() -> None:
+    flow = upload_flow(PNG_FILE, settings(), authorization=KEY)
+    sent = sent_by(flow, lambda r: ok({"detail": "invalid key"}, 401))
+    assert len(sent) == 1
+    with pytest.raises(AuthenticationError, match="invalid key"):
+        drive(upload_flow(PNG_FILE, settings(), authorization=KEY), lambda r: ok({"detail": "invalid key"}, 401))
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_server_without_fal_storage_says_what_to_do(status: int) -> None:
+    flow = upload_flow(PNG_FILE, StorageSettings.at("https://proxy.test"), authorization=KEY)
+    with pytest.raises(NotFoundError) as caught:
+        drive(flow, lambda r: ok({"detail": "Not Found"}, status))
+    message = str(caught.value)
+    assert "https://proxy.test does not offer fal storage" in message and "storage_url=" in message
+
+
+def test_transient_failures_are_retried_then_the_upload_succeeds() -> None:
+    failures: list[Answer | NoAnswer] = [NoAnswer("ReadError: reset", reached_server=True), ok({"detail": "busy"}, 503)]
+
+    def flaky(request: Send) -> Answer | NoAnswer:
+        if request.url.endswith("/files/upload") and failures:
+            return failures.pop(0)
+        return fal_storage(request)
+
+    uploaded, sent, sleeps = drive(upload_flow(PNG_FILE, settings(), authorization=KEY), flaky)
+    assert uploaded.url == CDN_FILE and sleeps == 2 and len(sent) == 4
+
+
+def test_retries_end_with_the_typed_error() -> None:
+    flow = upload_flow(PNG_FILE, settings(retry=RetryPolicy(max_retries=2)), authorization=KEY)
+
+    def down(request: Send) -> Answer | NoAnswer:
+        return ok({"detail": "down"}, 502) if "/files/" in request.url else fal_storage(request)
+
+    with pytest.raises(ServerError, match="down"):
+        drive(flow, down)
+    flow = upload_flow(PNG_FILE, settings(retry=RetryPolicy.disabled()), authorization=KEY)
+    with pytest.raises(APIConnectionError, match=r"the token request to rest\.fal\.ai got no answer"):
+        drive(flow, lambda r: NoAnswer("ConnectError: refused", reached_server=False))
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"token": "t", "token_type": "Bearer"}, {"token": "t", "token_type": "Bearer", "base_url": "nope"}]
+)
+def test_a_token_answer_without_its_fields_is_unexpected(body: dict[str, object]) -> None:
+    with pytest.raises(UnexpectedResponseError, match="fal storage"):
+        parse_token(ok(body))
+
+
+def test_a_token_expiry_is_read_as_iso_time_or_seconds_or_left_open() -> None:
+    iso = parse_token(ok({**token_body(), "expires_at": "2026-12-02T01:00:00+00:00"}))
+    assert iso.expires_at == 1796173200.0
+    assert parse_token(ok({**token_body(), "expires_at": None})).expires_at is None
+    assert parse_token(ok({**token_body(), "expires_at": None})).usable(NOW)
+    assert "upload-token" not in repr(parse_token(ok(token_body())))
+
+
+def test_an_upload_answer_without_access_url_is_unexpected() -> None:
+    flow = upload_flow(PNG_FILE, settings(), authorization=KEY)
+    with pytest.raises(UnexpectedResponseError, match="access_url"):
+        drive(flow, lambda r: ok({"url": "x"}) if r.url.endswith("/files/upload") else fal_storage(r))
+
+
+# --- pure helpers -----------------------------------------------------------------------------------------------
+
+
+def test_the_token_request_carries_the_key_and_an_empty_json_body() -> None:
+    request = token_request(StorageSettings.at("http://127.0.0.1:9"), KEY)
+    assert request.url == "http://127.0.0.1:9/storage/auth/token?storage_type=fal-cdn-v3"
+    assert KEY not in repr(request)
+    assert "Authorization" not in token_request(StorageSettings(), None).headers
+
+
+def test_uploads_happen_above_the_threshold_only_where_storage_is_known() -> None:
+    assert should_upload(2_000_000, threshold=1_000_000, storage_available=True)
+    assert not should_upload(1_000_000, threshold=1_000_000, storage_available=True)
+    assert not should_upload(2_000_000, threshold=1_000_000, storage_available=False)
+    assert not should_upload(2_000_000, threshold=None, storage_available=True)
+
+
+def test_local_files_are_read_with_their_name_and_type(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 20)
+    assert read_local(photo) == LocalFile(photo.read_bytes(), "image/jpeg", "photo.jpg", str(photo))
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"hello")
+    assert read_local(notes, images_only=False).content_type == "text/plain"
+    with pytest.raises(InvalidInputError, match="not a PNG"):
+        read_local(notes)
+    assert read_local(b"hello", images_only=False).file_name == "upload.bin"
+    assert read_local(PNG_FILE.data).file_name == "image.png"
+    with pytest.raises(InvalidInputError, match="empty"):
+        read_local(b"", images_only=False)
+    with pytest.raises(InvalidInputError, match="is a URL already"):
+        read_local("https://example.test/a.png")
+    with pytest.raises(InvalidInputError, match="local path, bytes or a PIL image"):
+        read_local(3)  # type: ignore[arg-type]
+
+
+def test_a_client_uploads_to_fal_against_fal_and_elsewhere_only_where_told() -> None:
+    fal = storage_for("https://queue.fal.run")
+    assert fal is not None and (fal.rest_url, fal.cdn_url) == (FAL_REST_URL, FAL_CDN_URL)
+    assert storage_for("https://proxy.test/api") is None
+    emulator = storage_for("http://127.0.0.1:8000", "http://127.0.0.1:8000/", expires_in="1h")
+    assert emulator is not None and (emulator.rest_url, emulator.cdn_url) == ("http://127.0.0.1:8000",) * 2
+    assert emulator.expires_in == "1h"
+    told = storage_for("https://proxy.test/api", "https://rest.fal.ai")
+    assert told is not None and (told.rest_url, told.cdn_url) == (FAL_REST_URL, FAL_CDN_URL)
+
+
+# --- local inputs: inline or upload -----------------------------------------------------------------------------
+
+
+def big_png(size: int) -> bytes:
+    return PNG_FILE.data + b"\0" * (size - len(PNG_FILE.data))
+
+
+def test_small_local_images_are_inlined_and_large_ones_wait_for_their_upload(tmp_path: Path) -> None:
+    path = tmp_path / "large.png"
+    path.write_bytes(big_png(5000))
+
+    def options(source: ImageSource, field: str = "image_url") -> str | PendingUpload:
+        return prepare_image(source, field=field, storage_available=True, upload_threshold=1000, max_image_bytes=2000)
+
+    small = options(big_png(1000))
+    assert isinstance(small, str) and small.startswith("data:image/png;base64,")
+    large = options(path, "image_urls[1]")
+    assert isinstance(large, PendingUpload)
+    assert large.file == LocalFile(path.read_bytes(), "image/png", "large.png", str(path))
+    assert large.stand_in.startswith("https://upload.invalid/") and "large.png" in large.stand_in
+    url = "https://example.test/in.png"
+    assert options(url) == url
+
+
+def test_without_storage_a_large_image_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "large.png"
+    path.write_bytes(b"not even an image" * 300)
+    for available, threshold in ((False, 1000), (True, None)):
+        with pytest.raises(InvalidInputError, match="limit for inlined images") as caught:
+            prepare_image(
+                path, field="image_url", storage_available=available, upload_threshold=threshold, max_image_bytes=2000
+            )
+        assert "storage_url=" in str(caught.value)
+    with pytest.raises(InvalidInputError, match="not a PNG"):
+        prepare_image(path, field="image_url", storage_available=True, upload_threshold=1000, max_image_bytes=2000)
+
+
+def test_pending_uploads_replace_their_stand_ins_and_share_one_token() -> None:
+    first = PendingUpload(
+        "https://upload.invalid/image_urls%5B0%5D/a.png", LocalFile(PNG_FILE.data, "image/png", "a.png", "a")
+    )
+    second = PendingUpload(
+        "https://upload.invalid/image_urls%5B2%5D/b.png", LocalFile(PNG_FILE.data, "image/png", "b.png", "b")
+    )
+    fields = {"prompt": "p", "image_urls": [first.stand_in, "https://example.test/x.png", second.stand_in]}
+    names = iter(["one", "two"])
+
+    def storage(request: Send) -> Answer:
+        if request.url.endswith("/files/upload"):
+            return ok({"access_url": f"https://v3.fal.media/files/{next(names)}.png"})
+        return fal_storage(request)
+
+    (replaced, token), sent, _ = drive(
+        upload_pending_flow(fields, [first, second], settings(), authorization=KEY), storage
+    )
+    assert replaced == {
+        "prompt": "p",
+        "image_urls": [
+            "https://v3.fal.media/files/one.png",
+            "https://example.test/x.png",
+            "https://v3.fal.media/files/two.png",
+        ],
+    }
+    assert [request.url.split("?")[0] for request in sent] == [
+        f"{FAL_REST_URL}/storage/auth/token",
+        f"{FAL_CDN_URL}/files/upload",
+        f"{FAL_CDN_URL}/files/upload",
+    ]
+    assert token is not None and token.token == "upload-token"
+
+
+# --- through the clients, against the emulator ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    with run_emulator(EmulatorConfig(run_time=0.1, queue_wait=0.02, runners=4, keepalive_interval=1.0)) as running:
+        yield running
+
+
+@pytest.fixture
+def storage_client(emulator: RunningEmulator, kind: str) -> Iterator[AnyClient]:
+    with real_client(kind, emulator.key, base_url=emulator.base_url, storage_url=emulator.base_url) as client:
+        yield client
+
+
+def noise_png(size: int) -> bytes:
+    """A PNG of at least ``size`` bytes that does not compress (random pixels, stored without compression)."""
+    side = math.isqrt(size // 3) + 1
+    buffer = io.BytesIO()
+    PILImage.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, format="PNG", compress_level=0)
+    return buffer.getvalue()
+
+
+def listed(emulator: RunningEmulator, url: str) -> dict[str, Any]:
+    """The emulator's record of the upload served at ``url``."""
+    [upload] = [u for u in emulator.uploads() if url.endswith(f"/{u['file_id']}/{u['file_name']}")]
+    return upload
+
+
+def test_a_25_mib_local_image_is_uploaded_not_inlined(
+    storage_client: AnyClient, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    photo = tmp_path / "kitchen-25mib.png"
+    photo.write_bytes(noise_png(25 * 1024 * 1024))
+    assert photo.stat().st_size >= 25 * 1024 * 1024 > emulator.config.max_body_bytes  # inlined, it would be a 413
+    before = {u["file_id"] for u in emulator.uploads()}
+    result = storage_client.edit("Put a donut next to the flour", image=photo, seed=7)
+    assert len(result.images) == 1
+    [upload] = [u for u in emulator.uploads() if u["file_id"] not in before]
+    assert (upload["file_name"], upload["size"], upload["complete"]) == (
+        "kitchen-25mib.png",
+        photo.stat().st_size,
+        True,
+    )
+    url = f"{emulator.base_url}/files/uploads/{upload['file_id']}/kitchen-25mib.png"
+    submitted = {"prompt": "Put a donut next to the flour", "image_url": url, "seed": 7}
+    assert emulator.submit_count(body=submitted) == 1  # the submit carried the uploaded file's URL
+
+
+def test_small_local_images_stay_inlined(storage_client: AnyClient, emulator: RunningEmulator) -> None:
+    before = len(emulator.uploads())
+    small = noise_png(10_000)
+    storage_client.edit("a cat", image=small, seed=3)
+    assert len(emulator.uploads()) == before
+    inlined = {"prompt": "a cat", "image_url": "data:image/png;base64," + base64.b64encode(small).decode(), "seed": 3}
+    assert emulator.submit_count(body=inlined) == 1
+
+
+def test_upload_takes_paths_bytes_and_pil_images_and_the_url_serves_them(
+    storage_client: AnyClient, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    picture = PILImage.new("RGB", (16, 8), "orange")
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"not an image, still a file")
+    urls = [storage_client.upload(path), storage_client.upload(noise_png(3000)), storage_client.upload(picture)]
+    served = [httpx.get(url) for url in urls]
+    assert [r.status_code for r in served] == [200, 200, 200]
+    assert served[0].content == path.read_bytes() and served[0].headers["content-type"].startswith("text/plain")
+    assert PILImage.open(io.BytesIO(served[2].content)).size == (16, 8)
+    names = [listed(emulator, url)["file_name"] for url in urls]
+    assert names == ["notes.txt", "image.png", "image.png"]
+    named = storage_client.upload(b"raw", file_name="data.bin", content_type="application/x-test")
+    assert listed(emulator, named)["content_type"] == "application/x-test"
+
+
+def test_the_lifecycle_preference_reaches_storage(emulator: RunningEmulator, kind: str) -> None:
+    with real_client(
+        kind, emulator.key, base_url=emulator.base_url, storage_url=emulator.base_url, upload_expires_in="1h"
+    ) as client:
+        url = client.upload(noise_png(1000))
+    assert listed(emulator, url)["lifecycle"] == {"expiration_duration_seconds": 3600}
+
+
+def test_large_files_go_in_parts_that_the_emulator_joins(emulator: RunningEmulator, kind: str) -> None:
+    data = noise_png(300_000)
+    settings = StorageSettings.at(emulator.base_url, multipart_threshold=100_000, part_size=64 * 1024)
+    with real_client(kind, emulator.key, base_url=emulator.base_url) as client:
+        upload = LocalFile(data, "image/png", "parts.png", "parts.png")
+        url = client._run_upload(_url_of(upload_flow(upload, settings, authorization=f"Key {emulator.key}")))
+    assert httpx.get(url).content == data
+    assert listed(emulator, url)["size"] == len(data)
+
+
+def _url_of(flow: Flow[Uploaded]) -> Flow[str]:
+    return (yield from flow).url
+
+
+def test_without_storage_large_images_are_refused_before_sending(emulator: RunningEmulator, kind: str) -> None:
+    emulator.reset_counters()
+    with real_client(kind, emulator.key, base_url=emulator.base_url) as client:
+        with pytest.raises(InvalidInputError, match="storage_url="):
+            client.upload(b"abc")
+        with pytest.raises(InvalidInputError, match="limit for inlined images"):
+            client.edit("a cat", image=noise_png(11 * 1024 * 1024))
+    assert emulator.submit_count() == 0
+
+
+def test_a_storage_url_without_fal_storage_says_so(emulator: RunningEmulator, kind: str) -> None:
+    elsewhere = emulator.base_url + "/no-storage-here"
+    with (
+        real_client(kind, emulator.key, base_url=emulator.base_url, storage_url=elsewhere) as client,
+        pytest.raises(NotFoundError, match="does not offer fal storage"),
+    ):
+        client.upload(b"abc")
+
+
+def test_the_storage_url_may_come_from_the_environment(
+    emulator: RunningEmulator, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAL_KONTEXT_STORAGE_URL", emulator.base_url)
+    with real_client(kind, emulator.key, base_url=emulator.base_url) as client:
+        url = client.upload(b"from the environment")
+    assert httpx.get(url).content == b"from the environment"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("upload_threshold", -1), ("upload_threshold", True), ("upload_expires_in", "2d"), ("storage_url", "ftp://x")],
+)
+def test_bad_upload_options_are_refused_by_name(option: str, value: object) -> None:
+    options: dict[str, Any] = {option: value}
+    with pytest.raises(InvalidInputError, match=option):
+        Kontext("k", **options)

@@ -1,0 +1,291 @@
+"""fal's synchronous endpoint: where it is, the request, the answer, what is never resent and the errors without I/O;
+then ``run_direct`` through both clients against the emulator."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+from fal_kontext_api.models import KontextOutput
+from PIL import Image as PILImage
+
+from fal_kontext.commands import Answer, Flow, NoAnswer, Send, Sleep
+from fal_kontext.config import RequestTimeouts
+from fal_kontext.direct import (
+    FAL_SYNC_URL,
+    DirectAnswer,
+    DirectCall,
+    direct_base_url,
+    direct_flow,
+)
+from fal_kontext.endpoints import Endpoint
+from fal_kontext.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ContentPolicyError,
+    DirectUnavailableError,
+    InvalidInputError,
+    ServerError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext.results import EditResult
+from fal_kontext.retry import RetryPolicy
+from fal_kontext.spec import spec
+from tests.client.client_fakes import OUTPUT, AnyClient, real_client, submit_body
+
+ENDPOINT = "fal-ai/flux-pro/kontext"
+BODY = {"prompt": "a donut", "image_url": "https://example.test/in.png"}
+
+
+def spec_sync_server() -> str:
+    extension = spec().get("x-fal-sync")
+    return str(extension["server"]) if isinstance(extension, dict) else FAL_SYNC_URL
+
+
+def request(run_timeout: float | None = 300.0) -> Send:
+    return DirectCall(FAL_SYNC_URL, ENDPOINT, BODY, authorization="Key k-1", run_timeout=run_timeout).request()
+
+
+def ok(body: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Answer:
+    return Answer(status, headers or {}, json.dumps(body).encode("utf-8"))
+
+
+Outcome = Answer | NoAnswer
+
+
+def drive(outcomes: list[Outcome]) -> tuple[DirectAnswer[KontextOutput], int, int]:
+    """Run the flow on scripted outcomes; returns its value, how many requests it sent and how often it slept."""
+    flow: Flow[DirectAnswer[KontextOutput]] = direct_flow(
+        request(), KontextOutput.from_dict, retry=RetryPolicy(), random=lambda: 0.5
+    )
+    sends = sleeps = 0
+    try:
+        command = next(flow)
+        while True:
+            if isinstance(command, Sleep):
+                sleeps += 1
+                command = flow.send(None)
+            else:
+                assert isinstance(command, Send), command
+                sends += 1
+                command = flow.send(outcomes.pop(0))
+    except StopIteration as stop:
+        return stop.value, sends, sleeps
+
+
+def sends_before(error: type[Exception], outcomes: list[Outcome], match: str | None = None) -> tuple[int, str]:
+    """How many requests the flow sent before raising ``error``, and the error's message."""
+    count = len(outcomes)
+    with pytest.raises(error, match=match) as caught:
+        drive(outcomes)
+    return count - len(outcomes), str(caught.value)
+
+
+# --- where ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("queue", ["https://queue.fal.run", "https://queue.falrun.com/"])
+def test_against_fals_queue_the_synchronous_host_is_the_specs(queue: str) -> None:
+    assert direct_base_url(queue) == spec_sync_server().rstrip("/")
+
+
+def test_against_another_base_it_is_the_sync_prefix_there_and_sync_url_wins() -> None:
+    assert direct_base_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000/sync"
+    assert direct_base_url("https://proxy.test/fal/") == "https://proxy.test/fal/sync"
+    assert direct_base_url("https://queue.fal.run", "https://run.proxy.test/") == "https://run.proxy.test"
+    with pytest.raises(ValueError, match="not an absolute http"):
+        direct_base_url("https://queue.fal.run", "run.proxy.test")
+
+
+def test_the_request_posts_the_input_as_json_to_the_endpoint_path_holding_the_connection() -> None:
+    call = DirectCall(
+        "http://127.0.0.1:8000/sync",
+        "/" + ENDPOINT,
+        BODY,
+        authorization="Key k-1",
+        run_timeout=None,
+        start_timeout=30.0,
+        runner_hint="r1",
+    )
+    assert "k-1" not in repr(call)
+    sent = call.request()
+    assert (sent.method, sent.url) == ("POST", f"http://127.0.0.1:8000/sync/{ENDPOINT}")
+    assert json.loads(sent.content) == BODY
+    assert sent.read_timeout is None
+    assert sent.headers["Content-Type"] == "application/json" and sent.headers["Authorization"] == "Key k-1"
+    assert sent.headers["X-Fal-Request-Timeout"] == "30" and sent.headers["X-Fal-Runner-Hint"] == "r1"
+    assert request(run_timeout=42.0).read_timeout == 42.0
+    assert "k-1" not in repr(sent)
+
+
+# --- the answer -------------------------------------------------------------------------------------------------
+
+
+def test_a_200_is_parsed_with_the_output_model_and_carries_fals_request_id() -> None:
+    answer, sends, _ = drive([ok(OUTPUT, headers={"X-Fal-Request-Id": "rid-9"})])
+    assert sends == 1
+    assert answer.request_id == "rid-9"
+    assert isinstance(answer.output, KontextOutput) and answer.output.seed == OUTPUT["seed"]
+    assert drive([ok(OUTPUT)])[0].request_id is None
+
+
+@pytest.mark.parametrize("body", [submit_body(), {"images": "nope"}, ["not", "an", "object"]])
+def test_a_2xx_that_is_not_the_output_is_unexpected_and_says_where_to_look(body: object) -> None:
+    _, message = sends_before(UnexpectedResponseError, [ok(body)])
+    assert "not the endpoint's output" in message and "sync_url" in message
+
+
+def test_a_body_that_is_not_json_is_unexpected() -> None:
+    sends_before(UnexpectedResponseError, [Answer(200, {}, b"<html>ok</html>")])
+
+
+# --- never resent once it may have run --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("outcome", "error"),
+    [
+        (NoAnswer("ReadTimeout: timed out", reached_server=True, timed_out=True), APITimeoutError),
+        (NoAnswer("RemoteProtocolError: dropped", reached_server=True), APIConnectionError),
+        (ok({"detail": "Internal error"}, 500), ServerError),
+        (ok({"detail": "Bad gateway"}, 502), ServerError),
+        (ok({"detail": "Service unavailable"}, 503), ServerError),
+    ],
+)
+def test_an_answer_lost_or_failed_after_sending_is_not_resent(outcome: Outcome, error: type[Exception]) -> None:
+    sends, message = sends_before(error, [outcome, ok(OUTPUT)])
+    assert sends == 1
+    if isinstance(outcome, NoAnswer):
+        assert "not sent again" in message and "queue" in message
+
+
+def test_a_request_that_never_left_or_was_refused_with_429_is_sent_again() -> None:
+    refused = NoAnswer("ConnectError: refused", reached_server=False)
+    answer, sends, sleeps = drive([refused, ok({"detail": "Too many"}, 429), ok(OUTPUT)])
+    assert (sends, sleeps) == (3, 2) and answer.output.seed == OUTPUT["seed"]
+
+
+# --- errors -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_a_server_without_the_synchronous_endpoint_says_to_use_the_queue(status: int) -> None:
+    sends, message = sends_before(DirectUnavailableError, [ok({"detail": "Not Found"}, status)])
+    assert sends == 1
+    assert f"HTTP {status}" in message and "does not offer fal's synchronous endpoint" in message
+    assert "Use run() or edit(), which go through the queue" in message
+
+
+def test_errors_are_the_queues_typed_errors() -> None:
+    detail = [{"loc": ["body", "prompt"], "msg": "flagged", "type": "content_policy_violation"}]
+    sends_before(ContentPolicyError, [ok({"detail": detail}, 422, {"x-fal-request-id": "rid-2"})], "flagged")
+    detail = [{"loc": ["body", "seed"], "msg": "too big", "type": "value_error"}]
+    with pytest.raises(ValidationError) as caught:
+        drive([ok({"detail": detail}, 422, {"x-fal-request-id": "rid-3"})])
+    assert caught.value.request_id == "rid-3"
+
+
+def test_the_parse_function_decides_the_output_type() -> None:
+    parse: Callable[[Mapping[str, Any]], str] = lambda body: str(body["seed"])  # noqa: E731
+    flow = direct_flow(request(), parse, retry=RetryPolicy.disabled(), random=lambda: 0.5)
+    next(flow)
+    with pytest.raises(StopIteration) as stop:
+        flow.send(ok(OUTPUT))
+    assert stop.value.value == DirectAnswer(None, str(OUTPUT["seed"]))
+
+
+# --- through the clients, against the emulator ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    with run_emulator(EmulatorConfig(run_time=0.1, queue_wait=0.02, runners=4, keepalive_interval=1.0)) as running:
+        yield running
+
+
+@pytest.fixture
+def direct_client(emulator: RunningEmulator, kind: str) -> Iterator[AnyClient]:
+    emulator.clear_faults()
+    emulator.reset_counters()
+    with real_client(kind, emulator.key, base_url=emulator.base_url) as client:
+        yield client
+
+
+def image_input(endpoint: Endpoint) -> dict[str, object]:
+    """The endpoint's image field (from the spec), filled with a real PNG; nothing for text-to-image."""
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (32, 24), "orange").save(buffer, format="PNG")
+    image = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    if endpoint.image_field is None:
+        return {}
+    return {endpoint.image_field: [image, image] if endpoint.is_multi else image}
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint))
+def test_run_direct_answers_the_result_without_the_queue(
+    direct_client: AnyClient, emulator: RunningEmulator, endpoint: Endpoint
+) -> None:
+    result = direct_client.run_direct(endpoint, {"prompt": "a donut", "num_images": 2, **image_input(endpoint)})
+    assert isinstance(result, EditResult) and len(result.images) == 2 and result.output.prompt == "a donut"
+    assert result.request_id  # the emulator sends x-fal-request-id, as fal does
+    calls = emulator.counters()["calls"]
+    assert calls == {f"sync_{endpoint.operation_id}": 1}  # no submit, status or result call
+
+
+def test_a_failed_run_is_not_sent_again(direct_client: AnyClient, emulator: RunningEmulator) -> None:
+    emulator.add_fault("sync=503,ok")
+    with pytest.raises(ServerError):
+        direct_client.run_direct(ENDPOINT, {"prompt": "a donut", **image_input(Endpoint.PRO)})
+    assert emulator.counters()["calls"] == {"sync_submit_kontext": 1}
+
+
+def test_the_model_s_errors_are_the_queue_s(direct_client: AnyClient) -> None:
+    with pytest.raises(ContentPolicyError):
+        direct_client.run_direct(ENDPOINT, {"prompt": "[content-policy]", **image_input(Endpoint.PRO)})
+
+
+def test_a_bad_input_is_refused_before_sending(direct_client: AnyClient, emulator: RunningEmulator) -> None:
+    with pytest.raises(InvalidInputError, match="num_images"):
+        direct_client.run_direct(ENDPOINT, {"prompt": "p", "num_images": 99, **image_input(Endpoint.PRO)})
+    assert emulator.counters()["calls"] == {}
+
+
+def test_a_server_without_the_endpoint_says_to_use_the_queue(emulator: RunningEmulator, kind: str) -> None:
+    elsewhere = emulator.base_url + "/not-sync"
+    with (
+        real_client(kind, emulator.key, base_url=emulator.base_url, sync_url=elsewhere) as client,
+        pytest.raises(DirectUnavailableError, match=r"Use run\(\) or edit\(\), which go through the queue"),
+    ):
+        client.run_direct(ENDPOINT, {"prompt": "p", **image_input(Endpoint.PRO)})
+
+
+def test_a_queue_given_as_sync_url_is_an_unexpected_answer(emulator: RunningEmulator, kind: str) -> None:
+    with (
+        real_client(kind, emulator.key, base_url=emulator.base_url, sync_url=emulator.base_url) as client,
+        pytest.raises(UnexpectedResponseError, match="A queue would have queued a job"),
+    ):
+        client.run_direct(ENDPOINT, {"prompt": "p", **image_input(Endpoint.PRO)})
+
+
+def test_the_connection_is_held_for_the_run_and_its_timeout_is_the_run_s(kind: str) -> None:
+    config = EmulatorConfig(run_time=1.5, queue_wait=0.0, runners=2, keepalive_interval=1.0)
+    short_reads = RequestTimeouts(connect=5.0, read=1.0)
+    with (
+        run_emulator(config) as slow,
+        real_client(kind, slow.key, base_url=slow.base_url, timeouts=short_reads) as client,
+    ):
+        started = time.monotonic()
+        with pytest.raises(APITimeoutError, match="not sent again"):
+            client.run_direct(ENDPOINT, {"prompt": "p", **image_input(Endpoint.PRO)}, timeout=0.5)
+        assert time.monotonic() - started < 1.4  # gave up at the run's timeout, not at the run's end
+        assert slow.counters()["calls"] == {"sync_submit_kontext": 1}
+        # A 1.5 s run outlasts the 1 s per-request read timeout: the run's own timeout holds the connection.
+        result = client.run_direct(ENDPOINT, {"prompt": "p", **image_input(Endpoint.PRO)}, timeout=30)
+        assert len(result.images) == 1
