@@ -75,16 +75,21 @@ def _client(target: ContractTarget, transport: httpx.BaseTransport, *, stream_st
     )
 
 
+def _free_only(free_server: bool) -> None:
+    if not free_server:
+        pytest.skip("this scenario submits several paid jobs: the emulator or a free server only")
+
+
 def _emulator_only(target: ContractTarget) -> None:
     if target.remote:
-        pytest.skip("this scenario submits paid jobs or relies on the emulator's triggers; the local emulator only")
+        pytest.skip("relies on the emulator's prompt triggers ([content-policy], [runner-failure]); emulator only")
 
 
 @pytest.mark.parametrize(("model", "multi"), [("pro", False), ("max", False), ("pro", True), ("max", True)])
 def test_each_endpoint_streaming(
-    contract_target: ContractTarget, recorder: ConformanceRecorder, model: str, multi: bool
+    contract_target: ContractTarget, recorder: ConformanceRecorder, free_server: bool, model: str, multi: bool
 ) -> None:
-    _emulator_only(contract_target)
+    _free_only(free_server)
     images = {"images": [_png((200, 40, 40)), _png((40, 40, 200))]} if multi else {"image": _png((40, 160, 40))}
     with _client(contract_target, recorder) as kontext:
         result = kontext.edit("Put a donut next to the flour.", model=model, num_images=2, seed=7, **images)
@@ -94,9 +99,9 @@ def test_each_endpoint_streaming(
 
 
 def test_polling_with_logs_and_resume_by_request_id(
-    contract_target: ContractTarget, recorder: ConformanceRecorder
+    contract_target: ContractTarget, recorder: ConformanceRecorder, free_server: bool
 ) -> None:
-    _emulator_only(contract_target)
+    _free_only(free_server)
     with _client(contract_target, recorder, stream_status=False) as kontext:
         handle = kontext.submit("fal-ai/flux-pro/kontext/max", {"prompt": "Make it night", "image_url": _data_uri()})
         statuses: list[Status] = []
@@ -131,8 +136,8 @@ def test_model_errors_come_back_typed(contract_target: ContractTarget, recorder:
     assert {422, 503} <= statuses
 
 
-def test_async_client_stream_and_poll(contract_target: ContractTarget, index: SpecIndex) -> None:
-    _emulator_only(contract_target)
+def test_async_client_stream_and_poll(contract_target: ContractTarget, index: SpecIndex, free_server: bool) -> None:
+    _free_only(free_server)
     recorder = ConformanceRecorder(httpx.AsyncHTTPTransport(), index)
 
     async def scenario() -> None:
