@@ -62,6 +62,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "stateful walk and the client scenarios run there too, with no paid-call budget (env CONTRACT_FREE_SERVER=1)",
     )
     group.addoption(
+        "--contract-second-key",
+        default=os.environ.get("CONTRACT_SECOND_KEY") or None,
+        help="another key (same auth scheme) of the remote server: checks that it cannot see the first key's "
+        "requests (env CONTRACT_SECOND_KEY); without it that check is skipped",
+    )
+    group.addoption(
         "--contract-endpoint",
         default=os.environ.get("CONTRACT_ENDPOINT", DEFAULT_ENDPOINT),
         help=f"endpoint the paid lifecycle check uses (default {DEFAULT_ENDPOINT}, the cheapest)",

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image as PILImage
 
 from contracts.conformance import ConformanceRecorder, SpecIndex
+from contracts.endpoint_specs import endpoint_specs
 from contracts.summary import STATS
 from contracts.target import BudgetExhausted, ContractTarget, PaidCallBudget
 from fal_kontext import (
@@ -186,13 +187,24 @@ def test_free_errors_unknown_request_and_bad_credentials(
 
 
 def test_paid_lifecycle(
-    contract_target: ContractTarget, recorder: ConformanceRecorder, paid_calls: PaidCallBudget
+    contract_target: ContractTarget,
+    recorder: ConformanceRecorder,
+    paid_calls: PaidCallBudget,
+    free_server: bool,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The one check that costs money on a remote server: one job, one image, the cheapest endpoint by default."""
+    what = f"client lifecycle on {contract_target.endpoint} (1 image)"
     try:
-        paid_calls.spend(f"lifecycle on {contract_target.endpoint}")
+        paid_calls.spend(what)
     except BudgetExhausted as exhausted:
         pytest.skip(str(exhausted))
+    if not free_server:
+        price = next((e.price_usd_per_image for e in endpoint_specs() if e.id == contract_target.endpoint), None)
+        with capsys.disabled():
+            cost = f"${price:.2f}" if price is not None else "price not stated in the spec"
+            print(f"\npaid call {paid_calls.spent}/{paid_calls.limit}: {what}: {cost}", flush=True)
+        STATS.record_paid(what, price)
     image = FAL_EXAMPLE_IMAGE if contract_target.remote else _data_uri()
     field = "image_urls" if contract_target.endpoint.endswith("/multi") else "image_url"
     with _client(contract_target, recorder) as kontext:

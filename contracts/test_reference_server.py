@@ -20,13 +20,13 @@ from contracts.reference_server import ReferenceConfig, create_app
 from contracts.serving import serve
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "reference-key"
+KEY, SECOND_KEY = "reference-key", "reference-second-key"
 
 
 @pytest.fixture(scope="module")
 def reference_url() -> Iterator[str]:
     # Long enough queue and run times that a request just submitted is still pending when a scenario cancels it.
-    with serve(create_app(ReferenceConfig(keys=frozenset({KEY}), queue_wait=0.3, run_time=0.3))) as url:
+    with serve(create_app(ReferenceConfig(keys=frozenset({KEY, SECOND_KEY}), queue_wait=0.3, run_time=0.3))) as url:
         yield url
 
 
@@ -38,8 +38,8 @@ def test_the_suite_passes_against_the_reference_server(reference_url: str, reque
     done = subprocess.run(
         [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
-            "contracts/test_spec_vs_server.py", "contracts/test_client_vs_spec.py",
-            "--contract-base-url", reference_url, "--contract-free-server",
+            "contracts/test_spec_vs_server.py", "contracts/test_client_vs_spec.py", "contracts/test_semantics.py",
+            "--contract-base-url", reference_url, "--contract-free-server", "--contract-second-key", SECOND_KEY,
         ],
         cwd=ROOT,
         env=env,
