@@ -51,6 +51,8 @@ STILL_IN_PROGRESS = "Request is still in progress"  # fal's result before comple
 # fal's queue hosts (https://fal.ai/docs/api-reference/inference-api/openapi/queue.json): an aggregator that passes
 # fal's answers through returns URLs on them, which a client rewrites to the aggregator's base URL.
 FAL_QUEUE_HOSTS = frozenset({"queue.fal.run", "queue.falrun.com"})
+# schemathesis' validation is not documented as thread-safe; the mutation test probes several servers at once.
+_SPEC_LOCK = threading.Lock()
 _RANK = {"IN_QUEUE": 0, "IN_PROGRESS": 1, "COMPLETED": 2}
 _MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff", "image/webp": b"RIFF"}
 
@@ -312,11 +314,22 @@ class _Probe:
         return response
 
     def schema(self, response: httpx.Response) -> None:
-        """Every answer also fits the spec (documented status, headers, schema)."""
-        problems = self.index.check_response(response.request, response)
-        self.seen.add(
-            [Violation("spec", f"{response.request.method} {response.request.url.path}: {p}") for p in problems]
-        )
+        """Every answer also fits the spec (documented status, headers, schema, media type)."""
+        with _SPEC_LOCK:
+            problems = self.index.check_response(response.request, response)
+            operation = self.index.schema.find_operation_by_path(response.request.method, response.request.url.path)
+        where = f"{response.request.method} {response.request.url.path}"
+        self.seen.add([Violation("spec", f"{where}: {p}") for p in problems])
+        if operation is None:
+            return
+        documented = self.index.document["paths"][operation.path][response.request.method.lower()]["responses"]
+        answer = documented.get(str(response.status_code))
+        while isinstance(answer, dict) and "$ref" in answer:
+            answer = self.index.document["components"]["responses"][answer["$ref"].rsplit("/", 1)[-1]]
+        kinds = set((answer or {}).get("content", {}))
+        served = response.headers.get("content-type", "").split(";")[0].strip()
+        if kinds and served not in kinds:
+            self.seen.add([Violation("content-type", f"{where}: served as {served!r}; the spec says {sorted(kinds)}")])
 
     def expect(self, rule: str, response: httpx.Response, code: int, where: str) -> bool:
         self.seen.observed.add(rule)
