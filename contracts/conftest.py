@@ -68,6 +68,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "requests (env CONTRACT_SECOND_KEY); without it that check is skipped",
     )
     group.addoption(
+        "--contract-boundaries",
+        action="store_true",
+        default=os.environ.get("CONTRACT_BOUNDARIES", "") not in ("", "0"),
+        help="also send every boundary value the spec allows (enum values, range ends), one job each, and report "
+        "those the server refuses; on a paid server needs --confirm-cost (env CONTRACT_BOUNDARIES=1)",
+    )
+    group.addoption(
+        "--confirm-cost",
+        type=float,
+        default=float(os.environ.get("CONTRACT_CONFIRM_COST", "0") or 0),
+        help="USD you accept to spend on the boundary run; it is refused if its computed cost is higher "
+        "(env CONTRACT_CONFIRM_COST)",
+    )
+    group.addoption(
         "--contract-endpoint",
         default=os.environ.get("CONTRACT_ENDPOINT", DEFAULT_ENDPOINT),
         help=f"endpoint the paid lifecycle check uses (default {DEFAULT_ENDPOINT}, the cheapest)",

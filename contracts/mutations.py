@@ -31,7 +31,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-__all__ = ["CONTROLS", "MUTATIONS", "Mutation", "create_proxy"]
+from fal_kontext.spec import resolved_schema, spec
+
+__all__ = ["CONTROLS", "MUTATIONS", "REQUEST_DRIFTS", "Mutation", "create_proxy"]
 
 _REQUEST_PATH = re.compile(r"/requests/(?P<id>[^/]+)(?P<rest>/status/stream|/status|/cancel)?/?$")
 _DROPPED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
@@ -297,6 +299,36 @@ MUTATIONS: dict[str, Mutation] = {
     ]
 }  # fmt: skip
 
+
+async def _narrower_limits(state: ProxyState, out: Outgoing, answer: Answer, send: Send) -> Answer:
+    if out.operation != "submit" or answer.status != 200:
+        return answer
+    body = json.loads(out.body or b"{}")
+    fields = _submit_properties(out.path)
+    limit = fields.get("num_images", {}).get("maximum")
+    if isinstance(limit, int) and body.get("num_images") == limit:
+        refusal = {"loc": ["body", "num_images"], "msg": f"must be at most {limit - 1}", "type": "value_error"}
+        return Answer(422, {"content-type": "application/json"}, json.dumps({"detail": [refusal]}).encode())
+    return answer
+
+
+def _submit_properties(path: str) -> dict[str, Any]:
+    operation = spec()["paths"].get(path, {}).get("post", {})
+    reference = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    name = str(reference.get("$ref", "")).rsplit("/", 1)[-1]
+    return dict(resolved_schema(name).get("properties", {})) if name else {}
+
+
+# Request-side drift: a valid request the server refuses. Only sending it shows (contracts/boundaries.py), so these
+# are checked by the boundary run, not by the lifecycle probe.
+REQUEST_DRIFTS: dict[str, Mutation] = {
+    m.name: m
+    for m in [
+        Mutation("narrower_limits", "the spec's largest num_images refused (the server's limit is lower)",
+                 response=_narrower_limits),
+    ]
+}  # fmt: skip
+
 # Differences a correct client copes with: the remote mode must not report them.
 CONTROLS: dict[str, Mutation] = {
     m.name: m
@@ -419,12 +451,12 @@ def create_proxy(upstream: str, mutation: Mutation, *, verify: Any = True) -> St
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m contracts.mutations", description=__doc__)
     parser.add_argument("--upstream", required=True)
-    parser.add_argument("--mutation", choices=sorted({**MUTATIONS, **CONTROLS}), default="identity")
+    parser.add_argument("--mutation", choices=sorted({**MUTATIONS, **REQUEST_DRIFTS, **CONTROLS}), default="identity")
     parser.add_argument("--port", type=int, default=8771)
     args = parser.parse_args()
     import uvicorn
 
-    mutation = {**MUTATIONS, **CONTROLS}[args.mutation]
+    mutation = {**MUTATIONS, **REQUEST_DRIFTS, **CONTROLS}[args.mutation]
     print(f"{mutation.name}: {mutation.description}; http://127.0.0.1:{args.port} -> {args.upstream}", flush=True)
     uvicorn.run(create_proxy(args.upstream, mutation), host="127.0.0.1", port=args.port, log_level="warning")
 
