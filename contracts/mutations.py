@@ -2,7 +2,8 @@
 
 The remote mode of the contract suite is only worth what it catches. Each mutation here is something an aggregator
 relaying fal, or a change on fal's side, could plausibly bring (chosen from the aggregators' documents and fal's own
-notes: peers-and-user-asks.md §4, fal-protocol.md §4-5 in the project's references): a status fal does not have,
+notes, e.g. https://docs.chainhub.tech/integration-tutorial-1957947m0, https://github.com/fal-ai/fal-js/issues/214,
+https://github.com/TanStack/ai/pull/396): a status fal does not have,
 `200` while a request is pending, URLs on the endpoint's sub-path, relative or on the relay's internal host, a string
 `detail` on a 422, an HTML 401, a lost `x-fal-request-id`, an unframed or never-closing stream, results answered 202,
 a PNG described as JPEG, one key seeing another's requests, lost queue positions, lenient validation, parameters the

@@ -47,7 +47,7 @@ __all__ = [
     "parse_event_stream",
 ]
 
-STILL_IN_PROGRESS = "Request is still in progress"  # fal's result before completion (fal-protocol.md §2.6)
+STILL_IN_PROGRESS = "Request is still in progress"  # https://fal.ai/docs/inference-api/queue/result
 # fal's queue hosts (https://fal.ai/docs/api-reference/inference-api/openapi/queue.json): an aggregator that passes
 # fal's answers through returns URLs on them, which a client rewrites to the aggregator's base URL.
 FAL_QUEUE_HOSTS = frozenset({"queue.fal.run", "queue.falrun.com"})
@@ -78,8 +78,8 @@ def check_status_answer(
 
     https://fal.ai/docs/api-reference/inference-api: 202 while IN_QUEUE or IN_PROGRESS, 200 once COMPLETED.
     https://fal.ai/docs/inference-api/queue/status: `queue_position` while IN_QUEUE; `logs` is null unless logs=1
-    was sent (fal_client reads the `logs` key of IN_PROGRESS and COMPLETED answers and fails without it: fal-protocol
-    §3.3); the body names its own request.
+    was sent (fal_client reads the `logs` key of IN_PROGRESS and COMPLETED answers and fails without it:
+    https://github.com/fal-ai/fal, projects/fal_client); the body names its own request.
     """
     if not isinstance(body, dict):
         return [Violation("status-body", f"{where}: the status answer is not a JSON object: {body!r:.200}")]
@@ -512,7 +512,7 @@ class _Probe:
         if not self.expect("result", response, 200, "result after completion") or not _is_json(response):
             return
         if response.headers.get("x-fal-request-id") != request_id:
-            # fal-js reads the request id of a result from this header (Result.requestId, fal-protocol §2.6).
+            # fal-js reads the request id of a result from this header (Result.requestId, https://github.com/fal-ai/fal-js).
             self.seen.add(
                 [
                     Violation(

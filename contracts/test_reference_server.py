@@ -39,6 +39,7 @@ def test_the_suite_passes_against_the_reference_server(reference_url: str, reque
         [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
             "contracts/test_spec_vs_server.py", "contracts/test_client_vs_spec.py", "contracts/test_semantics.py",
+            "contracts/test_boundaries.py",
             "--contract-base-url", reference_url, "--contract-free-server", "--contract-second-key", SECOND_KEY,
         ],
         cwd=ROOT,
