@@ -14,15 +14,24 @@ __all__ = ["serve"]
 
 
 @contextmanager
-def serve(app: ASGIApp, port: int = 0) -> Iterator[str]:
+def serve(app: ASGIApp, port: int = 0, *, certfile: str | None = None, keyfile: str | None = None) -> Iterator[str]:
     """Run `app` on 127.0.0.1 (`port` 0: any free one) until the block ends; yields its base URL.
+
+    With `certfile` and `keyfile` it serves HTTPS.
 
     Raises:
         RuntimeError: the server did not start within 10 seconds.
     """
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -34,7 +43,7 @@ def serve(app: ASGIApp, port: int = 0) -> Iterator[str]:
         time.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{bound}"
+        yield f"{'https' if certfile else 'http'}://127.0.0.1:{bound}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

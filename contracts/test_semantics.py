@@ -12,17 +12,16 @@ from collections.abc import Iterator
 import pytest
 
 from contracts.conftest import is_free
-from contracts.semantics import (
-    RequestHistory,
-    Violation,
-    check_image,
-    check_returned_url,
-    check_status_answer,
-    observe_lifecycle,
-    parse_event_stream,
-)
+from contracts.semantics import check_image, observe_lifecycle
 from contracts.summary import STATS
 from contracts.target import ContractTarget, PaidCallBudget
+from fal_kontext.queue_rules import (
+    RequestHistory,
+    Violation,
+    check_returned_url,
+    check_status_answer,
+    parse_event_stream,
+)
 
 SECOND_KEY = "second-key"
 

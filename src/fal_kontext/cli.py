@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
 
     _add_mock_command(commands)
+    _add_proxy_command(commands)
     return parser
 
 
@@ -170,6 +171,15 @@ def _add_mock_command(commands: Any) -> None:
     except ImportError:  # the mock extra (starlette, uvicorn, pillow) is not installed
         return
     add_mock_command(commands)
+
+
+def _add_proxy_command(commands: Any) -> None:
+    """``fal-kontext proxy`` (fal_kontext.proxy), when the ``mock`` extra it needs is installed."""
+    try:
+        from fal_kontext.proxy import add_proxy_command
+    except ImportError:  # the mock extra (starlette, uvicorn, jsonschema) is not installed
+        return
+    add_proxy_command(commands)
 
 
 class Output:
@@ -363,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "mock":
+    if args.command in ("mock", "proxy"):
         return int(args.handler(args))
     out = Output(json_lines=args.json or not sys.stdout.isatty(), stdout=sys.stdout, stderr=sys.stderr)
     secret: str | None = None
