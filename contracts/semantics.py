@@ -305,6 +305,8 @@ class _Probe:
                 else self.url(operation, request_id)
             )
         history = RequestHistory()
+        if "status" in submitted:  # the submit answer is the request's first status (IN_QUEUE, maybe a position)
+            self.seen.add(history.observe(submitted, "submit"))
         stream = _StreamReader(self, request_id, self.settings)
         stream.start()
         self.poll(request_id, urls, history)

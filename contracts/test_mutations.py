@@ -22,10 +22,10 @@ from contracts.summary import STATS
 from contracts.target import ContractTarget, PaidCallBudget
 
 KEY, SECOND_KEY = "reference-key", "reference-second-key"
-# Short waits: the reference server completes a job in 0.9 s, so a stream open 1 s after COMPLETED is not closing.
+# Short waits: the reference server completes a job in 0.9 s, so a stream open 2 s after COMPLETED is not closing.
 # The queue wait is long enough for several polls to see IN_QUEUE (rising positions).
 INDEX = SpecIndex()
-SETTINGS = ProbeSettings(wait_timeout=30, poll_interval=0.05, stream_close_timeout=1.0, stream_read_timeout=3.0)
+SETTINGS = ProbeSettings(wait_timeout=30, poll_interval=0.05, stream_close_timeout=2.0, stream_read_timeout=4.0)
 
 
 def _probe(upstream: str, mutation: Mutation) -> Observation:
