@@ -68,6 +68,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "requests (env CONTRACT_SECOND_KEY); without it that check is skipped",
     )
     group.addoption(
+        "--contract-distinct-schemas",
+        action="store_true",
+        default=False,
+        help="fuzz only the first operation of each request schema (the others are the same input on another path)",
+    )
+    group.addoption(
         "--contract-boundaries",
         action="store_true",
         default=os.environ.get("CONTRACT_BOUNDARIES", "") not in ("", "0"),

@@ -12,6 +12,7 @@ declared free (`--contract-free-server`).
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,10 @@ SETTINGS = tomllib.loads((ROOT / "schemathesis.toml").read_text(encoding="utf-8"
 # The toml takes the key from ${FAL_KEY}; here each test passes the target's own credentials instead.
 SETTINGS.pop("headers", None)
 schema = schemathesis.openapi.from_path(SPEC_PATH, config=SchemathesisConfig.from_dict(SETTINGS))
-schema.config.generation.update(max_examples=12)
+# CONTRACT_EXAMPLES scales hypothesis' examples per operation (fuzzing) and the stateful walks (2N+1); the
+# coverage phase, which derives its cases from the schema, is not affected.
+EXAMPLES = int(os.environ.get("CONTRACT_EXAMPLES", "12"))
+schema.config.generation.update(max_examples=EXAMPLES)
 
 load_all_checks()
 STATS.checks = {check.__name__ for check in CHECKS.get_all()}
@@ -40,6 +44,18 @@ STATS.checks = {check.__name__ for check in CHECKS.get_all()}
 
 def _is_paid(case: Any) -> bool:
     return bool(case.operation.method.upper() == "POST")
+
+
+def _request_schema(operation: dict[str, Any]) -> str:
+    return str(operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema"))
+
+
+# The first operation of the spec with each request body schema; `--contract-distinct-schemas` fuzzes only these.
+_FIRST_WITH_SCHEMA: dict[str, str] = {}
+for _item in schema.raw_schema["paths"].values():
+    for _operation in _item.values():
+        if isinstance(_operation, dict) and "operationId" in _operation:
+            _FIRST_WITH_SCHEMA.setdefault(_request_schema(_operation), _operation["operationId"])
 
 
 # Emulator-only expectations: what the spec allows and the emulator enforces, but fal documents no refusal for, so
@@ -59,12 +75,18 @@ def _excluded(case: Any, target: ContractTarget) -> list[CheckFunction]:
 @schema.parametrize()
 @settings(suppress_health_check=list(HealthCheck), deadline=None)
 def test_every_operation_answers_as_the_spec_says(
-    case: Any, contract_target: ContractTarget, free_server: bool
+    case: Any, contract_target: ContractTarget, free_server: bool, request: pytest.FixtureRequest
 ) -> None:
     if not free_server and _is_paid(case):
         pytest.skip(
             "a submit to a remote server is a paid job: not fuzzed (see README, 'Contracts against a live API')"
         )
+    raw = case.operation.definition.raw
+    if (
+        request.config.getoption("--contract-distinct-schemas")
+        and _FIRST_WITH_SCHEMA[_request_schema(raw)] != raw["operationId"]
+    ):
+        pytest.skip("--contract-distinct-schemas: another operation with the same request schema is fuzzed")
     case.call_and_validate(
         base_url=contract_target.base_url,
         headers=contract_target.headers,
@@ -105,6 +127,6 @@ def test_lifecycle_walks_follow_the_spec(lifecycle_target: ContractTarget) -> No
 
     Lifecycle.run(
         settings=settings(
-            max_examples=25, stateful_step_count=6, deadline=None, suppress_health_check=list(HealthCheck)
+            max_examples=2 * EXAMPLES + 1, stateful_step_count=6, deadline=None, suppress_health_check=list(HealthCheck)
         )
     )
