@@ -45,13 +45,7 @@ def endpoint_specs() -> tuple[EndpointSpec, ...]:
             continue
         extension = operation.get("x-fal-endpoint", {})
         input_schema = _schema_name(operation["requestBody"]["content"]["application/json"]["schema"])
-        output_schema = next(
-            (
-                _schema_name(link_target["content"]["application/json"]["schema"])
-                for link_target in _result_responses(document)
-            ),
-            "",
-        )
+        output_schema = _output_schema(document)
         required = document["components"]["schemas"][input_schema].get("required", [])
         derived_field = next((str(name) for name in required if str(name).startswith("image_url")), None)
         image_field = extension.get("image_field", derived_field)
@@ -72,11 +66,10 @@ def endpoint_specs() -> tuple[EndpointSpec, ...]:
     return tuple(found)
 
 
-def _result_responses(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The 200 answers of the result operation (one output schema for every endpoint in the current spec)."""
-    return [
-        operation["responses"]["200"]
-        for item in document["paths"].values()
-        for method, operation in item.items()
-        if method == "get" and operation.get("operationId") == "get_request_result"
-    ]
+def _output_schema(document: dict[str, Any]) -> str:
+    """The schema of the result operation's 200 answer (one output schema for every endpoint in the current spec)."""
+    for item in document["paths"].values():
+        operation = item.get("get", {})
+        if operation.get("operationId") == "get_request_result":
+            return _schema_name(operation["responses"]["200"]["content"]["application/json"]["schema"])
+    return ""

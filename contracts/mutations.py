@@ -98,6 +98,7 @@ class Mutation:
     stream_line: Callable[[str], str | None] | None = None
     stream_events: int | None = None  # end the stream after this many events
     never_close: bool = False  # keep the stream open after upstream closed it
+    upstream_urls: bool = False  # leave the upstream's own origin in answers (a correct relay names itself)
 
 
 # --- the deviations ---------------------------------------------------------------------------------------------
@@ -269,7 +270,7 @@ MUTATIONS: dict[str, Mutation] = {
         Mutation("accepted_when_completed", "status answers 202 once COMPLETED", response=_code({"status"}, 200, 202)),
         Mutation("urls_on_endpoint_path", "URLs on the endpoint sub-path (fal-js #214)", response=_on(_STATUS, _on_endpoint_path)),
         Mutation("relative_urls", "status/response/cancel URLs relative", response=_on(_STATUS, _edit_json(_urls(_relative)))),
-        Mutation("upstream_host_urls", "URLs left on the relay's upstream host", response=None),
+        Mutation("upstream_host_urls", "URLs left on the relay's upstream host", upstream_urls=True),
         Mutation("detail_as_string", "422 with detail as a string", response=_on({"submit"}, _detail_string)),
         Mutation("unauthorized_html", "401 answered with an HTML page", response=_on(_OPS, _html_401)),
         Mutation("no_request_id_header", "x-fal-request-id dropped", response=_on(_OPS, _no_request_id)),
@@ -366,7 +367,7 @@ class _Proxy:
         self.state = ProxyState()
         self.client = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(60.0))
 
-    def build(self, out: Outgoing, *, stream: bool = False) -> httpx.Request:
+    def build(self, out: Outgoing) -> httpx.Request:
         url = self.upstream + out.path + (f"?{out.query}" if out.query else "")
         return self.client.build_request(out.method, url, headers=out.headers, content=out.body or None)
 
@@ -377,7 +378,7 @@ class _Proxy:
 
     def local(self, content: bytes, origin: str) -> bytes:
         # A correct relay answers with its own origin where the upstream named its own.
-        if self.mutation.name == "upstream_host_urls":
+        if self.mutation.upstream_urls:
             return content
         return content.replace(self.upstream.encode(), origin.encode())
 

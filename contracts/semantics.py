@@ -277,7 +277,10 @@ class _Probe:
             if price == 0
             else (f"${price * images:.2f}" if price else "price not stated in the spec")
         )
-        self.announce(f"paid call {self.budget.spent}/{self.budget.limit}: {what} on {self.target.base_url}: {cost}")
+        if self.target.remote:
+            self.announce(
+                f"paid call {self.budget.spent}/{self.budget.limit}: {what} on {self.target.base_url}: {cost}"
+            )
         self.seen.paid.append((what, None if price is None else price * images))
         response = self.call("POST", f"{self.target.base_url}/{self.endpoint.id}", json=body)
         if not self.expect("submit", response, 200, "submit") or not _is_json(response):

@@ -25,8 +25,10 @@ KEY, SECOND_KEY = "reference-key", "reference-second-key"
 
 @pytest.fixture(scope="module")
 def reference_url() -> Iterator[str]:
-    # Long enough queue and run times that a request just submitted is still pending when a scenario cancels it.
-    with serve(create_app(ReferenceConfig(keys=frozenset({KEY, SECOND_KEY}), queue_wait=0.3, run_time=0.3))) as url:
+    # A queue wait long enough that a request just submitted is still pending when a scenario cancels it; a short
+    # run time, as every stream the stateful walk opens lasts until its request completes.
+    config = ReferenceConfig(keys=frozenset({KEY, SECOND_KEY}), queue_wait=0.3, run_time=0.05)
+    with serve(create_app(config)) as url:
         yield url
 
 
