@@ -190,3 +190,20 @@ def paid_calls(request: pytest.FixtureRequest) -> PaidCallBudget:
     """The run's budget of submits to a remote server (the emulator is free: no limit)."""
     paid = not is_free(request.config)
     return PaidCallBudget(limit=request.config.getoption("--max-paid-calls") if paid else 1_000_000)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the suite's run against the reference server now, so it overlaps the rest of the session."""
+    from contracts.test_reference_server import REFERENCE_RUN, ReferenceRun
+
+    selected = any(item.path.name == "test_reference_server.py" for item in session.items)
+    if selected and not session.config.getoption("--contract-base-url") and not session.config.option.collectonly:
+        session.config.stash[REFERENCE_RUN] = ReferenceRun()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from contracts.test_reference_server import REFERENCE_RUN
+
+    run = config.stash.get(REFERENCE_RUN, None)
+    if run is not None:
+        run.close()
