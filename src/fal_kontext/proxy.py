@@ -19,6 +19,7 @@ Needs the ``mock`` extra (starlette, uvicorn, jsonschema).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -228,9 +229,25 @@ class ValidatingProxy:
         os.replace(temporary, path)
 
 
-def create_proxy_app(proxy: ValidatingProxy) -> Starlette:
-    """The proxy as an ASGI app."""
+def create_proxy_app(proxy: ValidatingProxy, *, junit: Path | None = None) -> Starlette:
+    """The proxy as an ASGI app; with `junit`, the report is written there when the server shuts down."""
     client = httpx.AsyncClient(verify=proxy.verify, timeout=httpx.Timeout(120.0, connect=30.0))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Written at shutdown, inside the server: uvicorn re-raises the stopping signal once it has shut down.
+        try:
+            yield
+        finally:
+            await client.aclose()
+            if junit is not None:
+                proxy.write_junit(junit)
+                failing = sum(1 for e in proxy.exchanges if e.violations)
+                print(
+                    f"fal-kontext proxy: {len(proxy.exchanges)} exchanges, {failing} with violations; JUnit: {junit}",
+                    file=proxy.out,
+                    flush=True,
+                )
 
     async def forward(request: Request) -> Response:
         body = await request.body()
@@ -268,7 +285,7 @@ def create_proxy_app(proxy: ValidatingProxy) -> Starlette:
         return Response(proxy.local(content, origin), upstream.status_code, headers=kept)
 
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)])
+    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)], lifespan=lifespan)
 
 
 def add_proxy_command(commands: Any) -> None:
@@ -291,7 +308,10 @@ def add_proxy_command(commands: Any) -> None:
 
 
 def run_proxy_command(args: argparse.Namespace) -> int:
-    """Serve the proxy until interrupted; write the JUnit report; exit 1 if any exchange broke a rule."""
+    """Serve the proxy until stopped (Ctrl-C, SIGTERM); the JUnit report is written on the way out.
+
+    Returns 1 if any exchange broke a rule, else 0.
+    """
     import uvicorn
 
     if (args.certfile is None) != (args.keyfile is None):
@@ -306,18 +326,14 @@ def run_proxy_command(args: argparse.Namespace) -> int:
     print(
         f"fal-kontext proxy: {scheme}://{args.host}:{args.port} -> {proxy.upstream}; ready", file=sys.stderr, flush=True
     )
-    uvicorn.run(
-        create_proxy_app(proxy),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        ssl_certfile=args.certfile,
-        ssl_keyfile=args.keyfile,
-    )
-    proxy.write_junit(Path(args.junit))
-    failing = sum(1 for e in proxy.exchanges if e.violations)
-    print(
-        f"fal-kontext proxy: {len(proxy.exchanges)} exchanges, {failing} with violations; JUnit: {args.junit}",
-        file=sys.stderr,
-    )
-    return 1 if failing else 0
+    # uvicorn re-raises Ctrl-C after its shutdown, by when the report is written.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(
+            create_proxy_app(proxy, junit=Path(args.junit)),
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            ssl_certfile=args.certfile,
+            ssl_keyfile=args.keyfile,
+        )
+    return 1 if any(e.violations for e in proxy.exchanges) else 0
