@@ -15,6 +15,7 @@ another key sees of it.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import threading
 import time
@@ -146,11 +147,10 @@ class _Probe:
         settings: ProbeSettings,
         second_secret: str | None,
         announce: Callable[[str], None],
-        index: SpecIndex,
     ) -> None:
         self.target, self.budget, self.settings, self.announce = target, budget, settings, announce
         self.second_secret = second_secret
-        self.index = index
+        self.index = _spec_index()
         self.seen = Observation()
         self.client = httpx.Client(verify=target.verify, timeout=httpx.Timeout(30.0), follow_redirects=False)
         self.endpoint = next((e for e in endpoint_specs() if e.id == target.endpoint), None)
@@ -380,30 +380,7 @@ class _Probe:
                     )
                 ]
             )
-        output = response.json()
-        produced = output.get("images") if isinstance(output, dict) else None
-        if isinstance(produced, list):
-            self.seen.observed.add("images")
-            if len(produced) != images:
-                self.seen.add(
-                    [Violation("image-count", f"num_images {images} was asked for, {len(produced)} came back")]
-                )
-            for number, image in enumerate(produced):
-                url = image.get("url") if isinstance(image, dict) else None
-                if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
-                    self.seen.add([Violation("image-url", f"image {number}: {url!r} is not a URL")])
-                    continue
-                if url.startswith("data:"):
-                    data, served = base64.b64decode(url.split(",", 1)[1]), url[5:].split(";")[0]
-                else:
-                    download = self.client.get(url)
-                    if download.status_code != 200:
-                        self.seen.add(
-                            [Violation("image-url", f"image {number}: GET {url} answered {download.status_code}")]
-                        )
-                        continue
-                    data, served = download.content, download.headers.get("content-type")
-                self.seen.add(check_image(image, data, served, asked, f"image {number}"))
+        self.images(response.json(), asked, images)
         again = self.call("GET", urls["get_request_status"], params={"logs": "0"})
         if self.expect("completed-stays", again, 200, "status after the result") and _is_json(again):
             self.seen.add(
@@ -426,6 +403,37 @@ class _Probe:
             ):
                 other = self.call(method, urls[operation], secret=self.second_secret)
                 self.expect("per-key-isolation", other, 404, f"{operation} of another key's request")
+
+    def images(self, output: Any, asked: str | None, images: int) -> None:
+        """Each output image downloaded and checked; as many as were asked for."""
+        produced = output.get("images") if isinstance(output, dict) else None
+        if not isinstance(produced, list):
+            return
+        self.seen.observed.add("images")
+        if len(produced) != images:
+            self.seen.add([Violation("image-count", f"num_images {images} was asked for, {len(produced)} came back")])
+        for number, image in enumerate(produced):
+            url = image.get("url") if isinstance(image, dict) else None
+            if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
+                self.seen.add([Violation("image-url", f"image {number}: {url!r} is not a URL")])
+                continue
+            if url.startswith("data:"):
+                data, served = base64.b64decode(url.split(",", 1)[1]), url[5:].split(";")[0]
+            else:
+                download = self.client.get(url)
+                if download.status_code != 200:
+                    self.seen.add(
+                        [Violation("image-url", f"image {number}: GET {url} answered {download.status_code}")]
+                    )
+                    continue
+                data, served = download.content, download.headers.get("content-type")
+            self.seen.add(check_image(image, data, served, asked, f"image {number}"))
+
+
+@functools.cache
+def _spec_index() -> SpecIndex:
+    """The spec, loaded once per process (several probes share it; see _SPEC_LOCK)."""
+    return SpecIndex()
 
 
 def _is_json(response: httpx.Response) -> bool:
@@ -529,7 +537,6 @@ def observe_lifecycle(
     second_secret: str | None = None,
     settings: ProbeSettings | None = None,
     announce: Callable[[str], None] = print,
-    index: SpecIndex | None = None,
 ) -> Observation:
     """Probe `target` with every rule: the free probes, then one paid job if the budget allows it.
 
@@ -539,7 +546,6 @@ def observe_lifecycle(
         second_secret: another key of the same server, to check that it cannot see the job (skipped without).
         settings: timings; the defaults suit a live server.
         announce: where each paid call's price is printed before it runs.
-        index: the spec, loaded once per run.
 
     Returns:
         The violations, the rules exercised and the paid calls made with their price (None: the spec has none).
@@ -553,7 +559,6 @@ def observe_lifecycle(
         settings=settings or ProbeSettings(),
         second_secret=second_secret,
         announce=announce,
-        index=index or SpecIndex(),
     )
     if probe.endpoint is None:
         raise ValueError(f"endpoint {target.endpoint!r} is not in the spec; one of: {[e.id for e in endpoint_specs()]}")

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from contracts.conformance import SpecIndex
 from contracts.mutations import CONTROLS, MUTATIONS, Mutation, create_proxy
 from contracts.reference_server import ReferenceConfig, create_app
 from contracts.semantics import Observation, ProbeSettings, observe_lifecycle
@@ -24,7 +23,6 @@ from contracts.target import ContractTarget, PaidCallBudget
 KEY, SECOND_KEY = "reference-key", "reference-second-key"
 # Short waits: the reference server completes a job in 0.9 s, so a stream open 2 s after COMPLETED is not closing.
 # The queue wait is long enough for several polls to see IN_QUEUE (rising positions).
-INDEX = SpecIndex()
 SETTINGS = ProbeSettings(wait_timeout=30, poll_interval=0.05, stream_close_timeout=2.0, stream_read_timeout=4.0)
 
 
@@ -33,7 +31,6 @@ def _probe(upstream: str, mutation: Mutation) -> Observation:
         target = ContractTarget(url, "key", KEY, remote=True)
         return observe_lifecycle(
             target, PaidCallBudget(limit=1), second_secret=SECOND_KEY, settings=SETTINGS, announce=lambda _: None,
-            index=INDEX,
         )  # fmt: skip
 
 
