@@ -105,7 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if not (STATS.cases or STATS.exchanges):
+    if not (STATS.cases or STATS.exchanges or STATS.paid or STATS.mutations):
         return
     failures = len(terminalreporter.stats.get("failed", [])) + len(terminalreporter.stats.get("error", []))
     terminalreporter.section("contract summary")
