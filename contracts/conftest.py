@@ -3,9 +3,10 @@
     pytest contracts                                    # the local emulator (what `make test` runs)
     pytest contracts --contract-base-url https://queue.fal.run          # live fal, FAL_KEY from the env
     pytest contracts --contract-base-url https://proxy.example --contract-auth bearer   # FAL_KONTEXT_TOKEN
+    pytest contracts --contract-base-url http://127.0.0.1:8770 --contract-free-server   # a server that costs nothing
 
 Each option can also come from the environment: CONTRACT_BASE_URL, CONTRACT_AUTH, CONTRACT_MAX_PAID_CALLS,
-CONTRACT_ENDPOINT.
+CONTRACT_ENDPOINT, CONTRACT_FREE_SERVER=1.
 """
 
 from __future__ import annotations
@@ -60,6 +61,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fail, not skip, when the remote server's credentials are missing (env REQUIRE_LIVE=1; scheduled CI)",
     )
     group.addoption(
+        "--contract-free-server",
+        action="store_true",
+        default=os.environ.get("CONTRACT_FREE_SERVER", "") not in ("", "0"),
+        help="the remote server costs nothing (a sandbox, a local reference server): submits are fuzzed and the "
+        "stateful walk and the client scenarios run there too, with no paid-call budget (env CONTRACT_FREE_SERVER=1)",
+    )
+    group.addoption(
+        "--contract-second-key",
+        default=os.environ.get("CONTRACT_SECOND_KEY") or None,
+        help="another key (same auth scheme) of the remote server: checks that it cannot see the first key's "
+        "requests (env CONTRACT_SECOND_KEY); without it that check is skipped",
+    )
+    group.addoption(
+        "--contract-distinct-schemas",
+        action="store_true",
+        default=False,
+        help="fuzz only the first operation of each request schema (the others are the same input on another path)",
+    )
+    group.addoption(
+        "--contract-boundaries",
+        action="store_true",
+        default=os.environ.get("CONTRACT_BOUNDARIES", "") not in ("", "0"),
+        help="also send every boundary value the spec allows (enum values, range ends), one job each, and report "
+        "those the server refuses; on a paid server needs --confirm-cost (env CONTRACT_BOUNDARIES=1)",
+    )
+    group.addoption(
+        "--confirm-cost",
+        type=float,
+        default=float(os.environ.get("CONTRACT_CONFIRM_COST", "0") or 0),
+        help="USD you accept to spend on the boundary run; it is refused if its computed cost is higher "
+        "(env CONTRACT_CONFIRM_COST)",
+    )
+    group.addoption(
         "--contract-endpoint",
         default=os.environ.get("CONTRACT_ENDPOINT", DEFAULT_ENDPOINT),
         help=f"endpoint the paid lifecycle check uses (default {DEFAULT_ENDPOINT}, the cheapest)",
@@ -77,7 +111,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if not (STATS.cases or STATS.exchanges):
+    if not (STATS.cases or STATS.exchanges or STATS.paid or STATS.mutations):
         return
     failures = len(terminalreporter.stats.get("failed", [])) + len(terminalreporter.stats.get("error", []))
     terminalreporter.section("contract summary")
@@ -114,15 +148,31 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
         )
 
 
+def is_free(config: pytest.Config) -> bool:
+    """Whether submits cost nothing: the local emulator, or a remote server declared free."""
+    return not config.getoption("--contract-base-url") or bool(config.getoption("--contract-free-server"))
+
+
 @pytest.fixture(scope="session")
-def lifecycle_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
-    """A local emulator whose requests complete at once, for schemathesis' stateful walks.
+def free_server(request: pytest.FixtureRequest) -> bool:
+    """Whether the server under test costs nothing (see `is_free`)."""
+    return is_free(request.config)
+
+
+@pytest.fixture(scope="session")
+def lifecycle_target(request: pytest.FixtureRequest, contract_target: ContractTarget) -> Iterator[ContractTarget]:
+    """The server for schemathesis' stateful walks: a local emulator whose requests complete at once, or a free
+    remote server as it is.
 
     Hypothesis replays a walk expecting the same links to be open; with real queue and run times a request may
-    have completed in one replay and not in the other (FlakyStrategyDefinition). Remote servers are not walked.
+    have completed in one replay and not in the other (FlakyStrategyDefinition), hence the zero-time emulator.
+    Paid remote servers are not walked.
     """
-    if request.config.getoption("--contract-base-url"):
-        pytest.skip("the stateful walk submits many paid jobs: run it against the emulator or a free proxy only")
+    if contract_target.remote:
+        if not is_free(request.config):
+            pytest.skip("the stateful walk submits many paid jobs: run it against the emulator or a free server")
+        yield contract_target
+        return
     from fal_kontext.mock import EmulatorConfig, run_emulator
 
     defects = frozenset(request.config.getoption("--contract-emulator-defect"))
@@ -131,10 +181,14 @@ def lifecycle_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]
 
 
 @pytest.fixture(scope="session")
-def slow_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
-    """A local emulator whose jobs run 30 s: a request is certainly still pending when a scenario cancels it."""
-    if request.config.getoption("--contract-base-url"):
-        pytest.skip("relies on the emulator's run time; the local emulator only")
+def slow_target(request: pytest.FixtureRequest, contract_target: ContractTarget) -> Iterator[ContractTarget]:
+    """A server where a request just submitted is still pending when a scenario cancels it: a local emulator whose
+    jobs run 30 s, or a free remote server as it is (a paid one is not asked: the scenario submits a job)."""
+    if contract_target.remote:
+        if not is_free(request.config):
+            pytest.skip("submits a job only to cancel it; run it against the emulator or a free server")
+        yield contract_target
+        return
     from fal_kontext.mock import EmulatorConfig, run_emulator
 
     defects = frozenset(request.config.getoption("--contract-emulator-defect"))
@@ -145,5 +199,22 @@ def slow_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
 @pytest.fixture(scope="session")
 def paid_calls(request: pytest.FixtureRequest) -> PaidCallBudget:
     """The run's budget of submits to a remote server (the emulator is free: no limit)."""
-    remote = bool(request.config.getoption("--contract-base-url"))
-    return PaidCallBudget(limit=request.config.getoption("--max-paid-calls") if remote else 1_000_000)
+    paid = not is_free(request.config)
+    return PaidCallBudget(limit=request.config.getoption("--max-paid-calls") if paid else 1_000_000)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the suite's run against the reference server now, so it overlaps the rest of the session."""
+    from contracts.test_reference_server import REFERENCE_RUN, ReferenceRun
+
+    selected = any(item.path.name == "test_reference_server.py" for item in session.items)
+    if selected and not session.config.getoption("--contract-base-url") and not session.config.option.collectonly:
+        session.config.stash[REFERENCE_RUN] = ReferenceRun()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from contracts.test_reference_server import REFERENCE_RUN
+
+    run = config.stash.get(REFERENCE_RUN, None)
+    if run is not None:
+        run.close()

@@ -14,6 +14,8 @@ class ContractStats:
     exchanges: Counter[str] = field(default_factory=Counter)
     checks: set[str] = field(default_factory=set)
     all_operations: set[str] = field(default_factory=set)
+    paid: list[tuple[str, float | None]] = field(default_factory=list)
+    mutations: dict[str, bool] = field(default_factory=dict)
 
     def record_case(self, operation_id: str) -> None:
         """One schemathesis case was sent and validated."""
@@ -23,9 +25,31 @@ class ContractStats:
         """One request our client made was checked against the spec."""
         self.exchanges[operation_id] += 1
 
+    def record_paid(self, what: str, price: float | None) -> None:
+        """One call a remote server may bill, with its price from the spec (None: the spec states none)."""
+        self.paid.append((what, price))
+
+    def record_mutation(self, name: str, caught: bool) -> None:
+        """Whether the remote mode caught one deviation of the mutating proxy (contracts/mutations.py)."""
+        self.mutations[name] = caught
+
+    def paid_line(self) -> str:
+        known = [price for _, price in self.paid if price is not None]
+        unpriced = len(self.paid) - len(known)
+        return f"paid calls made: {len(self.paid)}, cost ${sum(known):.2f}" + (
+            f" (+{unpriced} with no price in the spec)" if unpriced else ""
+        )
+
+    def mutation_line(self) -> str:
+        missed = sorted(name for name, caught in self.mutations.items() if not caught)
+        return f"mutation score: {len(self.mutations) - len(missed)}/{len(self.mutations)} deviations caught" + (
+            f" (missed: {', '.join(missed)})" if missed else ""
+        )
+
     def lines(self, failures: int) -> list[str]:
         covered = set(self.cases) | set(self.exchanges)
         missing = sorted(self.all_operations - covered)
+        extra = [self.paid_line()] + ([self.mutation_line()] if self.mutations else [])
         return [
             f"operations covered: {len(covered & self.all_operations)}/{len(self.all_operations)}"
             + (f" (not covered: {', '.join(missing)})" if missing else ""),
@@ -38,6 +62,7 @@ class ContractStats:
                 else ""
             ),
             f"checks run on every case: {', '.join(sorted(self.checks)) or 'none'}",
+            *extra,
             f"failures: {failures}",
         ]
 

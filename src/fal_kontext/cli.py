@@ -437,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the local emulator of fal's queue API (needs: pip install 'fal-kontext[mock]')",
         add_help=False,
     ).set_defaults(handler=None)
+    commands.add_parser(
+        "proxy",
+        help="check your own traffic to fal or an aggregator against the spec and fal's queue rules "
+        "(needs: pip install 'fal-kontext[mock]')",
+        add_help=False,
+    ).set_defaults(handler=None)
     return parser
 
 
@@ -1099,23 +1105,31 @@ def _emulator_guide() -> str:
     return str(guide) if guide.is_file() else "docs/emulator.md in the fal-kontext source"
 
 
-def _run_mock(rest: list[str]) -> int:
-    """``fal-kontext mock ...``: the emulator's own parser and runner, imported only now."""
+def _run_server_command(name: str, rest: list[str]) -> int:
+    """``fal-kontext mock ...`` or ``fal-kontext proxy ...``: their own parser and runner, imported only now (both
+    need the ``mock`` extra: Starlette, uvicorn)."""
     try:
-        from fal_kontext.mock.command import add_arguments, run_mock_command
+        if name == "mock":
+            from fal_kontext.mock.command import add_arguments
+            from fal_kontext.mock.command import run_mock_command as run
+        else:
+            from fal_kontext.proxy import add_arguments
+            from fal_kontext.proxy import run_proxy_command as run
     except ModuleNotFoundError as err:
         print(
-            f"fal-kontext: error: the mock command needs the mock extra (missing module {err.name!r}): "
+            f"fal-kontext: error: the {name} command needs the mock extra (missing module {err.name!r}): "
             "pip install 'fal-kontext[mock]'",
             file=sys.stderr,
         )
         return EXIT_USAGE
-    parser = argparse.ArgumentParser(
-        prog="fal-kontext mock",
-        description=f"Serve a local emulator of fal.ai's queue API for FLUX.1 Kontext (guide: {_emulator_guide()}).",
-    )
+    what = {
+        "mock": f"Serve a local emulator of fal.ai's queue API for FLUX.1 Kontext (guide: {_emulator_guide()}).",
+        "proxy": "Forward your application's traffic to fal or an aggregator, checking every exchange against the "
+        "spec and fal's queue rules (a loopback validating proxy).",
+    }
+    parser = argparse.ArgumentParser(prog=f"fal-kontext {name}", description=what[name])
     add_arguments(parser)
-    return run_mock_command(parser.parse_args(rest))
+    return int(run(parser.parse_args(rest)))
 
 
 def _completion(shell: str) -> int:
@@ -1131,7 +1145,7 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple
 
         argcomplete.autocomplete(parser)
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "mock":
+    if rest and args.command not in ("mock", "proxy"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args, rest
 
@@ -1140,8 +1154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``fal-kontext``; returns the exit code (``EXIT_CODES``)."""
     parser = build_parser()
     args, rest = _parse(parser, argv)
-    if args.command == "mock":
-        return _run_mock(rest)
+    if args.command in ("mock", "proxy"):
+        return _run_server_command(args.command, rest)
     if args.command == "completion":
         return _completion(args.shell)
     json_lines = args.json or not sys.stdout.isatty()

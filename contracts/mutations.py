@@ -1,0 +1,467 @@
+"""A loopback proxy that applies one named, plausible deviation to a correct fal-like server's answers.
+
+The remote mode of the contract suite is only worth what it catches. Each mutation here is something an aggregator
+relaying fal, or a change on fal's side, could plausibly bring (chosen from the aggregators' documents and fal's own
+notes, e.g. https://docs.chainhub.tech/integration-tutorial-1957947m0, https://github.com/fal-ai/fal-js/issues/214,
+https://github.com/TanStack/ai/pull/396): a status fal does not have,
+`200` while a request is pending, URLs on the endpoint's sub-path, relative or on the relay's internal host, a string
+`detail` on a 422, an HTML 401, a lost `x-fal-request-id`, an unframed or never-closing stream, results answered 202,
+a PNG described as JPEG, one key seeing another's requests, lost queue positions, lenient validation, parameters the
+relay drops, wrong status codes. `contracts/test_mutations.py` puts the proxy in front of the reference server and
+checks that the remote mode's probe (`contracts/semantics.py`) reports each one; `CONTROLS` are harmless differences
+that it must not report.
+
+    python -m contracts.mutations --upstream http://127.0.0.1:8770 --mutation ok_while_pending --port 8771
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from fal_kontext.spec import resolved_schema, spec
+
+__all__ = ["CONTROLS", "MUTATIONS", "REQUEST_DRIFTS", "Mutation", "create_proxy"]
+
+_REQUEST_PATH = re.compile(r"/requests/(?P<id>[^/]+)(?P<rest>/status/stream|/status|/cancel)?/?$")
+_DROPPED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
+
+
+@dataclass
+class Outgoing:
+    """A request on its way upstream."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    operation: str  # submit, status, stream, result, cancel, or other
+    request_id: str | None
+
+
+@dataclass
+class Answer:
+    """An upstream answer on its way back to the client."""
+
+    status: int
+    headers: dict[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.content)
+        except ValueError:
+            return None
+
+    def with_json(self, body: Any, status: int | None = None) -> Answer:
+        headers = {**self.headers, "content-type": "application/json"}
+        return Answer(self.status if status is None else status, headers, json.dumps(body).encode())
+
+
+@dataclass
+class ProxyState:
+    """What a proxy remembers across exchanges (the state a stale or careless relay keeps)."""
+
+    owners: dict[str, str] = field(default_factory=dict)  # request id -> Authorization that submitted it
+    endpoints: dict[str, str] = field(default_factory=dict)  # request id -> endpoint path it was submitted to
+    completed: set[str] = field(default_factory=set)
+    went_back: set[str] = field(default_factory=set)
+    polls: Counter[str] = field(default_factory=Counter)
+
+
+Send = Callable[[Outgoing], Awaitable[Answer]]
+ResponseHook = Callable[[ProxyState, Outgoing, Answer, Send], Awaitable[Answer]]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One deviation: hooks on the request, the answer and the status stream's lines; all optional."""
+
+    name: str
+    description: str
+    request: Callable[[ProxyState, Outgoing], None] | None = None
+    response: ResponseHook | None = None
+    stream_line: Callable[[str], str | None] | None = None
+    stream_events: int | None = None  # end the stream after this many events
+    never_close: bool = False  # keep the stream open after upstream closed it
+    upstream_urls: bool = False  # leave the upstream's own origin in answers (a correct relay names itself)
+
+
+# --- the deviations ---------------------------------------------------------------------------------------------
+
+
+def _on(operations: set[str], edit: Callable[[ProxyState, Outgoing, Answer], Answer]) -> ResponseHook:
+    async def hook(state: ProxyState, out: Outgoing, answer: Answer, send: Send) -> Answer:
+        return edit(state, out, answer) if out.operation in operations else answer
+
+    return hook
+
+
+def _edit_json(edit: Callable[[dict[str, Any]], None]) -> Callable[[ProxyState, Outgoing, Answer], Answer]:
+    def apply(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+        body = answer.json()
+        if not isinstance(body, dict):
+            return answer
+        edit(body)
+        return answer.with_json(body)
+
+    return apply
+
+
+def _status_line(edit: Callable[[dict[str, Any]], None]) -> Callable[[str], str | None]:
+    def apply(line: str) -> str:
+        if not line.startswith("data:"):
+            return line
+        body = json.loads(line[5:])
+        edit(body)
+        return "data: " + json.dumps(body)
+
+    return apply
+
+
+def _failed(body: dict[str, Any]) -> None:
+    if body.get("status") == "COMPLETED":
+        body["status"] = "FAILED"
+
+
+def _urls(edit: Callable[[str], str]) -> Callable[[dict[str, Any]], None]:
+    def apply(body: dict[str, Any]) -> None:
+        for name in ("status_url", "response_url", "cancel_url"):
+            if isinstance(body.get(name), str):
+                body[name] = edit(body[name])
+
+    return apply
+
+
+def _code(operations: set[str], before: int, after: int) -> ResponseHook:
+    return _on(operations, lambda s, o, a: replace(a, status=after) if a.status == before else a)
+
+
+def _on_endpoint_path(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    endpoint = out.path if out.operation == "submit" else state.endpoints.get(out.request_id or "", "")
+    app = "/".join(endpoint.split("/")[:3])
+
+    def move(url: str) -> str:
+        return url.replace(f"{app}/requests/", f"{endpoint}/requests/", 1) if endpoint else url
+
+    return _edit_json(_urls(move))(state, out, answer)
+
+
+def _relative(url: str) -> str:
+    return urlsplit(url).path
+
+
+def _html_401(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    if answer.status != 401:
+        return answer
+    page = b"<html><body><h1>401 Unauthorized</h1><p>nginx</p></body></html>"
+    return Answer(401, {**answer.headers, "content-type": "text/html"}, page)
+
+
+def _detail_string(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    return answer.with_json({"detail": "Unprocessable Entity"}) if answer.status == 422 else answer
+
+
+def _no_request_id(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    return replace(answer, headers={k: v for k, v in answer.headers.items() if k.lower() != "x-fal-request-id"})
+
+
+def _png_as_jpeg(body: dict[str, Any]) -> None:
+    for image in body.get("images") or []:
+        if isinstance(image, dict) and image.get("content_type") == "image/png":
+            image["content_type"] = "image/jpeg"
+
+
+def _went_back(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    body, request_id = answer.json(), out.request_id or ""
+    if not isinstance(body, dict) or body.get("status") != "COMPLETED":
+        return answer
+    if request_id in state.completed and request_id not in state.went_back:
+        state.went_back.add(request_id)  # a stale cache answers once with an older state
+        return answer.with_json({**body, "status": "IN_PROGRESS", "metrics": {}}, status=202)
+    state.completed.add(request_id)
+    return answer
+
+
+def _rising_position(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    body = answer.json()
+    if isinstance(body, dict) and isinstance(body.get("queue_position"), int):
+        state.polls[out.request_id or ""] += 1
+        return answer.with_json({**body, "queue_position": body["queue_position"] + state.polls[out.request_id or ""]})
+    return answer
+
+
+def _omit_null_logs(body: dict[str, Any]) -> None:
+    if body.get("logs") is None:
+        body.pop("logs", None)
+
+
+def _other_id(body: dict[str, Any]) -> None:
+    if "request_id" in body:
+        body["request_id"] = "gw-" + str(body["request_id"])
+
+
+def _as_text(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    return replace(answer, headers={**answer.headers, "content-type": "text/plain; charset=utf-8"})
+
+
+async def _shared_requests(state: ProxyState, out: Outgoing, answer: Answer, send: Send) -> Answer:
+    # The relay asks upstream with the caller's key; when that key is valid but not the submitter's (404), it asks
+    # again with the key that submitted the request. A key upstream refuses (401) is still refused.
+    owner = state.owners.get(out.request_id or "")
+    if out.operation == "submit" or answer.status != 404 or not owner or owner == out.headers.get("authorization"):
+        return answer
+    return await send(replace(out, headers={**out.headers, "authorization": owner}))
+
+
+def _ignore_key(state: ProxyState, out: Outgoing) -> None:
+    # The relay authenticates upstream with its own key and never checks the caller's.
+    out.headers["authorization"] = state.owners.get("", out.headers.get("authorization", ""))
+
+
+async def _lenient(state: ProxyState, out: Outgoing, answer: Answer, send: Send) -> Answer:
+    if out.operation != "submit" or answer.status != 422:
+        return answer
+    body, refused = json.loads(out.body or b"{}"), answer.json()
+    for item in refused.get("detail", []) if isinstance(refused, dict) else []:
+        location = item.get("loc", []) if isinstance(item, dict) else []
+        if len(location) == 2 and location[0] == "body":
+            body.pop(str(location[1]), None)
+    return await send(replace(out, body=json.dumps(body).encode()))
+
+
+def _drop_parameters(state: ProxyState, out: Outgoing) -> None:
+    if out.operation == "submit" and out.body:
+        body = json.loads(out.body)
+        out.body = json.dumps({k: v for k, v in body.items() if k in ("prompt", "image_url", "image_urls")}).encode()
+
+
+def _logs_always(state: ProxyState, out: Outgoing) -> None:
+    if out.operation == "status":
+        out.query = "logs=1"
+
+
+def _unframed(line: str) -> str:
+    return line[5:].lstrip() if line.startswith("data:") else line
+
+
+_STATUS = {"status", "submit"}
+_OPS = {"submit", "status", "stream", "result", "cancel"}
+MUTATIONS: dict[str, Mutation] = {
+    m.name: m
+    for m in [
+        Mutation("failed_status", "COMPLETED reported as FAILED (third-party fal specs list it)",
+                 response=_on({"status"}, _edit_json(_failed)), stream_line=_status_line(_failed)),
+        Mutation("ok_while_pending", "status answers 200 while IN_QUEUE/IN_PROGRESS", response=_code({"status"}, 202, 200)),
+        Mutation("accepted_when_completed", "status answers 202 once COMPLETED", response=_code({"status"}, 200, 202)),
+        Mutation("urls_on_endpoint_path", "URLs on the endpoint sub-path (fal-js #214)", response=_on(_STATUS, _on_endpoint_path)),
+        Mutation("relative_urls", "status/response/cancel URLs relative", response=_on(_STATUS, _edit_json(_urls(_relative)))),
+        Mutation("upstream_host_urls", "URLs left on the relay's upstream host", upstream_urls=True),
+        Mutation("detail_as_string", "422 with detail as a string", response=_on({"submit"}, _detail_string)),
+        Mutation("unauthorized_html", "401 answered with an HTML page", response=_on(_OPS, _html_401)),
+        Mutation("no_request_id_header", "x-fal-request-id dropped", response=_on(_OPS, _no_request_id)),
+        Mutation("unframed_stream", "status stream without data: framing", stream_line=_unframed),
+        Mutation("stream_never_closes", "status stream kept open after COMPLETED", never_close=True),
+        Mutation("stream_closes_early", "status stream closed after its first event", stream_events=1),
+        Mutation("result_answered_202", "the result answered 202", response=_code({"result"}, 200, 202)),
+        Mutation("png_as_jpeg", "a PNG described as image/jpeg", response=_on({"result"}, _edit_json(_png_as_jpeg))),
+        Mutation("shared_requests", "one key sees another key's requests", response=_shared_requests),
+        Mutation("no_auth", "any key accepted", request=_ignore_key),
+        Mutation("missing_queue_position", "queue_position dropped",
+                 response=_on(_STATUS, _edit_json(lambda b: b.pop("queue_position", None))),
+                 stream_line=_status_line(lambda b: b.pop("queue_position", None))),
+        Mutation("rising_queue_position", "queue_position rises between polls", response=_on({"status"}, _rising_position)),
+        Mutation("status_goes_back", "a stale cache answers IN_PROGRESS after COMPLETED", response=_on({"status"}, _went_back)),
+        Mutation("lenient_validation", "refused fields dropped and the job queued anyway", response=_lenient),
+        Mutation("parameters_dropped", "the relay forwards only prompt and images", request=_drop_parameters),
+        Mutation("early_result_404", "result before completion answered 404", response=_code({"result"}, 400, 404)),
+        Mutation("cancel_completed_202", "cancel after completion answered 202", response=_code({"cancel"}, 400, 202)),
+        Mutation("unknown_id_400", "an unknown request answered 400", response=_code({"status", "result"}, 404, 400)),
+        Mutation("unknown_cancel_200", "cancel of an unknown request answered 200", response=_code({"cancel"}, 404, 200)),
+        Mutation("submit_201", "submit answered 201 Created", response=_code({"submit"}, 200, 201)),
+        Mutation("null_logs_omitted", "logs: null left out (omitempty)",
+                 response=_on({"status"}, _edit_json(_omit_null_logs))),
+        Mutation("logs_always", "logs sent though not asked for", request=_logs_always),
+        Mutation("gateway_request_id", "status names the relay's own request id", response=_on({"status"}, _edit_json(_other_id))),
+        Mutation("json_as_text", "JSON answers served as text/plain", response=_on({"status", "result"}, _as_text)),
+    ]
+}  # fmt: skip
+
+
+async def _narrower_limits(state: ProxyState, out: Outgoing, answer: Answer, send: Send) -> Answer:
+    if out.operation != "submit" or answer.status != 200:
+        return answer
+    body = json.loads(out.body or b"{}")
+    fields = _submit_properties(out.path)
+    limit = fields.get("num_images", {}).get("maximum")
+    if isinstance(limit, int) and body.get("num_images") == limit:
+        refusal = {"loc": ["body", "num_images"], "msg": f"must be at most {limit - 1}", "type": "value_error"}
+        return Answer(422, {"content-type": "application/json"}, json.dumps({"detail": [refusal]}).encode())
+    return answer
+
+
+def _submit_properties(path: str) -> dict[str, Any]:
+    operation = spec()["paths"].get(path, {}).get("post", {})
+    reference = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    name = str(reference.get("$ref", "")).rsplit("/", 1)[-1]
+    return dict(resolved_schema(name).get("properties", {})) if name else {}
+
+
+# Request-side drift: a valid request the server refuses. Only sending it shows (contracts/boundaries.py), so these
+# are checked by the boundary run, not by the lifecycle probe.
+REQUEST_DRIFTS: dict[str, Mutation] = {
+    m.name: m
+    for m in [
+        Mutation("narrower_limits", "the spec's largest num_images refused (the server's limit is lower)",
+                 response=_narrower_limits),
+    ]
+}  # fmt: skip
+
+# Differences a correct client copes with: the remote mode must not report them.
+CONTROLS: dict[str, Mutation] = {
+    m.name: m
+    for m in [
+        Mutation("identity", "no change"),
+        Mutation("fal_host_urls", "URLs on queue.fal.run (aggregators pass fal's body through; clients rewrite them)",
+                 response=_on(_STATUS, _edit_json(_urls(lambda u: "https://queue.fal.run" + urlsplit(u).path)))),
+        Mutation("extra_fields", "extra fields in every JSON answer",
+                 response=_on(_OPS, _edit_json(lambda b: b.update(gateway="relay-1")))),
+        Mutation("keepalive_comments", "a comment line before every stream line",
+                 stream_line=lambda line: f": ping\n{line}" if line.startswith("data:") else line),
+    ]
+}  # fmt: skip
+
+
+# --- the proxy --------------------------------------------------------------------------------------------------
+
+
+def _operation(method: str, path: str) -> tuple[str, str | None]:
+    match = _REQUEST_PATH.search(path)
+    if match:
+        rest = match.group("rest") or ""
+        kind = {"/status/stream": "stream", "/status": "status", "/cancel": "cancel", "": "result"}[rest]
+        return kind, match.group("id")
+    if method == "POST":
+        return "submit", None
+    return "other", None
+
+
+class _Proxy:
+    def __init__(self, upstream: str, mutation: Mutation, verify: Any) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.mutation = mutation
+        self.state = ProxyState()
+        self.client = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(60.0))
+
+    def build(self, out: Outgoing) -> httpx.Request:
+        url = self.upstream + out.path + (f"?{out.query}" if out.query else "")
+        return self.client.build_request(out.method, url, headers=out.headers, content=out.body or None)
+
+    async def send(self, out: Outgoing) -> Answer:
+        response = await self.client.send(self.build(out))
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
+        return Answer(response.status_code, headers, response.content)
+
+    def local(self, content: bytes, origin: str) -> bytes:
+        # A correct relay answers with its own origin where the upstream named its own.
+        if self.mutation.upstream_urls:
+            return content
+        return content.replace(self.upstream.encode(), origin.encode())
+
+    async def handle(self, request: Request) -> Response:
+        operation, request_id = _operation(request.method, request.url.path)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS}
+        out = Outgoing(
+            request.method, request.url.path, request.url.query, headers, await request.body(), operation, request_id
+        )
+        if self.mutation.request:
+            self.mutation.request(self.state, out)
+        origin = str(request.base_url).rstrip("/")
+        if operation == "stream":
+            response = await self.client.send(self.build(out), stream=True)
+            if response.status_code == 200:
+                kept = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
+                if self.mutation.response:  # the hooks see the stream's status and headers, not its body
+                    kept = (await self.mutation.response(self.state, out, Answer(200, kept, b""), self.send)).headers
+                return StreamingResponse(self.stream(response, origin), status_code=200, headers=kept)
+            await response.aread()
+            answer = Answer(
+                response.status_code,
+                {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS},
+                response.content,
+            )
+            await response.aclose()
+        else:
+            answer = await self.send(out)
+        answer = replace(answer, content=self.local(answer.content, origin))
+        if operation == "submit" and answer.status == 200:
+            body = answer.json()
+            if isinstance(body, dict) and "request_id" in body:
+                self.state.owners[str(body["request_id"])] = out.headers.get("authorization", "")
+                self.state.owners.setdefault("", out.headers.get("authorization", ""))
+                self.state.endpoints[str(body["request_id"])] = out.path
+        if self.mutation.response:
+            answer = await self.mutation.response(self.state, out, answer, self.send)
+        return Response(answer.content, answer.status, headers=answer.headers)
+
+    async def stream(self, response: httpx.Response, origin: str) -> AsyncIterator[bytes]:
+        events = 0
+        buffer = ""
+        try:
+            async for chunk in response.aiter_text():
+                buffer += chunk
+                while "\n" in buffer:
+                    line, buffer = buffer.split("\n", 1)
+                    line = self.local(line.encode(), origin).decode()
+                    if self.mutation.stream_line and line:
+                        line = self.mutation.stream_line(line) or ""
+                    yield (line + "\n").encode()
+                    if line == "" and self.mutation.stream_events is not None:
+                        events += 1
+                        if events >= self.mutation.stream_events:
+                            return
+            if buffer:
+                yield buffer.encode()
+        finally:
+            await response.aclose()
+        while self.mutation.never_close:
+            await asyncio.sleep(0.5)
+            yield b": keep-alive\n\n"
+
+
+def create_proxy(upstream: str, mutation: Mutation, *, verify: Any = True) -> Starlette:
+    """The proxy as an ASGI app: every request forwarded to `upstream`, its answer changed by `mutation`."""
+    proxy = _Proxy(upstream, mutation, verify)
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    return Starlette(routes=[Route("/{path:path}", proxy.handle, methods=methods)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m contracts.mutations", description=__doc__)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--mutation", choices=sorted({**MUTATIONS, **REQUEST_DRIFTS, **CONTROLS}), default="identity")
+    parser.add_argument("--port", type=int, default=8771)
+    args = parser.parse_args()
+    import uvicorn
+
+    mutation = {**MUTATIONS, **REQUEST_DRIFTS, **CONTROLS}[args.mutation]
+    print(f"{mutation.name}: {mutation.description}; http://127.0.0.1:{args.port} -> {args.upstream}", flush=True)
+    uvicorn.run(create_proxy(args.upstream, mutation), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

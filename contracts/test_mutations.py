@@ -1,0 +1,55 @@
+"""The remote mode has teeth: each plausible deviation of a correct server is caught, and harmless ones are not.
+
+The reference server (a correct fal-like server) runs behind the mutating proxy of `contracts/mutations.py`, one
+deviation per proxy; the remote mode's probe (`contracts/semantics.py`: the free probes and one lifecycle, every
+answer also checked against the spec) runs against each proxy as against any remote server. The score is in the
+contract summary (`make contracts`) and in docs/contracts.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from contracts.mutations import CONTROLS, MUTATIONS, Mutation, create_proxy
+from contracts.reference_server import ReferenceConfig, create_app
+from contracts.semantics import Observation, ProbeSettings, observe_lifecycle
+from contracts.serving import serve
+from contracts.summary import STATS
+from contracts.target import ContractTarget, PaidCallBudget
+
+KEY, SECOND_KEY = "reference-key", "reference-second-key"
+# Short waits: the reference server completes a job in 0.9 s, so a stream open 2 s after COMPLETED is not closing.
+# The queue wait is long enough for several polls to see IN_QUEUE (rising positions).
+SETTINGS = ProbeSettings(wait_timeout=30, poll_interval=0.05, stream_close_timeout=2.0, stream_read_timeout=4.0)
+
+
+def _probe(upstream: str, mutation: Mutation) -> Observation:
+    with serve(create_proxy(upstream, mutation)) as url:
+        target = ContractTarget(url, "key", KEY, remote=True)
+        return observe_lifecycle(
+            target, PaidCallBudget(limit=1), second_secret=SECOND_KEY, settings=SETTINGS, announce=lambda _: None,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def observations(request: pytest.FixtureRequest) -> Iterator[dict[str, Observation]]:
+    config = ReferenceConfig(keys=frozenset({KEY, SECOND_KEY}), queue_wait=0.6, run_time=0.3)
+    with serve(create_app(config)) as upstream, ThreadPoolExecutor(max_workers=6) as pool:
+        every = {**MUTATIONS, **CONTROLS}
+        futures = {name: pool.submit(_probe, upstream, mutation) for name, mutation in every.items()}
+        yield {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_the_remote_mode_catches_the_deviation(observations: dict[str, Observation], name: str) -> None:
+    seen = observations[name]
+    STATS.record_mutation(name, bool(seen.violations))
+    assert seen.violations, f"{name} ({MUTATIONS[name].description}) went unnoticed"
+
+
+@pytest.mark.parametrize("name", sorted(CONTROLS))
+def test_the_remote_mode_accepts_a_harmless_difference(observations: dict[str, Observation], name: str) -> None:
+    assert [str(v) for v in observations[name].violations] == [], CONTROLS[name].description
