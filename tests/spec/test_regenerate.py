@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,23 @@ def test_a_new_endpoint_source_alone_becomes_a_typed_operation(tree: Path, capsy
     assert f'"{invented}"' in options
     spec = (tree / "specs" / "openapi.yaml").read_text()
     assert f'id: "{invented}"\n        family: "text-to-image"\n        tier: "ultra"' in spec
+
+    # With no code change, the client and the emulator of this repository serve and call it (the regenerated
+    # package first on the path: both read their endpoints from its spec).
+    script = f"""
+from fal_kontext import Kontext
+from fal_kontext.mock import EmulatorConfig, run_emulator
+
+with run_emulator(EmulatorConfig(run_time=0.05, queue_wait=0.01)) as emulator:
+    with Kontext(emulator.key, base_url=emulator.base_url) as kontext:
+        made = kontext.generate("a lighthouse at dusk", model="ultra", num_images=2)
+        run = kontext.run({invented!r}, {{"prompt": "a lighthouse at dusk"}})
+    calls = emulator.counters()["calls"]
+print(len(made.images), len(run.images), calls.get("submit_kontext_ultra_text_to_image"))
+"""
+    env = {**os.environ, "PYTHONPATH": str(tree / "generated")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "1", "2"]
