@@ -1027,9 +1027,41 @@ def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
 # --- logging, headers, completion, mock ------------------------------------------------------------------------
 
 
+def secrets_of(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Every credential the environment gives the client (``Credentials.from_env``, either scheme), longest first:
+    what the command's log and header output must never show."""
+    found: set[str] = set()
+    for scheme in ("key", "bearer"):
+        try:
+            credentials = Credentials.from_env(scheme, environ)
+        except ValueError:  # a malformed variable: the client refuses it before any request, naming it
+            continue
+        if credentials is not None:
+            found.add(str(credentials.secret))
+    found |= {part for secret in set(found) for part in secret.split(":") if len(part) >= 8}
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter that replaces every credential in the finished line with ``***``: httpx/httpcore's debug
+    lines (``-vv``) quote response headers as sent, and a server or proxy may echo the key in one."""
+
+    def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = tuple(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record, redacted."""
+        text = super().format(record)
+        for secret in self.secrets:
+            text = redact(text, secret)
+        return text
+
+
 def configure_logging(verbosity: int, environ: Mapping[str, str], stream: TextIO) -> None:
     """Send fal_kontext's log to ``stream``: ``-v`` (or ``FAL_KONTEXT_LOG_LEVEL``) ours and one line per HTTP
     request (httpx), ``-vv`` also httpx/httpcore's debug. Nothing else is touched (the root logger stays as is).
+    Every credential of ``environ`` is redacted from every line.
 
     Raises:
         CommandError: ``FAL_KONTEXT_LOG_LEVEL`` is not a level name.
@@ -1044,7 +1076,7 @@ def configure_logging(verbosity: int, environ: Mapping[str, str], stream: TextIO
     if verbosity >= 2:
         levels["httpcore"] = logging.DEBUG
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s", secrets_of(environ)))
     for name, level in levels.items():
         logger = logging.getLogger(name)
         logger.setLevel(level)
@@ -1053,9 +1085,12 @@ def configure_logging(verbosity: int, environ: Mapping[str, str], stream: TextIO
 
 
 def _response_headers(request: httpx.Request, response: httpx.Response) -> str:
-    """An answer's status line and headers (never the request's: they carry the key)."""
+    """An answer's status line and headers (never the request's: they carry the key), credentials redacted."""
     lines = [f"< {response.status_code} {request.method} {request.url}"]
-    return "\n".join(lines + [f"< {name}: {value}" for name, value in response.headers.multi_items()])
+    text = "\n".join(lines + [f"< {name}: {value}" for name, value in response.headers.multi_items()])
+    for secret in secrets_of(os.environ):
+        text = redact(text, secret)
+    return text
 
 
 class HeaderEcho(httpx.BaseTransport):

@@ -37,8 +37,10 @@ from fal_kontext.errors import (
     StartTimeoutError,
 )
 from fal_kontext.files import image_source_to_url
+from fal_kontext.mock import RunningEmulator
 from fal_kontext.spec import endpoint_specs, resolved_schema
 from fal_kontext.status import InProgress, Queued
+from tests.cli.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -303,3 +305,27 @@ def test_the_default_model_is_the_spec_s_first_tier_whatever_the_path_order() ->
     assert choose_endpoint_spec([later, earlier], images=0, model=other) == later
     with pytest.raises(InvalidInputError, match="endpoint"):
         choose_endpoint_spec(specs, images=1, endpoint="no/such")
+
+
+CANARY = "canary-4f1d2c9e8b7a6f5e"
+
+
+def test_log_lines_never_show_a_credential_from_the_environment() -> None:
+    stream = io.StringIO()
+    configure_logging(2, {"FAL_KEY_ID": "key-id-0001", "FAL_KEY_SECRET": CANARY, "FAL_KONTEXT_TOKEN": CANARY}, stream)
+    # what httpcore's debug log prints: the response headers as sent, here echoing the key
+    logging.getLogger("httpcore.http11").debug(
+        "receive_response_headers.complete return_value=%r", (b"HTTP/1.1", 401, [(b"x-echo", f"Key {CANARY}")])
+    )
+    logging.getLogger("fal_kontext").warning("refused: Bearer %s", CANARY)
+    text = stream.getvalue()
+    assert "receive_response_headers" in text and "refused" in text
+    assert CANARY not in text and "***" in text
+
+
+def test_verbose_commands_print_no_credential(emulator: RunningEmulator, env: dict[str, str], image: Path) -> None:
+    canary_env = {**env, "FAL_KEY": CANARY}  # a key the emulator refuses: the 401 path, logged at -vv
+    done = run_cli(["-vv", "edit", "p", str(image)], canary_env)
+    assert done.returncode != 0 and "401" in done.stderr + done.stdout
+    assert "httpcore" in done.stderr  # the debug lines were written
+    assert CANARY not in done.stdout + done.stderr
