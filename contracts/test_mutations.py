@@ -36,7 +36,8 @@ def _probe(upstream: str, mutation: Mutation) -> Observation:
 
 @pytest.fixture(scope="module")
 def observations(request: pytest.FixtureRequest) -> Iterator[dict[str, Observation]]:
-    config = ReferenceConfig(keys=frozenset({KEY, SECOND_KEY}), queue_wait=0.6, run_time=0.3)
+    # Long enough in the queue for two polls however loaded the machine (rising_queue_position needs them).
+    config = ReferenceConfig(keys=frozenset({KEY, SECOND_KEY}), queue_wait=1.5, run_time=0.3)
     with serve(create_app(config)) as upstream, ThreadPoolExecutor(max_workers=6) as pool:
         every = {**MUTATIONS, **CONTROLS}
         futures = {name: pool.submit(_probe, upstream, mutation) for name, mutation in every.items()}

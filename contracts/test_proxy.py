@@ -7,6 +7,7 @@ status answer); the validating proxy must. Without the deviation it must report 
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import subprocess
@@ -21,7 +22,7 @@ from contracts.mutations import CONTROLS, MUTATIONS, Mutation, create_proxy
 from contracts.serving import serve
 from fal_kontext.cli import build_parser
 from fal_kontext.mock import EmulatorConfig, run_emulator
-from fal_kontext.proxy import ValidatingProxy, create_proxy_app
+from fal_kontext.proxy import ValidatingProxy, add_arguments, create_proxy_app
 
 _CLIENT = """
 import sys, fal_client
@@ -98,5 +99,9 @@ def test_correct_traffic_is_not_reported(tls: dict[str, str]) -> None:
 
 
 def test_the_cli_has_the_proxy_command() -> None:
-    args = build_parser().parse_args(["proxy", "--upstream", "https://queue.fal.run", "--port", "0"])
-    assert args.command == "proxy" and args.upstream == "https://queue.fal.run" and callable(args.handler)
+    args = build_parser().parse_args(["proxy"])
+    assert args.command == "proxy"  # its options are parsed by fal_kontext.proxy when it runs
+    parser = argparse.ArgumentParser(prog="fal-kontext proxy")
+    add_arguments(parser)
+    options = parser.parse_args(["--upstream", "https://queue.fal.run", "--port", "0"])
+    assert options.upstream == "https://queue.fal.run" and options.port == 0

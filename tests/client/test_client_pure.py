@@ -112,14 +112,20 @@ def test_endpoints_are_exactly_the_spec_edit_operations() -> None:
 def test_endpoint_specs_describe_every_submit_operation() -> None:
     specs = {item.id: item for item in endpoint_specs()}
     assert set(specs) == {e.value for e in Endpoint}
+    families = {None: "text-to-image", "image_url": "edit", "image_urls": "multi-edit"}
     for item in specs.values():
         operation = spec()["paths"]["/" + item.id]["post"]
+        extension = operation.get("x-fal-endpoint", {})
         assert item.operation_id == operation["operationId"]
-        assert item.input_schema in spec()["components"]["schemas"]
-        assert item.image_field in spec()["components"]["schemas"][item.input_schema]["required"]
-        assert item.family == ("multi-edit" if item.image_field == "image_urls" else "edit")
-        assert item.tier in model_tiers() and item.output_schema == "KontextOutput"
-    assert set(model_tiers()) == {"pro", "max"}
+        schema = spec()["components"]["schemas"][item.input_schema]
+        assert item.image_field is None or item.image_field in schema["required"]
+        assert item.family == families[item.image_field]
+        assert item.tier in model_tiers()
+        assert item.output_schema in spec()["components"]["schemas"]
+        assert item.output_schema == extension.get("output_schema", item.output_schema)
+    assert set(model_tiers()) == {
+        str(s["post"]["x-fal-endpoint"]["tier"]) for s in spec()["paths"].values() if "post" in s
+    }
 
 
 def test_the_x_fal_endpoint_extension_wins_over_the_fallback() -> None:

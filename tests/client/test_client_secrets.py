@@ -55,8 +55,11 @@ def _script(fake: FakeQueue, **replies: list[httpx.Response | Exception]) -> Non
 # answers quote the key back, as a badly behaved server or proxy may.
 SCENARIOS: dict[str, tuple[dict[str, list[httpx.Response | Exception]], Any]] = {
     "InvalidInputError": ({}, lambda k: k.run(EP, {"prompt": 1, "image_url": "https://x.test/a.png\n"})),
-    "APIConnectionError": ({"submit": [httpx.ReadError(ECHO)]}, lambda k: k.run(EP, INPUT)),
-    "APITimeoutError": ({"submit": [httpx.ReadTimeout(ECHO)]}, lambda k: k.run(EP, INPUT)),
+    "APIConnectionError": ({"cancel": [httpx.ReadError(ECHO)]}, lambda k: k.handle(RID).cancel()),
+    "APITimeoutError": ({"cancel": [httpx.ReadTimeout(ECHO)]}, lambda k: k.handle(RID).cancel()),
+    # a submit whose answer was lost, on a host with no request list to look it up in (queue.example.test)
+    "SubmitOutcomeUnknownError": ({"submit": [reply(502, f"<html>{ECHO}</html>")]}, lambda k: k.run(EP, INPUT)),
+    "DirectUnavailableError": ({"submit": [reply(404, {"detail": ECHO})]}, lambda k: k.run_direct(EP, INPUT)),
     "AuthenticationError": (
         {"submit": [reply(401, {"detail": ECHO}, **{"x-echo": CANARY})]},
         lambda k: k.run(EP, INPUT),
@@ -80,12 +83,12 @@ SCENARIOS: dict[str, tuple[dict[str, list[httpx.Response | Exception]], Any]] = 
         {"submit": [reply(429, {"detail": ECHO}, **{"Retry-After": "3600"})]},
         lambda k: k.run(EP, INPUT),
     ),
-    "ServerError": ({"submit": [reply(500, {"detail": ECHO})]}, lambda k: k.run(EP, INPUT)),
+    "ServerError": ({"status": [reply(500, {"detail": ECHO})]}, lambda k: k.handle(RID).status()),
     "StartTimeoutError": (
-        {"submit": [reply(504, {"detail": ECHO}, **{"X-Fal-Request-Timeout-Type": "user"})]},
-        lambda k: k.run(EP, INPUT),
+        {"result": [reply(504, {"detail": ECHO}, **{"X-Fal-Request-Timeout-Type": "user"})]},
+        lambda k: k.handle(RID).result(),
     ),
-    "UnexpectedResponseError": ({"submit": [reply(200, f"<html>{ECHO}</html>")]}, lambda k: k.run(EP, INPUT)),
+    "UnexpectedResponseError": ({"status": [reply(200, f"<html>{ECHO}</html>")]}, lambda k: k.handle(RID).status()),
     "RequestFailedError": (
         {
             "status": [reply(200, status_body("COMPLETED", error=ECHO, error_type="runner_disconnected"))],
