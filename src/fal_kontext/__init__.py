@@ -38,12 +38,13 @@ from .errors import (
     ResultNotReadyError,
     ServerError,
     StartTimeoutError,
+    SubmitOutcomeUnknownError,
     UnexpectedResponseError,
     ValidationError,
     WaitTimeoutError,
     WebhookVerificationError,
 )
-from .recovery import RecoveryPolicy, SubmitOutcomeUnknownError
+from .recovery import RecoveryPolicy
 from .results import EditResult
 from .retry import RetryPolicy
 from .status import Completed, InProgress, Queued, Status

@@ -6,7 +6,8 @@ The tree::
     ├── InvalidInputError (ValueError)    input rejected before anything was sent: .problems (field, value, allowed)
     ├── APIError                          talking to the server went wrong: .request_id (None before submit)
     │   ├── APIConnectionError            no usable answer (DNS, refused, reset, TLS): .reached_server
-    │   │   └── APITimeoutError (TimeoutError)   connect or read timeout of one HTTP request
+    │   │   ├── APITimeoutError (TimeoutError)   connect or read timeout of one HTTP request
+    │   │   └── SubmitOutcomeUnknownError a submit's answer was lost; a job may exist: .request_id, .candidates
     │   ├── APIStatusError                the server answered an error status: .status_code, .body, .error_type
     │   │   ├── BadRequestError           400 (and other 4xx without a kind of their own)
     │   │   │   └── ResultNotReadyError   400 "Request is still in progress": call wait()
@@ -37,6 +38,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "ResultNotReadyError",
     "ServerError",
     "StartTimeoutError",
+    "SubmitOutcomeUnknownError",
     "UnexpectedResponseError",
     "ValidationError",
     "WaitTimeoutError",
@@ -141,6 +144,56 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError, TimeoutError):
     """One HTTP request passed its connect or read timeout (``RequestTimeouts``)."""
+
+
+class SubmitOutcomeUnknownError(APIConnectionError):
+    """A submit's answer was lost and nothing can tell whether a job was queued (and billed). It was not sent again.
+
+    Attributes:
+        request_id: The id the lost answer carried, if one arrived (check it before resubmitting).
+        candidates: Ids of listed requests that may be the job (several matched, or their input was not listed).
+        endpoint_id: Where it was sent.
+        sent_at: Wall-clock time (Unix seconds) it was sent.
+        reason: Why the outcome is unknown, in words.
+
+    Args (besides the attributes): list_url: the request list to point the reader at, when this target has one.
+    """
+
+    def __init__(  # noqa: PLR0913 - the error's attributes, each a keyword
+        self,
+        endpoint_id: str,
+        reason: str,
+        *,
+        sent_at: float,
+        request_id: str | None = None,
+        candidates: Sequence[str] = (),
+        list_url: str | None = None,
+    ) -> None:
+        self.endpoint_id = endpoint_id
+        self.sent_at = sent_at
+        self.reason = reason
+        self.candidates = tuple(candidates)
+        if request_id is not None:
+            check = (
+                f"It named request {request_id}: check it with Kontext.handle({request_id!r}).status() "
+                f"(or `fal-kontext status {request_id}`) before submitting again"
+            )
+        elif self.candidates:
+            check = f"It may be one of {', '.join(self.candidates)}: check them with Kontext.handle(id).status()"
+        elif list_url is not None:
+            start = datetime.fromtimestamp(math.floor(sent_at) - 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            check = (
+                f"Look for it with GET {list_url}?endpoint_id={endpoint_id}&start={start}"
+                "&expand=payloads (or in your fal dashboard) before submitting again"
+            )
+        else:
+            check = "Look for it in your provider's dashboard or request history before submitting again"
+        super().__init__(
+            f"the submit to {endpoint_id} may have queued a job (and be billed): {reason}. It was not sent again, "
+            f"so as not to pay twice. {check}",
+            request_id=request_id,
+            reached_server=True,
+        )
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .commands import Answer, HttpGet, NoAnswer, Sleep
-from .errors import APIConnectionError
+from .errors import SubmitOutcomeUnknownError
 from .retry import parse_retry_after
 from .urls import FAL_QUEUE_HOSTS
 
@@ -647,55 +647,6 @@ def lookup_flow(url: str, query: JobQuery, policy: RecoveryPolicy, clock: Callab
 
 
 # --- the error --------------------------------------------------------------------------------------------------
-
-
-class SubmitOutcomeUnknownError(APIConnectionError):
-    """A submit's answer was lost and nothing can tell whether a job was queued (and billed). It was not sent again.
-
-    Attributes:
-        request_id: The id the lost answer carried, if one arrived (check it before resubmitting).
-        candidates: Ids of listed requests that may be the job (several matched, or their input was not listed).
-        endpoint_id: Where it was sent.
-        sent_at: Wall-clock time (Unix seconds) it was sent.
-        reason: Why the outcome is unknown, in words.
-
-    Args (besides the attributes): list_url: the request list to point the reader at, when this target has one.
-    """
-
-    def __init__(  # noqa: PLR0913 - the error's attributes, each a keyword
-        self,
-        endpoint_id: str,
-        reason: str,
-        *,
-        sent_at: float,
-        request_id: str | None = None,
-        candidates: Sequence[str] = (),
-        list_url: str | None = None,
-    ) -> None:
-        self.endpoint_id = endpoint_id
-        self.sent_at = sent_at
-        self.reason = reason
-        self.candidates = tuple(candidates)
-        if request_id is not None:
-            check = (
-                f"It named request {request_id}: check it with Kontext.handle({request_id!r}).status() "
-                f"(or `fal-kontext status {request_id}`) before submitting again"
-            )
-        elif self.candidates:
-            check = f"It may be one of {', '.join(self.candidates)}: check them with Kontext.handle(id).status()"
-        elif list_url is not None:
-            check = (
-                f"Look for it with GET {list_url}?endpoint_id={endpoint_id}&start={_iso(math.floor(sent_at) - 60)}"
-                "&expand=payloads (or in your fal dashboard) before submitting again"
-            )
-        else:
-            check = "Look for it in your provider's dashboard or request history before submitting again"
-        super().__init__(
-            f"the submit to {endpoint_id} may have queued a job (and be billed): {reason}. It was not sent again, "
-            f"so as not to pay twice. {check}",
-            request_id=request_id,
-            reached_server=True,
-        )
 
 
 # --- the whole recovery of one failed attempt ------------------------------------------------------------------
