@@ -27,13 +27,6 @@ from .sized_image import SizedImage
 from .timings import Timings
 from .validation_error_item import ValidationErrorItem
 from .validation_error_item_ctx import ValidationErrorItemCtx
-from .validation_error_item_input_type_0 import ValidationErrorItemInputType0
-from .validation_error_item_input_type_1_item_type_0 import (
-    ValidationErrorItemInputType1ItemType0,
-)
-from .validation_error_item_input_type_1_item_type_1_item_type_0 import (
-    ValidationErrorItemInputType1ItemType1ItemType0,
-)
 from .validation_error_response import ValidationErrorResponse
 from .webhook_payload import WebhookPayload
 from .webhook_status import WebhookStatus
@@ -64,9 +57,6 @@ __all__ = (
     "Timings",
     "ValidationErrorItem",
     "ValidationErrorItemCtx",
-    "ValidationErrorItemInputType0",
-    "ValidationErrorItemInputType1ItemType0",
-    "ValidationErrorItemInputType1ItemType1ItemType0",
     "ValidationErrorResponse",
     "WebhookPayload",
     "WebhookStatus",

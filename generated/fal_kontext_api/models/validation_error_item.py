@@ -12,15 +12,6 @@ from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.validation_error_item_ctx import ValidationErrorItemCtx
-    from ..models.validation_error_item_input_type_0 import (
-        ValidationErrorItemInputType0,
-    )
-    from ..models.validation_error_item_input_type_1_item_type_0 import (
-        ValidationErrorItemInputType1ItemType0,
-    )
-    from ..models.validation_error_item_input_type_1_item_type_1_item_type_0 import (
-        ValidationErrorItemInputType1ItemType1ItemType0,
-    )
 
 
 T = TypeVar("T", bound="ValidationErrorItem")
@@ -36,9 +27,8 @@ class ValidationErrorItem:
         type_ (str):
         url (str | Unset): https://docs.fal.ai/errors#<type>
         ctx (ValidationErrorItemCtx | Unset):
-        input_ (bool | float | list[bool | float | list[None | ValidationErrorItemInputType1ItemType1ItemType0] | None |
-            str | ValidationErrorItemInputType1ItemType0] | None | str | Unset | ValidationErrorItemInputType0): The input
-            value that was refused (for a content policy violation, the whole input); any JSON value, null included.
+        input_ (Any | Unset): The input value that was refused (for a content policy violation, the whole input): any
+            JSON value.
     """
 
     loc: list[int | str]
@@ -46,35 +36,10 @@ class ValidationErrorItem:
     type_: str
     url: str | Unset = UNSET
     ctx: ValidationErrorItemCtx | Unset = UNSET
-    input_: (
-        bool
-        | float
-        | list[
-            bool
-            | float
-            | list[None | ValidationErrorItemInputType1ItemType1ItemType0]
-            | None
-            | str
-            | ValidationErrorItemInputType1ItemType0
-        ]
-        | None
-        | str
-        | Unset
-        | ValidationErrorItemInputType0
-    ) = UNSET
+    input_: Any | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        from ..models.validation_error_item_input_type_0 import (
-            ValidationErrorItemInputType0,  # noqa: PLC0415
-        )
-        from ..models.validation_error_item_input_type_1_item_type_0 import (
-            ValidationErrorItemInputType1ItemType0,  # noqa: PLC0415
-        )
-        from ..models.validation_error_item_input_type_1_item_type_1_item_type_0 import (
-            ValidationErrorItemInputType1ItemType1ItemType0,  # noqa: PLC0415
-        )
-
         loc = []
         for loc_item_data in self.loc:
             loc_item: int | str
@@ -91,59 +56,7 @@ class ValidationErrorItem:
         if not isinstance(self.ctx, Unset):
             ctx = self.ctx.to_dict()
 
-        input_: (
-            bool
-            | dict[str, Any]
-            | float
-            | list[
-                bool | dict[str, Any] | float | list[dict[str, Any] | None] | None | str
-            ]
-            | None
-            | str
-            | Unset
-        )
-        if isinstance(self.input_, Unset):
-            input_ = UNSET
-        elif isinstance(self.input_, ValidationErrorItemInputType0):
-            input_ = self.input_.to_dict()
-        elif isinstance(self.input_, list):
-            input_ = []
-            for input_type_1_item_data in self.input_:
-                input_type_1_item: (
-                    bool
-                    | dict[str, Any]
-                    | float
-                    | list[dict[str, Any] | None]
-                    | None
-                    | str
-                )
-                if isinstance(
-                    input_type_1_item_data, ValidationErrorItemInputType1ItemType0
-                ):
-                    input_type_1_item = input_type_1_item_data.to_dict()
-                elif isinstance(input_type_1_item_data, list):
-                    input_type_1_item = []
-                    for input_type_1_item_type_1_item_data in input_type_1_item_data:
-                        input_type_1_item_type_1_item: dict[str, Any] | None
-                        if isinstance(
-                            input_type_1_item_type_1_item_data,
-                            ValidationErrorItemInputType1ItemType1ItemType0,
-                        ):
-                            input_type_1_item_type_1_item = (
-                                input_type_1_item_type_1_item_data.to_dict()
-                            )
-                        else:
-                            input_type_1_item_type_1_item = (
-                                input_type_1_item_type_1_item_data
-                            )
-                        input_type_1_item.append(input_type_1_item_type_1_item)
-
-                else:
-                    input_type_1_item = input_type_1_item_data
-                input_.append(input_type_1_item)
-
-        else:
-            input_ = self.input_
+        input_ = self.input_
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -166,15 +79,6 @@ class ValidationErrorItem:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.validation_error_item_ctx import ValidationErrorItemCtx  # noqa: PLC0415
-        from ..models.validation_error_item_input_type_0 import (
-            ValidationErrorItemInputType0,  # noqa: PLC0415
-        )
-        from ..models.validation_error_item_input_type_1_item_type_0 import (
-            ValidationErrorItemInputType1ItemType0,  # noqa: PLC0415
-        )
-        from ..models.validation_error_item_input_type_1_item_type_1_item_type_0 import (
-            ValidationErrorItemInputType1ItemType1ItemType0,  # noqa: PLC0415
-        )
 
         d = dict(src_dict)
         loc = []
@@ -201,154 +105,7 @@ class ValidationErrorItem:
         else:
             ctx = ValidationErrorItemCtx.from_dict(_ctx)
 
-        def _parse_input_(
-            data: object,
-        ) -> (
-            bool
-            | float
-            | list[
-                bool
-                | float
-                | list[None | ValidationErrorItemInputType1ItemType1ItemType0]
-                | None
-                | str
-                | ValidationErrorItemInputType1ItemType0
-            ]
-            | None
-            | str
-            | Unset
-            | ValidationErrorItemInputType0
-        ):
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                input_type_0 = ValidationErrorItemInputType0.from_dict(data)
-
-                return input_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            try:
-                if not isinstance(data, list):
-                    raise TypeError()
-                input_type_1 = []
-                _input_type_1 = data
-                for input_type_1_item_data in _input_type_1:
-
-                    def _parse_input_type_1_item(
-                        data: object,
-                    ) -> (
-                        bool
-                        | float
-                        | list[None | ValidationErrorItemInputType1ItemType1ItemType0]
-                        | None
-                        | str
-                        | ValidationErrorItemInputType1ItemType0
-                    ):
-                        if data is None:
-                            return data
-                        try:
-                            if not isinstance(data, dict):
-                                raise TypeError()
-                            input_type_1_item_type_0 = (
-                                ValidationErrorItemInputType1ItemType0.from_dict(data)
-                            )
-
-                            return input_type_1_item_type_0
-                        except (TypeError, ValueError, AttributeError, KeyError):
-                            pass
-                        try:
-                            if not isinstance(data, list):
-                                raise TypeError()
-                            input_type_1_item_type_1 = []
-                            _input_type_1_item_type_1 = data
-                            for (
-                                input_type_1_item_type_1_item_data
-                            ) in _input_type_1_item_type_1:
-
-                                def _parse_input_type_1_item_type_1_item(
-                                    data: object,
-                                ) -> (
-                                    None
-                                    | ValidationErrorItemInputType1ItemType1ItemType0
-                                ):
-                                    if data is None:
-                                        return data
-                                    try:
-                                        if not isinstance(data, dict):
-                                            raise TypeError()
-                                        input_type_1_item_type_1_item_type_0 = ValidationErrorItemInputType1ItemType1ItemType0.from_dict(
-                                            data
-                                        )
-
-                                        return input_type_1_item_type_1_item_type_0
-                                    except (
-                                        TypeError,
-                                        ValueError,
-                                        AttributeError,
-                                        KeyError,
-                                    ):
-                                        pass
-                                    return cast(
-                                        None
-                                        | ValidationErrorItemInputType1ItemType1ItemType0,
-                                        data,
-                                    )
-
-                                input_type_1_item_type_1_item = (
-                                    _parse_input_type_1_item_type_1_item(
-                                        input_type_1_item_type_1_item_data
-                                    )
-                                )
-
-                                input_type_1_item_type_1.append(
-                                    input_type_1_item_type_1_item
-                                )
-
-                            return input_type_1_item_type_1
-                        except (TypeError, ValueError, AttributeError, KeyError):
-                            pass
-                        return cast(
-                            bool
-                            | float
-                            | list[
-                                None | ValidationErrorItemInputType1ItemType1ItemType0
-                            ]
-                            | None
-                            | str
-                            | ValidationErrorItemInputType1ItemType0,
-                            data,
-                        )
-
-                    input_type_1_item = _parse_input_type_1_item(input_type_1_item_data)
-
-                    input_type_1.append(input_type_1_item)
-
-                return input_type_1
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(
-                bool
-                | float
-                | list[
-                    bool
-                    | float
-                    | list[None | ValidationErrorItemInputType1ItemType1ItemType0]
-                    | None
-                    | str
-                    | ValidationErrorItemInputType1ItemType0
-                ]
-                | None
-                | str
-                | Unset
-                | ValidationErrorItemInputType0,
-                data,
-            )
-
-        input_ = _parse_input_(d.pop("input", UNSET))
+        input_ = d.pop("input", UNSET)
 
         validation_error_item = cls(
             loc=loc,
