@@ -113,6 +113,53 @@ async def _gather(spec: dict[str, Any], work: list[Coroutine[Any, Any, Job]]) ->
     return jobs
 
 
+# -- the bare reader (bench/bare_reader.py): the peer ------------------------------------------------------------
+
+
+def bare_sequential(spec: dict[str, Any]) -> list[Job]:
+    from .bare_reader import BareReader
+
+    jobs = []
+    verify = ssl.create_default_context(cafile=spec["ca_file"])
+    with BareReader(spec["base_url"], spec["key"], verify) as reader:
+        for prompt in spec["prompts"]:
+            job = _record(prompt)
+            try:
+                submitted = reader.submit(ENDPOINT, job_input(prompt))
+                job["request_id"] = submitted["request_id"]
+                reader.wait(submitted)
+                job["held_at"] = time.monotonic()
+            except Exception as err:
+                job["error"] = _error_name(err)
+                job["submit_error"] = job["request_id"] is None
+            jobs.append(job)
+    return jobs
+
+
+async def bare_concurrent(spec: dict[str, Any]) -> list[Job]:
+    from .bare_reader import AsyncBareReader
+
+    verify = ssl.create_default_context(cafile=spec["ca_file"])
+    limit = asyncio.Semaphore(spec.get("concurrency") or len(spec["prompts"]))
+    async with AsyncBareReader(spec["base_url"], spec["key"], verify, spec.get("pools", 64)) as reader:
+
+        async def one(prompt: str) -> Job:
+            job = _record(prompt)
+            http = reader.pool()
+            async with limit:
+                try:
+                    submitted = await reader.submit(http, ENDPOINT, job_input(prompt))
+                    job["request_id"] = submitted["request_id"]
+                    await reader.wait(http, submitted)
+                    job["held_at"] = time.monotonic()
+                except Exception as err:
+                    job["error"] = _error_name(err)
+                    job["submit_error"] = job["request_id"] is None
+            return job
+
+        return await _gather(spec, [one(p) for p in spec["prompts"]])
+
+
 # -- fal_client -------------------------------------------------------------------------------------------------
 
 
@@ -169,6 +216,8 @@ CLIENTS: dict[str, Callable[[dict[str, Any]], list[Job]]] = {
     "ours-async": _run_async(ours_concurrent),
     "fal-sync": fal_sequential,
     "fal-async": _run_async(fal_concurrent),
+    "bare-sync": bare_sequential,
+    "bare-async": _run_async(bare_concurrent),
 }
 
 
@@ -177,6 +226,8 @@ def main() -> None:
     # Import the client before measuring: start-up is not part of the per-job cost.
     if spec["client"].startswith("fal"):
         import fal_client  # noqa: F401
+    elif spec["client"].startswith("bare"):
+        import httpx  # noqa: F401
     else:
         import fal_kontext  # noqa: F401
     before = resource.getrusage(resource.RUSAGE_SELF)

@@ -33,3 +33,10 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
         for plot in scenario["plots"]:
             assert (tmp_path / plot["file_name"]).read_bytes().startswith(b"\x89PNG"), plot["file_name"]
     assert not list(tmp_path.glob(".*.tmp")), "a temporary file was left behind"
+    scenarios = {scenario["key"]: scenario for scenario in report["scenarios"]}
+    for key in ("time_to_result", "concurrency"):
+        assert any("bare httpx reader" in str(row[0]) for row in scenarios[key]["rows"]), key
+    # The connection counter saw every client's connections: at least one TLS connection each.
+    for name, measured in scenarios["time_to_result"]["data"].items():
+        if name != "probe":
+            assert measured["tls_connections"] >= 1, name
