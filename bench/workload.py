@@ -37,12 +37,30 @@ def job_input(prompt: str) -> dict[str, object]:
 
 
 def _record(prompt: str) -> Job:
-    return {"prompt": prompt, "request_id": None, "held_at": None, "error": None, "submit_error": False}
+    return {
+        "prompt": prompt,
+        "request_id": None,
+        "held_at": None,
+        "error": None,
+        "error_typed": None,
+        "error_request_id": None,
+        "submit_error": False,
+    }
 
 
 def _error_name(err: BaseException) -> str:
     status = getattr(err, "status_code", None)
     return f"{type(err).__name__}({status})" if status is not None else type(err).__name__
+
+
+def _fail(job: Job, err: BaseException) -> None:
+    """Record the error the caller got: its name, whether it is the client's own (typed) error, and the request id
+    it carries, if any (ours: `request_id`; fal_client: its response's x-fal-request-id header)."""
+    job["error"] = _error_name(err)
+    job["error_typed"] = type(err).__module__.split(".")[0] in {"fal_kontext", "fal_client"}
+    headers = getattr(getattr(err, "response", None), "headers", None)
+    header = headers.get("x-fal-request-id") if headers is not None else None
+    job["error_request_id"] = getattr(err, "request_id", None) or header
 
 
 # -- our client ------------------------------------------------------------------------------------------------
@@ -63,7 +81,7 @@ def ours_sequential(spec: dict[str, Any]) -> list[Job]:
                 job["held_at"] = time.monotonic()
                 job["request_id"] = result.request_id
             except Exception as err:
-                job["error"] = _error_name(err)
+                _fail(job, err)
             jobs.append(job)
     return jobs
 
@@ -84,7 +102,7 @@ async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
                 try:
                     handle = await kontext.submit(ENDPOINT, job_input(prompt))
                 except Exception as err:
-                    job["error"] = _error_name(err)
+                    _fail(job, err)
                     job["submit_error"] = True
                     return job
                 job["request_id"] = handle.request_id
@@ -92,7 +110,7 @@ async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
                     await handle.wait()
                     job["held_at"] = time.monotonic()
                 except Exception as err:
-                    job["error"] = _error_name(err)
+                    _fail(job, err)
             return job
 
         return await _gather(spec, [one(p) for p in spec["prompts"]])
@@ -130,7 +148,7 @@ def bare_sequential(spec: dict[str, Any]) -> list[Job]:
                 reader.wait(submitted)
                 job["held_at"] = time.monotonic()
             except Exception as err:
-                job["error"] = _error_name(err)
+                _fail(job, err)
                 job["submit_error"] = job["request_id"] is None
             jobs.append(job)
     return jobs
@@ -153,7 +171,7 @@ async def bare_concurrent(spec: dict[str, Any]) -> list[Job]:
                     await reader.wait(http, submitted)
                     job["held_at"] = time.monotonic()
                 except Exception as err:
-                    job["error"] = _error_name(err)
+                    _fail(job, err)
                     job["submit_error"] = job["request_id"] is None
             return job
 
@@ -177,7 +195,7 @@ def fal_sequential(spec: dict[str, Any]) -> list[Job]:
             fal_client.subscribe(ENDPOINT, arguments=job_input(prompt), on_enqueue=enqueued)
             job["held_at"] = time.monotonic()
         except Exception as err:
-            job["error"] = _error_name(err)
+            _fail(job, err)
             job["submit_error"] = job["request_id"] is None
         jobs.append(job)
     return jobs
@@ -200,7 +218,7 @@ async def fal_concurrent(spec: dict[str, Any]) -> list[Job]:
                 await client.subscribe(ENDPOINT, arguments=job_input(prompt), on_enqueue=enqueued)
                 job["held_at"] = time.monotonic()
             except Exception as err:
-                job["error"] = _error_name(err)
+                _fail(job, err)
                 job["submit_error"] = job["request_id"] is None
         return job
 
