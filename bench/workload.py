@@ -11,6 +11,7 @@ and SSL_CERT_FILE in this process's environment (fal-protocol.md §3.2).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import resource
 import ssl
@@ -86,6 +87,18 @@ def ours_sequential(spec: dict[str, Any]) -> list[Job]:
     return jobs
 
 
+def _recovery_option(spec: dict[str, Any]) -> dict[str, Any]:
+    """The client's `recovery=` argument from the spec's "recovery": absent = the client's default, "off" = None,
+    else the keyword arguments of a `RecoveryPolicy` (issue 13; the module exists once that work is merged)."""
+    recovery = spec.get("recovery")
+    if recovery is None:
+        return {}
+    if recovery == "off":
+        return {"recovery": None}
+    policy = importlib.import_module("fal_kontext.recovery").RecoveryPolicy
+    return {"recovery": policy(**recovery)}
+
+
 async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
     from fal_kontext import AsyncKontext
 
@@ -93,7 +106,11 @@ async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
     limit = asyncio.Semaphore(spec.get("concurrency") or len(spec["prompts"]))
 
     async with AsyncKontext(
-        spec["key"], base_url=spec["base_url"], stream_status=spec["stream"], httpx_args={"verify": verify}
+        spec["key"],
+        base_url=spec["base_url"],
+        stream_status=spec["stream"],
+        httpx_args={"verify": verify},
+        **_recovery_option(spec),
     ) as kontext:
 
         async def one(prompt: str) -> Job:
