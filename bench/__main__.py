@@ -1,7 +1,8 @@
 """`python -m bench`: run the benchmarks and write docs/benchmarks.md, docs/benchmarks.json and the plots.
 
 `--smoke` runs every scenario at a tiny size, only to prove the harness works (`make test` does this
-into a temporary folder; no timing is asserted anywhere). `--only NAME` runs some scenarios.
+into a temporary folder; no timing is asserted anywhere); its scenarios run side by side, since their numbers
+mean nothing and each has its own servers and ports. `--only NAME` runs some scenarios.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import concurrency, pipeline, soak, throughput, time_to_result
@@ -26,6 +28,11 @@ SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
 }
 
 
+def _print_targets(result: ScenarioResult) -> None:
+    for target in result.targets:
+        print(f"   {target.name}: {target.measured} ({'met' if target.met else 'MISSED'}; wanted {target.wanted})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: prove the harness works")
@@ -33,13 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="run only these scenarios")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    results = []
-    for name in args.only or list(SCENARIOS):
-        print(f"== bench: {name}", flush=True)
-        result = SCENARIOS[name](smoke=args.smoke)
-        for target in result.targets:
-            print(f"   {target.name}: {target.measured} ({'met' if target.met else 'MISSED'}; wanted {target.wanted})")
-        results.append(result)
+    names = args.only or list(SCENARIOS)
+    if args.smoke:
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            results = list(pool.map(lambda name: SCENARIOS[name](smoke=True), names))
+    else:
+        results = []
+        for name in names:
+            print(f"== bench: {name}", flush=True)
+            results.append(SCENARIOS[name](smoke=False))
+            _print_targets(results[-1])
+    if args.smoke:
+        for name, result in zip(names, results, strict=True):
+            print(f"== bench: {name}", flush=True)
+            _print_targets(result)
     seconds = time.perf_counter() - started
     write_report(results, describe_machine(), args.out, smoke=args.smoke, seconds=seconds)
     print(f"== bench: wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.json'} in {seconds:.0f} s")

@@ -219,7 +219,7 @@ def outcomes(jobs: list[dict[str, Any]], by_body: dict[str, int], queued: set[st
 
 def run(*, smoke: bool) -> ScenarioResult:
     """The fault soak: ours (with and without request-list recovery, where available) and fal_client."""
-    jobs = 20 if smoke else 1000
+    jobs = 10 if smoke else 1000
     soaked = variants(smoke=smoke)
     measured: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as scratch:

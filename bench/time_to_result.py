@@ -135,8 +135,8 @@ def _connections_target(ours: dict[str, Any], bare: dict[str, Any], sequential: 
 
 def run(*, smoke: bool) -> ScenarioResult:
     """Time to result: ours streaming, ours polling, fal_client.subscribe, on one emulator."""
-    jobs = 3 if smoke else 40
-    sequential = 3 if smoke else SEQUENTIAL_JOBS_ONE_CONNECTION
+    jobs = 2 if smoke else 40
+    sequential = 2 if smoke else SEQUENTIAL_JOBS_ONE_CONNECTION
     # Smoke: short jobs, only to prove the harness runs.
     run_time, jitter = (0.05, 0.05) if smoke else (RUN_TIME, JITTER)
     options = ["--runners", "8", "--queue-wait", "0", "--run-time", f"{run_time}", "--run-time-jitter", f"{jitter}"]
@@ -152,7 +152,7 @@ def run(*, smoke: bool) -> ScenarioResult:
             measured[name] = _measure(server, client, prompts, **extra)
             prompts = [f"connections, {name}, job {i}" for i in range(sequential)]
             measured[name].update(_count_connections(server, client, prompts, **extra))
-        probe = _probe(server, 3 if smoke else 15)
+        probe = _probe(server, 2 if smoke else 15)
     fal, bare = measured["fal"], measured["bare"]
     rows = []
     for name, m in measured.items():
