@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import concurrency, pipeline, soak, throughput, time_to_result
+from . import batch_crash, concurrency, pipeline, soak, throughput, time_to_result
 from .machine import describe_machine
 from .model import ScenarioResult
 from .report import write_report
@@ -25,6 +25,7 @@ SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     "throughput": throughput.run,
     "pipeline": pipeline.run,
     "soak": soak.run,
+    "batch_crash": batch_crash.run,
 }
 
 

@@ -185,7 +185,10 @@ async def bare_concurrent(spec: dict[str, Any]) -> list[Job]:
                 try:
                     submitted = await reader.submit(http, ENDPOINT, job_input(prompt))
                     job["request_id"] = submitted["request_id"]
-                    await reader.wait(http, submitted)
+                    result = await reader.wait(http, submitted)
+                    if spec.get("fetch_images"):
+                        for image in result["images"]:
+                            (await http.get(image["url"])).raise_for_status()
                     job["held_at"] = time.monotonic()
                 except Exception as err:
                     _fail(job, err)

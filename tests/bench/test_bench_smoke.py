@@ -26,10 +26,13 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
 
     assert [scenario["key"] for scenario in report["scenarios"]] == list(SCENARIOS)
     markdown = (tmp_path / "benchmarks.md").read_text()
+    from bench.batch_crash import batch_available
+
     for scenario in report["scenarios"]:
         assert scenario["title"] in markdown
         assert scenario["rows"], scenario["key"]
-        assert scenario["plots"], scenario["key"]
+        # Only the batch bench may measure nothing: where this build has no `fal-kontext batch` (issue 12).
+        assert scenario["plots"] or (scenario["key"] == "batch_crash" and not batch_available()), scenario["key"]
         for plot in scenario["plots"]:
             assert (tmp_path / plot["file_name"]).read_bytes().startswith(b"\x89PNG"), plot["file_name"]
     assert not list(tmp_path.glob(".*.tmp")), "a temporary file was left behind"
