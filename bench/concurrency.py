@@ -127,9 +127,12 @@ def run(*, smoke: bool) -> ScenarioResult:
                 f"<= {CPU_VS_BARE:g}x",
                 f"{vs_bare:.2f}x ({ours['cpu_ms_per_job']:.1f} vs {bare['cpu_ms_per_job']:.1f} ms/job; peak RSS "
                 f"{ours['max_rss_mib'] / bare['max_rss_mib']:.2f}x)",
-                vs_bare <= CPU_VS_BARE,
+                vs_bare <= CPU_VS_BARE and not ours["errors"] and not bare["errors"],
                 ""
-                if vs_bare <= CPU_VS_BARE
+                if vs_bare <= CPU_VS_BARE and not ours["errors"] and not bare["errors"]
+                else f"Not comparable: jobs failed (ours {len(ours['errors'])}, the reader {len(bare['errors'])}), "
+                f"e.g. {(ours['errors'] or bare['errors'])[0]}."
+                if ours["errors"] or bare["errors"]
                 else f"AsyncKontext spends {ours['cpu_ms_per_job'] - bare['cpu_ms_per_job']:.1f} ms/job more CPU than "
                 f"the bare reader with the same pools and {ours['requests_per_job']:.2f} vs "
                 f"{bare['requests_per_job']:.2f} requests per job: the difference is the client's own work per "

@@ -43,6 +43,7 @@ def _record(prompt: str) -> Job:
         "request_id": None,
         "held_at": None,
         "error": None,
+        "error_message": None,
         "error_typed": None,
         "error_request_id": None,
         "submit_error": False,
@@ -58,6 +59,7 @@ def _fail(job: Job, err: BaseException) -> None:
     """Record the error the caller got: its name, whether it is the client's own (typed) error, and the request id
     it carries, if any (ours: `request_id`; fal_client: its response's x-fal-request-id header)."""
     job["error"] = _error_name(err)
+    job["error_message"] = str(err)[:300]
     job["error_typed"] = type(err).__module__.split(".")[0] in {"fal_kontext", "fal_client"}
     headers = getattr(getattr(err, "response", None), "headers", None)
     header = headers.get("x-fal-request-id") if headers is not None else None
