@@ -27,22 +27,27 @@ from .workload import job_input
 BEFORE_HANDLING = ("429:1", "502", "503", "drop", "slow:2")
 # Faults after the call was handled (forwarded, then the answer lost or replaced), issue 13. Only the ones the
 # emulator under test knows are used (`_supported`), so the soak runs against older emulators too.
-AFTER_HANDLING = ("drop-after",)
+AFTER_HANDLING = {
+    "drop-after": "the connection closed before answering",
+    "lost:503": "the answer replaced by fal's JSON 503",
+    "lost:502-nginx": "the answer replaced by an nginx HTML 502 without x-fal-request-id",
+    "cut": "the real status and headers (x-fal-request-id included), half the body, then the connection closed",
+}
 RATE = 0.2
 CONCURRENCY = 100
 DEADLINE = 900.0
 DEADLINE_SMOKE = 90.0
 METHOD = (
     "Each client gets a fresh emulator (HTTPS, state file, pinned to CPU 0) with the fault rule `{faults}`: "
-    "{rate:.0%} of all calls (submit, status, stream, result), drawn with a fixed seed, get one of these faults. "
-    "Before the call is handled: 429 with Retry-After 1 s, 502, 503 (JSON bodies with an x-fal-request-id, as fal's "
-    "own errors), a dropped connection (closed before the request is handled) or a normal answer 2 s late. After "
-    "it was handled (forwarded, then the answer lost, issue 13): {after}. Jobs run 0.3 s plus 0-0.3 s. The client "
-    "process (pinned to CPU 1) runs {jobs} jobs with unique prompts, {concurrency} at a time. When half of the jobs "
-    "have been submitted the emulator process is killed (SIGKILL, as in a crash: open connections are reset) and "
-    "started again on the same port from its state file. Each caller uses its client's defaults: fal_kontext "
-    "`submit` then `wait`; fal_client `AsyncClient.subscribe`, whose own retries cover 429 and dropped "
-    "connections. {recovery}"
+    "{rate:.0%} of all calls (submit, status, stream, result, and recovery's request-list lookups), drawn with a "
+    "fixed seed, get one of these faults. Before the call is handled: 429 with Retry-After 1 s, 502, 503 (JSON "
+    "bodies with an x-fal-request-id, as fal's own errors), a dropped connection (closed before the request is "
+    "handled) or a normal answer 2 s late. After it was handled (forwarded, then the answer lost, issue 13): "
+    "{after}. Jobs run 0.3 s plus 0-0.3 s. The client process (pinned to CPU 1) runs {jobs} jobs with unique "
+    "prompts, {concurrency} at a time. When half of the jobs have been submitted the emulator process is killed "
+    "(SIGKILL, as in a crash: open connections are reset) and started again on the same port from its state file. "
+    "Each caller uses its client's defaults: fal_kontext `submit` then `wait`; fal_client `AsyncClient.subscribe`, "
+    "whose own retries cover 429 and dropped connections. {recovery}"
     "Done = the caller holds the result. Typed error = the caller got the client's own exception class "
     "(fal_kontext's `KontextError`, fal_client's `FalClientError`); untyped = anything else (e.g. a raw httpx "
     "error). Hung = still waiting at the {deadline:g} s deadline. Id held = the emulator has the job and the "
@@ -73,7 +78,7 @@ def _supported(token: str) -> bool:
 
 def fault_rule() -> str:
     """The soak's fault rule: every fault kind above that this emulator supports, at RATE of all calls."""
-    tokens = [token for token in BEFORE_HANDLING + AFTER_HANDLING if _supported(token)]
+    tokens = [token for token in (*BEFORE_HANDLING, *AFTER_HANDLING) if _supported(token)]
     return f"*@{RATE:g}=" + "|".join(tokens)
 
 
@@ -250,14 +255,14 @@ def run(*, smoke: bool) -> ScenarioResult:
     best_label = labels[ours_keys[-1]]
     met = best["completed"] == jobs and best["lost"] == 0 and best["submitted_twice"] == 0
     twice = {labels[key]: measured[key]["submitted_twice"] for key in ours_keys}
-    after = [token for token in AFTER_HANDLING if _supported(token)]
+    after = [f"`{token}` ({meaning})" for token, meaning in AFTER_HANDLING.items() if _supported(token)]
     return ScenarioResult(
         key="soak",
         title="5. Fault soak: 20% transient faults (before and after handling) and a restart",
         method=METHOD.format(
             faults=fault_rule(),
             rate=RATE,
-            after=", ".join(f"`{token}`" for token in after) or "none (this emulator has no such fault)",
+            after="; ".join(after) or "none (this emulator has no such fault)",
             jobs=jobs,
             concurrency=CONCURRENCY,
             deadline=DEADLINE_SMOKE if smoke else DEADLINE,
