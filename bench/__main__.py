@@ -2,12 +2,14 @@
 
 `--smoke` runs every scenario at a tiny size, only to prove the harness works (`make test` does this
 into a temporary folder; no timing is asserted anywhere); its scenarios run side by side, since their numbers
-mean nothing and each has its own servers and ports. `--only NAME` runs some scenarios.
+mean nothing and each has its own servers and ports. `--only NAME` runs some scenarios; the others are kept
+from the report already in `--out` (marked as such). `--note TEXT` adds a line about the run to the report.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -34,11 +36,27 @@ def _print_targets(result: ScenarioResult) -> None:
         print(f"   {target.name}: {target.measured} ({'met' if target.met else 'MISSED'}; wanted {target.wanted})")
 
 
+def _with_earlier(results: list[ScenarioResult], earlier_report: Path) -> list[ScenarioResult]:
+    """The scenarios just run, and the other ones from an earlier full-size report (in SCENARIOS order)."""
+    fresh = {result.key: result for result in results}
+    earlier: dict[str, ScenarioResult] = {}
+    if earlier_report.exists():
+        document = json.loads(earlier_report.read_text())
+        if not document.get("smoke"):
+            for data in document["scenarios"]:
+                kept = ScenarioResult.from_json(data)
+                marker = "Not re-run for this report: kept from the earlier run that produced it."
+                kept.notes = [*([] if marker in kept.notes else [marker]), *kept.notes]
+                earlier[kept.key] = kept
+    return [fresh.get(key) or earlier[key] for key in SCENARIOS if key in fresh or key in earlier]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: prove the harness works")
     parser.add_argument("--out", type=Path, default=Path("docs"), help="where the report goes (default: docs)")
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="run only these scenarios")
+    parser.add_argument("--note", action="append", default=[], help="a line about this run for the report")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     names = args.only or list(SCENARIOS)
@@ -56,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== bench: {name}", flush=True)
             _print_targets(result)
     seconds = time.perf_counter() - started
-    write_report(results, describe_machine(), args.out, smoke=args.smoke, seconds=seconds)
+    if args.only and not args.smoke:
+        results = _with_earlier(results, args.out / "benchmarks.json")
+    write_report(results, describe_machine(), args.out, smoke=args.smoke, seconds=seconds, notes=args.note)
     print(f"== bench: wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.json'} in {seconds:.0f} s")
     return 0
 

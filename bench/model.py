@@ -45,6 +45,14 @@ class ScenarioResult:
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ScenarioResult:
+        """The inverse of `as_json` (a scenario kept from an earlier report)."""
+        fields = dict(data)
+        fields["targets"] = [Target(**target) for target in data.get("targets", [])]
+        fields["plots"] = [Plot(**plot) for plot in data.get("plots", [])]
+        return cls(**fields)
+
 
 def percentile(values: list[float], fraction: float) -> float:
     """The `fraction` quantile (0..1) by linear interpolation; NaN for no values."""

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +73,19 @@ def render_plot(plot: Plot, path: Path) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
-def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], *, smoke: bool, seconds: float) -> str:
-    """The report as Markdown."""
+def render_markdown(
+    results: list[ScenarioResult],
+    machine: dict[str, Any],
+    *,
+    smoke: bool,
+    seconds: float,
+    notes: Sequence[str] = (),
+) -> str:
+    """The report as Markdown; `notes` are lines about the run (e.g. what else the machine was doing)."""
     lines = ["# Benchmarks", ""]
     if smoke:
         lines += ["**Smoke run**: tiny sizes, proving the harness works. The numbers mean nothing.", ""]
+    lines += [f"**{note}**" for note in notes] + ([""] if notes else [])
     lines += [
         f"Produced by `make bench` (`python -m bench`) in {seconds:.0f} s.",
         "Everything runs on this machine over loopback: the local emulator of fal's queue API",
@@ -118,13 +127,26 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], *, s
 
 
 def write_report(
-    results: list[ScenarioResult], machine: dict[str, Any], out: Path, *, smoke: bool, seconds: float
+    results: list[ScenarioResult],
+    machine: dict[str, Any],
+    out: Path,
+    *,
+    smoke: bool,
+    seconds: float,
+    notes: Sequence[str] = (),
 ) -> None:
     """Write benchmarks.md, benchmarks.json and every plot into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     for result in results:
         for plot in result.plots:
             render_plot(plot, out / plot.file_name)
-    document = {"smoke": smoke, "seconds": seconds, "machine": machine, "scenarios": [r.as_json() for r in results]}
+    document = {
+        "smoke": smoke,
+        "seconds": seconds,
+        "notes": list(notes),
+        "machine": machine,
+        "scenarios": [r.as_json() for r in results],
+    }
     _atomic_write(out / "benchmarks.json", (json.dumps(document, indent=1, default=str) + "\n").encode())
-    _atomic_write(out / "benchmarks.md", render_markdown(results, machine, smoke=smoke, seconds=seconds).encode())
+    markdown = render_markdown(results, machine, smoke=smoke, seconds=seconds, notes=notes)
+    _atomic_write(out / "benchmarks.md", markdown.encode())
