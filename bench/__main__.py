@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import batch_crash, concurrency, pipeline, soak, throughput, time_to_result
+from . import batch_crash, concurrency, pipeline, server, soak, throughput, time_to_result
 from .machine import describe_machine
 from .model import ScenarioResult
 from .report import write_report
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     names = args.only or list(SCENARIOS)
     if args.smoke:
+        server.pinning = False
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             results = list(pool.map(lambda name: SCENARIOS[name](smoke=True), names))
     else:
