@@ -84,7 +84,11 @@ def render_markdown(
     """The report as Markdown; `notes` are lines about the run (e.g. what else the machine was doing)."""
     lines = ["# Benchmarks", ""]
     if smoke:
-        lines += ["**Smoke run**: tiny sizes, proving the harness works. The numbers mean nothing.", ""]
+        lines += [
+            "**Smoke run**: tiny sizes, scenarios side by side, nothing pinned: it proves the harness works. The "
+            "numbers mean nothing.",
+            "",
+        ]
     lines += [f"**{note}**" for note in notes] + ([""] if notes else [])
     lines += [
         f"Produced by `make bench` (`python -m bench`) in {seconds:.0f} s.",

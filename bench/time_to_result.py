@@ -195,7 +195,8 @@ def run(*, smoke: bool) -> ScenarioResult:
         )
     event_p50, get_p50 = median(probe["event_late_ms"]), median(probe["result_get_ms"])
     notes = [
-        f"The floor, from a bare httpx reader ({len(probe['result_get_ms'])} jobs, in the bench process): the "
+        f"The floor, from a probe making the bare reader's calls in the bench process ({len(probe['result_get_ms'])} "
+        "jobs): the "
         f"COMPLETED event arrives {event_p50:.1f} ms (p50) after completion, and the result GET on the same, "
         f"kept-alive connection takes {get_p50:.1f} ms (p50).",
         "Every job sends the same seed, so the emulator renders the output image once and serves it from its cache "
