@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import batch_crash, concurrency, pipeline, server, soak, throughput, time_to_result
 from .machine import describe_machine
-from .model import ScenarioResult
+from .model import RunInfo, ScenarioResult
 from .report import write_report
 
 SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     if args.only and not args.smoke:
         results = _with_earlier(results, args.out / "benchmarks.json")
-    write_report(results, describe_machine(), args.out, smoke=args.smoke, seconds=seconds, notes=args.note)
+    write_report(results, describe_machine(), args.out, RunInfo(args.smoke, seconds, args.note))
     print(f"== bench: wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.json'} in {seconds:.0f} s")
     return 0
 

@@ -8,6 +8,15 @@ from typing import Any
 
 
 @dataclass
+class RunInfo:
+    """About the run as a whole: smoke or full size, how long it took, and lines about it (e.g. a shared machine)."""
+
+    smoke: bool
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Target:
     """A target from the issue, what was measured against it, and why it was missed if it was."""
 

@@ -10,11 +10,10 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .model import Plot, ScenarioResult
+from .model import Plot, RunInfo, ScenarioResult
 
 
 def _usual_mode() -> int:
@@ -73,25 +72,18 @@ def render_plot(plot: Plot, path: Path) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
-def render_markdown(
-    results: list[ScenarioResult],
-    machine: dict[str, Any],
-    *,
-    smoke: bool,
-    seconds: float,
-    notes: Sequence[str] = (),
-) -> str:
-    """The report as Markdown; `notes` are lines about the run (e.g. what else the machine was doing)."""
+def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run: RunInfo) -> str:
+    """The report as Markdown; the run's notes come first (e.g. what else the machine was doing)."""
     lines = ["# Benchmarks", ""]
-    if smoke:
+    if run.smoke:
         lines += [
             "**Smoke run**: tiny sizes, scenarios side by side, nothing pinned: it proves the harness works. The "
             "numbers mean nothing.",
             "",
         ]
-    lines += [f"**{note}**" for note in notes] + ([""] if notes else [])
+    lines += [f"**{note}**" for note in run.notes] + ([""] if run.notes else [])
     lines += [
-        f"Produced by `make bench` (`python -m bench`) in {seconds:.0f} s.",
+        f"Produced by `make bench` (`python -m bench`) in {run.seconds:.0f} s.",
         "Everything runs on this machine over loopback: the local emulator of fal's queue API",
         "(`fal-kontext mock`) is the server for every client.",
         "",
@@ -135,27 +127,18 @@ def render_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(
-    results: list[ScenarioResult],
-    machine: dict[str, Any],
-    out: Path,
-    *,
-    smoke: bool,
-    seconds: float,
-    notes: Sequence[str] = (),
-) -> None:
+def write_report(results: list[ScenarioResult], machine: dict[str, Any], out: Path, run: RunInfo) -> None:
     """Write benchmarks.md, benchmarks.json and every plot into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     for result in results:
         for plot in result.plots:
             render_plot(plot, out / plot.file_name)
     document = {
-        "smoke": smoke,
-        "seconds": seconds,
-        "notes": list(notes),
+        "smoke": run.smoke,
+        "seconds": run.seconds,
+        "notes": run.notes,
         "machine": machine,
         "scenarios": [r.as_json() for r in results],
     }
     _atomic_write(out / "benchmarks.json", (json.dumps(document, indent=1, default=str) + "\n").encode())
-    markdown = render_markdown(results, machine, smoke=smoke, seconds=seconds, notes=notes)
-    _atomic_write(out / "benchmarks.md", markdown.encode())
+    _atomic_write(out / "benchmarks.md", render_markdown(results, machine, run).encode())
