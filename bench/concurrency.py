@@ -64,7 +64,9 @@ def run(*, smoke: bool) -> ScenarioResult:
     # Smoke: short jobs, only to prove the harness runs.
     run_time, jitter = (0.2, 0.2) if smoke else (RUN_TIME, JITTER)
     options = ["--runners", str(jobs), "--queue-wait", "0", "--run-time", f"{run_time}"]
-    options += ["--run-time-jitter", f"{jitter}"]
+    # Every job holds a connection, and the clients keep them for the next call: the emulator's default cap on idle
+    # connections (512, a guard for a long-running mock) would close some and make clients reconnect.
+    options += ["--run-time-jitter", f"{jitter}", "--max-idle-connections", str(2 * jobs)]
     labels = {
         "ours-async": "fal_kontext AsyncKontext",
         "fal-async": "fal_client AsyncClient",
