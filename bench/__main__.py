@@ -3,7 +3,8 @@
 `--smoke` runs every scenario at a tiny size, only to prove the harness works (`make test` does this
 into a temporary folder; no timing is asserted anywhere); its scenarios run side by side, since their numbers
 mean nothing and each has its own servers and ports. `--only NAME` runs some scenarios; the others are kept
-from the report already in `--out` (marked as such). `--note TEXT` adds a line about the run to the report.
+from the report already in `--out` (each section says when it ran). `--note TEXT` adds a line about the run to
+the report.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import batch_crash, concurrency, pipeline, server, soak, throughput, time_to_result
@@ -31,6 +33,13 @@ SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
 }
 
 
+def _run(name: str, *, smoke: bool) -> ScenarioResult:
+    started = datetime.now(UTC)
+    result = SCENARIOS[name](smoke=smoke)
+    result.ran_at = started.strftime("%Y-%m-%d %H:%M UTC")
+    return result
+
+
 def _print_targets(result: ScenarioResult) -> None:
     for target in result.targets:
         print(f"   {target.name}: {target.measured} ({'met' if target.met else 'MISSED'}; wanted {target.wanted})")
@@ -45,8 +54,6 @@ def _with_earlier(results: list[ScenarioResult], earlier_report: Path) -> list[S
         if not document.get("smoke"):
             for data in document["scenarios"]:
                 kept = ScenarioResult.from_json(data)
-                marker = "Not re-run for this report: kept from the earlier run that produced it."
-                kept.notes = [*([] if marker in kept.notes else [marker]), *kept.notes]
                 earlier[kept.key] = kept
     return [fresh.get(key) or earlier[key] for key in SCENARIOS if key in fresh or key in earlier]
 
@@ -63,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         server.pinning = False
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
-            results = list(pool.map(lambda name: SCENARIOS[name](smoke=True), names))
+            results = list(pool.map(lambda name: _run(name, smoke=True), names))
     else:
         results = []
         for name in names:
             print(f"== bench: {name}", flush=True)
-            results.append(SCENARIOS[name](smoke=False))
+            results.append(_run(name, smoke=False))
             _print_targets(results[-1])
     if args.smoke:
         for name, result in zip(names, results, strict=True):

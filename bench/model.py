@@ -50,6 +50,8 @@ class ScenarioResult:
     plots: list[Plot] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    # When it ran (UTC), set by `python -m bench`; "" for a scenario kept from a report older than this field.
+    ran_at: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -119,7 +119,8 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run:
         missed = [t for t in all_targets if not t.met]
         lines += [""] + [f"- **Missed: {t.name}.** {t.why_missed}" for t in missed] + ([""] if missed else [])
     for result in results:
-        lines += [f"## {result.title}", "", result.method, ""]
+        ran = f"Run at {result.ran_at}." if result.ran_at else "From an earlier run (its time was not recorded)."
+        lines += [f"## {result.title}", "", ran, "", result.method, ""]
         lines += ["| " + " | ".join(result.columns) + " |", "|" + "---|" * len(result.columns)]
         lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in result.rows]
         lines += [""] + [f"- {note}" for note in result.notes] + ([""] if result.notes else [])
