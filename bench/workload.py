@@ -90,15 +90,14 @@ def ours_sequential(spec: dict[str, Any]) -> list[Job]:
 
 
 def _recovery_option(spec: dict[str, Any]) -> dict[str, Any]:
-    """The client's `recovery=` argument from the spec's "recovery": absent = the client's default, "off" = None,
-    else the keyword arguments of a `RecoveryPolicy` (issue 13; the module exists once that work is merged)."""
+    """The client's `recovery=` argument from the spec's "recovery": absent = the client's default, "off" = a policy
+    that never looks up, else the keyword arguments of a `RecoveryPolicy` (issue 13; imported by name, since the
+    module exists only in clients that have recovery)."""
     recovery = spec.get("recovery")
     if recovery is None:
         return {}
-    if recovery == "off":
-        return {"recovery": None}
     policy = importlib.import_module("fal_kontext.recovery").RecoveryPolicy
-    return {"recovery": policy(**recovery)}
+    return {"recovery": policy(look_up=False) if recovery == "off" else policy(**recovery)}
 
 
 async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
