@@ -4,7 +4,6 @@ file; ours and fal_client, each on a fresh emulator with the same faults."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fal_kontext import RecoveryPolicy
 from fal_kontext.mock import Fault, body_fingerprint, key_fingerprint
 
 from .clients import ROOT
@@ -48,7 +48,7 @@ METHOD = (
     "prompts, {concurrency} at a time. When half of the jobs have been submitted the emulator process is killed "
     "(SIGKILL, as in a crash: open connections are reset) and started again on the same port from its state file. "
     "Each caller uses its client's defaults: fal_kontext `submit` then `wait`; fal_client `AsyncClient.subscribe`, "
-    "whose own retries cover 429 and dropped connections. {recovery}"
+    "whose own retries cover 429 and dropped connections. {recovery} "
     "Done = the caller holds the result. Typed error = the caller got the client's own exception class "
     "(fal_kontext's `KontextError`, fal_client's `FalClientError`); untyped = anything else (e.g. a raw httpx "
     "error). Hung = still waiting at the {deadline:g} s deadline. Id held = the emulator has the job and the "
@@ -89,27 +89,26 @@ def fault_rule() -> str:
 SMOKE_RECOVERY = {"absent_after": 2.0, "interval": 0.25, "timeout": 30.0}
 
 
-def _client_has_recovery() -> bool:
-    """Whether this fal_kontext has request-list recovery (issue 13): `AsyncKontext(recovery=...)`."""
-    from fal_kontext import AsyncKontext
-
-    return "recovery" in inspect.signature(AsyncKontext).parameters
+RECOVERY = (
+    "fal_kontext runs twice: with its default request-list recovery (after a submit whose answer was lost it uses an "
+    "id it already holds, else looks the job up in the emulator's copy of fal's request list, adopts the job it "
+    "finds, and sends the submit again only when the list shows none for {absent_after})"
+    " and with recovery off (`RecoveryPolicy(look_up=False)`: it never sends such a submit again and raises "
+    "`SubmitOutcomeUnknownError`, with the id when it has one)."
+)
 
 
 def variants(*, smoke: bool) -> list[Variant]:
-    """The clients to soak: ours (with and without request-list recovery, where the client has it) and fal_client."""
-    fal = Variant("fal-async", "fal_client AsyncClient", "fal-async")
-    if not _client_has_recovery():
-        return [Variant("ours-async", "fal_kontext AsyncKontext", "ours-async"), fal]
+    """The clients to soak: ours with request-list recovery (its default) and without, and fal_client."""
     return [
         Variant("ours-async-off", "fal_kontext AsyncKontext, recovery off", "ours-async", {"recovery": "off"}),
         Variant(
             "ours-async",
-            "fal_kontext AsyncKontext (request-list recovery)",
+            "fal_kontext AsyncKontext (request-list recovery, its default)",
             "ours-async",
             {"recovery": SMOKE_RECOVERY} if smoke else {},
         ),
-        fal,
+        Variant("fal-async", "fal_client AsyncClient", "fal-async"),
     ]
 
 
@@ -273,11 +272,10 @@ def run(*, smoke: bool) -> ScenarioResult:
             jobs=jobs,
             concurrency=CONCURRENCY,
             deadline=DEADLINE_SMOKE if smoke else DEADLINE,
-            recovery=(
-                "fal_kontext with request-list recovery looks a job up in the emulator's copy of fal's request list "
-                "after a submit whose answer was lost (issue 13). "
-                if len(ours_keys) > 1
-                else "Request-list recovery (issue 13) is not in this client yet, so it is not soaked. "
+            recovery=RECOVERY.format(
+                absent_after=f"{SMOKE_RECOVERY['absent_after']:g} s (smoke)"
+                if smoke
+                else f"{RecoveryPolicy().absent_after:g} s (its default)"
             ),
         ),
         columns=[

@@ -11,7 +11,6 @@ and SSL_CERT_FILE in this process's environment (fal-protocol.md §3.2).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import resource
 import ssl
@@ -91,13 +90,13 @@ def ours_sequential(spec: dict[str, Any]) -> list[Job]:
 
 def _recovery_option(spec: dict[str, Any]) -> dict[str, Any]:
     """The client's `recovery=` argument from the spec's "recovery": absent = the client's default, "off" = a policy
-    that never looks up, else the keyword arguments of a `RecoveryPolicy` (issue 13; imported by name, since the
-    module exists only in clients that have recovery)."""
+    that never looks up, else the keyword arguments of a `RecoveryPolicy`."""
+    from fal_kontext import RecoveryPolicy
+
     recovery = spec.get("recovery")
     if recovery is None:
         return {}
-    policy = importlib.import_module("fal_kontext.recovery").RecoveryPolicy
-    return {"recovery": policy(look_up=False) if recovery == "off" else policy(**recovery)}
+    return {"recovery": RecoveryPolicy(look_up=False) if recovery == "off" else RecoveryPolicy(**recovery)}
 
 
 async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
