@@ -367,12 +367,18 @@ def run(*, smoke: bool) -> ScenarioResult:
 
 def _why_short(ours: dict[str, Any], jobs: int) -> str:
     """Why ours did not complete every job, from what the soak saw."""
+    lookups = ours["faults_by_operation"].get("list_requests_by_endpoint", 0)
     return (
-        f"{jobs - ours['completed']} jobs short: {ours['lost']} lost (queued, no id), {ours['id_held']} queued with "
-        f"the id held but no result, {ours['submitted_twice']} submitted twice, {ours['not_submitted']} never "
-        f"queued, {ours['hung']} hung. Errors surfaced: {ours['errors_by_type']}. A submit whose answer was lost "
-        "(dropped or cut after sending, a 502/503 of unclear origin) may have queued a paid job, so fal_kontext "
-        "never sends it again without proof that nothing was queued, and the caller gets the error; the lost jobs "
-        "are the forwarded-then-lost submits whose id never reached the client. Request-list recovery (issue 13) "
-        "closes both where the target offers the list."
+        f"{jobs - ours['completed']} jobs short: {ours['lost']} lost (queued, the caller never got the id), "
+        f"{ours['id_held']} queued with the id held but no result, {ours['held_twice']} held twice, "
+        f"{ours['not_submitted']} never queued, {ours['hung']} hung. Errors surfaced: {ours['errors_by_type']}. "
+        "The errors are submits whose answer was lost (dropped or cut after sending, a 502/503 of unclear origin): "
+        "fal_kontext sends such a submit again only when the request list proves nothing was queued, and otherwise "
+        "raises SubmitOutcomeUnknownError (the job may exist)."
+        + (
+            f" Its lookups in the request list meet the same {RATE:.0%} faults ({lookups} of those calls were "
+            "faulted here); a lookup that cannot conclude ends in that error rather than a guess."
+            if lookups
+            else ""
+        )
     )

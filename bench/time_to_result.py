@@ -117,9 +117,9 @@ def _cpu_target(ours: dict[str, Any], bare: dict[str, Any]) -> Target:
     elif not met:
         why = (
             f"`Kontext.run` spends {ours['cpu_ms_per_job'] - bare['cpu_ms_per_job']:.1f} ms/job more CPU than a bare "
-            "reader doing the same three calls; with the same request count the difference is the client's own work "
-            f"(models, validation, flow driving) and its connections ({ours['tls_connections']} TLS connections vs "
-            f"{bare['tls_connections']} for the reader)."
+            f"reader doing the same three calls ({ours['tls_connections']} vs {bare['tls_connections']} TLS "
+            "connections in the sequential run): the rest is the client's own work (models, validation, flow "
+            "driving)."
         )
     return Target(
         "Sync client CPU per job vs the bare httpx reader (issue 9)",
