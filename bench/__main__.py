@@ -1,20 +1,26 @@
 """`python -m bench`: run the benchmarks and write docs/benchmarks.md, docs/benchmarks.json and the plots.
 
 `--smoke` runs every scenario at a tiny size, only to prove the harness works (`make test` does this
-into a temporary folder; no timing is asserted anywhere). `--only NAME` runs some scenarios.
+into a temporary folder; no timing is asserted anywhere); its scenarios run side by side, since their numbers
+mean nothing and each has its own servers and ports. `--only NAME` runs some scenarios; the others are kept
+from the report already in `--out` (each section says when it ran). `--note TEXT` adds a line about the run to
+the report.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
-from . import concurrency, pipeline, soak, throughput, time_to_result
+from . import batch_crash, concurrency, pipeline, server, soak, throughput, time_to_result
 from .machine import describe_machine
-from .model import ScenarioResult
+from .model import RunInfo, ScenarioResult
 from .report import write_report
 
 SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
@@ -23,7 +29,33 @@ SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     "throughput": throughput.run,
     "pipeline": pipeline.run,
     "soak": soak.run,
+    "batch_crash": batch_crash.run,
 }
+
+
+def _run(name: str, *, smoke: bool) -> ScenarioResult:
+    started = datetime.now(UTC)
+    result = SCENARIOS[name](smoke=smoke)
+    result.ran_at = started.strftime("%Y-%m-%d %H:%M UTC")
+    return result
+
+
+def _print_targets(result: ScenarioResult) -> None:
+    for target in result.targets:
+        print(f"   {target.name}: {target.measured} ({'met' if target.met else 'MISSED'}; wanted {target.wanted})")
+
+
+def _with_earlier(results: list[ScenarioResult], earlier_report: Path) -> list[ScenarioResult]:
+    """The scenarios just run, and the other ones from an earlier full-size report (in SCENARIOS order)."""
+    fresh = {result.key: result for result in results}
+    earlier: dict[str, ScenarioResult] = {}
+    if earlier_report.exists():
+        document = json.loads(earlier_report.read_text())
+        if not document.get("smoke"):
+            for data in document["scenarios"]:
+                kept = ScenarioResult.from_json(data)
+                earlier[kept.key] = kept
+    return [fresh.get(key) or earlier[key] for key in SCENARIOS if key in fresh or key in earlier]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,17 +63,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: prove the harness works")
     parser.add_argument("--out", type=Path, default=Path("docs"), help="where the report goes (default: docs)")
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="run only these scenarios")
+    parser.add_argument("--note", action="append", default=[], help="a line about this run for the report")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    results = []
-    for name in args.only or list(SCENARIOS):
-        print(f"== bench: {name}", flush=True)
-        result = SCENARIOS[name](smoke=args.smoke)
-        for target in result.targets:
-            print(f"   {target.name}: {target.measured} ({'met' if target.met else 'MISSED'}; wanted {target.wanted})")
-        results.append(result)
+    names = args.only or list(SCENARIOS)
+    if args.smoke:
+        server.pinning = False
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            results = list(pool.map(lambda name: _run(name, smoke=True), names))
+    else:
+        results = []
+        for name in names:
+            print(f"== bench: {name}", flush=True)
+            results.append(_run(name, smoke=False))
+            _print_targets(results[-1])
+    if args.smoke:
+        for name, result in zip(names, results, strict=True):
+            print(f"== bench: {name}", flush=True)
+            _print_targets(result)
     seconds = time.perf_counter() - started
-    write_report(results, describe_machine(), args.out, smoke=args.smoke, seconds=seconds)
+    if args.only and not args.smoke:
+        results = _with_earlier(results, args.out / "benchmarks.json")
+    write_report(results, describe_machine(), args.out, RunInfo(args.smoke, seconds, args.note))
     print(f"== bench: wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.json'} in {seconds:.0f} s")
     return 0
 

@@ -17,13 +17,18 @@ LABELS = {
     "ours-stream": "fal_kontext (status stream)",
     "ours-poll": "fal_kontext (polling)",
     "fal": "fal_client (defaults)",
+    "bare": "bare httpx reader (the peer)",
 }
 
 
-def run_workload(server: EmulatorProcess, client: str, prompts: list[str], **options: Any) -> dict[str, Any]:
-    """Run `client` ("ours-sync", "ours-async", "fal-sync", "fal-async") over `prompts` against `server`."""
+def run_workload(
+    server: EmulatorProcess, client: str, prompts: list[str], *, port: int | None = None, **options: Any
+) -> dict[str, Any]:
+    """Run `client` (a name in bench/workload.py's CLIENTS) over `prompts` against `server`, or against another
+    `port` on 127.0.0.1 that leads to it (the connection counter)."""
     assert server.certificates is not None
-    host = server.base_url.removeprefix("https://")
+    base_url = server.base_url if port is None else f"https://127.0.0.1:{port}"
+    host = base_url.removeprefix("https://")
     env = {
         **os.environ,
         # fal_client reads these at import (fal-protocol.md §3.2); it always speaks https.
@@ -35,7 +40,7 @@ def run_workload(server: EmulatorProcess, client: str, prompts: list[str], **opt
     spec = {
         "client": client,
         "prompts": prompts,
-        "base_url": server.base_url,
+        "base_url": base_url,
         "key": server.key,
         "ca_file": server.certificates.ca_file,
         "stream": True,

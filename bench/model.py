@@ -8,6 +8,15 @@ from typing import Any
 
 
 @dataclass
+class RunInfo:
+    """About the run as a whole: smoke or full size, how long it took, and lines about it (e.g. a shared machine)."""
+
+    smoke: bool
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Target:
     """A target from the issue, what was measured against it, and why it was missed if it was."""
 
@@ -41,9 +50,19 @@ class ScenarioResult:
     plots: list[Plot] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    # When it ran (UTC), set by `python -m bench`; "" for a scenario kept from a report older than this field.
+    ran_at: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ScenarioResult:
+        """The inverse of `as_json` (a scenario kept from an earlier report)."""
+        fields = dict(data)
+        fields["targets"] = [Target(**target) for target in data.get("targets", [])]
+        fields["plots"] = [Plot(**plot) for plot in data.get("plots", [])]
+        return cls(**fields)
 
 
 def percentile(values: list[float], fraction: float) -> float:

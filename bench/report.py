@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .model import Plot, ScenarioResult
+from .model import Plot, RunInfo, ScenarioResult
 
 
 def _usual_mode() -> int:
@@ -72,13 +72,18 @@ def render_plot(plot: Plot, path: Path) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
-def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], *, smoke: bool, seconds: float) -> str:
-    """The report as Markdown."""
+def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run: RunInfo) -> str:
+    """The report as Markdown; the run's notes come first (e.g. what else the machine was doing)."""
     lines = ["# Benchmarks", ""]
-    if smoke:
-        lines += ["**Smoke run**: tiny sizes, proving the harness works. The numbers mean nothing.", ""]
+    if run.smoke:
+        lines += [
+            "**Smoke run**: tiny sizes, scenarios side by side, nothing pinned: it proves the harness works. The "
+            "numbers mean nothing.",
+            "",
+        ]
+    lines += [f"**{note}**" for note in run.notes] + ([""] if run.notes else [])
     lines += [
-        f"Produced by `make bench` (`python -m bench`) in {seconds:.0f} s.",
+        f"Produced by `make bench` (`python -m bench`) in {run.seconds:.0f} s.",
         "Everything runs on this machine over loopback: the local emulator of fal's queue API",
         "(`fal-kontext mock`) is the server for every client.",
         "",
@@ -92,7 +97,12 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], *, s
         "  (fal-protocol.md §3.2).",
         "- Times are compared on `time.monotonic()` (CLOCK_MONOTONIC, system-wide on Linux): the emulator records",
         "  when each job completed (`GET /_emulator/requests`), each client when it held the result.",
-        "- HTTP requests per job are counted at the server, per request id, plus submits.",
+        "- HTTP requests per job are counted at the server, per request id, plus submits. TLS connections are",
+        "  counted at the server side too, by a TCP relay in front of the emulator that counts the connections",
+        "  opening with a TLS handshake (bench/connection_counter.py), in runs of their own.",
+        "- The peer: a bare httpx SSE reader (bench/bare_reader.py: submit, status stream read to its end, result;",
+        "  no retries, no validation) runs in the same harness, in the same run, as the least a correct client",
+        '  does; "this / bare reader" ratios say what everything our client adds costs.',
         "- Absolute numbers on a shared 2-core machine are noisy; the ratios between clients run back to back on the",
         "  same server are what matter.",
         "",
@@ -109,7 +119,8 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], *, s
         missed = [t for t in all_targets if not t.met]
         lines += [""] + [f"- **Missed: {t.name}.** {t.why_missed}" for t in missed] + ([""] if missed else [])
     for result in results:
-        lines += [f"## {result.title}", "", result.method, ""]
+        ran = f"Run at {result.ran_at}." if result.ran_at else "From an earlier run (its time was not recorded)."
+        lines += [f"## {result.title}", "", ran, "", result.method, ""]
         lines += ["| " + " | ".join(result.columns) + " |", "|" + "---|" * len(result.columns)]
         lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in result.rows]
         lines += [""] + [f"- {note}" for note in result.notes] + ([""] if result.notes else [])
@@ -117,14 +128,18 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], *, s
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(
-    results: list[ScenarioResult], machine: dict[str, Any], out: Path, *, smoke: bool, seconds: float
-) -> None:
+def write_report(results: list[ScenarioResult], machine: dict[str, Any], out: Path, run: RunInfo) -> None:
     """Write benchmarks.md, benchmarks.json and every plot into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     for result in results:
         for plot in result.plots:
             render_plot(plot, out / plot.file_name)
-    document = {"smoke": smoke, "seconds": seconds, "machine": machine, "scenarios": [r.as_json() for r in results]}
+    document = {
+        "smoke": run.smoke,
+        "seconds": run.seconds,
+        "notes": run.notes,
+        "machine": machine,
+        "scenarios": [r.as_json() for r in results],
+    }
     _atomic_write(out / "benchmarks.json", (json.dumps(document, indent=1, default=str) + "\n").encode())
-    _atomic_write(out / "benchmarks.md", render_markdown(results, machine, smoke=smoke, seconds=seconds).encode())
+    _atomic_write(out / "benchmarks.md", render_markdown(results, machine, run).encode())

@@ -25,10 +25,15 @@ CLIENT_CPU = 1
 _READY = "fal-kontext mock: ready"
 
 
+# Smoke runs turn pinning off: their scenarios run side by side, and pinned they would all queue on two CPUs.
+pinning = True
+
+
 def pin_to(pid: int, cpu: int) -> None:
-    """Pin a process (just started, before it makes threads) to one CPU; no-op where there is only one."""
+    """Pin a process (just started, before it makes threads) to one CPU; no-op where there is only one, or when
+    `pinning` is off."""
     available = os.sched_getaffinity(0)
-    if cpu in available and len(available) > 1:
+    if pinning and cpu in available and len(available) > 1:
         os.sched_setaffinity(pid, {cpu})
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .clients import LABELS, calls_per_job, run_workload, submits
+from .connection_counter import counting_relay
 from .model import Plot, ScenarioResult, Target, median, percentile
 from .server import emulator
+
+# Targets of issue 9: our sync client's CPU per job at most this many times the bare reader's, and one TLS
+# connection for this many sequential jobs.
+CPU_VS_BARE = 1.2
+SEQUENTIAL_JOBS_ONE_CONNECTION = 30
 
 RUN_TIME = 0.3
 JITTER = 0.1
@@ -15,17 +21,24 @@ METHOD = (
     "random 0-{jitter:g} s fixed per request id (a fixed run time flatters a 0.1 s poller, performance-notes.md), "
     "with no queue wait. Each client runs {jobs} jobs one after another in its own process pinned to CPU 1, on "
     "the same server in the same run: fal_kontext's `Kontext.run` following the status stream, the same polling "
-    "(`stream_status=False`, default PollSchedule), and `fal_client.subscribe` with its defaults (0.1 s polling). "
+    "(`stream_status=False`, default PollSchedule), `fal_client.subscribe` with its defaults (0.1 s polling), and "
+    "the peer: a bare httpx reader (bench/bare_reader.py: submit, status stream read to its end, result GET on one "
+    "`httpx.Client`, no retries or validation). "
     "Overhead = when the client process held the result (`time.monotonic()`) minus when the emulator completed "
     "the job (its `completed_at`, same CLOCK_MONOTONIC, from `GET /_emulator/requests`). HTTP requests per job "
     "are counted at the server per request id (plus submits); client CPU per job is the workload process's "
-    "user+system time (getrusage, after imports) divided by jobs."
+    "user+system time (getrusage, after imports) divided by jobs; emulator CPU per job is the server process's "
+    "user+system time (/proc) over the run divided by jobs. TLS connections: each client then runs {sequential} "
+    "more jobs one after another through a TCP relay in front of the emulator (bench/connection_counter.py) that "
+    "counts the connections opened to it that start with a TLS handshake; those runs are not timed."
 )
 
 
 def _measure(server: Any, client: str, prompts: list[str], **options: Any) -> dict[str, Any]:
     server.admin("DELETE", "/counters")
+    server_cpu = server.cpu_seconds()
     report = run_workload(server, client, prompts, **options)
+    server_cpu = server.cpu_seconds() - server_cpu
     counters = server.admin("GET", "/counters")
     listed = server.admin("GET", "/requests")
     done = [job for job in report["jobs"] if job["held_at"] is not None]
@@ -43,8 +56,19 @@ def _measure(server: Any, client: str, prompts: list[str], **options: Any) -> di
         "requests_per_job": submits(counters) / jobs + sum(per_job.values()),
         "calls_per_job": per_job,
         "cpu_ms_per_job": report["cpu_s"] * 1000 / jobs,
+        "server_cpu_ms_per_job": server_cpu * 1000 / jobs,
         "errors": [job["error"] for job in report["jobs"] if job["error"]],
         "completed": len(done),
+    }
+
+
+def _count_connections(server: Any, client: str, prompts: list[str], **options: Any) -> dict[str, Any]:
+    """TLS connections `client` opens for `prompts` run one after another, counted by a relay at the server side."""
+    with counting_relay(server.port) as (port, counts):
+        report = run_workload(server, client, prompts, port=port, **options)
+    return {
+        "tls_connections": counts.tls_handshakes,
+        "counted_jobs_failed": [job["error"] for job in report["jobs"] if job["error"]],
     }
 
 
@@ -76,21 +100,80 @@ def _probe(server: Any, jobs: int) -> dict[str, Any]:
     return {"event_late_ms": late, "result_get_ms": result_get}
 
 
+def _failures(measured: dict[str, dict[str, Any]], errors_key: str) -> str:
+    """ "" when every job of every named client completed, else which failed and how (the first message)."""
+    failed = {name: m[errors_key] for name, m in measured.items() if m[errors_key]}
+    return "; ".join(f"{name}: {len(errors)} jobs failed, e.g. {errors[0]}" for name, errors in failed.items())
+
+
+def _cpu_target(ours: dict[str, Any], bare: dict[str, Any]) -> Target:
+    ratio = ours["cpu_ms_per_job"] / bare["cpu_ms_per_job"]
+    server_ratio = ours["server_cpu_ms_per_job"] / bare["server_cpu_ms_per_job"]
+    failed = _failures({"fal_kontext": ours, "bare reader": bare}, "errors")
+    met = ratio <= CPU_VS_BARE and not failed
+    why = ""
+    if failed:
+        why = f"Not comparable: {failed}."
+    elif not met:
+        why = (
+            f"`Kontext.run` spends {ours['cpu_ms_per_job'] - bare['cpu_ms_per_job']:.1f} ms/job more CPU than a bare "
+            f"reader doing the same three calls ({ours['tls_connections']} vs {bare['tls_connections']} TLS "
+            "connections in the sequential run): the rest is the client's own work (models, validation, flow "
+            "driving)."
+        )
+    return Target(
+        "Sync client CPU per job vs the bare httpx reader (issue 9)",
+        f"<= {CPU_VS_BARE:g}x",
+        f"{ratio:.2f}x ({ours['cpu_ms_per_job']:.1f} vs {bare['cpu_ms_per_job']:.1f} ms/job; emulator CPU "
+        f"{server_ratio:.2f}x)",
+        met,
+        why,
+    )
+
+
+def _connections_target(ours: dict[str, Any], bare: dict[str, Any], sequential: int) -> Target:
+    opened = ours["tls_connections"]
+    failed = _failures({"fal_kontext": ours, "bare reader": bare}, "counted_jobs_failed")
+    met = opened == 1 and not failed
+    why = ""
+    if failed:
+        why = f"Not comparable: {failed}."
+    elif not met:
+        why = (
+            f"`Kontext.run` opened {opened} TLS connections for {sequential} jobs: each new connection costs a "
+            "handshake on both sides. A status stream closed before its end cannot go back to the pool; a reader "
+            "that reads it to its end, as the bare one does, keeps one connection."
+        )
+    return Target(
+        f"TLS connections for {sequential} sequential sync jobs (issue 9)",
+        "1",
+        f"{opened} (bare reader {bare['tls_connections']})",
+        met,
+        why,
+    )
+
+
 def run(*, smoke: bool) -> ScenarioResult:
     """Time to result: ours streaming, ours polling, fal_client.subscribe, on one emulator."""
-    jobs = 3 if smoke else 40
-    options = ["--runners", "8", "--queue-wait", "0", "--run-time", f"{RUN_TIME}", "--run-time-jitter", f"{JITTER}"]
+    jobs = 2 if smoke else 40
+    sequential = 2 if smoke else SEQUENTIAL_JOBS_ONE_CONNECTION
+    # Smoke: short jobs, only to prove the harness runs.
+    run_time, jitter = (0.05, 0.05) if smoke else (RUN_TIME, JITTER)
+    options = ["--runners", "8", "--queue-wait", "0", "--run-time", f"{run_time}", "--run-time-jitter", f"{jitter}"]
     measured: dict[str, dict[str, Any]] = {}
     with emulator(options) as server:
         for name, client, extra in (
             ("ours-stream", "ours-sync", {"stream": True}),
             ("ours-poll", "ours-sync", {"stream": False}),
             ("fal", "fal-sync", {}),
+            ("bare", "bare-sync", {}),
         ):
             prompts = [f"time to result, {name}, job {i}" for i in range(jobs)]
             measured[name] = _measure(server, client, prompts, **extra)
-        probe = _probe(server, 3 if smoke else 15)
-    fal = measured["fal"]
+            prompts = [f"connections, {name}, job {i}" for i in range(sequential)]
+            measured[name].update(_count_connections(server, client, prompts, **extra))
+        probe = _probe(server, 2 if smoke else 15)
+    fal, bare = measured["fal"], measured["bare"]
     rows = []
     for name, m in measured.items():
         rows.append(
@@ -104,12 +187,16 @@ def run(*, smoke: bool) -> ScenarioResult:
                 ", ".join(f"{k} {v:.2f}" for k, v in sorted(m["calls_per_job"].items())),
                 m["cpu_ms_per_job"],
                 fal["cpu_ms_per_job"] / m["cpu_ms_per_job"],
+                m["cpu_ms_per_job"] / bare["cpu_ms_per_job"],
+                m["server_cpu_ms_per_job"],
+                m["tls_connections"],
                 len(m["errors"]),
             ]
         )
     event_p50, get_p50 = median(probe["event_late_ms"]), median(probe["result_get_ms"])
     notes = [
-        f"The floor, from a bare httpx reader ({len(probe['result_get_ms'])} jobs, in the bench process): the "
+        f"The floor, from a probe making the bare reader's calls in the bench process ({len(probe['result_get_ms'])} "
+        "jobs): the "
         f"COMPLETED event arrives {event_p50:.1f} ms (p50) after completion, and the result GET on the same, "
         f"kept-alive connection takes {get_p50:.1f} ms (p50).",
         "Every job sends the same seed, so the emulator renders the output image once and serves it from its cache "
@@ -147,11 +234,13 @@ def run(*, smoke: bool) -> ScenarioResult:
             ours["requests_per_job"] < fal["requests_per_job"],
             "",
         ),
+        _cpu_target(ours, bare),
+        _connections_target(ours, bare, sequential),
     ]
     return ScenarioResult(
         key="time_to_result",
         title="1. Time to result",
-        method=METHOD.format(run_time=RUN_TIME, jitter=JITTER, jobs=jobs),
+        method=METHOD.format(run_time=run_time, jitter=jitter, jobs=jobs, sequential=sequential),
         columns=[
             "client",
             "jobs done",
@@ -162,6 +251,9 @@ def run(*, smoke: bool) -> ScenarioResult:
             "calls/job (excl. submit)",
             "client CPU ms/job",
             "CPU: fal_client / this",
+            "CPU: this / bare reader",
+            "emulator CPU ms/job",
+            f"TLS connections for {sequential} jobs",
             "errors",
         ],
         rows=rows,

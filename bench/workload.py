@@ -37,12 +37,32 @@ def job_input(prompt: str) -> dict[str, object]:
 
 
 def _record(prompt: str) -> Job:
-    return {"prompt": prompt, "request_id": None, "held_at": None, "error": None, "submit_error": False}
+    return {
+        "prompt": prompt,
+        "request_id": None,
+        "held_at": None,
+        "error": None,
+        "error_message": None,
+        "error_typed": None,
+        "error_request_id": None,
+        "submit_error": False,
+    }
 
 
 def _error_name(err: BaseException) -> str:
     status = getattr(err, "status_code", None)
     return f"{type(err).__name__}({status})" if status is not None else type(err).__name__
+
+
+def _fail(job: Job, err: BaseException) -> None:
+    """Record the error the caller got: its name, whether it is the client's own (typed) error, and the request id
+    it carries, if any (ours: `request_id`; fal_client: its response's x-fal-request-id header)."""
+    job["error"] = _error_name(err)
+    job["error_message"] = str(err)[:300]
+    job["error_typed"] = type(err).__module__.split(".")[0] in {"fal_kontext", "fal_client"}
+    headers = getattr(getattr(err, "response", None), "headers", None)
+    header = headers.get("x-fal-request-id") if headers is not None else None
+    job["error_request_id"] = getattr(err, "request_id", None) or header
 
 
 # -- our client ------------------------------------------------------------------------------------------------
@@ -63,9 +83,20 @@ def ours_sequential(spec: dict[str, Any]) -> list[Job]:
                 job["held_at"] = time.monotonic()
                 job["request_id"] = result.request_id
             except Exception as err:
-                job["error"] = _error_name(err)
+                _fail(job, err)
             jobs.append(job)
     return jobs
+
+
+def _recovery_option(spec: dict[str, Any]) -> dict[str, Any]:
+    """The client's `recovery=` argument from the spec's "recovery": absent = the client's default, "off" = a policy
+    that never looks up, else the keyword arguments of a `RecoveryPolicy`."""
+    from fal_kontext import RecoveryPolicy
+
+    recovery = spec.get("recovery")
+    if recovery is None:
+        return {}
+    return {"recovery": RecoveryPolicy(look_up=False) if recovery == "off" else RecoveryPolicy(**recovery)}
 
 
 async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
@@ -75,7 +106,11 @@ async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
     limit = asyncio.Semaphore(spec.get("concurrency") or len(spec["prompts"]))
 
     async with AsyncKontext(
-        spec["key"], base_url=spec["base_url"], stream_status=spec["stream"], httpx_args={"verify": verify}
+        spec["key"],
+        base_url=spec["base_url"],
+        stream_status=spec["stream"],
+        httpx_args={"verify": verify},
+        **_recovery_option(spec),
     ) as kontext:
 
         async def one(prompt: str) -> Job:
@@ -84,7 +119,7 @@ async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
                 try:
                     handle = await kontext.submit(ENDPOINT, job_input(prompt))
                 except Exception as err:
-                    job["error"] = _error_name(err)
+                    _fail(job, err)
                     job["submit_error"] = True
                     return job
                 job["request_id"] = handle.request_id
@@ -92,7 +127,7 @@ async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
                     await handle.wait()
                     job["held_at"] = time.monotonic()
                 except Exception as err:
-                    job["error"] = _error_name(err)
+                    _fail(job, err)
             return job
 
         return await _gather(spec, [one(p) for p in spec["prompts"]])
@@ -113,6 +148,56 @@ async def _gather(spec: dict[str, Any], work: list[Coroutine[Any, Any, Job]]) ->
     return jobs
 
 
+# -- the bare reader (bench/bare_reader.py): the peer ------------------------------------------------------------
+
+
+def bare_sequential(spec: dict[str, Any]) -> list[Job]:
+    from .bare_reader import BareReader
+
+    jobs = []
+    verify = ssl.create_default_context(cafile=spec["ca_file"])
+    with BareReader(spec["base_url"], spec["key"], verify) as reader:
+        for prompt in spec["prompts"]:
+            job = _record(prompt)
+            try:
+                submitted = reader.submit(ENDPOINT, job_input(prompt))
+                job["request_id"] = submitted["request_id"]
+                reader.wait(submitted)
+                job["held_at"] = time.monotonic()
+            except Exception as err:
+                _fail(job, err)
+                job["submit_error"] = job["request_id"] is None
+            jobs.append(job)
+    return jobs
+
+
+async def bare_concurrent(spec: dict[str, Any]) -> list[Job]:
+    from .bare_reader import AsyncBareReader
+
+    verify = ssl.create_default_context(cafile=spec["ca_file"])
+    limit = asyncio.Semaphore(spec.get("concurrency") or len(spec["prompts"]))
+    async with AsyncBareReader(spec["base_url"], spec["key"], verify, spec.get("pools", 64)) as reader:
+
+        async def one(prompt: str) -> Job:
+            job = _record(prompt)
+            http = reader.pool()
+            async with limit:
+                try:
+                    submitted = await reader.submit(http, ENDPOINT, job_input(prompt))
+                    job["request_id"] = submitted["request_id"]
+                    result = await reader.wait(http, submitted)
+                    if spec.get("fetch_images"):
+                        for image in result["images"]:
+                            (await http.get(image["url"])).raise_for_status()
+                    job["held_at"] = time.monotonic()
+                except Exception as err:
+                    _fail(job, err)
+                    job["submit_error"] = job["request_id"] is None
+            return job
+
+        return await _gather(spec, [one(p) for p in spec["prompts"]])
+
+
 # -- fal_client -------------------------------------------------------------------------------------------------
 
 
@@ -130,7 +215,7 @@ def fal_sequential(spec: dict[str, Any]) -> list[Job]:
             fal_client.subscribe(ENDPOINT, arguments=job_input(prompt), on_enqueue=enqueued)
             job["held_at"] = time.monotonic()
         except Exception as err:
-            job["error"] = _error_name(err)
+            _fail(job, err)
             job["submit_error"] = job["request_id"] is None
         jobs.append(job)
     return jobs
@@ -153,7 +238,7 @@ async def fal_concurrent(spec: dict[str, Any]) -> list[Job]:
                 await client.subscribe(ENDPOINT, arguments=job_input(prompt), on_enqueue=enqueued)
                 job["held_at"] = time.monotonic()
             except Exception as err:
-                job["error"] = _error_name(err)
+                _fail(job, err)
                 job["submit_error"] = job["request_id"] is None
         return job
 
@@ -169,6 +254,8 @@ CLIENTS: dict[str, Callable[[dict[str, Any]], list[Job]]] = {
     "ours-async": _run_async(ours_concurrent),
     "fal-sync": fal_sequential,
     "fal-async": _run_async(fal_concurrent),
+    "bare-sync": bare_sequential,
+    "bare-async": _run_async(bare_concurrent),
 }
 
 
@@ -177,6 +264,8 @@ def main() -> None:
     # Import the client before measuring: start-up is not part of the per-job cost.
     if spec["client"].startswith("fal"):
         import fal_client  # noqa: F401
+    elif spec["client"].startswith("bare"):
+        import httpx  # noqa: F401
     else:
         import fal_kontext  # noqa: F401
     before = resource.getrusage(resource.RUSAGE_SELF)

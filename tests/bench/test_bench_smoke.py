@@ -17,7 +17,7 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
-        timeout=240,
+        timeout=480,  # ~30-40 s on an idle 2-core machine; far more when it is shared
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "benchmarks.json").read_text())
@@ -26,10 +26,20 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
 
     assert [scenario["key"] for scenario in report["scenarios"]] == list(SCENARIOS)
     markdown = (tmp_path / "benchmarks.md").read_text()
+    from bench.batch_crash import batch_available
+
     for scenario in report["scenarios"]:
         assert scenario["title"] in markdown
         assert scenario["rows"], scenario["key"]
-        assert scenario["plots"], scenario["key"]
+        # Only the batch bench may measure nothing: where this build has no `fal-kontext batch` (issue 12).
+        assert scenario["plots"] or (scenario["key"] == "batch_crash" and not batch_available()), scenario["key"]
         for plot in scenario["plots"]:
             assert (tmp_path / plot["file_name"]).read_bytes().startswith(b"\x89PNG"), plot["file_name"]
     assert not list(tmp_path.glob(".*.tmp")), "a temporary file was left behind"
+    scenarios = {scenario["key"]: scenario for scenario in report["scenarios"]}
+    for key in ("time_to_result", "concurrency"):
+        assert any("bare httpx reader" in str(row[0]) for row in scenarios[key]["rows"]), key
+    # The connection counter saw every client's connections: at least one TLS connection each.
+    for name, measured in scenarios["time_to_result"]["data"].items():
+        if name != "probe":
+            assert measured["tls_connections"] >= 1, name
