@@ -75,8 +75,14 @@ def _excluded(case: Any, target: ContractTarget) -> list[CheckFunction]:
 @schema.parametrize()
 @settings(suppress_health_check=list(HealthCheck), deadline=None)
 def test_every_operation_answers_as_the_spec_says(
-    case: Any, contract_target: ContractTarget, free_server: bool, request: pytest.FixtureRequest
+    case: Any,
+    contract_target: ContractTarget,
+    free_server: bool,
+    request: pytest.FixtureRequest,
+    record_xml_attribute: Any,
 ) -> None:
+    # JUnit names each case by the function only; its node name says which operation (`...[POST /fal-ai/...]`).
+    record_xml_attribute("name", request.node.name)
     if not free_server and _is_paid(case):
         pytest.skip(
             "a submit to a remote server is a paid job: not fuzzed (see README, 'Contracts against a live API')"
