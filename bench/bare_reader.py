@@ -24,6 +24,10 @@ class JobFailed(Exception):
     """The status stream ended without COMPLETED, or a call answered with an error status."""
 
 
+# The same work as our client's default (`wait(logs=True)`): the stream carries each event's log lines.
+LOGS = {"logs": "1"}
+
+
 def _status_of(line: str) -> str | None:
     """The `status` of one `data:` line of the stream; None for comments, blank lines and other fields."""
     if not line.startswith("data:"):
@@ -67,7 +71,7 @@ class BareReader:
         """Follow the status stream to COMPLETED and to its end, then GET the result."""
         completed = False
         headers = {"Accept": "text/event-stream"}
-        with self._http.stream("GET", submitted["status_url"] + "/stream", headers=headers) as events:
+        with self._http.stream("GET", submitted["status_url"] + "/stream", headers=headers, params=LOGS) as events:
             if events.status_code != 200:
                 raise JobFailed(f"status stream answered {events.status_code}")
             for line in events.iter_lines():
@@ -108,7 +112,7 @@ class AsyncBareReader:
         """Follow the status stream to COMPLETED and to its end, then GET the result."""
         completed = False
         headers = {"Accept": "text/event-stream"}
-        async with http.stream("GET", submitted["status_url"] + "/stream", headers=headers) as events:
+        async with http.stream("GET", submitted["status_url"] + "/stream", headers=headers, params=LOGS) as events:
             if events.status_code != 200:
                 raise JobFailed(f"status stream answered {events.status_code}")
             async for line in events.aiter_lines():
