@@ -730,17 +730,19 @@ class BaseKontext(
         if isinstance(command, HttpGet):
             return self._lookup_request(command)
         generated, http = self._connection(command.base_url, pool)
+        # The generated path joined to the (normalised, slash-free) base here: httpx then parses one absolute URL
+        # instead of parsing the path and merging it into its base_url (two more URL parses per request).
+        request_args = {**command.request, "url": command.base_url + command.request["url"]}
         if isinstance(command, Call):
             parse = command.parse
             return (
                 http,
-                http.build_request(**command.request),
+                http.build_request(**request_args),
                 lambda response: parse(client=generated, response=response),
             )
-        headers = {**command.request.get("headers", {}), "Accept": "text/event-stream"}
+        request_args["headers"] = {**command.request.get("headers", {}), "Accept": "text/event-stream"}
         timeout = httpx.Timeout(command.read_timeout, connect=self._config.timeouts.connect)
-        request_args = {k: v for k, v in command.request.items() if k != "headers"}
-        return http, http.build_request(**request_args, headers=headers, timeout=timeout), None
+        return http, http.build_request(**request_args, timeout=timeout), None
 
     def _lookup_request(self, command: HttpGet) -> tuple[_HttpT, httpx.Request, None]:
         """The request-list GET of recovery: the key only where ``may_send_key`` allows (fal's API host for fal's
