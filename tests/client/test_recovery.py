@@ -443,6 +443,28 @@ def test_transient_failures_are_read_again_honouring_retry_after() -> None:
     assert run.clock.sleeps == [2.0, 5.0, 2.0]
 
 
+def test_a_failed_page_is_asked_again_in_place_keeping_the_pages_read() -> None:
+    # Every other call fails, as a list under faults may: a reading of three pages never gets through whole, so
+    # discarding the reading at a failed page would never find the job listed on its last page.
+    calls = {"n": 0}
+
+    def server(get: HttpGet, now: float) -> Answer | NoAnswer:
+        calls["n"] += 1
+        if calls["n"] % 2 == 0:
+            return Answer(503, {}, b"{}") if calls["n"] % 4 else NoAnswer("ReadError: reset", True)
+        cursor = dict(get.params).get("cursor")
+        if cursor is None:
+            return ok(page(item("a", inp={**INPUT, "prompt": "a"}), cursor="MQ=="))
+        if cursor == "MQ==":
+            return ok(page(item("b", inp={**INPUT, "prompt": "b"}), cursor="Mg=="))
+        return ok(page(item("ours")))
+
+    run = Driven(server, POLICY)
+    assert (run.result.verdict, run.result.request_id) == (Verdict.FOUND, "ours")
+    assert [run.params(n).get("cursor") for n in range(5)] == [None, "MQ==", "MQ==", "Mg==", "Mg=="]
+    assert run.clock.sleeps == [2.0, 2.0]
+
+
 def test_a_list_that_never_answers_gives_up_at_the_timeout() -> None:
     run = Driven(lambda get, now: NoAnswer("ConnectError: refused", False), POLICY)
     assert run.result.verdict is Verdict.UNKNOWN
