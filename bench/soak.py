@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -244,7 +245,15 @@ def outcomes(jobs: list[dict[str, Any]], by_body: dict[str, int], queued: set[st
         "errors_by_type": dict(Counter(job["error"] for job in errors)),
         "errors_while_waiting": dict(Counter(job["error"] for job in errors if not job["submit_error"])),
         "errors_with_id": sum(1 for job in errors if job["error_request_id"] in queued),
+        "errors_by_reason": dict(Counter(_reason(job) for job in errors).most_common()),
     }
+
+
+def _reason(job: dict[str, Any]) -> str:
+    """An error's reason (the recovery's, else its message) with ids, numbers and times blanked, so like ones group."""
+    text = job.get("error_reason") or job.get("error_message") or job["error"]
+    text = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27,}", "<id>", str(text))
+    return f"{job['error']}: " + re.sub(r"\d+(\.\d+)?", "N", text)
 
 
 def run(*, smoke: bool) -> ScenarioResult:
@@ -358,7 +367,8 @@ def run(*, smoke: bool) -> ScenarioResult:
             f"{labels[name]}: errors by type {m['errors_by_type'] or 'none'} ({m['errors_at_submit']} at submit; "
             f"{m['errors_with_id']} carry the id of a queued job); faults injected by operation "
             f"{m['faults_by_operation']}; emulator down for {m['restart_s']:.1f} s during the restart; "
-            f"submits the harness could not match to a job: {m['submits_not_matched']}."
+            f"submits the harness could not match to a job: {m['submits_not_matched']}. "
+            f"Errors by reason: {m.get('errors_by_reason') or 'none'}."
             for name, m in measured.items()
         ],
         data=measured,

@@ -43,6 +43,7 @@ def _record(prompt: str) -> Job:
         "held_at": None,
         "error": None,
         "error_message": None,
+        "error_reason": None,
         "error_typed": None,
         "error_request_id": None,
         "submit_error": False,
@@ -59,6 +60,9 @@ def _fail(job: Job, err: BaseException) -> None:
     it carries, if any (ours: `request_id`; fal_client: its response's x-fal-request-id header)."""
     job["error"] = _error_name(err)
     job["error_message"] = str(err)[:300]
+    # SubmitOutcomeUnknownError says why the job's fate is unknown (the recovery's verdict): grouped by the soak.
+    reason = getattr(err, "reason", None)
+    job["error_reason"] = reason if isinstance(reason, str) else None
     job["error_typed"] = type(err).__module__.split(".")[0] in {"fal_kontext", "fal_client"}
     headers = getattr(getattr(err, "response", None), "headers", None)
     header = headers.get("x-fal-request-id") if headers is not None else None

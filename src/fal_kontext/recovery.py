@@ -562,25 +562,57 @@ class _Listing:
 _MAX_PAGES = 50
 
 
+def _read_page(  # noqa: PLR0913 - what to ask, where, and until when: each a keyword past the query
+    url: str,
+    query: JobQuery,
+    policy: RecoveryPolicy,
+    *,
+    cursor: str | None,
+    clock: Callable[[], float],
+    deadline: float,
+) -> Generator[HttpGet | Sleep, Answer | NoAnswer | None, Answer | _Listing]:
+    """One page's answer, asked again after a transient failure (honouring Retry-After) until ``deadline``; a
+    ``_Listing`` with the failure when it cannot be had.
+
+    Ours: a failed page is asked again in place, keeping the pages already read, rather than failing the whole
+    reading. Each reading of a window holding many requests takes several pages; were one failed page to discard
+    the reading, a list answering 20% of calls with transient faults would rarely be read whole (0.8^10 for ten
+    pages) and the lookup would end UNKNOWN for a job it could have found (the fault soak, docs/benchmarks.md §5).
+    """
+    failure = "the lookup's time ran out while reading the list"
+    wait: float | None = None
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return _Listing(failure=failure, wait=wait)
+        outcome = yield HttpGet(url, _query(query, policy, cursor), remaining)
+        wait = None
+        if not isinstance(outcome, Answer):
+            what = outcome.error if isinstance(outcome, NoAnswer) else "no answer"
+            failure = f"the request list did not answer ({what})"
+        elif outcome.status_code in (408, 429) or outcome.status_code >= 500:
+            wait = parse_retry_after({k.lower(): v for k, v in outcome.headers.items()})
+            failure = f"the request list answered HTTP {outcome.status_code}"
+        else:
+            return outcome
+        pause = min(max(policy.interval, wait or 0.0), deadline - clock())
+        if pause <= 0:
+            return _Listing(failure=failure, wait=wait)
+        yield Sleep(pause)
+
+
 def _read_list(
     url: str, query: JobQuery, policy: RecoveryPolicy, clock: Callable[[], float], deadline: float
-) -> Generator[HttpGet, Answer | NoAnswer | None, _Listing]:
+) -> Generator[HttpGet | Sleep, Answer | NoAnswer | None, _Listing]:
     items: list[ListedRequest] = []
     cursor: str | None = None
     for _ in range(_MAX_PAGES):
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return _Listing(failure="the lookup's time ran out while reading the list")
-        outcome = yield HttpGet(url, _query(query, policy, cursor), remaining)
-        if not isinstance(outcome, Answer):
-            what = outcome.error if isinstance(outcome, NoAnswer) else "no answer"
-            return _Listing(failure=f"the request list did not answer ({what})")
+        outcome = yield from _read_page(url, query, policy, cursor=cursor, clock=clock, deadline=deadline)
+        if isinstance(outcome, _Listing):
+            return outcome
         code = outcome.status_code
         if code in (401, 403):
             return _Listing(failure=f"the key may not read the account's requests (HTTP {code})", final=True)
-        if code in (408, 429) or code >= 500:
-            wait = parse_retry_after({k.lower(): v for k, v in outcome.headers.items()})
-            return _Listing(failure=f"the request list answered HTTP {code}", wait=wait)
         page = parse_page(outcome.content) if code == 200 else None
         if page is None:
             return _Listing(failure=f"HTTP {code} is not fal's request list (is it served here?)", final=True)

@@ -3,6 +3,7 @@ the request list is (and who gets the key), matching, and the lookup flow driven
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import traceback
@@ -443,6 +444,28 @@ def test_transient_failures_are_read_again_honouring_retry_after() -> None:
     assert run.clock.sleeps == [2.0, 5.0, 2.0]
 
 
+def test_a_failed_page_is_asked_again_in_place_keeping_the_pages_read() -> None:
+    # Every other call fails, as a list under faults may: a reading of three pages never gets through whole, so
+    # discarding the reading at a failed page would never find the job listed on its last page.
+    calls = {"n": 0}
+
+    def server(get: HttpGet, now: float) -> Answer | NoAnswer:
+        calls["n"] += 1
+        if calls["n"] % 2 == 0:
+            return Answer(503, {}, b"{}") if calls["n"] % 4 else NoAnswer("ReadError: reset", True)
+        cursor = dict(get.params).get("cursor")
+        if cursor is None:
+            return ok(page(item("a", inp={**INPUT, "prompt": "a"}), cursor="MQ=="))
+        if cursor == "MQ==":
+            return ok(page(item("b", inp={**INPUT, "prompt": "b"}), cursor="Mg=="))
+        return ok(page(item("ours")))
+
+    run = Driven(server, POLICY)
+    assert (run.result.verdict, run.result.request_id) == (Verdict.FOUND, "ours")
+    assert [run.params(n).get("cursor") for n in range(5)] == [None, "MQ==", "MQ==", "Mg==", "Mg=="]
+    assert run.clock.sleeps == [2.0, 2.0]
+
+
 def test_a_list_that_never_answers_gives_up_at_the_timeout() -> None:
     run = Driven(lambda get, now: NoAnswer("ConnectError: refused", False), POLICY)
     assert run.result.verdict is Verdict.UNKNOWN
@@ -611,6 +634,7 @@ class FakeFal:
 
     faults: list[str] = field(default_factory=list)
     list_status: int = 200
+    list_fails_every: int = 0  # every n-th call to the list answers 503 (0: none)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
 
@@ -653,6 +677,8 @@ class FakeFal:
             return httpx.Response(401, json={"detail": "invalid key"})
         if self.list_status != 200:
             return httpx.Response(self.list_status, json={"detail": "no"})
+        if self.list_fails_every and len(self.lookups()) % self.list_fails_every == 0:
+            return httpx.Response(503, json={"detail": "busy"})
         query = request.url.params
         start = datetime.fromisoformat(query["start"]).timestamp()
         items = [
@@ -660,7 +686,12 @@ class FakeFal:
             for rid, job in self.jobs.items()
             if job["endpoint"] == query["endpoint_id"] and job["sent"] >= start
         ]
-        return httpx.Response(200, content=page(*items))
+        # Pages of `limit` items, the cursor an offset in base64 (as the emulator's).
+        offset = int(base64.b64decode(query["cursor"])) if "cursor" in query else 0
+        limit = int(query.get("limit", "50"))
+        more = offset + limit < len(items)
+        cursor = base64.b64encode(str(offset + limit).encode()).decode() if more else None
+        return httpx.Response(200, content=page(*items[offset : offset + limit], cursor=cursor))
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handler)
@@ -698,6 +729,15 @@ def test_a_submit_proven_not_queued_is_sent_again(make: MakeClient) -> None:
     fal = FakeFal(["before"])
     assert run_job(make, fal) == "job-1"
     assert (len(fal.jobs), fal.submits()) == (1, 2)
+
+
+def test_a_job_on_the_last_page_of_a_list_failing_every_other_call_is_adopted(make: MakeClient) -> None:
+    # Two other jobs come first in the list, one per page: no reading of three pages gets through whole.
+    others = {f"other-{n}": {"endpoint": ENDPOINT, "input": {"prompt": f"{n}"}, "sent": time.time()} for n in (1, 2)}
+    fal = FakeFal(["drop"], list_fails_every=2, jobs=others)
+    policy = RecoveryPolicy(absent_after=4.0, timeout=10.0, interval=1.0, page_size=1)
+    assert run_job(make, fal, recovery=policy) == "job-3"
+    assert (len(fal.jobs), fal.submits()) == (3, 1)
 
 
 def test_on_fal_the_list_is_asked_at_api_fal_ai_with_the_key(make: MakeClient) -> None:
