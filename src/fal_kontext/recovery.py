@@ -457,7 +457,9 @@ class RecoveryPolicy:
         look_up: Search fal's request list after a lost answer (where one is available); False never looks.
         absent_after: Seconds of looking after which a list with no candidate counts as "not queued" and the submit
             is sent again. fal does not say how soon a request is listed, so this is a bet; None never resends.
-        timeout: Seconds a lookup may take in all; then it gives up (the error says the job may exist).
+        timeout: Seconds a lookup may take in all; then it gives up (the error says the job may exist). Our
+            default leaves 90 s after ``absent_after`` for the reading that proves absence: with hundreds of
+            requests in the window that reading is many pages, each of which may need asking again.
         interval: Seconds between two readings of the list.
         clock_skew: Seconds this machine's clock may be ahead of fal's: the window starts this long before sending.
         page_size: Items per page (fal: 1 to 100).
@@ -466,7 +468,7 @@ class RecoveryPolicy:
 
     look_up: bool = True
     absent_after: float | None = 60.0
-    timeout: float = 90.0
+    timeout: float = 150.0
     interval: float = 2.0
     clock_skew: float = 60.0
     page_size: int = 50
