@@ -58,10 +58,9 @@ METHOD = (
     "caller got its request id (from the submit, or in the error) but no result: it can still fetch it. Lost = the "
     "emulator has the job and the caller never got its id. Never queued = the caller got an error and the emulator "
     "has no such job. Submitted twice = the emulator's per-body submit count (kept in the state file across the "
-    "restart) is 2 or more. Held twice = the emulator holds two jobs for one body at the end (its copy of fal's "
-    "request list, with payloads): a job paid twice. A body submitted twice with only one job held means the first "
-    "submit's job is gone, e.g. the emulator was killed after it counted the submit and before it saved the job; "
-    "finding no such job in the list, the client sent it again."
+    "restart, and saved in one transaction with the submit's job, so a submit whose job a crash lost is not "
+    "counted) is 2 or more. Held twice = the emulator holds two jobs for one body at the end (its copy of fal's "
+    "request list, with payloads): a job paid twice."
 )
 
 

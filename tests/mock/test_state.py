@@ -9,9 +9,10 @@ import httpx
 import pytest
 import trustme
 
-from fal_kontext.mock import EmulatorConfig, run_emulator
+from fal_kontext.mock import EmulatorConfig, create_app, run_emulator
+from fal_kontext.mock.store import StateFile
 
-from .conftest import REQUESTS, SUBMIT, MakeClient, ManualClock, body
+from .conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body
 
 pytestmark = pytest.mark.anyio
 
@@ -42,6 +43,28 @@ async def test_a_restart_continues_every_request_where_it_was(
     result = await after.get(f"{REQUESTS}/{running}")
     assert result.status_code == 200
     assert len(result.json()["images"]) == 1
+
+
+async def test_a_submit_is_counted_in_the_state_file_only_with_its_job(tmp_path: Path) -> None:
+    # A crash after the submit was handled and before its job was saved must not leave the submit counted:
+    # the client, finding no job after the restart, rightly sends it again, and that is not a job paid twice.
+    path = tmp_path / "state.sqlite"
+    app = create_app(EmulatorConfig(state_file=str(path)))
+    state = app.state.emulator
+    save = state.persist
+    state.persist = lambda always=False: None  # the crash: nothing after the handler reaches the file
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=AUTH) as client:
+        assert (await client.post(SUBMIT, json=body())).status_code == 200
+    on_disk = StateFile(path)
+    try:
+        assert (on_disk.load()[0], on_disk.submits()) == ([], {})
+        save()
+        jobs, counted = on_disk.load()[0], on_disk.submits()
+        assert len(jobs) == 1
+        assert [list(bodies.values()) for bodies in counted.values()] == [[1]]
+    finally:
+        on_disk.close()
+        state.store.close()
 
 
 async def test_without_a_state_file_a_new_emulator_knows_nothing(make_client: MakeClient) -> None:

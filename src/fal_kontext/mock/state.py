@@ -83,6 +83,7 @@ class EmulatorState:
             signer = WebhookSigner.from_bytes(self.store.signing_key(signer.private_bytes()))
         self._queue_origin = self.offset
         self._saved_at = self.offset
+        self._unsaved_submits: list[tuple[str, str]] = []
         self.renderer = ImageRenderer(config.image_cache_bytes)
         # fal does not state its storage tokens' lifetime; an hour is our choice.
         self.uploads = UploadStore(config.max_upload_bytes, token_ttl=3600.0)
@@ -134,7 +135,8 @@ class EmulatorState:
             return
         changed, removed = self.queue.take_changes()
         if changed or removed or always or self.queue.now - self._saved_at >= 1.0:
-            self.store.save(changed, removed, self.queue.now)
+            submits, self._unsaved_submits = self._unsaved_submits, []
+            self.store.save(changed, removed, self.queue.now, submits)
             self._saved_at = self.queue.now
 
     def notify(self, *, streams: bool = True) -> None:
@@ -147,14 +149,16 @@ class EmulatorState:
             self.streams_changed = asyncio.Event()
 
     def count_submit(self, owner: str, body_hash: str) -> None:
-        """Count one accepted submit of `owner` with that body (saved at once when there is a state file)."""
+        """Count one accepted submit of `owner` with that body; with a state file it is saved by the next
+        `persist`, in the same transaction as its job."""
         self.counters.submits.setdefault(owner, Counter())[body_hash] += 1
         if self.store is not None:
-            self.store.count_submit(owner, body_hash)
+            self._unsaved_submits.append((owner, body_hash))
 
     def reset_counters(self) -> None:
         """Set every counter back to zero (saved submit counts too)."""
         self.counters = Counters()
+        self._unsaved_submits = []
         if self.store is not None:
             self.store.reset_submits()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from fal_kontext.mock.queue import QueuedRequest
@@ -40,23 +41,29 @@ class StateFile:
         saved = self._db.execute("SELECT value FROM meta WHERE name = 'queue_time'").fetchone()
         return requests, float(saved[0]) if saved else 0.0
 
-    def save(self, changed: list[QueuedRequest], removed: list[str], queue_time: float) -> None:
-        """Write changed requests, delete removed ones and record the queue time, atomically."""
+    def save(
+        self,
+        changed: list[QueuedRequest],
+        removed: list[str],
+        queue_time: float,
+        submits: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Write changed requests, delete removed ones, add `submits` ((owner, body hash) pairs, one per
+        accepted submit) to the submit counts and record the queue time, atomically: a submit is counted if and
+        only if its job was saved, so a crash between the two cannot show a job as submitted twice when its
+        first copy never existed after the restart."""
         with self._transaction():
+            self._db.executemany(
+                "INSERT INTO submits (owner, body, count) VALUES (?, ?, 1) "
+                "ON CONFLICT (owner, body) DO UPDATE SET count = count + 1",
+                submits,
+            )
             self._db.executemany(
                 "INSERT OR REPLACE INTO requests (request_id, record) VALUES (?, ?)",
                 [(request.request_id, json.dumps(request.to_record())) for request in changed],
             )
             self._db.executemany("DELETE FROM requests WHERE request_id = ?", [(rid,) for rid in removed])
             self._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('queue_time', ?)", (queue_time,))
-
-    def count_submit(self, owner: str, body: str) -> None:
-        """Add one to the submits of `owner` with body hash `body` (so duplicates show across restarts)."""
-        self._db.execute(
-            "INSERT INTO submits (owner, body, count) VALUES (?, ?, 1) "
-            "ON CONFLICT (owner, body) DO UPDATE SET count = count + 1",
-            (owner, body),
-        )
 
     def submits(self) -> dict[str, dict[str, int]]:
         """Every saved submit count: owner -> body hash -> count."""
