@@ -103,6 +103,47 @@ def _recovery_option(spec: dict[str, Any]) -> dict[str, Any]:
     return {"recovery": RecoveryPolicy(look_up=False) if recovery == "off" else RecoveryPolicy(**recovery)}
 
 
+def ours_threaded(spec: dict[str, Any]) -> list[Job]:
+    """`Kontext` shared by `concurrency` threads, each job `submit` then `wait` (as the async workload does)."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from fal_kontext import Kontext
+
+    verify = ssl.create_default_context(cafile=spec["ca_file"])
+    with Kontext(
+        spec["key"],
+        base_url=spec["base_url"],
+        stream_status=spec["stream"],
+        httpx_args={"verify": verify},
+        **_recovery_option(spec),
+    ) as kontext:
+
+        def one(prompt: str) -> Job:
+            job = _record(prompt)
+            try:
+                handle = kontext.submit(ENDPOINT, job_input(prompt))
+            except Exception as err:
+                _fail(job, err)
+                job["submit_error"] = True
+                return job
+            job["request_id"] = handle.request_id
+            try:
+                handle.wait()
+                job["held_at"] = time.monotonic()
+            except Exception as err:
+                _fail(job, err)
+            return job
+
+        with ThreadPoolExecutor(max_workers=spec.get("concurrency") or len(spec["prompts"])) as pool:
+            futures = [pool.submit(one, prompt) for prompt in spec["prompts"]]
+            # A thread cannot be cancelled: past the deadline the unfinished jobs are reported and left to end.
+            wait(futures, timeout=spec.get("deadline_s"))
+            return [
+                future.result() if future.done() else {**_record(prompt), "error": "unfinished at the deadline"}
+                for future, prompt in zip(futures, spec["prompts"], strict=True)
+            ]
+
+
 async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
     from fal_kontext import AsyncKontext
 
@@ -255,6 +296,7 @@ def _run_async(work: Callable[[dict[str, Any]], Awaitable[list[Job]]]) -> Callab
 
 CLIENTS: dict[str, Callable[[dict[str, Any]], list[Job]]] = {
     "ours-sync": ours_sequential,
+    "ours-threads": ours_threaded,
     "ours-async": _run_async(ours_concurrent),
     "fal-sync": fal_sequential,
     "fal-async": _run_async(fal_concurrent),
