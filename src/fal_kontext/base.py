@@ -109,6 +109,7 @@ _StreamR = TypeVar("_StreamR")
 
 # Response headers that describe the body as sent; dropped when a redacted copy of the body is parsed.
 _BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+_SUBMIT_OPTION_NAMES = frozenset(item.name for item in fields(SubmitOptions))
 
 
 class BaseKontext(
@@ -224,6 +225,8 @@ class BaseKontext(
         self._sleep = chosen_sleep
         self._settings = self._config.settings()
         self._secret = self._config.credentials.secret if self._config.credentials else None
+        # A key is sent in a header, so it is ASCII: its bytes are what an echo of it would hold.
+        self._secret_bytes = self._secret.encode() if self._secret else b""
         self._pools = pools
         self._pool_counter = itertools.count()
         self._connections: dict[tuple[str, int], tuple[AuthenticatedClient | Client, _HttpT]] = {}
@@ -312,7 +315,8 @@ class BaseKontext(
     ) -> _Finished:
         """``submit`` then ``wait``: the result, or a typed error. See both for arguments and errors (every
         argument is checked before the submit)."""
-        flow = self._running(endpoint, input, timeout, WaitOptions(None, logs=logs), submit_options)
+        wait = WaitOptions(None, logs=logs, report=on_update is not None)
+        flow = self._running(endpoint, input, timeout, wait, submit_options)
         return self._run_result(flow, self._next_pool(), on_update)
 
     @overload
@@ -382,7 +386,8 @@ class BaseKontext(
         """
         edit_input = {"image": image, "images": images, "model": model, **options}
         submit_options = {"webhook_url": webhook_url, "start_timeout": start_timeout, "priority": priority}
-        flow = self._editing(prompt, edit_input, timeout, submit_options)
+        wait = WaitOptions(self._config.wait_deadline(timeout), report=on_update is not None)  # checked first
+        flow = self._editing(prompt, edit_input, wait, submit_options)
         return self._run_result(flow, self._next_pool(), on_update)
 
     def generate(  # noqa: PLR0913 - the options of the API, each a keyword
@@ -412,7 +417,8 @@ class BaseKontext(
                 ``Handle.wait`` raises.
         """
         submit_options = {"webhook_url": webhook_url, "start_timeout": start_timeout, "priority": priority}
-        flow = self._generating(prompt, model, dict(options), timeout, submit_options)
+        wait = WaitOptions(self._config.wait_deadline(timeout), report=on_update is not None)  # checked first
+        flow = self._generating(prompt, model, dict(options), wait, submit_options)
         return self._run_result(flow, self._next_pool(), on_update)
 
     def upload(
@@ -580,7 +586,7 @@ class BaseKontext(
         Raises:
             TypeError: an unknown option. InvalidInputError: an option breaks the spec.
         """
-        unknown = sorted(set(options) - {item.name for item in fields(SubmitOptions)})
+        unknown = sorted(set(options) - _SUBMIT_OPTION_NAMES)
         if unknown:
             raise TypeError(f"unexpected submit option(s): {', '.join(unknown)}")
         start = options.get("start_timeout")
@@ -625,9 +631,8 @@ class BaseKontext(
         return (yield from self._waiting_checked(state, self._stream_default(wait), cancel_on_interrupt=True))
 
     def _editing(
-        self, prompt: str, edit_input: Mapping[str, Any], timeout: float | None, submit_options: Mapping[str, Any]
+        self, prompt: str, edit_input: Mapping[str, Any], wait: WaitOptions, submit_options: Mapping[str, Any]
     ) -> Flow[EditResult]:
-        wait = WaitOptions(self._config.wait_deadline(timeout))  # checked before the paid submit
         options = self._submit_options(submit_options)
         images, pending = self._prepared_images(edit_input)
         endpoint, body = build_edit_input(
@@ -643,10 +648,9 @@ class BaseKontext(
         prompt: str,
         model: str,
         options: Mapping[str, object],
-        timeout: float | None,
+        wait: WaitOptions,
         submit_options: Mapping[str, Any],
     ) -> Flow[EditResult]:
-        wait = WaitOptions(self._config.wait_deadline(timeout))  # checked before the paid submit
         checked = self._submit_options(submit_options)
         endpoint, body = build_text_to_image_input(prompt, model=model, **options)
         state = yield from submit_flow(endpoint, body, checked, self._settings)
@@ -762,14 +766,14 @@ class BaseKontext(
         """The answer to a request (its body read): the secret redacted (should a server echo it), then parsed by
         the generated ``parse_response``; a body it cannot read (an HTML 502 from a gateway) is judged by its status."""
         if self._secret and (
-            self._secret.encode() in response.content or any(self._secret in v for v in response.headers.values())
+            self._secret_bytes in response.content or any(self._secret_bytes in v for _, v in response.headers.raw)
         ):
             headers = [
                 (name, value.replace(self._secret, "***"))
                 for name, value in response.headers.multi_items()
                 if name.lower() not in _BODY_HEADERS
             ]
-            content = response.content.replace(self._secret.encode(), b"***")
+            content = response.content.replace(self._secret_bytes, b"***")
             response = httpx.Response(response.status_code, headers=headers, content=content, request=response.request)
         parsed: object | None = None
         if parse is not None:
@@ -921,7 +925,8 @@ class BaseHandle(Generic[_Finished, _StatusR, _CancelR, _StreamR]):
             ValidationError / ContentPolicyError: the result is a 422. APIError: a call failed after retries.
         """
         kontext = self._kontext
-        options = kontext._stream_default(WaitOptions(None, logs=logs, cancel_on_timeout=cancel_on_timeout), stream)
+        waiting = WaitOptions(None, logs=logs, cancel_on_timeout=cancel_on_timeout, report=on_update is not None)
+        options = kontext._stream_default(waiting, stream)
         flow = kontext._waiting(self._state, timeout, options, cancel_on_interrupt=cancel_on_interrupt)
         return kontext._run_result(flow, self._pool, on_update)
 

@@ -8,6 +8,7 @@ parsed by their ``parse_response`` (found through the spec, ``spec.operation_mod
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -397,7 +398,8 @@ class _Progress:
     """What the waiter has already reported, so each update carries only news (polled status repeats all logs), and
     the last failed call if the deadline passed while retrying it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, report: bool = True) -> None:
+        self.report = report
         self.logs_seen = 0
         self.last: tuple[str, int | None] | None = None
         self.last_failure: Answer | NoAnswer | None = None
@@ -442,10 +444,15 @@ def _give_up(
     raise WaitTimeoutError(state.request_id, timeout, cancelled=cancelled) from cause
 
 
-def _decode_event(event: QueueStatusEvent, request_id: str) -> QueueStatus | None:
-    body = json_or_none(event.data.encode("utf-8"))
-    if not isinstance(body, dict):
+def _event_body(event: QueueStatusEvent) -> dict[str, Any] | None:
+    try:
+        body = json.loads(event.data)
+    except ValueError:
         return None
+    return body if isinstance(body, dict) else None
+
+
+def _decode_event(body: dict[str, Any], request_id: str) -> QueueStatus | None:
     try:
         return QueueStatus.from_dict(body)
     except (KeyError, ValueError, TypeError):
@@ -498,11 +505,13 @@ def _stream_phase(
                 logger.debug("request %s: status stream dropped (%s); polling", state.request_id, what)
                 break
             event = ended
-        model = _decode_event(event, state.request_id)
+        body = _event_body(event)
+        if body is None or (not progress.report and body.get("status") != QueueStatusValue.COMPLETED.value):
+            continue
+        model = _decode_event(body, state.request_id)
         if model is None:
             continue
-        status = progress.update(model, cumulative_logs=False)
-        if status is not None:
+        if progress.report and (status := progress.update(model, cumulative_logs=False)) is not None:
             yield Notify(status)
         if model.status is QueueStatusValue.COMPLETED:
             completed = model
@@ -521,8 +530,7 @@ def _poll_phase(
             progress.last_failure = attempted.outcome
             return None
         model = _parsed_status(_answered(attempted.outcome, state.request_id, Operation.STATUS), state.request_id)
-        status = progress.update(model, cumulative_logs=True)
-        if status is not None:
+        if progress.report and (status := progress.update(model, cumulative_logs=True)) is not None:
             yield Notify(status)
         if model.status is QueueStatusValue.COMPLETED:
             return model
@@ -553,8 +561,12 @@ def _failed_result(state: HandleState, settings: QueueSettings, error: str, erro
 
 
 def _still_in_progress(outcome: Answer | NoAnswer, request_id: str) -> bool:
-    return isinstance(outcome, Answer) and isinstance(
-        error_from_status(outcome.status_code, outcome.headers, outcome.content, request_id), ResultNotReadyError
+    return (
+        isinstance(outcome, Answer)
+        and outcome.status_code >= 400
+        and isinstance(
+            error_from_status(outcome.status_code, outcome.headers, outcome.content, request_id), ResultNotReadyError
+        )
     )
 
 
@@ -567,12 +579,15 @@ class WaitOptions:
         logs: Ask the server for logs.
         use_stream: Follow the status stream first.
         cancel_on_timeout: Cancel the request (best effort) when the deadline passes.
+        report: Notify each new status. Without a listener (no ``on_update``) nothing is notified, and status
+            stream events other than COMPLETED are not parsed into models: no one would see them.
     """
 
     timeout: float | None
     logs: bool = True
     use_stream: bool = True
     cancel_on_timeout: bool = True
+    report: bool = True
 
 
 def wait_flow(state: HandleState, settings: QueueSettings, options: WaitOptions) -> Flow[EditResult]:
@@ -590,7 +605,7 @@ def wait_flow(state: HandleState, settings: QueueSettings, options: WaitOptions)
     """
     timeout, logs, cancel = options.timeout, options.logs, options.cancel_on_timeout
     deadline = None if timeout is None else settings.clock() + timeout
-    progress = _Progress()
+    progress = _Progress(report=options.report)
     pause = settings.poll.initial
     completed: QueueStatus | None = None
     if options.use_stream:

@@ -14,6 +14,7 @@ makes the spec's path land exactly on it. The rules:
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import quote, urlsplit
 
 from .spec import operation_path
@@ -41,6 +42,10 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, f"{(parts.hostname or '').lower()}:{port}"
 
 
+# The configured bases are few and asked about on every submit; returned URLs are new each time, so not cached.
+_base_origin = functools.lru_cache(maxsize=32)(_origin)
+
+
 def operation_url(base_url: str, operation_id: str, request_id: str) -> str:
     """The absolute URL of a queue operation for a request under ``base_url``."""
     path = operation_path(operation_id).format(request_id=quote(request_id, safe=""))
@@ -64,15 +69,24 @@ def base_for_returned_url(
     """
     if not returned_url:
         return configured_base, "the server returned no URL"
+    expected = operation_url("", operation_id, request_id)
+    # The usual answer, a URL under the configured base, is decided without parsing (a prefix of the base and "/"
+    # fixes scheme and host; the rules below give the same base for it).
+    stripped = returned_url.rstrip("/")
+    if (
+        returned_url.startswith(configured_base + "/")
+        and stripped.endswith(expected)
+        and not any(mark in returned_url for mark in "?#")
+    ):
+        return stripped[: -len(expected)], None
     parts = urlsplit(returned_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return configured_base, f"{returned_url!r} is not an absolute http(s) URL"
-    expected = operation_url("", operation_id, request_id)
     path = parts.path.rstrip("/")
     if not path.endswith(expected):
         return configured_base, f"{returned_url!r} does not end with the spec's path {expected}"
-    if (parts.hostname or "").lower() in FAL_QUEUE_HOSTS and _origin(configured_base) != _origin(returned_url):
-        return configured_base, f"rewrote fal's host in {returned_url!r} to the configured base"
-    if _origin(configured_base) != _origin(returned_url):
+    if _base_origin(configured_base) != _origin(returned_url):
+        if (parts.hostname or "").lower() in FAL_QUEUE_HOSTS:
+            return configured_base, f"rewrote fal's host in {returned_url!r} to the configured base"
         return configured_base, f"{returned_url!r} is on another host; the key is only sent to the configured base"
     return f"{parts.scheme}://{parts.netloc}{path[: -len(expected)]}", None

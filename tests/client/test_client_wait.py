@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fal_kontext_api.models import QueueStatus
 
 from fal_kontext import (
     APIConnectionError,
@@ -86,6 +87,31 @@ def test_stream_then_result_without_an_extra_status_call(fake: FakeQueue, clock:
     assert clock.sleeps == []
     stream_request = fake.requests[1]
     assert stream_request.headers["accept"] == "text/event-stream" and stream_request.url.params["logs"] == "1"
+
+
+def test_without_a_listener_only_the_completed_event_becomes_a_model(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Building a QueueStatus for each event no one sees was a third of the client's own CPU per job (issue 9).
+    parsed: list[str] = []
+    from_dict = QueueStatus.from_dict.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[QueueStatus], src_dict: dict[str, Any]) -> QueueStatus:
+        parsed.append(src_dict["status"])
+        model: QueueStatus = from_dict(cls, src_dict)
+        return model
+
+    monkeypatch.setattr(QueueStatus, "from_dict", classmethod(counting))
+    events = [status_body("IN_QUEUE", position=1), status_body("IN_PROGRESS", logs=["a"]), status_body("COMPLETED")]
+    fake.stream = [sse(*events), sse(*events)]
+    kontext = make(fake, clock)
+    assert kontext.run(EP, INPUT).request_id == RID
+    assert parsed == ["COMPLETED"]
+    parsed.clear()
+    updates: list[Status] = []
+    kontext.run(EP, INPUT, on_update=updates.append)
+    assert parsed == ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+    assert [type(u).__name__ for u in updates] == ["Queued", "InProgress", "Completed"]
 
 
 def test_polling_is_adaptive_and_logs_are_not_repeated(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
