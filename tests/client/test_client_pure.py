@@ -36,6 +36,14 @@ def test_returned_url_on_the_configured_origin_is_followed_with_its_prefix() -> 
     assert (base, reason) == ("https://proxy.test/other", None)
 
 
+@pytest.mark.parametrize("tail", ["", "/", "?logs=1", "#x", "/?a=b"])
+def test_a_url_under_the_configured_base_gives_that_base_however_it_ends(tail: str) -> None:
+    url = f"https://proxy.test/v1/fal-ai/flux-pro/requests/{RID}/status{tail}"
+    assert follow(url, "https://proxy.test/v1") == ("https://proxy.test/v1", None)
+    # Not under the base by a string prefix alone: a longer host name is another host.
+    assert follow(url.replace("proxy.test", "proxy.test.evil"), "https://proxy.test")[1] is not None
+
+
 def test_fal_host_is_rewritten_to_the_aggregator_base() -> None:
     base, reason = follow(f"https://queue.fal.run/fal-ai/flux-pro/requests/{RID}/status", "https://agg.test/fal")
     assert base == "https://agg.test/fal"
