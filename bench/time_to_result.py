@@ -14,7 +14,7 @@ from .server import emulator
 CPU_VS_BARE = 1.2
 # The CPU comparison is repeated, ours and the bare reader taking turns, and judged on the median of the rounds'
 # ratios: on a shared machine one round's ratio moves by 0.1-0.2 from the time each client happens to run.
-CPU_ROUNDS = 5
+CPU_ROUNDS = 7
 SEQUENTIAL_JOBS_ONE_CONNECTION = 30
 
 # Each client's process runs one job before the measured ones (bench/workload.py "warm_up").
