@@ -103,29 +103,38 @@ def _recovery_option(spec: dict[str, Any]) -> dict[str, Any]:
     return {"recovery": RecoveryPolicy(look_up=False) if recovery == "off" else RecoveryPolicy(**recovery)}
 
 
+def _client_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """`Kontext`/`AsyncKontext` arguments for a concurrent workload: the emulator, its CA, and the recovery asked."""
+    verify = ssl.create_default_context(cafile=spec["ca_file"])
+    return {
+        "key": spec["key"],
+        "base_url": spec["base_url"],
+        "stream_status": spec["stream"],
+        "httpx_args": {"verify": verify},
+        **_recovery_option(spec),
+    }
+
+
+def _submit_failed(job: Job, err: BaseException) -> Job:
+    _fail(job, err)
+    job["submit_error"] = True
+    return job
+
+
 def ours_threaded(spec: dict[str, Any]) -> list[Job]:
     """`Kontext` shared by `concurrency` threads, each job `submit` then `wait` (as the async workload does)."""
     from concurrent.futures import ThreadPoolExecutor, wait
 
     from fal_kontext import Kontext
 
-    verify = ssl.create_default_context(cafile=spec["ca_file"])
-    with Kontext(
-        spec["key"],
-        base_url=spec["base_url"],
-        stream_status=spec["stream"],
-        httpx_args={"verify": verify},
-        **_recovery_option(spec),
-    ) as kontext:
+    with Kontext(**_client_options(spec)) as kontext:
 
         def one(prompt: str) -> Job:
             job = _record(prompt)
             try:
                 handle = kontext.submit(ENDPOINT, job_input(prompt))
             except Exception as err:
-                _fail(job, err)
-                job["submit_error"] = True
-                return job
+                return _submit_failed(job, err)
             job["request_id"] = handle.request_id
             try:
                 handle.wait()
@@ -147,16 +156,9 @@ def ours_threaded(spec: dict[str, Any]) -> list[Job]:
 async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
     from fal_kontext import AsyncKontext
 
-    verify = ssl.create_default_context(cafile=spec["ca_file"])
     limit = asyncio.Semaphore(spec.get("concurrency") or len(spec["prompts"]))
 
-    async with AsyncKontext(
-        spec["key"],
-        base_url=spec["base_url"],
-        stream_status=spec["stream"],
-        httpx_args={"verify": verify},
-        **_recovery_option(spec),
-    ) as kontext:
+    async with AsyncKontext(**_client_options(spec)) as kontext:
 
         async def one(prompt: str) -> Job:
             job = _record(prompt)
@@ -164,9 +166,7 @@ async def ours_concurrent(spec: dict[str, Any]) -> list[Job]:
                 try:
                     handle = await kontext.submit(ENDPOINT, job_input(prompt))
                 except Exception as err:
-                    _fail(job, err)
-                    job["submit_error"] = True
-                    return job
+                    return _submit_failed(job, err)
                 job["request_id"] = handle.request_id
                 try:
                     await handle.wait()

@@ -40,6 +40,10 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     for key in ("time_to_result", "concurrency"):
         assert any("bare httpx reader" in str(row[0]) for row in scenarios[key]["rows"]), key
     # The connection counter saw every client's connections: at least one TLS connection each.
-    for name, measured in scenarios["time_to_result"]["data"].items():
-        if name != "probe":
-            assert measured["tls_connections"] >= 1, name
+    from bench.clients import LABELS
+
+    measured = scenarios["time_to_result"]["data"]
+    for name in LABELS:
+        assert measured[name]["tls_connections"] >= 1, name
+    # The CPU comparison with the bare reader ran in alternating rounds, each with both clients.
+    assert measured["cpu_rounds"] and all(set(turn) == {"ours-stream", "bare"} for turn in measured["cpu_rounds"])
