@@ -29,6 +29,7 @@ import abc
 import functools
 import inspect
 import itertools
+import math
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -64,6 +65,7 @@ from .flows import (
     WaitOptions,
     cancel_flow,
     cancelling_on_interrupt,
+    resubmit_flow,
     result_flow,
     resume_state,
     save_flow,
@@ -294,6 +296,30 @@ class BaseKontext(
         pool = self._next_pool()
         return self._run_handle(self._submitting(endpoint, input, pool, options), pool)
 
+    def resubmit(
+        self, endpoint: Endpoint | str, input: Mapping[str, object] | EditInput, *, sent_at: float, **options: Any
+    ) -> _Submitted:
+        """``submit`` for a request that may already have been sent once and whose answer never arrived, e.g. by a
+        process killed mid-submit: fal's request list is asked first (``recovery``), the job is adopted when it is
+        listed, and it is submitted only when the list shows it was not queued. Never queued twice.
+
+        Args:
+            endpoint: As ``submit``'s.
+            input: The input as it was sent then (the list is searched for it).
+            sent_at: Unix time (``time.time()``) taken before the earlier send.
+            **options: ``submit``'s keywords.
+
+        Raises:
+            InvalidInputError: the input, ``sent_at`` or an option is invalid (nothing sent). SubmitOutcomeUnknownError:
+                the list cannot tell (there is none, as behind an aggregator, or looking up is off or failing);
+                nothing was sent. Everything ``submit`` raises.
+        """
+        if isinstance(sent_at, bool) or not isinstance(sent_at, (int, float)) or not math.isfinite(sent_at):
+            problem = "must be the Unix time (time.time()) taken before the earlier send"
+            raise InvalidInputError([FieldProblem("sent_at", sent_at, problem)])
+        pool = self._next_pool()
+        return self._run_handle(self._resubmitting(endpoint, input, float(sent_at), pool, options), pool)
+
     def handle(self, request_id: str, *, endpoint: Endpoint | str | None = None) -> _HandleT:
         """The handle of an existing request, e.g. after a restart. No request is made.
 
@@ -494,6 +520,20 @@ class BaseKontext(
         body = build_input(chosen, input)
         submit = self._submit_options(options)
         state = yield from submit_flow(chosen, body, submit, self._settings)
+        return self._handle(state, pool)
+
+    def _resubmitting(
+        self,
+        endpoint: Endpoint | str,
+        input: Mapping[str, object] | EditInput,
+        sent_at: float,
+        pool: int,
+        options: Mapping[str, Any],
+    ) -> Flow[_HandleT]:
+        chosen = parse_endpoint(endpoint)
+        body = build_input(chosen, input)
+        submit = self._submit_options(options)
+        state = yield from resubmit_flow(chosen, body, submit, sent_at, self._settings)
         return self._handle(state, pool)
 
     def _authorization(self) -> str | None:

@@ -6,8 +6,11 @@ and ``image`` / ``images`` (paths, relative to the manifest, or URLs; read and i
 
 The journal (SQLite, next to the output) records each line's request id the moment its submit is answered, its
 state and its saved files, so a run killed at any point and started again resumes every queued job by request id,
-never submits a line twice and skips lines already saved. A line whose submit was under way when the run died is
-*ambiguous*: it may or may not have been queued, so it is not sent again unless asked (``resubmit_ambiguous``).
+never submits a line twice and skips lines already saved. A line whose submit was under way when the run died may
+or may not have been queued: the next run looks it up in fal's request list (``AsyncKontext.resubmit``), adopts the
+job if it is listed and sends the line only if the list shows it was not queued. Where the list cannot tell (an
+aggregator, recovery off) the line is *ambiguous*, as is one whose answer was lost and not recovered during a run:
+it is not sent again unless asked (``resubmit_ambiguous``).
 
 This module uses only the public client API (``AsyncKontext``, its handles and errors).
 """
@@ -339,6 +342,7 @@ class JournalRow:
     files: tuple[str, ...]
     reason: str | None
     cost_usd: float | None
+    updated_at: float  # Unix time of the last change (for SUBMITTING: just before the submit was sent)
 
 
 class Journal:
@@ -375,9 +379,9 @@ class Journal:
 
     def rows(self) -> dict[str, JournalRow]:
         """Every line the journal knows, by id."""
-        found = self._db.execute("SELECT id, digest, state, request_id, files, reason, cost_usd FROM jobs")
+        found = self._db.execute("SELECT id, digest, state, request_id, files, reason, cost_usd, updated_at FROM jobs")
         return {
-            row[0]: JournalRow(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6])
+            row[0]: JournalRow(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6], row[7])
             for row in found
         }
 
@@ -547,8 +551,10 @@ class _Run:
         bucket[job.id] = reason
         self.emit(kind, id=job.id, line=job.line, request_id=request_id, reason=reason)
 
-    async def submit(self, job: BatchJob) -> str | None:
-        """Submit the job, recording "about to submit" first and the request id the moment it is answered.
+    async def submit(self, job: BatchJob, sent_at: float | None = None) -> str | None:
+        """Submit the job, recording "about to submit" first and the request id the moment it is answered. With
+        ``sent_at`` (an earlier run stopped while submitting it, then), fal's request list is asked first
+        (``AsyncKontext.resubmit``): the job is adopted if it was queued, and sent only if the list shows it was not.
 
         Returns the request id, or None when the line was settled otherwise (failed, ambiguous, not sent).
         """
@@ -560,10 +566,15 @@ class _Run:
             return None
         for attempt in range(_RATE_LIMIT_ATTEMPTS):
             await self.pause_for_rate_limit()
-            await self.record(job, SUBMITTING, cost_usd=job_cost(job))
             try:
-                handle = await self.kontext.submit(job.endpoint.id, body)
+                if sent_at is None:
+                    await self.record(job, SUBMITTING, cost_usd=job_cost(job))
+                    handle = await self.kontext.submit(job.endpoint.id, body)
+                else:
+                    # The row keeps its SUBMITTING time: stopped again now, the next run looks from then again.
+                    handle = await self.kontext.resubmit(job.endpoint.id, body, sent_at=sent_at)
             except RateLimitError as err:  # refused: nothing was queued (RFC 6585), safe to send again later
+                sent_at = None  # the list showed the earlier attempt queued nothing; this one was refused
                 pause = min(_MAX_PAUSE, err.retry_after or 0.5 * 2**attempt)
                 self.pause_until = max(self.pause_until, self.clock() + pause)
                 await self.record(job, PENDING, reason=str(err))
@@ -575,8 +586,14 @@ class _Run:
                     await self.record(job, PENDING, reason=reason)
                     self.settle(job, "unfinished", f"{reason} (not sent: run the batch again)")
                     return None
+                if sent_at is not None:  # the request list could not tell about the earlier run's submit
+                    reason = f"the run stopped while submitting it; {reason}"
                 await self.record(job, AMBIGUOUS, reason=reason)
-                self.settle(job, "ambiguous", f"{reason}; it may have been queued: not sent again")
+                self.settle(
+                    job,
+                    "ambiguous",
+                    f"{reason}; it may have been queued: not sent again (resubmit_ambiguous=True sends it)",
+                )
                 return None
             except (ServerError, UnexpectedResponseError) as err:
                 # May have been queued (a gateway's 5xx, an answer we cannot read): the client did not send it
@@ -633,9 +650,9 @@ class _Run:
         if row is not None and row.state == FAILED and not self.retry_failed:
             self.summary.failed[job.id] = row.reason or "failed"
             return
-        if row is not None and row.state in (SUBMITTING, AMBIGUOUS) and not self.resubmit_ambiguous:
-            # Killed between "about to submit" and the answer (or the answer was lost): it may be queued and paid.
-            reason = row.reason if row.state == AMBIGUOUS and row.reason else "the run stopped while submitting it"
+        if row is not None and row.state == AMBIGUOUS and not self.resubmit_ambiguous:
+            # The answer was lost and the client could not tell then whether it was queued: it may be, and paid.
+            reason = row.reason or "the submit's answer was lost"
             await self.record(job, AMBIGUOUS, reason=reason)
             self.settle(
                 job,
@@ -643,13 +660,16 @@ class _Run:
                 f"{reason}; it may have been queued: not sent again (resubmit_ambiguous=True sends it)",
             )
             return
+        # Killed between "about to submit" and the answer: it may be queued, so the request list is asked first.
+        stopped = row is not None and row.state == SUBMITTING and not self.resubmit_ambiguous
+        sent_at = row.updated_at if stopped and row is not None else None
         request_id = row.request_id if row is not None and row.state == SUBMITTED else None
         if request_id is None:
             if not self.reserve(job):
                 self.summary.over_budget.append(job.id)
                 self.emit("over_budget", id=job.id, line=job.line)
                 return
-            request_id = await self.submit(job)
+            request_id = await self.submit(job, sent_at)
             if request_id is None:
                 if job.id in self.summary.unfinished:  # not sent: nothing spent (a 422 may be billed)
                     self.spent -= job_cost(job) or 0.0

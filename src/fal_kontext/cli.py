@@ -59,6 +59,7 @@ from .errors import (
     WaitTimeoutError,
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
+from .recovery import RecoveryPolicy
 from .results import EditResult
 from .retry import RetryPolicy
 from .spec import EndpointSpec, endpoint_specs, parameter_schema, resolved_schema
@@ -305,6 +306,14 @@ def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
     )
     parser.add_argument(
         "--retries", type=int, default=default, metavar="N", help="retries of failed calls (default 4; 0: none)"
+    )
+    parser.add_argument(
+        "--absent-after",
+        type=float,
+        default=default,
+        metavar="SECONDS",
+        help="a submit whose answer was lost (or under way when a batch stopped) is sent again only after fal's "
+        "request list shows no such job for this long (default 60)",
     )
 
 
@@ -698,6 +707,7 @@ _CLI_WORDS = (
     ("auth='bearer'", "--auth bearer"),
     ("call wait()", "run fal-kontext wait REQUEST_ID"),
     ("resubmit_ambiguous=True", "--resubmit-ambiguous"),
+    ("RecoveryPolicy.absent_after", "--absent-after"),
 )
 
 
@@ -1198,8 +1208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configure_logging(args.verbose, os.environ, sys.stderr)
         retry = RetryPolicy() if args.retries is None else RetryPolicy(max_retries=args.retries)
+        recovery = RecoveryPolicy() if args.absent_after is None else RecoveryPolicy(absent_after=args.absent_after)
         transport = HeaderEcho(httpx.HTTPTransport(), out.note) if args.headers else None
-        args.client_options = {"base_url": args.base_url, "auth": args.auth, "wait_timeout": None, "retry": retry}
+        args.client_options = {
+            "base_url": args.base_url,
+            "auth": args.auth,
+            "wait_timeout": None,
+            "retry": retry,
+            "recovery": recovery,
+        }
         kontext = Kontext(**args.client_options, transport=transport)
     except CommandError as err:
         out.error(str(err), err, None, err.code)

@@ -63,7 +63,16 @@ from .errors import (
     json_or_none,
 )
 from .inputs import EditInput
-from .recovery import Action, JobQuery, Recovery, SubmitOutcome, attempt_of, classify, recover_flow
+from .recovery import (
+    Action,
+    JobQuery,
+    Recovery,
+    SubmitAttempt,
+    SubmitOutcome,
+    attempt_of,
+    classify,
+    recover_flow,
+)
 from .results import EditResult, image_file_name, inline_image, write_atomically
 from .retry import Failure, Operation, RetryPolicy
 from .spec import operation_module
@@ -258,6 +267,32 @@ def submit_flow(
         resends += 1
         logger.warning("submit to %s: sending it again (%s)", endpoint.value, recovery.why)
         yield Sleep(settings.retry.backoff(resends, settings.random))
+
+
+def resubmit_flow(
+    endpoint: Endpoint, body: EditInput, options: SubmitOptions, sent_at: float, settings: QueueSettings
+) -> Flow[HandleState]:
+    """``submit_flow`` for a submit that may already have been sent once, at ``sent_at`` (Unix seconds, taken before
+    that send), whose answer never arrived (the process was killed mid-submit): the job is looked up in fal's request
+    list as a dropped answer is, adopted when listed, and submitted only when the list proves it was not queued.
+    Raises ``SubmitOutcomeUnknownError`` when the list cannot tell (none, lookups off or failing)."""
+    query = JobQuery(endpoint.value, body.to_dict(), sent_at)
+    # All that is known of the earlier attempt is that it may have been sent: a dropped answer.
+    recovery = yield from recover_flow(
+        SubmitAttempt(),
+        query,
+        list_url=settings.requests_list,
+        policy=settings.recovery,
+        clock=settings.clock,
+        may_resend=True,
+    )
+    if recovery.action is Action.ADOPT and recovery.request_id is not None:
+        logger.warning("resubmit to %s: adopted request %s (%s)", endpoint.value, recovery.request_id, recovery.why)
+        return resume_state(recovery.request_id, settings, endpoint)
+    if recovery.error is not None:
+        raise recovery.error
+    logger.info("resubmit to %s: not queued before, sending it (%s)", endpoint.value, recovery.why)
+    return (yield from submit_flow(endpoint, body, options, settings))
 
 
 def _submit_error(outcome: Answer | NoAnswer, recovery: Recovery, endpoint: Endpoint, resends: int) -> KontextError:

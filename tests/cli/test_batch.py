@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 from PIL import Image as PILImage
 
-from fal_kontext import AsyncKontext
+from fal_kontext import AsyncKontext, RecoveryPolicy
 from fal_kontext.batch import (
+    AMBIGUOUS,
     JOURNAL_NAME,
     SUBMITTING,
     BatchJob,
     BatchOptions,
+    BatchSummary,
     Journal,
     ManifestError,
     batch,
@@ -185,25 +187,78 @@ def test_a_200_line_batch_killed_twice_ends_with_200_results_each_submitted_once
     assert set(journal_rows(out).values()) == {"saved"}
 
 
-def test_a_line_whose_submit_was_under_way_is_ambiguous_and_not_sent_again(
-    fast: RunningEmulator, tmp_path: Path
-) -> None:
-    manifest = write_manifest(tmp_path, 3)
+def stopped_mid_submit(tmp_path: Path, count: int, line: int) -> tuple[Path, Path, list[BatchJob]]:
+    """A manifest of ``count`` lines and a journal left by a run killed between "about to submit" line ``line``
+    and its answer: (manifest, out, jobs)."""
+    manifest = write_manifest(tmp_path, count)
     out = tmp_path / "out"
     jobs = read_manifest(manifest)
     journal = Journal(out / JOURNAL_NAME)
-    journal.record(jobs[1], SUBMITTING)  # as left by a run killed between "about to submit" and the answer
+    journal.record(jobs[line], SUBMITTING)
     journal.close()
-    command = ["batch", str(manifest), "--out", str(out)]
-    done = run_cli(command, batch_env(fast))
-    assert done.returncode == EXIT_AMBIGUOUS
-    events = json_lines(done.stdout)
-    assert [e["id"] for e in events if e["event"] == "ambiguous"] == ["job-1"]
-    assert "may have been queued" in done.stderr and "--resubmit-ambiguous" in done.stderr
-    assert fast.submit_count(body=jobs[1].input()) == 0 and fast.submit_count() == 2
-    again = run_cli([*command, "--resubmit-ambiguous"], batch_env(fast))
-    assert again.returncode == 0, again.stderr
+    return manifest, out, jobs
+
+
+def test_a_line_under_way_whose_job_was_queued_is_adopted_not_sent_again(fast: RunningEmulator, tmp_path: Path) -> None:
+    import httpx
+
+    manifest, out, jobs = stopped_mid_submit(tmp_path, 3, 1)
+    # The killed run's submit had reached the queue: the job exists, its answer never arrived.
+    headers = {"Authorization": f"Key {fast.key}"}
+    httpx.post(f"{fast.base_url}/{jobs[1].endpoint.id}", json=jobs[1].input(), headers=headers).raise_for_status()
+    done = run_cli(["batch", str(manifest), "--out", str(out)], batch_env(fast))
+    assert done.returncode == 0, done.stderr
+    assert journal_rows(out) == dict.fromkeys(["job-0", "job-1", "job-2"], "saved")
     assert fast.submit_count(body=jobs[1].input()) == 1 and fast.submit_count() == 3
+
+
+def test_a_line_under_way_that_the_list_shows_was_not_queued_is_sent_once(
+    fast: RunningEmulator, tmp_path: Path
+) -> None:
+    _, out, jobs = stopped_mid_submit(tmp_path, 3, 1)
+    quick = RecoveryPolicy(absent_after=0.5, interval=0.1, timeout=10.0)
+
+    async def go() -> BatchSummary:
+        async with AsyncKontext(fast.key, base_url=fast.base_url, recovery=quick) as kontext:
+            return await run_batch(kontext, jobs, out)
+
+    summary = asyncio.run(go())
+    assert (summary.done, summary.ambiguous) == (3, {})
+    assert sorted(by_body_counts(fast)) == [1, 1, 1]
+
+
+def test_a_line_under_way_is_ambiguous_where_no_list_can_tell(fast: RunningEmulator, tmp_path: Path) -> None:
+    _, out, jobs = stopped_mid_submit(tmp_path, 3, 1)
+
+    def go(options: BatchOptions) -> BatchSummary:
+        async def batch_run() -> BatchSummary:
+            async with AsyncKontext(fast.key, base_url=fast.base_url, recovery=RecoveryPolicy(look_up=False)) as k:
+                return await run_batch(k, jobs, out, options)
+
+        return asyncio.run(batch_run())
+
+    summary = go(BatchOptions())
+    assert list(summary.ambiguous) == ["job-1"] and summary.done == 2
+    assert "may have been queued" in summary.ambiguous["job-1"] and "look_up=False" in summary.ambiguous["job-1"]
+    assert fast.submit_count(body=jobs[1].input()) == 0 and fast.submit_count() == 2
+    # Still ambiguous on the next run, and sent only when asked.
+    assert list(go(BatchOptions()).ambiguous) == ["job-1"]
+    assert go(BatchOptions(resubmit_ambiguous=True)).done == 3
+    assert fast.submit_count(body=jobs[1].input()) == 1 and fast.submit_count() == 3
+
+
+def test_the_cli_names_the_flag_that_sends_an_ambiguous_line(fast: RunningEmulator, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, 2)
+    out = tmp_path / "out"
+    jobs = read_manifest(manifest)
+    journal = Journal(out / JOURNAL_NAME)
+    journal.record(jobs[0], AMBIGUOUS, reason="SubmitOutcomeUnknownError: the answer was lost")
+    journal.close()
+    done = run_cli(["batch", str(manifest), "--out", str(out)], batch_env(fast))
+    assert done.returncode == EXIT_AMBIGUOUS
+    assert [e["id"] for e in json_lines(done.stdout) if e["event"] == "ambiguous"] == ["job-0"]
+    assert "may have been queued" in done.stderr and "--resubmit-ambiguous" in done.stderr
+    assert fast.submit_count(body=jobs[0].input()) == 0
 
 
 def test_a_failed_line_exits_non_zero_and_the_others_finish(fast: RunningEmulator, tmp_path: Path) -> None:
@@ -290,13 +345,16 @@ def test_the_synchronous_form_and_retry_failed(fast: RunningEmulator, tmp_path: 
 
 @pytest.mark.slow
 def test_killed_at_random_moments_no_line_is_ever_submitted_twice(fast: RunningEmulator, tmp_path: Path) -> None:
-    """Kills that land anywhere, a submit under way included: a line is saved once, or reported ambiguous."""
+    """Kills that land anywhere, a submit under way included: every line is saved, each submitted once."""
     import random
 
     draw = random.Random(12)
     manifest = write_manifest(tmp_path, 60)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "fal_kontext.cli", "batch", str(manifest), "--out", str(out), "--json"]
+    # A line under way when killed is looked up before it is sent: the emulator lists a job at once, so 1 s of
+    # absence proves it was not queued.
+    quick = ["--absent-after", "1"]
+    command = [sys.executable, "-m", "fal_kontext.cli", *quick, "batch", str(manifest), "--out", str(out), "--json"]
     env = batch_env(fast)
     for _ in range(3):
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -306,12 +364,10 @@ def test_killed_at_random_moments_no_line_is_ever_submitted_twice(fast: RunningE
         time.sleep(draw.uniform(0.2, 1.5))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-    final = run_cli(["batch", str(manifest), "--out", str(out)], env)
+    final = run_cli([*quick, "batch", str(manifest), "--out", str(out)], env)
     summary = json_lines(final.stdout)[-1]
-    assert final.returncode in (0, EXIT_AMBIGUOUS), final.stderr
-    ambiguous = summary["ambiguous"]
-    assert isinstance(ambiguous, dict) and summary["done"] == 60 - len(ambiguous) and not summary["failed"]
-    jobs = {job.id: job for job in read_manifest(manifest)}
-    for job_id, job in jobs.items():
-        count = fast.submit_count(body=job.input())
-        assert count == 1 if job_id not in ambiguous else count <= 1, job_id
+    # Every line under way was settled through the request list: none is left ambiguous, each was sent once.
+    assert final.returncode == 0, final.stderr
+    assert summary["done"] == 60 and not summary["ambiguous"] and not summary["failed"]
+    for job in read_manifest(manifest):
+        assert fast.submit_count(body=job.input()) == 1, job.id

@@ -47,6 +47,16 @@ def test_an_out_that_is_a_file_fails_before_anything_is_sent(
     assert emulator.counters()["calls"] == {}
 
 
+@pytest.mark.parametrize("seconds", ["-1", "nan", "1000"])
+def test_a_bad_absent_after_fails_before_anything_is_sent(
+    emulator: RunningEmulator, env: dict[str, str], image: Path, capsys: pytest.CaptureFixture[str], seconds: str
+) -> None:
+    emulator.reset_counters()
+    assert main(["--absent-after", seconds, "edit", "p", str(image)]) == EXIT_USAGE
+    assert "--absent-after" in capsys.readouterr().err
+    assert emulator.counters()["calls"] == {}
+
+
 def test_images_that_cannot_be_written_name_the_request_and_how_to_fetch_them(
     env: dict[str, str],
     image: Path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -880,3 +881,49 @@ def test_a_redirect_off_fal_s_api_host_does_not_carry_the_key(make: MakeClient) 
         run_job(make, fal, base_url="https://queue.fal.run")
     hosts = {r.url.host: r.headers.get("authorization") for r in fal.requests if r.method == "GET"}
     assert hosts == {"api.fal.ai": f"Key {KEY}", "elsewhere.example": None}
+
+
+# --- resubmit: a submit an earlier process may have sent -----------------------------------------------------------
+
+
+def resubmit(make: MakeClient, fal: FakeFal, sent_at: object, **options: Any) -> str:
+    """``resubmit`` of ``JOB_INPUT`` through a client of the test's kind; returns the handle's request id."""
+    options = {"base_url": LOOPBACK, "key": KEY, "stream_status": False, "recovery": FAST, **options}
+    request_id: str = make(fal, FakeClock(), **options).resubmit(ENDPOINT, JOB_INPUT, sent_at=sent_at).request_id
+    return request_id
+
+
+def test_resubmit_adopts_the_job_the_earlier_process_queued(make: MakeClient) -> None:
+    fal = FakeFal(jobs={"job-1": {"endpoint": ENDPOINT, "input": JOB_INPUT, "sent": time.time()}})
+    assert resubmit(make, fal, time.time() - 1) == "job-1"
+    assert (fal.submits(), len(fal.jobs)) == (0, 1) and fal.lookups()
+
+
+def test_resubmit_sends_a_job_the_list_shows_was_not_queued(make: MakeClient) -> None:
+    sent_before = time.time() - 1
+    # A job with the same input queued before the earlier send is another job: not adopted.
+    fal = FakeFal(jobs={"old": {"endpoint": ENDPOINT, "input": JOB_INPUT, "sent": sent_before - 600}})
+    assert resubmit(make, fal, sent_before) == "job-2"
+    assert fal.submits() == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"base_url": "https://proxy.example/fal"}, "no request list"),  # an aggregator
+        ({"recovery": RecoveryPolicy(look_up=False)}, "look_up=False"),
+    ],
+)
+def test_resubmit_without_a_lookup_sends_nothing(make: MakeClient, options: dict[str, Any], words: str) -> None:
+    fal = FakeFal()
+    with pytest.raises(SubmitOutcomeUnknownError, match=words):
+        resubmit(make, fal, time.time() - 1, **options)
+    assert fal.requests == []
+
+
+@pytest.mark.parametrize("sent_at", [math.nan, math.inf, "yesterday", True, None])
+def test_resubmit_refuses_a_sent_at_that_is_not_a_time(make: MakeClient, sent_at: object) -> None:
+    fal = FakeFal()
+    with pytest.raises(InvalidInputError, match="sent_at"):
+        resubmit(make, fal, sent_at)
+    assert fal.requests == []
