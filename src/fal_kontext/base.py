@@ -318,7 +318,7 @@ class BaseKontext(
             problem = "must be the Unix time (time.time()) taken before the earlier send"
             raise InvalidInputError([FieldProblem("sent_at", sent_at, problem)])
         pool = self._next_pool()
-        return self._run_handle(self._resubmitting(endpoint, input, float(sent_at), pool, options), pool)
+        return self._run_handle(self._submitting(endpoint, input, pool, options, sent_at=float(sent_at)), pool)
 
     def handle(self, request_id: str, *, endpoint: Endpoint | str | None = None) -> _HandleT:
         """The handle of an existing request, e.g. after a restart. No request is made.
@@ -514,26 +514,22 @@ class BaseKontext(
     # --- flows of the verbs (arguments are checked when the flow starts) ------------------------------------------
 
     def _submitting(
-        self, endpoint: Endpoint | str, input: Mapping[str, object] | EditInput, pool: int, options: Mapping[str, Any]
-    ) -> Flow[_HandleT]:
-        chosen = parse_endpoint(endpoint)
-        body = build_input(chosen, input)
-        submit = self._submit_options(options)
-        state = yield from submit_flow(chosen, body, submit, self._settings)
-        return self._handle(state, pool)
-
-    def _resubmitting(
         self,
         endpoint: Endpoint | str,
         input: Mapping[str, object] | EditInput,
-        sent_at: float,
         pool: int,
         options: Mapping[str, Any],
+        *,
+        sent_at: float | None = None,
     ) -> Flow[_HandleT]:
+        """The submit flow; with ``sent_at``, the resubmit flow (an earlier send at that time may have queued it)."""
         chosen = parse_endpoint(endpoint)
         body = build_input(chosen, input)
         submit = self._submit_options(options)
-        state = yield from resubmit_flow(chosen, body, submit, sent_at, self._settings)
+        if sent_at is None:
+            state = yield from submit_flow(chosen, body, submit, self._settings)
+        else:
+            state = yield from resubmit_flow(chosen, body, submit, sent_at, self._settings)
         return self._handle(state, pool)
 
     def _authorization(self) -> str | None:

@@ -661,8 +661,8 @@ class _Run:
             )
             return
         # Killed between "about to submit" and the answer: it may be queued, so the request list is asked first.
-        stopped = row is not None and row.state == SUBMITTING and not self.resubmit_ambiguous
-        sent_at = row.updated_at if stopped and row is not None else None
+        stopped = row if row is not None and row.state == SUBMITTING and not self.resubmit_ambiguous else None
+        sent_at = stopped.updated_at if stopped is not None else None
         request_id = row.request_id if row is not None and row.state == SUBMITTED else None
         if request_id is None:
             if not self.reserve(job):

@@ -431,8 +431,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: Callable[[], float] = 
 # --- from an HTTP outcome to the error ----------------------------------------------------------------------------
 
 
-def json_or_none(content: bytes) -> Any:
-    """The JSON value of a body, or None when it is not JSON."""
+def json_or_none(content: str | bytes) -> Any:
+    """The JSON value of a body (or a text), or None when it is not JSON."""
     try:
         return json.loads(content)
     except (ValueError, UnicodeDecodeError):

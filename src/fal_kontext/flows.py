@@ -8,7 +8,6 @@ parsed by their ``parse_response`` (found through the spec, ``spec.operation_mod
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -480,10 +479,7 @@ def _give_up(
 
 
 def _event_body(event: QueueStatusEvent) -> dict[str, Any] | None:
-    try:
-        body = json.loads(event.data)
-    except ValueError:
-        return None
+    body = json_or_none(event.data)
     return body if isinstance(body, dict) else None
 
 
