@@ -43,8 +43,8 @@ def facts_from_description(facts: FieldFacts, json_type: str | None) -> None:
     if m := _RANGE.search(text):
         facts.minimum = _number(m.group(1), json_type)
         facts.maximum = _number(m.group(2), json_type)
-    if m := _DEFAULT.search(text):
-        facts.default = _typed(m.group(1), json_type)
+    if (m := _DEFAULT.search(text)) and (value := _typed(m.group(1), json_type)) is not None:
+        facts.default = value
     if m := _ENUMERATED.search(text):
         facts.enum = [v.strip().strip('"') for v in m.group(1).split(",") if v.strip()]
     elif m := _QUOTED_LIST.search(text):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model import FieldFacts, SourceDocument, SourceError, SourceKind
+from .model import NOT_STATED, FieldFacts, Format, SourceDocument, SourceError
 
 _ENDPOINT_ID = re.compile(r"\*\*Endpoint ID:\*\*\s*`([^`]+)`")
 # The model tier as fal's page names it in its summary: "FLUX.1 Kontext [max]".
@@ -70,17 +70,18 @@ def _section(text: str, heading: str, path: Path) -> tuple[int, int]:
     return m.end(), end.start() if end else len(text)
 
 
-def type_to_schema(fal_type: str, enum_values: list[str] | None) -> tuple[dict[str, Any] | None, str | None]:
-    """Map a fal type name to (schema, enum name). Enum types give no schema: the merge names them."""
+def type_to_schema(fal_type: str, enum_values: list[str] | None) -> dict[str, Any] | None:
+    """Map a fal type name to a schema; another type is a reference by fal's own name (the build renames it)."""
     if fal_type in _SCALARS:
-        return {"type": _SCALARS[fal_type]}, None
+        return {"type": _SCALARS[fal_type]}
     if m := re.fullmatch(r"list<(.+)>", fal_type):
-        inner, _ = type_to_schema(m.group(1), None)
-        return ({"type": "array", "items": inner} if inner else None), None
+        inner = type_to_schema(m.group(1), None)
+        return {"type": "array", "items": inner} if inner else None
     if enum_values is not None and (fal_type == "Enum" or fal_type.endswith("Enum")):
-        # fal's Kontext enums are string enums, even SafetyToleranceEnum ("1".."6"): fal-protocol.md §1.2.
-        return {"type": "string"}, fal_type
-    return {"$ref": f"#/components/schemas/{fal_type.rsplit('__', 1)[-1]}"}, None
+        # fal's Kontext enums are string enums, even SafetyToleranceEnum ("1".."6"):
+        # https://fal.ai/models/fal-ai/flux-pro/kontext/max/api ("safety_tolerance": "2").
+        return {"type": "string"}
+    return {"$ref": f"#/components/schemas/{fal_type}"}
 
 
 def _typed_value(raw: str, schema: dict[str, Any] | None) -> Any:
@@ -250,7 +251,7 @@ def read_fields(elements: list[Element], start: int, end: int, text: str, path: 
         if any(f.name == name for f in fields):
             raise SourceError(path, line, f"{name}: a second <ParamField> for the same field in one schema")
         values, values_line = _possible_values(element, text, path, name)
-        schema, enum_name = type_to_schema(fal_type, values)
+        schema = type_to_schema(fal_type, values)
         if schema is None:
             raise SourceError(path, line, f"type {fal_type!r} of {name!r} is not a type we can read")
         facts = FieldFacts(
@@ -259,14 +260,14 @@ def read_fields(elements: list[Element], start: int, end: int, text: str, path: 
             required="required" in attrs,
             description=_description(body),
             enum=values,
-            enum_name=enum_name,
+            line=line,
         )
         try:
             if attrs.get("default") is not None:
                 facts.default = _typed_value(str(attrs["default"]), schema)
             if d := _DEFAULT_TEXT.search(body):
                 stated = _typed_value(d.group(1), schema)
-                if facts.default is not None and stated != facts.default:
+                if facts.default is not NOT_STATED and stated != facts.default:
                     raise SourceError(path, line, f"{name}: default={facts.default!r} but text says {stated!r}")
                 facts.default = stated
             if r := _RANGE.search(body):
@@ -274,7 +275,7 @@ def read_fields(elements: list[Element], start: int, end: int, text: str, path: 
                 facts.maximum = _typed_value(r.group(2), schema)
         except ValueError as err:
             raise SourceError(path, line, f"{name}: {err}") from err
-        if values is not None and facts.default is not None and str(facts.default) not in values:
+        if values is not None and facts.default is not NOT_STATED and str(facts.default) not in values:
             raise SourceError(
                 path, values_line, f"{name}: default {facts.default!r} is not among the possible values {values}"
             )
@@ -298,7 +299,7 @@ def read_fal_doc(path: Path) -> SourceDocument:
     m = _ENDPOINT_ID.search(text)
     if not m:
         raise SourceError(path, None, "no '**Endpoint ID:**' line; a fal API reference page has one")
-    source = SourceDocument(path=path, kind=SourceKind.FAL_DOC, endpoint="/" + m.group(1).strip("/"))
+    source = SourceDocument(path=path, format=Format.FAL_DOC, endpoint="/" + m.group(1).strip("/"))
     if title := re.search(r"^> (API reference for .+)$", text, re.MULTILINE):
         source.summary = title.group(1).strip()
         if tier := _TIER.search(source.summary):

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .descriptions import facts_from_description
-from .model import FieldFacts, SourceDocument, SourceError, SourceKind
+from .model import FieldFacts, Format, SourceDocument, SourceError
 
 _ENDPOINT = re.compile(r"^POST (https?://[^\s/]+)(/\S+)\s*$", re.MULTILINE)
 _ROW = re.compile(
@@ -50,7 +50,7 @@ def read_rendered_page(path: Path) -> SourceDocument:
     if not m:
         raise SourceError(path, None, "no 'POST https://host/path' line naming the endpoint")
     host = urlsplit(m.group(1))
-    source = SourceDocument(path=path, kind=SourceKind.RENDERED_PAGE, endpoint=m.group(2))
+    source = SourceDocument(path=path, format=Format.PAGE, endpoint=m.group(2))
     source.servers.append({"url": f"{host.scheme}://{host.netloc}", "description": "Aggregator (rendered page)"})
     source.summary = m.group(2)
     if re.search(r"Authorization: Bearer", text):
