@@ -19,23 +19,19 @@ EndpointId = Literal[
 Tier = Literal["max", "pro"]
 Family = Literal["edit", "multi-edit", "text-to-image"]
 
-AspectRatioValue = Literal[
-    "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"
-]
-OutputFormatValue = Literal["jpeg", "png"]
-SafetyToleranceValue = Literal["1", "2", "3", "4", "5", "6"]
-
 
 class KontextInputOptions(TypedDict, total=False):
     """The optional fields of KontextInput, the input of `fal-ai/flux-pro/kontext`, `fal-ai/flux-pro/kontext/max`."""
 
-    seed: int
-    guidance_scale: float
-    sync_mode: bool
+    aspect_ratio: Literal[
+        "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"
+    ]
     num_images: int
-    output_format: OutputFormatValue
-    safety_tolerance: SafetyToleranceValue
-    aspect_ratio: AspectRatioValue
+    output_format: Literal["jpeg", "png"]
+    sync_mode: bool
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    guidance_scale: float
+    seed: int
     enhance_prompt: bool
 
 
@@ -46,10 +42,12 @@ class KontextMultiInputOptions(TypedDict, total=False):
     guidance_scale: float
     sync_mode: bool
     num_images: int
-    output_format: OutputFormatValue
-    safety_tolerance: SafetyToleranceValue
+    output_format: Literal["jpeg", "png"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
     enhance_prompt: bool
-    aspect_ratio: AspectRatioValue
+    aspect_ratio: Literal[
+        "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"
+    ]
 
 
 class KontextTextToImageInputOptions(TypedDict, total=False):
@@ -59,22 +57,26 @@ class KontextTextToImageInputOptions(TypedDict, total=False):
     guidance_scale: float
     sync_mode: bool
     num_images: int
-    output_format: OutputFormatValue
-    safety_tolerance: SafetyToleranceValue
+    output_format: Literal["jpeg", "png"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
     enhance_prompt: bool
-    aspect_ratio: AspectRatioValue
+    aspect_ratio: Literal[
+        "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"
+    ]
 
 
 class EditOptions(TypedDict, total=False):
     """The optional fields every `edit` endpoint accepts (2 in the spec)."""
 
-    seed: int
-    guidance_scale: float
-    sync_mode: bool
+    aspect_ratio: Literal[
+        "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"
+    ]
     num_images: int
-    output_format: OutputFormatValue
-    safety_tolerance: SafetyToleranceValue
-    aspect_ratio: AspectRatioValue
+    output_format: Literal["jpeg", "png"]
+    sync_mode: bool
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
+    guidance_scale: float
+    seed: int
     enhance_prompt: bool
 
 
@@ -85,10 +87,12 @@ class MultiEditOptions(TypedDict, total=False):
     guidance_scale: float
     sync_mode: bool
     num_images: int
-    output_format: OutputFormatValue
-    safety_tolerance: SafetyToleranceValue
+    output_format: Literal["jpeg", "png"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
     enhance_prompt: bool
-    aspect_ratio: AspectRatioValue
+    aspect_ratio: Literal[
+        "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"
+    ]
 
 
 class TextToImageOptions(TypedDict, total=False):
@@ -98,10 +102,12 @@ class TextToImageOptions(TypedDict, total=False):
     guidance_scale: float
     sync_mode: bool
     num_images: int
-    output_format: OutputFormatValue
-    safety_tolerance: SafetyToleranceValue
+    output_format: Literal["jpeg", "png"]
+    safety_tolerance: Literal["1", "2", "3", "4", "5", "6"]
     enhance_prompt: bool
-    aspect_ratio: AspectRatioValue
+    aspect_ratio: Literal[
+        "21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"
+    ]
 
 
 OPTIONS_BY_SCHEMA: dict[str, type[Any]] = {

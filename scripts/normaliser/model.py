@@ -13,8 +13,8 @@ class Format(enum.Enum):
 
     OPENAPI = "OpenAPI document"
     APIFOX = "Apifox export"
-    LLMS = "fal llms.txt page"
-    FAL_DOC = "fal API reference page"
+    LLMS = "llms.txt page"
+    FAL_DOC = "API reference page"
     PAGE = "rendered aggregator page"
 
     @property

@@ -150,7 +150,7 @@ class _Reader:
             extra = node.get("additionalProperties")
             if extra is not None:
                 schema["additionalProperties"] = (
-                    extra if isinstance(extra, bool) else self.type_part(extra, f"{where}{{*}}")
+                    bool(extra) if isinstance(extra, bool) else self.type_part(extra, f"{where}{{*}}")
                 )
             if node.get("properties"):
                 required = set(node.get("required") or [])
@@ -160,12 +160,12 @@ class _Reader:
                 if required:
                     schema["required"] = [str(r) for r in node["required"]]
         if "format" in node and node["format"] in _KEPT_FORMATS:
-            schema["format"] = node["format"]
+            schema["format"] = str(node["format"])
         if "enum" in node:
             schema["enum"] = self.enum(node, where)
         for keyword in BOUNDS.values():
             if keyword in node:
-                schema[keyword] = node[keyword]
+                schema[keyword] = _plain(node[keyword])
         return schema
 
     def enum(self, node: dict[str, Any], where: str) -> list[Any]:
@@ -178,7 +178,7 @@ class _Reader:
         repeated = sorted({str(v) for v in kept if kept.count(v) > 1})
         if repeated:
             raise self.fail(node, "enum", f"{where}: enum value {', '.join(repeated)} is listed twice")
-        return list(kept)
+        return [_plain(v) for v in kept]
 
     def flatten(self, node: Any, where: str) -> dict[str, Any]:
         """A property schema with `$ref` (to a non-object), one-member `allOf` and a nullable `anyOf` unwrapped, so
@@ -224,14 +224,14 @@ class _Reader:
                 value = flat[keyword]
                 if isinstance(value, bool) != keyword.startswith("exclusive"):
                     raise self.fail(flat, keyword, f"{spot}: `{keyword}` {value!r} is not understood")
-                setattr(facts, attribute, value)
+                setattr(facts, attribute, _plain(value))
         if "default" in flat:
             facts.default = self.default(flat, facts, spot)
         self.prose_facts(facts, spot)
         return facts
 
     def default(self, flat: dict[str, Any], facts: FieldFacts, where: str) -> Any:
-        value = flat["default"]
+        value = _plain(flat["default"])
         kind = (facts.schema or {}).get("type")
         if value is None:
             if not facts.nullable:
