@@ -52,7 +52,7 @@ def test_conforming_submit_status_and_stream_pass(index: SpecIndex) -> None:
     with client.stream("GET", f"/fal-ai/flux-pro/requests/{RID}/status/stream") as response:
         response.read()
     assert recorder.violations() == []
-    assert recorder.operations_seen() == {"submit_kontext", "get_request_status", "stream_request_status"}
+    assert recorder.operations_seen() == {"submit_flux_pro_kontext", "get_request_status", "stream_request_status"}
 
 
 def test_nonconforming_requests_are_reported(index: SpecIndex) -> None:
@@ -88,7 +88,7 @@ def test_nonconforming_responses_are_reported(index: SpecIndex) -> None:
     client.get(f"/fal-ai/flux-pro/requests/{RID}/status")
     client.get(f"/fal-ai/flux-pro/requests/{RID}")
     by_exchange = {e.operation_id: e.problems for e in recorder.exchanges}
-    assert any('"response_url" is a required property' in p for p in by_exchange["submit_kontext"])
+    assert any('"response_url" is a required property' in p for p in by_exchange["submit_flux_pro_kontext"])
     assert any("Undocumented status 418" in p for p in by_exchange["cancel_request"])
     assert any('"FAILED" is not one of' in p for p in by_exchange["get_request_status"])
     assert any('"url" is a required property' in p for p in by_exchange["get_request_result"])

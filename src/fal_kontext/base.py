@@ -39,7 +39,7 @@ from typing import Any, Generic, TypeVar, Unpack, overload
 
 import httpx
 from fal_kontext_api.client import AuthenticatedClient, Client
-from fal_kontext_api.models import CancelStatus, KontextOutput
+from fal_kontext_api.models import CancelStatus
 from fal_kontext_api.options import EditOptions, MultiEditOptions, TextToImageOptions, Tier
 
 from .commands import Answer, Call, Download, Flow, HttpGet, NoAnswer, OpenStream, Send, no_answer
@@ -78,6 +78,7 @@ from .inputs import EditInput, build_edit_input, build_input, build_text_to_imag
 from .recovery import DEFAULT_RECOVERY, RecoveryPolicy, may_send_key
 from .results import EditResult
 from .retry import RetryPolicy
+from .spec import generated_model, output_schemas
 from .status import Status
 from .storage import (
     DEFAULT_UPLOAD_THRESHOLD,
@@ -611,8 +612,9 @@ class BaseKontext(
             start_timeout=options.start_timeout,
             runner_hint=options.runner_hint,
         )
+        model = generated_model(chosen.spec.output_schema or output_schemas()[0])
         answer = yield from direct_flow(
-            call.request(), KontextOutput.from_dict, retry=self._config.retry, random=self._config.random
+            call.request(), model.from_dict, retry=self._config.retry, random=self._config.random
         )
         return EditResult(answer.request_id or "", answer.output)
 

@@ -779,7 +779,8 @@ def _save(result: EditResult, folder: Path | None, kontext: Kontext, out: Output
             result.request_id,
         ) from err
     out.emit("result", **result.to_dict(), files=files)
-    out.say(f"done: {result.request_id}, seed {result.output.seed}")
+    seed = result.output.to_dict().get("seed")
+    out.say(f"done: {result.request_id}" + (f", seed {seed}" if seed is not None else ""))
     for path in files:
         out.say(f"  saved {path}")
     if not files:

@@ -1,19 +1,66 @@
-"""The result of an edit: the generated ``KontextOutput`` with its request id, and writing its images to disk."""
+"""The result of a request: the endpoint's generated output model with its request id, and writing its images to disk.
+
+Every endpoint of the spec answers with an output of its own schema (``x-fal-endpoint.output_schema``), and every
+one has ``images``, a list of files with a ``url`` (the spec pipeline refuses an endpoint whose output has not).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from fal_kontext_api.models import Image, KontextOutput
+from typing import Any, Protocol
 
 from .files import decode_data_uri, extension_for
+from .spec import EndpointSpec, generated_model, output_schemas
 
-__all__ = ["EditResult", "image_file_name", "inline_image", "write_atomically"]
+__all__ = [
+    "EditResult",
+    "EndpointOutput",
+    "ImageFile",
+    "image_file_name",
+    "inline_image",
+    "read_output",
+    "write_atomically",
+]
+
+
+class ImageFile(Protocol):
+    """An image of an output, as every endpoint's generated image item has it."""
+
+    @property
+    def url(self) -> str:
+        """Where the image can be downloaded, or a data URI."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The item as JSON (``content_type``, ``width``, ... where the endpoint's schema has them)."""
+
+
+class EndpointOutput(Protocol):
+    """An endpoint's output, as every generated output model of the spec has it."""
+
+    @property
+    def images(self) -> Sequence[ImageFile]:
+        """The generated images."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The output as JSON."""
+
+
+def read_output(data: object, endpoint: EndpointSpec | None) -> EndpointOutput | None:
+    """The output model of ``endpoint`` read from JSON ``data``; without an endpoint, the first output schema of the
+    spec that reads it. None when ``data`` is not such an output."""
+    names = [endpoint.output_schema] if endpoint is not None and endpoint.output_schema else list(output_schemas())
+    for name in names:
+        try:
+            output: EndpointOutput = generated_model(name).from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        return output
+    return None
 
 
 @dataclass(frozen=True)
@@ -29,10 +76,10 @@ class EditResult:
     """
 
     request_id: str
-    output: KontextOutput
+    output: EndpointOutput
 
     @property
-    def images(self) -> list[Image]:
+    def images(self) -> Sequence[ImageFile]:
         """The generated images (URLs, or data URIs with ``sync_mode``)."""
         return self.output.images
 
@@ -47,7 +94,7 @@ def image_file_name(request_id: str, index: int, data: bytes, content_type: str 
     return f"{safe_id}-{index}{extension_for(content_type, data)}"
 
 
-def inline_image(image: Image) -> tuple[str | None, bytes] | None:
+def inline_image(image: ImageFile) -> tuple[str | None, bytes] | None:
     """The content type and bytes of an image given as a data URI, or None if it is a URL to download."""
     if image.url.startswith("data:"):
         return decode_data_uri(image.url)

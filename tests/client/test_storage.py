@@ -444,7 +444,7 @@ def test_pending_uploads_replace_their_stand_ins_and_share_one_token() -> None:
     second = PendingUpload(
         "https://upload.invalid/image_urls%5B2%5D/b.png", LocalFile(PNG_FILE.data, "image/png", "b.png", "b")
     )
-    fields = {"prompt": "p", "image_urls": [first.stand_in, "https://example.test/x.png", second.stand_in]}
+    fields = {"prompt": "a prompt", "image_urls": [first.stand_in, "https://example.test/x.png", second.stand_in]}
     names = iter(["one", "two"])
 
     def storage(request: Send) -> Answer:
@@ -456,7 +456,7 @@ def test_pending_uploads_replace_their_stand_ins_and_share_one_token() -> None:
         upload_pending_flow(fields, [first, second], settings(), authorization=KEY), storage
     )
     assert replaced == {
-        "prompt": "p",
+        "prompt": "a prompt",
         "image_urls": [
             "https://v3.fal.media/files/one.png",
             "https://example.test/x.png",

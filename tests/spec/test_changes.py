@@ -93,12 +93,12 @@ def test_operations_and_endpoint_metadata(spec: dict[str, Any]) -> None:
     new = copy.deepcopy(spec)
     paths = new["paths"]
     paths["/fal-ai/flux-pro/kontext/new"] = copy.deepcopy(paths["/fal-ai/flux-pro/kontext"])
-    paths["/fal-ai/flux-pro/kontext/new"]["post"]["operationId"] = "submit_kontext_new"
+    paths["/fal-ai/flux-pro/kontext/new"]["post"]["operationId"] = "submit_flux_pro_kontext_new"
     del paths["/fal-ai/flux-pro/kontext/max/multi"]
     paths["/fal-ai/flux-pro/kontext"]["post"]["x-fal-endpoint"]["tier"] = "ultra"
     said = _said(spec, new)
-    assert "breaking: POST /fal-ai/flux-pro/kontext/max/multi: operation 'submit_kontext_max_multi' removed" in said
-    assert "additive: POST /fal-ai/flux-pro/kontext/new: operation 'submit_kontext_new' added" in said
+    assert "breaking: POST /fal-ai/flux-pro/kontext/max/multi: operation 'submit_flux_pro_kontext_max_multi' removed" in said
+    assert "additive: POST /fal-ai/flux-pro/kontext/new: operation 'submit_flux_pro_kontext_new' added" in said
     assert f"breaking: {SUBMIT}: x-fal-endpoint.tier 'pro' -> 'ultra'" in said
     new["x-fal-sync"]["server"] = "https://run.example"
     assert "breaking: (document): x-fal-sync changed" in _said(spec, new)
@@ -109,7 +109,7 @@ def test_operations_and_endpoint_metadata(spec: dict[str, Any]) -> None:
 def test_changelog_entries_stack_newest_first(spec: dict[str, Any]) -> None:
     first = with_entry(None, entry(None, spec, "a" * 64, compare(None, spec), ""))
     assert first.startswith("# Changes to the API") and latest_digest(first) == "a" * 16
-    assert f"- **additive** {SUBMIT}: operation 'submit_kontext' added" in first
+    assert f"- **additive** {SUBMIT}: operation 'submit_flux_pro_kontext' added" in first
     second = with_entry(first, entry(spec, spec, "b" * 64, [], ""))
     assert latest_digest(second) == "b" * 16
     assert second.index("b" * 16) < second.index("a" * 16)

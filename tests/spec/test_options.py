@@ -45,10 +45,10 @@ def _mypy(tmp_path: Path, calls: str) -> subprocess.CompletedProcess[str]:
 
 def test_mypy_strict_accepts_values_the_spec_allows(tmp_path: Path) -> None:
     ratio, tier, fmt = _enum("AspectRatio")[0], _tiers()[-1], _enum("OutputFormat")[-1]
-    calls = f'kontext.edit("p", image="x.png", model="{tier}", aspect_ratio="{ratio}", num_images=2, output_format="{fmt}")\n'
-    calls += f'kontext.edit("p", images=["a.png", "b.png"], model="{tier}", aspect_ratio="{ratio}")\n'
-    calls += f'kontext.generate("p", aspect_ratio="{ratio}", seed=1)\n'
-    calls += f'akontext.generate("p", model="{tier}", aspect_ratio="{ratio}")\n'
+    calls = f'kontext.edit("a prompt", image="x.png", model="{tier}", aspect_ratio="{ratio}", num_images=2, output_format="{fmt}")\n'
+    calls += f'kontext.edit("a prompt", images=["a.png", "b.png"], model="{tier}", aspect_ratio="{ratio}")\n'
+    calls += f'kontext.generate("a prompt", aspect_ratio="{ratio}", seed=1)\n'
+    calls += f'akontext.generate("a prompt", model="{tier}", aspect_ratio="{ratio}")\n'
     done = _mypy(tmp_path, calls)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -56,11 +56,11 @@ def test_mypy_strict_accepts_values_the_spec_allows(tmp_path: Path) -> None:
 def test_mypy_strict_refuses_values_the_spec_does_not_allow(tmp_path: Path) -> None:
     bad_ratio = "+".join(_enum("AspectRatio"))  # no value of the enum
     bad_tier = "-".join(_tiers()) + "x"
-    calls = f'kontext.edit("p", image="x.png", aspect_ratio="{bad_ratio}")\n'
-    calls += f'kontext.edit("p", image="x.png", model="{bad_tier}")\n'
-    calls += 'kontext.edit("p", image="x.png", num_images="two")\n'
-    calls += 'kontext.edit("p", image="x.png", image_urls=["a"])\n'
-    calls += f'kontext.generate("p", aspect_ratio="{bad_ratio}")\n'
+    calls = f'kontext.edit("a prompt", image="x.png", aspect_ratio="{bad_ratio}")\n'
+    calls += f'kontext.edit("a prompt", image="x.png", model="{bad_tier}")\n'
+    calls += 'kontext.edit("a prompt", image="x.png", num_images="two")\n'
+    calls += 'kontext.edit("a prompt", image="x.png", image_urls=["a"])\n'
+    calls += f'kontext.generate("a prompt", aspect_ratio="{bad_ratio}")\n'
     done = _mypy(tmp_path, calls)
     assert done.returncode == 1
     errors = [line for line in done.stdout.splitlines() if ": error:" in line]

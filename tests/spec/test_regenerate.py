@@ -92,9 +92,9 @@ def test_a_new_endpoint_source_alone_becomes_a_typed_operation(tree: Path, capsy
 
     assert regenerate.regenerate(Tree(tree), verify=False) == 0
     out = capsys.readouterr().out
-    assert f"additive: POST /{invented}: operation 'submit_kontext_ultra_text_to_image' added" in out
+    assert f"additive: POST /{invented}: operation 'submit_flux_pro_kontext_ultra_text_to_image' added" in out
     package = tree / "generated" / "fal_kontext_api"
-    assert (package / "api" / "edit" / "submit_kontext_ultra_text_to_image.py").exists()
+    assert (package / "api" / "edit" / "submit_flux_pro_kontext_ultra_text_to_image.py").exists()
     options = (package / "options.py").read_text()
     assert 'Tier = Literal["max", "pro", "ultra"]' in options
     assert f'"{invented}"' in options
@@ -112,7 +112,7 @@ with run_emulator(EmulatorConfig(run_time=0.05, queue_wait=0.01)) as emulator:
         made = kontext.generate("a lighthouse at dusk", model="ultra", num_images=2)
         run = kontext.run({invented!r}, {{"prompt": "a lighthouse at dusk"}})
     calls = emulator.counters()["calls"]
-print(len(made.images), len(run.images), calls.get("submit_kontext_ultra_text_to_image"))
+print(len(made.images), len(run.images), calls.get("submit_flux_pro_kontext_ultra_text_to_image"))
 """
     env = {**os.environ, "PYTHONPATH": str(tree / "generated")}
     done = subprocess.run(
