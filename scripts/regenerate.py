@@ -31,7 +31,7 @@ from pathlib import Path
 
 import generate_client
 import yaml
-from normaliser.changes import Change, compare, entry, latest_digest, major, with_entry
+from normaliser.changes import Change, compare, endpoints_changed, entry, latest_digest, major, with_entry
 from normaliser.model import SourceError
 from normaliser.pipeline import SpecError, normalise, summary
 
@@ -194,6 +194,9 @@ def regenerate(
     print(f"== API changes, committed spec -> new: {len(breaking)} breaking, {len(changes) - len(breaking)} additive")
     for change in changes:
         print(f"  {change}")
+    touched, untouched = endpoints_changed(changes, result.document)
+    print(f"endpoints changed: {', '.join(touched) or 'none'}")
+    print(f"endpoints unchanged (operation, input and output): {', '.join(untouched) or 'none'}")
     if not check and not outcome.acknowledged:
         print(
             f"{len(breaking)} breaking changes (above): nothing written. Acknowledge them by raising the major of "

@@ -56,6 +56,8 @@ class _Reader:
         self.definitions: dict[str, TypeDefinition] = {}
         self.repairs: list[str] = []
         self._reading: set[str] = set()
+        # The line of the field being read: nested schemas copied while flattening no longer carry their own.
+        self.field_line: int | None = None
 
     # --- where ---------------------------------------------------------------------------------------------------
 
@@ -161,6 +163,12 @@ class _Reader:
                     schema["required"] = [str(r) for r in node["required"]]
         if "format" in node and node["format"] in _KEPT_FORMATS:
             schema["format"] = str(node["format"])
+        elif "format" in node:
+            line = self.line(node, "format") or self.field_line
+            self.repairs.append(
+                f"line {line}: {where}: format {node['format']!r} not carried into the spec "
+                f"(only {', '.join(sorted(_KEPT_FORMATS))}: another would change the type the generator builds)"
+            )
         if "enum" in node:
             schema["enum"] = self.enum(node, where)
         for keyword in BOUNDS.values():
@@ -210,8 +218,9 @@ class _Reader:
     def field(self, name: str, node: Any, required: bool, where: str, parent: Any) -> FieldFacts:
         """One property of an object schema, read into facts."""
         spot = f"{where}.{name}"
+        self.field_line = self.line(parent, name)
         flat = self.flatten(node, spot)
-        facts = FieldFacts(name=name, line=self.line(parent, name), required=required)
+        facts = FieldFacts(name=name, line=self.field_line, required=required)
         facts.schema = {k: v for k, v in self.type_part(flat, spot).items() if k not in ("enum", *BOUNDS.values())}
         description = flat.get("description")
         facts.description = re.sub(r"\s+", " ", str(description)).strip() or None if description else None
