@@ -254,6 +254,8 @@ def test_build_makes_an_sdist_and_a_wheel_with_what_users_need(dist: Dist) -> No
         "README.md",
         "pyproject.toml",
     } <= members
+    # The README's install lines name the file the build makes.
+    assert f"dist/{dist.wheel.name}" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_the_metadata_is_complete_and_its_description_has_no_relative_links(dist: Dist) -> None:
@@ -269,11 +271,11 @@ def test_the_metadata_is_complete_and_its_description_has_no_relative_links(dist
     description = meta.get_payload()
     assert isinstance(description, str)
     assert meta["Description-Content-Type"] == "text/markdown"
-    assert description.startswith("# fal-kontext")
+    assert description.startswith("# fal-kontext") and "pip install" in description
     links = re.findall(r"\]\(([^)]*)\)", description)
     assert all(link.startswith(("https://", "http://")) for link in links), links
     assert "docs/client.md" in description  # the guides are named as files instead
-    assert "bench-summary" not in description  # the maintainers' part is left out
+    assert "bench-summary" not in description and "make test" not in description  # the maintainers' part is left out
 
 
 def test_both_packages_import_from_the_venv_with_the_expected_dependencies(
@@ -334,6 +336,9 @@ def kitchen(tmp_path, monkeypatch):
     Image.new("RGB", (64, 48), "orange").save("kitchen.png")
 
 
+# The README's example:
+{readme_example}
+
 def test_an_async_edit(fal_emulator):
     async def edit():
         async with AsyncKontext(fal_emulator.key, base_url=fal_emulator.base_url) as kontext:
@@ -364,16 +369,23 @@ def test_the_generated_async_client_on_its_own(fal_emulator):
 """
 
 
+def readme_example() -> str:
+    """The README's example of a user's test with the `fal_emulator` fixture."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL)
+    (example,) = [block for block in blocks if "(fal_emulator)" in block]
+    return str(example)
+
+
 def test_a_users_pytest_file_gets_the_fal_emulator_fixture(installed: Installed, tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # its own rootdir: nothing of ours applies
-    (tmp_path / "test_mine.py").write_text(USER_TESTS, encoding="utf-8")
+    (tmp_path / "test_mine.py").write_text(USER_TESTS.replace("{readme_example}", readme_example()), encoding="utf-8")
     done = installed.venv.run(
         [installed.venv.bin("python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"],
         cwd=tmp_path,
         timeout=300,
     )
     checked(done, "the user's pytest run")
-    assert re.search(r"\b3 passed\b", done.stdout), done.stdout
+    assert re.search(r"\b4 passed\b", done.stdout), done.stdout
 
 
 def test_without_extras_the_client_works_and_each_extra_is_named_when_missing(
