@@ -78,9 +78,10 @@ _VALUE = re.compile(
 _BARE_ASCII = re.compile(r"[A-Za-z0-9_.:+\-]+")
 # Between two values of a list; `或`/`or`/`and` only inside a list (after its cue).
 _SEPARATOR = re.compile(r"\s*(?:[,，、]|\bor\b|\band\b|或|和)\s*")
-# A range: `1-20`, `1 ~ 20`, `1` to `20`, 1到20; the bounds are numbers.
+# A range: `1-20`, `1 ~ 20`, `1` to `20`, 1到20, `1 <= x <= 20`, [1, 20]; the bounds are numbers.
 _BOUNDS = re.compile(r"`?(?P<low>-?\d+(?:\.\d+)?)`?\s*(?:-|~|～|—|–|\bto\b|到|至)\s*`?(?P<high>-?\d+(?:\.\d+)?)`?")
 _BETWEEN = re.compile(r"`?\s*(?P<low>-?\d+(?:\.\d+)?)\s*<=?\s*x\s*<=?\s*(?P<high>-?\d+(?:\.\d+)?)\s*`?")
+_BRACKETS = re.compile(r"\[\s*(?P<low>-?\d+(?:\.\d+)?)\s*,\s*(?P<high>-?\d+(?:\.\d+)?)\s*\]")
 # An annotation in brackets after a list item (可选值 lists `user` then what it means, in full-width brackets).
 _ANNOTATION = re.compile(r"\s*(?:（[^）]*）|\([^)]*\))")
 # What may follow a statement's value: the end, punctuation, or (after spaces) another cue.
@@ -191,7 +192,8 @@ def _read_default(text: str, position: int, json_type: str | None) -> tuple[Any,
 
 
 def _read_range(text: str, position: int, json_type: str | None) -> tuple[tuple[float | int, float | int], int]:
-    m = _BETWEEN.match(text, position) or _BOUNDS.match(text, position)  # or `1 <= x <= 2000` (取值范围)
+    # `1-20`, `1 <= x <= 2000` (取值范围), `[0, 1]`
+    m = _BETWEEN.match(text, position) or _BOUNDS.match(text, position) or _BRACKETS.match(text, position)
     if not m:
         raise UnreadableStatement("expected two numbers such as `1-20` or `1` to `20`")
     low, high, end = m.group("low"), m.group("high"), m.end()

@@ -28,6 +28,7 @@ def _read(text: str, json_type: str | None) -> tuple[Any, Any, Any, Any]:
         ("Number of images generated. Default: 1. Range: 1-4", "integer", (1, 1, 4, None)),
         ("Number of images to generate, range: 1-4", "integer", (NOT_STATED, 1, 4, None)),
         ("Range value: 1-20", "number", (NOT_STATED, 1, 20, None)),
+        ("The strength, range: [0, 1].", "number", (NOT_STATED, 0, 1, None)),
         (
             'The format. Default: "jpeg" Supported formats: default, png, jpeg',
             "string",
