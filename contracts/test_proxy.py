@@ -88,7 +88,11 @@ def test_a_seeded_deviation_is_reported_while_fal_client_runs_through(tls: dict[
     proxy.write_junit(report)
     suite = ElementTree.parse(report).getroot()
     assert int(suite.get("failures", "0")) >= 1 and suite.find("testcase/failure") is not None
-    assert {e.operation_id for e in proxy.exchanges} >= {"submit_flux_pro_kontext", "get_request_status", "get_request_result"}
+    assert {e.operation_id for e in proxy.exchanges} >= {
+        "submit_flux_pro_kontext",
+        "get_request_status",
+        "get_request_result",
+    }
 
 
 def test_correct_traffic_is_not_reported(tls: dict[str, str]) -> None:

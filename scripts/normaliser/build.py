@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from .merge import Endpoint, MergedApi, MergedField, MergedSchema, type_name
 from .model import FAL_ORIGIN
@@ -156,6 +157,11 @@ def submit_operation(endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
+def _is_fal_host(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("fal.run", "fal.ai") or host.endswith((".fal.run", ".fal.ai", ".fal.media"))
+
+
 def build_document(api: MergedApi) -> dict[str, Any]:
     """The OpenAPI document the sources alone support (overrides/ complete it)."""
     names = api.type_names
@@ -176,6 +182,8 @@ def build_document(api: MergedApi) -> dict[str, Any]:
         if source.origin == FAL_ORIGIN:
             continue  # fal's own hosts are stated once, by overrides/10-document.overlay.yaml
         for server in source.servers:
+            if _is_fal_host(server["url"]):
+                continue  # an aggregator's document that names fal's host names fal, not itself
             if all(s["url"] != server["url"] for s in servers):
                 scheme = f"; Authorization: {source.auth_scheme}" if source.auth_scheme else ""
                 servers.append({"url": server["url"], "description": f"Aggregator named by {source.name}{scheme}"})

@@ -132,49 +132,45 @@ class _Reader:
             members = [m for m in union if not (isinstance(m, dict) and m.get("type") == "null")]
             parts = [self.type_part(member, f"{where} (anyOf)") for member in members]
             return parts[0] if len(parts) == 1 else {"anyOf": parts}
-        schema: dict[str, Any] = {}
-        kind = node.get("type")
-        if isinstance(kind, list):  # OpenAPI 3.1: ["string", "null"]
-            kinds = [k for k in kind if k != "null"]
-            kind = kinds[0] if len(kinds) == 1 else None
-        if kind is None and "enum" in node:
-            kind = "string" if all(isinstance(v, str) for v in node["enum"]) else None
-        if kind is None and "properties" in node:
-            kind = "object"
+        kind = _kind(node)
         if kind not in (*_SCALAR_TYPES, "array", "object"):
             raise self.fail(node, "type" if "type" in node else None, f"{where}: no type this reader understands")
-        schema["type"] = kind
+        schema: dict[str, Any] = {"type": kind}
         if kind == "array":
             if "items" not in node:
                 raise self.fail(node, None, f"{where}: an array without `items`")
             schema["items"] = self.type_part(node["items"], f"{where}[]")
         if kind == "object":
-            extra = node.get("additionalProperties")
-            if extra is not None:
-                schema["additionalProperties"] = (
-                    bool(extra) if isinstance(extra, bool) else self.type_part(extra, f"{where}{{*}}")
-                )
-            if node.get("properties"):
-                required = set(node.get("required") or [])
-                schema["properties"] = {
-                    str(k): self.type_part(v, f"{where}.{k}") for k, v in node["properties"].items()
-                }
-                if required:
-                    schema["required"] = [str(r) for r in node["required"]]
-        if "format" in node and node["format"] in _KEPT_FORMATS:
-            schema["format"] = str(node["format"])
-        elif "format" in node:
-            line = self.line(node, "format") or self.field_line
-            self.repairs.append(
-                f"line {line}: {where}: format {node['format']!r} not carried into the spec "
-                f"(only {', '.join(sorted(_KEPT_FORMATS))}: another would change the type the generator builds)"
-            )
+            schema.update(self.object_part(node, where))
+        if "format" in node:
+            schema.update(self.format_part(node, where))
         if "enum" in node:
             schema["enum"] = self.enum(node, where)
-        for keyword in BOUNDS.values():
-            if keyword in node:
-                schema[keyword] = _plain(node[keyword])
+        schema.update({keyword: _plain(node[keyword]) for keyword in BOUNDS.values() if keyword in node})
         return schema
+
+    def object_part(self, node: dict[str, Any], where: str) -> dict[str, Any]:
+        """What an object schema nested in a field states: its other properties' type, its own properties."""
+        part: dict[str, Any] = {}
+        extra = node.get("additionalProperties")
+        if extra is not None:
+            part["additionalProperties"] = bool(extra) if isinstance(extra, bool) else self.type_part(extra, where)
+        if node.get("properties"):
+            part["properties"] = {str(k): self.type_part(v, f"{where}.{k}") for k, v in node["properties"].items()}
+            if node.get("required"):
+                part["required"] = [str(r) for r in node["required"]]
+        return part
+
+    def format_part(self, node: dict[str, Any], where: str) -> dict[str, Any]:
+        """The `format` kept, or reported: another than `uri` would change the type the generator builds."""
+        if node["format"] in _KEPT_FORMATS:
+            return {"format": str(node["format"])}
+        line = self.line(node, "format") or self.field_line
+        self.repairs.append(
+            f"line {line}: {where}: format {node['format']!r} not carried into the spec "
+            f"(only {', '.join(sorted(_KEPT_FORMATS))}: another would change the type the generator builds)"
+        )
+        return {}
 
     def enum(self, node: dict[str, Any], where: str) -> list[Any]:
         values = node["enum"]
@@ -195,7 +191,7 @@ class _Reader:
             raise self.fail(node, None, f"{where}: expected a schema object")
         out = dict(node)
         if "$ref" in out:
-            name, target = self.target(out, where)
+            _, target = self.target(out, where)
             if not self.is_named_object(target):
                 rest = {k: v for k, v in out.items() if k != "$ref"}
                 out = {**self.flatten(target, where), **rest}
@@ -266,7 +262,8 @@ class _Reader:
     def prose_facts(self, facts: FieldFacts, where: str) -> None:
         """Facts the description states in words; where the schema states them too, the two must agree."""
         worded = FieldFacts(name=facts.name, description=facts.description)
-        facts_from_description(worded, (facts.schema or {}).get("type"))
+        notes = facts_from_description(worded, (facts.schema or {}).get("type"), path=self.path, line=facts.line)
+        self.repairs += [f"line {facts.line}: {where}: {note}" for note in notes]
         for keyword, value in worded.stated().items():
             if keyword == "description":
                 continue
@@ -318,6 +315,20 @@ class _Reader:
         self.definitions[name] = TypeDefinition(name, self.line(schema), fields, description)
 
 
+def _kind(node: dict[str, Any]) -> str | None:
+    """The JSON type a schema states (a list with "null", OpenAPI 3.1's nullable, counts as its other member), or the
+    one its enum or properties imply."""
+    kind = node.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        kind = kinds[0] if len(kinds) == 1 else None
+    if kind is None and "enum" in node:
+        kind = "string" if all(isinstance(v, str) for v in node["enum"]) else None
+    if kind is None and "properties" in node:
+        kind = "object"
+    return kind if isinstance(kind, str) else None
+
+
 def _numbers_equal(a: Any, b: Any) -> bool:
     try:
         return float(a) == float(b)
@@ -345,38 +356,62 @@ def read_document(document: Any, path: Path, first_line: int, repairs: list[str]
         raise reader.fail(document, None, "the document has no `paths`")
     submits = [(p, item["post"]) for p, item in paths.items() if isinstance(item, dict) and "post" in item]
     metadata = (document.get("info") or {}).get("x-fal-metadata") or {}
-    stated_id = metadata.get("endpointId") if isinstance(metadata, dict) else None
+    if not isinstance(metadata, dict):
+        metadata = {}
     if len(submits) != 1:
         listed = ", ".join(str(p) for p, _ in submits) or "none"
         raise reader.fail(paths, None, f"expected one POST operation (the endpoint's submit), found: {listed}")
     endpoint, operation = submits[0]
+    stated_id = metadata.get("endpointId")
     if stated_id and str(stated_id).strip("/") != str(endpoint).strip("/"):
         raise reader.fail(metadata, "endpointId", f"x-fal-metadata.endpointId {stated_id!r} but the POST is {endpoint}")
     source = SourceDocument(path=path, format=fmt, endpoint="/" + str(endpoint).strip("/"))
     if isinstance(operation.get("summary"), str):
         source.summary = operation["summary"]
+    _read_submit(reader, source, operation)
+    _read_output(reader, source, paths)
+    _read_hosts(reader, source, document)
+    docs = metadata.get("documentationUrl")
+    if isinstance(docs, str):
+        source.docs_url = docs
+    elif m := re.search(r"(?i)official documentation:\s*(https://fal\.ai/\S+)", str(operation.get("description", ""))):
+        source.docs_url = m.group(1).rstrip("'\".,")
+    source.definitions = reader.definitions
+    source.repairs = reader.repairs
+    return source
 
+
+def _read_submit(reader: _Reader, source: SourceDocument, operation: dict[str, Any]) -> None:
+    """The input fields and examples of the submit operation."""
     body = _json_media(operation, "requestBody")
     if body is None or "schema" not in body:
-        raise reader.fail(operation, None, f"POST {endpoint} has no application/json request body schema")
-    source.input_fields = reader.object_fields(body["schema"], f"POST {endpoint} request body")
+        raise reader.fail(operation, None, f"POST {source.endpoint} has no application/json request body schema")
+    source.input_fields = reader.object_fields(body["schema"], f"POST {source.endpoint} request body")
     if "example" in body:
         source.request_examples.append(_plain(body["example"]))
     for example in (body.get("examples") or {}).values():
         if isinstance(example, dict) and "value" in example:
             source.request_examples.append(_plain(example["value"]))
-    submitted = _json_media(operation, "responses", "200") or _json_media(operation, "responses", 200)  # type: ignore[arg-type]
+    answers = (operation.get("responses") or {}).get("200") or (operation.get("responses") or {}).get(200)
+    submitted = _json_media({"answer": answers}, "answer")
     if submitted and "example" in submitted:
         source.submit_examples.append(_plain(submitted["example"]))
 
-    result_path = next((p for p in paths if re.fullmatch(r".*/requests/\{[^}/]+\}/?", str(p))), None)
-    if result_path is not None and isinstance(paths[result_path], dict) and "get" in paths[result_path]:
-        media = _json_media(paths[result_path]["get"], "responses", "200")
-        if media is not None and "schema" in media:
-            source.output_fields = reader.object_fields(media["schema"], f"GET {result_path} 200")
-            if "example" in media:
-                source.output_examples.append(_plain(media["example"]))
 
+def _read_output(reader: _Reader, source: SourceDocument, paths: dict[str, Any]) -> None:
+    """The output: the 200 answer of the result operation (`GET …/requests/{request_id}`), if the document has one."""
+    result_path = next((p for p in paths if re.fullmatch(r".*/requests/\{[^}/]+\}/?", str(p))), None)
+    if result_path is None or not isinstance(paths[result_path], dict) or "get" not in paths[result_path]:
+        return
+    media = _json_media(paths[result_path]["get"], "responses", "200")
+    if media is not None and "schema" in media:
+        source.output_fields = reader.object_fields(media["schema"], f"GET {result_path} 200")
+        if "example" in media:
+            source.output_examples.append(_plain(media["example"]))
+
+
+def _read_hosts(reader: _Reader, source: SourceDocument, document: dict[str, Any]) -> None:
+    """The servers the document names and the authorization scheme it asks for."""
     for index, server in enumerate(document.get("servers") or []):
         url = server.get("url") if isinstance(server, dict) else None
         if isinstance(url, str) and urlsplit(url).scheme in ("http", "https"):
@@ -389,14 +424,6 @@ def read_document(document: Any, path: Path, first_line: int, repairs: list[str]
             source.auth_scheme = "Bearer"
         elif isinstance(scheme, dict) and scheme.get("type") == "apiKey" and scheme.get("name") == "Authorization":
             source.auth_scheme = "Key"
-    docs = metadata.get("documentationUrl") if isinstance(metadata, dict) else None
-    if isinstance(docs, str):
-        source.docs_url = docs
-    elif m := re.search(r"(?i)official documentation:\s*(https://fal\.ai/\S+)", str(operation.get("description", ""))):
-        source.docs_url = m.group(1).rstrip("'\".,")
-    source.definitions = reader.definitions
-    source.repairs = reader.repairs
-    return source
 
 
 def _plain(node: Any) -> Any:

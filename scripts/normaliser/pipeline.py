@@ -21,6 +21,7 @@ from .emit import dump_spec
 from .fal_doc import read_fal_doc
 from .finish import check_examples, complete_outputs, enum_varnames
 from .lint import lint
+from .llms import read_llms
 from .merge import merge
 from .model import Resolution, SourceDocument, SourceError
 from .openapi_doc import read_openapi
@@ -33,6 +34,7 @@ READERS: dict[str, Callable[[Path], SourceDocument]] = {
     ".openapi.json": read_openapi,
     ".openapi.yaml": read_openapi,
     ".apifox.md": read_apifox,
+    ".llms.md": read_llms,
     ".fal-doc.md": read_fal_doc,
     ".page.txt": read_rendered_page,
 }

@@ -89,6 +89,23 @@ def _shared(entry: Any, path: Path, index: int) -> SharedSchema:
     return SharedSchema(name, part, ids, _text(entry, "x-source", path, where), path)
 
 
+def _read_names(mapping: Any, path: Path, names: dict[str, str]) -> None:
+    """Add one overlay's `x-fal-schema-names` to `names`."""
+    if not isinstance(mapping, list):
+        raise SourceError(path, None, "x-fal-schema-names must be a list")
+    for index, entry in enumerate(mapping):
+        where = f"x-fal-schema-names[{index}]"
+        if not isinstance(entry, dict) or set(entry) - {"fal_name", "name", "x-source"}:
+            raise SourceError(path, None, f"{where}: expected fal_name, name and x-source")
+        fal_name, name = _text(entry, "fal_name", path, where), _text(entry, "name", path, where)
+        _text(entry, "x-source", path, where)
+        if not _NAME.match(name):
+            raise SourceError(path, None, f"{where}: name {name!r} must be PascalCase letters and digits")
+        if names.get(fal_name, name) != name:
+            raise SourceError(path, None, f"{where}: {fal_name} is named both {names[fal_name]} and {name}")
+        names[fal_name] = name
+
+
 def read_declarations(overlays: list[tuple[Path, dict[str, Any]]]) -> Declarations:
     """Collect the declarations of every overlay. Raises SourceError on a malformed or contradictory one."""
     shared: list[SharedSchema] = []
@@ -100,20 +117,7 @@ def read_declarations(overlays: list[tuple[Path, dict[str, Any]]]) -> Declaratio
         if not isinstance(entries, list):
             raise SourceError(path, None, "x-fal-shared-schemas must be a list")
         shared += [_shared(entry, path, index) for index, entry in enumerate(entries)]
-        mapping = overlay.get("x-fal-schema-names", [])
-        if not isinstance(mapping, list):
-            raise SourceError(path, None, "x-fal-schema-names must be a list")
-        for index, entry in enumerate(mapping):
-            where = f"x-fal-schema-names[{index}]"
-            if not isinstance(entry, dict) or set(entry) - {"fal_name", "name", "x-source"}:
-                raise SourceError(path, None, f"{where}: expected fal_name, name and x-source")
-            fal_name, name = _text(entry, "fal_name", path, where), _text(entry, "name", path, where)
-            _text(entry, "x-source", path, where)
-            if not _NAME.match(name):
-                raise SourceError(path, None, f"{where}: name {name!r} must be PascalCase letters and digits")
-            if names.get(fal_name, name) != name:
-                raise SourceError(path, None, f"{where}: {fal_name} is named both {names[fal_name]} and {name}")
-            names[fal_name] = name
+        _read_names(overlay.get("x-fal-schema-names", []), path, names)
     seen: dict[tuple[str, str], str] = {}
     for item in shared:
         for endpoint in item.endpoints:

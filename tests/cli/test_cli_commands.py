@@ -128,7 +128,9 @@ def test_ctrl_c_on_wait_stops_watching_and_says_how_to_resume(
     slow: RunningEmulator, env: dict[str, str], image: Path
 ) -> None:
     with Kontext(slow.key, base_url=slow.base_url) as kontext:
-        handle = kontext.submit("fal-ai/flux-pro/kontext", {"prompt": "a prompt", "image_url": "https://example.com/a.png"})
+        handle = kontext.submit(
+            "fal-ai/flux-pro/kontext", {"prompt": "a prompt", "image_url": "https://example.com/a.png"}
+        )
     slow.reset_counters()
     code, screen = interrupt(["--base-url", slow.base_url, "wait", handle.request_id], env, b"running")
     assert code == 130
@@ -150,7 +152,9 @@ def test_the_same_outcome_exits_with_the_same_code_in_every_command(
         assert main([*base, "result", queued.request_id]) == EXIT_NOT_READY
         assert f"fal-kontext wait {queued.request_id}" in capsys.readouterr().err
         # a start timeout is a timeout, like --timeout (not a network error)
-        assert main([*base, "edit", "a prompt", str(image), "--start-timeout", "0.5", "--timeout", "20"]) == EXIT_TIMEOUT
+        assert (
+            main([*base, "edit", "a prompt", str(image), "--start-timeout", "0.5", "--timeout", "20"]) == EXIT_TIMEOUT
+        )
         assert "--start-timeout" in capsys.readouterr().err
         queued.cancel()
         running.cancel()

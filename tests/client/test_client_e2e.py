@@ -182,7 +182,9 @@ def test_start_timeout(slow_emulator: RunningEmulator, kind: str) -> None:
         blocker = kontext.submit(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()})
         try:
             with pytest.raises(StartTimeoutError):
-                kontext.run(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()}, start_timeout=0.3, timeout=10)
+                kontext.run(
+                    Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()}, start_timeout=0.3, timeout=10
+                )
         finally:
             blocker.cancel()
 

@@ -182,7 +182,11 @@ URL = "https://example.test/in.png"
 @pytest.mark.parametrize(
     ("data", "field", "words"),
     [
-        ({"prompt": "a prompt", "image_url": URL, "aspect_ratio": "5:4"}, "aspect_ratio", ["'5:4'", "'16:9'", "allowed"]),
+        (
+            {"prompt": "a prompt", "image_url": URL, "aspect_ratio": "5:4"},
+            "aspect_ratio",
+            ["'5:4'", "'16:9'", "allowed"],
+        ),
         ({"prompt": "a prompt", "image_url": URL, "num_images": 5}, "num_images", ["5", "1 to 4"]),
         ({"prompt": "a prompt", "image_url": URL, "num_images": 0}, "num_images", ["0", "1 to 4"]),
         ({"prompt": "a prompt", "image_url": URL, "guidance_scale": 25.0}, "guidance_scale", ["25", "1 to 20"]),
@@ -223,7 +227,9 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_valid_input_becomes_the_generated_model_without_unsent_defaults() -> None:
-    body = build_input(Endpoint.PRO, {"prompt": "a prompt", "image_url": URL, "aspect_ratio": KontextInputAspectRatio.RATIO_16_9})
+    body = build_input(
+        Endpoint.PRO, {"prompt": "a prompt", "image_url": URL, "aspect_ratio": KontextInputAspectRatio.RATIO_16_9}
+    )
     assert isinstance(body, KontextInput)
     assert body.to_dict() == {"prompt": "a prompt", "image_url": URL, "aspect_ratio": "16:9"}
     multi = build_input(Endpoint.MAX_MULTI, KontextMultiInput(prompt="a prompt", image_urls=[URL], num_images=2))

@@ -102,7 +102,10 @@ def test_operations_and_endpoint_metadata(spec: dict[str, Any]) -> None:
     del paths["/fal-ai/flux-pro/kontext/max/multi"]
     paths["/fal-ai/flux-pro/kontext"]["post"]["x-fal-endpoint"]["tier"] = "ultra"
     said = _said(spec, new)
-    assert "breaking: POST /fal-ai/flux-pro/kontext/max/multi: operation 'submit_flux_pro_kontext_max_multi' removed" in said
+    assert (
+        "breaking: POST /fal-ai/flux-pro/kontext/max/multi: operation 'submit_flux_pro_kontext_max_multi' removed"
+        in said
+    )
     assert "additive: POST /fal-ai/flux-pro/kontext/new: operation 'submit_flux_pro_kontext_new' added" in said
     assert f"breaking: {SUBMIT}: x-fal-endpoint.tier 'pro' -> 'ultra'" in said
     new["x-fal-sync"]["server"] = "https://run.example"

@@ -88,9 +88,10 @@ def test_the_verbs_keywords_are_the_implementations() -> None:
     be exactly those of the implementation, with its default tier."""
     import inspect
 
-    from fal_kontext.base import DEFAULT_TIER, BaseKontext
     from typed_options import DEFAULT_TIER as TYPED_DEFAULT
     from typed_options import VERB_KEYWORDS
+
+    from fal_kontext.base import DEFAULT_TIER, BaseKontext
 
     assert DEFAULT_TIER == TYPED_DEFAULT
     for verb in (BaseKontext._edit, BaseKontext._generate):

@@ -370,8 +370,7 @@ def test_lints_pass_on_the_spec_and_catch_each_problem(result: Any) -> None:
     assert "GET /{owner}/{app}/requests/{request_id}/status: no operationId" in problems
     assert "GET /{owner}/{app}/requests/{request_id}/status 202 application/json: empty response schema" in problems
     assert (
-        "GET /{owner}/{app}/requests/{request_id}/status: error responses (4xx and 5xx) are not documented"
-        in problems
+        "GET /{owner}/{app}/requests/{request_id}/status: error responses (4xx and 5xx) are not documented" in problems
     )
     assert any("examples.chainhub: num_images: 9 is greater than the maximum of 4" in p for p in problems)
 

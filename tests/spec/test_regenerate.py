@@ -47,7 +47,10 @@ def test_a_change_swaps_in_spec_and_client_with_the_usual_mode(tree: Path) -> No
     assert regenerate.regenerate(Tree(tree), verify=False) == 0
     assert (tree / "specs" / "openapi.yaml").read_text() != spec
     assert '"5:4"' in (tree / "specs" / "openapi.yaml").read_text()
-    assert 'RATIO_5_4 = "5:4"' in (tree / "generated" / "fal_kontext_api" / "models" / "kontext_multi_input_aspect_ratio.py").read_text()
+    assert (
+        'RATIO_5_4 = "5:4"'
+        in (tree / "generated" / "fal_kontext_api" / "models" / "kontext_multi_input_aspect_ratio.py").read_text()
+    )
     mask = os.umask(0)
     os.umask(mask)
     for path in (tree / "specs" / "openapi.yaml", tree / "generated" / "fal_kontext_api" / "openapi.json"):
@@ -99,7 +102,10 @@ def test_a_new_endpoint_source_alone_becomes_a_typed_operation(tree: Path, capsy
     assert 'Tier = Literal["max", "pro", "ultra"]' in options
     assert f'"{invented}"' in options
     spec = (tree / "specs" / "openapi.yaml").read_text()
-    assert f'id: "{invented}"\n        app: "fal-ai/flux-pro"\n        family: "text-to-image"\n        tier: "ultra"' in spec
+    assert (
+        f'id: "{invented}"\n        app: "fal-ai/flux-pro"\n        family: "text-to-image"\n        tier: "ultra"'
+        in spec
+    )
 
     # With no code change, the client and the emulator of this repository serve and call it (the regenerated
     # package first on the path: both read their endpoints from its spec).
