@@ -9,6 +9,7 @@ from typing import Any
 
 from openapi_schema_validator import OAS30Validator
 
+from .merge import type_name
 from .model import Resolution, SourceDocument, SourceError
 
 
@@ -60,6 +61,42 @@ def _resolved(document: dict[str, Any], schema: Any) -> dict[str, Any]:
         else:
             schema = schema["allOf"][0]
     return schema if isinstance(schema, dict) else {}
+
+
+def _referenced(schema: Any) -> Iterator[str]:
+    """The component names a schema (a source's field facts) refers to."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            yield ref.rsplit("/", 1)[1]
+        for value in schema.values():
+            yield from _referenced(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _referenced(value)
+
+
+def check_types_defined(document: dict[str, Any], sources: list[SourceDocument], names: dict[str, str]) -> None:
+    """Every named type the sources refer to is defined, by a source or an override.
+
+    Raises SourceError naming the first file and line that refers to a type nobody defines (fal's pages name
+    `ImageSize` or `Timings` without defining them; fal's OpenAPI document of the endpoint does).
+    """
+    schemas = document.get("components", {}).get("schemas", {})
+    for source in sources:
+        fields = [*source.input_fields, *(source.output_fields or [])]
+        fields += [f for definition in source.definitions.values() for f in definition.fields]
+        for facts in fields:
+            for fal_name in _referenced(facts.schema):
+                name = type_name(fal_name, names)
+                if name not in schemas:
+                    raise SourceError(
+                        source.path,
+                        facts.line,
+                        f"{facts.name}: type `{fal_name}` is defined by no source and no override: add a document "
+                        "that defines it (fal's OpenAPI document of the endpoint does), or define it in an override "
+                        "with its source",
+                    )
 
 
 def complete_outputs(document: dict[str, Any], sources: list[SourceDocument]) -> None:

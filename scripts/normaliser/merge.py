@@ -203,9 +203,14 @@ def _merge_fields(
 
 
 def _endpoint_family(path: str, docs: list[SourceDocument]) -> tuple[str, str | None, str | None]:
-    images = sorted({f.name for s in docs for f in s.input_fields if f.name in IMAGE_FIELDS})
+    """The family (from the image field its most trusted sources require), image field and tier of an endpoint.
+
+    An aggregator page that lists an optional `image_urls` on a text-to-image endpoint does not make it an edit.
+    """
+    most_trusted = [s for s in docs if s.trust == min(d.trust for d in docs)]
+    images = sorted({f.name for s in most_trusted for f in s.input_fields if f.name in IMAGE_FIELDS and f.required})
     if len(images) > 1:
-        raise SourceError(docs[0].path, None, f"{path}: its sources state both {images}; an endpoint takes one")
+        raise SourceError(docs[0].path, None, f"{path}: its sources require both {images}; an endpoint takes one")
     tiers = sorted({s.tier for s in docs if s.tier})
     if len(tiers) > 1:
         raise SourceError(docs[0].path, None, f"{path}: its sources name several model tiers {tiers}")

@@ -71,7 +71,7 @@ class _Reader:
         return None if row is None else self.first_line + row
 
     def fail(self, node: Any, key: str | int | None, problem: str) -> SourceError:
-        return SourceError(self.path, self.line(node, key), problem)
+        return SourceError(self.path, self.line(node, key) or self.field_line, problem)
 
     # --- references ----------------------------------------------------------------------------------------------
 
@@ -215,6 +215,8 @@ class _Reader:
         """One property of an object schema, read into facts."""
         spot = f"{where}.{name}"
         self.field_line = self.line(parent, name)
+        if isinstance(node, dict):
+            self.check_keywords(node, spot)  # here, where the keys still carry their lines
         flat = self.flatten(node, spot)
         facts = FieldFacts(name=name, line=self.field_line, required=required)
         facts.schema = {k: v for k, v in self.type_part(flat, spot).items() if k not in ("enum", *BOUNDS.values())}
@@ -349,7 +351,7 @@ def read_document(document: Any, path: Path, first_line: int, repairs: list[str]
     """Read an OpenAPI 3.x document that describes one endpoint. Raises SourceError naming file, line, problem."""
     if not isinstance(document, dict) or not str(document.get("openapi", "")).startswith("3."):
         raise SourceError(path, first_line, "not an OpenAPI 3.x document (no `openapi: 3.x` at its top)")
-    reader = _Reader(path, document, first_line - 1)
+    reader = _Reader(path, document, first_line)
     reader.repairs += repairs
     paths = document.get("paths")
     if not isinstance(paths, dict):

@@ -2,7 +2,8 @@
 
 Each action selects nodes with a JSONPath `target` (RFC 9535, read by jsonpath-rfc9535) and either
 merges `update` into them (objects merge recursively, arrays are appended to, scalars are replaced)
-or deletes them (`remove: true`). An action that selects nothing is an error: an override that no
+or deletes them (`remove: true`). Appending an item an array already holds adds nothing: our arrays are sets
+(`required`, `enum`, `servers`), and an override restating a fact a source now states too must not repeat it. An action that selects nothing is an error: an override that no
 longer applies must be noticed.
 """
 
@@ -46,7 +47,9 @@ def merge_into(target: Any, update: Any) -> Any:
             target[key] = merge_into(target[key], value) if key in target else copy.deepcopy(value)
         return target
     if isinstance(target, list):
-        target.extend(copy.deepcopy(update) if isinstance(update, list) else [copy.deepcopy(update)])
+        for item in update if isinstance(update, list) else [update]:
+            if item not in target:
+                target.append(copy.deepcopy(item))
         return target
     return copy.deepcopy(update)
 

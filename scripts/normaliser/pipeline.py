@@ -19,7 +19,7 @@ from .apifox import read_apifox
 from .build import build_document
 from .emit import dump_spec
 from .fal_doc import read_fal_doc
-from .finish import check_examples, complete_outputs, enum_varnames
+from .finish import check_examples, check_types_defined, complete_outputs, enum_varnames
 from .lint import lint
 from .llms import read_llms
 from .merge import merge
@@ -110,6 +110,7 @@ def normalise(sources_dir: Path, overrides_dir: Path) -> Normalised:
     document = build_document(api)
     for path, overlay in overlays:
         apply_overlay(document, overlay, path)
+    check_types_defined(document, sources, api.type_names)
     complete_outputs(document, sources)
     enum_varnames(document)
     # Validate the structure before reading examples against its schemas: a malformed schema must be

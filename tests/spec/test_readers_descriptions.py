@@ -156,11 +156,6 @@ def test_chinese_statement_that_cannot_be_read_stops_the_openapi_reader(tmp_path
         read_openapi(broken)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="openapi_doc.prose_facts calls facts_from_description without path= and line= (the lead's file): "
-    "the error names the field, not the file",
-)
 def test_chinese_statement_that_cannot_be_read_names_the_openapi_file(tmp_path: Path) -> None:
     broken = tmp_path / APIFOX_ZH.name
     broken.write_text(APIFOX_ZH.read_text().replace("默认值:1   范围值1-4", "默认值:很多   范围值1-4"))
