@@ -45,9 +45,9 @@ from .errors import (
     WebhookVerificationError,
 )
 from .recovery import RecoveryPolicy
-from .results import EditResult
+from .results import EditResult, ResultImage
 from .retry import RetryPolicy
-from .status import Completed, InProgress, Queued, Status
+from .status import Completed, InProgress, Queued, RequestMetrics, Status
 
 __all__ = [
     "APIConnectionError",
@@ -82,7 +82,9 @@ __all__ = [
     "RecoveryPolicy",
     "RequestCancelledError",
     "RequestFailedError",
+    "RequestMetrics",
     "RequestTimeouts",
+    "ResultImage",
     "ResultNotReadyError",
     "RetryPolicy",
     "ServerError",
