@@ -78,6 +78,7 @@ from .inputs import EditInput, build_edit_input, build_input, build_text_to_imag
 from .recovery import DEFAULT_RECOVERY, RecoveryPolicy, may_send_key
 from .results import EditResult
 from .retry import RetryPolicy
+from .spec import credentials_required
 from .status import Status
 from .storage import (
     DEFAULT_UPLOAD_THRESHOLD,
@@ -256,6 +257,16 @@ class BaseKontext(
     def base_url(self) -> str:
         """The configured queue base URL."""
         return self._config.base_url
+
+    def check_credentials(self) -> None:
+        """Check that the client has a key or token to send, as every request that needs one does before it is
+        sent (a client is built without one: ``handle(id)`` and ``save()`` send none). No request is made.
+
+        Raises:
+            MissingCredentialsError: there is none; the message names the variable to set (an ``InvalidInputError``).
+        """
+        if credentials_required():
+            self._config.require_credentials()
 
     # --- the verbs ----------------------------------------------------------------------------------------------
 
@@ -523,6 +534,7 @@ class BaseKontext(
         sent_at: float | None = None,
     ) -> Flow[_HandleT]:
         """The submit flow; with ``sent_at``, the resubmit flow (an earlier send at that time may have queued it)."""
+        self.check_credentials()  # a resubmit's first request is the request list's, which needs the key too
         chosen = parse_endpoint(endpoint)
         body = build_input(chosen, input)
         submit = self._submit_options(options)
@@ -532,9 +544,9 @@ class BaseKontext(
             state = yield from resubmit_flow(chosen, body, submit, sent_at, self._settings)
         return self._handle(state, pool)
 
-    def _authorization(self) -> str | None:
-        credentials = self._config.credentials
-        return f"{credentials.prefix} {credentials.secret}" if credentials else None
+    def _authorization(self) -> str:
+        """The Authorization value for fal storage and the synchronous endpoint, which need the key."""
+        return self._config.require_credentials().authorization
 
     def _uploading(self, source: ImageSource, file_name: str | None, content_type: str | None) -> Flow[str]:
         storage = self._storage
@@ -602,11 +614,13 @@ class BaseKontext(
         chosen = parse_endpoint(endpoint)
         body = build_input(chosen, input)
         options = self._submit_options({"start_timeout": start_timeout, "runner_hint": runner_hint})
+        self.check_credentials()
+        credentials = self._config.credentials
         call = DirectCall(
             self._direct_base_url,
             chosen.value,
             body.to_dict(),
-            authorization=self._authorization(),
+            authorization=credentials.authorization if credentials else None,
             run_timeout=run_timeout,
             start_timeout=options.start_timeout,
             runner_hint=options.runner_hint,
@@ -769,6 +783,8 @@ class BaseKontext(
             return http, http.build_request("GET", command.url), None
         if isinstance(command, HttpGet):
             return self._lookup_request(command)
+        if self._config.credentials is None:
+            self.check_credentials()  # before the first queue request, never after sending one
         generated, http = self._connection(command.base_url, pool)
         # The generated path joined to the (normalised, slash-free) base here: httpx then parses one absolute URL
         # instead of parsing the path and merging it into its base_url (two more URL parses per request).

@@ -700,9 +700,11 @@ async def run_batch(
         The summary (done, failed with reasons, ambiguous, unfinished, over budget, cost).
 
     Raises:
+        MissingCredentialsError: the client has no key (nothing was sent, no line recorded).
         ManifestError: a journal row belongs to a line that changed, or ``max_cost`` with unknown prices.
         BlockingIOError: another run uses the same output folder.
     """
+    kontext.check_credentials()  # every line would fail the same way: refused once, before the journal
     folder = Path(out)
     if options.max_cost is not None and not estimate_cost(jobs).known:
         unpriced = ", ".join(estimate_cost(jobs).unpriced)

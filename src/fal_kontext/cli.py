@@ -48,6 +48,7 @@ from .errors import (
     AuthenticationError,
     InvalidInputError,
     KontextError,
+    MissingCredentialsError,
     NotFoundError,
     RateLimitError,
     RequestCancelledError,
@@ -648,6 +649,8 @@ def exit_code_for(err: BaseException) -> int:
     """The exit code of an outcome (``EXIT_CODES``), the same whichever command met it."""
     if isinstance(err, CommandError):
         return err.code
+    if isinstance(err, MissingCredentialsError):
+        return EXIT_AUTH
     if isinstance(err, InvalidInputError):
         return EXIT_USAGE
     if _is_cancelled(err):
@@ -675,6 +678,8 @@ def cli_message(err: BaseException, args: argparse.Namespace | None = None) -> s
     """The message of ``err`` in the command line's words: flags and commands, not Python arguments."""
     request_id = getattr(err, "request_id", None)
     rid = request_id or "REQUEST_ID"
+    if isinstance(err, MissingCredentialsError):
+        return _cli_words(str(err))
     if isinstance(err, InvalidInputError):
         where = f" for {err.endpoint}" if err.endpoint else ""
         problems = "; ".join(
@@ -708,6 +713,7 @@ _CLI_WORDS = (
     ("call wait()", "run fal-kontext wait REQUEST_ID"),
     ("resubmit_ambiguous=True", "--resubmit-ambiguous"),
     ("RecoveryPolicy.absent_after", "--absent-after"),
+    (", or pass key=...", ""),
 )
 
 
@@ -1218,17 +1224,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "recovery": recovery,
         }
         kontext = Kontext(**args.client_options, transport=transport)
+        kontext.check_credentials()  # every command sends a request that needs one: refused before anything
     except CommandError as err:
         out.error(str(err), err, None, err.code)
         return err.code
+    except MissingCredentialsError as err:
+        out.error(cli_message(err, args), err, None, EXIT_AUTH)
+        return EXIT_AUTH
     except ValueError as err:
         message = _cli_words(str(err)).replace("auth must be", "--auth must be")
         out.error(message, err, None, EXIT_USAGE)
         return EXIT_USAGE
-    # The same lookup the client made (public API), for the warning and to redact the secret from messages.
+    # The same lookup the client made (public API), to redact the secret from messages.
     credentials = Credentials.from_env("bearer" if (args.auth or os.environ.get(ENV_AUTH)) == "bearer" else "key")
-    if credentials is None:
-        out.note(f"warning: no key set (FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET; {ENV_TOKEN} for --auth bearer)")
     out.secret = credentials.secret if credentials is not None else None
     try:
         with kontext:
