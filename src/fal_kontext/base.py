@@ -149,8 +149,8 @@ class BaseKontext(
         recovery: How a submit whose answer was lost is recovered (``RecoveryPolicy``; docs/client.md, "When a
             submit's answer is lost"): adopted, looked up in fal's request list, or ``SubmitOutcomeUnknownError``.
         storage_url: Where fal storage is, for ``upload`` and large local inputs: default ``FAL_KONTEXT_STORAGE_URL``,
-            else fal's storage when ``base_url`` is fal's queue, else none (aggregators may not proxy it). The
-            emulator: its base URL.
+            else fal's storage when ``base_url`` is fal's queue, the base URL itself when it is on this machine (the
+            emulator), else none (aggregators may not proxy it).
         upload_threshold: Local input images larger than this many bytes are uploaded (where storage is known)
             rather than inlined as data URIs; None always inlines. Default 1 MiB.
         upload_expires_in: fal's lifecycle preference for uploads: ``"immediate"``, ``"1h"``, ``"1d"``, ``"7d"``,

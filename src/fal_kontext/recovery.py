@@ -39,7 +39,6 @@ as sent, with any fields fal adds (defaults): every field we sent must be there,
 from __future__ import annotations
 
 import enum
-import ipaddress
 import json
 import math
 import re
@@ -52,7 +51,7 @@ from urllib.parse import urlsplit
 from .commands import Answer, HttpGet, NoAnswer, Sleep
 from .errors import SubmitOutcomeUnknownError
 from .retry import parse_retry_after
-from .urls import FAL_QUEUE_HOSTS
+from .urls import FAL_QUEUE_HOSTS, is_loopback
 
 __all__ = [
     "DECISIONS",
@@ -247,22 +246,13 @@ def _origin(url: str) -> tuple[str, str, int]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _list_base(configured_base: str) -> str | None:
     """Where the request list is for a configured queue base: fal's API host for fal's queue, the base itself for a
     loopback emulator (which serves the list, docs/emulator.md), else nowhere known (no aggregator documents it)."""
     _, host, _ = _origin(configured_base)
     if host in FAL_QUEUE_HOSTS:
         return FAL_API_URL
-    if _is_loopback(host):
+    if is_loopback(configured_base):
         return configured_base
     return None
 
