@@ -75,6 +75,7 @@ from .flows import (
     wait_flow,
 )
 from .inputs import EditInput, build_edit_input, build_input, build_text_to_image_input, check_submit_options
+from .log_redaction import redact_records_of
 from .recovery import DEFAULT_RECOVERY, RecoveryPolicy, may_send_key
 from .results import EditResult
 from .retry import RetryPolicy
@@ -230,6 +231,7 @@ class BaseKontext(
         self._secret = self._config.credentials.secret if self._config.credentials else None
         # A key is sent in a header, so it is ASCII: its bytes are what an echo of it would hold.
         self._secret_bytes = self._secret.encode() if self._secret else b""
+        redact_records_of(self, self._secret)  # httpcore's DEBUG records quote response headers as they came
         self._pools = pools
         self._pool_counter = itertools.count()
         self._connections: dict[tuple[str, int], tuple[AuthenticatedClient | Client, _HttpT]] = {}

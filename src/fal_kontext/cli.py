@@ -60,6 +60,7 @@ from .errors import (
     WaitTimeoutError,
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
+from .log_redaction import secret_forms
 from .recovery import RecoveryPolicy
 from .results import EditResult
 from .retry import RetryPolicy
@@ -1053,8 +1054,7 @@ def secrets_of(environ: Mapping[str, str]) -> tuple[str, ...]:
         except ValueError:  # a malformed variable: the client refuses it before any request, naming it
             continue
         if credentials is not None:
-            found.add(str(credentials.secret))
-    found |= {part for secret in set(found) for part in secret.split(":") if len(part) >= 8}
+            found.update(secret_forms(str(credentials.secret)))
     return tuple(sorted(found, key=len, reverse=True))
 
 
