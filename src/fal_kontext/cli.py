@@ -30,9 +30,11 @@ from .aio import AsyncKontext
 from .batch import (
     DEFAULT_CONCURRENCY,
     JOURNAL_NAME,
+    BatchJob,
     BatchOptions,
     BatchSummary,
     ManifestError,
+    check_journal,
     choose_endpoint_spec,
     estimate_cost,
     journal_states,
@@ -505,6 +507,19 @@ class Progress:
             self.text = f"{status.request_id}: {_where(status)}"
         self.draw()
 
+    def show(self, text: str) -> None:
+        """Show ``text`` as the progress line (what the command is waiting for)."""
+        with self._lock:
+            self.text = text
+        self.draw()
+
+    def clear(self) -> None:
+        """End the progress line and forget its text (until the next status)."""
+        with self._lock:
+            self._end()
+            self.text = ""
+            self.stream.flush()
+
     def draw(self) -> None:
         """Redraw the line with the current elapsed time (nothing before the first status)."""
         with self._lock:
@@ -518,11 +533,21 @@ class Progress:
     def line(self, text: str) -> None:
         """A whole line (the progress line, if drawn, is ended first)."""
         with self._lock:
-            if self._open:
-                self.stream.write("\n")
-                self._open = False
+            self._end()
             self.stream.write(text + "\n")
             self.stream.flush()
+
+    def end_line(self) -> None:
+        """End the progress line, if drawn, so that what is written next (on the same terminal, through another
+        stream) starts on a line of its own."""
+        with self._lock:
+            self._end()
+            self.stream.flush()
+
+    def _end(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self._open = False
 
 
 class Ticker:
@@ -584,8 +609,10 @@ class Output:
             return
         if self.progress is not None and self._human is self.progress.stream:
             self.progress.line(text)
-        else:
-            print(text, file=self._human, flush=True)
+            return
+        if self.progress is not None:  # both are the terminal: the progress line ends before this one starts
+            self.progress.end_line()
+        print(text, file=self._human, flush=True)
 
     def note(self, text: str) -> None:
         """A line on stderr, whatever the mode."""
@@ -956,14 +983,31 @@ def _batch_exit_code(summary: BatchSummary) -> int:
     return EXIT_OK
 
 
-def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
+def _batch_jobs(args: argparse.Namespace) -> tuple[list[BatchJob], BatchOptions]:
+    """The manifest's jobs and the run's options, every problem found before anything is planned or sent."""
     check_out_folder(args.out)
     try:
         jobs = read_manifest(args.manifest)
+        check_journal(jobs, args.out)
     except ManifestError as err:
         raise CommandError(str(err), EXIT_USAGE) from err
     except OSError as err:
         raise CommandError(f"MANIFEST {args.manifest}: {err.strerror or err}", EXIT_USAGE) from err
+    try:
+        options = BatchOptions(
+            concurrency=args.concurrency,
+            max_cost=args.max_cost,
+            resubmit_ambiguous=args.resubmit_ambiguous,
+            retry_failed=args.retry_failed,
+            max_image_bytes=args.max_image_bytes,
+        )
+    except ValueError as err:
+        raise CommandError(f"--{err}", EXIT_USAGE) from err
+    return jobs, options
+
+
+def _batch_plan(args: argparse.Namespace, jobs: Sequence[BatchJob], out: Output) -> BatchProgress:
+    """Print what the run will do and what it may cost; the progress counts from there."""
     states = journal_states(args.out)
     settled = ("saved", "submitted") if args.retry_failed else ("saved", "submitted", "failed")
     left = [job for job in jobs if states.get(job.id) not in settled]
@@ -985,7 +1029,12 @@ def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
         f"batch: {len(jobs)} lines: {len(left)} to submit, {queued} queued earlier, {saved} saved earlier; "
         f"estimated cost of the submits: {estimate}"
     )
-    counts = BatchProgress(len(jobs), saved)
+    return BatchProgress(len(jobs), saved)
+
+
+def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
+    jobs, options = _batch_jobs(args)
+    counts = _batch_plan(args, jobs, out)
 
     def on_event(event: dict[str, Any]) -> None:
         fields = {key: value for key, value in event.items() if key != "event"}
@@ -993,17 +1042,6 @@ def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
         counts.count(str(event["event"]))
         if event["event"] in ("failed", "ambiguous", "unfinished"):
             out.note(_cli_words(f"{event['event']}: {event['id']} (line {event['line']}): {event.get('reason', '')}"))
-
-    try:
-        options = BatchOptions(
-            concurrency=args.concurrency,
-            max_cost=args.max_cost,
-            resubmit_ambiguous=args.resubmit_ambiguous,
-            retry_failed=args.retry_failed,
-            max_image_bytes=args.max_image_bytes,
-        )
-    except ValueError as err:
-        raise CommandError(f"--{err}", EXIT_USAGE) from err
 
     async def go() -> BatchSummary:
         transport = AsyncHeaderEcho(httpx.AsyncHTTPTransport(), out.note) if args.headers else None
