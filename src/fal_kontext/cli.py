@@ -15,10 +15,11 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -63,7 +64,7 @@ from .errors import (
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
 from .log_redaction import secret_forms
-from .recovery import RecoveryPolicy
+from .recovery import LookupStarted, RecoveryPolicy
 from .results import EditResult
 from .retry import RetryPolicy
 from .spec import EndpointSpec, endpoint_specs, parameter_schema, resolved_schema
@@ -633,6 +634,21 @@ class Output:
             logs=[entry.message for entry in status.logs],
         )
 
+    def looking_up(self, started: LookupStarted) -> None:
+        """Report that a submit's outcome is being looked up in the request list (it may take a minute or more)."""
+        self.emit(
+            "looking_up",
+            endpoint=started.endpoint_id,
+            what_happened=started.what_happened,
+            request_id=started.request_id,
+            timeout=started.timeout,
+            message=str(started),
+        )
+        if self.progress is not None:
+            self.progress.show(str(started))
+        else:
+            self.note(str(started))
+
     def ticking(self) -> Ticker | None:
         """A ticker that keeps the progress line's elapsed time moving, or None without a terminal."""
         return Ticker(self.progress.draw, TICK_SECONDS) if self.progress is not None else None
@@ -642,6 +658,35 @@ class Output:
         message = redact(message, self.secret)
         self.emit("error", type=type(err).__name__, message=message, request_id=request_id, exit_code=code)
         self.note(f"error: {message}")
+
+
+class LookupWatch:
+    """``RecoveryPolicy.on_lookup`` of the command: shows a lookup as it starts, and remembers it, so that Ctrl-C
+    during it can say that the job may exist and how to look it up (``interrupted``)."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.started: LookupStarted | None = None
+
+    def __call__(self, started: LookupStarted) -> None:
+        self.started = started
+        self.out.looking_up(started)
+
+    @contextlib.contextmanager
+    def submitting(self) -> Iterator[None]:
+        """Around a submit: Ctrl-C during its lookup becomes a ``CommandError`` that says what may exist."""
+        self.started = None
+        try:
+            yield
+        except KeyboardInterrupt:
+            if self.started is None:
+                raise
+            unknown = self.started.interrupted()
+            raise CommandError(f"interrupted: {cli_message(unknown)}", EXIT_INTERRUPTED, unknown.request_id) from None
+        finally:
+            if self.started is not None and self.out.progress is not None:
+                self.out.progress.clear()
+            self.started = None
 
 
 # --- errors in the command line's words ---------------------------------------------------------------------------
@@ -745,10 +790,15 @@ _CLI_WORDS = (
 )
 
 
+# How SubmitOutcomeUnknownError says to check a request: the command is the command line's way.
+_CHECK_IN_PYTHON = re.compile(r"Kontext\.handle\((['\"])(.+?)\1\)\.status\(\) \(or (`fal-kontext status \2`)\)")
+
+
 def _cli_words(text: str) -> str:
     for python, cli in _CLI_WORDS:
         text = text.replace(python, cli)
-    return text
+    text = _CHECK_IN_PYTHON.sub(r"\3", text)
+    return text.replace("check them with Kontext.handle(id).status()", "check them with `fal-kontext status ID`")
 
 
 # --- the commands --------------------------------------------------------------------------------------------------
@@ -793,11 +843,14 @@ def _build_input(args: argparse.Namespace) -> tuple[EndpointSpec, dict[str, Any]
     return chosen, body
 
 
-def _submit_handle(args: argparse.Namespace, kontext: Kontext) -> tuple[EndpointSpec, Handle]:
+def _submit_handle(args: argparse.Namespace, kontext: Kontext, out: Output) -> tuple[EndpointSpec, Handle]:
     chosen, body = _build_input(args)
-    handle = kontext.submit(
-        chosen.id, body, start_timeout=args.start_timeout, priority=args.priority, webhook_url=args.webhook_url
-    )
+    lookups: LookupWatch = args.lookups
+    # The ticker keeps the elapsed time moving should the answer be lost and the job be looked for.
+    with lookups.submitting(), out.ticking() or contextlib.nullcontext():
+        handle = kontext.submit(
+            chosen.id, body, start_timeout=args.start_timeout, priority=args.priority, webhook_url=args.webhook_url
+        )
     return chosen, handle
 
 
@@ -854,14 +907,14 @@ def _out_arg(folder: Path | None) -> str:
 
 def _edit(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
     folder = _out_folder(args, out)
-    chosen, handle = _submit_handle(args, kontext)
+    chosen, handle = _submit_handle(args, kontext, out)
     out.emit("submitted", request_id=handle.request_id, endpoint=chosen.id)
     out.say(f"submitted {handle.request_id}")
     return _watch(handle, args, kontext, out, folder)
 
 
 def _submit(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
-    chosen, handle = _submit_handle(args, kontext)
+    chosen, handle = _submit_handle(args, kontext, out)
     if args.json:
         out.emit("submitted", request_id=handle.request_id, endpoint=chosen.id)
     else:  # the bare id, for `id=$(fal-kontext submit ...)`, piped or not
@@ -1045,7 +1098,9 @@ def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
 
     async def go() -> BatchSummary:
         transport = AsyncHeaderEcho(httpx.AsyncHTTPTransport(), out.note) if args.headers else None
-        async with AsyncKontext(**args.client_options, transport=transport) as client:
+        # The batch's own progress line shows its counts: a lookup of one line is not shown there.
+        client_options = {**args.client_options, "recovery": replace(args.client_options["recovery"], on_lookup=None)}
+        async with AsyncKontext(**client_options, transport=transport) as client:
             return await run_batch(client, jobs, args.out, options, on_event)
 
     def draw() -> None:
@@ -1252,7 +1307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configure_logging(args.verbose, os.environ, sys.stderr)
         retry = RetryPolicy() if args.retries is None else RetryPolicy(max_retries=args.retries)
-        recovery = RecoveryPolicy() if args.absent_after is None else RecoveryPolicy(absent_after=args.absent_after)
+        args.lookups = LookupWatch(out)
+        recovery = RecoveryPolicy(on_lookup=args.lookups)
+        if args.absent_after is not None:
+            recovery = replace(recovery, absent_after=args.absent_after)
         transport = HeaderEcho(httpx.HTTPTransport(), out.note) if args.headers else None
         args.client_options = {
             "base_url": args.base_url,

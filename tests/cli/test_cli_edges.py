@@ -1,14 +1,19 @@
-"""The command line's edges: what a person sees when the progress line ends, and when a batch line changed."""
+"""The command line's edges: what a person sees when the progress line ends, when a batch line changed, when a
+submit's answer is lost and the job is looked for (and Ctrl-C then), on bad usage, a busy port, a directory given
+as an image, and a server whose certificate does not verify."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
-from fal_kontext.cli import EXIT_USAGE, BatchProgress, Output
-from fal_kontext.mock import RunningEmulator
+import pytest
+
+from fal_kontext.cli import EXIT_INTERRUPTED, EXIT_USAGE, BatchProgress, Output
+from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.status import Completed
-from tests.cli.conftest import json_lines, run_cli
+from tests.cli.conftest import interrupt, json_lines, run_cli
 
 
 class Screen:
@@ -77,3 +82,52 @@ def test_a_changed_batch_line_is_one_problem_and_nothing_is_planned(
     assert event["event"] == "error" and "1 problem(s)" in str(event["message"])
     assert "line 2: id 'job-1' changed" in str(event["message"]) and "Use a new output folder" in done.stderr
     assert "estimated cost" not in done.stderr and emulator.counters()["calls"] == {}
+
+
+# --- a submit's answer lost: the lookup, seen ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def losing(emulator: RunningEmulator) -> Iterator[RunningEmulator]:
+    """The emulator answering the next submit with a 503 before queuing it (docs/emulator.md's own example)."""
+    emulator.clear_faults()
+    emulator.add_fault("submit=503,ok")
+    try:
+        yield emulator
+    finally:
+        emulator.clear_faults()
+
+
+def test_a_lookup_is_shown_and_logged(losing: RunningEmulator, env: dict[str, str], image: Path) -> None:
+    done = run_cli(["-v", "--absent-after", "0.5", "edit", "p", str(image)], env)
+    assert done.returncode == 0, done.stderr
+    events = json_lines(done.stdout)
+    looking = next(e for e in events if e["event"] == "looking_up")
+    message = "answer lost (server error); looking for the job in the request list, up to 150 s"
+    assert looking["message"] == message and events[-1]["event"] == "result"
+    assert f"INFO fal_kontext: submit to fal-ai/flux-pro/kontext: {message}" in done.stderr  # -v: the log record
+
+
+@pytest.fixture(scope="module")
+def pending_list() -> Iterator[RunningEmulator]:
+    """An emulator whose request list shows nothing for a while: a lookup goes on until Ctrl-C."""
+    config = EmulatorConfig(run_time=0.2, queue_wait=0.05, keepalive_interval=1.0, request_list_delay=600.0)
+    with run_emulator(config) as running:
+        yield running
+
+
+@pytest.mark.parametrize(("fault", "names_the_id"), [("503-noid", False), ("lost:503", True)])
+def test_ctrl_c_during_a_lookup_says_the_job_may_exist(
+    pending_list: RunningEmulator, env: dict[str, str], image: Path, fault: str, names_the_id: bool
+) -> None:
+    pending_list.add_fault(f"submit={fault},ok")
+    args = ["--base-url", pending_list.base_url, "edit", "p", str(image)]
+    code, screen = interrupt(args, env, b"looking for the job in the request list")
+    pending_list.clear_faults()
+    assert code == EXIT_INTERRUPTED, screen
+    assert "up to 150 s" in screen and "may have queued a job" in screen and "not sent again" in screen
+    flat = " ".join(screen.split())
+    if names_the_id:
+        assert "check it with `fal-kontext status " in flat and "Kontext.handle" not in flat
+    else:
+        assert "/v1/models/requests/by-endpoint?endpoint_id=fal-ai/flux-pro/kontext" in flat
