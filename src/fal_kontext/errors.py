@@ -532,6 +532,8 @@ class Unanswered(Protocol):
     def reached_server(self) -> bool: ...
     @property
     def timed_out(self) -> bool: ...
+    @property
+    def certificate_rejected(self) -> bool: ...
 
 
 def error_from_no_answer(
@@ -548,7 +550,9 @@ def error_from_no_answer(
         )
     else:
         advice = "Check the network and the base URL, then try again"
-    message = f"{operation} failed{about}: {outcome.error}. {advice}"
+    message = f"{operation} failed{about}: {outcome.error}"
+    if not outcome.certificate_rejected:  # its text says what to do: trusting the certificate, not trying again
+        message += f". {advice}"
     if outcome.timed_out:
         return APITimeoutError(message, request_id=request_id, reached_server=reached_server)
     return APIConnectionError(message, request_id=request_id, reached_server=reached_server)

@@ -625,6 +625,8 @@ def _read_page(  # noqa: PLR0913 - what to ask, where, and until when: each a ke
             return _Listing(failure=failure, wait=wait)
         outcome = yield HttpGet(url, _query(query, policy, cursor), remaining)
         wait = None
+        if isinstance(outcome, NoAnswer) and outcome.certificate_rejected:
+            return _Listing(failure=f"the request list could not be asked ({outcome.error})", final=True)
         if not isinstance(outcome, Answer):
             what = outcome.error if isinstance(outcome, NoAnswer) else "no answer"
             failure = f"the request list did not answer ({what})"

@@ -397,7 +397,7 @@ def _send(request: Send, step: str, settings: StorageSettings) -> Flow[Answer]:
         if isinstance(outcome, Answer) and outcome.status_code < 400:
             return outcome
         if isinstance(outcome, NoAnswer):
-            failure = Failure(None, {}, outcome.reached_server)
+            failure = Failure(None, {}, outcome.reached_server, outcome.certificate_rejected)
         else:
             failure = Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
         retry += 1

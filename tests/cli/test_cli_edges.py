@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
-from fal_kontext.cli import EXIT_INTERRUPTED, EXIT_USAGE, BatchProgress, Output
+from fal_kontext.cli import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, BatchProgress, Output
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.status import Completed
 from tests.cli.conftest import interrupt, json_lines, run_cli
@@ -131,3 +132,34 @@ def test_ctrl_c_during_a_lookup_says_the_job_may_exist(
         assert "check it with `fal-kontext status " in flat and "Kontext.handle" not in flat
     else:
         assert "/v1/models/requests/by-endpoint?endpoint_id=fal-ai/flux-pro/kontext" in flat
+
+
+# --- inputs and servers that cannot be used ------------------------------------------------------------------------
+
+
+def test_a_directory_as_the_image_says_it_is_one(env: dict[str, str], tmp_path: Path) -> None:
+    done = run_cli(["edit", "p", str(tmp_path)], env)
+    assert done.returncode == EXIT_USAGE
+    assert f"IMAGE: '{tmp_path}' is a directory, not an image file" in done.stderr, done.stderr
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    """The emulator over HTTPS with a certificate no one trusts, as a self-signed server's."""
+    certificate = trustme.CA().issue_cert("127.0.0.1")
+    folder = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    certificate.cert_chain_pems[0].write_to_path(str(certfile))
+    certificate.private_key_pem.write_to_path(str(keyfile))
+    with run_emulator(EmulatorConfig(), certfile=str(certfile), keyfile=str(keyfile)) as running:
+        yield running
+
+
+def test_a_certificate_that_does_not_verify_is_not_retried_and_names_the_fix(
+    self_signed: RunningEmulator, env: dict[str, str]
+) -> None:
+    done = run_cli(["-v", "--base-url", self_signed.base_url, "status", "request-1"], env)
+    assert done.returncode == EXIT_UNAVAILABLE
+    [event] = json_lines(done.stdout)
+    assert "SSL_CERT_FILE" in str(event["message"]) and "verify=" in str(event["message"])
+    assert "retrying" not in done.stderr  # -v logs every retry: there is none

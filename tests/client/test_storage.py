@@ -602,6 +602,16 @@ def test_inlining_only_refuses_a_large_image_before_sending(emulator: RunningEmu
     assert emulator.submit_count() == 0
 
 
+def test_a_directory_as_the_image_says_it_is_one(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidInputError, match="is a directory, not an image file"):
+        make(fake, clock).edit("p", image=tmp_path)
+    with pytest.raises(InvalidInputError, match=r"image_urls\[1\]: .* is a directory"):
+        make(fake, clock).edit("p", images=[b"\x89PNG\r\n\x1a\n" + b"\0" * 32, tmp_path])
+    assert fake.requests == []
+
+
 def test_on_another_host_without_storage_upload_is_refused_before_sending(
     fake: FakeQueue, clock: FakeClock, make: MakeClient
 ) -> None:
