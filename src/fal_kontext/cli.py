@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import httpx
 
@@ -143,6 +143,39 @@ environment:
 exit codes:
 {_exit_code_lines()}
 """
+
+
+# One example per command, at the end of its --help (the top-level help has the tour).
+EXAMPLES = {
+    "edit": 'fal-kontext edit "Put a donut next to the flour" kitchen.jpg --out out/',
+    "generate": 'fal-kontext generate "A lighthouse at dusk" --model max --out out/',
+    "submit": 'id=$(fal-kontext submit "Make it night" https://example.com/street.jpg)   # prints the request id',
+    "status": 'fal-kontext status "$id" --logs',
+    "wait": 'fal-kontext wait "$id" --out out/',
+    "result": 'fal-kontext result "$id" --out out/',
+    "cancel": 'fal-kontext cancel "$id"',
+    "batch": "fal-kontext batch jobs.jsonl --out out/ --max-cost 5",
+}
+COMMAND_EPILOG = (
+    "The global options (--base-url, --auth, --json, -v, --headers, --retries, --absent-after) go before or after\n"
+    "the command. Those, the environment variables and the exit codes are listed by: fal-kontext --help"
+)
+
+
+class UsageError(Exception):
+    """The command line is not one ``fal-kontext`` can run (an argparse error): reported in the command's one error
+    style, with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are ``UsageError`` (a short line, and a JSON line when piped: ``main``), not
+    argparse's usage block and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise ``UsageError`` naming the command and where its options are listed."""
+        command = self.prog.removeprefix("fal-kontext").strip()
+        where = f"{command}: " if command else ""
+        raise UsageError(f"{where}{message} (see: {self.prog} --help)")
 
 
 # --- input flags, read from the spec -----------------------------------------------------------------------------
@@ -290,35 +323,50 @@ def _add_submit_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
-    """--base-url, --auth, --json, -v, --headers, --retries; ``default=SUPPRESS`` for the copies after the command."""
+    """--base-url, --auth, --json, -v, --headers, --retries; ``default=SUPPRESS`` for the copies after the command,
+    which a command's ``--help`` does not list (the top-level help does, once)."""
     flag_default = False if default is None else default
+
+    def shown(text: str) -> str:
+        return argparse.SUPPRESS if default is argparse.SUPPRESS else text
+
     parser.add_argument(
-        "--base-url", default=default, help=f"queue base URL (default ${ENV_BASE_URL} or https://queue.fal.run)"
+        "--base-url", default=default, help=shown(f"queue base URL (default ${ENV_BASE_URL} or https://queue.fal.run)")
     )
     parser.add_argument(
-        "--auth", choices=["key", "bearer"], default=default, help=f"Authorization scheme (default ${ENV_AUTH} or key)"
+        "--auth",
+        choices=["key", "bearer"],
+        default=default,
+        help=shown(f"Authorization scheme (default ${ENV_AUTH} or key)"),
     )
-    parser.add_argument("--json", action="store_true", default=flag_default, help="print JSON lines on a terminal too")
+    parser.add_argument(
+        "--json", action="store_true", default=flag_default, help=shown("print JSON lines on a terminal too")
+    )
     parser.add_argument(
         "-v",
         "--verbose",
         action="count",
         default=0 if default is None else default,
-        help="log fal_kontext's messages and each HTTP request to stderr; -vv adds httpx/httpcore debug",
+        help=shown("log fal_kontext's messages and each HTTP request to stderr; -vv adds httpx/httpcore debug"),
     )
     parser.add_argument(
-        "--headers", action="store_true", default=flag_default, help="print each HTTP response's headers to stderr"
+        "--headers",
+        action="store_true",
+        default=flag_default,
+        help=shown("print each HTTP response's headers to stderr"),
     )
     parser.add_argument(
-        "--retries", type=int, default=default, metavar="N", help="retries of failed calls (default 4; 0: none)"
+        "--retries", type=int, default=default, metavar="N", help=shown("retries of failed calls (default 4; 0: none)")
     )
     parser.add_argument(
         "--absent-after",
         type=float,
         default=default,
         metavar="SECONDS",
-        help="a submit whose answer was lost (or under way when a batch stopped) is sent again only after fal's "
-        "request list shows no such job for this long (default 60)",
+        help=shown(
+            "a submit whose answer was lost (or under way when a batch stopped) is sent again only after fal's "
+            "request list shows no such job for this long (default 60)"
+        ),
     )
 
 
@@ -380,7 +428,7 @@ def _add_batch_options(batch: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fal-kontext`` (the ``mock`` command's own options are parsed when it runs)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fal-kontext",
         description="Edit images with FLUX.1 Kontext on fal.ai (or an aggregator), and follow queued requests.",
         epilog=EPILOG,
@@ -390,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fal-kontext {__version__}")
     _add_global_options(parser, None)
     # The same options are accepted after the command name too (``fal-kontext edit ... --base-url URL``).
-    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    common = _Parser(add_help=False, allow_abbrev=False)
     _add_global_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     specs = endpoint_specs()
@@ -402,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=text,
             description=text[:1].upper() + text[1:] + ".",
-            epilog=EPILOG,
+            epilog=f"example:\n  {EXAMPLES[name]}\n\n{COMMAND_EPILOG}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
             parents=[common],
             allow_abbrev=False,
@@ -1249,31 +1297,38 @@ def _emulator_guide() -> str:
     return str(guide) if guide.is_file() else "docs/emulator.md in the fal-kontext source"
 
 
-def _run_server_command(name: str, rest: list[str]) -> int:
+def _run_server_command(name: str, rest: list[str], usage_error: Callable[[str], int]) -> int:
     """``fal-kontext mock ...`` or ``fal-kontext proxy ...``: their own parser and runner, imported only now (both
-    need the ``mock`` extra: Starlette, uvicorn)."""
-    try:
-        if name == "mock":
-            from fal_kontext.mock.command import add_arguments
-            from fal_kontext.mock.command import run_mock_command as run
-        else:
-            from fal_kontext.proxy import add_arguments
-            from fal_kontext.proxy import run_proxy_command as run
-    except ModuleNotFoundError as err:
-        print(
-            f"fal-kontext: error: the {name} command needs the mock extra (missing module {err.name!r}): "
-            "pip install 'fal-kontext[mock]'",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    need the ``mock`` extra: Starlette, uvicorn); their usage errors in the command's one style (``usage_error``)."""
     what = {
         "mock": f"Serve a local emulator of fal.ai's queue API for FLUX.1 Kontext (guide: {_emulator_guide()}).",
         "proxy": "Forward your application's traffic to fal or an aggregator, checking every exchange against the "
         "spec and fal's queue rules (a loopback validating proxy).",
     }
-    parser = argparse.ArgumentParser(prog=f"fal-kontext {name}", description=what[name])
-    add_arguments(parser)
-    return int(run(parser.parse_args(rest)))
+    parser = _Parser(prog=f"fal-kontext {name}", description=what[name])
+    run: Callable[[argparse.Namespace], int]
+    try:
+        if name == "mock":
+            from fal_kontext.mock import command
+
+            command.add_arguments(parser)
+
+            def run(options: argparse.Namespace) -> int:
+                return command.run_mock_command(options, usage_error=lambda text: usage_error(f"mock: {text}"))
+        else:
+            from fal_kontext import proxy
+
+            proxy.add_arguments(parser)
+            run = proxy.run_proxy_command
+    except ModuleNotFoundError as err:
+        return usage_error(
+            f"the {name} command needs the mock extra (missing module {err.name!r}): pip install 'fal-kontext[mock]'"
+        )
+    try:
+        options = parser.parse_args(rest)
+    except UsageError as err:
+        return usage_error(str(err))
+    return int(run(options))
 
 
 def _completion(shell: str) -> int:
@@ -1294,12 +1349,26 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple
     return args, rest
 
 
+def _usage_error(message: str, argv: Sequence[str]) -> int:
+    """Report a usage error found before a command runs, in the command's one error style: a short line on stderr,
+    and a JSON line on stdout when it is piped (or with --json)."""
+    json_lines = "--json" in argv or not sys.stdout.isatty()
+    Output(json_lines=json_lines, stdout=sys.stdout, stderr=sys.stderr).error(
+        message, UsageError(message), None, EXIT_USAGE
+    )
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``fal-kontext``; returns the exit code (``EXIT_CODES``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args, rest = _parse(parser, argv)
+    try:
+        args, rest = _parse(parser, argv)
+    except UsageError as err:
+        return _usage_error(str(err), argv)
     if args.command in ("mock", "proxy"):
-        return _run_server_command(args.command, rest)
+        return _run_server_command(args.command, rest, lambda message: _usage_error(message, argv))
     if args.command == "completion":
         return _completion(args.shell)
     json_lines = args.json or not sys.stdout.isatty()

@@ -5,16 +5,37 @@ as an image, and a server whose certificate does not verify."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 
-from fal_kontext.cli import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE, BatchProgress, Output
+from fal_kontext.cli import (
+    EXAMPLES,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    BatchProgress,
+    Output,
+    main,
+)
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.status import Completed
 from tests.cli.conftest import interrupt, json_lines, run_cli
+
+# An option each command's help must list (its own).
+OWN_OPTIONS = {
+    "edit": "--aspect-ratio",
+    "generate": "--aspect-ratio",
+    "submit": "--webhook-url",
+    "status": "--logs",
+    "wait": "--cancel",
+    "result": "--out",
+    "batch": "--max-cost",
+}
 
 
 class Screen:
@@ -163,3 +184,74 @@ def test_a_certificate_that_does_not_verify_is_not_retried_and_names_the_fix(
     [event] = json_lines(done.stdout)
     assert "SSL_CERT_FILE" in str(event["message"]) and "verify=" in str(event["message"])
     assert "retrying" not in done.stderr  # -v logs every retry: there is none
+
+
+# --- usage errors: one style -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["edit"], "edit: the following arguments are required: PROMPT, IMAGE (see: fal-kontext edit --help)"),
+        (["edit", "p", "in.png", "--num-images", "two"], "edit: argument --num-images: invalid int value: 'two'"),
+        (["edit", "p", "in.png", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["bogus"], "argument COMMAND: invalid choice: 'bogus'"),
+        (["mock", "--runners", "x"], "mock: argument --runners: invalid int value: 'x'"),
+        (["edit", "p", "in.png", "--num-images", "9"], "--num-images: 9 is out of range"),  # a range error, as before
+    ],
+)
+def test_every_usage_error_is_one_line_and_a_json_line(
+    argv: list[str], words: str, env: dict[str, str], image: Path
+) -> None:
+    done = run_cli([str(image) if arg == "in.png" else arg for arg in argv], env)
+    assert done.returncode == EXIT_USAGE
+    [line] = done.stderr.splitlines()  # no usage block
+    assert line.startswith("fal-kontext: error: ") and words in line, line
+    [event] = json_lines(done.stdout)  # piped: the JSON line
+    assert event["event"] == "error" and event["exit_code"] == EXIT_USAGE and words in str(event["message"])
+
+
+def test_a_busy_port_is_a_usage_error_in_the_command_s_words(env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli(["mock", "--port", str(port)], env)
+    assert done.returncode == EXIT_USAGE
+    message = f"mock: cannot listen on 127.0.0.1:{port}: the port is in use"
+    assert done.stderr.startswith(f"fal-kontext: error: {message}") and "Errno" not in done.stderr, done.stderr
+    assert message in str(json_lines(done.stdout)[-1]["message"])
+
+
+# --- help: per command, and once for everything -------------------------------------------------------------------
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("command", "own"), [(name, OWN_OPTIONS.get(name, "")) for name in EXAMPLES])
+def test_a_command_s_help_shows_its_options_and_one_example(
+    command: str, own: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = _help([command], capsys)
+    example = text.split("example:\n", 1)[1].split("\n\n", 1)[0]
+    assert example == f"  {EXAMPLES[command]}" and f"fal-kontext {command} " in example  # one, of this command
+    assert own in text
+    # the global options are named once, not described again (their help is the top-level help's)
+    for elsewhere in ("exit codes:", "environment:", "queue base URL", "retries of failed calls", "FAL_KEY"):
+        assert elsewhere not in text, elsewhere
+    assert "fal-kontext --help" in text  # where they are
+
+
+def test_the_top_level_help_has_the_global_options_environment_and_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = _help([], capsys)
+    for everything in ("--base-url", "--absent-after", "--retries", "environment:", "FAL_KEY", "exit codes:"):
+        assert everything in text, everything
+    for row in EXIT_CODES:
+        assert f"  {row.code:<4}{row.meaning}" in text
