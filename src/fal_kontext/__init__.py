@@ -45,7 +45,7 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
-from .recovery import RecoveryPolicy
+from .recovery import LookupStarted, RecoveryPolicy
 from .results import EditResult, ResultImage
 from .retry import RetryPolicy
 from .status import Completed, InProgress, Queued, RequestMetrics, Status
@@ -75,6 +75,7 @@ __all__ = [
     "KontextInput",
     "KontextMultiInput",
     "KontextOutput",
+    "LookupStarted",
     "MissingCredentialsError",
     "NotFoundError",
     "PayloadTooLargeError",
