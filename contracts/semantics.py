@@ -40,7 +40,8 @@ from fal_kontext.queue_rules import (
     follow_url,
     parse_event_stream,
 )
-from fal_kontext.spec import EndpointSpec, endpoint_specs, operation_path, resolved_schema, spec
+from fal_kontext.spec import EndpointSpec, endpoint_specs, resolved_schema, spec
+from fal_kontext.urls import operation_url
 
 __all__ = ["Observation", "ProbeSettings", "check_image", "observe_lifecycle"]
 
@@ -155,7 +156,10 @@ class _Probe:
         self.endpoint = next((e for e in endpoint_specs() if e.id == target.endpoint), None)
 
     def url(self, operation_id: str, request_id: str) -> str:
-        return self.target.base_url + operation_path(operation_id).format(request_id=request_id)
+        """Where an operation of a request of the paid endpoint's app is (or of fal-ai/flux-pro, the spec's first app,
+        for the free probes that use invented ids)."""
+        app = self.endpoint.app if self.endpoint is not None else endpoint_specs()[0].app
+        return operation_url(self.target.base_url, operation_id, app, request_id)
 
     def call(self, method: str, url: str, *, secret: str | None = None, **kwargs: Any) -> httpx.Response:
         scheme = "Key" if self.target.auth == "key" else "Bearer"
@@ -262,6 +266,7 @@ class _Probe:
 
     def lifecycle(self) -> None:
         assert self.endpoint is not None
+        app = self.endpoint.app
         body, asked = lifecycle_input(self.endpoint, remote=self.target.remote)
         price = self.price()
         what = f"one job on {self.endpoint.id} ({body.get('num_images', 1)} image)"
@@ -298,7 +303,12 @@ class _Probe:
             self.seen.observed.add("returned-urls")
             self.seen.add(
                 check_returned_url(
-                    submitted.get(name), operation, request_id, self.target.base_url, where=f"submit {name}"
+                    submitted.get(name),
+                    operation,
+                    self.endpoint.app,
+                    request_id,
+                    self.target.base_url,
+                    where=f"submit {name}",
                 )
             )
             urls[operation] = (
@@ -343,7 +353,12 @@ class _Probe:
                 if isinstance(body, dict) and body.get(name) is not None:
                     self.seen.add(
                         check_returned_url(
-                            body[name], operation, request_id, self.target.base_url, where=f"{where} {name}"
+                            body[name],
+                            operation,
+                            self.endpoint.app,
+                            request_id,
+                            self.target.base_url,
+                            where=f"{where} {name}",
                         )
                     )
             status = body.get("status") if isinstance(body, dict) else None

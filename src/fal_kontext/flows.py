@@ -231,7 +231,7 @@ def call_with_retries(
         if isinstance(outcome, Answer) and call.operation is Operation.RESULT and outcome.status_code == 400:
             return _Attempted(outcome)  # "still in progress" is an answer, not a failure
         if isinstance(outcome, NoAnswer):
-            failure = Failure(None, {}, outcome.reached_server)
+            failure = Failure(None, {}, outcome.reached_server, outcome.certificate_rejected)
         else:
             failure = Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
         retry += 1
@@ -721,9 +721,7 @@ def save_flow(result: EditResult, directory: str | Path) -> Flow[list[Path]]:
             outcome = yield from exchange(Download(image.url, result.request_id))
             inline = _downloaded(outcome, image.url, result.request_id)
         content_type, data = inline
-        stated = image.to_dict().get("content_type")
-        kind = content_type or (stated if isinstance(stated, str) else None)
-        path = target / image_file_name(result.request_id, index, data, kind)
+        path = target / image_file_name(result.request_id, index, data, content_type or image.content_type)
         write_atomically(path, data)
         written.append(path)
     return written
