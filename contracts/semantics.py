@@ -355,7 +355,7 @@ class _Probe:
                         check_returned_url(
                             body[name],
                             operation,
-                            self.endpoint.app,
+                            app,
                             request_id,
                             self.target.base_url,
                             where=f"{where} {name}",
