@@ -305,7 +305,7 @@ class _Probe:
                 check_returned_url(
                     submitted.get(name),
                     operation,
-                    self.endpoint.app,
+                    app,
                     request_id,
                     self.target.base_url,
                     where=f"submit {name}",
@@ -327,6 +327,8 @@ class _Probe:
         self.finish(request_id, urls, asked, images)
 
     def poll(self, request_id: str, urls: dict[str, str], history: RequestHistory) -> None:
+        assert self.endpoint is not None
+        app = self.endpoint.app
         deadline = time.monotonic() + self.settings.wait_timeout
         forms = [("0", False, ""), ("1", True, ""), ("true", True, "/"), ("false", False, "/")]
         checked_early_result = False
