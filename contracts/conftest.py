@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from contracts.conformance import SPEC_PATH
+from contracts.paid_job import RequestIds
 from contracts.summary import STATS
 from contracts.target import (
     DEFAULT_ENDPOINT,
@@ -201,6 +202,12 @@ def paid_calls(request: pytest.FixtureRequest) -> PaidCallBudget:
     """The run's budget of submits to a remote server (the emulator is free: no limit)."""
     paid = not is_free(request.config)
     return PaidCallBudget(limit=request.config.getoption("--max-paid-calls") if paid else 1_000_000)
+
+
+@pytest.fixture(scope="session")
+def request_ids() -> RequestIds:
+    """The request ids the run's submits got: the paid jobs (the client's and the probe's) check each is new."""
+    return RequestIds()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

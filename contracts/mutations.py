@@ -32,7 +32,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from fal_kontext.spec import resolved_schema, spec
+from contracts.paid_job import input_properties
+from fal_kontext.spec import spec
 
 __all__ = ["CONTROLS", "MUTATIONS", "REQUEST_DRIFTS", "Mutation", "create_proxy"]
 
@@ -315,10 +316,7 @@ async def _narrower_limits(state: ProxyState, out: Outgoing, answer: Answer, sen
 
 
 def _submit_properties(path: str) -> dict[str, Any]:
-    operation = spec()["paths"].get(path, {}).get("post", {})
-    reference = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
-    name = str(reference.get("$ref", "")).rsplit("/", 1)[-1]
-    return dict(resolved_schema(name).get("properties", {})) if name else {}
+    return input_properties(path.lstrip("/")) if "post" in spec()["paths"].get(path, {}) else {}
 
 
 # Request-side drift: a valid request the server refuses. Only sending it shows (contracts/boundaries.py), so these

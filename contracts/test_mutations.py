@@ -15,7 +15,7 @@ import pytest
 
 from contracts.mutations import CONTROLS, MUTATIONS, Mutation, create_proxy
 from contracts.reference_server import ReferenceConfig, create_app
-from contracts.semantics import Observation, ProbeSettings, observe_lifecycle
+from contracts.semantics import Observation, ProbeOptions, ProbeSettings, observe_lifecycle
 from contracts.serving import serve
 from contracts.summary import STATS
 from contracts.target import ContractTarget, PaidCallBudget
@@ -30,7 +30,8 @@ def _probe(upstream: str, mutation: Mutation) -> Observation:
     with serve(create_proxy(upstream, mutation)) as url:
         target = ContractTarget(url, "key", KEY, remote=True)
         return observe_lifecycle(
-            target, PaidCallBudget(limit=1), second_secret=SECOND_KEY, settings=SETTINGS, announce=lambda _: None,
+            target, PaidCallBudget(limit=1), options=ProbeOptions(second_secret=SECOND_KEY), settings=SETTINGS,
+            announce=lambda _: None,
         )  # fmt: skip
 
 

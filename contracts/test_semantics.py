@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from contracts.conftest import is_free
-from contracts.semantics import check_image, observe_lifecycle
+from contracts.paid_job import RequestIds
+from contracts.semantics import ProbeOptions, check_image, observe_lifecycle
 from contracts.summary import STATS
 from contracts.target import ContractTarget, PaidCallBudget
 from fal_kontext.queue_rules import (
@@ -44,6 +45,7 @@ def semantic_target(
 def test_the_whole_lifecycle_keeps_fal_rules(
     semantic_target: tuple[ContractTarget, str | None],
     paid_calls: PaidCallBudget,
+    request_ids: RequestIds,
     request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -53,7 +55,8 @@ def test_the_whole_lifecycle_keeps_fal_rules(
         with capsys.disabled():
             print(f"\n{line}", flush=True)
 
-    seen = observe_lifecycle(target, paid_calls, second_secret=second, announce=announce)
+    options = ProbeOptions(second_secret=second, ids=request_ids)
+    seen = observe_lifecycle(target, paid_calls, options=options, announce=announce)
     if not is_free(request.config):
         for what, price in seen.paid:
             STATS.record_paid(what, price)
@@ -67,6 +70,9 @@ def test_the_whole_lifecycle_keeps_fal_rules(
         "stream-closing",
         "result",
         "images",
+        "echo",
+        "result-kept",
+        "request-id-distinct",
         "cancel-after-completion",
     }
     assert expected <= seen.observed, f"not exercised: {expected - seen.observed}"
