@@ -7,22 +7,36 @@ The tests below the probe show that each rule can fail.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from contracts.conformance import SpecIndex
 from contracts.conftest import is_free
-from contracts.paid_job import RequestIds
+from contracts.paid_job import PaidJob, RequestIds, check_output, check_ratio, input_properties, paid_job
 from contracts.semantics import ProbeOptions, check_image, observe_lifecycle
 from contracts.summary import STATS
-from contracts.target import ContractTarget, PaidCallBudget
+from contracts.target import (
+    DEFAULT_ENDPOINT,
+    ContractTarget,
+    PaidCallBudget,
+    join_url,
+    queue_path,
+    with_trailing_slash,
+)
 from fal_kontext.queue_rules import (
+    STILL_IN_PROGRESS,
     RequestHistory,
     Violation,
     check_returned_url,
     check_status_answer,
+    check_stream_logs,
     parse_event_stream,
 )
+from fal_kontext.spec import endpoint_specs
 
 SECOND_KEY = "second-key"
 
@@ -149,3 +163,94 @@ def test_images_must_be_what_the_result_says() -> None:
     lying = {**described, "content_type": "image/png"}
     assert _rules(check_image(lying, jpeg, "image/png", "png", "i")) == {"image-type", "image-format"}
     assert _rules(check_image({**described, "width": 9}, jpeg, None, None, "i")) == {"image-size"}
+
+
+def test_a_stream_carries_each_log_entry_once() -> None:
+    entry = {"message": "Generating", "level": "INFO", "source": "USER", "timestamp": "2026-01-01T00:00:00Z"}
+    later = {**entry, "message": "Done", "timestamp": "2026-01-01T00:00:01Z"}
+    incremental: list[dict[str, Any]] = [{"logs": None}, {"logs": [entry]}, {"logs": [later]}]
+    assert check_stream_logs(incremental, "s") == []
+    cumulative = [{"logs": [entry]}, {"logs": [entry, later]}]
+    assert _rules(check_stream_logs(cumulative, "s")) == {"stream-logs-incremental"}
+
+
+def test_a_result_answered_200_means_completed() -> None:
+    history = RequestHistory()
+    assert history.observe({"status": "IN_PROGRESS"}, "a") == []
+    assert history.observe_result(200, b"{}", "early") == []
+    assert _rules(history.observe({"status": "IN_PROGRESS"}, "b")) == {"result-before-completion"}
+    assert history.observe({"status": "IN_PROGRESS"}, "c") == []  # reported once per request
+    raced = RequestHistory()  # completed between the status and the result: the next status says COMPLETED
+    raced.observe({"status": "IN_PROGRESS"}, "a")
+    raced.observe_result(200, b"{}", "early")
+    assert raced.observe({"status": "COMPLETED"}, "b") == []
+    still = json.dumps({"detail": STILL_IN_PROGRESS}).encode()
+    assert _rules(raced.observe_result(400, still, "late")) == {"result-after-completion"}
+    assert raced.observe_result(400, b'{"detail": "Request was cancelled"}', "cancelled") == []
+
+
+def _job(**changes: object) -> PaidJob:
+    endpoint = next(e for e in endpoint_specs() if e.id == DEFAULT_ENDPOINT)
+    job = paid_job(endpoint, remote=True)
+    return replace(job, body={**job.body, **changes}) if changes else job
+
+
+def test_the_paid_job_asks_what_the_spec_allows() -> None:
+    job = _job()
+    properties = input_properties(job.endpoint.id)
+    assert (
+        job.body["aspect_ratio"] in properties["aspect_ratio"]["enum"] and job.aspect_ratio == job.body["aspect_ratio"]
+    )
+    across, down = map(int, job.body["aspect_ratio"].split(":"))
+    assert across < down  # portrait: an output that kept a landscape or square input's ratio cannot pass for it
+    assert job.body["output_format"] == job.output_format == "png" and "png" in properties["output_format"]["enum"]
+    assert job.body["enhance_prompt"] is False and isinstance(job.body["seed"], int)
+    assert not job.body["prompt"].isascii()
+    assert job.images == job.body["num_images"] == 1
+    assert paid_job(job.endpoint, remote=True, images=2).body["num_images"] == 2
+    assert validate_input(job.body) == []
+
+
+def validate_input(body: dict[str, object]) -> list[str]:
+    return SpecIndex().check_schema(_job().endpoint.input_schema, body)
+
+
+def test_the_output_must_echo_what_was_sent() -> None:
+    job = _job()
+    good = {
+        "images": [{"url": "https://x/0.png"}],
+        "seed": job.body["seed"],
+        "prompt": job.body["prompt"],
+        "has_nsfw_concepts": [False],
+        "timings": {},
+    }
+    assert check_output(good, job, "r") == []
+    mangled = str(good["prompt"]).encode().decode("latin-1")
+    assert _rules(check_output({**good, "prompt": mangled}, job, "r")) == {"echo-prompt"}
+    assert _rules(check_output({**good, "seed": 42}, job, "r")) == {"echo-seed"}
+    assert _rules(check_output({**good, "has_nsfw_concepts": []}, job, "r")) == {"nsfw-flags"}
+    two = replace(job, images=2)
+    assert _rules(check_output(good, two, "r")) == {"image-count"}
+    enhanced = _job(enhance_prompt=True)
+    assert check_output({**good, "prompt": "an enhanced prompt"}, enhanced, "r") == []
+
+
+def test_an_image_must_have_the_ratio_asked_for() -> None:
+    assert check_ratio(880, 1184, "3:4", "i") == []  # about a megapixel on a 16-pixel grid: 0.9% off
+    assert _rules(check_ratio(1024, 1024, "3:4", "i")) == {"aspect-ratio"}
+    assert _rules(check_ratio(1184, 880, "3:4", "i")) == {"aspect-ratio"}
+
+
+def test_every_submit_of_the_run_gets_its_own_request_id() -> None:
+    ids = RequestIds()
+    assert ids.add("a", "first") == [] and ids.add("b", "second") == []
+    assert _rules(ids.add("a", "third")) == {"request-id-distinct"}
+
+
+def test_queue_urls_come_from_the_spec_and_never_hold_a_double_slash() -> None:
+    target = ContractTarget("https://proxy.example/v1/", "key", "k", remote=True)
+    url = target.queue_url("get_request_status", RID)
+    assert url == "https://proxy.example/v1" + queue_path("get_request_status", target.endpoint, RID)
+    assert "//" not in url.split("://", 1)[1]
+    assert with_trailing_slash(url + "/") == url + "/" and with_trailing_slash(url + "?logs=1") == url + "/?logs=1"
+    assert join_url("https://a.example/", "/fal-ai/flux-pro/kontext") == "https://a.example/fal-ai/flux-pro/kontext"

@@ -87,6 +87,7 @@ class RequestHistory:
     position: int | None = None
     statuses: list[str] = field(default_factory=list)
     result_answered: bool = False
+    early_result_reported: bool = False
 
     @property
     def completed(self) -> bool:
@@ -103,7 +104,8 @@ class RequestHistory:
             found.append(
                 Violation("status-order", f"{where}: status went back to {status} after {list(_RANK)[self.rank]}")
             )
-        elif 0 <= rank < len(QUEUE_STATUSES) - 1 and self.result_answered:
+        elif 0 <= rank < len(QUEUE_STATUSES) - 1 and self.result_answered and not self.early_result_reported:
+            self.early_result_reported = True  # once per request: later pending statuses say nothing new
             found.append(
                 Violation(
                     "result-before-completion",
