@@ -88,11 +88,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "those the server refuses; on a paid server needs --confirm-cost (env CONTRACT_BOUNDARIES=1)",
     )
     group.addoption(
+        "--contract-two-images",
+        action="store_true",
+        default=os.environ.get("CONTRACT_TWO_IMAGES", "") not in ("", "0"),
+        help="the rules probe's paid job asks for 2 images (the server must return 2, with 2 NSFW flags); it costs "
+        "one image more and needs --confirm-cost covering the job (env CONTRACT_TWO_IMAGES=1); free servers always",
+    )
+    group.addoption(
         "--confirm-cost",
         type=float,
         default=float(os.environ.get("CONTRACT_CONFIRM_COST", "0") or 0),
-        help="USD you accept to spend on the boundary run; it is refused if its computed cost is higher "
-        "(env CONTRACT_CONFIRM_COST)",
+        help="USD you accept to spend on each opt-in priced check (the boundary run, the two-image job); one whose "
+        "computed cost is higher is not sent (env CONTRACT_CONFIRM_COST)",
     )
     group.addoption(
         "--contract-endpoint",

@@ -8,7 +8,7 @@ The tests below the probe show that each rule can fail.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -56,6 +56,23 @@ def semantic_target(
         yield ContractTarget(emulator.base_url, "key", emulator.key, remote=False, verify=emulator.verify), SECOND_KEY
 
 
+def probe_images(config: pytest.Config, endpoint_id: str, announce: Callable[[str], None]) -> int:
+    """Images the probe's job asks for: 2 on a free server; on a paid one only with --contract-two-images and a
+    --confirm-cost that covers the job at the spec's price (said before anything is sent), else 1."""
+    if is_free(config):
+        return 2
+    if not config.getoption("--contract-two-images"):
+        return 1
+    price = next(e.price_usd_per_image for e in endpoint_specs() if e.id == endpoint_id)
+    confirmed = config.getoption("--confirm-cost")
+    cost = f"${2 * price:.2f}" if price is not None else "an unknown amount (the spec states no price)"
+    announce(f"two-image check: the probe's job asks for 2 images on {endpoint_id}: {cost} (1 image more)")
+    if price is None or 2 * price > confirmed:
+        announce(f"two-image check not sent: --confirm-cost {confirmed} does not cover {cost}; the job asks for 1")
+        return 1
+    return 2
+
+
 def test_the_whole_lifecycle_keeps_fal_rules(
     semantic_target: tuple[ContractTarget, str | None],
     paid_calls: PaidCallBudget,
@@ -69,7 +86,8 @@ def test_the_whole_lifecycle_keeps_fal_rules(
         with capsys.disabled():
             print(f"\n{line}", flush=True)
 
-    options = ProbeOptions(second_secret=second, ids=request_ids)
+    images = probe_images(request.config, target.endpoint, announce)
+    options = ProbeOptions(second_secret=second, images=images, ids=request_ids)
     seen = observe_lifecycle(target, paid_calls, options=options, announce=announce)
     if not is_free(request.config):
         for what, price in seen.paid:
