@@ -95,6 +95,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "one image more and needs --confirm-cost covering the job (env CONTRACT_TWO_IMAGES=1); free servers always",
     )
     group.addoption(
+        "--contract-cancel",
+        action="store_true",
+        default=os.environ.get("CONTRACT_CANCEL", "") not in ("", "0"),
+        help="the rules probe also cancels one pending job and follows it to its end (one more paid job: needs "
+        "--max-paid-calls 3 and --confirm-cost covering one image; env CONTRACT_CANCEL=1); free servers always",
+    )
+    group.addoption(
         "--confirm-cost",
         type=float,
         default=float(os.environ.get("CONTRACT_CONFIRM_COST", "0") or 0),

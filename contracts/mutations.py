@@ -338,6 +338,28 @@ async def _shared_ids(state: ProxyState, out: Outgoing, answer: Answer, send: Se
     return state.answers.setdefault((out.path, prompt), answer)
 
 
+def _ended_badly(state: ProxyState, request_id: str, body: dict[str, Any]) -> bool:
+    return body.get("status") == "COMPLETED" and (bool(body.get("error")) or request_id in state.cancelled)
+
+
+def _failed_when_errored(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    # Third-party fal specs list FAILED; a relay built on them reports a request that ended without output so.
+    body, request_id = answer.json(), out.request_id or ""
+    if out.operation == "cancel" and answer.status in (200, 202):
+        state.cancelled.add(request_id)
+    elif out.operation == "status" and isinstance(body, dict) and _ended_badly(state, request_id, body):
+        return answer.with_json({**body, "status": "FAILED"})
+    return answer
+
+
+def _failed_events(state: ProxyState, out: Outgoing) -> Callable[[str], str | None]:
+    def apply(body: dict[str, Any]) -> None:
+        if _ended_badly(state, out.request_id or "", body):
+            body["status"] = "FAILED"
+
+    return _status_line(apply)
+
+
 def _every_other_submit(retry_after: str | None) -> Callable[[ProxyState, Outgoing], Answer | None]:
     # A rate limiter: the first of every two submits is refused with 429 (nothing is queued).
     def apply(state: ProxyState, out: Outgoing) -> Answer | None:
@@ -434,6 +456,8 @@ MUTATIONS: dict[str, Mutation] = {
                  response=_on({"result"}, _result_while_pending)),
         Mutation("one_shot_result", "the result answers once, then 404", response=_on({"result"}, _one_shot_result)),
         Mutation("shared_ids", "a second submit of the same prompt gets the first one's request id", response=_shared_ids),
+        Mutation("failed_when_errored", "a request that ended in an error or was cancelled reported FAILED",
+                 response=_on({"status", "cancel"}, _failed_when_errored), stream_state=_failed_events),
     ]
 }  # fmt: skip
 

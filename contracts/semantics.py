@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -49,7 +49,7 @@ from fal_kontext.queue_rules import (
     parse_event_stream,
 )
 from fal_kontext.retry import Failure, Operation, RetryPolicy
-from fal_kontext.spec import EndpointSpec, endpoint_specs
+from fal_kontext.spec import EndpointSpec, endpoint_specs, resolve, spec
 
 __all__ = [
     "Observation",
@@ -125,11 +125,16 @@ class ProbeOptions:
         second_secret: another key of the same server, to check that it cannot see the job (skipped without).
         images: images the paid job asks for (more than 1 costs more: the opt-in priced check).
         ids: the request ids the run's other submits got (each submit must get a new one).
+        cancel_pending: also submit a job and cancel it while pending, then follow it to its end (one more job).
+        error_job: also submit a job whose start deadline passes in the queue, and follow it to its error ending
+            (one more job; a free server's, as a paid server may well run it).
     """
 
     second_secret: str | None = None
     images: int = 1
     ids: RequestIds = field(default_factory=RequestIds)
+    cancel_pending: bool = False
+    error_job: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,7 @@ class _Probe:
     ) -> None:
         self.target, self.budget, self.settings, self.announce = target, budget, settings, announce
         self.second_secret, self.images_asked, self.ids = options.second_secret, options.images, options.ids
+        self.options = options
         self.index = _spec_index()
         self.seen = Observation()
         self.client = httpx.Client(verify=target.verify, timeout=httpx.Timeout(30.0), follow_redirects=False)
@@ -194,10 +200,10 @@ class _Probe:
         self.schema(response)
         return response
 
-    def submit(self, body: dict[str, Any], what: str) -> httpx.Response:
+    def submit(self, body: dict[str, Any], what: str, headers: dict[str, str] | None = None) -> httpx.Response:
         """POST ``body`` to the endpoint; a request id it gets must be new to the run (``RequestIds``)."""
         assert self.endpoint is not None
-        response = self.call("POST", self.target.url(self.endpoint.id), json=body)
+        response = self.call("POST", self.target.url(self.endpoint.id), json=body, headers=headers or {})
         request_id = response.json().get("request_id") if response.status_code == 200 and _is_json(response) else None
         if isinstance(request_id, str):
             self.seen.observed.add("request-id-distinct")
@@ -300,36 +306,36 @@ class _Probe:
             return 0.0
         return self.endpoint.price_usd_per_image if self.endpoint else None
 
-    def lifecycle(self) -> None:
+    def paid_submit(
+        self, job: PaidJob, what: str, headers: dict[str, str] | None = None
+    ) -> tuple[str, dict[str, str], dict[str, Any]] | None:
+        """Submit a paid job within the budget, its price said first; returns its request id, the URLs to follow
+        (each checked) and the submit answer, or None when it was not sent or not queued."""
         assert self.endpoint is not None
-        job = paid_job(self.endpoint, remote=self.target.remote, images=self.images_asked)
-        body = job.body
         price = self.price()
-        what = f"one job on {self.endpoint.id} ({job.images} image{'s' if job.images > 1 else ''})"
         try:
             self.budget.spend(what)
         except BudgetExhausted as exhausted:
-            self.announce(f"paid lifecycle skipped: {exhausted}")
-            return
-        images = job.images
+            self.announce(f"{what}: skipped: {exhausted}")
+            return None
         cost = (
             "free (local emulator)"
             if price == 0
-            else (f"${price * images:.2f}" if price else "price not stated in the spec")
+            else (f"${price * job.images:.2f}" if price else "price not stated in the spec")
         )
         if self.target.remote:
             self.announce(
                 f"paid call {self.budget.spent}/{self.budget.limit}: {what} on {self.target.base_url}: {cost}"
             )
-        self.seen.paid.append((what, None if price is None else price * images))
-        response = self.submit(body, f"the probe's job on {self.endpoint.id}")
-        if not self.expect("submit", response, 200, "submit") or not _is_json(response):
-            return
+        self.seen.paid.append((what, None if price is None else price * job.images))
+        response = self.submit(job.body, what, headers=headers)
+        if not self.expect("submit", response, 200, f"submit of {what}") or not _is_json(response):
+            return None
         submitted = response.json()
         request_id = str(submitted.get("request_id", ""))
         if not request_id:
-            self.seen.add([Violation("submit", "submit answer without request_id")])
-            return
+            self.seen.add([Violation("submit", f"submit of {what}: answer without request_id")])
+            return None
         urls = {}
         for name, operation in (
             ("status_url", "get_request_status"),
@@ -347,15 +353,124 @@ class _Probe:
                 if isinstance(submitted.get(name), str) and "://" in submitted[name]
                 else self.url(operation, request_id)
             )
+        return request_id, urls, submitted
+
+    def lifecycle(self) -> None:
+        assert self.endpoint is not None
+        job = paid_job(self.endpoint, remote=self.target.remote, images=self.images_asked)
+        what = f"one job on {self.endpoint.id} ({job.images} image{'s' if job.images > 1 else ''})"
+        submitted = self.paid_submit(job, what)
+        if submitted is None:
+            return
+        request_id, urls, answer = submitted
         history = RequestHistory()
-        if "status" in submitted:  # the submit answer is the request's first status (IN_QUEUE, maybe a position)
-            self.seen.add(history.observe(submitted, "submit"))
+        if "status" in answer:  # the submit answer is the request's first status (IN_QUEUE, maybe a position)
+            self.seen.add(history.observe(answer, "submit"))
         stream = _StreamReader(self, request_id, self.settings)
         stream.start()
         self.poll(request_id, urls, history)
         stream.join(self.settings.wait_timeout)
         self.seen.add(stream.found)
         self.finish(request_id, urls, job)
+
+    # --- jobs that end without output ---
+    # fal: "A failed or cancelled request also has the status COMPLETED" (https://fal.ai/docs/inference-api/queue/status):
+    # such a request is followed to its end, where a status fal does not have (FAILED, CANCELLED) shows.
+
+    def cancelled_job(self) -> None:
+        """One job cancelled while pending (https://fal.ai/docs/inference-api/queue/cancel: a queued request is
+        removed, a running one signalled), then followed to its end."""
+        assert self.endpoint is not None
+        job = paid_job(self.endpoint, remote=self.target.remote)
+        what = f"a job on {self.endpoint.id} cancelled while pending (1 image, billed only if it starts first)"
+        submitted = self.paid_submit(job, what)
+        if submitted is None:
+            return
+        request_id, urls, _ = submitted
+        cancel = self.call("PUT", urls["cancel_request"])
+        self.seen.observed.add("cancel-pending")
+        body = cancel.json() if _is_json(cancel) else None
+        state = body.get("status") if isinstance(body, dict) else None
+        # Which answers a cancel has is the spec's to say (every answer is checked against it in call()); fal's
+        # prose adds what their status says.
+        if cancel.status_code == 202 and state != "CANCELLATION_REQUESTED":
+            self.seen.add(
+                [Violation("cancel-pending", f"cancel answered 202 {cancel.text[:160]!r}, fal: CANCELLATION_REQUESTED")]
+            )
+        elif cancel.status_code == 400 and state != "ALREADY_COMPLETED":  # it ended before the cancel arrived
+            self.seen.add(
+                [Violation("cancel-pending", f"cancel answered 400 {cancel.text[:160]!r}, fal: ALREADY_COMPLETED")]
+            )
+        elif cancel.status_code not in (200, 202, 400):
+            self.seen.add(
+                [
+                    Violation(
+                        "cancel-pending", f"cancel of a pending job: HTTP {cancel.status_code}: {cancel.text[:160]!r}"
+                    )
+                ]
+            )
+        self.until_ended(request_id, urls, "cancelled job")
+
+    def timed_out_job(self) -> None:
+        """One job whose start deadline (``X-Fal-Request-Timeout`` at the smallest value the spec allows) passes
+        while it is queued: it ends with fal's request_timeout error
+        (https://docs.fal.ai/documentation/model-apis/request-errors). A server with no queue wait may run it instead:
+        then no error ending was seen, and nothing is reported."""
+        assert self.endpoint is not None
+        job = paid_job(self.endpoint, remote=self.target.remote)
+        seconds = _smallest_start_timeout(self.endpoint.id)
+        if seconds is None:
+            return
+        what = f"a job on {self.endpoint.id} with a start deadline of {seconds:g} s (1 image, billed only if it starts)"
+        submitted = self.paid_submit(job, what, headers={"X-Fal-Request-Timeout": f"{seconds:g}"})
+        if submitted is None:
+            return
+        request_id, urls, _ = submitted
+        ended = self.until_ended(request_id, urls, "job past its start deadline")
+        if isinstance(ended, dict) and ended.get("error"):
+            self.seen.observed.add("error-ending")
+
+    def until_ended(self, request_id: str, urls: dict[str, str], where: str) -> dict[str, Any] | None:
+        """Poll a request until COMPLETED (each status checked, in order), read its stream (COMPLETED, then closed),
+        fetch its result (an answer the spec documents) and cancel it again (400 ALREADY_COMPLETED). Returns the
+        last status."""
+        history = RequestHistory()
+        deadline = time.monotonic() + self.settings.wait_timeout
+        turn = 0
+        while True:
+            turn += 1
+            response = self.call("GET", urls["get_request_status"], params={"logs": "1"})
+            said = f"{where}: status #{turn}"
+            if response.status_code not in (200, 202) or not _is_json(response):
+                self.seen.add(
+                    [Violation("status-code", f"{said}: HTTP {response.status_code}: {response.text[:160]!r}")]
+                )
+                return None
+            body = response.json()
+            self.seen.add(check_status_answer(response.status_code, body, request_id, logs_requested=True, where=said))
+            if not isinstance(body, dict):
+                return None
+            self.seen.add(history.observe(body, said))
+            if body.get("status") == "COMPLETED" or body.get("status") not in QUEUE_STATUSES:
+                break
+            if time.monotonic() > deadline:
+                self.seen.add(
+                    [Violation("completion", f"{where}: not COMPLETED within {self.settings.wait_timeout} s")]
+                )
+                return None
+            time.sleep(self.settings.poll_interval)
+        stream = _StreamReader(self, request_id, self.settings)
+        stream.run()
+        self.seen.add([replace(v, message=f"{where}: {v.message}") for v in stream.found])
+        self.call("GET", urls["get_request_result"])
+        again = self.call("PUT", urls["cancel_request"])
+        if self.expect("cancel-after-completion", again, 400, f"{where}: cancel after its end"):
+            state = again.json().get("status") if _is_json(again) and isinstance(again.json(), dict) else None
+            if state != "ALREADY_COMPLETED":
+                self.seen.add(
+                    [Violation("cancel-after-completion", f"{where}: {again.text[:160]!r}, fal: ALREADY_COMPLETED")]
+                )
+        return body
 
     def poll(self, request_id: str, urls: dict[str, str], history: RequestHistory) -> None:
         deadline = time.monotonic() + self.settings.wait_timeout
@@ -491,6 +606,19 @@ class _Probe:
             size = image_size(data)
             if size is not None and job.aspect_ratio is not None:
                 self.seen.add(check_ratio(*size, job.aspect_ratio, f"image {number}"))
+
+
+def _smallest_start_timeout(endpoint_id: str) -> float | None:
+    """The smallest ``X-Fal-Request-Timeout`` the spec allows on the endpoint's submit (its minimum, doubled when
+    exclusive); None when the spec has no such header there."""
+    item = spec()["paths"]["/" + endpoint_id]
+    for node in [*item.get("parameters", []), *item["post"].get("parameters", [])]:
+        parameter = resolve(node)
+        if parameter.get("in") == "header" and str(parameter.get("name")).lower() == "x-fal-request-timeout":
+            schema = resolve(parameter.get("schema", {}))
+            minimum = float(schema.get("minimum", 0))
+            return minimum * 2 if schema.get("exclusiveMinimum") is True else max(minimum, 0.1)
+    return None
 
 
 @functools.cache
@@ -636,6 +764,10 @@ def observe_lifecycle(
         probe.free_probes()
         probe.malformed_body()
         probe.lifecycle()
+        if probe.options.cancel_pending:
+            probe.cancelled_job()
+        if probe.options.error_job:
+            probe.timed_out_job()
     finally:
         probe.client.close()
     return probe.seen

@@ -4,8 +4,8 @@ The reference server (a correct fal-like server) runs behind the mutating proxy 
 deviation per proxy; the remote mode's two paid jobs run against each proxy as against any remote server: the
 client's lifecycle through the exchange recorder (`test_client_vs_spec.py::test_paid_lifecycle`) and the rules probe
 (`contracts/semantics.py`: the free probes and one lifecycle, every answer also checked against the spec), sharing
-the run's request ids. The probe's job asks for two images, as the opt-in priced check does on a paid server (the
-reference server is free). The score is in the contract summary (`make contracts`) and in docs/contracts.md.
+the run's request ids. The probe's job asks for two images and the probe follows a cancelled job and one whose start
+deadline passes to their end, as the opt-in priced checks do on a paid server (the reference server is free). The score is in the contract summary (`make contracts`) and in docs/contracts.md.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ def _remote_mode(upstream: str, mutation: Mutation) -> Observation:
         recorder = ConformanceRecorder(httpx.HTTPTransport(), SpecIndex())
         found = client_lifecycle(target, recorder, paid_job(endpoint, remote=True), ids)
         found += [Violation("client-spec", problem) for problem in recorder.violations()]
-        options = ProbeOptions(second_secret=SECOND_KEY, images=2, ids=ids)
+        options = ProbeOptions(second_secret=SECOND_KEY, images=2, ids=ids, cancel_pending=True, error_job=True)
         seen = observe_lifecycle(
-            target, PaidCallBudget(limit=1), options=options, settings=SETTINGS, announce=lambda _: None
+            target, PaidCallBudget(limit=3), options=options, settings=SETTINGS, announce=lambda _: None
         )
         seen.add(found)
         return seen

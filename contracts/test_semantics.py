@@ -73,6 +73,21 @@ def probe_images(config: pytest.Config, endpoint_id: str, announce: Callable[[st
     return 2
 
 
+def probe_cancels(config: pytest.Config, endpoint_id: str, announce: Callable[[str], None]) -> bool:
+    """Whether the probe cancels a pending job on a paid server: only with --contract-cancel and a --confirm-cost that
+    covers one image at the spec's price (said before anything is sent; the job spends one unit of the budget)."""
+    if not config.getoption("--contract-cancel"):
+        return False
+    price = next(e.price_usd_per_image for e in endpoint_specs() if e.id == endpoint_id)
+    confirmed = config.getoption("--confirm-cost")
+    cost = f"${price:.2f}" if price is not None else "an unknown amount (the spec states no price)"
+    announce(f"cancel check: one more job on {endpoint_id}, cancelled while pending: up to {cost}")
+    if price is None or price > confirmed:
+        announce(f"cancel check not sent: --confirm-cost {confirmed} does not cover {cost}")
+        return False
+    return True
+
+
 def test_the_whole_lifecycle_keeps_fal_rules(
     semantic_target: tuple[ContractTarget, str | None],
     paid_calls: PaidCallBudget,
@@ -87,7 +102,14 @@ def test_the_whole_lifecycle_keeps_fal_rules(
             print(f"\n{line}", flush=True)
 
     images = probe_images(request.config, target.endpoint, announce)
-    options = ProbeOptions(second_secret=second, images=images, ids=request_ids)
+    free = is_free(request.config)
+    options = ProbeOptions(
+        second_secret=second,
+        images=images,
+        ids=request_ids,
+        cancel_pending=free or probe_cancels(request.config, target.endpoint, announce),
+        error_job=free,
+    )
     seen = observe_lifecycle(target, paid_calls, options=options, announce=announce)
     if not is_free(request.config):
         for what, price in seen.paid:
@@ -107,6 +129,8 @@ def test_the_whole_lifecycle_keeps_fal_rules(
         "request-id-distinct",
         "cancel-after-completion",
     }
+    if free:
+        expected |= {"cancel-pending", "error-ending"}
     assert expected <= seen.observed, f"not exercised: {expected - seen.observed}"
     if second:
         assert "per-key-isolation" in seen.observed
