@@ -35,7 +35,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from contracts.paid_job import input_properties
-from fal_kontext.spec import spec
+from fal_kontext.spec import operation_path, spec
 
 __all__ = ["CONTROLS", "MUTATIONS", "REQUEST_DRIFTS", "Mutation", "create_proxy"]
 
@@ -488,6 +488,17 @@ REQUEST_DRIFTS: dict[str, Mutation] = {
     ]
 }  # fmt: skip
 
+
+def _cancel_success(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    # fal's per-endpoint queue OpenAPI answers a cancel 200 {"success": bool}; its prose 202 CANCELLATION_REQUESTED.
+    return answer.with_json({"success": True}, status=200) if answer.status == 202 else answer
+
+
+def _documents(operation_id: str, method: str, code: str) -> bool:
+    """Whether the spec documents answer ``code`` for an operation."""
+    return code in spec()["paths"][operation_path(operation_id)][method].get("responses", {})
+
+
 # Differences a correct client copes with: the remote mode must not report them.
 CONTROLS: dict[str, Mutation] = {
     m.name: m
@@ -509,6 +520,9 @@ CONTROLS: dict[str, Mutation] = {
                  response=_on({"status"}, _edit_json(_without_urls)), stream_line=_status_line(_without_urls)),
         Mutation("trailing_slash_urls", "returned URLs end with a slash; a path with // answers 404",
                  response=_on(_STATUS, _edit_json(_trailing_slash)), intercept=_refuse_double_slash),
+        # A shape of fal's own documents is a control only once the spec documents it (the spec says which).
+        *([Mutation("cancel_success_shape", "cancel accepted as 200 {success: true} (fal's queue OpenAPI)",
+                    response=_on({"cancel"}, _cancel_success))] if _documents("cancel_request", "put", "200") else []),
     ]
 }  # fmt: skip
 
