@@ -4,7 +4,9 @@
 into a temporary folder; no timing is asserted anywhere); its scenarios run side by side, since their numbers
 mean nothing and each has its own servers and ports. `--only NAME` runs some scenarios; the others are kept
 from the report already in `--out` (each section says when it ran). `--note TEXT` adds a line about the run to
-the report.
+the report. A full-size run into `docs` also rewrites the README's summary block from the new benchmarks.json.
+`--render` runs nothing: it renders benchmarks.md and the README's summary again from `--out`'s benchmarks.json
+(after a change to how they are written).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pathlib import Path
 from . import batch_crash, concurrency, pipeline, server, soak, throughput, time_to_result
 from .machine import describe_machine
 from .model import RunInfo, ScenarioResult
-from .report import write_report
+from .report import replace_readme_summary, write_rendered, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     "time_to_result": time_to_result.run,
@@ -64,7 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs"), help="where the report goes (default: docs)")
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="run only these scenarios")
     parser.add_argument("--note", action="append", default=[], help="a line about this run for the report")
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        help="the README whose summary block is rewritten from the report (default: README.md when --out is docs)",
+    )
+    parser.add_argument("--render", action="store_true", help="run nothing: render the report from its JSON again")
     args = parser.parse_args(argv)
+    readme = args.readme
+    if readme is None and args.out.resolve() == ROOT / "docs":
+        readme = ROOT / "README.md"
+    if readme is not None:  # a README without its summary markers fails here, not after a 15-minute run
+        try:
+            replace_readme_summary(readme.read_text(encoding="utf-8"), "")
+        except (OSError, ValueError) as err:
+            parser.error(f"--readme {readme}: {err}")
+    if args.render:
+        if not (args.out / "benchmarks.json").is_file():
+            parser.error(f"--render: {args.out / 'benchmarks.json'} does not exist (run the benchmarks first)")
+        write_rendered(args.out, readme)
+        print(f"== bench: rendered {args.out / 'benchmarks.md'}" + (f" and {readme}'s summary" if readme else ""))
+        return 0
     started = time.perf_counter()
     names = args.only or list(SCENARIOS)
     if args.smoke:
@@ -84,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     if args.only and not args.smoke:
         results = _with_earlier(results, args.out / "benchmarks.json")
-    write_report(results, describe_machine(), args.out, RunInfo(args.smoke, seconds, args.note))
+    write_report(results, describe_machine(), args.out, RunInfo(args.smoke, seconds, args.note), readme)
     print(f"== bench: wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.json'} in {seconds:.0f} s")
     return 0
 

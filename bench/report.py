@@ -1,7 +1,10 @@
-"""Render benchmark results: `benchmarks.md` (method, machine, tables, targets), `benchmarks.json`, PNG plots.
+"""Render benchmark results: `benchmarks.md` (method, machine, tables, targets), `benchmarks.json`, PNG plots, and
+the README's summary block.
 
-Every file is written to a temporary name and renamed into place, so an interrupted run leaves the
-previous report whole.
+`benchmarks.json` is the record: `benchmarks.md` and the README's block are rendered from what it holds
+(`render_document`, `render_readme_summary`), so they can be rendered again without running anything
+(`python -m bench --render`) and a test can check that neither disagrees with it. Every file is written to a
+temporary name and renamed into place, so an interrupted run leaves the previous report whole.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .model import Plot, RunInfo, ScenarioResult
+
+# The README's summary lies between these two lines; everything between them is rewritten from benchmarks.json.
+README_START = "<!-- bench-summary:start: written by `make bench` from docs/benchmarks.json; do not edit -->"
+README_END = "<!-- bench-summary:end -->"
 
 
 def _usual_mode() -> int:
@@ -72,6 +79,22 @@ def render_plot(plot: Plot, path: Path) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
+def _when(results: list[ScenarioResult], run: RunInfo) -> list[str]:
+    """When the report's sections ran: a `--only` run keeps the other sections from the report before it."""
+    if run.smoke:
+        return [f"Produced by `python -m bench --smoke` in {run.seconds:.0f} s.", ""]
+    lines = [
+        "Produced by `make bench` (`python -m bench`). A run with `--only NAME` reruns some sections and keeps the",
+        "others from the report before it, so the sections may have run at different times (below). The last run,",
+        f"which wrote this file, took {run.seconds:.0f} s.",
+        "",
+        "| section | ran at |",
+        "|---|---|",
+    ]
+    lines += [f"| {result.title} | {result.ran_at or 'not recorded'} |" for result in results]
+    return [*lines, ""]
+
+
 def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run: RunInfo) -> str:
     """The report as Markdown; the run's notes come first (e.g. what else the machine was doing)."""
     lines = ["# Benchmarks", ""]
@@ -82,8 +105,8 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run:
             "",
         ]
     lines += [f"**{note}**" for note in run.notes] + ([""] if run.notes else [])
+    lines += _when(results, run)
     lines += [
-        f"Produced by `make bench` (`python -m bench`) in {run.seconds:.0f} s.",
         "Everything runs on this machine over loopback: the local emulator of fal's queue API",
         "(`fal-kontext mock`) is the server for every client.",
         "",
@@ -94,7 +117,7 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run:
         "  its imports) and peak memory (`ru_maxrss`) are the client's own.",
         "- Clients speak HTTPS to the emulator (certificate from `trustme`); `fal_client` is pointed at it with",
         "  `FAL_QUEUE_RUN_HOST`, `FAL_RUN_HOST`, `FAL_KEY` and `SSL_CERT_FILE` set before import",
-        "  (fal-protocol.md §3.2).",
+        '  (docs/emulator.md, "Point a client at it").',
         "- Times are compared on `time.monotonic()` (CLOCK_MONOTONIC, system-wide on Linux): the emulator records",
         "  when each job completed (`GET /_emulator/requests`), each client when it held the result.",
         "- HTTP requests per job are counted at the server, per request id, plus submits. TLS connections are",
@@ -128,8 +151,82 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(results: list[ScenarioResult], machine: dict[str, Any], out: Path, run: RunInfo) -> None:
-    """Write benchmarks.md, benchmarks.json and every plot into `out`."""
+def render_document(document: dict[str, Any]) -> str:
+    """`benchmarks.md` as the report `document` (the parsed `benchmarks.json`) renders it."""
+    results = [ScenarioResult.from_json(scenario) for scenario in document["scenarios"]]
+    run = RunInfo(smoke=bool(document["smoke"]), seconds=float(document["seconds"]), notes=list(document["notes"]))
+    return render_markdown(results, document["machine"], run)
+
+
+def _table_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_readme_summary(document: dict[str, Any]) -> str:
+    """The README's benchmark summary (between `README_START` and `README_END`) from the report `document`.
+
+    Raises:
+        ValueError: `document` is a smoke run's report, whose numbers mean nothing.
+    """
+    if document["smoke"]:
+        raise ValueError("a smoke run's report (benchmarks.json with smoke: true) is not a summary for the README")
+    scenarios = document["scenarios"]
+    times = sorted(scenario["ran_at"] for scenario in scenarios if scenario.get("ran_at"))
+    when = f"from {times[0]} to {times[-1]}" if len(set(times)) > 1 else f"at {times[0]}" if times else "(not recorded)"
+    machine = document["machine"]
+    lines = [
+        "The targets of the last `make bench` results, from [docs/benchmarks.json](docs/benchmarks.json); its sections",
+        f"ran {when} on {machine['cpu']}, {machine['cores']} cores (Python {machine['python']}). Absolute numbers on a",
+        "shared machine are noisy; the ratios between clients run back to back on the same server are what matter.",
+        "Method, machine, every table and plot: [docs/benchmarks.md](docs/benchmarks.md).",
+        "",
+        "| target | wanted | measured | met | ran at |",
+        "|---|---|---|---|---|",
+    ]
+    for scenario in scenarios:
+        ran_at = scenario.get("ran_at") or "not recorded"
+        for target in scenario["targets"]:
+            cells = [target["name"], target["wanted"], target["measured"], "yes" if target["met"] else "no", ran_at]
+            lines.append("| " + " | ".join(_table_cell(str(cell)) for cell in cells) + " |")
+    missed = [target for scenario in scenarios for target in scenario["targets"] if not target["met"]]
+    lines += [""] * bool(missed) + [f"- **Missed: {target['name']}.** {target['why_missed']}" for target in missed]
+    return "\n".join(lines) + "\n"
+
+
+def replace_readme_summary(readme: str, summary: str) -> str:
+    """`readme` with the text between its summary markers replaced by `summary`.
+
+    Raises:
+        ValueError: the markers are missing, repeated or out of order (the message names them).
+    """
+    if readme.count(README_START) != 1 or readme.count(README_END) != 1:
+        raise ValueError(f"the README needs the lines {README_START!r} and {README_END!r}, once each")
+    head, rest = readme.split(README_START, 1)
+    if README_END not in rest:
+        raise ValueError(f"the README's {README_END!r} comes before {README_START!r}")
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{summary}{README_END}{tail}"
+
+
+def readme_summary(readme: str) -> str:
+    """The text between the README's summary markers (what `replace_readme_summary` writes there)."""
+    _, rest = readme.split(README_START + "\n", 1)
+    return rest.split(README_END, 1)[0]
+
+
+def write_rendered(out: Path, readme: Path | None) -> None:
+    """Render `benchmarks.md` and (unless None or a smoke run) the README's summary from `out/benchmarks.json`."""
+    document = json.loads((out / "benchmarks.json").read_text(encoding="utf-8"))
+    _atomic_write(out / "benchmarks.md", render_document(document).encode())
+    if readme is not None and not document["smoke"]:
+        text = readme.read_text(encoding="utf-8")
+        _atomic_write(readme, replace_readme_summary(text, render_readme_summary(document)).encode())
+
+
+def write_report(
+    results: list[ScenarioResult], machine: dict[str, Any], out: Path, run: RunInfo, readme: Path | None = None
+) -> None:
+    """Write every plot and benchmarks.json into `out`, then render benchmarks.md and the README's summary from it."""
     out.mkdir(parents=True, exist_ok=True)
     for result in results:
         for plot in result.plots:
@@ -142,4 +239,4 @@ def write_report(results: list[ScenarioResult], machine: dict[str, Any], out: Pa
         "scenarios": [r.as_json() for r in results],
     }
     _atomic_write(out / "benchmarks.json", (json.dumps(document, indent=1, default=str) + "\n").encode())
-    _atomic_write(out / "benchmarks.md", render_markdown(results, machine, run).encode())
+    write_rendered(out, readme)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create $VENV (default .venv) and install the project with its extras whenever pyproject.toml is newer than the last install.
+# Create $VENV (default .venv) and install the project with all its extras whenever pyproject.toml is newer than the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -11,8 +11,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "== install: $VENV <- pyproject.toml [mock,dev]"
+  echo "== install: $VENV <- pyproject.toml [mock,webhooks,completion,dev]"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[mock,dev]'
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[mock,webhooks,completion,dev]'
   touch "$stamp"
 fi

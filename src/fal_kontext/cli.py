@@ -435,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_options(command("batch", "run many jobs from a JSON lines manifest, resumably", _batch))
 
     completion = commands.add_parser(
-        "completion", help="print the shell completion script", description=COMPLETION_HELP
+        "completion",
+        help="print the shell completion script (needs: pip install 'fal-kontext[completion]')",
+        description=COMPLETION_HELP,
     )
     completion.add_argument("shell", choices=["bash", "zsh", "fish", "tcsh", "powershell"])
     completion.set_defaults(handler=None)
@@ -1177,17 +1179,29 @@ def _run_server_command(name: str, rest: list[str]) -> int:
     return int(run(parser.parse_args(rest)))
 
 
-def _completion(shell: str) -> int:
-    import argcomplete
+COMPLETION_MISSING = (
+    "fal-kontext: error: shell completion needs the completion extra (missing module 'argcomplete'): "
+    "pip install 'fal-kontext[completion]'"
+)
 
+
+def _completion(shell: str) -> int:
+    try:
+        import argcomplete
+    except ModuleNotFoundError:
+        print(COMPLETION_MISSING, file=sys.stderr)
+        return EXIT_USAGE
     print(argcomplete.shellcode(["fal-kontext"], shell=shell), end="")  # type: ignore[attr-defined]
     return EXIT_OK
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer and exit
-        import argcomplete
-
+        try:
+            import argcomplete
+        except ModuleNotFoundError:  # uninstalled since the shell code was made: never run the command itself
+            print(COMPLETION_MISSING, file=sys.stderr)
+            sys.exit(EXIT_USAGE)
         argcomplete.autocomplete(parser)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in ("mock", "proxy"):

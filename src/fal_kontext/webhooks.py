@@ -1,10 +1,14 @@
 """Receiving fal's webhooks: verify the ED25519 signature against fal's JWKS, then read the payload as a typed result.
 
-The format (fal-protocol.md §2.8; fal documents the procedure, the exact layout is as third-party verifiers agree):
+The format (https://docs.fal.ai/model-apis/model-endpoints/webhooks documents the procedure; the exact layout is as
+third-party verifiers agree):
 headers ``X-Fal-Webhook-Request-Id``, ``X-Fal-Webhook-User-Id``, ``X-Fal-Webhook-Timestamp`` (unix seconds) and
 ``X-Fal-Webhook-Signature`` (hex); the signed message is ``request_id \\n user_id \\n timestamp \\n sha256_hex(body)``;
 the public keys are the Ed25519 (``OKP``) keys of ``https://rest.alpha.fal.ai/.well-known/jwks.json``; a delivery
 older or newer than 5 minutes is refused. If fal changes any of this, ``verify_webhook`` fails closed.
+
+Verifying needs the ``webhooks`` extra (``pip install 'fal-kontext[webhooks]'``, the ``cryptography`` package);
+``parse_webhook`` and ``fetch_jwks`` do not.
 
 Example (any web framework)::
 
@@ -23,16 +27,17 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fal_kontext_api.models import KontextOutput, ValidationErrorResponse, WebhookPayload, WebhookStatus
 from fal_kontext_api.types import Unset
 
 from .errors import FieldError, WebhookVerificationError
 from .results import EditResult
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = ["FAL_JWKS_URL", "WebhookEvent", "WebhookVerificationError", "fetch_jwks", "verify_webhook"]
 
@@ -73,7 +78,24 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     raise WebhookVerificationError(f"missing header {name}: this request was not sent by fal's webhook service")
 
 
-def _public_keys(jwks: Mapping[str, Any]) -> list[Ed25519PublicKey]:
+def _ed25519() -> tuple[type[Ed25519PublicKey], type[Exception]]:
+    """The ED25519 key class and its bad-signature error, from ``cryptography`` (the ``webhooks`` extra).
+
+    Imported when a signature is checked, not with this module: only webhook receivers need cryptography.
+    """
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            f"verify_webhook needs the webhooks extra (missing module {err.name!r}): "
+            "pip install 'fal-kontext[webhooks]'",
+            name=err.name,
+        ) from err
+    return Ed25519PublicKey, InvalidSignature
+
+
+def _public_keys(jwks: Mapping[str, Any], key_class: type[Ed25519PublicKey]) -> list[Ed25519PublicKey]:
     keys: list[Ed25519PublicKey] = []
     for entry in jwks.get("keys", ()):
         if not isinstance(entry, Mapping) or entry.get("kty") != "OKP" or entry.get("crv") != "Ed25519":
@@ -81,7 +103,7 @@ def _public_keys(jwks: Mapping[str, Any]) -> list[Ed25519PublicKey]:
         x = str(entry.get("x", ""))
         try:
             raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
-            keys.append(Ed25519PublicKey.from_public_bytes(raw))
+            keys.append(key_class.from_public_bytes(raw))
         except (ValueError, binascii.Error):
             continue
     if not keys:
@@ -117,7 +139,11 @@ def verify_webhook(
     Raises:
         WebhookVerificationError: missing headers, stale timestamp, no key matches the signature, or a body that is
             not a webhook payload.
+        ModuleNotFoundError: the ``webhooks`` extra is not installed (the message names the pip command).
     """
+    # Before reading anything: a receiver deployed without the extra learns it on its first delivery, whatever
+    # that delivery holds.
+    key_class, invalid_signature = _ed25519()
     request_id = _header(headers, "X-Fal-Webhook-Request-Id")
     user_id = _header(headers, "X-Fal-Webhook-User-Id")
     timestamp = _header(headers, "X-Fal-Webhook-Timestamp")
@@ -134,11 +160,11 @@ def verify_webhook(
             f"(limit {tolerance:g} s): a replay, or this machine's clock is wrong"
         )
     message = signed_message(request_id, user_id, timestamp, body)
-    for key in _public_keys(jwks):
+    for key in _public_keys(jwks, key_class):
         try:
             key.verify(signature, message)
             break
-        except InvalidSignature:
+        except invalid_signature:
             continue
     else:
         raise WebhookVerificationError(
