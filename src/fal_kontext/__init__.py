@@ -30,6 +30,7 @@ from .errors import (
     DirectUnavailableError,
     InvalidInputError,
     KontextError,
+    MissingCredentialsError,
     NotFoundError,
     PayloadTooLargeError,
     RateLimitError,
@@ -44,10 +45,10 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
-from .recovery import RecoveryPolicy
-from .results import EditResult
+from .recovery import LookupStarted, RecoveryPolicy
+from .results import EditResult, ResultImage
 from .retry import RetryPolicy
-from .status import Completed, InProgress, Queued, Status
+from .status import Completed, InProgress, Queued, RequestMetrics, Status
 
 __all__ = [
     "APIConnectionError",
@@ -74,6 +75,8 @@ __all__ = [
     "KontextInput",
     "KontextMultiInput",
     "KontextOutput",
+    "LookupStarted",
+    "MissingCredentialsError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PollSchedule",
@@ -82,7 +85,9 @@ __all__ = [
     "RecoveryPolicy",
     "RequestCancelledError",
     "RequestFailedError",
+    "RequestMetrics",
     "RequestTimeouts",
+    "ResultImage",
     "ResultNotReadyError",
     "RetryPolicy",
     "ServerError",

@@ -27,6 +27,7 @@ from .base import BaseHandle, BaseKontext, OnUpdate
 from .commands import Flow
 from .flows import HandleState
 from .results import EditResult
+from .signatures import concrete_verbs
 from .status import Status
 
 __all__ = ["AsyncHandle", "AsyncKontext"]
@@ -38,6 +39,7 @@ _DRAIN_SECONDS = 0.05
 _DRAIN_LINES = 2
 
 
+@concrete_verbs
 class AsyncHandle(BaseHandle[Awaitable[EditResult], Awaitable[Status], Awaitable[CancelStatus], AsyncIterator[Status]]):
     """A queued request (asyncio): the verbs of ``Handle``, awaited; ``stream()`` is an async iterator.
 
@@ -76,6 +78,7 @@ class _Stream:
                 return
 
 
+@concrete_verbs
 class AsyncKontext(
     BaseKontext[
         httpx.AsyncClient,
@@ -97,8 +100,8 @@ class AsyncKontext(
             handles = [await kontext.submit("fal-ai/flux-pro/kontext", {...}) for _ in range(100)]
             results = await asyncio.gather(*(h.wait() for h in handles))
 
-    The arguments are ``BaseKontext``'s; ``transport`` is an ``httpx.AsyncBaseTransport``, ``sleep`` a coroutine
-    function, and ``connection_pools`` defaults to 64 (see the module docstring).
+    The arguments are ``Kontext``'s, except that ``transport`` is an ``httpx.AsyncBaseTransport``, ``sleep`` a
+    coroutine function, and ``connection_pools`` defaults to 64 (see the module docstring).
     """
 
     _default_sleep = asyncio.sleep

@@ -75,9 +75,11 @@ from .flows import (
     wait_flow,
 )
 from .inputs import EditInput, build_edit_input, build_input, build_text_to_image_input, check_submit_options
+from .log_redaction import redact_records_of
 from .recovery import DEFAULT_RECOVERY, RecoveryPolicy, may_send_key
 from .results import EditResult
 from .retry import RetryPolicy
+from .spec import credentials_required
 from .status import Status
 from .storage import (
     DEFAULT_UPLOAD_THRESHOLD,
@@ -148,8 +150,8 @@ class BaseKontext(
         recovery: How a submit whose answer was lost is recovered (``RecoveryPolicy``; docs/client.md, "When a
             submit's answer is lost"): adopted, looked up in fal's request list, or ``SubmitOutcomeUnknownError``.
         storage_url: Where fal storage is, for ``upload`` and large local inputs: default ``FAL_KONTEXT_STORAGE_URL``,
-            else fal's storage when ``base_url`` is fal's queue, else none (aggregators may not proxy it). The
-            emulator: its base URL.
+            else fal's storage when ``base_url`` is fal's queue, the base URL itself when it is on this machine (the
+            emulator), else none (aggregators may not proxy it).
         upload_threshold: Local input images larger than this many bytes are uploaded (where storage is known)
             rather than inlined as data URIs; None always inlines. Default 1 MiB.
         upload_expires_in: fal's lifecycle preference for uploads: ``"immediate"``, ``"1h"``, ``"1d"``, ``"7d"``,
@@ -229,6 +231,7 @@ class BaseKontext(
         self._secret = self._config.credentials.secret if self._config.credentials else None
         # A key is sent in a header, so it is ASCII: its bytes are what an echo of it would hold.
         self._secret_bytes = self._secret.encode() if self._secret else b""
+        redact_records_of(self, self._secret)  # httpcore's DEBUG records quote response headers as they came
         self._pools = pools
         self._pool_counter = itertools.count()
         self._connections: dict[tuple[str, int], tuple[AuthenticatedClient | Client, _HttpT]] = {}
@@ -256,6 +259,16 @@ class BaseKontext(
     def base_url(self) -> str:
         """The configured queue base URL."""
         return self._config.base_url
+
+    def check_credentials(self) -> None:
+        """Check that the client has a key or token to send, as every request that needs one does before it is
+        sent (a client is built without one: ``handle(id)`` and ``save()`` send none). No request is made.
+
+        Raises:
+            MissingCredentialsError: there is none; the message names the variable to set (an ``InvalidInputError``).
+        """
+        if credentials_required():
+            self._config.require_credentials()
 
     # --- the verbs ----------------------------------------------------------------------------------------------
 
@@ -523,6 +536,7 @@ class BaseKontext(
         sent_at: float | None = None,
     ) -> Flow[_HandleT]:
         """The submit flow; with ``sent_at``, the resubmit flow (an earlier send at that time may have queued it)."""
+        self.check_credentials()  # a resubmit's first request is the request list's, which needs the key too
         chosen = parse_endpoint(endpoint)
         body = build_input(chosen, input)
         submit = self._submit_options(options)
@@ -532,9 +546,9 @@ class BaseKontext(
             state = yield from resubmit_flow(chosen, body, submit, sent_at, self._settings)
         return self._handle(state, pool)
 
-    def _authorization(self) -> str | None:
-        credentials = self._config.credentials
-        return f"{credentials.prefix} {credentials.secret}" if credentials else None
+    def _authorization(self) -> str:
+        """The Authorization value for fal storage and the synchronous endpoint, which need the key."""
+        return self._config.require_credentials().authorization
 
     def _uploading(self, source: ImageSource, file_name: str | None, content_type: str | None) -> Flow[str]:
         storage = self._storage
@@ -602,11 +616,13 @@ class BaseKontext(
         chosen = parse_endpoint(endpoint)
         body = build_input(chosen, input)
         options = self._submit_options({"start_timeout": start_timeout, "runner_hint": runner_hint})
+        self.check_credentials()
+        credentials = self._config.credentials
         call = DirectCall(
             self._direct_base_url,
             chosen.value,
             body.to_dict(),
-            authorization=self._authorization(),
+            authorization=credentials.authorization if credentials else None,
             run_timeout=run_timeout,
             start_timeout=options.start_timeout,
             runner_hint=options.runner_hint,
@@ -769,6 +785,8 @@ class BaseKontext(
             return http, http.build_request("GET", command.url), None
         if isinstance(command, HttpGet):
             return self._lookup_request(command)
+        if self._config.credentials is None:
+            self.check_credentials()  # before the first queue request, never after sending one
         generated, http = self._connection(command.base_url, pool)
         # The generated path joined to the (normalised, slash-free) base here: httpx then parses one absolute URL
         # instead of parsing the path and merging it into its base_url (two more URL parses per request).

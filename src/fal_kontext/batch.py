@@ -60,6 +60,7 @@ __all__ = [
     "Journal",
     "ManifestError",
     "batch",
+    "check_journal",
     "choose_endpoint_spec",
     "estimate_cost",
     "journal_states",
@@ -127,13 +128,15 @@ def choose_endpoint_spec(
 
 
 class ManifestError(KontextError, ValueError):
-    """The manifest cannot be run as written (nothing was sent): every problem, by line."""
+    """The manifest cannot be run as written (nothing was sent): every problem, by line, and what to do."""
 
-    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
+    def __init__(self, path: Path | str, problems: Sequence[str], hint: str | None = None) -> None:
         self.path = str(path)
         self.problems = tuple(problems)
+        self.hint = hint
         shown = "; ".join(self.problems[:20]) + ("; ..." if len(self.problems) > 20 else "")
-        super().__init__(f"{path}: {len(self.problems)} problem(s), nothing was sent: {shown}")
+        advice = f". {hint[:1].upper()}{hint[1:]}" if hint else ""
+        super().__init__(f"{path}: {len(self.problems)} problem(s), nothing was sent: {shown}{advice}")
 
 
 @dataclass(frozen=True)
@@ -700,9 +703,11 @@ async def run_batch(
         The summary (done, failed with reasons, ambiguous, unfinished, over budget, cost).
 
     Raises:
+        MissingCredentialsError: the client has no key (nothing was sent, no line recorded).
         ManifestError: a journal row belongs to a line that changed, or ``max_cost`` with unknown prices.
         BlockingIOError: another run uses the same output folder.
     """
+    kontext.check_credentials()  # every line would fail the same way: refused once, before the journal
     folder = Path(out)
     if options.max_cost is not None and not estimate_cost(jobs).known:
         unpriced = ", ".join(estimate_cost(jobs).unpriced)
@@ -714,13 +719,7 @@ async def run_batch(
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fal-kontext-journal")
     try:
         rows = journal.rows()
-        changed = [
-            f"line {job.line}: id {job.id!r} changed since the journal was written"
-            for job in jobs
-            if job.id in rows and rows[job.id].digest != job.digest
-        ]
-        if changed:
-            raise ManifestError(folder / JOURNAL_NAME, [*changed, "use a new output folder, or restore those lines"])
+        _refuse_changed_lines(jobs, {job_id: row.digest for job_id, row in rows.items()}, folder / JOURNAL_NAME)
         settings = _Settings(folder, options, on_event)
         run = _Run(kontext, journal, writer, settings)
         run.summary.total = len(jobs)
@@ -749,6 +748,31 @@ async def run_batch(
     finally:
         writer.shutdown(wait=True)  # a write under way when the run stopped still completes
         journal.close()
+
+
+def _refuse_changed_lines(jobs: Sequence[BatchJob], digests: Mapping[str, str], journal: Path) -> None:
+    changed = [
+        f"line {job.line}: id {job.id!r} changed since the journal was written"
+        for job in jobs
+        if job.id in digests and digests[job.id] != job.digest
+    ]
+    if changed:
+        raise ManifestError(journal, changed, hint="use a new output folder, or restore those lines")
+
+
+def check_journal(jobs: Sequence[BatchJob], out: str | Path) -> None:
+    """Refuse, before anything is planned or sent, a manifest whose lines changed since the journal in ``out`` was
+    written (``run_batch`` checks again under its lock); read without taking the lock.
+
+    Raises:
+        ManifestError: every changed line.
+    """
+    path = Path(out) / JOURNAL_NAME
+    if not path.exists():
+        return
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        digests = {str(row[0]): str(row[1]) for row in db.execute("SELECT id, digest FROM jobs")}
+    _refuse_changed_lines(jobs, digests, path)
 
 
 def journal_states(out: str | Path) -> dict[str, str]:

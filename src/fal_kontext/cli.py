@@ -15,13 +15,14 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import httpx
 
@@ -30,9 +31,11 @@ from .aio import AsyncKontext
 from .batch import (
     DEFAULT_CONCURRENCY,
     JOURNAL_NAME,
+    BatchJob,
     BatchOptions,
     BatchSummary,
     ManifestError,
+    check_journal,
     choose_endpoint_spec,
     estimate_cost,
     journal_states,
@@ -48,6 +51,7 @@ from .errors import (
     AuthenticationError,
     InvalidInputError,
     KontextError,
+    MissingCredentialsError,
     NotFoundError,
     RateLimitError,
     RequestCancelledError,
@@ -59,7 +63,8 @@ from .errors import (
     WaitTimeoutError,
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
-from .recovery import RecoveryPolicy
+from .log_redaction import secret_forms
+from .recovery import LookupStarted, RecoveryPolicy
 from .results import EditResult
 from .retry import RetryPolicy
 from .spec import EndpointSpec, endpoint_specs, parameter_schema, resolved_schema
@@ -138,6 +143,39 @@ environment:
 exit codes:
 {_exit_code_lines()}
 """
+
+
+# One example per command, at the end of its --help (the top-level help has the tour).
+EXAMPLES = {
+    "edit": 'fal-kontext edit "Put a donut next to the flour" kitchen.jpg --out out/',
+    "generate": 'fal-kontext generate "A lighthouse at dusk" --model max --out out/',
+    "submit": 'id=$(fal-kontext submit "Make it night" https://example.com/street.jpg)   # prints the request id',
+    "status": 'fal-kontext status "$id" --logs',
+    "wait": 'fal-kontext wait "$id" --out out/',
+    "result": 'fal-kontext result "$id" --out out/',
+    "cancel": 'fal-kontext cancel "$id"',
+    "batch": "fal-kontext batch jobs.jsonl --out out/ --max-cost 5",
+}
+COMMAND_EPILOG = (
+    "The global options (--base-url, --auth, --json, -v, --headers, --retries, --absent-after) go before or after\n"
+    "the command. Those, the environment variables and the exit codes are listed by: fal-kontext --help"
+)
+
+
+class UsageError(Exception):
+    """The command line is not one ``fal-kontext`` can run (an argparse error): reported in the command's one error
+    style, with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are ``UsageError`` (a short line, and a JSON line when piped: ``main``), not
+    argparse's usage block and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise ``UsageError`` naming the command and where its options are listed."""
+        command = self.prog.removeprefix("fal-kontext").strip()
+        where = f"{command}: " if command else ""
+        raise UsageError(f"{where}{message} (see: {self.prog} --help)")
 
 
 # --- input flags, read from the spec -----------------------------------------------------------------------------
@@ -285,35 +323,50 @@ def _add_submit_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
-    """--base-url, --auth, --json, -v, --headers, --retries; ``default=SUPPRESS`` for the copies after the command."""
+    """--base-url, --auth, --json, -v, --headers, --retries; ``default=SUPPRESS`` for the copies after the command,
+    which a command's ``--help`` does not list (the top-level help does, once)."""
     flag_default = False if default is None else default
+
+    def shown(text: str) -> str:
+        return argparse.SUPPRESS if default is argparse.SUPPRESS else text
+
     parser.add_argument(
-        "--base-url", default=default, help=f"queue base URL (default ${ENV_BASE_URL} or https://queue.fal.run)"
+        "--base-url", default=default, help=shown(f"queue base URL (default ${ENV_BASE_URL} or https://queue.fal.run)")
     )
     parser.add_argument(
-        "--auth", choices=["key", "bearer"], default=default, help=f"Authorization scheme (default ${ENV_AUTH} or key)"
+        "--auth",
+        choices=["key", "bearer"],
+        default=default,
+        help=shown(f"Authorization scheme (default ${ENV_AUTH} or key)"),
     )
-    parser.add_argument("--json", action="store_true", default=flag_default, help="print JSON lines on a terminal too")
+    parser.add_argument(
+        "--json", action="store_true", default=flag_default, help=shown("print JSON lines on a terminal too")
+    )
     parser.add_argument(
         "-v",
         "--verbose",
         action="count",
         default=0 if default is None else default,
-        help="log fal_kontext's messages and each HTTP request to stderr; -vv adds httpx/httpcore debug",
+        help=shown("log fal_kontext's messages and each HTTP request to stderr; -vv adds httpx/httpcore debug"),
     )
     parser.add_argument(
-        "--headers", action="store_true", default=flag_default, help="print each HTTP response's headers to stderr"
+        "--headers",
+        action="store_true",
+        default=flag_default,
+        help=shown("print each HTTP response's headers to stderr"),
     )
     parser.add_argument(
-        "--retries", type=int, default=default, metavar="N", help="retries of failed calls (default 4; 0: none)"
+        "--retries", type=int, default=default, metavar="N", help=shown("retries of failed calls (default 4; 0: none)")
     )
     parser.add_argument(
         "--absent-after",
         type=float,
         default=default,
         metavar="SECONDS",
-        help="a submit whose answer was lost (or under way when a batch stopped) is sent again only after fal's "
-        "request list shows no such job for this long (default 60)",
+        help=shown(
+            "a submit whose answer was lost (or under way when a batch stopped) is sent again only after fal's "
+            "request list shows no such job for this long (default 60)"
+        ),
     )
 
 
@@ -375,7 +428,7 @@ def _add_batch_options(batch: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fal-kontext`` (the ``mock`` command's own options are parsed when it runs)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fal-kontext",
         description="Edit images with FLUX.1 Kontext on fal.ai (or an aggregator), and follow queued requests.",
         epilog=EPILOG,
@@ -385,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fal-kontext {__version__}")
     _add_global_options(parser, None)
     # The same options are accepted after the command name too (``fal-kontext edit ... --base-url URL``).
-    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    common = _Parser(add_help=False, allow_abbrev=False)
     _add_global_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     specs = endpoint_specs()
@@ -397,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=text,
             description=text[:1].upper() + text[1:] + ".",
-            epilog=EPILOG,
+            epilog=f"example:\n  {EXAMPLES[name]}\n\n{COMMAND_EPILOG}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
             parents=[common],
             allow_abbrev=False,
@@ -505,6 +558,19 @@ class Progress:
             self.text = f"{status.request_id}: {_where(status)}"
         self.draw()
 
+    def show(self, text: str) -> None:
+        """Show ``text`` as the progress line (what the command is waiting for)."""
+        with self._lock:
+            self.text = text
+        self.draw()
+
+    def clear(self) -> None:
+        """End the progress line and forget its text (until the next status)."""
+        with self._lock:
+            self._end()
+            self.text = ""
+            self.stream.flush()
+
     def draw(self) -> None:
         """Redraw the line with the current elapsed time (nothing before the first status)."""
         with self._lock:
@@ -518,11 +584,21 @@ class Progress:
     def line(self, text: str) -> None:
         """A whole line (the progress line, if drawn, is ended first)."""
         with self._lock:
-            if self._open:
-                self.stream.write("\n")
-                self._open = False
+            self._end()
             self.stream.write(text + "\n")
             self.stream.flush()
+
+    def end_line(self) -> None:
+        """End the progress line, if drawn, so that what is written next (on the same terminal, through another
+        stream) starts on a line of its own."""
+        with self._lock:
+            self._end()
+            self.stream.flush()
+
+    def _end(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self._open = False
 
 
 class Ticker:
@@ -584,8 +660,10 @@ class Output:
             return
         if self.progress is not None and self._human is self.progress.stream:
             self.progress.line(text)
-        else:
-            print(text, file=self._human, flush=True)
+            return
+        if self.progress is not None:  # both are the terminal: the progress line ends before this one starts
+            self.progress.end_line()
+        print(text, file=self._human, flush=True)
 
     def note(self, text: str) -> None:
         """A line on stderr, whatever the mode."""
@@ -606,6 +684,21 @@ class Output:
             logs=[entry.message for entry in status.logs],
         )
 
+    def looking_up(self, started: LookupStarted) -> None:
+        """Report that a submit's outcome is being looked up in the request list (it may take a minute or more)."""
+        self.emit(
+            "looking_up",
+            endpoint=started.endpoint_id,
+            what_happened=started.what_happened,
+            request_id=started.request_id,
+            timeout=started.timeout,
+            message=str(started),
+        )
+        if self.progress is not None:
+            self.progress.show(str(started))
+        else:
+            self.note(str(started))
+
     def ticking(self) -> Ticker | None:
         """A ticker that keeps the progress line's elapsed time moving, or None without a terminal."""
         return Ticker(self.progress.draw, TICK_SECONDS) if self.progress is not None else None
@@ -615,6 +708,35 @@ class Output:
         message = redact(message, self.secret)
         self.emit("error", type=type(err).__name__, message=message, request_id=request_id, exit_code=code)
         self.note(f"error: {message}")
+
+
+class LookupWatch:
+    """``RecoveryPolicy.on_lookup`` of the command: shows a lookup as it starts, and remembers it, so that Ctrl-C
+    during it can say that the job may exist and how to look it up (``interrupted``)."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.started: LookupStarted | None = None
+
+    def __call__(self, started: LookupStarted) -> None:
+        self.started = started
+        self.out.looking_up(started)
+
+    @contextlib.contextmanager
+    def submitting(self) -> Iterator[None]:
+        """Around a submit: Ctrl-C during its lookup becomes a ``CommandError`` that says what may exist."""
+        self.started = None
+        try:
+            yield
+        except KeyboardInterrupt:
+            if self.started is None:
+                raise
+            unknown = self.started.interrupted()
+            raise CommandError(f"interrupted: {cli_message(unknown)}", EXIT_INTERRUPTED, unknown.request_id) from None
+        finally:
+            if self.started is not None and self.out.progress is not None:
+                self.out.progress.clear()
+            self.started = None
 
 
 # --- errors in the command line's words ---------------------------------------------------------------------------
@@ -650,6 +772,8 @@ def exit_code_for(err: BaseException) -> int:
     """The exit code of an outcome (``EXIT_CODES``), the same whichever command met it."""
     if isinstance(err, CommandError):
         return err.code
+    if isinstance(err, MissingCredentialsError):
+        return EXIT_AUTH
     if isinstance(err, InvalidInputError):
         return EXIT_USAGE
     if _is_cancelled(err):
@@ -677,6 +801,8 @@ def cli_message(err: BaseException, args: argparse.Namespace | None = None) -> s
     """The message of ``err`` in the command line's words: flags and commands, not Python arguments."""
     request_id = getattr(err, "request_id", None)
     rid = request_id or "REQUEST_ID"
+    if isinstance(err, MissingCredentialsError):
+        return _cli_words(str(err))
     if isinstance(err, InvalidInputError):
         where = f" for {err.endpoint}" if err.endpoint else ""
         problems = "; ".join(
@@ -710,13 +836,19 @@ _CLI_WORDS = (
     ("call wait()", "run fal-kontext wait REQUEST_ID"),
     ("resubmit_ambiguous=True", "--resubmit-ambiguous"),
     ("RecoveryPolicy.absent_after", "--absent-after"),
+    (", or pass key=...", ""),
 )
+
+
+# How SubmitOutcomeUnknownError says to check a request: the command is the command line's way.
+_CHECK_IN_PYTHON = re.compile(r"Kontext\.handle\((['\"])(.+?)\1\)\.status\(\) \(or (`fal-kontext status \2`)\)")
 
 
 def _cli_words(text: str) -> str:
     for python, cli in _CLI_WORDS:
         text = text.replace(python, cli)
-    return text
+    text = _CHECK_IN_PYTHON.sub(r"\3", text)
+    return text.replace("check them with Kontext.handle(id).status()", "check them with `fal-kontext status ID`")
 
 
 # --- the commands --------------------------------------------------------------------------------------------------
@@ -761,11 +893,14 @@ def _build_input(args: argparse.Namespace) -> tuple[EndpointSpec, dict[str, Any]
     return chosen, body
 
 
-def _submit_handle(args: argparse.Namespace, kontext: Kontext) -> tuple[EndpointSpec, Handle]:
+def _submit_handle(args: argparse.Namespace, kontext: Kontext, out: Output) -> tuple[EndpointSpec, Handle]:
     chosen, body = _build_input(args)
-    handle = kontext.submit(
-        chosen.id, body, start_timeout=args.start_timeout, priority=args.priority, webhook_url=args.webhook_url
-    )
+    lookups: LookupWatch = args.lookups
+    # The ticker keeps the elapsed time moving should the answer be lost and the job be looked for.
+    with lookups.submitting(), out.ticking() or contextlib.nullcontext():
+        handle = kontext.submit(
+            chosen.id, body, start_timeout=args.start_timeout, priority=args.priority, webhook_url=args.webhook_url
+        )
     return chosen, handle
 
 
@@ -822,14 +957,14 @@ def _out_arg(folder: Path | None) -> str:
 
 def _edit(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
     folder = _out_folder(args, out)
-    chosen, handle = _submit_handle(args, kontext)
+    chosen, handle = _submit_handle(args, kontext, out)
     out.emit("submitted", request_id=handle.request_id, endpoint=chosen.id)
     out.say(f"submitted {handle.request_id}")
     return _watch(handle, args, kontext, out, folder)
 
 
 def _submit(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
-    chosen, handle = _submit_handle(args, kontext)
+    chosen, handle = _submit_handle(args, kontext, out)
     if args.json:
         out.emit("submitted", request_id=handle.request_id, endpoint=chosen.id)
     else:  # the bare id, for `id=$(fal-kontext submit ...)`, piped or not
@@ -951,14 +1086,31 @@ def _batch_exit_code(summary: BatchSummary) -> int:
     return EXIT_OK
 
 
-def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
+def _batch_jobs(args: argparse.Namespace) -> tuple[list[BatchJob], BatchOptions]:
+    """The manifest's jobs and the run's options, every problem found before anything is planned or sent."""
     check_out_folder(args.out)
     try:
         jobs = read_manifest(args.manifest)
+        check_journal(jobs, args.out)
     except ManifestError as err:
         raise CommandError(str(err), EXIT_USAGE) from err
     except OSError as err:
         raise CommandError(f"MANIFEST {args.manifest}: {err.strerror or err}", EXIT_USAGE) from err
+    try:
+        options = BatchOptions(
+            concurrency=args.concurrency,
+            max_cost=args.max_cost,
+            resubmit_ambiguous=args.resubmit_ambiguous,
+            retry_failed=args.retry_failed,
+            max_image_bytes=args.max_image_bytes,
+        )
+    except ValueError as err:
+        raise CommandError(f"--{err}", EXIT_USAGE) from err
+    return jobs, options
+
+
+def _batch_plan(args: argparse.Namespace, jobs: Sequence[BatchJob], out: Output) -> BatchProgress:
+    """Print what the run will do and what it may cost; the progress counts from there."""
     states = journal_states(args.out)
     settled = ("saved", "submitted") if args.retry_failed else ("saved", "submitted", "failed")
     left = [job for job in jobs if states.get(job.id) not in settled]
@@ -980,7 +1132,12 @@ def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
         f"batch: {len(jobs)} lines: {len(left)} to submit, {queued} queued earlier, {saved} saved earlier; "
         f"estimated cost of the submits: {estimate}"
     )
-    counts = BatchProgress(len(jobs), saved)
+    return BatchProgress(len(jobs), saved)
+
+
+def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
+    jobs, options = _batch_jobs(args)
+    counts = _batch_plan(args, jobs, out)
 
     def on_event(event: dict[str, Any]) -> None:
         fields = {key: value for key, value in event.items() if key != "event"}
@@ -989,20 +1146,11 @@ def _batch(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
         if event["event"] in ("failed", "ambiguous", "unfinished"):
             out.note(_cli_words(f"{event['event']}: {event['id']} (line {event['line']}): {event.get('reason', '')}"))
 
-    try:
-        options = BatchOptions(
-            concurrency=args.concurrency,
-            max_cost=args.max_cost,
-            resubmit_ambiguous=args.resubmit_ambiguous,
-            retry_failed=args.retry_failed,
-            max_image_bytes=args.max_image_bytes,
-        )
-    except ValueError as err:
-        raise CommandError(f"--{err}", EXIT_USAGE) from err
-
     async def go() -> BatchSummary:
         transport = AsyncHeaderEcho(httpx.AsyncHTTPTransport(), out.note) if args.headers else None
-        async with AsyncKontext(**args.client_options, transport=transport) as client:
+        # The batch's own progress line shows its counts: a lookup of one line is not shown there.
+        client_options = {**args.client_options, "recovery": replace(args.client_options["recovery"], on_lookup=None)}
+        async with AsyncKontext(**client_options, transport=transport) as client:
             return await run_batch(client, jobs, args.out, options, on_event)
 
     def draw() -> None:
@@ -1049,8 +1197,7 @@ def secrets_of(environ: Mapping[str, str]) -> tuple[str, ...]:
         except ValueError:  # a malformed variable: the client refuses it before any request, naming it
             continue
         if credentials is not None:
-            found.add(str(credentials.secret))
-    found |= {part for secret in set(found) for part in secret.split(":") if len(part) >= 8}
+            found.update(secret_forms(str(credentials.secret)))
     return tuple(sorted(found, key=len, reverse=True))
 
 
@@ -1152,31 +1299,38 @@ def _emulator_guide() -> str:
     return str(guide) if guide.is_file() else "docs/emulator.md in the fal-kontext source"
 
 
-def _run_server_command(name: str, rest: list[str]) -> int:
+def _run_server_command(name: str, rest: list[str], usage_error: Callable[[str], int]) -> int:
     """``fal-kontext mock ...`` or ``fal-kontext proxy ...``: their own parser and runner, imported only now (both
-    need the ``mock`` extra: Starlette, uvicorn)."""
-    try:
-        if name == "mock":
-            from fal_kontext.mock.command import add_arguments
-            from fal_kontext.mock.command import run_mock_command as run
-        else:
-            from fal_kontext.proxy import add_arguments
-            from fal_kontext.proxy import run_proxy_command as run
-    except ModuleNotFoundError as err:
-        print(
-            f"fal-kontext: error: the {name} command needs the mock extra (missing module {err.name!r}): "
-            "pip install 'fal-kontext[mock]'",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    need the ``mock`` extra: Starlette, uvicorn); their usage errors in the command's one style (``usage_error``)."""
     what = {
         "mock": f"Serve a local emulator of fal.ai's queue API for FLUX.1 Kontext (guide: {_emulator_guide()}).",
         "proxy": "Forward your application's traffic to fal or an aggregator, checking every exchange against the "
         "spec and fal's queue rules (a loopback validating proxy).",
     }
-    parser = argparse.ArgumentParser(prog=f"fal-kontext {name}", description=what[name])
-    add_arguments(parser)
-    return int(run(parser.parse_args(rest)))
+    parser = _Parser(prog=f"fal-kontext {name}", description=what[name])
+    run: Callable[[argparse.Namespace], int]
+    try:
+        if name == "mock":
+            from fal_kontext.mock import command
+
+            command.add_arguments(parser)
+
+            def run(options: argparse.Namespace) -> int:
+                return command.run_mock_command(options, usage_error=lambda text: usage_error(f"mock: {text}"))
+        else:
+            from fal_kontext import proxy
+
+            proxy.add_arguments(parser)
+            run = proxy.run_proxy_command
+    except ModuleNotFoundError as err:
+        return usage_error(
+            f"the {name} command needs the mock extra (missing module {err.name!r}): pip install 'fal-kontext[mock]'"
+        )
+    try:
+        options = parser.parse_args(rest)
+    except UsageError as err:
+        return usage_error(str(err))
+    return int(run(options))
 
 
 COMPLETION_MISSING = (
@@ -1209,12 +1363,26 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple
     return args, rest
 
 
+def _usage_error(message: str, argv: Sequence[str]) -> int:
+    """Report a usage error found before a command runs, in the command's one error style: a short line on stderr,
+    and a JSON line on stdout when it is piped (or with --json)."""
+    json_lines = "--json" in argv or not sys.stdout.isatty()
+    Output(json_lines=json_lines, stdout=sys.stdout, stderr=sys.stderr).error(
+        message, UsageError(message), None, EXIT_USAGE
+    )
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``fal-kontext``; returns the exit code (``EXIT_CODES``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args, rest = _parse(parser, argv)
+    try:
+        args, rest = _parse(parser, argv)
+    except UsageError as err:
+        return _usage_error(str(err), argv)
     if args.command in ("mock", "proxy"):
-        return _run_server_command(args.command, rest)
+        return _run_server_command(args.command, rest, lambda message: _usage_error(message, argv))
     if args.command == "completion":
         return _completion(args.shell)
     json_lines = args.json or not sys.stdout.isatty()
@@ -1222,7 +1390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configure_logging(args.verbose, os.environ, sys.stderr)
         retry = RetryPolicy() if args.retries is None else RetryPolicy(max_retries=args.retries)
-        recovery = RecoveryPolicy() if args.absent_after is None else RecoveryPolicy(absent_after=args.absent_after)
+        args.lookups = LookupWatch(out)
+        recovery = RecoveryPolicy(on_lookup=args.lookups)
+        if args.absent_after is not None:
+            recovery = replace(recovery, absent_after=args.absent_after)
         transport = HeaderEcho(httpx.HTTPTransport(), out.note) if args.headers else None
         args.client_options = {
             "base_url": args.base_url,
@@ -1232,17 +1403,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "recovery": recovery,
         }
         kontext = Kontext(**args.client_options, transport=transport)
+        kontext.check_credentials()  # every command sends a request that needs one: refused before anything
     except CommandError as err:
         out.error(str(err), err, None, err.code)
         return err.code
+    except MissingCredentialsError as err:
+        out.error(cli_message(err, args), err, None, EXIT_AUTH)
+        return EXIT_AUTH
     except ValueError as err:
         message = _cli_words(str(err)).replace("auth must be", "--auth must be")
         out.error(message, err, None, EXIT_USAGE)
         return EXIT_USAGE
-    # The same lookup the client made (public API), for the warning and to redact the secret from messages.
+    # The same lookup the client made (public API), to redact the secret from messages.
     credentials = Credentials.from_env("bearer" if (args.auth or os.environ.get(ENV_AUTH)) == "bearer" else "key")
-    if credentials is None:
-        out.note(f"warning: no key set (FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET; {ENV_TOKEN} for --auth bearer)")
     out.secret = credentials.secret if credentials is not None else None
     try:
         with kontext:

@@ -18,6 +18,7 @@ from .base import BaseHandle, BaseKontext, OnUpdate
 from .commands import Flow
 from .flows import HandleState
 from .results import EditResult
+from .signatures import concrete_verbs
 from .status import Status
 
 __all__ = ["Handle", "Kontext"]
@@ -28,6 +29,7 @@ _T = TypeVar("_T")
 _DRAIN_LINES = 2
 
 
+@concrete_verbs
 class Handle(BaseHandle[EditResult, Status, CancelStatus, Iterator[Status]]):
     """A queued request (blocking verbs). Get one from ``Kontext.submit`` or ``Kontext.handle(request_id)``."""
 
@@ -60,6 +62,7 @@ class _Stream:
         self.response, self.lines = None, iter(())
 
 
+@concrete_verbs
 class Kontext(
     BaseKontext[httpx.Client, Handle, Handle, EditResult, list[Path], str, Status, CancelStatus, Iterator[Status]]
 ):
@@ -70,8 +73,6 @@ class Kontext(
         with Kontext() as kontext:                       # FAL_KEY from the environment
             result = kontext.edit("Put a donut next to the flour", image="kitchen.jpg")
             kontext.save(result, "out/")
-
-    The arguments are ``BaseKontext``'s.
     """
 
     def close(self) -> None:

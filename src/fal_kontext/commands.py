@@ -9,6 +9,7 @@ stream commands touch the network; each executor differs from the other only in 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from .retry import Operation
 from .status import Status
 
 __all__ = [
+    "CERTIFICATE_ADVICE",
     "INTERRUPTS",
     "Answer",
     "Call",
@@ -178,6 +180,7 @@ class NoAnswer:
         status_code: The status of an answer cut off in its body, else None.
         headers: That answer's headers (the secret redacted).
         body: What of its body arrived (the secret redacted): a submit's request id may be in it (``recovery``).
+        certificate_rejected: The server's TLS certificate did not verify: asking again cannot help.
     """
 
     error: str
@@ -186,6 +189,7 @@ class NoAnswer:
     status_code: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    certificate_rejected: bool = False
 
 
 Outcome = Answer | NoAnswer | str | None
@@ -269,6 +273,27 @@ def cut_off(error: httpx.HTTPError, response: httpx.Response, recording: Recordi
     return NoAnswer(lost.error, True, lost.timed_out, response.status_code, headers, body)
 
 
+# What a certificate that does not verify (self-signed, another name, an unknown CA) needs: the CA to be trusted.
+# httpx reads SSL_CERT_FILE (and SSL_CERT_DIR) when it builds its TLS context (https://www.python-httpx.org/environment_variables/).
+CERTIFICATE_ADVICE = (
+    "the server's TLS certificate did not verify; asking again cannot help, so it was not retried. If you trust "
+    "the server, point SSL_CERT_FILE at its CA bundle (the command line, and Python), or in Python pass "
+    "httpx_args={'verify': '/path/to/ca.pem'} (verify=) to the client"
+)
+
+
+def _certificate_rejected(error: BaseException) -> bool:
+    """Whether ``error`` was caused by a certificate that did not verify (``ssl.SSLCertVerificationError``)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def no_answer(error: httpx.HTTPError) -> NoAnswer:
     """An httpx exception as ``NoAnswer``; ``reached_server`` is False only when nothing can have been sent."""
     never_sent = isinstance(
@@ -276,4 +301,6 @@ def no_answer(error: httpx.HTTPError) -> NoAnswer:
     )
     timed_out = isinstance(error, httpx.TimeoutException)
     text = f"{type(error).__name__}: {str(error) or 'no detail'}"
+    if _certificate_rejected(error):
+        return NoAnswer(f"{text}; {CERTIFICATE_ADVICE}", reached_server=False, certificate_rejected=True)
     return NoAnswer(text, reached_server=not never_sent, timed_out=timed_out)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._version import __version__
-from .errors import FieldProblem, InvalidInputError
+from .errors import FieldProblem, InvalidInputError, MissingCredentialsError
 from .recovery import DEFAULT_RECOVERY, RecoveryPolicy, requests_list_url
 from .retry import RetryPolicy
 from .urls import FAL_QUEUE_HOSTS, FAL_QUEUE_URL, normalise_base_url
@@ -38,6 +38,7 @@ __all__ = [
     "QueueSettings",
     "RequestTimeouts",
     "Secret",
+    "missing_credentials",
     "redact",
 ]
 
@@ -418,6 +419,7 @@ class ClientConfig:
     http: HttpOptions
     recovery: RecoveryPolicy = DEFAULT_RECOVERY
     requests_list: str | None = None
+    auth_scheme: AuthScheme = "key"
 
     @classmethod
     def build(  # noqa: PLR0913 - one keyword per client option, as the clients take them
@@ -457,7 +459,7 @@ class ClientConfig:
             raise refuse("httpx_args['timeout']", http.timeout, "give either timeouts= or httpx_args['timeout']")
         if not isinstance(max_image_bytes, int) or isinstance(max_image_bytes, bool) or max_image_bytes <= 0:
             raise refuse("max_image_bytes", max_image_bytes, "expected a whole number of bytes > 0")
-        credentials = _credentials(key, auth, url)
+        scheme, credentials = _credentials(key, auth, url)
         return cls(
             url,
             credentials,
@@ -476,7 +478,18 @@ class ClientConfig:
             http,
             recovery,
             _requests_list(url, credentials, recovery),
+            scheme,
         )
+
+    def require_credentials(self) -> Credentials:
+        """The credentials, for a request that needs them.
+
+        Raises:
+            MissingCredentialsError: there are none; the message names the variable to set.
+        """
+        if self.credentials is not None:
+            return self.credentials
+        raise missing_credentials(self.auth_scheme, self.base_url)
 
     def settings(self) -> QueueSettings:
         """The settings the queue flows run with."""
@@ -534,21 +547,31 @@ def _base_url(base_url: str | None) -> str:
         raise refuse("base_url", chosen, str(err)) from None
 
 
-def _credentials(key: str | None, auth: AuthScheme | Credentials | None, base_url: str) -> Credentials | None:
+def _credentials(
+    key: str | None, auth: AuthScheme | Credentials | None, base_url: str
+) -> tuple[AuthScheme, Credentials | None]:
+    """The auth scheme and the credentials (None when neither ``key`` nor the environment gives one: refused later,
+    by the first request that needs them, ``missing_credentials``)."""
     if isinstance(auth, Credentials):
-        return auth
+        return auth.scheme, auth
     chosen = auth or os.environ.get(ENV_AUTH, "key")
     if chosen not in ("key", "bearer"):
         raise refuse("auth", chosen, f"auth must be 'key' or 'bearer', not {chosen!r} (also from {ENV_AUTH})")
     scheme: AuthScheme = "key" if chosen == "key" else "bearer"
     if key is not None:
-        return Credentials(scheme, key)
-    credentials = Credentials.from_env(scheme, base_url=base_url)
-    if credentials is None and scheme == "bearer" and Credentials.from_env("key") is not None:
-        raise refuse(
-            "key",
-            None,
-            f"auth='bearer' for {base_url}: {ENV_TOKEN} is not set, and fal's key (FAL_KEY) is not sent to a host "
-            f"that is not fal's; set {ENV_TOKEN} to the aggregator's token, or pass key=... to send it on purpose",
-        )
-    return credentials
+        return scheme, Credentials(scheme, key)
+    return scheme, Credentials.from_env(scheme, base_url=base_url)
+
+
+def missing_credentials(
+    scheme: AuthScheme, base_url: str, environ: Mapping[str, str] | None = None
+) -> MissingCredentialsError:
+    """The error of a request that needs a credential the client does not have, naming what to set."""
+    env = os.environ if environ is None else environ
+    if scheme == "key":
+        problem = "set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET) to your fal key, or pass key=..."
+        return MissingCredentialsError(problem, ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"))
+    problem = f"auth='bearer' for {base_url}: set {ENV_TOKEN} to the token, or pass key=..."
+    if _secret_from_env("key", env, None):
+        problem += " (fal's key, FAL_KEY, is not sent as a bearer token to a host that is not fal's)"
+    return MissingCredentialsError(problem, (ENV_TOKEN,))

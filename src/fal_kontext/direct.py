@@ -206,7 +206,7 @@ def direct_flow(
                 return DirectAnswer(request_id, _parsed(outcome, parse, request_id))
             failure = Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
         else:
-            failure = Failure(None, {}, outcome.reached_server)
+            failure = Failure(None, {}, outcome.reached_server, outcome.certificate_rejected)
         attempt += 1
         # The queue submit's rule: resent only when it cannot have run (not sent, or refused with 429).
         delay = retry.delay_before_retry(Operation.SUBMIT, attempt, failure, random)

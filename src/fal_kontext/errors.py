@@ -4,6 +4,7 @@ The tree::
 
     KontextError                          anything this package raises
     ├── InvalidInputError (ValueError)    input rejected before anything was sent: .problems (field, value, allowed)
+    │   └── MissingCredentialsError       no key or token to send: .variables to set
     ├── APIError                          talking to the server went wrong: .request_id (None before submit)
     │   ├── APIConnectionError            no usable answer (DNS, refused, reset, TLS): .reached_server
     │   │   ├── APITimeoutError (TimeoutError)   connect or read timeout of one HTTP request
@@ -54,6 +55,7 @@ __all__ = [
     "FieldProblem",
     "InvalidInputError",
     "KontextError",
+    "MissingCredentialsError",
     "NotFoundError",
     "PayloadTooLargeError",
     "RateLimitError",
@@ -116,6 +118,20 @@ class InvalidInputError(KontextError, ValueError):
         where = f" for {endpoint}" if endpoint else ""
         lines = "; ".join(str(p) for p in self.problems)
         super().__init__(f"invalid input{where}, nothing was sent: {lines}")
+
+
+class MissingCredentialsError(InvalidInputError):
+    """A request needs a key or token and the client has none; nothing was sent. Raised by the first request that
+    needs one (a client may be built without: ``handle(id)`` and ``save()`` send no credential).
+
+    Attributes:
+        variables: The environment variables that would give one, e.g. ``("FAL_KEY",)``.
+    """
+
+    def __init__(self, problem: str, variables: Sequence[str]) -> None:
+        super().__init__([FieldProblem("key", None, problem)])
+        self.variables = tuple(variables)
+        self.args = (f"no credential, nothing was sent: {problem}",)
 
 
 class APIError(KontextError):
@@ -516,6 +532,8 @@ class Unanswered(Protocol):
     def reached_server(self) -> bool: ...
     @property
     def timed_out(self) -> bool: ...
+    @property
+    def certificate_rejected(self) -> bool: ...
 
 
 def error_from_no_answer(
@@ -532,7 +550,9 @@ def error_from_no_answer(
         )
     else:
         advice = "Check the network and the base URL, then try again"
-    message = f"{operation} failed{about}: {outcome.error}. {advice}"
+    message = f"{operation} failed{about}: {outcome.error}"
+    if not outcome.certificate_rejected:  # its text says what to do: trusting the certificate, not trying again
+        message += f". {advice}"
     if outcome.timed_out:
         return APITimeoutError(message, request_id=request_id, reached_server=reached_server)
     return APIConnectionError(message, request_id=request_id, reached_server=reached_server)

@@ -208,6 +208,10 @@ def read_local(source: ImageSource, *, field: str = "image_url", images_only: bo
     """
     if isinstance(source, (str, os.PathLike)) and not is_url(source):
         path = Path(source).expanduser()
+        if path.is_dir():
+            raise InvalidInputError(
+                [FieldProblem(field, str(source), f"{str(source)!r} is a directory, not an image file")]
+            )
         if not path.is_file():
             raise InvalidInputError(
                 [

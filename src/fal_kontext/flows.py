@@ -214,7 +214,7 @@ def call_with_retries(
         if isinstance(outcome, Answer) and call.operation is Operation.RESULT and outcome.status_code == 400:
             return _Attempted(outcome)  # "still in progress" is an answer, not a failure
         if isinstance(outcome, NoAnswer):
-            failure = Failure(None, {}, outcome.reached_server)
+            failure = Failure(None, {}, outcome.reached_server, outcome.certificate_rejected)
         else:
             failure = Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
         retry += 1

@@ -39,20 +39,20 @@ as sent, with any fields fal adds (defaults): every field we sent must be there,
 from __future__ import annotations
 
 import enum
-import ipaddress
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from .commands import Answer, HttpGet, NoAnswer, Sleep
+from .commands import INTERRUPTS, Answer, HttpGet, NoAnswer, Sleep
 from .errors import SubmitOutcomeUnknownError
 from .retry import parse_retry_after
-from .urls import FAL_QUEUE_HOSTS
+from .urls import FAL_QUEUE_HOSTS, is_loopback
 
 __all__ = [
     "DECISIONS",
@@ -64,6 +64,7 @@ __all__ = [
     "JobQuery",
     "ListedRequest",
     "LookupResult",
+    "LookupStarted",
     "Matches",
     "Recovery",
     "RecoveryPolicy",
@@ -90,6 +91,8 @@ FAL_API_URL = "https://api.fal.ai"
 REQUESTS_PATH = "/v1/models/requests/by-endpoint"
 # The largest page the request list allows (its "limit": 1 to 100, default 50; same reference as above).
 _MAX_PAGE = 100
+
+logger = logging.getLogger("fal_kontext")
 
 
 # --- what happened, and the decision table ----------------------------------------------------------------------
@@ -247,22 +250,13 @@ def _origin(url: str) -> tuple[str, str, int]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _list_base(configured_base: str) -> str | None:
     """Where the request list is for a configured queue base: fal's API host for fal's queue, the base itself for a
     loopback emulator (which serves the list, docs/emulator.md), else nowhere known (no aggregator documents it)."""
     _, host, _ = _origin(configured_base)
     if host in FAL_QUEUE_HOSTS:
         return FAL_API_URL
-    if _is_loopback(host):
+    if is_loopback(configured_base):
         return configured_base
     return None
 
@@ -464,6 +458,9 @@ class RecoveryPolicy:
         clock_skew: Seconds this machine's clock may be ahead of fal's: the window starts this long before sending.
         page_size: Items per page (fal: 1 to 100).
         requests_base_url: Ask the request list here instead (fal's API host or the base URL's own origin only).
+        on_lookup: Called with a ``LookupStarted`` when a lookup begins (it may take up to ``timeout`` seconds),
+            e.g. to tell the person waiting; called from the submit (not awaited), so it must return quickly. The
+            same news is logged at INFO on the ``fal_kontext`` logger.
     """
 
     look_up: bool = True
@@ -473,6 +470,7 @@ class RecoveryPolicy:
     clock_skew: float = 60.0
     page_size: int = 50
     requests_base_url: str | None = None
+    on_lookup: Callable[[LookupStarted], object] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("timeout", "interval", "clock_skew"):
@@ -488,6 +486,44 @@ class RecoveryPolicy:
             )
         if not isinstance(self.page_size, int) or not 1 <= self.page_size <= _MAX_PAGE:
             raise ValueError(f"RecoveryPolicy.page_size must be an integer from 1 to {_MAX_PAGE}")
+        if self.on_lookup is not None and not callable(self.on_lookup):
+            raise ValueError(f"RecoveryPolicy.on_lookup must be a function of a LookupStarted, not {self.on_lookup!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LookupStarted:
+    """A submit's answer was lost, and the client is looking for the job in the request list.
+
+    Attributes:
+        endpoint_id: Where the submit went.
+        what_happened: How the answer was lost (``dropped``, ``read timeout``, ``server error``, ``answer cut``).
+        request_id: The id the lost answer named, if one arrived (the lookup asks for it).
+        timeout: Seconds the lookup may take at most (``RecoveryPolicy.timeout``).
+        absent_after: Seconds of looking after which an unlisted job counts as not queued, or None.
+        list_url: The request list asked.
+        sent_at: Wall-clock time (Unix seconds) the submit was sent.
+    """
+
+    endpoint_id: str
+    what_happened: str
+    request_id: str | None
+    timeout: float
+    absent_after: float | None
+    list_url: str
+    sent_at: float
+
+    def __str__(self) -> str:
+        return f"answer lost ({self.what_happened}); looking for the job in the request list, up to {self.timeout:g} s"
+
+    def interrupted(self) -> SubmitOutcomeUnknownError:
+        """What an interruption of the lookup leaves: a job that may exist, and how to look it up."""
+        return SubmitOutcomeUnknownError(
+            self.endpoint_id,
+            "interrupted while looking for it in the request list",
+            sent_at=self.sent_at,
+            request_id=self.request_id,
+            list_url=self.list_url,
+        )
 
 
 DEFAULT_RECOVERY = RecoveryPolicy()
@@ -589,6 +625,8 @@ def _read_page(  # noqa: PLR0913 - what to ask, where, and until when: each a ke
             return _Listing(failure=failure, wait=wait)
         outcome = yield HttpGet(url, _query(query, policy, cursor), remaining)
         wait = None
+        if isinstance(outcome, NoAnswer) and outcome.certificate_rejected:
+            return _Listing(failure=f"the request list could not be asked ({outcome.error})", final=True)
         if not isinstance(outcome, Answer):
             what = outcome.error if isinstance(outcome, NoAnswer) else "no answer"
             failure = f"the request list did not answer ({what})"
@@ -743,7 +781,17 @@ def recover_flow(  # noqa: PLR0913 - what happened, what was sent, and how to lo
     if row.action is Action.LOOK_UP:
         assert list_url is not None
         asked = JobQuery(query.endpoint_id, query.input, query.sent_at, held)
-        result = yield from lookup_flow(list_url, asked, policy, clock)
+        started = LookupStarted(
+            query.endpoint_id, row.outcome.value, held, policy.timeout, policy.absent_after, list_url, query.sent_at
+        )
+        logger.info("submit to %s: %s", query.endpoint_id, started)
+        if policy.on_lookup is not None:
+            policy.on_lookup(started)
+        try:
+            result = yield from lookup_flow(list_url, asked, policy, clock)
+        except INTERRUPTS as stop:  # Ctrl-C, or the task cancelled: the job may exist all the same
+            stop.add_note(f"fal_kontext: {started.interrupted()}")
+            raise
         action = conclude(result, may_resend=may_resend)
         if action is Action.ADOPT:
             return Recovery(Action.ADOPT, result.request_id, why=f"{row.why}; {result.reason}")

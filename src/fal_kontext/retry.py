@@ -36,11 +36,13 @@ class Failure:
         status_code: The HTTP status, or None when there was no answer.
         headers: Response headers (lower-case names), empty without an answer.
         reached_server: False only when the request certainly never left this machine (connect failed).
+        permanent: Asking again cannot help (the server's certificate did not verify): never retried.
     """
 
     status_code: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     reached_server: bool = True
+    permanent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,8 @@ class RetryPolicy:
 
     def is_retryable(self, operation: Operation, failure: Failure) -> bool:
         """Whether this failure of this operation may be retried at all (ignoring the attempt count)."""
+        if failure.permanent:
+            return False
         if not failure.reached_server:
             return True
         if failure.status_code is None:

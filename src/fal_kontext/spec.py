@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 
 __all__ = [
     "EndpointSpec",
+    "credentials_required",
     "endpoint_spec",
     "endpoint_specs",
     "operation_module",
@@ -74,6 +75,14 @@ def resolved_schema(name: str) -> dict[str, Any]:
 def parameter_schema(name: str) -> dict[str, Any]:
     """The schema of a component parameter, e.g. ``RequestTimeout``."""
     return resolve(spec()["components"]["parameters"][name]["schema"])
+
+
+@functools.cache
+def credentials_required() -> bool:
+    """Whether the spec's operations need a credential: its ``security`` names schemes and offers no empty
+    alternative (``{}``, which OpenAPI reads as "or none")."""
+    requirements = spec().get("security") or []
+    return bool(requirements) and all(requirements)
 
 
 def _operations() -> list[tuple[str, str, dict[str, Any]]]:

@@ -1,4 +1,5 @@
-"""Where a queued request is: a closed union of three frozen types built from the generated ``QueueStatus``."""
+"""Where a queued request is: a closed union of three frozen types built from the generated ``QueueStatus``, typed
+without the generated package's ``Unset`` (None for what the server did not send)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TypeVar, assert_never
 from fal_kontext_api.models import LogEntry, Metrics, QueueStatus, QueueStatusValue
 from fal_kontext_api.types import Unset
 
-__all__ = ["Completed", "InProgress", "Queued", "Status", "logs_of", "status_from_model"]
+__all__ = ["Completed", "InProgress", "Queued", "RequestMetrics", "Status", "logs_of", "status_from_model"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,26 @@ class InProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestMetrics:
+    """The server's metrics of a completed request; None for what it did not send.
+
+    Attributes:
+        inference_time: Seconds the runner spent on the request.
+    """
+
+    inference_time: float | None = None
+
+    @classmethod
+    def from_model(cls, model: Metrics) -> RequestMetrics:
+        """The metrics of a generated ``Metrics`` (read through its ``to_dict()``, which leaves out what was not
+        sent)."""
+        seconds = model.to_dict().get("inference_time")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            return cls()
+        return cls(inference_time=float(seconds))
+
+
+@dataclass(frozen=True, slots=True)
 class Completed:
     """Finished: with a result, or failed (``error`` set), or cancelled. fal has no separate FAILED status.
 
@@ -53,7 +74,7 @@ class Completed:
 
     request_id: str
     logs: tuple[LogEntry, ...] = ()
-    metrics: Metrics | None = None
+    metrics: RequestMetrics | None = None
     error: str | None = None
     error_type: str | None = None
 
@@ -79,7 +100,7 @@ def status_from_model(model: QueueStatus, new_logs: tuple[LogEntry, ...] = ()) -
             return Completed(
                 model.request_id,
                 new_logs,
-                _present(model.metrics),
+                RequestMetrics.from_model(model.metrics) if isinstance(model.metrics, Metrics) else None,
                 _present(model.error),
                 _present(model.error_type),
             )

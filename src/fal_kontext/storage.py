@@ -48,7 +48,7 @@ from .errors import (
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, ImageSource, LocalFile, inline, is_url, local_size, read_local, too_large
 from .retry import Failure, Operation, RetryPolicy
-from .urls import FAL_QUEUE_HOSTS, normalise_base_url
+from .urls import FAL_QUEUE_HOSTS, is_loopback, normalise_base_url
 
 __all__ = [
     "DEFAULT_UPLOAD_THRESHOLD",
@@ -180,10 +180,12 @@ class Uploaded:
 
 
 def storage_for(queue_base_url: str, storage_url: str | None = None, **options: Any) -> StorageSettings | None:
-    """Where a client uploads: ``storage_url`` if given, fal's storage when the queue base URL is fal's, else nowhere.
+    """Where a client uploads: ``storage_url`` if given; fal's storage when the queue base URL is fal's; the base URL
+    itself when it is on this machine (the emulator serves fal's storage paths there, as it serves the request list
+    recovery reads); else nowhere.
 
     Our rule: an aggregator may not proxy fal storage (and fal's own storage would not accept its token), so a client
-    pointed at anything but fal uploads only where it is told to (the emulator: its base URL).
+    pointed at another host uploads only where it is told to.
 
     Args:
         queue_base_url: The client's queue base URL.
@@ -199,6 +201,8 @@ def storage_for(queue_base_url: str, storage_url: str | None = None, **options: 
         return StorageSettings.at(storage_url, **options)
     if (urlsplit(queue_base_url).hostname or "").lower() in FAL_QUEUE_HOSTS:
         return StorageSettings(**options)
+    if is_loopback(queue_base_url):
+        return StorageSettings.at(queue_base_url, **options)
     return None
 
 
@@ -393,7 +397,7 @@ def _send(request: Send, step: str, settings: StorageSettings) -> Flow[Answer]:
         if isinstance(outcome, Answer) and outcome.status_code < 400:
             return outcome
         if isinstance(outcome, NoAnswer):
-            failure = Failure(None, {}, outcome.reached_server)
+            failure = Failure(None, {}, outcome.reached_server, outcome.certificate_rejected)
         else:
             failure = Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
         retry += 1

@@ -15,15 +15,35 @@ makes the spec's path land exactly on it. The rules:
 from __future__ import annotations
 
 import functools
+import ipaddress
 from urllib.parse import quote, urlsplit
 
 from .spec import operation_path
 
-__all__ = ["FAL_QUEUE_HOSTS", "FAL_QUEUE_URL", "base_for_returned_url", "normalise_base_url", "operation_url"]
+__all__ = [
+    "FAL_QUEUE_HOSTS",
+    "FAL_QUEUE_URL",
+    "base_for_returned_url",
+    "is_loopback",
+    "normalise_base_url",
+    "operation_url",
+]
 
 FAL_QUEUE_URL = "https://queue.fal.run"
 # queue.falrun.com is fal's documented backup queue host (fal-protocol.md §2.1).
 FAL_QUEUE_HOSTS = frozenset({"queue.fal.run", "queue.falrun.com"})
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` is on this machine (``localhost`` or a loopback address): the emulator, which serves fal's
+    storage and request list under its base URL (docs/emulator.md)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def normalise_base_url(url: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,3 +49,36 @@ def run_cli(args: list[str], env: dict[str, str], **kwargs: object) -> subproces
 
 def json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def interrupt(args: list[str], env: dict[str, str], after: bytes) -> tuple[int, str]:
+    """Run the command on a pseudo-terminal, press Ctrl-C once ``after`` appeared; the exit code and the screen."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fal_kontext.cli", *args],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        close_fds=True,
+    )
+    os.close(terminal)
+    seen: list[bytes] = []
+
+    def read_until(marker: bytes) -> None:
+        while marker not in b"".join(seen):
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen.append(chunk)
+
+    read_until(after)
+    process.send_signal(signal.SIGINT)
+    read_until(b"interrupted")
+    code = process.wait(timeout=30)
+    read_until(b"\x00")  # never printed: reads to the end
+    os.close(controller)
+    return code, b"".join(seen).decode()

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import pty
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +12,7 @@ import pytest
 from fal_kontext import Kontext
 from fal_kontext.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_NOT_READY, EXIT_TIMEOUT, EXIT_USAGE, main
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
-from tests.cli.conftest import json_lines, run_cli
+from tests.cli.conftest import interrupt, json_lines, run_cli
 
 
 class FakeTerminal(io.StringIO):
@@ -89,39 +85,6 @@ def test_progress_goes_to_stderr_on_a_terminal_while_stdout_is_redirected(
 def slow() -> object:
     with run_emulator(EmulatorConfig(run_time=30.0, runners=1, keepalive_interval=1.0)) as running:
         yield running
-
-
-def interrupt(args: list[str], env: dict[str, str], after: bytes) -> tuple[int, str]:
-    """Run the command on a pseudo-terminal, press Ctrl-C once ``after`` appeared; the exit code and the screen."""
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fal_kontext.cli", *args],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        env=env,
-        close_fds=True,
-    )
-    os.close(terminal)
-    seen: list[bytes] = []
-
-    def read_until(marker: bytes) -> None:
-        while marker not in b"".join(seen):
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:
-                return
-            if not chunk:
-                return
-            seen.append(chunk)
-
-    read_until(after)
-    process.send_signal(signal.SIGINT)
-    read_until(b"interrupted")
-    code = process.wait(timeout=30)
-    read_until(b"\x00")  # never printed: reads to the end
-    os.close(controller)
-    return code, b"".join(seen).decode()
 
 
 def test_ctrl_c_on_wait_stops_watching_and_says_how_to_resume(

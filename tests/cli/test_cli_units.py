@@ -135,9 +135,10 @@ def test_flags_parse_into_the_input_and_images_are_inlined(tmp_path: Path) -> No
 def test_a_value_the_spec_does_not_allow_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     schema = resolved_schema(endpoint_specs()[0].input_schema)["properties"]["output_format"]
     not_allowed = "x" + "".join(schema["enum"])
-    with pytest.raises(SystemExit) as exited:
+    with pytest.raises(cli.UsageError, match="--output-format"):
         build_parser().parse_args(["edit", "p", "in.png", "--output-format", not_allowed])
-    assert exited.value.code == 2 and "--output-format" in capsys.readouterr().err
+    assert cli.main(["edit", "p", "in.png", "--output-format", not_allowed]) == cli.EXIT_USAGE
+    assert "--output-format" in capsys.readouterr().err
 
 
 # --- progress ------------------------------------------------------------------------------------------------------

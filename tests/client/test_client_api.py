@@ -94,8 +94,9 @@ def test_fal_key_is_not_sent_as_a_bearer_token_to_another_host(
     monkeypatch.delenv("FAL_KONTEXT_TOKEN", raising=False)
     monkeypatch.delenv("FAL_KONTEXT_AUTH", raising=False)
     monkeypatch.setenv("FAL_KEY", "fal-secret")
+    unusable = client(auth="bearer", base_url="https://proxy.example.test")  # refused at its first request
     with pytest.raises(InvalidInputError, match="FAL_KONTEXT_TOKEN") as caught:
-        client(auth="bearer", base_url="https://proxy.example.test")
+        unusable.check_credentials()
     assert "fal-secret" not in str(caught.value)
     # fal's own host, an explicit key, or the aggregator's token are fine
     assert repr(client(auth="bearer", base_url="https://queue.fal.run")).endswith("auth='bearer')")

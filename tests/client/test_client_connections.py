@@ -13,7 +13,7 @@ import pytest
 import trustme
 from PIL import Image
 
-from fal_kontext import Kontext
+from fal_kontext import APIConnectionError, Kontext
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import real_client
 
@@ -77,3 +77,27 @@ def test_sequential_sync_jobs_share_one_connection(
             for _ in range(5):
                 kontext.edit("p", image=_png())
         assert len(opened) == 1, f"stream={stream}: {len(opened)} connections for 5 sequential jobs"
+
+
+@pytest.mark.parametrize("verb", ["status", "edit"])
+def test_a_certificate_that_does_not_verify_is_not_retried_and_says_what_to_do(
+    https_emulator: RunningEmulator, kind: str, verb: str
+) -> None:
+    sleeps: list[float] = []
+
+    async def asleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    sleep = sleeps.append if kind == "sync" else asleep
+    # No verify=: the emulator's private CA is not trusted, as a self-signed server's is not.
+    with (
+        real_client(kind, https_emulator.key, base_url=https_emulator.base_url, sleep=sleep) as kontext,
+        pytest.raises(APIConnectionError) as raised,
+    ):
+        if verb == "status":
+            kontext.handle("request-1").status()
+        else:
+            kontext.edit("a teal square", image=_png())
+    message = str(raised.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "SSL_CERT_FILE" in message and "verify=" in message
+    assert sleeps == [] and raised.value.reached_server is False  # not retried: nothing was sent

@@ -112,6 +112,7 @@ def test_every_error_kind_has_a_scenario() -> None:
         "KontextError",
         "APIError",
         "APIStatusError",
+        "MissingCredentialsError",  # raised only without a key: tests/client/test_credentials.py renders it
     }
     assert kinds - {"WebhookVerificationError"} == set(SCENARIOS)
 

@@ -4,12 +4,14 @@ the request list is (and who gets the key), matching, and the lookup flow driven
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import logging
 import math
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +32,7 @@ from fal_kontext.recovery import (
     JobQuery,
     ListedRequest,
     LookupResult,
+    LookupStarted,
     Recovery,
     RecoveryPolicy,
     SubmitAttempt,
@@ -772,6 +775,71 @@ def test_a_list_the_key_may_not_read_gives_the_error_with_the_id_received(make: 
     assert caught.value.request_id == "job-1"
     assert "may not read the account's requests" in str(caught.value)
     assert (len(fal.jobs), fal.submits()) == (1, 1)
+
+
+class _Records(logging.Handler):
+    """Every record of the ``fal_kontext`` logger at INFO and above, whatever earlier tests set on it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _logged() -> Iterator[list[str]]:
+    logger = logging.getLogger("fal_kontext")
+    handler, level = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_a_lookup_is_announced_and_logged_as_it_starts(make: MakeClient) -> None:
+    fal = FakeFal(["before"])  # a gateway's 502 page: looked up, not listed, sent again after absent_after
+    started: list[LookupStarted] = []
+    with _logged() as messages:
+        assert run_job(make, fal, recovery=replace(FAST, on_lookup=started.append)) == "job-1"
+    [event] = started
+    assert (event.endpoint_id, event.what_happened, event.request_id, event.timeout) == (
+        ENDPOINT,
+        "server error",
+        None,
+        FAST.timeout,
+    )
+    assert str(event) == "answer lost (server error); looking for the job in the request list, up to 10 s"
+    assert f"submit to {ENDPOINT}: {event}" in messages  # what -v shows
+
+
+class _InterruptingClock(FakeClock):
+    """A fake clock whose sleeps are Ctrl-C once ``armed`` (by the lookup's start)."""
+
+    armed = False
+
+    def sleep(self, seconds: float) -> None:
+        if self.armed:
+            raise KeyboardInterrupt
+        super().sleep(seconds)
+
+
+@pytest.mark.parametrize(("fault", "held"), [("5xx-id", "job-1"), ("before", None)])
+def test_ctrl_c_during_a_lookup_says_the_job_may_exist(make: MakeClient, fault: str, held: str | None) -> None:
+    clock = _InterruptingClock()
+    fal = FakeFal([fault], list_status=503)  # the list is busy: the lookup waits, and is interrupted then
+    policy = replace(FAST, on_lookup=lambda _: setattr(clock, "armed", True))
+    kontext = make(fal, clock, base_url=LOOPBACK, key=KEY, stream_status=False, recovery=policy)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        kontext.run(ENDPOINT, JOB_INPUT)
+    notes = " ".join(getattr(raised.value, "__notes__", []))
+    assert "may have queued a job" in notes and "interrupted while looking for it in the request list" in notes
+    assert (f"fal-kontext status {held}" if held else f"GET {LOOPBACK}{REQUESTS_PATH}") in notes
+    assert fal.submits() == 1  # not sent again
 
 
 def test_a_requests_base_url_elsewhere_is_refused_when_the_client_is_built(make: MakeClient) -> None:

@@ -47,7 +47,7 @@ from fal_kontext.storage import (
     upload_flow,
     upload_pending_flow,
 )
-from tests.client.client_fakes import AnyClient, real_client
+from tests.client.client_fakes import AnyClient, FakeClock, FakeQueue, MakeClient, real_client
 
 T = TypeVar("T")
 KEY = "Key secret-key-123"
@@ -393,6 +393,10 @@ def test_a_client_uploads_to_fal_against_fal_and_elsewhere_only_where_told() -> 
     fal = storage_for("https://queue.fal.run")
     assert fal is not None and (fal.rest_url, fal.cdn_url) == (FAL_REST_URL, FAL_CDN_URL)
     assert storage_for("https://proxy.test/api") is None
+    assert storage_for("http://192.168.1.5:8000") is None  # another machine on the network is not the emulator
+    for local in ("http://127.0.0.1:8765", "http://localhost:8765", "https://[::1]:8443"):
+        found = storage_for(local)  # the emulator, as request-list lookups see it
+        assert found is not None and (found.rest_url, found.cdn_url) == (local, local)
     emulator = storage_for("http://127.0.0.1:8000", "http://127.0.0.1:8000/", expires_in="1h")
     assert emulator is not None and (emulator.rest_url, emulator.cdn_url) == ("http://127.0.0.1:8000",) * 2
     assert emulator.expires_in == "1h"
@@ -568,14 +572,53 @@ def _url_of(flow: Flow[Uploaded]) -> Flow[str]:
     return (yield from flow).url
 
 
-def test_without_storage_large_images_are_refused_before_sending(emulator: RunningEmulator, kind: str) -> None:
+def test_against_the_emulator_a_25_mib_image_is_edited_with_nothing_configured(
+    emulator: RunningEmulator, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quick start's two variables and nothing else: the emulator's own storage takes the upload."""
+    for name in ("FAL_KONTEXT_STORAGE_URL", "FAL_KONTEXT_AUTH", "FAL_KONTEXT_TOKEN", "FAL_KEY_ID", "FAL_KEY_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FAL_KEY", emulator.key)
+    monkeypatch.setenv("FAL_KONTEXT_BASE_URL", emulator.base_url)
+    photo = tmp_path / "kitchen.png"
+    photo.write_bytes(noise_png(25 * 1024 * 1024))
+    before = {u["file_id"] for u in emulator.uploads()}
+    with real_client(kind) as client:
+        result = client.edit("Put a donut next to the flour", image=photo, seed=11)
+    assert len(result.images) == 1
+    [upload] = [u for u in emulator.uploads() if u["file_id"] not in before]
+    assert (upload["file_name"], upload["size"]) == ("kitchen.png", photo.stat().st_size)
+    url = f"{emulator.base_url}/files/uploads/{upload['file_id']}/kitchen.png"
+    assert emulator.submit_count(body={"prompt": "Put a donut next to the flour", "image_url": url, "seed": 11}) == 1
+
+
+def test_inlining_only_refuses_a_large_image_before_sending(emulator: RunningEmulator, kind: str) -> None:
     emulator.reset_counters()
-    with real_client(kind, emulator.key, base_url=emulator.base_url) as client:
-        with pytest.raises(InvalidInputError, match="storage_url="):
-            client.upload(b"abc")
-        with pytest.raises(InvalidInputError, match="limit for inlined images"):
-            client.edit("a cat", image=noise_png(11 * 1024 * 1024))
+    with (
+        real_client(kind, emulator.key, base_url=emulator.base_url, upload_threshold=None) as client,
+        pytest.raises(InvalidInputError, match="limit for inlined images"),
+    ):
+        client.edit("a cat", image=noise_png(11 * 1024 * 1024))
     assert emulator.submit_count() == 0
+
+
+def test_a_directory_as_the_image_says_it_is_one(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidInputError, match="is a directory, not an image file"):
+        make(fake, clock).edit("p", image=tmp_path)
+    with pytest.raises(InvalidInputError, match=r"image_urls\[1\]: .* is a directory"):
+        make(fake, clock).edit("p", images=[b"\x89PNG\r\n\x1a\n" + b"\0" * 32, tmp_path])
+    assert fake.requests == []
+
+
+def test_on_another_host_without_storage_upload_is_refused_before_sending(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient
+) -> None:
+    kontext = make(fake, clock)  # https://queue.example.test: not fal, not this machine
+    with pytest.raises(InvalidInputError, match="storage_url="):
+        kontext.upload(b"abc")
+    assert fake.requests == []
 
 
 def test_a_storage_url_without_fal_storage_says_so(emulator: RunningEmulator, kind: str) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -195,27 +198,70 @@ class _AnnouncingServer(uvicorn.Server):
             print(READY_LINE, flush=True)
 
 
-def run_mock_command(args: argparse.Namespace) -> int:
-    """Serve the emulator until interrupted; the exit code is 0, or 2 for bad options, 1 if it cannot start."""
+def _print_usage_error(message: str) -> int:
+    print(f"fal-kontext mock: {message}", file=sys.stderr)
+    return 2
+
+
+# Why a port cannot be listened on, in words, by errno.
+_BIND_PROBLEMS = {
+    errno.EADDRINUSE: "the port is in use (another emulator?); choose another --port, or --port 0 for a free one",
+    errno.EACCES: "permission denied (ports below 1024 need privileges); choose another --port",
+    errno.EADDRNOTAVAIL: "that is not an address of this machine; see --host",
+}
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` for uvicorn to serve on, bound here so that a port in use is our
+    error to word, not uvicorn's exit (uvicorn binds its own the same way: SO_REUSEADDR, inheritable).
+
+    Raises:
+        OSError: the address cannot be bound (``errno`` says why).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_mock_command(args: argparse.Namespace, usage_error: Callable[[str], int] = _print_usage_error) -> int:
+    """Serve the emulator until interrupted; the exit code is 0, or what ``usage_error`` returns (2 by default) for
+    bad options or an address that cannot be listened on, 1 if it cannot start otherwise.
+
+    Args:
+        args: The parsed options (``add_arguments``).
+        usage_error: Reports a usage error (its message) and returns the exit code.
+    """
     if (args.certfile is None) != (args.keyfile is None):
-        print("fal-kontext mock: --certfile and --keyfile go together (both for HTTPS)", file=sys.stderr)
-        return 2
+        return usage_error("--certfile and --keyfile go together (both for HTTPS)")
     try:
         config = config_from_arguments(args)
     except (ValueError, FaultSyntaxError) as err:
-        print(f"fal-kontext mock: {err}", file=sys.stderr)
-        return 2
+        return usage_error(str(err))
+    try:
+        sock = listening_socket(args.host, args.port)
+    except OSError as err:
+        problem = _BIND_PROBLEMS.get(err.errno or 0, err.strerror or str(err))
+        return usage_error(f"cannot listen on {args.host}:{args.port}: {problem}")
     built = build_server(
         config, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level
     )
     server = _AnnouncingServer(built.config, "https" if args.certfile else "http")
     try:
-        server.run()
+        server.run(sockets=[sock])
     except SystemExit as exit_:
-        # uvicorn exits(1) when it cannot bind; it has logged why.
+        # uvicorn exits(1) when it cannot start; it has logged why.
         return int(exit_.code or 1)
     except KeyboardInterrupt:
         return 0
+    finally:
+        sock.close()
     return 0 if server.started else 1
 
 
