@@ -403,6 +403,11 @@ def cancel_flow(state: HandleState, settings: QueueSettings) -> Flow[CancelStatu
     data = json_or_none(answer.content)
     if isinstance(data, dict) and data.get("status") in {s.value for s in CancelStatus}:
         return CancelStatus(data["status"])
+    if answer.status_code == 200 and isinstance(data, dict) and isinstance(data.get("success"), bool):
+        # fal's per-endpoint queue OpenAPI (https://fal.ai/api/openapi/queue/openapi.json?endpoint_id=<id>) answers
+        # 200 {"success": bool}; its prose (https://fal.ai/docs/inference-api/queue/cancel) 202/400 with a status.
+        # A cancel that did not take for a known request is, in the prose, one that already completed.
+        return CancelStatus.OK if data["success"] else CancelStatus.ALREADY_COMPLETED
     raise UnexpectedResponseError(f"cancel answered {answer.status_code} without a status", request_id=state.request_id)
 
 
