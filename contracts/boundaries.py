@@ -3,7 +3,7 @@
 A server whose limits drifted from the spec (the spec allows `num_images` up to 4, the server 2; an aspect ratio the
 relay no longer forwards) answers a valid request with a refusal, which only sending it shows. The cases come from the
 spec's input schema: every enum value, both ends of every numeric range, both values of every boolean; each case is
-the paid lifecycle's input (contracts/semantics.py) with one field changed. On a remote server each case is a paid
+the paid jobs' input (contracts/paid_job.py) with one field changed. On a remote server each case is a paid
 job, so the run is opt-in (`--contract-boundaries`) and its computed cost must be confirmed (`--confirm-cost USD`).
 """
 
@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.paid_job import input_properties
 from contracts.target import ContractTarget
 from fal_kontext import APIError, Handle, InvalidInputError, Kontext
-from fal_kontext.spec import EndpointSpec, resolved_schema
+from fal_kontext.spec import EndpointSpec
 
 __all__ = ["BoundaryCase", "boundary_cases", "cost_of", "send_cases"]
 
@@ -55,7 +56,7 @@ def _values(schema: dict[str, Any]) -> list[Any]:
 def boundary_cases(endpoint: EndpointSpec, baseline: dict[str, Any]) -> list[BoundaryCase]:
     """Every boundary value of `endpoint`'s input schema, each applied to `baseline` (values equal to it skipped)."""
     cases = []
-    for name, schema in resolved_schema(endpoint.input_schema).get("properties", {}).items():
+    for name, schema in input_properties(endpoint.id).items():
         for value in _values(schema):
             if baseline.get(name) != value:
                 cases.append(BoundaryCase(name, value, {**baseline, name: value}))

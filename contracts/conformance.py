@@ -9,6 +9,7 @@ Requests outside the spec (image downloads from the emulator's `/files/`) are li
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +25,7 @@ from openapi_schema_validator import OAS30Validator
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import FailureGroup
 
+from fal_kontext.queue_rules import RequestHistory, check_stream_logs, parse_event_stream
 from fal_kontext.spec import resolve
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "specs" / "openapi.yaml"
@@ -58,6 +60,23 @@ class SpecIndex:
         return [
             f"{component} {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
             for e in self._validator(schema).iter_errors(value)
+        ]
+
+    @functools.cached_property
+    def status_schema(self) -> dict[str, Any]:
+        """The schema of a polled status answer (``get_request_status``'s 200): each status stream event's data is
+        one (the stream operation's description says so; its own schema types the body as text)."""
+        for item in self.document["paths"].values():
+            operation = item.get("get", {})
+            if operation.get("operationId") == "get_request_status":
+                return dict(operation["responses"]["200"]["content"]["application/json"]["schema"])
+        raise KeyError("the spec has no get_request_status operation")
+
+    def check_status_event(self, value: Any) -> list[str]:
+        """What about one status stream event's data does not fit the status schema (log entries included)."""
+        return [
+            f"status event {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in self._validator(self.status_schema).iter_errors(value)
         ]
 
     def parameters(self, method: str, template: str) -> list[dict[str, Any]]:
@@ -138,58 +157,44 @@ def _first_line(message: str) -> str:
     return next((line.strip() for line in message.splitlines() if line.strip()), "")
 
 
-_RANK = {"IN_QUEUE": 0, "IN_PROGRESS": 1, "COMPLETED": 2}
 _REQUEST_PATH = re.compile(r"/requests/(?P<id>[^/]+)(?P<rest>/status(?:/stream)?|/cancel)?/?$")
 
 
-@dataclass
-class _Seen:
-    rank: int = -1
-    position: int | None = None
-
-
 class LifecycleTracker:
-    """What the spec cannot say: a request's statuses over time must only move forward.
+    """What the spec cannot say, over the exchanges of a client: fal's queue rules (``fal_kontext.queue_rules``).
 
-    Per request id: IN_QUEUE -> IN_PROGRESS -> COMPLETED, never back; `queue_position` never rises; once
-    COMPLETED has been seen, the result is never "still in progress".
+    Per request id: statuses only move forward (IN_QUEUE -> IN_PROGRESS -> COMPLETED), `queue_position` never
+    rises, a 200 result means COMPLETED (no status says pending after it), and once COMPLETED has been seen the
+    result is never "still in progress". Each status stream is read with the client's SSE parser: its framing,
+    each event against the spec's status schema, and its logs incremental (no entry repeated across events).
     """
 
-    def __init__(self) -> None:
-        self._seen: dict[str, _Seen] = {}
-
-    def _status(self, request_id: str, status: dict[str, Any]) -> list[str]:
-        seen = self._seen.setdefault(request_id, _Seen())
-        problems = []
-        rank = _RANK.get(str(status.get("status")), -1)
-        if rank < seen.rank:
-            problems.append(
-                f"request {request_id}: status went back to {status.get('status')} after {list(_RANK)[seen.rank]}"
-            )
-        position = status.get("queue_position")
-        if isinstance(position, int) and seen.position is not None and position > seen.position and rank == 0:
-            problems.append(f"request {request_id}: queue_position rose from {seen.position} to {position}")
-        seen.rank = max(seen.rank, rank)
-        if isinstance(position, int):
-            seen.position = position
-        return problems
+    def __init__(self, index: SpecIndex) -> None:
+        self._index = index
+        self._seen: dict[str, RequestHistory] = {}
 
     def observe(self, request: httpx.Request, status_code: int, body: bytes) -> list[str]:
-        """Check one response of the queue lifecycle; returns what went wrong."""
+        """Check one response of the queue lifecycle (its body undone of any Content-Encoding); returns what went
+        wrong."""
         match = _REQUEST_PATH.search(request.url.path)
         if not match or request.method != "GET":
             return []
         request_id, rest = match.group("id"), match.group("rest") or ""
+        history = self._seen.setdefault(request_id, RequestHistory())
+        where = f"request {request_id}"
         if rest == "/status" and status_code in (200, 202):
-            return self._status(request_id, json.loads(body))
+            status = json.loads(body)
+            return [v.message for v in history.observe(status, where)] if isinstance(status, dict) else []
         if rest == "/status/stream" and status_code == 200:
-            problems = []
-            for line in body.decode("utf-8", "replace").splitlines():
-                if line.startswith("data:"):
-                    problems += self._status(request_id, json.loads(line[5:]))
+            events, found = parse_event_stream(body, f"{where} status stream")
+            found += check_stream_logs(events, f"{where} status stream")
+            problems = [str(v) for v in found]
+            for number, event in enumerate(events):
+                problems += [f"stream event {number}: {p}" for p in self._index.check_status_event(event)]
+                problems += [v.message for v in history.observe(event, f"{where} stream event {number}")]
             return problems
-        if rest == "" and status_code == 400 and self._seen.get(request_id, _Seen()).rank == _RANK["COMPLETED"]:
-            return [f"request {request_id}: result still in progress after its status was COMPLETED"]
+        if rest == "":
+            return [v.message for v in history.observe_result(status_code, body, where)]
         return []
 
 
@@ -234,7 +239,7 @@ class ConformanceRecorder(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.index = index or SpecIndex()
         self.exchanges: list[Exchange] = []
         self.outside_spec: list[str] = []
-        self.lifecycle = LifecycleTracker()
+        self.lifecycle = LifecycleTracker(self.index)
 
     def _wrap(self, request: httpx.Request, response: httpx.Response) -> httpx.Response:
         operation_id, problems = self.index.check_request(request)
@@ -249,7 +254,8 @@ class ConformanceRecorder(httpx.BaseTransport, httpx.AsyncBaseTransport):
             complete.elapsed = timedelta(0)  # schemathesis reads it; only the content matters here
             exchange.problems += self.index.check_response(request, complete)
             try:
-                exchange.problems += self.lifecycle.observe(request, response.status_code, body)
+                # complete.content is the body undone of its Content-Encoding (the tee keeps the bytes as sent).
+                exchange.problems += self.lifecycle.observe(request, response.status_code, complete.content)
             except ValueError as err:
                 exchange.problems.append(f"lifecycle: body is not JSON ({err})")
 

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from contracts.conformance import SPEC_PATH
+from contracts.paid_job import RequestIds
 from contracts.summary import STATS
 from contracts.target import (
     DEFAULT_ENDPOINT,
@@ -87,11 +88,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "those the server refuses; on a paid server needs --confirm-cost (env CONTRACT_BOUNDARIES=1)",
     )
     group.addoption(
+        "--contract-two-images",
+        action="store_true",
+        default=os.environ.get("CONTRACT_TWO_IMAGES", "") not in ("", "0"),
+        help="the rules probe's paid job asks for 2 images (the server must return 2, with 2 NSFW flags); it costs "
+        "one image more and needs --confirm-cost covering the job (env CONTRACT_TWO_IMAGES=1); free servers always",
+    )
+    group.addoption(
+        "--contract-cancel",
+        action="store_true",
+        default=os.environ.get("CONTRACT_CANCEL", "") not in ("", "0"),
+        help="the rules probe also cancels one pending job and follows it to its end (one more paid job: needs "
+        "--max-paid-calls 3 and --confirm-cost covering one image; env CONTRACT_CANCEL=1); free servers always",
+    )
+    group.addoption(
         "--confirm-cost",
         type=float,
         default=float(os.environ.get("CONTRACT_CONFIRM_COST", "0") or 0),
-        help="USD you accept to spend on the boundary run; it is refused if its computed cost is higher "
-        "(env CONTRACT_CONFIRM_COST)",
+        help="USD you accept to spend on each opt-in priced check (the boundary run, the two-image job); one whose "
+        "computed cost is higher is not sent (env CONTRACT_CONFIRM_COST)",
     )
     group.addoption(
         "--contract-endpoint",
@@ -201,6 +216,12 @@ def paid_calls(request: pytest.FixtureRequest) -> PaidCallBudget:
     """The run's budget of submits to a remote server (the emulator is free: no limit)."""
     paid = not is_free(request.config)
     return PaidCallBudget(limit=request.config.getoption("--max-paid-calls") if paid else 1_000_000)
+
+
+@pytest.fixture(scope="session")
+def request_ids() -> RequestIds:
+    """The request ids the run's submits got: the paid jobs (the client's and the probe's) check each is new."""
+    return RequestIds()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

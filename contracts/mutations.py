@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import re
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -32,7 +34,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from fal_kontext.spec import resolved_schema, spec
+from contracts.paid_job import input_properties
+from fal_kontext.spec import operation_path, spec
 
 __all__ = ["CONTROLS", "MUTATIONS", "REQUEST_DRIFTS", "Mutation", "create_proxy"]
 
@@ -81,6 +84,10 @@ class ProxyState:
     completed: set[str] = field(default_factory=set)
     went_back: set[str] = field(default_factory=set)
     polls: Counter[str] = field(default_factory=Counter)
+    submits: int = 0  # submits that reached the proxy
+    served: set[str] = field(default_factory=set)  # request ids whose result was answered 200
+    cancelled: set[str] = field(default_factory=set)  # request ids a cancel was accepted for
+    answers: dict[tuple[str, str], Answer] = field(default_factory=dict)  # (endpoint, prompt) -> submit answer
 
 
 Send = Callable[[Outgoing], Awaitable[Answer]]
@@ -99,6 +106,10 @@ class Mutation:
     stream_events: int | None = None  # end the stream after this many events
     never_close: bool = False  # keep the stream open after upstream closed it
     upstream_urls: bool = False  # leave the upstream's own origin in answers (a correct relay names itself)
+    intercept: Callable[[ProxyState, Outgoing], Answer | None] | None = None  # answer without forwarding
+    stream_state: Callable[[ProxyState, Outgoing], Callable[[str], str | None]] | None = None  # per-stream line edit
+    line_ending: str = "\n"  # of the status stream's lines
+    gzip: bool = False  # answers compressed (Content-Encoding: gzip), streams included
 
 
 # --- the deviations ---------------------------------------------------------------------------------------------
@@ -259,6 +270,136 @@ def _unframed(line: str) -> str:
     return line[5:].lstrip() if line.startswith("data:") else line
 
 
+# --- what the user asked for, the stream's content, results, ids (issue 22) --------------------------------------
+
+
+def _drop(name: str) -> Callable[[ProxyState, Outgoing], None]:
+    def apply(state: ProxyState, out: Outgoing) -> None:
+        if out.operation == "submit" and out.body:
+            body = json.loads(out.body)
+            body.pop(name, None)
+            out.body = json.dumps(body).encode()
+
+    return apply
+
+
+def _double_encoded(body: dict[str, Any]) -> None:
+    # UTF-8 bytes read as Latin-1 and encoded again: "crème" becomes "crÃ¨me" (an emoji cannot, so it is dropped).
+    if isinstance(body.get("prompt"), str):
+        body["prompt"] = body["prompt"].encode("utf-8").decode("latin-1", "ignore")
+
+
+def _events_with_all_logs(state: ProxyState, out: Outgoing) -> Callable[[str], str | None]:
+    # Each event carries every log entry so far (as a polled status does) instead of those since the last event.
+    so_far: list[Any] = []
+
+    def apply(body: dict[str, Any]) -> None:
+        if isinstance(body.get("logs"), list):
+            so_far.extend(body["logs"])
+            body["logs"] = list(so_far)
+
+    return _status_line(apply)
+
+
+def _logs_as_strings(body: dict[str, Any]) -> None:
+    if isinstance(body.get("logs"), list):
+        body["logs"] = [entry.get("message", "") if isinstance(entry, dict) else entry for entry in body["logs"]]
+
+
+def _result_while_pending(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    # A cache in front of the result answers an empty output while the job is still pending.
+    refused = answer.json()
+    if answer.status == 400 and isinstance(refused, dict) and refused.get("detail") == "Request is still in progress":
+        empty = {"images": [], "timings": {}, "seed": 0, "has_nsfw_concepts": [], "prompt": ""}
+        return answer.with_json(empty, status=200)
+    return answer
+
+
+def _one_shot_result(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    # The relay hands a result out once and forgets it.
+    request_id = out.request_id or ""
+    if answer.status != 200:
+        return answer
+    if request_id in state.served:
+        return answer.with_json({"detail": "Request not found"}, status=404)
+    state.served.add(request_id)
+    return answer
+
+
+async def _shared_ids(state: ProxyState, out: Outgoing, answer: Answer, send: Send) -> Answer:
+    # An idempotency cache keyed on the endpoint and the prompt: a second submit of the same prompt gets the first
+    # submit's answer (its request id), though the client asked for, and may be billed for, a second job.
+    if out.operation != "submit" or answer.status != 200:
+        return answer
+    try:
+        prompt = str(json.loads(out.body or b"{}").get("prompt"))
+    except ValueError:
+        return answer
+    return state.answers.setdefault((out.path, prompt), answer)
+
+
+def _ended_badly(state: ProxyState, request_id: str, body: dict[str, Any]) -> bool:
+    return body.get("status") == "COMPLETED" and (bool(body.get("error")) or request_id in state.cancelled)
+
+
+def _failed_when_errored(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    # Third-party fal specs list FAILED; a relay built on them reports a request that ended without output so.
+    body, request_id = answer.json(), out.request_id or ""
+    if out.operation == "cancel" and answer.status in (200, 202):
+        state.cancelled.add(request_id)
+    elif out.operation == "status" and isinstance(body, dict) and _ended_badly(state, request_id, body):
+        return answer.with_json({**body, "status": "FAILED"})
+    return answer
+
+
+def _failed_events(state: ProxyState, out: Outgoing) -> Callable[[str], str | None]:
+    def apply(body: dict[str, Any]) -> None:
+        if _ended_badly(state, out.request_id or "", body):
+            body["status"] = "FAILED"
+
+    return _status_line(apply)
+
+
+def _every_other_submit(retry_after: str | None) -> Callable[[ProxyState, Outgoing], Answer | None]:
+    # A rate limiter: the first of every two submits is refused with 429 (nothing is queued).
+    def apply(state: ProxyState, out: Outgoing) -> Answer | None:
+        if out.operation != "submit":
+            return None
+        state.submits += 1
+        if state.submits % 2 == 0:
+            return None
+        headers = {"content-type": "application/json", **({"retry-after": retry_after} if retry_after else {})}
+        return Answer(429, headers, json.dumps({"detail": "Too many requests"}).encode())
+
+    return apply
+
+
+def _without_urls(body: dict[str, Any]) -> None:
+    for name in ("status_url", "response_url", "cancel_url"):
+        body.pop(name, None)
+
+
+def _trailing_slash(body: dict[str, Any]) -> None:
+    _urls(lambda url: url.rstrip("/") + "/")(body)
+
+
+def _refuse_double_slash(state: ProxyState, out: Outgoing) -> Answer | None:
+    # Many servers answer 404 for an empty path segment.
+    if "//" in out.path:
+        return Answer(404, {"content-type": "application/json"}, json.dumps({"detail": "Not Found"}).encode())
+    return None
+
+
+def _multiline(line: str) -> str:
+    # The JSON of each event spread over several data: lines (the standard joins them with newlines), with id: and
+    # retry: fields.
+    if not line.startswith("data:"):
+        return line
+    body = json.loads(line[5:])
+    lines = json.dumps(body, indent=1).split("\n")
+    return "\r\n".join(["id: evt-1", "retry: 3000", *(f"data: {part}" for part in lines)])
+
+
 _STATUS = {"status", "submit"}
 _OPS = {"submit", "status", "stream", "result", "cancel"}
 MUTATIONS: dict[str, Mutation] = {
@@ -298,6 +439,25 @@ MUTATIONS: dict[str, Mutation] = {
         Mutation("logs_always", "logs sent though not asked for", request=_logs_always),
         Mutation("gateway_request_id", "status names the relay's own request id", response=_on({"status"}, _edit_json(_other_id))),
         Mutation("json_as_text", "JSON answers served as text/plain", response=_on({"status", "result"}, _as_text)),
+        Mutation("seed_dropped", "the relay drops seed", request=_drop("seed")),
+        Mutation("aspect_ratio_dropped", "the relay drops aspect_ratio", request=_drop("aspect_ratio")),
+        Mutation("num_images_dropped", "the relay drops num_images", request=_drop("num_images")),
+        Mutation("prompt_double_encoded", "the echoed prompt double-encoded (UTF-8 read as Latin-1)",
+                 response=_on({"result"}, _edit_json(_double_encoded))),
+        Mutation("prompt_emptied", "the echoed prompt empty", response=_on({"result"}, _edit_json(lambda b: b.update(prompt="")))),
+        Mutation("seed_altered", "the echoed seed is not the one sent",
+                 response=_on({"result"}, _edit_json(lambda b: b.update(seed=int(b.get("seed", 0)) + 1)))),
+        Mutation("nsfw_flags_short", "has_nsfw_concepts shorter than images",
+                 response=_on({"result"}, _edit_json(lambda b: b.update(has_nsfw_concepts=b.get("has_nsfw_concepts", [])[:-1])))),
+        Mutation("repeated_stream_logs", "every stream event repeats all logs so far", stream_state=_events_with_all_logs),
+        Mutation("stream_logs_as_strings", "stream events' log entries turned into strings",
+                 stream_line=_status_line(_logs_as_strings)),
+        Mutation("result_while_pending", "the result answers 200 with no images while the job is pending",
+                 response=_on({"result"}, _result_while_pending)),
+        Mutation("one_shot_result", "the result answers once, then 404", response=_on({"result"}, _one_shot_result)),
+        Mutation("shared_ids", "a second submit of the same prompt gets the first one's request id", response=_shared_ids),
+        Mutation("failed_when_errored", "a request that ended in an error or was cancelled reported FAILED",
+                 response=_on({"status", "cancel"}, _failed_when_errored), stream_state=_failed_events),
     ]
 }  # fmt: skip
 
@@ -315,10 +475,7 @@ async def _narrower_limits(state: ProxyState, out: Outgoing, answer: Answer, sen
 
 
 def _submit_properties(path: str) -> dict[str, Any]:
-    operation = spec()["paths"].get(path, {}).get("post", {})
-    reference = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
-    name = str(reference.get("$ref", "")).rsplit("/", 1)[-1]
-    return dict(resolved_schema(name).get("properties", {})) if name else {}
+    return input_properties(path.lstrip("/")) if "post" in spec()["paths"].get(path, {}) else {}
 
 
 # Request-side drift: a valid request the server refuses. Only sending it shows (contracts/boundaries.py), so these
@@ -331,6 +488,17 @@ REQUEST_DRIFTS: dict[str, Mutation] = {
     ]
 }  # fmt: skip
 
+
+def _cancel_success(state: ProxyState, out: Outgoing, answer: Answer) -> Answer:
+    # fal's per-endpoint queue OpenAPI answers a cancel 200 {"success": bool}; its prose 202 CANCELLATION_REQUESTED.
+    return answer.with_json({"success": True}, status=200) if answer.status == 202 else answer
+
+
+def _documents(operation_id: str, method: str, code: str) -> bool:
+    """Whether the spec documents answer ``code`` for an operation."""
+    return code in spec()["paths"][operation_path(operation_id)][method].get("responses", {})
+
+
 # Differences a correct client copes with: the remote mode must not report them.
 CONTROLS: dict[str, Mutation] = {
     m.name: m
@@ -342,6 +510,19 @@ CONTROLS: dict[str, Mutation] = {
                  response=_on(_OPS, _edit_json(lambda b: b.update(gateway="relay-1")))),
         Mutation("keepalive_comments", "a comment line before every stream line",
                  stream_line=lambda line: f": ping\n{line}" if line.startswith("data:") else line),
+        Mutation("gzip", "every answer gzip-compressed (Content-Encoding: gzip), the status stream included", gzip=True),
+        Mutation("multiline_sse", "stream events spread over several data: lines, with id: and retry:, CRLF line ends",
+                 stream_line=_multiline, line_ending="\r\n"),
+        Mutation("rate_limited", "every other submit refused with 429, no Retry-After", intercept=_every_other_submit(None)),
+        Mutation("rate_limited_retry_after", "every other submit refused with 429, Retry-After: 1",
+                 intercept=_every_other_submit("1")),
+        Mutation("status_without_urls", "status answers and stream events without status/response/cancel URLs",
+                 response=_on({"status"}, _edit_json(_without_urls)), stream_line=_status_line(_without_urls)),
+        Mutation("trailing_slash_urls", "returned URLs end with a slash; a path with // answers 404",
+                 response=_on(_STATUS, _edit_json(_trailing_slash)), intercept=_refuse_double_slash),
+        # A shape of fal's own documents is a control only once the spec documents it (the spec says which).
+        *([Mutation("cancel_success_shape", "cancel accepted as 200 {success: true} (fal's queue OpenAPI)",
+                    response=_on({"cancel"}, _cancel_success))] if _documents("cancel_request", "put", "200") else []),
     ]
 }  # fmt: skip
 
@@ -390,6 +571,9 @@ class _Proxy:
         )
         if self.mutation.request:
             self.mutation.request(self.state, out)
+        intercepted = self.mutation.intercept(self.state, out) if self.mutation.intercept else None
+        if intercepted is not None:
+            return Response(intercepted.content, intercepted.status, headers=intercepted.headers)
         origin = str(request.base_url).rstrip("/")
         if operation == "stream":
             response = await self.client.send(self.build(out), stream=True)
@@ -397,7 +581,11 @@ class _Proxy:
                 kept = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS}
                 if self.mutation.response:  # the hooks see the stream's status and headers, not its body
                     kept = (await self.mutation.response(self.state, out, Answer(200, kept, b""), self.send)).headers
-                return StreamingResponse(self.stream(response, origin), status_code=200, headers=kept)
+                lines = self.stream(response, origin, out)
+                if self.mutation.gzip:
+                    kept["content-encoding"] = "gzip"
+                    lines = _gzip_stream(lines)
+                return StreamingResponse(lines, status_code=200, headers=kept)
             await response.aread()
             answer = Answer(
                 response.status_code,
@@ -416,20 +604,24 @@ class _Proxy:
                 self.state.endpoints[str(body["request_id"])] = out.path
         if self.mutation.response:
             answer = await self.mutation.response(self.state, out, answer, self.send)
+        if self.mutation.gzip:
+            answer = replace(answer, headers={**answer.headers, "content-encoding": "gzip"})
+            answer = replace(answer, content=gzip.compress(answer.content))
         return Response(answer.content, answer.status, headers=answer.headers)
 
-    async def stream(self, response: httpx.Response, origin: str) -> AsyncIterator[bytes]:
+    async def stream(self, response: httpx.Response, origin: str, out: Outgoing) -> AsyncIterator[bytes]:
         events = 0
         buffer = ""
+        edit = self.mutation.stream_state(self.state, out) if self.mutation.stream_state else self.mutation.stream_line
         try:
             async for chunk in response.aiter_text():
                 buffer += chunk
                 while "\n" in buffer:
                     line, buffer = buffer.split("\n", 1)
                     line = self.local(line.encode(), origin).decode()
-                    if self.mutation.stream_line and line:
-                        line = self.mutation.stream_line(line) or ""
-                    yield (line + "\n").encode()
+                    if edit and line:
+                        line = edit(line) or ""
+                    yield (line + self.mutation.line_ending).encode()
                     if line == "" and self.mutation.stream_events is not None:
                         events += 1
                         if events >= self.mutation.stream_events:
@@ -441,6 +633,14 @@ class _Proxy:
         while self.mutation.never_close:
             await asyncio.sleep(0.5)
             yield b": keep-alive\n\n"
+
+
+async def _gzip_stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` as one gzip stream, flushed after each chunk so that every event arrives when it is sent."""
+    compressor = zlib.compressobj(wbits=31)  # 31: the gzip container
+    async for chunk in chunks:
+        yield compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    yield compressor.flush()
 
 
 def create_proxy(upstream: str, mutation: Mutation, *, verify: Any = True) -> Starlette:

@@ -6,10 +6,15 @@ HTTP and applies them, the same way against the local emulator and against a rem
 proxy); every answer is also checked against the spec.
 
 Free probes (no job is queued): a wrong key, an unknown request id on every queue operation, a body the spec refuses.
-Paid probe: one job (priced from the spec before it is sent, within the run's `PaidCallBudget`), observed from submit
-to completion by polling (logs on and off, trailing-slash forms) and by the status stream at the same time; the
-result before and after completion, its images downloaded, a cancel after completion, and (with a second key) what
-another key sees of it.
+Paid probe: one job (priced from the spec before it is sent, within the run's `PaidCallBudget`) with the checkable
+input of `contracts/paid_job.py`, observed from submit to completion by polling (logs on and off, trailing-slash
+forms) and by the status stream at the same time (its framing, each event against the status schema, its logs
+incremental); the result before and after completion, fetched twice, its echoes and images checked, a cancel after
+completion, and (with a second key) what another key sees of it.
+
+A correct server is not failed for what HTTP allows: bodies are read undone of their Content-Encoding, the stream
+through the client's SSE parser (`fal_kontext.sse`), and a 429 is retried as the client retries it (`Retry-After`
+when given, else backoff) before the answer is judged.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import random
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +35,8 @@ import httpx
 from PIL import Image as PILImage
 
 from contracts.conformance import SpecIndex
-from contracts.target import BudgetExhausted, ContractTarget, PaidCallBudget
+from contracts.paid_job import PaidJob, RequestIds, check_output, check_ratio, input_properties, paid_job
+from contracts.target import BudgetExhausted, ContractTarget, PaidCallBudget, with_trailing_slash
 from fal_kontext.queue_rules import (
     QUEUE_STATUSES,
     STILL_IN_PROGRESS,
@@ -37,13 +44,22 @@ from fal_kontext.queue_rules import (
     Violation,
     check_returned_url,
     check_status_answer,
+    check_stream_logs,
     follow_url,
     parse_event_stream,
 )
-from fal_kontext.spec import EndpointSpec, endpoint_specs, resolved_schema, spec
-from fal_kontext.urls import operation_url
+from fal_kontext.retry import Failure, Operation, RetryPolicy
+from fal_kontext.spec import EndpointSpec, endpoint_specs, resolve, spec
 
-__all__ = ["Observation", "ProbeSettings", "check_image", "observe_lifecycle"]
+__all__ = [
+    "Observation",
+    "ProbeOptions",
+    "ProbeSettings",
+    "check_image",
+    "image_size",
+    "invalid_input",
+    "observe_lifecycle",
+]
 
 # schemathesis' validation is not documented as thread-safe; the mutation test probes several servers at once.
 _SPEC_LOCK = threading.Lock()
@@ -77,6 +93,15 @@ def check_image(
     return found
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of an encoded image, None if it does not decode."""
+    try:
+        size: tuple[int, int] = PILImage.open(io.BytesIO(data)).size
+    except OSError:
+        return None
+    return size
+
+
 # --- the probe (I/O) --------------------------------------------------------------------------------------------
 
 
@@ -93,6 +118,26 @@ class Observation:
 
 
 @dataclass(frozen=True)
+class ProbeOptions:
+    """What a probe does beyond the free probes and one job of one image.
+
+    Attributes:
+        second_secret: another key of the same server, to check that it cannot see the job (skipped without).
+        images: images the paid job asks for (more than 1 costs more: the opt-in priced check).
+        ids: the request ids the run's other submits got (each submit must get a new one).
+        cancel_pending: also submit a job and cancel it while pending, then follow it to its end (one more job).
+        error_job: also submit a job whose start deadline passes in the queue, and follow it to its error ending
+            (one more job; a free server's, as a paid server may well run it).
+    """
+
+    second_secret: str | None = None
+    images: int = 1
+    ids: RequestIds = field(default_factory=RequestIds)
+    cancel_pending: bool = False
+    error_job: bool = False
+
+
+@dataclass(frozen=True)
 class ProbeSettings:
     """Timings of a probe: how long to wait for completion, and how soon a stream must close after COMPLETED."""
 
@@ -102,40 +147,16 @@ class ProbeSettings:
     stream_read_timeout: float = 20.0  # fal sends a keep-alive comment every 15 s
 
 
-def lifecycle_input(endpoint: EndpointSpec, *, remote: bool) -> tuple[dict[str, Any], str | None]:
-    """The paid job's input, from the spec: its example, one image, and the non-default output format (so a relay
-    that drops parameters shows). Returns the input and the output format asked for."""
-    operation = spec()["paths"]["/" + endpoint.id]["post"]
-    content = operation["requestBody"]["content"]["application/json"]
-    examples = content.get("examples", {})
-    body: dict[str, Any] = dict(next(iter(examples.values()))["value"]) if examples else {}
-    properties = resolved_schema(endpoint.input_schema).get("properties", {})
-    body.setdefault("prompt", "Put a donut next to the flour.")
-    if "num_images" in properties:
-        body["num_images"] = max(1, int(properties["num_images"].get("minimum", 1)))
-    asked = None
-    fmt = properties.get("output_format", {})
-    if fmt.get("enum"):
-        asked = next((str(v) for v in fmt["enum"] if v != fmt.get("default")), str(fmt["enum"][0]))
-        body["output_format"] = asked
-    if endpoint.image_field and not remote:
-        # The local emulator is offline: it reads data URIs, not the example's URL.
-        image = _data_uri()
-        body[endpoint.image_field] = [image] if endpoint.image_field.endswith("s") else image
-    return body, asked
-
-
 def invalid_input(endpoint: EndpointSpec, valid: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """A body the spec refuses, before anything is queued: one enum field set to a value outside its enum."""
-    properties = resolved_schema(endpoint.input_schema).get("properties", {})
-    name, schema = next((n, s) for n, s in properties.items() if s.get("enum"))
+    name, schema = next((n, s) for n, s in input_properties(endpoint.id).items() if s.get("enum"))
     return {**valid, name: f"not-{schema['enum'][0]}"}, name
 
 
-def _data_uri() -> str:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (32, 24), (90, 90, 90)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+# A 429 is retried the way the client retries it (Retry-After when the answer has one, else backoff) before the
+# answer is judged: 429 is in the spec for every operation, and fal's clients retry it.
+_RATE_LIMIT_RETRIES = RetryPolicy(max_retries=6, initial_delay=0.5, max_delay=10.0)
+_OPERATION_OF_METHOD = {"POST": Operation.SUBMIT, "PUT": Operation.CANCEL}
 
 
 class _Probe:
@@ -145,27 +166,48 @@ class _Probe:
         budget: PaidCallBudget,
         *,
         settings: ProbeSettings,
-        second_secret: str | None,
+        options: ProbeOptions,
         announce: Callable[[str], None],
     ) -> None:
         self.target, self.budget, self.settings, self.announce = target, budget, settings, announce
-        self.second_secret = second_secret
+        self.second_secret, self.images_asked, self.ids = options.second_secret, options.images, options.ids
+        self.options = options
         self.index = _spec_index()
         self.seen = Observation()
         self.client = httpx.Client(verify=target.verify, timeout=httpx.Timeout(30.0), follow_redirects=False)
         self.endpoint = next((e for e in endpoint_specs() if e.id == target.endpoint), None)
 
     def url(self, operation_id: str, request_id: str) -> str:
-        """Where an operation of a request of the paid endpoint's app is (or of fal-ai/flux-pro, the spec's first app,
-        for the free probes that use invented ids)."""
-        app = self.endpoint.app if self.endpoint is not None else endpoint_specs()[0].app
-        return operation_url(self.target.base_url, operation_id, app, request_id)
+        return self.target.queue_url(operation_id, request_id)
 
     def call(self, method: str, url: str, *, secret: str | None = None, **kwargs: Any) -> httpx.Response:
+        """One call, a 429 retried first (``_RATE_LIMIT_RETRIES``); the answer is checked against the spec."""
         scheme = "Key" if self.target.auth == "key" else "Bearer"
         headers = {"Authorization": f"{scheme} {secret or self.target.secret}", **kwargs.pop("headers", {})}
-        response = self.client.request(method, url, headers=headers, **kwargs)
+        operation = _OPERATION_OF_METHOD.get(method, Operation.STATUS)
+        retry = 0
+        while True:
+            response = self.client.request(method, url, headers=headers, **kwargs)
+            if response.status_code != 429:
+                break
+            retry += 1
+            failure = Failure(429, response.headers)
+            delay = _RATE_LIMIT_RETRIES.delay_before_retry(operation, retry, failure, random.random)
+            if delay is None:
+                break
+            self.seen.observed.add("rate-limit-retried")
+            time.sleep(delay)
         self.schema(response)
+        return response
+
+    def submit(self, body: dict[str, Any], what: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        """POST ``body`` to the endpoint; a request id it gets must be new to the run (``RequestIds``)."""
+        assert self.endpoint is not None
+        response = self.call("POST", self.target.url(self.endpoint.id), json=body, headers=headers or {})
+        request_id = response.json().get("request_id") if response.status_code == 200 and _is_json(response) else None
+        if isinstance(request_id, str):
+            self.seen.observed.add("request-id-distinct")
+            self.seen.add(self.ids.add(request_id, what))
         return response
 
     def schema(self, response: httpx.Response) -> None:
@@ -239,10 +281,10 @@ class _Probe:
     def malformed_body(self) -> None:
         """https://fal.ai/docs/model-apis/errors: an input the model refuses answers 422, detail[].loc naming it."""
         assert self.endpoint is not None
-        valid, _ = lifecycle_input(self.endpoint, remote=self.target.remote)
+        valid = paid_job(self.endpoint, remote=self.target.remote).body
         body, name = invalid_input(self.endpoint, valid)
-        response = self.call("POST", f"{self.target.base_url}/{self.endpoint.id}", json=body)
         where = f"submit with {name}={body[name]!r}"
+        response = self.submit(body, where)
         if response.status_code == 200:
             # Lenient: the server queued what it should have refused. Cancel it at once; it may be billed.
             self.seen.paid.append((f"{where} (accepted, cancelled at once)", self.price()))
@@ -264,36 +306,37 @@ class _Probe:
             return 0.0
         return self.endpoint.price_usd_per_image if self.endpoint else None
 
-    def lifecycle(self) -> None:
+    def paid_submit(
+        self, job: PaidJob, what: str, headers: dict[str, str] | None = None
+    ) -> tuple[str, dict[str, str], dict[str, Any]] | None:
+        """Submit a paid job within the budget, its price said first; returns its request id, the URLs to follow
+        (each checked) and the submit answer, or None when it was not sent or not queued."""
         assert self.endpoint is not None
         app = self.endpoint.app
-        body, asked = lifecycle_input(self.endpoint, remote=self.target.remote)
         price = self.price()
-        what = f"one job on {self.endpoint.id} ({body.get('num_images', 1)} image)"
         try:
             self.budget.spend(what)
         except BudgetExhausted as exhausted:
-            self.announce(f"paid lifecycle skipped: {exhausted}")
-            return
-        images = int(body.get("num_images", 1))
+            self.announce(f"{what}: skipped: {exhausted}")
+            return None
         cost = (
             "free (local emulator)"
             if price == 0
-            else (f"${price * images:.2f}" if price else "price not stated in the spec")
+            else (f"${price * job.images:.2f}" if price else "price not stated in the spec")
         )
         if self.target.remote:
             self.announce(
                 f"paid call {self.budget.spent}/{self.budget.limit}: {what} on {self.target.base_url}: {cost}"
             )
-        self.seen.paid.append((what, None if price is None else price * images))
-        response = self.call("POST", f"{self.target.base_url}/{self.endpoint.id}", json=body)
-        if not self.expect("submit", response, 200, "submit") or not _is_json(response):
-            return
+        self.seen.paid.append((what, None if price is None else price * job.images))
+        response = self.submit(job.body, what, headers=headers)
+        if not self.expect("submit", response, 200, f"submit of {what}") or not _is_json(response):
+            return None
         submitted = response.json()
         request_id = str(submitted.get("request_id", ""))
         if not request_id:
-            self.seen.add([Violation("submit", "submit answer without request_id")])
-            return
+            self.seen.add([Violation("submit", f"submit of {what}: answer without request_id")])
+            return None
         urls = {}
         for name, operation in (
             ("status_url", "get_request_status"),
@@ -316,15 +359,124 @@ class _Probe:
                 if isinstance(submitted.get(name), str) and "://" in submitted[name]
                 else self.url(operation, request_id)
             )
+        return request_id, urls, submitted
+
+    def lifecycle(self) -> None:
+        assert self.endpoint is not None
+        job = paid_job(self.endpoint, remote=self.target.remote, images=self.images_asked)
+        what = f"one job on {self.endpoint.id} ({job.images} image{'s' if job.images > 1 else ''})"
+        submitted = self.paid_submit(job, what)
+        if submitted is None:
+            return
+        request_id, urls, answer = submitted
         history = RequestHistory()
-        if "status" in submitted:  # the submit answer is the request's first status (IN_QUEUE, maybe a position)
-            self.seen.add(history.observe(submitted, "submit"))
+        if "status" in answer:  # the submit answer is the request's first status (IN_QUEUE, maybe a position)
+            self.seen.add(history.observe(answer, "submit"))
         stream = _StreamReader(self, request_id, self.settings)
         stream.start()
         self.poll(request_id, urls, history)
         stream.join(self.settings.wait_timeout)
         self.seen.add(stream.found)
-        self.finish(request_id, urls, asked, images)
+        self.finish(request_id, urls, job)
+
+    # --- jobs that end without output ---
+    # fal: "A failed or cancelled request also has the status COMPLETED" (https://fal.ai/docs/inference-api/queue/status):
+    # such a request is followed to its end, where a status fal does not have (FAILED, CANCELLED) shows.
+
+    def cancelled_job(self) -> None:
+        """One job cancelled while pending (https://fal.ai/docs/inference-api/queue/cancel: a queued request is
+        removed, a running one signalled), then followed to its end."""
+        assert self.endpoint is not None
+        job = paid_job(self.endpoint, remote=self.target.remote)
+        what = f"a job on {self.endpoint.id} cancelled while pending (1 image, billed only if it starts first)"
+        submitted = self.paid_submit(job, what)
+        if submitted is None:
+            return
+        request_id, urls, _ = submitted
+        cancel = self.call("PUT", urls["cancel_request"])
+        self.seen.observed.add("cancel-pending")
+        body = cancel.json() if _is_json(cancel) else None
+        state = body.get("status") if isinstance(body, dict) else None
+        # Which answers a cancel has is the spec's to say (every answer is checked against it in call()); fal's
+        # prose adds what their status says.
+        if cancel.status_code == 202 and state != "CANCELLATION_REQUESTED":
+            self.seen.add(
+                [Violation("cancel-pending", f"cancel answered 202 {cancel.text[:160]!r}, fal: CANCELLATION_REQUESTED")]
+            )
+        elif cancel.status_code == 400 and state != "ALREADY_COMPLETED":  # it ended before the cancel arrived
+            self.seen.add(
+                [Violation("cancel-pending", f"cancel answered 400 {cancel.text[:160]!r}, fal: ALREADY_COMPLETED")]
+            )
+        elif cancel.status_code not in (200, 202, 400):
+            self.seen.add(
+                [
+                    Violation(
+                        "cancel-pending", f"cancel of a pending job: HTTP {cancel.status_code}: {cancel.text[:160]!r}"
+                    )
+                ]
+            )
+        self.until_ended(request_id, urls, "cancelled job")
+
+    def timed_out_job(self) -> None:
+        """One job whose start deadline (``X-Fal-Request-Timeout`` at the smallest value the spec allows) passes
+        while it is queued: it ends with fal's request_timeout error
+        (https://docs.fal.ai/documentation/model-apis/request-errors). A server with no queue wait may run it instead:
+        then no error ending was seen, and nothing is reported."""
+        assert self.endpoint is not None
+        job = paid_job(self.endpoint, remote=self.target.remote)
+        seconds = _smallest_start_timeout(self.endpoint.id)
+        if seconds is None:
+            return
+        what = f"a job on {self.endpoint.id} with a start deadline of {seconds:g} s (1 image, billed only if it starts)"
+        submitted = self.paid_submit(job, what, headers={"X-Fal-Request-Timeout": f"{seconds:g}"})
+        if submitted is None:
+            return
+        request_id, urls, _ = submitted
+        ended = self.until_ended(request_id, urls, "job past its start deadline")
+        if isinstance(ended, dict) and ended.get("error"):
+            self.seen.observed.add("error-ending")
+
+    def until_ended(self, request_id: str, urls: dict[str, str], where: str) -> dict[str, Any] | None:
+        """Poll a request until COMPLETED (each status checked, in order), read its stream (COMPLETED, then closed),
+        fetch its result (an answer the spec documents) and cancel it again (400 ALREADY_COMPLETED). Returns the
+        last status."""
+        history = RequestHistory()
+        deadline = time.monotonic() + self.settings.wait_timeout
+        turn = 0
+        while True:
+            turn += 1
+            response = self.call("GET", urls["get_request_status"], params={"logs": "1"})
+            said = f"{where}: status #{turn}"
+            if response.status_code not in (200, 202) or not _is_json(response):
+                self.seen.add(
+                    [Violation("status-code", f"{said}: HTTP {response.status_code}: {response.text[:160]!r}")]
+                )
+                return None
+            body = response.json()
+            self.seen.add(check_status_answer(response.status_code, body, request_id, logs_requested=True, where=said))
+            if not isinstance(body, dict):
+                return None
+            self.seen.add(history.observe(body, said))
+            if body.get("status") == "COMPLETED" or body.get("status") not in QUEUE_STATUSES:
+                break
+            if time.monotonic() > deadline:
+                self.seen.add(
+                    [Violation("completion", f"{where}: not COMPLETED within {self.settings.wait_timeout} s")]
+                )
+                return None
+            time.sleep(self.settings.poll_interval)
+        stream = _StreamReader(self, request_id, self.settings)
+        stream.run()
+        self.seen.add([replace(v, message=f"{where}: {v.message}") for v in stream.found])
+        self.call("GET", urls["get_request_result"])
+        again = self.call("PUT", urls["cancel_request"])
+        if self.expect("cancel-after-completion", again, 400, f"{where}: cancel after its end"):
+            state = again.json().get("status") if _is_json(again) and isinstance(again.json(), dict) else None
+            if state != "ALREADY_COMPLETED":
+                self.seen.add(
+                    [Violation("cancel-after-completion", f"{where}: {again.text[:160]!r}, fal: ALREADY_COMPLETED")]
+                )
+        return body
 
     def poll(self, request_id: str, urls: dict[str, str], history: RequestHistory) -> None:
         assert self.endpoint is not None
@@ -336,7 +488,8 @@ class _Probe:
         while time.monotonic() < deadline:
             flag, logs, slash = forms[turn % len(forms)]
             turn += 1
-            response = self.call("GET", urls["get_request_status"] + slash, params={"logs": flag})
+            url = with_trailing_slash(urls["get_request_status"]) if slash else urls["get_request_status"]
+            response = self.call("GET", url, params={"logs": flag})
             where = f"status #{turn} (logs={flag}{', trailing slash' if slash else ''})"
             self.seen.observed.add("status-code")
             if response.status_code not in (200, 202) or not _is_json(response):
@@ -369,7 +522,10 @@ class _Probe:
             if status in ("IN_QUEUE", "IN_PROGRESS") and not checked_early_result:
                 early = self.call("GET", urls["get_request_result"])
                 if early.status_code == 200:
-                    continue  # it completed between the two calls: no answer before completion was seen yet
+                    # It completed between the two calls (then the next status says so), or the result answered
+                    # before completion (then the next status still says pending: RequestHistory reports it).
+                    self.seen.add(history.observe_result(200, early.content, f"result after {where}"))
+                    continue
                 checked_early_result = True
                 if self.expect("result-before-completion", early, 400, "result before completion"):
                     detail = self.json_detail("result-before-completion", early, "result before completion")
@@ -382,7 +538,7 @@ class _Probe:
             time.sleep(self.settings.poll_interval)
         self.seen.add([Violation("completion", f"not COMPLETED within {self.settings.wait_timeout} s")])
 
-    def finish(self, request_id: str, urls: dict[str, str], asked: str | None, images: int) -> None:
+    def finish(self, request_id: str, urls: dict[str, str], job: PaidJob) -> None:
         response = self.call("GET", urls["get_request_result"])
         if not self.expect("result", response, 200, "result after completion") or not _is_json(response):
             return
@@ -396,7 +552,24 @@ class _Probe:
                     )
                 ]
             )
-        self.images(response.json(), asked, images)
+        output = response.json()
+        self.seen.observed.add("echo")
+        self.seen.add(check_output(output, job, "result"))
+        self.images(output, job)
+        # fal keeps a result for a while after completion (https://fal.ai/docs/inference-api/queue/result): a second
+        # fetch answers the same.
+        again = self.call("GET", urls["get_request_result"])
+        self.seen.observed.add("result-kept")
+        if again.status_code != 200 or not _is_json(again) or again.json() != output:
+            self.seen.add(
+                [
+                    Violation(
+                        "result-kept",
+                        f"the result fetched a second time: HTTP {again.status_code} {again.text[:160]!r}, "
+                        "not the same output",
+                    )
+                ]
+            )
         again = self.call("GET", urls["get_request_status"], params={"logs": "0"})
         if self.expect("completed-stays", again, 200, "status after the result") and _is_json(again):
             self.seen.add(
@@ -420,14 +593,12 @@ class _Probe:
                 other = self.call(method, urls[operation], secret=self.second_secret)
                 self.expect("per-key-isolation", other, 404, f"{operation} of another key's request")
 
-    def images(self, output: Any, asked: str | None, images: int) -> None:
-        """Each output image downloaded and checked; as many as were asked for."""
+    def images(self, output: Any, job: PaidJob) -> None:
+        """Each output image downloaded and checked against what the result says and what the job asked for."""
         produced = output.get("images") if isinstance(output, dict) else None
         if not isinstance(produced, list):
             return
         self.seen.observed.add("images")
-        if len(produced) != images:
-            self.seen.add([Violation("image-count", f"num_images {images} was asked for, {len(produced)} came back")])
         for number, image in enumerate(produced):
             url = image.get("url") if isinstance(image, dict) else None
             if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
@@ -443,7 +614,24 @@ class _Probe:
                     )
                     continue
                 data, served = download.content, download.headers.get("content-type")
-            self.seen.add(check_image(image, data, served, asked, f"image {number}"))
+            assert isinstance(image, dict)
+            self.seen.add(check_image(image, data, served, job.output_format, f"image {number}"))
+            size = image_size(data)
+            if size is not None and job.aspect_ratio is not None:
+                self.seen.add(check_ratio(*size, job.aspect_ratio, f"image {number}"))
+
+
+def _smallest_start_timeout(endpoint_id: str) -> float | None:
+    """The smallest ``X-Fal-Request-Timeout`` the spec allows on the endpoint's submit (its minimum, doubled when
+    exclusive); None when the spec has no such header there."""
+    item = spec()["paths"]["/" + endpoint_id]
+    for node in [*item.get("parameters", []), *item["post"].get("parameters", [])]:
+        parameter = resolve(node)
+        if parameter.get("in") == "header" and str(parameter.get("name")).lower() == "x-fal-request-timeout":
+            schema = resolve(parameter.get("schema", {}))
+            minimum = float(schema.get("minimum", 0))
+            return minimum * 2 if schema.get("exclusiveMinimum") is True else max(minimum, 0.1)
+    return None
 
 
 @functools.cache
@@ -502,9 +690,10 @@ class _StreamReader(threading.Thread):
                     Violation("stream-framing", f"status stream served as {kind!r}, not text/event-stream")
                 )
             try:
-                for chunk in response.iter_raw():
+                # iter_bytes, not iter_raw: the events are read undone of any Content-Encoding.
+                for chunk in response.iter_bytes():
                     chunks.append(chunk)
-                    if completed_at is None and b"COMPLETED" in b"".join(chunks):
+                    if completed_at is None and b"COMPLETED" in b"".join(chunks[-2:]):
                         completed_at = time.monotonic()
                     if (
                         completed_at is not None
@@ -522,9 +711,13 @@ class _StreamReader(threading.Thread):
         raw = b"".join(chunks)
         events, framing = parse_event_stream(raw, "status stream")
         self.found += framing
+        self.found += check_stream_logs(events, "status stream")
         history = RequestHistory()
         for number, event in enumerate(events):
             where = f"stream event {number}"
+            self.found += [
+                Violation("stream-event-schema", f"{where}: {p}") for p in probe.index.check_status_event(event)
+            ]
             self.found += check_status_answer(0, event, self.request_id, logs_requested=True, where=where)
             self.found += history.observe(event, where)
             if number < len(events) - 1 and event.get("status") == "COMPLETED":
@@ -541,7 +734,9 @@ class _StreamReader(threading.Thread):
                 )
             )
         probe.seen.observed.add("stream-closing")
-        whole = httpx.Response(200, headers=response.headers, content=raw, request=response.request)
+        # The body as read (decoded): without the headers that described its encoding on the wire.
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-encoding", "content-length")}
+        whole = httpx.Response(200, headers=headers, content=raw, request=response.request)
         whole.elapsed = timedelta(0)  # schemathesis reads it; only the content matters here
         probe.schema(whole)
 
@@ -550,7 +745,7 @@ def observe_lifecycle(
     target: ContractTarget,
     budget: PaidCallBudget,
     *,
-    second_secret: str | None = None,
+    options: ProbeOptions | None = None,
     settings: ProbeSettings | None = None,
     announce: Callable[[str], None] = print,
 ) -> Observation:
@@ -559,7 +754,7 @@ def observe_lifecycle(
     Args:
         target: the server (its base URL, auth scheme and key, and the endpoint of the paid job).
         budget: the run's paid-call budget; the job is skipped (and said so through `announce`) when it is used up.
-        second_secret: another key of the same server, to check that it cannot see the job (skipped without).
+        options: a second key, the images of the paid job, the run's request ids (``ProbeOptions``).
         settings: timings; the defaults suit a live server.
         announce: where each paid call's price is printed before it runs.
 
@@ -573,7 +768,7 @@ def observe_lifecycle(
         target,
         budget,
         settings=settings or ProbeSettings(),
-        second_secret=second_secret,
+        options=options or ProbeOptions(),
         announce=announce,
     )
     if probe.endpoint is None:
@@ -582,6 +777,10 @@ def observe_lifecycle(
         probe.free_probes()
         probe.malformed_body()
         probe.lifecycle()
+        if probe.options.cancel_pending:
+            probe.cancelled_job()
+        if probe.options.error_job:
+            probe.timed_out_job()
     finally:
         probe.client.close()
     return probe.seen

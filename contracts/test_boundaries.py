@@ -14,19 +14,19 @@ import pytest
 from contracts.boundaries import boundary_cases, cost_of, send_cases
 from contracts.conftest import is_free
 from contracts.mutations import REQUEST_DRIFTS, create_proxy
+from contracts.paid_job import input_properties, paid_job
 from contracts.reference_server import ReferenceConfig, create_app
-from contracts.semantics import lifecycle_input
 from contracts.serving import serve
 from contracts.summary import STATS
 from contracts.target import DEFAULT_ENDPOINT, ContractTarget
-from fal_kontext.spec import endpoint_specs, resolved_schema
+from fal_kontext.spec import endpoint_specs
 
 
 def test_every_boundary_value_is_accepted(
     contract_target: ContractTarget, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
 ) -> None:
     endpoint = next(e for e in endpoint_specs() if e.id == contract_target.endpoint)
-    baseline, _ = lifecycle_input(endpoint, remote=contract_target.remote)
+    baseline = paid_job(endpoint, remote=contract_target.remote).body
     cases = boundary_cases(endpoint, baseline)
     assert cases, "the spec's input schema has no enum, range or boolean: nothing to check"
     free = is_free(request.config)
@@ -54,7 +54,7 @@ def test_every_boundary_value_is_accepted(
 def test_a_server_with_narrower_limits_is_reported() -> None:
     """The reference server behind a relay that refuses the spec's largest num_images: the boundary run says so."""
     endpoint = next(e for e in endpoint_specs() if e.id == DEFAULT_ENDPOINT)
-    baseline, _ = lifecycle_input(endpoint, remote=True)
+    baseline = paid_job(endpoint, remote=True).body
     cases = [case for case in boundary_cases(endpoint, baseline) if case.field == "num_images"]
     config = ReferenceConfig(keys=frozenset({"k"}), queue_wait=0.05, run_time=0.05)
     with serve(create_app(config)) as upstream, serve(create_proxy(upstream, REQUEST_DRIFTS["narrower_limits"])) as url:
@@ -65,9 +65,9 @@ def test_a_server_with_narrower_limits_is_reported() -> None:
 
 def test_cases_and_cost_come_from_the_spec() -> None:
     endpoint = next(e for e in endpoint_specs() if e.id == DEFAULT_ENDPOINT)
-    baseline, _ = lifecycle_input(endpoint, remote=True)
+    baseline = paid_job(endpoint, remote=True).body
     cases = boundary_cases(endpoint, baseline)
-    properties = resolved_schema(endpoint.input_schema)["properties"]
+    properties = input_properties(endpoint.id)
     for name, schema in properties.items():
         for value in schema.get("enum", []):
             assert any(c.field == name and c.value == value for c in cases) or baseline.get(name) == value

@@ -6,7 +6,8 @@ from the spec (a field renamed, a status it starts relying on, a parameter the s
 here even when the emulator, built from the same spec, would have played along.
 
 Against a remote server only one paid lifecycle runs (`--max-paid-calls` guards it), with `num_images=1`
-on the cheapest endpoint unless `--contract-endpoint` says otherwise; the error checks there cost nothing.
+on the cheapest endpoint unless `--contract-endpoint` says otherwise, and an input whose effect shows in the output
+(`contracts/paid_job.py`); the error checks there cost nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import pytest
 from PIL import Image as PILImage
 
 from contracts.conformance import ConformanceRecorder, SpecIndex
+from contracts.conftest import is_free
+from contracts.paid_job import RequestIds, client_lifecycle, paid_job
 from contracts.summary import STATS
 from contracts.target import BudgetExhausted, ContractTarget, PaidCallBudget
 from fal_kontext import (
@@ -37,9 +40,6 @@ from fal_kontext import (
     Status,
 )
 from fal_kontext.spec import endpoint_specs
-
-# fal's own example input image (specs/sources); only a remote server is asked to fetch it.
-FAL_EXAMPLE_IMAGE = "https://v3.fal.media/files/rabbit/rmgBxhwGYb2d3pl3x9sKf_output.png"
 
 
 @pytest.fixture(scope="module")
@@ -200,32 +200,24 @@ def test_paid_lifecycle(
     contract_target: ContractTarget,
     recorder: ConformanceRecorder,
     paid_calls: PaidCallBudget,
-    free_server: bool,
+    request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The one check that costs money on a remote server: one job, one image, the cheapest endpoint by default."""
-    what = f"client lifecycle on {contract_target.endpoint} (1 image)"
+    """The client's paid job (one image, the cheapest endpoint by default) with the checkable input of
+    `contracts/paid_job.py`: the output must echo what was sent, and the request id be new to the run."""
+    endpoint = next(e for e in endpoint_specs() if e.id == contract_target.endpoint)
+    job = paid_job(endpoint, remote=contract_target.remote)
+    what = f"client lifecycle on {endpoint.id} ({job.images} image)"
     try:
         paid_calls.spend(what)
     except BudgetExhausted as exhausted:
         pytest.skip(str(exhausted))
-    if not free_server:
-        price = next((e.price_usd_per_image for e in endpoint_specs() if e.id == contract_target.endpoint), None)
+    if not is_free(request.config):
+        price = endpoint.price_usd_per_image
         with capsys.disabled():
-            cost = f"${price:.2f}" if price is not None else "price not stated in the spec"
+            cost = f"${price * job.images:.2f}" if price is not None else "price not stated in the spec"
             print(f"\npaid call {paid_calls.spent}/{paid_calls.limit}: {what}: {cost}", flush=True)
-        STATS.record_paid(what, price)
-    image = FAL_EXAMPLE_IMAGE if contract_target.remote else _data_uri()
-    field = "image_urls" if contract_target.endpoint.endswith("/multi") else "image_url"
-    with _client(contract_target, recorder) as kontext:
-        handle = kontext.submit(
-            contract_target.endpoint,
-            {
-                "prompt": "Put a donut next to the flour.",
-                field: [image] if field == "image_urls" else image,
-                "num_images": 1,
-            },
-        )
-        handle.status(logs=True)
-        result = handle.wait()
-    assert result.request_id == handle.request_id and len(result.images) == 1
+        STATS.record_paid(what, None if price is None else price * job.images)
+    request_ids: RequestIds = request.getfixturevalue("request_ids")
+    found = client_lifecycle(contract_target, recorder, job, request_ids)
+    assert [str(v) for v in found] == [], "the result is not what the job asked for"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -119,3 +121,61 @@ def test_queue_transitions_that_go_back_are_reported(index: SpecIndex) -> None:
     assert any("queue_position rose from 1 to 3" in p for p in problems)
     assert any("status went back to IN_PROGRESS after COMPLETED" in p for p in problems)
     assert any("result still in progress after its status was COMPLETED" in p for p in problems)
+
+
+def test_compressed_bodies_and_standard_sse_variants_are_accepted(index: SpecIndex) -> None:
+    """A correct server may compress (Content-Encoding) and may frame SSE any way the standard allows: one event's
+    JSON over several data: lines, id: and retry: fields, CRLF line ends, comments."""
+    status: dict[str, Any] = {"status": "IN_PROGRESS", "request_id": RID, "logs": [], "queue_position": None}
+    done: dict[str, Any] = {"status": "COMPLETED", "request_id": RID, "logs": None, "metrics": {}}
+    lines = [": ping", "id: 1", "retry: 2000", *(f"data: {part}" for part in json.dumps(done, indent=1).split("\n"))]
+    stream = ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/stream"):
+            headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+            return httpx.Response(200, headers=headers, content=gzip.compress(stream))
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        return httpx.Response(202, headers=headers, content=gzip.compress(json.dumps(status).encode()))
+
+    client, recorder = _client(index, handler)
+    assert client.get(f"/fal-ai/flux-pro/requests/{RID}/status").json()["status"] == "IN_PROGRESS"
+    with client.stream("GET", f"/fal-ai/flux-pro/requests/{RID}/status/stream") as response:
+        response.read()
+    assert recorder.violations() == []
+
+
+def test_stream_events_are_checked_against_the_status_schema_and_logs_must_not_repeat(index: SpecIndex) -> None:
+    entry = {"message": "Generating", "level": "INFO", "source": "USER", "timestamp": "2026-01-01T00:00:00Z"}
+    events = [
+        {"status": "IN_PROGRESS", "request_id": RID, "logs": ["Generating"]},
+        {"status": "IN_PROGRESS", "request_id": RID, "logs": [entry]},
+        {"status": "COMPLETED", "request_id": RID, "logs": [entry]},
+    ]
+    body = "".join(f"data: {json.dumps(event)}\n\n" for event in events)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    client, recorder = _client(index, handler)
+    with client.stream("GET", f"/fal-ai/flux-pro/requests/{RID}/status/stream", params={"logs": "1"}) as response:
+        response.read()
+    problems = recorder.violations()
+    assert any("stream event 0: status event logs/0: 'Generating' is not of type 'object'" in p for p in problems)
+    assert any("[stream-logs-incremental]" in p and "event 2 repeats 1 log entry" in p for p in problems)
+    assert len(problems) == 2, problems
+
+
+def test_a_result_before_completion_is_reported(index: SpecIndex) -> None:
+    answers = iter(
+        [
+            httpx.Response(202, json={"status": "IN_PROGRESS", "request_id": RID, "logs": None}),
+            httpx.Response(200, json={"images": [], "timings": {}, "seed": 1, "has_nsfw_concepts": [], "prompt": ""}),
+            httpx.Response(202, json={"status": "IN_PROGRESS", "request_id": RID, "logs": None}),
+        ]
+    )
+    client, recorder = _client(index, lambda request: next(answers))
+    client.get(f"/fal-ai/flux-pro/requests/{RID}/status")
+    client.get(f"/fal-ai/flux-pro/requests/{RID}")
+    client.get(f"/fal-ai/flux-pro/requests/{RID}/status")
+    assert any("status IN_PROGRESS after the result answered 200" in p for p in recorder.violations())

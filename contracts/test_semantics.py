@@ -7,21 +7,36 @@ The tests below the probe show that each rule can fail.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from contracts.conformance import SpecIndex
 from contracts.conftest import is_free
-from contracts.semantics import check_image, observe_lifecycle
+from contracts.paid_job import PaidJob, RequestIds, check_output, check_ratio, input_properties, paid_job
+from contracts.semantics import ProbeOptions, check_image, observe_lifecycle
 from contracts.summary import STATS
-from contracts.target import ContractTarget, PaidCallBudget
+from contracts.target import (
+    DEFAULT_ENDPOINT,
+    ContractTarget,
+    PaidCallBudget,
+    join_url,
+    queue_path,
+    with_trailing_slash,
+)
 from fal_kontext.queue_rules import (
+    STILL_IN_PROGRESS,
     RequestHistory,
     Violation,
     check_returned_url,
     check_status_answer,
+    check_stream_logs,
     parse_event_stream,
 )
+from fal_kontext.spec import endpoint_specs
 
 SECOND_KEY = "second-key"
 
@@ -41,9 +56,42 @@ def semantic_target(
         yield ContractTarget(emulator.base_url, "key", emulator.key, remote=False, verify=emulator.verify), SECOND_KEY
 
 
+def probe_images(config: pytest.Config, endpoint_id: str, announce: Callable[[str], None]) -> int:
+    """Images the probe's job asks for: 2 on a free server; on a paid one only with --contract-two-images and a
+    --confirm-cost that covers the job at the spec's price (said before anything is sent), else 1."""
+    if is_free(config):
+        return 2
+    if not config.getoption("--contract-two-images"):
+        return 1
+    price = next(e.price_usd_per_image for e in endpoint_specs() if e.id == endpoint_id)
+    confirmed = config.getoption("--confirm-cost")
+    cost = f"${2 * price:.2f}" if price is not None else "an unknown amount (the spec states no price)"
+    announce(f"two-image check: the probe's job asks for 2 images on {endpoint_id}: {cost} (1 image more)")
+    if price is None or 2 * price > confirmed:
+        announce(f"two-image check not sent: --confirm-cost {confirmed} does not cover {cost}; the job asks for 1")
+        return 1
+    return 2
+
+
+def probe_cancels(config: pytest.Config, endpoint_id: str, announce: Callable[[str], None]) -> bool:
+    """Whether the probe cancels a pending job on a paid server: only with --contract-cancel and a --confirm-cost that
+    covers one image at the spec's price (said before anything is sent; the job spends one unit of the budget)."""
+    if not config.getoption("--contract-cancel"):
+        return False
+    price = next(e.price_usd_per_image for e in endpoint_specs() if e.id == endpoint_id)
+    confirmed = config.getoption("--confirm-cost")
+    cost = f"${price:.2f}" if price is not None else "an unknown amount (the spec states no price)"
+    announce(f"cancel check: one more job on {endpoint_id}, cancelled while pending: up to {cost}")
+    if price is None or price > confirmed:
+        announce(f"cancel check not sent: --confirm-cost {confirmed} does not cover {cost}")
+        return False
+    return True
+
+
 def test_the_whole_lifecycle_keeps_fal_rules(
     semantic_target: tuple[ContractTarget, str | None],
     paid_calls: PaidCallBudget,
+    request_ids: RequestIds,
     request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -53,7 +101,16 @@ def test_the_whole_lifecycle_keeps_fal_rules(
         with capsys.disabled():
             print(f"\n{line}", flush=True)
 
-    seen = observe_lifecycle(target, paid_calls, second_secret=second, announce=announce)
+    images = probe_images(request.config, target.endpoint, announce)
+    free = is_free(request.config)
+    options = ProbeOptions(
+        second_secret=second,
+        images=images,
+        ids=request_ids,
+        cancel_pending=free or probe_cancels(request.config, target.endpoint, announce),
+        error_job=free,
+    )
+    seen = observe_lifecycle(target, paid_calls, options=options, announce=announce)
     if not is_free(request.config):
         for what, price in seen.paid:
             STATS.record_paid(what, price)
@@ -67,8 +124,13 @@ def test_the_whole_lifecycle_keeps_fal_rules(
         "stream-closing",
         "result",
         "images",
+        "echo",
+        "result-kept",
+        "request-id-distinct",
         "cancel-after-completion",
     }
+    if free:
+        expected |= {"cancel-pending", "error-ending"}
     assert expected <= seen.observed, f"not exercised: {expected - seen.observed}"
     if second:
         assert "per-key-isolation" in seen.observed
@@ -146,3 +208,94 @@ def test_images_must_be_what_the_result_says() -> None:
     lying = {**described, "content_type": "image/png"}
     assert _rules(check_image(lying, jpeg, "image/png", "png", "i")) == {"image-type", "image-format"}
     assert _rules(check_image({**described, "width": 9}, jpeg, None, None, "i")) == {"image-size"}
+
+
+def test_a_stream_carries_each_log_entry_once() -> None:
+    entry = {"message": "Generating", "level": "INFO", "source": "USER", "timestamp": "2026-01-01T00:00:00Z"}
+    later = {**entry, "message": "Done", "timestamp": "2026-01-01T00:00:01Z"}
+    incremental: list[dict[str, Any]] = [{"logs": None}, {"logs": [entry]}, {"logs": [later]}]
+    assert check_stream_logs(incremental, "s") == []
+    cumulative = [{"logs": [entry]}, {"logs": [entry, later]}]
+    assert _rules(check_stream_logs(cumulative, "s")) == {"stream-logs-incremental"}
+
+
+def test_a_result_answered_200_means_completed() -> None:
+    history = RequestHistory()
+    assert history.observe({"status": "IN_PROGRESS"}, "a") == []
+    assert history.observe_result(200, b"{}", "early") == []
+    assert _rules(history.observe({"status": "IN_PROGRESS"}, "b")) == {"result-before-completion"}
+    assert history.observe({"status": "IN_PROGRESS"}, "c") == []  # reported once per request
+    raced = RequestHistory()  # completed between the status and the result: the next status says COMPLETED
+    raced.observe({"status": "IN_PROGRESS"}, "a")
+    raced.observe_result(200, b"{}", "early")
+    assert raced.observe({"status": "COMPLETED"}, "b") == []
+    still = json.dumps({"detail": STILL_IN_PROGRESS}).encode()
+    assert _rules(raced.observe_result(400, still, "late")) == {"result-after-completion"}
+    assert raced.observe_result(400, b'{"detail": "Request was cancelled"}', "cancelled") == []
+
+
+def _job(**changes: object) -> PaidJob:
+    endpoint = next(e for e in endpoint_specs() if e.id == DEFAULT_ENDPOINT)
+    job = paid_job(endpoint, remote=True)
+    return replace(job, body={**job.body, **changes}) if changes else job
+
+
+def test_the_paid_job_asks_what_the_spec_allows() -> None:
+    job = _job()
+    properties = input_properties(job.endpoint.id)
+    assert (
+        job.body["aspect_ratio"] in properties["aspect_ratio"]["enum"] and job.aspect_ratio == job.body["aspect_ratio"]
+    )
+    across, down = map(int, job.body["aspect_ratio"].split(":"))
+    assert across < down  # portrait: an output that kept a landscape or square input's ratio cannot pass for it
+    assert job.body["output_format"] == job.output_format == "png" and "png" in properties["output_format"]["enum"]
+    assert job.body["enhance_prompt"] is False and isinstance(job.body["seed"], int)
+    assert not job.body["prompt"].isascii()
+    assert job.images == job.body["num_images"] == 1
+    assert paid_job(job.endpoint, remote=True, images=2).body["num_images"] == 2
+    assert validate_input(job.body) == []
+
+
+def validate_input(body: dict[str, object]) -> list[str]:
+    return SpecIndex().check_schema(_job().endpoint.input_schema, body)
+
+
+def test_the_output_must_echo_what_was_sent() -> None:
+    job = _job()
+    good = {
+        "images": [{"url": "https://x/0.png"}],
+        "seed": job.body["seed"],
+        "prompt": job.body["prompt"],
+        "has_nsfw_concepts": [False],
+        "timings": {},
+    }
+    assert check_output(good, job, "r") == []
+    mangled = str(good["prompt"]).encode().decode("latin-1")
+    assert _rules(check_output({**good, "prompt": mangled}, job, "r")) == {"echo-prompt"}
+    assert _rules(check_output({**good, "seed": 42}, job, "r")) == {"echo-seed"}
+    assert _rules(check_output({**good, "has_nsfw_concepts": []}, job, "r")) == {"nsfw-flags"}
+    two = replace(job, images=2)
+    assert _rules(check_output(good, two, "r")) == {"image-count"}
+    enhanced = _job(enhance_prompt=True)
+    assert check_output({**good, "prompt": "an enhanced prompt"}, enhanced, "r") == []
+
+
+def test_an_image_must_have_the_ratio_asked_for() -> None:
+    assert check_ratio(880, 1184, "3:4", "i") == []  # about a megapixel on a 16-pixel grid: 0.9% off
+    assert _rules(check_ratio(1024, 1024, "3:4", "i")) == {"aspect-ratio"}
+    assert _rules(check_ratio(1184, 880, "3:4", "i")) == {"aspect-ratio"}
+
+
+def test_every_submit_of_the_run_gets_its_own_request_id() -> None:
+    ids = RequestIds()
+    assert ids.add("a", "first") == [] and ids.add("b", "second") == []
+    assert _rules(ids.add("a", "third")) == {"request-id-distinct"}
+
+
+def test_queue_urls_come_from_the_spec_and_never_hold_a_double_slash() -> None:
+    target = ContractTarget("https://proxy.example/v1/", "key", "k", remote=True)
+    url = target.queue_url("get_request_status", RID)
+    assert url == "https://proxy.example/v1" + queue_path("get_request_status", target.endpoint, RID)
+    assert "//" not in url.split("://", 1)[1]
+    assert with_trailing_slash(url + "/") == url + "/" and with_trailing_slash(url + "?logs=1") == url + "/?logs=1"
+    assert join_url("https://a.example/", "/fal-ai/flux-pro/kontext") == "https://a.example/fal-ai/flux-pro/kontext"

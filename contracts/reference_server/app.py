@@ -48,6 +48,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contracts.target import queue_path
 from fal_kontext.spec import endpoint_specs, operation_path, spec
 
 __all__ = ["ReferenceConfig", "create_app"]
@@ -152,10 +153,11 @@ class _Server:
             return secret
         return None
 
-    def urls(self, request: Request, request_id: str) -> dict[str, str]:
+    def urls(self, request: Request, job: _Job) -> dict[str, str]:
+        # The spec's path of each operation for the job's endpoint (its app's segments filled where the path names them).
         base = str(request.base_url).rstrip("/")
         return {
-            name: base + operation_path(operation).format(request_id=request_id)
+            name: base + queue_path(operation, job.endpoint, job.request_id)
             for name, operation in (
                 ("response_url", "get_request_result"),
                 ("status_url", "get_request_status"),
@@ -167,7 +169,7 @@ class _Server:
         self, request: Request, job: _Job, now: float, *, logs: bool, since: float = -math.inf
     ) -> dict[str, Any]:
         state = job.state(now)
-        body: dict[str, Any] = {"status": state, "request_id": job.request_id, **self.urls(request, job.request_id)}
+        body: dict[str, Any] = {"status": state, "request_id": job.request_id, **self.urls(request, job)}
         if state == "IN_QUEUE":
             body["queue_position"] = self.queue.position(job, now)
         body["logs"] = _logs(job, now, since) if logs else None
@@ -287,7 +289,7 @@ class _Server:
             now = time.time()
             answer = {
                 "request_id": job.request_id,
-                **self.urls(request, job.request_id),
+                **self.urls(request, job),
                 "status": "IN_QUEUE",
                 "queue_position": self.queue.position(job, now),
             }

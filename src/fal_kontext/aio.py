@@ -22,6 +22,7 @@ from fal_kontext_api.client import AuthenticatedClient, Client
 from fal_kontext_api.models import CancelStatus
 
 from . import commands as cmd
+from . import sse
 from .base import BaseHandle, BaseKontext, OnUpdate
 from .commands import Flow
 from .flows import HandleState
@@ -154,7 +155,7 @@ class AsyncKontext(
         try:
             response = await http.send(request, stream=True)
             if response.status_code == 200:
-                stream.response, stream.lines = response, response.aiter_lines()
+                stream.response, stream.lines = response, sse.aiter_lines(response.aiter_bytes())
                 return cmd.Answer(200, response.headers, b"")
             # The error body can be cut off too (a dropped connection): that is no answer, not an escaped httpx error.
             try:

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from fal_kontext_api.models import (
     CancelResponse,
     CancelStatus,
-    CancelSuccess,
     LogsFlag,
     QueuePriority,
     QueueStatus,
@@ -421,13 +420,15 @@ def cancel_flow(state: HandleState, settings: QueueSettings) -> Flow[CancelStatu
         and isinstance(outcome.parsed, CancelResponse)
     ):
         return outcome.parsed.status
-    if isinstance(outcome, Answer) and outcome.status_code == 200 and isinstance(outcome.parsed, CancelSuccess):
-        # fal's per-endpoint OpenAPI answers {"success": bool}: cancelled, or not (it has completed already).
-        return CancelStatus.OK if outcome.parsed.success is True else CancelStatus.ALREADY_COMPLETED
     answer = _answered(outcome, state.request_id, Operation.CANCEL)
     data = json_or_none(answer.content)
     if isinstance(data, dict) and data.get("status") in {s.value for s in CancelStatus}:
         return CancelStatus(data["status"])
+    if answer.status_code == 200 and isinstance(data, dict) and isinstance(data.get("success"), bool):
+        # fal's per-endpoint queue OpenAPI (https://fal.ai/api/openapi/queue/openapi.json?endpoint_id=<id>) answers
+        # 200 {"success": bool}; its prose (https://fal.ai/docs/inference-api/queue/cancel) 202/400 with a status.
+        # A cancel that did not take for a known request is, in the prose, one that already completed.
+        return CancelStatus.OK if data["success"] else CancelStatus.ALREADY_COMPLETED
     raise UnexpectedResponseError(f"cancel answered {answer.status_code} without a status", request_id=state.request_id)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .spec import spec
+from .sse import decode_stream
 from .urls import FAL_QUEUE_HOSTS, operation_url
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Violation",
     "check_returned_url",
     "check_status_answer",
+    "check_stream_logs",
     "follow_url",
     "parse_event_stream",
 ]
@@ -77,11 +79,15 @@ def check_status_answer(
 
 @dataclass
 class RequestHistory:
-    """The statuses of one request over time: they only move forward, and its queue position only falls."""
+    """The statuses of one request over time: they only move forward, its queue position only falls, and once its
+    result has answered 200 no status says it is still pending (the result exists only once it completed:
+    https://fal.ai/docs/inference-api/queue/result)."""
 
     rank: int = -1
     position: int | None = None
     statuses: list[str] = field(default_factory=list)
+    result_answered: bool = False
+    early_result_reported: bool = False
 
     @property
     def completed(self) -> bool:
@@ -98,6 +104,14 @@ class RequestHistory:
             found.append(
                 Violation("status-order", f"{where}: status went back to {status} after {list(_RANK)[self.rank]}")
             )
+        elif 0 <= rank < len(QUEUE_STATUSES) - 1 and self.result_answered and not self.early_result_reported:
+            self.early_result_reported = True  # once per request: later pending statuses say nothing new
+            found.append(
+                Violation(
+                    "result-before-completion",
+                    f"{where}: status {status} after the result answered 200 (a result before completion)",
+                )
+            )
         position = body.get("queue_position")
         if status == "IN_QUEUE" and isinstance(position, int):
             if self.position is not None and position > self.position:
@@ -109,6 +123,46 @@ class RequestHistory:
             self.position = position
         self.rank = max(self.rank, rank)
         return found
+
+    def observe_result(self, code: int, body: bytes, where: str) -> list[Violation]:
+        """Record one answer of the result operation (its body undone of any Content-Encoding)."""
+        if code == 200:
+            self.result_answered = True
+            return []
+        if code == 400 and self.completed:
+            detail = _json_or_none(body)
+            if isinstance(detail, dict) and detail.get("detail") == STILL_IN_PROGRESS:
+                message = f"{where}: result still in progress after its status was COMPLETED"
+                return [Violation("result-after-completion", message)]
+        return []
+
+
+def check_stream_logs(events: list[dict[str, Any]], where: str) -> list[Violation]:
+    """The logs of a status stream are incremental: each event carries the entries since the previous one
+    (https://fal.ai/docs/inference-api/queue/status-stream; fal-js accumulates them), so no entry comes twice."""
+    seen: set[str] = set()
+    found = []
+    for number, event in enumerate(events):
+        logs = event.get("logs")
+        entries = [json.dumps(entry, sort_keys=True) for entry in logs] if isinstance(logs, list) else []
+        repeated = [entry for entry in entries if entry in seen]
+        if repeated:
+            found.append(
+                Violation(
+                    "stream-logs-incremental",
+                    f"{where}: event {number} repeats {len(repeated)} log entr{'y' if len(repeated) == 1 else 'ies'} "
+                    f"of earlier events: {repeated[0]:.160}",
+                )
+            )
+        seen.update(entries)
+    return found
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 def check_returned_url(  # noqa: PLR0913 - judged against the operation, the request (its app and id) and the base
@@ -147,31 +201,24 @@ def follow_url(url: str, base_url: str) -> str:
 
 
 def parse_event_stream(raw: bytes, where: str) -> tuple[list[dict[str, Any]], list[Violation]]:
-    """The status events of a status stream body, and what breaks the SSE framing fal documents.
+    """The status events of a status stream body (undone of any ``Content-Encoding``), and what breaks the SSE
+    framing fal documents. The body is decoded by ``fal_kontext.sse``, the parser the client uses.
 
     https://fal.ai/docs/inference-api/queue/status-stream: each event has a `data:` line with a status object;
-    comment lines (`:`) keep the connection alive. A line that is neither a field nor a comment is not SSE.
+    comment lines (`:`) keep the connection alive. A line with a field name SSE does not have (a status object
+    sent without `data:`) is not the framing fal documents, nor is event data that is not JSON.
     """
+    decoded = decode_stream(raw)
+    found = [
+        Violation("stream-framing", f"{where}: {line!r:.120} is not an SSE field or comment")
+        for line in decoded.ignored_lines
+    ]
     events: list[dict[str, Any]] = []
-    found: list[Violation] = []
-    data: list[str] = []
-    text = raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
-    for line in [*text.split("\n"), ""]:
-        if line == "":
-            if data:
-                try:
-                    event = json.loads("\n".join(data))
-                except ValueError:
-                    found.append(Violation("stream-framing", f"{where}: event data is not JSON: {data!r:.200}"))
-                else:
-                    events.append(event if isinstance(event, dict) else {"status": event})
-            data = []
-        elif line.startswith(":"):
-            continue
+    for event in decoded.events:
+        try:
+            body = json.loads(event.data)
+        except ValueError:
+            found.append(Violation("stream-framing", f"{where}: event data is not JSON: {event.data!r:.200}"))
         else:
-            name, _, value = line.partition(":")
-            if name not in ("data", "event", "id", "retry") or not _:
-                found.append(Violation("stream-framing", f"{where}: {line!r:.120} is not an SSE field or comment"))
-            elif name == "data":
-                data.append(value.removeprefix(" "))
+            events.append(body if isinstance(body, dict) else {"status": body})
     return events, found
