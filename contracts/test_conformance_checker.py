@@ -93,7 +93,7 @@ def test_nonconforming_responses_are_reported(index: SpecIndex) -> None:
     assert any('"status" is a required property' in p for p in by_exchange["submit_flux_pro_kontext"])
     assert any("Undocumented status 418" in p for p in by_exchange["cancel_request"])
     assert any('"FAILED" is not one of' in p for p in by_exchange["get_request_status"])
-    assert any('"url" is a required property' in p for p in by_exchange["get_request_result"])
+    assert any("KontextOutput images/0: 'url' is a required property" in p for p in by_exchange["get_request_result"])
 
 
 def test_requests_outside_the_spec_are_listed_not_judged(index: SpecIndex) -> None:

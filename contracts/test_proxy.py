@@ -28,7 +28,7 @@ _CLIENT = """
 import sys, fal_client
 updates = []
 output = fal_client.subscribe(
-    "fal-ai/flux-pro/kontext", arguments={"prompt": "x", "image_url": sys.argv[1]}, with_logs=True,
+    "fal-ai/flux-pro/kontext", arguments={"prompt": "a prompt", "image_url": sys.argv[1]}, with_logs=True,
     on_queue_update=lambda update: updates.append(type(update).__name__),
 )
 assert output["images"] and updates[-1] == "Completed", (output, updates)

@@ -155,6 +155,7 @@ EXAMPLES = {
     "result": 'fal-kontext result "$id" --out out/',
     "cancel": 'fal-kontext cancel "$id"',
     "batch": "fal-kontext batch jobs.jsonl --out out/ --max-cost 5",
+    "run": 'fal-kontext run fal-ai/flux-pro/kontext/max "Make it night" street.jpg --seed 7 --out out/',
 }
 COMMAND_EPILOG = (
     "The global options (--base-url, --auth, --json, -v, --headers, --retries, --absent-after) go before or after\n"

@@ -8,8 +8,6 @@ from typing import Any, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
-from ..types import UNSET, Unset
-
 T = TypeVar("T", bound="CancelSuccess")
 
 
@@ -18,10 +16,10 @@ class CancelSuccess:
     """The answer to a cancel, as fal's per-endpoint OpenAPI describes it: whether it was cancelled.
 
     Attributes:
-        success (bool | Unset): Whether the request was cancelled successfully.
+        success (bool): Whether the request was cancelled successfully.
     """
 
-    success: bool | Unset = UNSET
+    success: bool
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -29,16 +27,18 @@ class CancelSuccess:
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
-        field_dict.update({})
-        if success is not UNSET:
-            field_dict["success"] = success
+        field_dict.update(
+            {
+                "success": success,
+            }
+        )
 
         return field_dict
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         d = dict(src_dict)
-        success = d.pop("success", UNSET)
+        success = d.pop("success")
 
         cancel_success = cls(
             success=success,
