@@ -102,6 +102,9 @@ def _verb(
         return [*lines, "", "    def __call__(self, prompt: str, *, model: NoReturn) -> _Result: ..."]
     for overload in overloads:
         lines += ["", "    @overload", overload] if len(overloads) > 1 else ["", overload]
+    if len(overloads) > 1:
+        # An implementation, so that typing.get_overloads (help() on the client's verbs) finds the overloads.
+        lines += ["", "    def __call__(self, prompt: str, **arguments: Any) -> _Result: ..."]
     return lines
 
 

@@ -144,6 +144,8 @@ class EditVerb(Protocol[_Image, _OnUpdate, _Result]):
         **options: Unpack[KontextMultiInputOptions],
     ) -> _Result: ...
 
+    def __call__(self, prompt: str, **arguments: Any) -> _Result: ...
+
 
 class GenerateVerb(Protocol[_OnUpdate, _Result]):
     """The verb of the `text-to-image` endpoints, typed per tier: `model=` chooses their options."""
@@ -175,6 +177,8 @@ class GenerateVerb(Protocol[_OnUpdate, _Result]):
         priority: str | None = None,
         **options: Unpack[KontextTextToImageInputOptions],
     ) -> _Result: ...
+
+    def __call__(self, prompt: str, **arguments: Any) -> _Result: ...
 
 
 OPTIONS_BY_SCHEMA: dict[str, type[Any]] = {

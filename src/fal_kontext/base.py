@@ -448,6 +448,9 @@ class BaseKontext(
         def generate(self) -> GenerateVerb[OnUpdate, _Finished]:
             """See ``_generate``."""
     else:
+        # help() shows the Protocol's overloads, its type parameters as the client's types (signatures.py).
+        _edit.__typed_by__ = (EditVerb, {"_Image": "ImageSource", "_OnUpdate": "OnUpdate", "_Result": "_Finished"})
+        _generate.__typed_by__ = (GenerateVerb, {"_OnUpdate": "OnUpdate", "_Result": "_Finished"})
         edit = _edit
         generate = _generate
 
