@@ -97,9 +97,9 @@ def test_the_stateful_walk_follows_each_submit_to_its_own_app(spec_of_three_apps
     submit = next(e for e in _endpoints(document) if e["app"] == app)
     operation_id = document["paths"][f"/{submit['id']}"]["post"]["operationId"]
     queue = ["get_request_status", "stream_request_status", "get_request_result", "cancel_request"]
-    schema = schemathesis.openapi.from_dict(document, config=SchemathesisConfig.from_dict(SETTINGS))
+    whole = schemathesis.openapi.from_dict(document, config=SchemathesisConfig.from_dict(SETTINGS))
     # The walk starts at one endpoint of the app and goes where its submit's links lead.
-    schema = schema.include(operation_id=[operation_id, *queue])
+    schema = whole.include(operation_id=[operation_id, *queue])
     schema.app = create_app(EmulatorConfig(run_time=0.0, queue_wait=0.0), spec=document)
     webhook = SETTINGS["parameters"]["query.fal_webhook"]
     followed: set[str] = set()

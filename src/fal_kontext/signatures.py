@@ -131,7 +131,7 @@ def concrete_verbs(cls: _C) -> _C:
         # A verb typed by a generated Protocol (per tier: fal_kontext_api.options) shows its overloads.
         typed_by: tuple[type, Mapping[str, str]] | None = getattr(member, "__typed_by__", None)
         overloads = typing.get_overloads(typed_by[0].__call__) if typed_by else typing.get_overloads(member)
-        shown_texts = {**texts, **{k: _shown(v, texts) for k, v in typed_by[1].items()}} if typed_by else texts
+        shown_texts = {**texts, **{k: str(_shown(v, texts)) for k, v in typed_by[1].items()}} if typed_by else texts
         shown_by = overloads[0] if overloads else typed_by[0].__call__ if typed_by else member
         doc = member.__doc__
         if len(overloads) > 1:
