@@ -48,7 +48,7 @@ from fal_kontext.queue_rules import (
     follow_url,
     parse_event_stream,
 )
-from fal_kontext.retry import Failure, Operation, RetryPolicy
+from fal_kontext.retry import Failure, RetryPolicy
 from fal_kontext.spec import EndpointSpec, endpoint_specs, resolve, spec
 
 __all__ = [
@@ -156,7 +156,6 @@ def invalid_input(endpoint: EndpointSpec, valid: dict[str, Any]) -> tuple[dict[s
 # A 429 is retried the way the client retries it (Retry-After when the answer has one, else backoff) before the
 # answer is judged: 429 is in the spec for every operation, and fal's clients retry it.
 _RATE_LIMIT_RETRIES = RetryPolicy(max_retries=6, initial_delay=0.5, max_delay=10.0)
-_OPERATION_OF_METHOD = {"POST": Operation.SUBMIT, "PUT": Operation.CANCEL}
 
 
 class _Probe:
@@ -184,7 +183,6 @@ class _Probe:
         """One call, a 429 retried first (``_RATE_LIMIT_RETRIES``); the answer is checked against the spec."""
         scheme = "Key" if self.target.auth == "key" else "Bearer"
         headers = {"Authorization": f"{scheme} {secret or self.target.secret}", **kwargs.pop("headers", {})}
-        operation = _OPERATION_OF_METHOD.get(method, Operation.STATUS)
         retry = 0
         while True:
             response = self.client.request(method, url, headers=headers, **kwargs)
@@ -192,7 +190,7 @@ class _Probe:
                 break
             retry += 1
             failure = Failure(429, response.headers)
-            delay = _RATE_LIMIT_RETRIES.delay_before_retry(operation, retry, failure, random.random)
+            delay = _RATE_LIMIT_RETRIES.delay_before_retry(retry, failure, random.random, idempotent=method != "POST")
             if delay is None:
                 break
             self.seen.observed.add("rate-limit-retried")

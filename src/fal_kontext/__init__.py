@@ -17,7 +17,7 @@ from fal_kontext_api.models import CancelStatus, Image, KontextInput, KontextMul
 from ._version import __version__
 from .aio import AsyncHandle, AsyncKontext
 from .client import Handle, Kontext
-from .config import Credentials, PollSchedule, RequestTimeouts
+from .config import Credentials, RequestTimeouts
 from .endpoints import Endpoint
 from .errors import (
     APIConnectionError,
@@ -45,7 +45,8 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
-from .recovery import LookupStarted, RecoveryPolicy
+from .protocol.polling import PollSchedule
+from .protocol.recovery import LookupStarted, RecoveryPolicy
 from .results import EditResult, ResultImage
 from .retry import RetryPolicy
 from .status import Completed, InProgress, Queued, RequestMetrics, Status

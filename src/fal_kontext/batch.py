@@ -48,7 +48,7 @@ from .errors import (
     ValidationError,
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
-from .inputs import check_schema
+from .protocol.inputs import check_schema
 from .spec import EndpointSpec, endpoint_specs, resolved_schema
 
 __all__ = [

@@ -64,7 +64,7 @@ from .errors import (
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
 from .log_redaction import secret_forms
-from .recovery import LookupStarted, RecoveryPolicy
+from .protocol.recovery import LookupStarted, RecoveryPolicy
 from .results import EditResult
 from .retry import RetryPolicy
 from .spec import EndpointSpec, endpoint_specs, parameter_schema, resolve, resolved_schema

@@ -41,6 +41,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .mock.spec import RouteTable, build_routes, load_spec, to_json_schema
+from .protocol.hosts import FAL_QUEUE_HOSTS, normalise_base_url
 from .queue_rules import (
     STILL_IN_PROGRESS,
     RequestHistory,
@@ -50,7 +51,6 @@ from .queue_rules import (
     parse_event_stream,
 )
 from .spec import endpoint_specs
-from .urls import FAL_QUEUE_HOSTS, normalise_base_url
 
 __all__ = ["Exchange", "ValidatingProxy", "add_arguments", "create_proxy_app", "run_proxy_command"]
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .protocol.hosts import FAL_QUEUE_HOSTS
+from .protocol.urls import operation_url
 from .spec import spec
 from .sse import decode_stream
-from .urls import FAL_QUEUE_HOSTS, operation_url
 
 __all__ = [
     "QUEUE_STATUSES",

@@ -12,11 +12,13 @@ from PIL import Image as PILImage
 
 from fal_kontext.endpoints import Endpoint, choose_endpoint, model_tiers, parse_endpoint
 from fal_kontext.errors import InvalidInputError
-from fal_kontext.files import decode_data_uri, extension_for, image_source_to_url, sniff_image_type
-from fal_kontext.inputs import build_edit_input, build_input, check_submit_options
+from fal_kontext.files import image_source_to_url
+from fal_kontext.protocol.hosts import normalise_base_url
+from fal_kontext.protocol.images import decode_data_uri, extension_for, sniff_image_type
+from fal_kontext.protocol.inputs import build_edit_input, check_input, check_submit_options, input_model
+from fal_kontext.protocol.urls import base_for_returned_url
 from fal_kontext.spec import endpoint_spec, endpoint_specs, spec
 from fal_kontext.sse import KeepAlive, SSEDecoder
-from fal_kontext.urls import base_for_returned_url, normalise_base_url
 from tests.client.client_fakes import PNG
 
 RID = "abc-1"
@@ -172,7 +174,7 @@ def test_choose_and_parse_endpoint() -> None:
 
 def problems_of(endpoint: Endpoint, data: dict[str, object]) -> dict[str, str]:
     with pytest.raises(InvalidInputError) as caught:
-        build_input(endpoint, data)
+        check_input(endpoint, data)
     return {p.field: p.problem for p in caught.value.problems}
 
 
@@ -227,18 +229,19 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_valid_input_becomes_the_generated_model_without_unsent_defaults() -> None:
-    body = build_input(
+    fields = check_input(
         Endpoint.PRO, {"prompt": "a prompt", "image_url": URL, "aspect_ratio": KontextInputAspectRatio.RATIO_16_9}
     )
-    assert isinstance(body, KontextInput)
-    assert body.to_dict() == {"prompt": "a prompt", "image_url": URL, "aspect_ratio": "16:9"}
-    multi = build_input(Endpoint.MAX_MULTI, KontextMultiInput(prompt="a prompt", image_urls=[URL], num_images=2))
-    assert isinstance(multi, KontextMultiInput) and multi.num_images == 2
+    assert fields == {"prompt": "a prompt", "image_url": URL, "aspect_ratio": "16:9"}
+    body = input_model(Endpoint.PRO, fields)
+    assert isinstance(body, KontextInput) and body.to_dict() == fields
+    multi = check_input(Endpoint.MAX_MULTI, KontextMultiInput(prompt="a prompt", image_urls=[URL], num_images=2))
+    assert isinstance(input_model(Endpoint.MAX_MULTI, multi), KontextMultiInput) and multi["num_images"] == 2
 
 
 def test_a_model_instance_is_checked_too() -> None:
     with pytest.raises(InvalidInputError, match="num_images"):
-        build_input(Endpoint.PRO, KontextInput(prompt="a prompt", image_url=URL, num_images=12))
+        check_input(Endpoint.PRO, KontextInput(prompt="a prompt", image_url=URL, num_images=12))
 
 
 def test_submit_options_come_from_the_spec() -> None:
@@ -252,15 +255,16 @@ def test_submit_options_come_from_the_spec() -> None:
 # --- edit input and files -----------------------------------------------------------------------------------------
 
 
-def test_edit_picks_the_endpoint_and_inlines_files(tmp_path: Path) -> None:
+def test_edit_picks_the_endpoint(tmp_path: Path) -> None:
     path = tmp_path / "in.png"
     path.write_bytes(PNG)
-    endpoint, body = build_edit_input("a prompt", image=path, model="max", seed=3)
+    inlined = image_source_to_url(path)
+    endpoint, fields = build_edit_input("a prompt", image=inlined, model="max", seed=3)
     assert endpoint is Endpoint.MAX
-    assert isinstance(body, KontextInput) and body.image_url.startswith("data:image/png;base64,")
-    endpoint, body = build_edit_input("a prompt", images=[str(path), URL])
+    assert fields["image_url"].startswith("data:image/png;base64,")
+    endpoint, fields = build_edit_input("a prompt", images=[inlined, URL])
     assert endpoint is Endpoint.PRO_MULTI
-    assert isinstance(body, KontextMultiInput) and body.image_urls[1] == URL
+    assert fields["image_urls"][1] == URL
 
 
 def test_edit_input_mistakes() -> None:
@@ -271,7 +275,7 @@ def test_edit_input_mistakes() -> None:
     with pytest.raises(InvalidInputError, match=r"image=\.\.\. or images"):
         build_edit_input("a prompt", image=URL, image_urls=[URL])
     with pytest.raises(InvalidInputError, match=r"no-such-file\.png"):
-        build_edit_input("a prompt", image="no-such-file.png")
+        build_edit_input("a prompt", image="no-such-file.png")  # neither a URL nor a data URI (nor read: verbs do)
 
 
 def test_files_are_sniffed_and_size_checked(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fal_kontext.retry import Failure, Operation, RetryPolicy, parse_retry_after
+from fal_kontext.retry import Failure, RetryPolicy, parse_retry_after
 
 POLICY = RetryPolicy(max_retries=3, initial_delay=0.5, max_delay=2.0, jitter=0.0)
 
@@ -14,38 +14,38 @@ def centre() -> float:
 
 
 @pytest.mark.parametrize(
-    ("operation", "retry", "failure", "expected"),
+    ("idempotent", "retry", "failure", "expected"),
     [
-        # reads and cancel: connection errors, 408, 429, 5xx, exponential backoff capped at max_delay
-        (Operation.STATUS, 1, Failure(503), 0.5),
-        (Operation.STATUS, 2, Failure(503), 1.0),
-        (Operation.STATUS, 3, Failure(503), 2.0),
-        (Operation.STATUS, 4, Failure(503), None),  # max_retries exhausted
-        (Operation.RESULT, 1, Failure(None, reached_server=True), 0.5),
-        (Operation.CANCEL, 1, Failure(408), 0.5),
-        (Operation.STREAM, 1, Failure(500), 0.5),
-        (Operation.STATUS, 1, Failure(404), None),
-        (Operation.STATUS, 1, Failure(401), None),
-        (Operation.RESULT, 1, Failure(422), None),
+        # idempotent calls (reads, cancel, uploads): connection errors, 408, 429, 5xx, exponential backoff capped at max_delay
+        (True, 1, Failure(503), 0.5),
+        (True, 2, Failure(503), 1.0),
+        (True, 3, Failure(503), 2.0),
+        (True, 4, Failure(503), None),  # max_retries exhausted
+        (True, 1, Failure(None, reached_server=True), 0.5),
+        (True, 1, Failure(408), 0.5),
+        (True, 1, Failure(500), 0.5),
+        (True, 1, Failure(404), None),
+        (True, 1, Failure(401), None),
+        (True, 1, Failure(422), None),
         # Retry-After wins when short enough, ends the retries when longer than max_retry_after
-        (Operation.STATUS, 1, Failure(429, {"retry-after": "7"}), 7.0),
-        (Operation.STATUS, 1, Failure(429, {"retry-after": "600"}), None),
-        (Operation.STATUS, 1, Failure(429), 0.5),
+        (True, 1, Failure(429, {"retry-after": "7"}), 7.0),
+        (True, 1, Failure(429, {"retry-after": "600"}), None),
+        (True, 1, Failure(429), 0.5),
         # the server's own opinions
-        (Operation.STATUS, 1, Failure(503, {"x-fal-retryable": "false"}), None),
-        (Operation.RESULT, 1, Failure(504, {"x-fal-request-timeout-type": "user"}), None),
-        # submit: only when the request never reached the server...
-        (Operation.SUBMIT, 1, Failure(None, reached_server=False), 0.5),
-        (Operation.SUBMIT, 1, Failure(None, reached_server=True), None),
-        (Operation.SUBMIT, 1, Failure(503), None),
+        (True, 1, Failure(503, {"x-fal-retryable": "false"}), None),
+        (True, 1, Failure(504, {"x-fal-request-timeout-type": "user"}), None),
+        # a submit (not idempotent): only when the request never reached the server...
+        (False, 1, Failure(None, reached_server=False), 0.5),
+        (False, 1, Failure(None, reached_server=True), None),
+        (False, 1, Failure(503), None),
         # ... or refused it: a 429 queues nothing
-        (Operation.SUBMIT, 1, Failure(429, {"retry-after": "1"}), 1.0),
-        (Operation.SUBMIT, 1, Failure(429, {"x-fal-retryable": "false"}), None),
-        (Operation.SUBMIT, 1, Failure(502), None),
+        (False, 1, Failure(429, {"retry-after": "1"}), 1.0),
+        (False, 1, Failure(429, {"x-fal-retryable": "false"}), None),
+        (False, 1, Failure(502), None),
     ],
 )
-def test_retry_decisions(operation: Operation, retry: int, failure: Failure, expected: float | None) -> None:
-    assert POLICY.delay_before_retry(operation, retry, failure, centre) == expected
+def test_retry_decisions(idempotent: bool, retry: int, failure: Failure, expected: float | None) -> None:
+    assert POLICY.delay_before_retry(retry, failure, centre, idempotent=idempotent) == expected
 
 
 def test_jitter_spreads_the_delay_both_ways() -> None:
@@ -56,20 +56,19 @@ def test_jitter_spreads_the_delay_both_ways() -> None:
 
 def test_until_a_deadline_the_count_does_not_end_retries() -> None:
     policy = RetryPolicy(max_retries=2, initial_delay=0.5, max_delay=8.0)
-    assert policy.delay_before_retry(Operation.STATUS, 9, Failure(503), centre) is None
-    assert policy.delay_before_retry(Operation.STATUS, 9, Failure(503), centre, until_deadline=True) == 8.0
-    assert policy.delay_before_retry(Operation.STATUS, 9, Failure(404), centre, until_deadline=True) is None
-    assert policy.delay_before_retry(Operation.SUBMIT, 9, Failure(503), centre, until_deadline=True) is None
+    assert policy.delay_before_retry(9, Failure(503), centre, idempotent=True) is None
+    assert policy.delay_before_retry(9, Failure(503), centre, idempotent=True, until_deadline=True) == 8.0
+    assert policy.delay_before_retry(9, Failure(404), centre, idempotent=True, until_deadline=True) is None
+    assert policy.delay_before_retry(9, Failure(503), centre, idempotent=False, until_deadline=True) is None
 
 
 def test_disabled_never_retries() -> None:
     assert (
-        RetryPolicy.disabled().delay_before_retry(Operation.STATUS, 1, Failure(503), centre, until_deadline=True)
-        is None
+        RetryPolicy.disabled().delay_before_retry(1, Failure(503), centre, idempotent=True, until_deadline=True) is None
     )
-    assert RetryPolicy.disabled().delay_before_retry(Operation.STATUS, 1, Failure(503), centre) is None
+    assert RetryPolicy.disabled().delay_before_retry(1, Failure(503), centre, idempotent=True) is None
     assert (
-        RetryPolicy.disabled().delay_before_retry(Operation.SUBMIT, 1, Failure(None, reached_server=False), centre)
+        RetryPolicy.disabled().delay_before_retry(1, Failure(None, reached_server=False), centre, idempotent=False)
         is None
     )
 

@@ -151,9 +151,10 @@ def test_reprs_hide_the_key(fake: FakeQueue, clock: FakeClock, make: MakeClient)
     kontext = make(fake, clock, key=CANARY, httpx_args={"headers": {"X-Team": "t"}, "cookies": {"c": "1"}})
     handle = kontext.submit(EP, INPUT)
     handle.wait()
-    assert kontext._connections  # the generated clients and their httpx clients exist, with the header set
+    clients = kontext._connections._clients
+    assert clients  # the generated clients and their httpx clients exist, with the header set
     things: list[object] = [kontext, handle, Credentials("key", CANARY), kontext._config, kontext._settings]
-    for generated, http in kontext._connections.values():
+    for generated, http in clients.values():
         things += [generated, http, http.headers]
     for thing in things:
         assert_clean(repr(thing))

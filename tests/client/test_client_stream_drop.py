@@ -11,11 +11,12 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from fal_kontext import Endpoint, PollSchedule, RetryPolicy
-from fal_kontext.commands import Answer, CloseStream, OpenStream, Outcome, ReadLine
-from fal_kontext.config import QueueSettings
-from fal_kontext.flows import resume_state, stream_flow
+from fal_kontext import Endpoint, RetryPolicy
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext.protocol.commands import Answer, CloseStream, OpenStream, ReadLine
+from fal_kontext.protocol.queue import resume_state
+from fal_kontext.protocol.settings import Settings
+from fal_kontext.protocol.wait import stream_flow
 from tests.client.client_fakes import real_client
 
 
@@ -42,8 +43,8 @@ def test_wait_survives_a_dropped_stream(emulator: RunningEmulator, kind: str) ->
     assert emulator.counters()["faults"] == {"stream_request_status": 1}
 
 
-def _settings() -> QueueSettings:
-    return QueueSettings("https://q.test", RetryPolicy.disabled(), PollSchedule(), lambda: 0.0, lambda: 0.5)
+def _settings() -> Settings:
+    return Settings("https://q.test", retry=RetryPolicy.disabled(), clock=lambda: 0.0, random=lambda: 0.5)
 
 
 def _commands_after_open(lines: list[str | None]) -> list[object]:
@@ -53,7 +54,7 @@ def _commands_after_open(lines: list[str | None]) -> list[object]:
     command = next(flow)
     assert isinstance(command, OpenStream)
     commands: list[object] = []
-    outcome: Outcome = Answer(200, {}, b"")
+    outcome: object = Answer(200, {}, b"")
     feed = iter(lines)
     try:
         while True:

@@ -40,7 +40,7 @@ from fal_kontext import (
     ValidationError,
     WaitTimeoutError,
 )
-from fal_kontext.results import write_atomically
+from fal_kontext.files import write_atomically
 from tests.client.client_fakes import (
     BASE,
     OUTPUT,
@@ -543,7 +543,7 @@ def test_requests_are_spread_over_small_pools(fake: FakeQueue, clock: FakeClock,
     handles = [kontext.submit(EP, INPUT) for _ in range(6)]
     for handle in handles:
         handle.wait()
-    assert len(kontext._connections) == 3
+    assert len(kontext._connections._clients) == 3
 
 
 def test_async_on_update_may_be_a_coroutine_function(fake: FakeQueue, clock: FakeClock) -> None:

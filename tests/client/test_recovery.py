@@ -10,7 +10,7 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -20,13 +20,13 @@ import pytest
 from PIL import Image as PILImage
 
 from fal_kontext import Endpoint, InvalidInputError
-from fal_kontext.commands import Answer, HttpGet, NoAnswer, Sleep
 from fal_kontext.errors import APIConnectionError
 from fal_kontext.files import image_source_to_url
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
-from fal_kontext.recovery import (
+from fal_kontext.protocol.commands import Answer, Flow, HttpGet, NoAnswer, Sleep
+from fal_kontext.protocol.hosts import FAL_API_URL, may_send_key
+from fal_kontext.protocol.recovery import (
     DECISIONS,
-    FAL_API_URL,
     REQUESTS_PATH,
     Action,
     JobQuery,
@@ -45,7 +45,6 @@ from fal_kontext.recovery import (
     held_request_id,
     lookup_flow,
     match_requests,
-    may_send_key,
     parse_page,
     recover_flow,
     requests_list_url,
@@ -324,11 +323,9 @@ class Driven:
         self.clock = FakeClock()
         self.gets: list[HttpGet] = []
         if recover:
-            flow: Generator[HttpGet | Sleep, Answer | NoAnswer | None, Any] = recover_flow(
-                query=query, policy=policy, clock=self.clock, **recover
-            )
+            flow: Flow[Any] = recover_flow(query=query, policy=policy, clock=self.clock, random=lambda: 0.5, **recover)
         else:
-            flow = lookup_flow(LIST_URL, query, policy, self.clock)
+            flow = lookup_flow(LIST_URL, query, policy, self.clock, random=lambda: 0.5)
         outcome: Answer | NoAnswer | None = None
         try:
             command = next(flow)
@@ -337,6 +334,7 @@ class Driven:
                     self.clock.sleep(command.seconds)
                     outcome = None
                 else:
+                    assert isinstance(command, HttpGet), command
                     self.gets.append(command)
                     outcome = server(command, self.clock.now)
                 command = flow.send(outcome)
@@ -471,11 +469,54 @@ def test_a_failed_page_is_asked_again_in_place_keeping_the_pages_read() -> None:
 
 
 def test_a_list_that_never_answers_gives_up_at_the_timeout() -> None:
-    run = Driven(lambda get, now: NoAnswer("ConnectError: refused", False), POLICY)
+    policy = replace(POLICY, outage_after=None)
+    run = Driven(lambda get, now: NoAnswer("ConnectError: refused", False), policy)
     assert run.result.verdict is Verdict.UNKNOWN
     assert "did not answer (ConnectError: refused) within 30 s" in run.result.reason
     assert run.clock.now == START + POLICY.timeout
     assert all(get.timeout <= POLICY.timeout for get in run.gets)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [NoAnswer("ConnectError: refused", False), NoAnswer("ReadError: reset", True), Answer(502, {}, b"<html>")],
+)
+def test_a_list_failing_outage_after_times_in_a_row_is_an_outage(failure: Answer | NoAnswer) -> None:
+    run = Driven(lambda get, now: failure, POLICY)
+    assert run.result.verdict is Verdict.UNKNOWN
+    assert f"{POLICY.outage_after} times in a row: fal or the proxy looks down" in run.result.reason
+    assert len(run.gets) == POLICY.outage_after
+    assert run.clock.now == START + (len(run.gets) - 1) * POLICY.interval  # well before the timeout
+
+
+def test_an_answer_between_failures_starts_the_count_again() -> None:
+    calls = {"n": 0}
+
+    def server(get: HttpGet, now: float) -> Answer | NoAnswer:
+        calls["n"] += 1
+        return ok(page()) if calls["n"] % 4 == 0 else Answer(503, {}, b"{}")  # three failures, then an answer
+
+    run = Driven(server, POLICY)
+    assert run.result.verdict is Verdict.ABSENT  # never five in a row: looked until absence was proven
+
+
+def test_a_call_deadline_ends_the_lookup_first() -> None:
+    clock = FakeClock()
+    flow = lookup_flow(LIST_URL, QUERY, POLICY, clock, random=lambda: 0.5, deadline=clock.now + 3.0)
+    gets = 0
+    try:
+        command = next(flow)
+        while True:
+            if isinstance(command, Sleep):
+                clock.sleep(command.seconds)
+                command = flow.send(None)
+            else:
+                gets += 1
+                command = flow.send(ok(page()))
+    except StopIteration as stop:
+        result = stop.value
+    assert result.verdict is Verdict.UNKNOWN and "before the call's timeout" in result.reason
+    assert clock.now <= START + 3.0 and gets == 2
 
 
 def test_a_held_id_is_asked_for() -> None:

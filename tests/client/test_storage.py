@@ -9,6 +9,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,8 +17,7 @@ import httpx
 import pytest
 from PIL import Image as PILImage
 
-from fal_kontext import Kontext
-from fal_kontext.commands import Answer, Flow, NoAnswer, Send, Sleep
+from fal_kontext import Kontext, files
 from fal_kontext.errors import (
     APIConnectionError,
     AuthenticationError,
@@ -26,27 +26,26 @@ from fal_kontext.errors import (
     ServerError,
     UnexpectedResponseError,
 )
-from fal_kontext.files import ImageSource, LocalFile, read_local
+from fal_kontext.files import ImageSource, read_local
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
-from fal_kontext.retry import RetryPolicy
-from fal_kontext.storage import (
+from fal_kontext.protocol.commands import Answer, Flow, LocalSize, NoAnswer, ReadFile, Send, Sleep
+from fal_kontext.protocol.hosts import FAL_CDN_URL, FAL_REST_URL
+from fal_kontext.protocol.images import LocalFile
+from fal_kontext.protocol.settings import Settings
+from fal_kontext.protocol.storage import (
     EXPIRATIONS,
-    FAL_CDN_URL,
-    FAL_REST_URL,
     Expiration,
-    PendingUpload,
     StorageSettings,
     StorageToken,
-    Uploaded,
     lifecycle_headers,
     parse_token,
-    prepare_image,
     should_upload,
     storage_for,
     token_request,
     upload_flow,
-    upload_pending_flow,
 )
+from fal_kontext.protocol.verbs import Deadline, PendingUpload, image_value, with_uploads
+from fal_kontext.retry import RetryPolicy
 from tests.client.client_fakes import AnyClient, FakeClock, FakeQueue, MakeClient, real_client
 
 T = TypeVar("T")
@@ -63,8 +62,25 @@ def token_body(base_url: str = FAL_CDN_URL, expires_in: float = 3600.0) -> dict[
     return {"token": "upload-token", "token_type": "Bearer", "base_url": base_url, "expires_at": NOW + expires_in}
 
 
-def settings(**options: Any) -> StorageSettings:
-    return StorageSettings(wall_clock=lambda: NOW, random=lambda: 0.5, **options)
+def settings(
+    storage: StorageSettings | None = None,
+    *,
+    retry: RetryPolicy | None = None,
+    token: StorageToken | None = None,
+    **options: Any,
+) -> Settings:
+    """A client's settings with fal's storage (or ``storage``, or ``StorageSettings(**options)``), the key ``KEY`` and
+    a fixed clock; ``token``: the cached token of an earlier upload."""
+    chosen = Settings(
+        "https://queue.fal.run",
+        retry=retry or RetryPolicy(),
+        random=lambda: 0.5,
+        wall=lambda: NOW,
+        storage=storage or StorageSettings(**options),
+        authorization=lambda: KEY,
+    )
+    chosen.storage_tokens.token = token
+    return chosen
 
 
 Responder = Callable[[Send], Answer | NoAnswer]
@@ -117,8 +133,8 @@ PNG_FILE = LocalFile(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", "photo.png"
 
 
 def test_a_single_upload_asks_a_token_with_the_key_then_posts_the_bytes_with_the_token() -> None:
-    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings(), authorization=KEY), fal_storage)
-    assert uploaded.url == CDN_FILE
+    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings()), fal_storage)
+    assert uploaded == CDN_FILE
     token, upload = sent
     assert (token.method, token.url) == ("POST", f"{FAL_REST_URL}/storage/auth/token?storage_type=fal-cdn-v3")
     assert token.headers["Authorization"] == KEY and json.loads(token.content) == {}
@@ -134,7 +150,6 @@ def test_the_key_goes_to_the_token_request_only() -> None:
     flow = upload_flow(
         LocalFile(data, "image/png", "big.png", "big.png"),
         settings(multipart_threshold=1000, part_size=1000),
-        authorization=KEY,
     )
     _, sent, _ = drive(flow, multipart_storage())
     secret = KEY.split()[1]
@@ -145,17 +160,20 @@ def test_the_key_goes_to_the_token_request_only() -> None:
 
 def test_a_cached_token_is_reused_and_one_about_to_expire_is_renewed() -> None:
     fresh = StorageToken("cached", "Bearer", FAL_CDN_URL, NOW + 3600)
-    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings(), authorization=KEY, token=fresh), fal_storage)
+    reusing = settings(token=fresh)
+    _, sent, _ = drive(upload_flow(PNG_FILE, reusing), fal_storage)
     assert [request.url for request in sent] == [f"{FAL_CDN_URL}/files/upload"]
     assert sent[0].headers["Authorization"] == "Bearer cached"
-    assert uploaded.token is fresh
+    assert reusing.storage_tokens.token is fresh
     expiring = StorageToken("old", "Bearer", FAL_CDN_URL, NOW + 5)
-    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings(), authorization=KEY, token=expiring), fal_storage)
-    assert len(sent) == 2 and uploaded.token.token == "upload-token"
+    renewing = settings(token=expiring)
+    _, sent, _ = drive(upload_flow(PNG_FILE, renewing), fal_storage)
+    assert len(sent) == 2 and renewing.storage_tokens.token is not None
+    assert renewing.storage_tokens.token.token == "upload-token"
 
 
 def test_the_lifecycle_preference_is_sent_in_both_of_fals_headers() -> None:
-    _, sent, _ = drive(upload_flow(PNG_FILE, settings(expires_in="1d"), authorization=KEY), fal_storage)
+    _, sent, _ = drive(upload_flow(PNG_FILE, settings(expires_in="1d")), fal_storage)
     headers = sent[1].headers
     assert json.loads(headers["X-Fal-Object-Lifecycle"]) == {"expiration_duration_seconds": 86400}
     assert headers["X-Fal-Object-Lifecycle-Preference"] == headers["X-Fal-Object-Lifecycle"]
@@ -178,7 +196,7 @@ def test_a_bad_expiration_is_refused_when_the_settings_are_made(bad: object) -> 
 
 def test_a_file_name_outside_latin_1_is_sent_percent_encoded() -> None:
     upload = LocalFile(PNG_FILE.data, "image/png", "café ☕.png", "café ☕.png")
-    _, sent, _ = drive(upload_flow(upload, settings(), authorization=KEY), fal_storage)
+    _, sent, _ = drive(upload_flow(upload, settings()), fal_storage)
     name = sent[1].headers["X-Fal-File-Name"]
     name.encode("latin-1")
     assert name == "caf%C3%A9 %E2%98%95.png"
@@ -208,10 +226,9 @@ def test_above_the_threshold_the_file_goes_in_parts_then_a_completion_listing_th
     flow = upload_flow(
         LocalFile(data, "image/png", "big.png", "big.png"),
         settings(multipart_threshold=2000, part_size=1000),
-        authorization=KEY,
     )
     uploaded, sent, _ = drive(flow, multipart_storage())
-    assert uploaded.url == CDN_FILE
+    assert uploaded == CDN_FILE
     start, *parts, complete = sent[1:]
     assert (start.method, start.url) == ("POST", f"{FAL_CDN_URL}/files/upload/multipart")
     assert start.headers["X-Fal-File-Name"] == "big.png" and start.headers["Content-Type"] == "image/png"
@@ -224,7 +241,7 @@ def test_above_the_threshold_the_file_goes_in_parts_then_a_completion_listing_th
 
 
 def test_at_the_threshold_the_file_is_one_upload() -> None:
-    flow = upload_flow(PNG_FILE, settings(multipart_threshold=len(PNG_FILE.data)), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=len(PNG_FILE.data)))
     _, sent, _ = drive(flow, fal_storage)
     assert [request.url for request in sent][1:] == [f"{FAL_CDN_URL}/files/upload"]
 
@@ -235,19 +252,19 @@ def test_a_part_answered_without_an_etag_is_an_unexpected_answer() -> None:
     def respond(request: Send) -> Answer | NoAnswer:
         return Answer(200, {}, b"") if request.method == "PUT" else storage(request)
 
-    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10, part_size=50), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10, part_size=50))
     with pytest.raises(UnexpectedResponseError, match="ETag"):
         drive(flow, respond)
 
 
 def test_the_token_is_not_sent_to_a_host_that_is_neither_configured_nor_fals() -> None:
-    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10))
     sent = sent_by(flow, multipart_storage(base_url="https://evil.test"))
     assert [urlhost(r.url) for r in sent] == ["rest.fal.ai"]
-    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings(multipart_threshold=10))
     sent = sent_by(flow, multipart_storage(access_url="https://evil.test/files/x"))
     assert "evil.test" not in {urlhost(r.url) for r in sent}
-    flow = upload_flow(PNG_FILE, settings(), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings())
     with pytest.raises(UnexpectedResponseError, match=r"evil\.test"):
         drive(flow, lambda r: ok({"access_url": "http://evil.test/f"}) if "/files/" in r.url else fal_storage(r))
 
@@ -273,9 +290,9 @@ def test_a_configured_storage_url_serves_every_path_and_may_be_plain_http() -> N
             return ok({})
         raise AssertionError(request.url)
 
-    flow = upload_flow(PNG_FILE, StorageSettings.at(base + "/", multipart_threshold=10), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings(StorageSettings.at(base + "/", multipart_threshold=10)))
     uploaded, sent, _ = drive(flow, emulator)
-    assert uploaded.url == f"{base}/files/abc/big.png"
+    assert uploaded == f"{base}/files/abc/big.png"
     assert {urlhost(request.url) for request in sent} == {"127.0.0.1:8765"}
 
 
@@ -290,16 +307,16 @@ def test_settings_refuse_a_url_that_is_not_http() -> None:
 
 
 def test_a_refused_key_is_an_authentication_error_without_retry() -> None:
-    flow = upload_flow(PNG_FILE, settings(), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings())
     sent = sent_by(flow, lambda r: ok({"detail": "invalid key"}, 401))
     assert len(sent) == 1
     with pytest.raises(AuthenticationError, match="invalid key"):
-        drive(upload_flow(PNG_FILE, settings(), authorization=KEY), lambda r: ok({"detail": "invalid key"}, 401))
+        drive(upload_flow(PNG_FILE, settings()), lambda r: ok({"detail": "invalid key"}, 401))
 
 
 @pytest.mark.parametrize("status", [404, 405])
 def test_a_server_without_fal_storage_says_what_to_do(status: int) -> None:
-    flow = upload_flow(PNG_FILE, StorageSettings.at("https://proxy.test"), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings(StorageSettings.at("https://proxy.test")))
     with pytest.raises(NotFoundError) as caught:
         drive(flow, lambda r: ok({"detail": "Not Found"}, status))
     message = str(caught.value)
@@ -314,19 +331,19 @@ def test_transient_failures_are_retried_then_the_upload_succeeds() -> None:
             return failures.pop(0)
         return fal_storage(request)
 
-    uploaded, sent, sleeps = drive(upload_flow(PNG_FILE, settings(), authorization=KEY), flaky)
-    assert uploaded.url == CDN_FILE and sleeps == 2 and len(sent) == 4
+    uploaded, sent, sleeps = drive(upload_flow(PNG_FILE, settings()), flaky)
+    assert uploaded == CDN_FILE and sleeps == 2 and len(sent) == 4
 
 
 def test_retries_end_with_the_typed_error() -> None:
-    flow = upload_flow(PNG_FILE, settings(retry=RetryPolicy(max_retries=2)), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings(retry=RetryPolicy(max_retries=2)))
 
     def down(request: Send) -> Answer | NoAnswer:
         return ok({"detail": "down"}, 502) if "/files/" in request.url else fal_storage(request)
 
     with pytest.raises(ServerError, match="down"):
         drive(flow, down)
-    flow = upload_flow(PNG_FILE, settings(retry=RetryPolicy.disabled()), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings(retry=RetryPolicy.disabled()))
     with pytest.raises(APIConnectionError, match=r"the token request to rest\.fal\.ai got no answer"):
         drive(flow, lambda r: NoAnswer("ConnectError: refused", reached_server=False))
 
@@ -348,7 +365,7 @@ def test_a_token_expiry_is_read_as_iso_time_or_seconds_or_left_open() -> None:
 
 
 def test_an_upload_answer_without_access_url_is_unexpected() -> None:
-    flow = upload_flow(PNG_FILE, settings(), authorization=KEY)
+    flow = upload_flow(PNG_FILE, settings())
     with pytest.raises(UnexpectedResponseError, match="access_url"):
         drive(flow, lambda r: ok({"url": "x"}) if r.url.endswith("/files/upload") else fal_storage(r))
 
@@ -411,12 +428,32 @@ def big_png(size: int) -> bytes:
     return PNG_FILE.data + b"\0" * (size - len(PNG_FILE.data))
 
 
+def read_locally(flow: Flow[T]) -> T:
+    """Run ``flow`` performing its local file commands as the executors do (``files``); no other command."""
+    try:
+        command = next(flow)
+        while True:
+            if isinstance(command, LocalSize):
+                command = flow.send(files.local_size(command.source))  # type: ignore[arg-type]
+            else:
+                assert isinstance(command, ReadFile), command
+                command = flow.send(files.read_local(command.source, field=command.field_name))  # type: ignore[arg-type]
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def image_settings(*, storage: bool, threshold: int | None) -> Settings:
+    return replace(
+        settings(), storage=StorageSettings() if storage else None, upload_threshold=threshold, max_image_bytes=2000
+    )
+
+
 def test_small_local_images_are_inlined_and_large_ones_wait_for_their_upload(tmp_path: Path) -> None:
     path = tmp_path / "large.png"
     path.write_bytes(big_png(5000))
 
     def options(source: ImageSource, field: str = "image_url") -> str | PendingUpload:
-        return prepare_image(source, field=field, storage_available=True, upload_threshold=1000, max_image_bytes=2000)
+        return read_locally(image_value(image_settings(storage=True, threshold=1000), source, field))
 
     small = options(big_png(1000))
     assert isinstance(small, str) and small.startswith("data:image/png;base64,")
@@ -433,12 +470,10 @@ def test_without_storage_a_large_image_is_refused_before_it_is_read(tmp_path: Pa
     path.write_bytes(b"not even an image" * 300)
     for available, threshold in ((False, 1000), (True, None)):
         with pytest.raises(InvalidInputError, match="limit for inlined images") as caught:
-            prepare_image(
-                path, field="image_url", storage_available=available, upload_threshold=threshold, max_image_bytes=2000
-            )
+            read_locally(image_value(image_settings(storage=available, threshold=threshold), path, "image_url"))
         assert "storage_url=" in str(caught.value)
     with pytest.raises(InvalidInputError, match="not a PNG"):
-        prepare_image(path, field="image_url", storage_available=True, upload_threshold=1000, max_image_bytes=2000)
+        read_locally(image_value(image_settings(storage=True, threshold=1000), path, "image_url"))
 
 
 def test_pending_uploads_replace_their_stand_ins_and_share_one_token() -> None:
@@ -456,9 +491,9 @@ def test_pending_uploads_replace_their_stand_ins_and_share_one_token() -> None:
             return ok({"access_url": f"https://v3.fal.media/files/{next(names)}.png"})
         return fal_storage(request)
 
-    (replaced, token), sent, _ = drive(
-        upload_pending_flow(fields, [first, second], settings(), authorization=KEY), storage
-    )
+    client = settings()
+    replaced, sent, _ = drive(with_uploads(client, fields, [first, second], Deadline(None, None)), storage)
+    token = client.storage_tokens.token
     assert replaced == {
         "prompt": "a prompt",
         "image_urls": [
@@ -560,16 +595,12 @@ def test_the_lifecycle_preference_reaches_storage(emulator: RunningEmulator, kin
 
 def test_large_files_go_in_parts_that_the_emulator_joins(emulator: RunningEmulator, kind: str) -> None:
     data = noise_png(300_000)
-    settings = StorageSettings.at(emulator.base_url, multipart_threshold=100_000, part_size=64 * 1024)
+    storage = StorageSettings.at(emulator.base_url, multipart_threshold=100_000, part_size=64 * 1024)
     with real_client(kind, emulator.key, base_url=emulator.base_url) as client:
         upload = LocalFile(data, "image/png", "parts.png", "parts.png")
-        url = client._run_upload(_url_of(upload_flow(upload, settings, authorization=f"Key {emulator.key}")))
+        url = client._run_upload(upload_flow(upload, replace(client._settings, storage=storage)))
     assert httpx.get(url).content == data
     assert listed(emulator, url)["size"] == len(data)
-
-
-def _url_of(flow: Flow[Uploaded]) -> Flow[str]:
-    return (yield from flow).url
 
 
 def test_against_the_emulator_a_25_mib_image_is_edited_with_nothing_configured(

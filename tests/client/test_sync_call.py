@@ -14,15 +14,7 @@ import pytest
 from fal_kontext_api.models import KontextOutput
 from PIL import Image as PILImage
 
-from fal_kontext.commands import Answer, Flow, NoAnswer, Send, Sleep
 from fal_kontext.config import RequestTimeouts
-from fal_kontext.direct import (
-    FAL_SYNC_URL,
-    DirectAnswer,
-    DirectCall,
-    direct_base_url,
-    direct_flow,
-)
 from fal_kontext.endpoints import Endpoint
 from fal_kontext.errors import (
     APIConnectionError,
@@ -35,6 +27,10 @@ from fal_kontext.errors import (
     ValidationError,
 )
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext.protocol.commands import Answer, Flow, NoAnswer, Send, Sleep
+from fal_kontext.protocol.direct import DirectAnswer, DirectCall, direct_base_url, direct_flow
+from fal_kontext.protocol.hosts import FAL_SYNC_URL
+from fal_kontext.protocol.send import Pacing
 from fal_kontext.results import EditResult
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.spec import spec
@@ -63,7 +59,7 @@ Outcome = Answer | NoAnswer
 def drive(outcomes: list[Outcome]) -> tuple[DirectAnswer[KontextOutput], int, int]:
     """Run the flow on scripted outcomes; returns its value, how many requests it sent and how often it slept."""
     flow: Flow[DirectAnswer[KontextOutput]] = direct_flow(
-        request(), KontextOutput.from_dict, retry=RetryPolicy(), random=lambda: 0.5
+        request(), KontextOutput.from_dict, pacing=Pacing(RetryPolicy(), lambda: 0.5, lambda: 0.0)
     )
     sends = sleeps = 0
     try:
@@ -194,7 +190,7 @@ def test_errors_are_the_queues_typed_errors() -> None:
 
 def test_the_parse_function_decides_the_output_type() -> None:
     parse: Callable[[Mapping[str, Any]], str] = lambda body: str(body["seed"])  # noqa: E731
-    flow = direct_flow(request(), parse, retry=RetryPolicy.disabled(), random=lambda: 0.5)
+    flow = direct_flow(request(), parse, pacing=Pacing(RetryPolicy.disabled(), lambda: 0.5, lambda: 0.0))
     next(flow)
     with pytest.raises(StopIteration) as stop:
         flow.send(ok(OUTPUT))

@@ -26,17 +26,13 @@ costs nothing (a repeated upload at worst stores a second copy).
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from random import random as uniform_random
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from .commands import Answer, Flow, NoAnswer, Send, Sleep, exchange
-from .errors import (
+from fal_kontext.errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -44,43 +40,41 @@ from .errors import (
     InvalidInputError,
     NotFoundError,
     UnexpectedResponseError,
-    error_from_status,
 )
-from .files import DEFAULT_MAX_IMAGE_BYTES, ImageSource, LocalFile, inline, is_url, local_size, read_local, too_large
-from .retry import Failure, Operation, RetryPolicy
-from .urls import FAL_QUEUE_HOSTS, is_loopback, normalise_base_url
+
+from .answers import error_from_status, lower_headers
+from .commands import Answer, Flow, NoAnswer, Send
+from .hosts import FAL_CDN_URL, FAL_REST_URL, is_fal_queue, is_loopback, normalise_base_url, origin, token_may_go_to
+from .images import LocalFile
+from .send import send
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 __all__ = [
     "DEFAULT_UPLOAD_THRESHOLD",
     "EXPIRATIONS",
-    "FAL_CDN_URL",
-    "FAL_REST_URL",
     "MULTIPART_PART_SIZE",
     "MULTIPART_THRESHOLD",
     "Expiration",
-    "PendingUpload",
     "StorageSettings",
     "StorageToken",
-    "Uploaded",
+    "TokenCache",
     "check_upload_threshold",
-    "client_storage",
     "lifecycle_headers",
     "parse_token",
-    "prepare_image",
     "should_upload",
     "storage_for",
+    "storage_of",
     "token_request",
     "upload_flow",
-    "upload_pending_flow",
 ]
 
-FAL_REST_URL = "https://rest.fal.ai"
-FAL_CDN_URL = "https://v3.fal.media"
 STORAGE_TYPE = "fal-cdn-v3"
-# fal_client's MULTIPART_THRESHOLD and MULTIPART_CHUNK_SIZE (fal-protocol.md §3.6).
+# fal_client's MULTIPART_THRESHOLD and MULTIPART_CHUNK_SIZE
+# (https://github.com/fal-ai/fal/blob/main/projects/fal_client/src/fal_client/client.py).
 MULTIPART_THRESHOLD = 100 * 1024 * 1024
 MULTIPART_PART_SIZE = 10 * 1024 * 1024
-ENV_STORAGE_URL = "FAL_KONTEXT_STORAGE_URL"
 # Ours: local inputs larger than this are uploaded rather than inlined as data URIs (see ``should_upload``).
 DEFAULT_UPLOAD_THRESHOLD = 1024 * 1024
 # Ours: a token this close to its expiry is renewed first, so that it does not expire during the upload.
@@ -98,9 +92,6 @@ EXPIRATIONS: Mapping[str, int | None] = {
     "30d": 2592000,
     "1y": 31536000,
 }
-
-# Hosts fal's token answer and upload answers may name (fal's CDN hosts are v3.fal.media, v3b.fal.media, ...).
-_FAL_DOMAINS = ("fal.media", "fal.ai", "fal.run")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +132,8 @@ class StorageSettings:
         multipart_threshold: Files larger than this (bytes) are uploaded in parts; fal's clients: 100 MB.
         part_size: Bytes per part; fal's clients: 10 MB.
         read_timeout: Seconds to wait for each storage answer (and to write each body).
-        retry: How failed storage requests are retried.
-        random: Jitter source in [0, 1).
-        wall_clock: Unix seconds (token expiry is a wall-clock time).
+
+    Failed storage requests are retried by the client's ``RetryPolicy``, as idempotent calls.
     """
 
     rest_url: str = FAL_REST_URL
@@ -152,9 +142,6 @@ class StorageSettings:
     multipart_threshold: int = MULTIPART_THRESHOLD
     part_size: int = MULTIPART_PART_SIZE
     read_timeout: float = 120.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    random: Callable[[], float] = field(default=uniform_random, repr=False)
-    wall_clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rest_url", normalise_base_url(self.rest_url))
@@ -171,12 +158,14 @@ class StorageSettings:
         return cls(rest_url=url, cdn_url=url, **options)
 
 
-@dataclass(frozen=True, slots=True)
-class Uploaded:
-    """The outcome of an upload: the file's URL, and the token to reuse for the next upload."""
+class TokenCache:
+    """The upload token of a client's last upload, reused by its next one until it nearly expires (fal's clients do
+    the same: one token request per client, not per file)."""
 
-    url: str
-    token: StorageToken
+    __slots__ = ("token",)
+
+    def __init__(self) -> None:
+        self.token: StorageToken | None = None
 
 
 def storage_for(queue_base_url: str, storage_url: str | None = None, **options: Any) -> StorageSettings | None:
@@ -196,41 +185,14 @@ def storage_for(queue_base_url: str, storage_url: str | None = None, **options: 
         ValueError: ``storage_url`` is not an absolute http(s) URL, or a bad option.
     """
     if storage_url is not None:
-        if (urlsplit(storage_url).hostname or "").lower() == urlsplit(FAL_REST_URL).hostname:
+        if origin(storage_url).host == origin(FAL_REST_URL).host:
             return StorageSettings(**options)
         return StorageSettings.at(storage_url, **options)
-    if (urlsplit(queue_base_url).hostname or "").lower() in FAL_QUEUE_HOSTS:
+    if is_fal_queue(queue_base_url):
         return StorageSettings(**options)
     if is_loopback(queue_base_url):
         return StorageSettings.at(queue_base_url, **options)
     return None
-
-
-def client_storage(
-    queue_base_url: str, storage_url: str | None, environ: Mapping[str, str] | None = None, **options: Any
-) -> StorageSettings | None:
-    """A client's storage (``storage_for``), ``storage_url`` defaulting to ``FAL_KONTEXT_STORAGE_URL``.
-
-    Args:
-        queue_base_url: The client's queue base URL.
-        storage_url: The ``storage_url`` option, or None.
-        environ: The environment (default ``os.environ``).
-        **options: Other ``StorageSettings`` fields (``expires_in``, ``read_timeout``, ``retry``, ``random``).
-
-    Raises:
-        InvalidInputError: a bad ``storage_url`` or ``upload_expires_in``, named.
-    """
-    env = os.environ if environ is None else environ
-    chosen = storage_url if storage_url is not None else (env.get(ENV_STORAGE_URL) or None)
-    expires_in = options.get("expires_in")
-    try:
-        lifecycle_headers(expires_in)
-    except ValueError as err:
-        raise InvalidInputError([FieldProblem("upload_expires_in", expires_in, str(err))]) from None
-    try:
-        return storage_for(queue_base_url, chosen, **options)
-    except ValueError as err:
-        raise InvalidInputError([FieldProblem("storage_url", chosen, str(err))]) from None
 
 
 def check_upload_threshold(value: object) -> int | None:
@@ -339,19 +301,8 @@ def parse_token(answer: Answer) -> StorageToken:
     return StorageToken(token, token_type or "Bearer", base, _expiry(body.get("expires_at") if body else None))
 
 
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, (parts.hostname or "").lower(), port
-
-
 def _token_may_go_to(url: str, settings: StorageSettings) -> bool:
-    """The upload token goes to the configured storage hosts and to fal's own hosts (over https) only."""
-    origin = _origin(url)
-    if origin in (_origin(settings.rest_url), _origin(settings.cdn_url)):
-        return True
-    scheme, host, _ = origin
-    return scheme == "https" and any(host == domain or host.endswith("." + domain) for domain in _FAL_DOMAINS)
+    return token_may_go_to(url, (settings.rest_url, settings.cdn_url))
 
 
 def _checked_url(url: object, what: str, answer: Answer, settings: StorageSettings) -> str:
@@ -389,32 +340,48 @@ def _no_answer(outcome: NoAnswer, step: str, url: str) -> APIConnectionError:
     return APIConnectionError(message, reached_server=outcome.reached_server)
 
 
-def _send(request: Send, step: str, settings: StorageSettings) -> Flow[Answer]:
-    """Send ``request``, retrying failures the policy allows; returns a 2xx answer or raises the typed error."""
-    retry = 0
-    while True:
-        outcome = yield from exchange(request)
-        if isinstance(outcome, Answer) and outcome.status_code < 400:
-            return outcome
-        if isinstance(outcome, NoAnswer):
-            failure = Failure(None, {}, outcome.reached_server, outcome.certificate_rejected)
-        else:
-            failure = Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
-        retry += 1
-        # An upload creates no job: its requests are retried by the rules of the queue's idempotent reads.
-        delay = settings.retry.delay_before_retry(Operation.STATUS, retry, failure, settings.random)
-        if delay is None:
-            if isinstance(outcome, NoAnswer):
-                raise _no_answer(outcome, step, request.url)
-            raise _error(outcome, step, settings)
-        yield Sleep(delay)
+def _sent(request: Send, step: str, settings: Settings, deadline: float | None) -> Flow[Answer]:
+    """Send ``request`` (an upload creates no job: retried as an idempotent call) within ``deadline``; returns a 2xx
+    answer or raises the typed error."""
+    storage = storage_of(settings)
+    if deadline is not None:
+        left = max(0.0, deadline - settings.clock())
+        request = replace(
+            request, read_timeout=left if request.read_timeout is None else min(request.read_timeout, left)
+        )
+    sent = yield from send(request, settings.pacing, idempotent=True, deadline=deadline)
+    outcome = sent.outcome
+    if isinstance(outcome, NoAnswer):
+        raise _no_answer(outcome, step, request.url)
+    if outcome.status_code >= 400:
+        raise _error(outcome, step, storage)
+    return outcome
 
 
-def _token(settings: StorageSettings, authorization: str | None, cached: StorageToken | None) -> Flow[StorageToken]:
-    if cached is not None and cached.usable(settings.wall_clock()):
+def storage_of(settings: Settings) -> StorageSettings:
+    """The client's storage. Raises ``InvalidInputError`` naming ``storage_url`` when it knows none."""
+    if settings.storage is None:
+        raise InvalidInputError(
+            [
+                FieldProblem(
+                    "storage_url",
+                    None,
+                    f"no fal storage is known for {settings.base_url} (an aggregator may not proxy it); pass "
+                    "storage_url= (or set FAL_KONTEXT_STORAGE_URL), or send the file as a public URL or data URI",
+                )
+            ]
+        )
+    return settings.storage
+
+
+def _token(settings: Settings, deadline: float | None) -> Flow[StorageToken]:
+    cached = settings.storage_tokens.token
+    if cached is not None and cached.usable(settings.wall()):
         return cached
-    answer = yield from _send(token_request(settings, authorization), "token", settings)
-    return parse_token(answer)
+    authorization = settings.authorization()
+    answer = yield from _sent(token_request(storage_of(settings), authorization), "token", settings, deadline)
+    token = settings.storage_tokens.token = parse_token(answer)
+    return token
 
 
 def _file_headers(file: LocalFile, token: StorageToken, settings: StorageSettings) -> dict[str, str]:
@@ -428,41 +395,34 @@ def _file_headers(file: LocalFile, token: StorageToken, settings: StorageSetting
     }
 
 
-def upload_flow(
-    file: LocalFile, settings: StorageSettings, *, authorization: str | None, token: StorageToken | None = None
-) -> Flow[Uploaded]:
-    """Upload ``file`` to fal storage; returns ``Uploaded`` (the file's URL and the token, to reuse).
+def upload_flow(file: LocalFile, settings: Settings, deadline: float | None = None) -> Flow[str]:
+    """Upload ``file`` to the client's fal storage (``settings.storage``); returns the file's URL.
 
-    Args:
-        file: What to upload.
-        settings: Where and how.
-        authorization: The ``Authorization`` value with the API key (``Key <key>``), for the token request only.
-        token: A token from an earlier upload; a new one is asked for if it is None or about to expire.
+    The token of the client's last upload is reused while it is valid (``settings.storage_tokens``); the API key
+    (``settings.authorization``) goes to the token request only. Every request ends by ``deadline`` (a time on
+    ``settings.clock``), if one is given.
 
     Raises:
+        InvalidInputError: the client knows no storage (``storage_url=``). MissingCredentialsError: no key.
         AuthenticationError: the key was refused. NotFoundError: the storage URL offers no fal storage.
         APIError: a storage request failed after the retries the policy allows.
         UnexpectedResponseError: an answer is not what fal's protocol says.
     """
-    token = yield from _token(settings, authorization, token)
-    if len(file.data) <= settings.multipart_threshold:
-        request = Send(
-            "POST",
-            f"{settings.cdn_url}/files/upload",
-            _file_headers(file, token, settings),
-            file.data,
-            settings.read_timeout,
-        )
-        answer = yield from _send(request, "upload", settings)
-        body = _json_object(answer)
-        return Uploaded(_checked_url(body.get("access_url") if body else None, "upload", answer, settings), token)
-    return (yield from _multipart(file, settings, authorization, token))
+    storage = storage_of(settings)
+    token = yield from _token(settings, deadline)
+    if len(file.data) > storage.multipart_threshold:
+        return (yield from _multipart(file, settings, token, deadline))
+    request = Send(
+        "POST", f"{storage.cdn_url}/files/upload", _file_headers(file, token, storage), file.data, storage.read_timeout
+    )
+    answer = yield from _sent(request, "upload", settings, deadline)
+    body = _json_object(answer)
+    return _checked_url(body.get("access_url") if body else None, "upload", answer, storage)
 
 
-def _multipart(
-    file: LocalFile, settings: StorageSettings, authorization: str | None, token: StorageToken
-) -> Flow[Uploaded]:
-    if not _token_may_go_to(token.base_url, settings):
+def _multipart(file: LocalFile, settings: Settings, token: StorageToken, deadline: float | None) -> Flow[str]:
+    storage = storage_of(settings)
+    if not _token_may_go_to(token.base_url, storage):
         raise UnexpectedResponseError(
             f"fal storage: the token's base_url {token.base_url!r} is neither the configured storage host nor fal's; "
             "the upload token is not sent there"
@@ -470,121 +430,39 @@ def _multipart(
     start = Send(
         "POST",
         f"{token.base_url}/files/upload/multipart",
-        _file_headers(file, token, settings),
+        _file_headers(file, token, storage),
         b"",
-        settings.read_timeout,
+        storage.read_timeout,
     )
-    answer = yield from _send(start, "multipart start", settings)
+    answer = yield from _sent(start, "multipart start", settings, deadline)
     body = _json_object(answer)
     upload_id = body.get("uploadId") if body else None
     if not isinstance(upload_id, str) or not upload_id:
         raise _unexpected("the multipart start answer has no uploadId", answer)
-    access_url = _checked_url(body.get("access_url") if body else None, "multipart start", answer, settings)
+    access_url = _checked_url(body.get("access_url") if body else None, "multipart start", answer, storage)
     parts: list[dict[str, object]] = []
     view = memoryview(file.data)
-    for number, offset in enumerate(range(0, len(file.data), settings.part_size), start=1):
-        token = yield from _token(settings, authorization, token)
+    for number, offset in enumerate(range(0, len(file.data), storage.part_size), start=1):
+        token = yield from _token(settings, deadline)
         headers = {
             "Authorization": token.authorization,
             "Content-Type": file.content_type,
             "Accept-Encoding": "identity",  # as fal_client: keeps the ETag header intact
         }
-        chunk = bytes(view[offset : offset + settings.part_size])
-        part = Send("PUT", f"{access_url}/multipart/{upload_id}/{number}", headers, chunk, settings.read_timeout)
-        answer = yield from _send(part, f"part {number}", settings)
-        etag = {k.lower(): v for k, v in answer.headers.items()}.get("etag")
+        chunk = bytes(view[offset : offset + storage.part_size])
+        part = Send("PUT", f"{access_url}/multipart/{upload_id}/{number}", headers, chunk, storage.read_timeout)
+        answer = yield from _sent(part, f"part {number}", settings, deadline)
+        etag = lower_headers(answer.headers).get("etag")
         if not etag:
             raise _unexpected(f"part {number} was answered without an ETag", answer)
         parts.append({"partNumber": number, "etag": etag})
-    token = yield from _token(settings, authorization, token)
+    token = yield from _token(settings, deadline)
     complete = Send(
         "POST",
         f"{access_url}/multipart/{upload_id}/complete",
         {"Authorization": token.authorization, "Content-Type": "application/json", "Accept": "application/json"},
         json.dumps({"parts": parts}).encode("utf-8"),
-        settings.read_timeout,
+        storage.read_timeout,
     )
-    yield from _send(complete, "multipart completion", settings)
-    return Uploaded(access_url, token)
-
-
-# --- local inputs: inline or upload -------------------------------------------------------------------------------
-
-# Stands for an image to upload while the input is checked; RFC 2606 reserves ``.invalid``, and the stand-in is
-# replaced by the uploaded file's URL before anything is submitted.
-_STAND_IN = "https://upload.invalid/"
-
-
-@dataclass(frozen=True, slots=True)
-class PendingUpload:
-    """A local input image to upload before the input is sent.
-
-    Attributes:
-        stand_in: The placeholder URL standing for it in the input until it is uploaded.
-        file: The image.
-    """
-
-    stand_in: str
-    file: LocalFile
-
-
-def prepare_image(
-    source: ImageSource,
-    *,
-    field: str,
-    storage_available: bool,
-    upload_threshold: int | None,
-    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
-) -> str | PendingUpload:
-    """The value of one image field: a URL or data URI as is, a small local image inlined, a large one to upload.
-
-    Args:
-        source: A URL, a data URI, a local path, bytes or a PIL image.
-        field: The field (``image_url``, ``image_urls[1]``), for messages and the stand-in.
-        storage_available: Whether the client knows where fal storage is (``storage_for``).
-        upload_threshold: Upload local images larger than this; None inlines them all.
-        max_image_bytes: Largest image inlined when it is not uploaded.
-
-    Raises:
-        InvalidInputError: a missing file, bytes that are not an image, or an image too large to inline.
-    """
-    if is_url(source):
-        assert isinstance(source, str)
-        return source
-    size = local_size(source)
-    uploads = should_upload(size or 0, threshold=upload_threshold, storage_available=storage_available)
-    if size is not None and size > max_image_bytes and not uploads:  # refused before reading the file
-        raise too_large(field, f"<{size} bytes>" if isinstance(source, bytes) else str(source), size, max_image_bytes)
-    file = read_local(source, field=field)
-    if should_upload(len(file.data), threshold=upload_threshold, storage_available=storage_available):
-        return PendingUpload(f"{_STAND_IN}{quote(field)}/{quote(file.file_name)}", file)
-    return inline(file, field=field, max_bytes=max_image_bytes)
-
-
-def _replaced(value: object, urls: Mapping[str, str]) -> object:
-    if isinstance(value, str):
-        return urls.get(value, value)
-    if isinstance(value, (list, tuple)):
-        return [_replaced(item, urls) for item in value]
-    return value
-
-
-def upload_pending_flow(
-    fields: Mapping[str, object],
-    pending: list[PendingUpload],
-    settings: StorageSettings,
-    *,
-    authorization: str | None,
-    token: StorageToken | None = None,
-) -> Flow[tuple[dict[str, object], StorageToken | None]]:
-    """Upload each pending image, one after another, and put its URL where its stand-in is in ``fields``.
-
-    Returns the fields with every stand-in replaced, and the last token (to reuse). Raises what ``upload_flow``
-    raises; nothing is submitted then.
-    """
-    urls: dict[str, str] = {}
-    for upload in pending:
-        uploaded = yield from upload_flow(upload.file, settings, authorization=authorization, token=token)
-        token = uploaded.token
-        urls[upload.stand_in] = uploaded.url
-    return {name: _replaced(value, urls) for name, value in fields.items()}, token
+    yield from _sent(complete, "multipart completion", settings, deadline)
+    return access_url

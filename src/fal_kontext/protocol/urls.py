@@ -14,56 +14,13 @@ makes the spec's path land exactly on it. The rules:
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from urllib.parse import quote, urlsplit
 
-from .spec import operation_path
+from fal_kontext.spec import operation_path
 
-__all__ = [
-    "FAL_QUEUE_HOSTS",
-    "FAL_QUEUE_URL",
-    "base_for_returned_url",
-    "is_loopback",
-    "normalise_base_url",
-    "operation_url",
-]
+from .hosts import is_fal_queue, origin
 
-FAL_QUEUE_URL = "https://queue.fal.run"
-# queue.falrun.com is fal's documented backup queue host (fal-protocol.md §2.1).
-FAL_QUEUE_HOSTS = frozenset({"queue.fal.run", "queue.falrun.com"})
-
-
-def is_loopback(url: str) -> bool:
-    """Whether ``url`` is on this machine (``localhost`` or a loopback address): the emulator, which serves fal's
-    storage and request list under its base URL (docs/emulator.md)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def normalise_base_url(url: str) -> str:
-    """``url`` without a trailing slash; raises ValueError unless it is an absolute http(s) URL without query."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"base URL {url!r} is not an absolute http(s) URL, e.g. https://queue.fal.run")
-    if parts.query or parts.fragment:
-        raise ValueError(f"base URL {url!r} must not have a query or fragment")
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, f"{(parts.hostname or '').lower()}:{port}"
-
-
-# The configured bases are few and asked about on every submit; returned URLs are new each time, so not cached.
-_base_origin = functools.lru_cache(maxsize=32)(_origin)
+__all__ = ["base_for_returned_url", "operation_url"]
 
 
 def operation_url(base_url: str, operation_id: str, app: str, request_id: str) -> str:
@@ -109,8 +66,8 @@ def base_for_returned_url(
     path = parts.path.rstrip("/")
     if not path.endswith(expected):
         return configured_base, f"{returned_url!r} does not end with the spec's path {expected}"
-    if _base_origin(configured_base) != _origin(returned_url):
-        if (parts.hostname or "").lower() in FAL_QUEUE_HOSTS:
+    if origin(configured_base) != origin(returned_url):
+        if is_fal_queue(returned_url):
             return configured_base, f"rewrote fal's host in {returned_url!r} to the configured base"
         return configured_base, f"{returned_url!r} is on another host; the key is only sent to the configured base"
     return f"{parts.scheme}://{parts.netloc}{path[: -len(expected)]}", None

@@ -20,29 +20,25 @@ any other base URL, ``<base>/sync`` (the emulator's layout, our choice); ``sync_
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
 
-from .commands import Answer, Flow, NoAnswer, Send, Sleep, exchange
-from .errors import (
+from fal_kontext.errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     DirectUnavailableError,
-    FieldProblem,
-    InvalidInputError,
     UnexpectedResponseError,
-    error_from_status,
 )
-from .retry import Failure, Operation, RetryPolicy
-from .spec import spec
-from .urls import FAL_QUEUE_HOSTS, normalise_base_url
+from fal_kontext.spec import spec
+
+from .answers import error_from_status, lower_headers
+from .commands import Answer, Flow, NoAnswer, Send
+from .hosts import FAL_SYNC_URL, is_fal_queue, normalise_base_url
+from .send import Pacing, send
 
 __all__ = [
-    "FAL_SYNC_URL",
     "DirectAnswer",
     "DirectCall",
     "direct_base_url",
@@ -52,8 +48,6 @@ __all__ = [
 T = TypeVar("T")
 OutputT = TypeVar("OutputT")
 
-FAL_SYNC_URL = "https://fal.run"
-ENV_SYNC_URL = "FAL_KONTEXT_SYNC_URL"
 # Ours: the path prefix under which a non-fal base URL (the emulator) serves the synchronous endpoint.
 DIRECT_PREFIX = "/sync"
 
@@ -77,24 +71,19 @@ def _spec_sync_server() -> str:
     return str(server) if isinstance(server, str) and server else FAL_SYNC_URL
 
 
-def direct_base_url(queue_base_url: str, sync_url: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+def direct_base_url(queue_base_url: str, sync_url: str | None = None) -> str:
     """The base URL of the synchronous endpoint for a client whose queue base URL is ``queue_base_url``.
 
-    ``sync_url`` if given (else ``FAL_KONTEXT_SYNC_URL``); fal's synchronous host (the spec's
-    ``x-fal-sync.server``) when the queue base is fal's queue host; else ``<queue base>/sync``, where the emulator
-    serves it (an aggregator may not: see ``DirectUnavailableError``).
+    ``sync_url`` if given; fal's synchronous host (the spec's ``x-fal-sync.server``) when the queue base is fal's
+    queue host; else ``<queue base>/sync``, where the emulator serves it (an aggregator may not: see
+    ``DirectUnavailableError``).
 
     Raises:
-        InvalidInputError: ``sync_url`` is not an absolute http(s) URL.
+        ValueError: ``sync_url`` is not an absolute http(s) URL.
     """
-    env = os.environ if environ is None else environ
-    chosen = sync_url if sync_url is not None else (env.get(ENV_SYNC_URL) or None)
-    if chosen is not None:
-        try:
-            return normalise_base_url(chosen)
-        except ValueError as err:
-            raise InvalidInputError([FieldProblem("sync_url", chosen, str(err))]) from None
-    if (urlsplit(queue_base_url).hostname or "").lower() in FAL_QUEUE_HOSTS:
+    if sync_url is not None:
+        return normalise_base_url(sync_url)
+    if is_fal_queue(queue_base_url):
         return normalise_base_url(_spec_sync_server())
     return normalise_base_url(queue_base_url) + DIRECT_PREFIX
 
@@ -156,7 +145,7 @@ def _error(answer: Answer, request_id: str | None, url: str) -> APIStatusError:
             status_code=answer.status_code,
             request_id=request_id,
             body=answer.content.decode("utf-8", "replace")[:500],
-            headers={k.lower(): v for k, v in answer.headers.items()},
+            headers=lower_headers(answer.headers),
         )
     return error_from_status(answer.status_code, answer.headers, answer.content, request_id)
 
@@ -176,20 +165,14 @@ def _parsed(answer: Answer, parse: Callable[[Mapping[str, Any]], T], request_id:
     )
 
 
-def direct_flow(
-    request: Send,
-    parse: Callable[[Mapping[str, Any]], T],
-    *,
-    retry: RetryPolicy,
-    random: Callable[[], float],
-) -> Flow[DirectAnswer[T]]:
+def direct_flow(request: Send, parse: Callable[[Mapping[str, Any]], T], *, pacing: Pacing) -> Flow[DirectAnswer[T]]:
     """Send the synchronous request and parse its output; returns ``DirectAnswer``.
 
     Args:
         request: From ``DirectCall.request``.
         parse: The endpoint's generated output model's ``from_dict``.
-        retry: The retry policy; only a request that certainly never ran is sent again.
-        random: Jitter source in [0, 1).
+        pacing: The retry policy and its clock; the request may start a paid run, so it is sent again only when it
+            certainly never ran (not sent, or refused with 429).
 
     Raises:
         DirectUnavailableError: the server has no synchronous endpoint (404/405).
@@ -197,21 +180,10 @@ def direct_flow(
         APIConnectionError: no answer (``APITimeoutError`` after ``run_timeout``).
         UnexpectedResponseError: a 2xx answer that is not the endpoint's output.
     """
-    attempt = 0
-    while True:
-        outcome = yield from exchange(request)
-        if isinstance(outcome, Answer):
-            request_id = {k.lower(): v for k, v in outcome.headers.items()}.get("x-fal-request-id")
-            if outcome.status_code < 400:
-                return DirectAnswer(request_id, _parsed(outcome, parse, request_id))
-            failure = Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
-        else:
-            failure = Failure(None, {}, outcome.reached_server, outcome.certificate_rejected)
-        attempt += 1
-        # The queue submit's rule: resent only when it cannot have run (not sent, or refused with 429).
-        delay = retry.delay_before_retry(Operation.SUBMIT, attempt, failure, random)
-        if delay is None:
-            if isinstance(outcome, NoAnswer):
-                raise _no_answer(outcome, request.url)
-            raise _error(outcome, request_id, request.url)
-        yield Sleep(delay)
+    outcome = (yield from send(request, pacing, idempotent=False)).outcome
+    if isinstance(outcome, NoAnswer):
+        raise _no_answer(outcome, request.url)
+    request_id = lower_headers(outcome.headers).get("x-fal-request-id")
+    if outcome.status_code >= 400:
+        raise _error(outcome, request_id, request.url)
+    return DirectAnswer(request_id, _parsed(outcome, parse, request_id))

@@ -1,7 +1,8 @@
 """Input checks before anything is sent, read from the spec: types, enums, ranges, required fields, unknown fields.
 
-The ranges and enums come from ``fal_kontext_api/openapi.json`` (the generated package's copy of the spec); the
-valid input is then built with the generated model's ``from_dict``.
+The ranges and enums come from ``fal_kontext_api/openapi.json`` (the generated package's copy of the spec). An input
+is checked once, into the JSON object sent (``check_input``); the generated model is built from it at the submit
+(``input_model``).
 """
 
 from __future__ import annotations
@@ -19,18 +20,18 @@ from urllib.parse import urlsplit
 from fal_kontext_api import models
 from fal_kontext_api.models import QueuePriority
 
-from .endpoints import Endpoint, choose_endpoint
-from .errors import FieldProblem, InvalidInputError
-from .files import DEFAULT_MAX_IMAGE_BYTES, ImageSource, image_source_to_url
-from .spec import parameter_schema, resolved_schema
+from fal_kontext.endpoints import Endpoint, choose_endpoint
+from fal_kontext.errors import FieldProblem, InvalidInputError
+from fal_kontext.spec import parameter_schema, resolved_schema
 
 __all__ = [
     "EditInput",
     "build_edit_input",
-    "build_input",
     "build_text_to_image_input",
+    "check_input",
     "check_schema",
     "check_submit_options",
+    "input_model",
 ]
 
 
@@ -192,8 +193,9 @@ def check_schema(schema_name: str, data: Mapping[str, object], *, endpoint: str 
     return problems
 
 
-def build_input(endpoint: Endpoint, data: Mapping[str, object] | EditInput) -> EditInput:
-    """The generated input model for ``endpoint``, after checking ``data`` against the spec.
+def check_input(endpoint: Endpoint, data: Mapping[str, object] | EditInput) -> dict[str, Any]:
+    """``data`` checked against ``endpoint``'s input schema: the JSON object to send (enums as their values, tuples
+    as lists, None left out).
 
     Args:
         endpoint: Where the input goes (decides ``image_url`` vs ``image_urls``).
@@ -212,30 +214,26 @@ def build_input(endpoint: Endpoint, data: Mapping[str, object] | EditInput) -> E
     problems = check_schema(endpoint.input_schema, fields, endpoint=endpoint.value)
     if problems:
         raise InvalidInputError(problems, endpoint=endpoint.value)
-    cleaned = {
+    return {
         key: (list(value) if isinstance(value, tuple) else value) for key, value in fields.items() if value is not None
     }
-    # The generated model named by the spec's input schema.
-    return cast(EditInput, getattr(models, endpoint.input_schema).from_dict(cleaned))
 
 
 def build_edit_input(
     prompt: str,
     *,
-    image: ImageSource | None = None,
-    images: Sequence[ImageSource] | None = None,
+    image: str | None = None,
+    images: Sequence[str] | None = None,
     model: str = "pro",
-    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     **options: object,
-) -> tuple[Endpoint, EditInput]:
+) -> tuple[Endpoint, dict[str, Any]]:
     """The endpoint and checked input for an edit: one ``image`` picks the single endpoint, ``images`` the multi one.
 
     Args:
         prompt: What to change.
-        image: One input image: URL, data URI, local path, bytes or PIL image.
+        image: One input image: a URL or a data URI (local files are read first, ``verbs``).
         images: Several input images (the multi endpoint), same kinds.
         model: ``"pro"`` or ``"max"``.
-        max_image_bytes: Largest local image inlined as a data URI.
         **options: Other input fields (``aspect_ratio``, ``seed``, ``num_images``, ``output_format``, ...).
 
     Raises:
@@ -257,16 +255,13 @@ def build_edit_input(
     endpoint = choose_endpoint(model, family="multi-edit" if images is not None else "edit")
     fields: dict[str, object] = {"prompt": prompt, **options}
     if images is not None:
-        fields["image_urls"] = [
-            image_source_to_url(source, field=f"image_urls[{index}]", max_bytes=max_image_bytes)
-            for index, source in enumerate(images)
-        ]
+        fields["image_urls"] = list(images)
     elif image is not None:
-        fields["image_url"] = image_source_to_url(image, field="image_url", max_bytes=max_image_bytes)
-    return endpoint, build_input(endpoint, fields)
+        fields["image_url"] = image
+    return endpoint, check_input(endpoint, fields)
 
 
-def build_text_to_image_input(prompt: str, *, model: str = "pro", **options: object) -> tuple[Endpoint, EditInput]:
+def build_text_to_image_input(prompt: str, *, model: str = "pro", **options: object) -> tuple[Endpoint, dict[str, Any]]:
     """The text-to-image endpoint of ``model`` and its checked input: a prompt and options, no input image.
 
     Raises:
@@ -278,7 +273,7 @@ def build_text_to_image_input(prompt: str, *, model: str = "pro", **options: obj
                 [FieldProblem(name, options[name], "text-to-image takes no input image; use edit() to edit one")]
             )
     endpoint = choose_endpoint(model, family="text-to-image")
-    return endpoint, build_input(endpoint, {"prompt": prompt, **options})
+    return endpoint, check_input(endpoint, {"prompt": prompt, **options})
 
 
 def check_submit_options(
@@ -326,3 +321,8 @@ def check_submit_options(
     if problems:
         raise InvalidInputError(problems)
     return result
+
+
+def input_model(endpoint: Endpoint, fields: Mapping[str, Any]) -> EditInput:
+    """The generated input model of ``endpoint`` for checked ``fields`` (``check_input``'s), not checked again."""
+    return cast(EditInput, getattr(models, endpoint.input_schema).from_dict(dict(fields)))

@@ -43,21 +43,22 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from .commands import INTERRUPTS, Answer, HttpGet, NoAnswer, Sleep
-from .errors import SubmitOutcomeUnknownError
-from .retry import parse_retry_after
-from .urls import FAL_QUEUE_HOSTS, is_loopback
+from fal_kontext.errors import SubmitOutcomeUnknownError
+from fal_kontext.retry import RetryPolicy, parse_retry_after
+
+from .answers import lower_headers
+from .commands import INTERRUPTS, Answer, Flow, HttpGet, NoAnswer, Sleep, perform
+from .hosts import FAL_API_URL, may_send_key, requests_list_base
+from .send import Pacing, send
 
 __all__ = [
     "DECISIONS",
     "DEFAULT_RECOVERY",
-    "FAL_API_URL",
     "REQUESTS_PATH",
     "Action",
     "Decision",
@@ -80,14 +81,12 @@ __all__ = [
     "held_request_id",
     "lookup_flow",
     "match_requests",
-    "may_send_key",
     "parse_page",
     "recover_flow",
     "requests_list_url",
 ]
 
-# fal's Platform API host and the request-list path (https://fal.ai/docs/platform-apis/v1/models/requests/by-endpoint).
-FAL_API_URL = "https://api.fal.ai"
+# The request-list path on fal's Platform API (https://fal.ai/docs/platform-apis/v1/models/requests/by-endpoint).
 REQUESTS_PATH = "/v1/models/requests/by-endpoint"
 # The largest page the request list allows (its "limit": 1 to 100, default 50; same reference as above).
 _MAX_PAGE = 100
@@ -244,32 +243,6 @@ def held_request_id(attempt: SubmitAttempt) -> str | None:
 # --- where the request list is, and who may get the key --------------------------------------------------------
 
 
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, (parts.hostname or "").lower(), port
-
-
-def _list_base(configured_base: str) -> str | None:
-    """Where the request list is for a configured queue base: fal's API host for fal's queue, the base itself for a
-    loopback emulator (which serves the list, docs/emulator.md), else nowhere known (no aggregator documents it)."""
-    _, host, _ = _origin(configured_base)
-    if host in FAL_QUEUE_HOSTS:
-        return FAL_API_URL
-    if is_loopback(configured_base):
-        return configured_base
-    return None
-
-
-def may_send_key(url: str, configured_base: str) -> bool:
-    """Whether the key may be sent to ``url`` for a lookup: only fal's API host (when the base is fal's queue) or the
-    configured base's own origin (which gets the key anyway)."""
-    target = _origin(url)
-    if target == _origin(configured_base):
-        return True
-    return target == _origin(FAL_API_URL) and _origin(configured_base)[1] in FAL_QUEUE_HOSTS
-
-
 def requests_list_url(configured_base: str, auth_scheme: str, override: str | None = None) -> tuple[str | None, str]:
     """The request-list URL for this client, or None, and the reason in words.
 
@@ -291,7 +264,7 @@ def requests_list_url(configured_base: str, auth_scheme: str, override: str | No
                 f"base URL's own origin {configured_base!r}: the key is never sent to another host"
             )
     else:
-        found = _list_base(configured_base)
+        found = requests_list_base(configured_base)
         if found is None:
             return None, "this base URL offers no known request list (fal's is at api.fal.ai, for fal's queue)"
         base = found
@@ -453,8 +426,14 @@ class RecoveryPolicy:
             is sent again. fal does not say how soon a request is listed, so this is a bet; None never resends.
         timeout: Seconds a lookup may take in all; then it gives up (the error says the job may exist). Our
             default leaves 90 s after ``absent_after`` for the reading that proves absence: with hundreds of
-            requests in the window that reading is many pages, each of which may need asking again.
+            requests in the window that reading is many pages, each of which may need asking again. The call's own
+            ``timeout=`` bounds the lookup too: it ends at whichever comes first.
         interval: Seconds between two readings of the list.
+        outage_after: The request list failing this many times in a row (a 5xx, 408 or 429, no answer, a timeout),
+            after the submit itself failed, is taken as an outage of fal or of the proxy: the lookup gives up at
+            once, with that reason, rather than spend its whole ``timeout``. None never gives up early. Ours: with 5,
+            a list that fails one request in five still gets through (a run of five failures happens about once in
+            3,000 requests), and an outage is recognised after four pauses of ``interval`` (8 s by default).
         clock_skew: Seconds this machine's clock may be ahead of fal's: the window starts this long before sending.
         page_size: Items per page (fal: 1 to 100).
         requests_base_url: Ask the request list here instead (fal's API host or the base URL's own origin only).
@@ -467,6 +446,7 @@ class RecoveryPolicy:
     absent_after: float | None = 60.0
     timeout: float = 150.0
     interval: float = 2.0
+    outage_after: int | None = 5
     clock_skew: float = 60.0
     page_size: int = 50
     requests_base_url: str | None = None
@@ -483,6 +463,12 @@ class RecoveryPolicy:
             raise ValueError(
                 f"RecoveryPolicy.absent_after must be None or >= 0 and less than timeout ({self.timeout:g}), "
                 f"not {self.absent_after!r}"
+            )
+        if self.outage_after is not None and (
+            not isinstance(self.outage_after, int) or isinstance(self.outage_after, bool) or self.outage_after < 1
+        ):
+            raise ValueError(
+                f"RecoveryPolicy.outage_after must be None or a whole number >= 1, not {self.outage_after!r}"
             )
         if not isinstance(self.page_size, int) or not 1 <= self.page_size <= _MAX_PAGE:
             raise ValueError(f"RecoveryPolicy.page_size must be an integer from 1 to {_MAX_PAGE}")
@@ -566,9 +552,6 @@ def conclude(result: LookupResult, *, may_resend: bool) -> Action:
     return Action.RAISE_UNKNOWN
 
 
-LookupFlow = Generator[HttpGet | Sleep, Answer | NoAnswer | None, LookupResult]
-
-
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -589,27 +572,58 @@ def _query(query: JobQuery, policy: RecoveryPolicy, cursor: str | None) -> tuple
 
 @dataclass(frozen=True, slots=True)
 class _Listing:
-    """A full reading of the list (``items``), or why it failed: ``final`` when asking again cannot help."""
+    """A full reading of the list (``items``), or why it failed: ``final`` when asking again cannot help, ``down``
+    when the list failed ``outage_after`` times in a row."""
 
     items: tuple[ListedRequest, ...] = ()
     failure: str | None = None
     final: bool = False
+    down: bool = False
     wait: float | None = None
 
 
 _MAX_PAGES = 50
+# Statuses of the request list that are asked again: it creates nothing, so every transient failure is retried.
+_TRANSIENT = frozenset({408, 429, *range(500, 600)})
 
 
-def _read_page(  # noqa: PLR0913 - what to ask, where, and until when: each a keyword past the query
-    url: str,
-    query: JobQuery,
-    policy: RecoveryPolicy,
-    *,
-    cursor: str | None,
-    clock: Callable[[], float],
-    deadline: float,
-) -> Generator[HttpGet | Sleep, Answer | NoAnswer | None, Answer | _Listing]:
-    """One page's answer, asked again after a transient failure (honouring Retry-After) until ``deadline``; a
+class _Lookup:
+    """One lookup's pacing: its deadline, and the list's failures in a row so far (``outage_after``)."""
+
+    def __init__(
+        self, policy: RecoveryPolicy, random: Callable[[], float], clock: Callable[[], float], deadline: float
+    ):
+        self.policy = policy
+        self.clock = clock
+        self.deadline = deadline
+        self.failures_in_a_row = 0
+        # Each failed page is asked again in place after ``interval`` (or the answer's Retry-After, honoured up to
+        # the lookup's timeout), until the deadline or the outage rule ends it.
+        retry = RetryPolicy(
+            max_retries=1,
+            initial_delay=policy.interval,
+            max_delay=policy.interval,
+            jitter=0.0,
+            max_retry_after=policy.timeout,
+            retry_statuses=_TRANSIENT,
+        )
+        self.pacing = Pacing(retry, random, clock)
+
+    def retries_left(self) -> int | None:
+        """Retries allowed before the next failure makes an outage, or None (until the deadline)."""
+        if self.policy.outage_after is None:
+            return None
+        return max(0, self.policy.outage_after - self.failures_in_a_row - 1)
+
+
+def _failure_text(outcome: Answer | NoAnswer) -> str:
+    if isinstance(outcome, NoAnswer):
+        return f"the request list did not answer ({outcome.error})"
+    return f"the request list answered HTTP {outcome.status_code}"
+
+
+def _read_page(url: str, query: JobQuery, lookup: _Lookup, cursor: str | None) -> Flow[Answer | _Listing]:
+    """One page's answer, asked again after a transient failure until the lookup's deadline or an outage; a
     ``_Listing`` with the failure when it cannot be had.
 
     Ours: a failed page is asked again in place, keeping the pages already read, rather than failing the whole
@@ -617,37 +631,35 @@ def _read_page(  # noqa: PLR0913 - what to ask, where, and until when: each a ke
     the reading, a list answering 20% of calls with transient faults would rarely be read whole (0.8^10 for ten
     pages) and the lookup would end UNKNOWN for a job it could have found (the fault soak, docs/benchmarks.md §5).
     """
-    failure = "the lookup's time ran out while reading the list"
-    wait: float | None = None
-    while True:
-        remaining = deadline - clock()
-        if remaining <= 0:
-            return _Listing(failure=failure, wait=wait)
-        outcome = yield HttpGet(url, _query(query, policy, cursor), remaining)
-        wait = None
-        if isinstance(outcome, NoAnswer) and outcome.certificate_rejected:
-            return _Listing(failure=f"the request list could not be asked ({outcome.error})", final=True)
-        if not isinstance(outcome, Answer):
-            what = outcome.error if isinstance(outcome, NoAnswer) else "no answer"
-            failure = f"the request list did not answer ({what})"
-        elif outcome.status_code in (408, 429) or outcome.status_code >= 500:
-            wait = parse_retry_after({k.lower(): v for k, v in outcome.headers.items()})
-            failure = f"the request list answered HTTP {outcome.status_code}"
-        else:
-            return outcome
-        pause = min(max(policy.interval, wait or 0.0), deadline - clock())
-        if pause <= 0:
-            return _Listing(failure=failure, wait=wait)
-        yield Sleep(pause)
+    remaining = lookup.deadline - lookup.clock()
+    if remaining <= 0:
+        return _Listing(failure="the lookup's time ran out while reading the list")
+    left = lookup.retries_left()
+    pacing = lookup.pacing
+    if left is not None:
+        pacing = replace(pacing, retry=replace(pacing.retry, max_retries=left))
+    request = HttpGet(url, _query(query, lookup.policy, cursor), remaining)
+    sent = yield from send(request, pacing, idempotent=True, deadline=lookup.deadline, until_deadline=left is None)
+    outcome = sent.outcome
+    if isinstance(outcome, Answer) and outcome.status_code not in _TRANSIENT:
+        lookup.failures_in_a_row = 0
+        return outcome
+    if isinstance(outcome, NoAnswer) and outcome.certificate_rejected:
+        return _Listing(failure=f"the request list could not be asked ({outcome.error})", final=True)
+    lookup.failures_in_a_row += sent.attempts
+    wait = parse_retry_after(lower_headers(outcome.headers)) if isinstance(outcome, Answer) else None
+    outage_after = lookup.policy.outage_after
+    if not sent.out_of_time and outage_after is not None and lookup.failures_in_a_row >= outage_after:
+        why = f"{_failure_text(outcome)}, {lookup.failures_in_a_row} times in a row: fal or the proxy looks down"
+        return _Listing(failure=why, down=True, wait=wait)
+    return _Listing(failure=_failure_text(outcome), wait=wait)
 
 
-def _read_list(
-    url: str, query: JobQuery, policy: RecoveryPolicy, clock: Callable[[], float], deadline: float
-) -> Generator[HttpGet | Sleep, Answer | NoAnswer | None, _Listing]:
+def _read_list(url: str, query: JobQuery, lookup: _Lookup) -> Flow[_Listing]:
     items: list[ListedRequest] = []
     cursor: str | None = None
     for _ in range(_MAX_PAGES):
-        outcome = yield from _read_page(url, query, policy, cursor=cursor, clock=clock, deadline=deadline)
+        outcome = yield from _read_page(url, query, lookup, cursor)
         if isinstance(outcome, _Listing):
             return outcome
         code = outcome.status_code
@@ -680,27 +692,41 @@ def _judge(found: Matches, *, settled: bool, absent_after: float | None) -> Look
     return None
 
 
-def lookup_flow(url: str, query: JobQuery, policy: RecoveryPolicy, clock: Callable[[], float]) -> LookupFlow:
-    """Search the request list at ``url`` for ``query``'s job until a verdict or ``policy.timeout``.
+def lookup_flow(  # noqa: PLR0913 - what to look for, where, how and until when: each a keyword past the query
+    url: str,
+    query: JobQuery,
+    policy: RecoveryPolicy,
+    clock: Callable[[], float],
+    *,
+    random: Callable[[], float],
+    deadline: float | None = None,
+) -> Flow[LookupResult]:
+    """Search the request list at ``url`` for ``query``'s job until a verdict, ``policy.timeout`` or ``deadline``.
 
-    Yields ``HttpGet`` (outcome ``Answer``/``NoAnswer``) and ``Sleep``; returns the ``LookupResult``. Every reading
-    goes through every page (``cursor``), so "several match" is seen. ``clock`` is monotonic seconds.
+    Yields ``HttpGet`` and ``Sleep``; returns the ``LookupResult``. Every reading goes through every page
+    (``cursor``), so "several match" is seen. ``clock`` is monotonic seconds, ``deadline`` a time on it (the
+    call's own timeout): the lookup ends at it with ``UNKNOWN``. The list failing ``policy.outage_after`` times in
+    a row ends it at once with ``UNKNOWN`` too, saying so.
     """
     start = clock()
-    deadline = start + policy.timeout
+    bound = start + policy.timeout
+    lookup = _Lookup(policy, random, clock, bound if deadline is None else min(bound, deadline))
+    within = f"within {policy.timeout:g} s" if lookup.deadline == bound else "before the call's timeout"
     last_failure = "the job was not listed"
     last_candidates: tuple[str, ...] = ()
     while True:
         reading_started = clock()
-        if reading_started >= deadline:
+        if reading_started >= lookup.deadline:
             if policy.absent_after is None:
                 last_failure += "; absent_after=None never takes absence for proof"
-            return LookupResult(Verdict.UNKNOWN, None, last_candidates, f"{last_failure} within {policy.timeout:g} s")
-        listing = yield from _read_list(url, query, policy, clock, deadline)
+            return LookupResult(Verdict.UNKNOWN, None, last_candidates, f"{last_failure} {within}")
+        listing = yield from _read_list(url, query, lookup)
         wait = policy.interval
         if listing.failure is not None:
             if listing.final:
                 return LookupResult(Verdict.UNAVAILABLE, reason=listing.failure)
+            if listing.down:
+                return LookupResult(Verdict.UNKNOWN, None, last_candidates, listing.failure)
             last_failure = listing.failure
             wait = max(wait, listing.wait or 0.0)
         else:
@@ -713,12 +739,9 @@ def lookup_flow(url: str, query: JobQuery, policy: RecoveryPolicy, clock: Callab
             last_failure = "the job was not listed"
             if found.unverifiable:
                 last_failure = f"{len(found.unverifiable)} listed requests have no input to compare"
-        remaining = deadline - clock()
+        remaining = lookup.deadline - clock()
         if remaining > 0:
-            yield Sleep(min(wait, remaining))
-
-
-# --- the error --------------------------------------------------------------------------------------------------
+            yield from perform(Sleep(min(wait, remaining)))
 
 
 # --- the whole recovery of one failed attempt ------------------------------------------------------------------
@@ -742,9 +765,6 @@ class Recovery:
     why: str = ""
 
 
-RecoveryFlow = Generator[HttpGet | Sleep, Answer | NoAnswer | None, Recovery]
-
-
 def recover_flow(  # noqa: PLR0913 - what happened, what was sent, and how to look: each a keyword
     attempt: SubmitAttempt,
     query: JobQuery,
@@ -752,8 +772,10 @@ def recover_flow(  # noqa: PLR0913 - what happened, what was sent, and how to lo
     list_url: str | None,
     policy: RecoveryPolicy,
     clock: Callable[[], float],
+    random: Callable[[], float],
     may_resend: bool,
-) -> RecoveryFlow:
+    deadline: float | None = None,
+) -> Flow[Recovery]:
     """Decide what a failed submit attempt means (``decide``), looking the job up in the request list at
     ``list_url`` when the table says so (``lookup_flow``, ``conclude``); returns the ``Recovery``.
 
@@ -766,7 +788,9 @@ def recover_flow(  # noqa: PLR0913 - what happened, what was sent, and how to lo
         list_url: The request list (``requests_list_url``), or None where there is none.
         policy: How to look.
         clock: Monotonic seconds.
+        random: Jitter source in [0, 1) (the pauses between failed requests of the list).
         may_resend: Whether another attempt is allowed after a lookup proved absence (the caller's count).
+        deadline: When the call's own timeout passes (on ``clock``): the lookup ends at it, the job unknown.
     """
     held = held_request_id(attempt)
     can_look_up = list_url is not None and policy.look_up
@@ -788,7 +812,7 @@ def recover_flow(  # noqa: PLR0913 - what happened, what was sent, and how to lo
         if policy.on_lookup is not None:
             policy.on_lookup(started)
         try:
-            result = yield from lookup_flow(list_url, asked, policy, clock)
+            result = yield from lookup_flow(list_url, asked, policy, clock, random=random, deadline=deadline)
         except INTERRUPTS as stop:  # Ctrl-C, or the task cancelled: the job may exist all the same
             stop.add_note(f"fal_kontext: {started.interrupted()}")
             raise
