@@ -62,6 +62,14 @@ class SpecIndex:
             for e in self._validator(schema).iter_errors(value)
         ]
 
+    def output_schema(self, operation_id: str) -> str | None:
+        """The output schema of the endpoint a submit operation queues on (its `x-fal-endpoint.output_schema`)."""
+        for item in self.document["paths"].values():
+            operation = item.get("post") if isinstance(item, dict) else None
+            if isinstance(operation, dict) and operation.get("operationId") == operation_id:
+                return (operation.get("x-fal-endpoint") or {}).get("output_schema")
+        return None
+
     @functools.cached_property
     def status_schema(self) -> dict[str, Any]:
         """The schema of a polled status answer (``get_request_status``'s 200): each status stream event's data is
@@ -172,6 +180,16 @@ class LifecycleTracker:
     def __init__(self, index: SpecIndex) -> None:
         self._index = index
         self._seen: dict[str, RequestHistory] = {}
+        # The output schema of each request's endpoint, from its submit: the shared result operation answers with
+        # any endpoint's output (EndpointOutput), each request with its own endpoint's.
+        self._outputs: dict[str, str] = {}
+
+    def submitted(self, operation_id: str, status_code: int, body: bytes) -> None:
+        """Remember the endpoint of a request from its submit answer."""
+        answer = json.loads(body) if status_code == 200 else None
+        output = self._index.output_schema(operation_id)
+        if isinstance(answer, dict) and isinstance(answer.get("request_id"), str) and output:
+            self._outputs[answer["request_id"]] = output
 
     def observe(self, request: httpx.Request, status_code: int, body: bytes) -> list[str]:
         """Check one response of the queue lifecycle (its body undone of any Content-Encoding); returns what went
@@ -194,7 +212,10 @@ class LifecycleTracker:
                 problems += [v.message for v in history.observe(event, f"{where} stream event {number}")]
             return problems
         if rest == "":
-            return [v.message for v in history.observe_result(status_code, body, where)]
+            problems = [v.message for v in history.observe_result(status_code, body, where)]
+            if status_code == 200 and request_id in self._outputs:
+                problems += self._index.check_schema(self._outputs[request_id], json.loads(body))
+            return problems
         return []
 
 
@@ -255,6 +276,8 @@ class ConformanceRecorder(httpx.BaseTransport, httpx.AsyncBaseTransport):
             exchange.problems += self.index.check_response(request, complete)
             try:
                 # complete.content is the body undone of its Content-Encoding (the tee keeps the bytes as sent).
+                if request.method == "POST":
+                    self.lifecycle.submitted(operation_id, response.status_code, complete.content)
                 exchange.problems += self.lifecycle.observe(request, response.status_code, complete.content)
             except ValueError as err:
                 exchange.problems.append(f"lifecycle: body is not JSON ({err})")

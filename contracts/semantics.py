@@ -312,6 +312,7 @@ class _Probe:
         """Submit a paid job within the budget, its price said first; returns its request id, the URLs to follow
         (each checked) and the submit answer, or None when it was not sent or not queued."""
         assert self.endpoint is not None
+        app = self.endpoint.app
         price = self.price()
         try:
             self.budget.spend(what)
@@ -345,7 +346,12 @@ class _Probe:
             self.seen.observed.add("returned-urls")
             self.seen.add(
                 check_returned_url(
-                    submitted.get(name), operation, request_id, self.target.base_url, where=f"submit {name}"
+                    submitted.get(name),
+                    operation,
+                    app,
+                    request_id,
+                    self.target.base_url,
+                    where=f"submit {name}",
                 )
             )
             urls[operation] = (
@@ -473,6 +479,8 @@ class _Probe:
         return body
 
     def poll(self, request_id: str, urls: dict[str, str], history: RequestHistory) -> None:
+        assert self.endpoint is not None
+        app = self.endpoint.app
         deadline = time.monotonic() + self.settings.wait_timeout
         forms = [("0", False, ""), ("1", True, ""), ("true", True, "/"), ("false", False, "/")]
         checked_early_result = False
@@ -500,7 +508,12 @@ class _Probe:
                 if isinstance(body, dict) and body.get(name) is not None:
                     self.seen.add(
                         check_returned_url(
-                            body[name], operation, request_id, self.target.base_url, where=f"{where} {name}"
+                            body[name],
+                            operation,
+                            app,
+                            request_id,
+                            self.target.base_url,
+                            where=f"{where} {name}",
                         )
                     )
             status = body.get("status") if isinstance(body, dict) else None

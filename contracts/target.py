@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from fal_kontext.config import ENV_TOKEN, AuthScheme, Credentials
-from fal_kontext.spec import operation_path
+from fal_kontext.spec import app_of, operation_path
 
 DEFAULT_ENDPOINT = (
     "fal-ai/flux-pro/kontext"  # the cheapest: $0.04 per image (https://fal.ai/models/fal-ai/flux-pro/kontext)
@@ -101,6 +101,6 @@ def queue_path(operation_id: str, endpoint_id: str, request_id: str) -> str:
     """The spec's path of a queue operation for a request submitted to ``endpoint_id``: ``{request_id}`` filled in,
     and the app's segments where the path template names them (``{owner}/{app}``, the first two segments of the
     endpoint id: status, result and cancel live under the app, https://fal.ai/docs/api-reference/inference-api)."""
-    owner, app, *_ = [*endpoint_id.split("/"), "", ""]
+    owner, _, app = app_of(endpoint_id).partition("/")
     values = {"request_id": quote(request_id, safe=""), "owner": owner, "app": app}
     return operation_path(operation_id).format_map(values)

@@ -172,8 +172,8 @@ def test_async_client_stream_and_poll(contract_target: ContractTarget, index: Sp
             STATS.record_exchange(exchange.operation_id)
     assert recorder.violations() == []
     assert {
-        "submit_kontext_max",
-        "submit_kontext_multi",
+        "submit_flux_pro_kontext_max",
+        "submit_flux_pro_kontext_multi",
         "stream_request_status",
         "get_request_status",
     } <= recorder.operations_seen()

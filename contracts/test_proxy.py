@@ -28,7 +28,7 @@ _CLIENT = """
 import sys, fal_client
 updates = []
 output = fal_client.subscribe(
-    "fal-ai/flux-pro/kontext", arguments={"prompt": "x", "image_url": sys.argv[1]}, with_logs=True,
+    "fal-ai/flux-pro/kontext", arguments={"prompt": "a prompt", "image_url": sys.argv[1]}, with_logs=True,
     on_queue_update=lambda update: updates.append(type(update).__name__),
 )
 assert output["images"] and updates[-1] == "Completed", (output, updates)
@@ -88,7 +88,11 @@ def test_a_seeded_deviation_is_reported_while_fal_client_runs_through(tls: dict[
     proxy.write_junit(report)
     suite = ElementTree.parse(report).getroot()
     assert int(suite.get("failures", "0")) >= 1 and suite.find("testcase/failure") is not None
-    assert {e.operation_id for e in proxy.exchanges} >= {"submit_kontext", "get_request_status", "get_request_result"}
+    assert {e.operation_id for e in proxy.exchanges} >= {
+        "submit_flux_pro_kontext",
+        "get_request_status",
+        "get_request_result",
+    }
 
 
 def test_correct_traffic_is_not_reported(tls: dict[str, str]) -> None:

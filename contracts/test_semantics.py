@@ -136,6 +136,7 @@ def test_the_whole_lifecycle_keeps_fal_rules(
         assert "per-key-isolation" in seen.observed
 
 
+APP = "fal-ai/flux-pro"
 RID = "7d1c4a2e-0000-4000-8000-00000000abcd"
 BASE = "https://proxy.example/v1"
 
@@ -174,14 +175,16 @@ def test_statuses_only_move_forward_and_positions_only_fall() -> None:
 
 def test_returned_urls_are_absolute_on_the_app_path_and_on_a_host_the_client_uses() -> None:
     path = f"/fal-ai/flux-pro/requests/{RID}/status"
-    assert check_returned_url(BASE + path, "get_request_status", RID, BASE, where="u") == []
-    assert check_returned_url("https://queue.fal.run" + path, "get_request_status", RID, BASE, where="u") == []
-    assert _rules(check_returned_url(path, "get_request_status", RID, BASE, where="u")) == {"url-absolute"}
+    other_app = f"{BASE}/fal-ai/flux-kontext/requests/{RID}/status"
+    assert _rules(check_returned_url(other_app, "get_request_status", APP, RID, BASE, where="u")) == {"url-path"}
+    assert check_returned_url(BASE + path, "get_request_status", APP, RID, BASE, where="u") == []
+    assert check_returned_url("https://queue.fal.run" + path, "get_request_status", APP, RID, BASE, where="u") == []
+    assert _rules(check_returned_url(path, "get_request_status", APP, RID, BASE, where="u")) == {"url-absolute"}
     sub = f"{BASE}/fal-ai/flux-pro/kontext/requests/{RID}/status"
-    assert _rules(check_returned_url(sub, "get_request_status", RID, BASE, where="u")) == {"url-path"}
-    assert _rules(check_returned_url("http://10.0.0.7:8080/v1" + path, "get_request_status", RID, BASE, where="u")) == {
-        "url-host"
-    }
+    assert _rules(check_returned_url(sub, "get_request_status", APP, RID, BASE, where="u")) == {"url-path"}
+    assert _rules(
+        check_returned_url("http://10.0.0.7:8080/v1" + path, "get_request_status", APP, RID, BASE, where="u")
+    ) == {"url-host"}
 
 
 def test_the_status_stream_must_be_sse_and_its_events_status_objects() -> None:

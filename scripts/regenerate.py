@@ -28,10 +28,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import generate_client
 import yaml
-from normaliser.changes import Change, compare, entry, latest_digest, major, with_entry
+from normaliser.changes import Change, compare, endpoints_changed, entry, latest_digest, major, with_entry
 from normaliser.model import SourceError
 from normaliser.pipeline import SpecError, normalise, summary
 
@@ -191,9 +192,7 @@ def regenerate(
 
     outcome, changes = report(tree, result.text, result.document, acknowledged=ack_breaking)
     breaking = [c for c in changes if c.kind == "breaking"]
-    print(f"== API changes, committed spec -> new: {len(breaking)} breaking, {len(changes) - len(breaking)} additive")
-    for change in changes:
-        print(f"  {change}")
+    _print_changes(changes, result.document)
     if not check and not outcome.acknowledged:
         print(
             f"{len(breaking)} breaking changes (above): nothing written. Acknowledge them by raising the major of "
@@ -241,6 +240,17 @@ def regenerate(
         return 0
     finally:
         _remove(staging)
+
+
+def _print_changes(changes: list[Change], document: dict[str, Any]) -> None:
+    """The change report: every change, then which endpoints it touched and which it left as they were."""
+    breaking = sum(c.kind == "breaking" for c in changes)
+    print(f"== API changes, committed spec -> new: {breaking} breaking, {len(changes) - breaking} additive")
+    for change in changes:
+        print(f"  {change}")
+    touched, untouched = endpoints_changed(changes, document)
+    print(f"endpoints changed: {', '.join(touched) or 'none'}")
+    print(f"endpoints unchanged (operation, input and output): {', '.join(untouched) or 'none'}")
 
 
 def _stale(tree: Tree, targets: list[Path], client_changes: list[str]) -> int:

@@ -1,81 +1,93 @@
 """Turn merged source facts into the source-derived part of the OpenAPI document.
 
-Only what the sources state goes in here: the edit operations, their input schemas and enums, the
-output schema and the examples. Everything no source states (queue lifecycle, errors, security,
-shared image schema) comes from overrides/ afterwards.
+Only what the sources state goes in here: the submit operations, each endpoint's input and output
+schemas, fal's named types and the examples, plus what follows from an endpoint's id alone: the app
+its status, result and cancel live under (`x-fal-endpoint.app`) and the links from its submit to
+them. Everything no source states (queue lifecycle, errors, security) comes from overrides/ after.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
-from .merge import TEXT_TO_IMAGE, Endpoint, MergedApi, MergedField
-from .model import SourceError
+from .merge import Endpoint, MergedApi, MergedField, MergedSchema, type_name
+from .model import FAL_ORIGIN
 
-# The input schema of each family (merge.py), and what its endpoints do.
-INPUT_SCHEMAS = {"edit": "KontextInput", "multi-edit": "KontextMultiInput", TEXT_TO_IMAGE: "KontextTextToImageInput"}
+_REF = "#/components/schemas/"
 FAMILY_WORDS = {
-    "edit": ("an image edit", "one input image (`image_url`)"),
-    "multi-edit": ("an image edit", "several input images (`image_urls`)"),
-    TEXT_TO_IMAGE: ("an image generation from text", "no input image"),
+    "edit": "an image edit",
+    "multi-edit": "an image edit",
+    "text-to-image": "an image generation from text",
 }
-OUTPUT_SCHEMA = "KontextOutput"
-# fal's app base: the first two segments of an endpoint id (fal-protocol.md §2.1).
-_APP_SEGMENTS = 2
+# The queue operations a submit links to (defined in overrides/40-queue.overlay.yaml), by link name.
+QUEUE_LINKS = {
+    "GetRequestStatus": "get_request_status",
+    "StreamRequestStatus": "stream_request_status",
+    "GetRequestResult": "get_request_result",
+    "CancelRequest": "cancel_request",
+}
 
 
-def _pascal(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\W]+", name) if part)
+def _renamed(schema: Any, names: dict[str, str]) -> Any:
+    """`schema` with every reference to a source's type name pointing at the spec's name for that type."""
+    if isinstance(schema, list):
+        return [_renamed(item, names) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _renamed(value, names) for key, value in schema.items()}
+    if isinstance(out.get("$ref"), str) and out["$ref"].startswith(_REF):
+        out["$ref"] = _REF + type_name(out["$ref"][len(_REF) :], names)
+    return out
 
 
-def enum_component_name(field: MergedField) -> str:
-    """`OutputFormatEnum` -> `OutputFormat`; fal's anonymous `Enum` is named after its field."""
-    stated = field.facts.get("enum_name")
-    if stated and stated != "Enum":
-        return str(stated).removesuffix("Enum")
-    return _pascal(field.name)
-
-
-def field_schema(field: MergedField, enums: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The property schema of one merged field; enums become (shared) named components."""
+def field_schema(field: MergedField, names: dict[str, str]) -> dict[str, Any]:
+    """The property schema of one merged field; an enum stays inline, one per schema (fal's OpenAPI does the
+    same), so that two endpoints never share a value list by accident."""
     facts = field.facts
-    schema: dict[str, Any]
+    schema: dict[str, Any] = _renamed(copy.deepcopy(facts.get("schema") or {}), names)
     if "enum" in facts:
-        name = enum_component_name(field)
-        component = {"type": facts.get("schema", {}).get("type", "string"), "enum": [str(v) for v in facts["enum"]]}
-        if name in enums and enums[name]["enum"] != component["enum"]:
-            raise SourceError(
-                field.origin["enum"],
-                None,
-                f"enum {name} has two value lists: {enums[name]['enum']} and {component['enum']}",
-            )
-        enums[name] = component
+        schema.setdefault("type", "string")
+        schema["enum"] = [str(v) for v in facts["enum"]] if schema["type"] == "string" else list(facts["enum"])
+    if "$ref" in schema and len(schema) == 1 and any(k in facts for k in ("description", "default", "nullable")):
         # A sibling of $ref is ignored in OpenAPI 3.0; allOf keeps the description and default.
-        schema = {"allOf": [{"$ref": f"#/components/schemas/{name}"}]}
-    else:
-        schema = dict(facts.get("schema") or {})
-    for attribute in ("description", "default", "minimum", "maximum"):
-        if attribute in facts:
-            schema[attribute] = facts[attribute]
-    if "enum" in facts and "default" in schema:
+        schema = {"allOf": [schema]}
+    for keyword in (
+        "description",
+        "default",
+        "nullable",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+    ):
+        if keyword in facts:
+            schema[keyword] = facts[keyword]
+    if "enum" in facts and "default" in schema and schema.get("type") == "string" and schema["default"] is not None:
         schema["default"] = str(schema["default"])
     return schema
 
 
-def object_schema(fields: list[MergedField], enums: dict[str, dict[str, Any]], description: str) -> dict[str, Any]:
+def object_schema(merged: MergedSchema, names: dict[str, str], description: str) -> dict[str, Any]:
     """An object schema with a property per field, `required` from the merged facts."""
-    required = [f.name for f in fields if f.facts.get("required")]
-    schema: dict[str, Any] = {"type": "object", "description": description}
+    required = [f.name for f in merged.fields if f.facts.get("required")]
+    schema: dict[str, Any] = {"type": "object", "description": merged.description or description}
     if required:
         schema["required"] = required
-    schema["properties"] = {f.name: field_schema(f, enums) for f in fields}
+    schema["properties"] = {f.name: field_schema(f, names) for f in merged.fields}
     return schema
 
 
-def operation_id(endpoint_path: str) -> str:
-    """`/fal-ai/flux-pro/kontext/max/multi` -> `submit_kontext_max_multi`."""
-    segments = endpoint_path.strip("/").split("/")[_APP_SEGMENTS:]
+def operation_id(endpoint_id: str) -> str:
+    """`fal-ai/flux-pro/kontext/max/multi` -> `submit_flux_pro_kontext_max_multi`: the id without its owner, so
+    that endpoints of different apps (`fal-ai/flux-kontext/dev`, `fal-ai/flux-1/dev`) never share a name."""
+    segments = endpoint_id.strip("/").split("/")[1:]
     return "submit_" + "_".join(re.sub(r"\W+", "_", s) for s in segments)
 
 
@@ -92,16 +104,19 @@ def _examples(values: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _listed(endpoints: list[str]) -> str:
+    return ", ".join(f"`{e}`" for e in endpoints)
+
+
 def submit_operation(endpoint: Endpoint) -> dict[str, Any]:
     """The POST operation of one endpoint, as far as its sources describe it, with `x-fal-endpoint`."""
-    endpoint_id = endpoint.path.strip("/")
     docs = next((s.docs_url for s in endpoint.sources if s.docs_url), None)
     described_by = ", ".join(s.name for s in endpoint.sources)
-    what, _ = FAMILY_WORDS[endpoint.family]
-    description = f"Queues {what} on `{endpoint_id}`. Described by: {described_by}."
+    what = FAMILY_WORDS[endpoint.family]
+    description = f"Queues {what} on `{endpoint.id}`. Described by: {described_by}."
     if docs:
         description += f" fal's page: {docs}"
-    media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{INPUT_SCHEMAS[endpoint.family]}"}}
+    media: dict[str, Any] = {"schema": {"$ref": _REF + endpoint.input_schema}}
     requests = _examples([(s.origin, e) for s in endpoint.sources for e in s.request_examples])
     if requests:
         media["examples"] = requests
@@ -109,43 +124,66 @@ def submit_operation(endpoint: Endpoint) -> dict[str, Any]:
     answers = _examples([(s.origin, e) for s in endpoint.sources for e in s.submit_examples])
     if answers:
         submitted["examples"] = answers
-    # What the sources state about the endpoint; overrides/ add what they do not (tier, price), with a source.
-    metadata: dict[str, Any] = {"id": endpoint_id, "family": endpoint.family}
+    owner, app = endpoint.app.split("/", 1)
+    links = {
+        name: {
+            "operationId": target,
+            "parameters": {"owner": owner, "app": app, "request_id": "$response.body#/request_id"},
+        }
+        for name, target in QUEUE_LINKS.items()
+    }
+    # What the sources state about the endpoint, and its app; overrides/ add what they do not (tier, price).
+    metadata: dict[str, Any] = {"id": endpoint.id, "app": endpoint.app, "family": endpoint.family}
     if endpoint.tier:
         metadata["tier"] = endpoint.tier
     if endpoint.image_field:
         metadata["image_field"] = endpoint.image_field
+    if endpoint.output_schema:
+        metadata["output_schema"] = endpoint.output_schema
     return {
-        "operationId": operation_id(endpoint.path),
-        "summary": f"Queue {what} on {endpoint_id}",
+        "operationId": operation_id(endpoint.id),
+        "summary": f"Queue {what} on {endpoint.id}",
         "description": description,
-        "tags": ["edit"],
+        "tags": ["submit"],
         "x-fal-endpoint": metadata,
         "requestBody": {"required": True, "content": {"application/json": media}},
-        "responses": {"200": {"description": "The request is queued.", "content": {"application/json": submitted}}},
+        "responses": {
+            "200": {
+                "description": "The request is queued.",
+                "content": {"application/json": submitted},
+                "links": links,
+            }
+        },
     }
+
+
+def _is_fal_host(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("fal.run", "fal.ai") or host.endswith((".fal.run", ".fal.ai", ".fal.media"))
 
 
 def build_document(api: MergedApi) -> dict[str, Any]:
     """The OpenAPI document the sources alone support (overrides/ complete it)."""
-    enums: dict[str, dict[str, Any]] = {}
+    names = api.type_names
     schemas: dict[str, Any] = {}
-    for family, fields in api.family_fields.items():
-        _, takes = FAMILY_WORDS[family]
-        schemas[INPUT_SCHEMAS[family]] = object_schema(
-            fields, enums, f"Input of the Kontext endpoints that take {takes}."
-        )
-    if api.output_fields:
-        output = object_schema(api.output_fields, enums, "Output of every Kontext endpoint.")
-        examples = [e for s in sorted(api.sources, key=lambda s: (s.kind, s.endpoint)) for e in s.output_examples]
+    for merged in api.inputs:
+        schemas[merged.name] = object_schema(merged, names, f"Input of {_listed(merged.endpoints)}.")
+    for merged in api.outputs:
+        output = object_schema(merged, names, f"Output of {_listed(merged.endpoints)}.")
+        examples = [e for s in sorted(merged.sources, key=lambda s: (s.trust, s.name)) for e in s.output_examples]
         if examples:
             output["example"] = examples[0]
-        schemas[OUTPUT_SCHEMA] = output
-    schemas.update(dict(sorted(enums.items())))
+        schemas[merged.name] = output
+    for merged in api.types:
+        schemas[merged.name] = object_schema(merged, names, f"fal's {merged.name}.")
 
     servers: list[dict[str, str]] = []
-    for source in sorted(api.sources, key=lambda s: (s.kind, s.endpoint, s.name)):
+    for source in sorted(api.sources, key=lambda s: (s.trust, s.endpoint_id, s.name)):
+        if source.origin == FAL_ORIGIN:
+            continue  # fal's own hosts are stated once, by overrides/10-document.overlay.yaml
         for server in source.servers:
+            if _is_fal_host(server["url"]):
+                continue  # an aggregator's document that names fal's host names fal, not itself
             if all(s["url"] != server["url"] for s in servers):
                 scheme = f"; Authorization: {source.auth_scheme}" if source.auth_scheme else ""
                 servers.append({"url": server["url"], "description": f"Aggregator named by {source.name}{scheme}"})

@@ -126,10 +126,14 @@ def operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _bodies(document: dict[str, Any], operation: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    """(label, schema) of the JSON request body and of each JSON response."""
+    """(label, schema) of the JSON request body, of the endpoint's output (what its result answers, named by
+    `x-fal-endpoint.output_schema`) and of each JSON response."""
     request = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
     if "schema" in request:
         yield "request", request["schema"]
+    output = (operation.get("x-fal-endpoint") or {}).get("output_schema")
+    if output:
+        yield "output", {"$ref": f"#/components/schemas/{output}"}
     for code, response in sorted((operation.get("responses") or {}).items()):
         resolved = _resolve(document, response)
         media = (resolved.get("content") or {}).get("application/json", {})
@@ -203,6 +207,15 @@ def _endpoint_changes(where: str, old: dict[str, Any], new: dict[str, Any]) -> I
             yield Change("breaking", where, f"x-fal-endpoint.{key} {old[key]!r} -> {new[key]!r}")
 
 
+def endpoints_changed(changes: list[Change], document: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(changed, unchanged): the endpoints whose submit operation, input or output any change touches, and the
+    rest. Every run prints both, so that adding or re-rendering one endpoint's document shows that it touched no
+    other endpoint (each has schemas of its own unless overrides/ declare a share)."""
+    submits = [f"POST {path}" for path, item in (document.get("paths") or {}).items() if "post" in (item or {})]
+    changed = [s for s in submits if any(c.where == s or c.where.startswith(f"{s} ") for c in changes)]
+    return [s.removeprefix("POST /") for s in changed], [s.removeprefix("POST /") for s in submits if s not in changed]
+
+
 def compare(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change]:  # noqa: PLR0912 - one branch per kind of change
     """Every change from `old` to `new` (None: no previous spec, everything is new), in document order."""
     before = operations(old) if old else {}
@@ -229,6 +242,8 @@ def compare(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change]:  #
         old_bodies, new_bodies = dict(_bodies(old, previous)), dict(_bodies(new, operation))
         for label in [*old_bodies, *(b for b in new_bodies if b not in old_bodies)]:
             request = label == "request"
+            if label == "output" and (label not in old_bodies or label not in new_bodies):
+                continue  # x-fal-endpoint.output_schema added or removed: reported with the metadata
             if label not in new_bodies:
                 changes.append(Change("breaking" if not request else "additive", f"{name} {label}", "body removed"))
                 continue

@@ -1,4 +1,4 @@
-"""Reader for fal's API reference pages (Markdown with `<ParamField>` tags).
+"""Reader for fal's API reference pages (Markdown with `<ParamField>` tags), one endpoint or several in `<Tabs>`.
 
 A field reads like:
 
@@ -8,9 +8,17 @@ A field reads like:
       Range: `1` to `4`
     </ParamField>
 
-Types are fal's: `string`, `integer`, `float`, `boolean`, `list<T>`, enum type names (`*Enum`, or
-a bare `Enum`) whose values follow `Possible values:`, and qualified model names such as
-`registry__image__fast_sdxl__models__Image` (a module path joined by `__`; the last part names it).
+Types are fal's (fal_types.py): `string`, `integer`, `float`, `boolean`, `list<T>`, enum type names
+(`*Enum`, or a bare `Enum`) whose values follow `Possible values:`, named types by fal's full name
+(`registry__image__fast_sdxl__models__Image`, `Timings`) and unions (`ImageSize | Enum`).
+
+A page for several endpoints (fal's current pages, e.g. https://fal.ai/models/fal-ai/flux/krea/api)
+puts each in a `<Tab title="…">` inside `<Tabs>`, with its own `**Endpoint ID:**`, schemas and
+examples, indented; the tab read is the one for the endpoint the file is named after.
+
+Strict: an unknown tag or attribute, a tag never closed, a value listed twice, a default outside the
+values, a type word not understood, a `<ParamField>` outside the schema sections, a fact in words
+that cannot be read: each stops the run naming the line.
 """
 
 from __future__ import annotations
@@ -22,7 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model import FieldFacts, SourceDocument, SourceError, SourceKind
+from .descriptions import apply_description
+from .fal_types import FalTypeError, fits, read_type
+from .model import NOT_STATED, FieldFacts, Format, SourceDocument, SourceError
+from .source_names import Candidate, choose_for_file
 
 _ENDPOINT_ID = re.compile(r"\*\*Endpoint ID:\*\*\s*`([^`]+)`")
 # The model tier as fal's page names it in its summary: "FLUX.1 Kontext [max]".
@@ -30,13 +41,14 @@ _TIER = re.compile(r"Kontext \\?\[(\w+)\\?\]")
 _RANGE = re.compile(r"Range:\s*`([^`]+)`\s*to\s*`([^`]+)`")
 _DEFAULT_TEXT = re.compile(r"Default value:\s*`([^`]*)`")
 _POSSIBLE = re.compile(r"Possible values:\s*(.+)")
-_SCALARS = {"string": "string", "integer": "integer", "float": "number", "boolean": "boolean"}
 # The tags a fal API reference page uses, with the attributes each may carry. Any other tag or
 # attribute is an error (a misspelt `<ParamFeild` would otherwise drop a field without a word).
 KNOWN_TAGS: dict[str, frozenset[str]] = {
     "ParamField": frozenset({"body", "type", "required", "default"}),
     "Card": frozenset({"title", "icon", "href"}),
     "CodeGroup": frozenset(),
+    "Tabs": frozenset(),
+    "Tab": frozenset({"title"}),
 }
 _TAG_START = re.compile(r"<(/?)([A-Za-z][\w.]*)")
 _ATTR_NAME = re.compile(r"[A-Za-z_][\w-]*")
@@ -60,37 +72,43 @@ def _line_of(text: str, index: int) -> int:
     return text.count("\n", 0, index) + 1
 
 
-def _section(text: str, heading: str, path: Path) -> tuple[int, int]:
-    """The offsets of the text under a Markdown heading, up to the next heading of the same or a higher level."""
-    m = re.search(rf"^(#+) {re.escape(heading)}\s*$", text, re.MULTILINE)
+def _section(masked: str, heading: str, region: tuple[int, int]) -> tuple[int, int, int] | None:
+    """The offsets of the text under a heading within `region` (up to the next heading of its level or higher),
+    and the heading's offset; None when the region has no such heading. Headings may be indented (inside a tab)."""
+    start, stop = region
+    m = re.compile(rf"^[ \t]*(#+) {re.escape(heading)}[ \t]*$", re.MULTILINE).search(masked, start, stop)
     if not m:
-        raise SourceError(path, None, f"no '{heading}' section; a fal API reference page has one")
+        return None
     level = len(m.group(1))
-    end = re.compile(rf"^#{{1,{level}}} ", re.MULTILINE).search(text, m.end())
-    return m.end(), end.start() if end else len(text)
+    end = re.compile(rf"^[ \t]*#{{1,{level}}} ", re.MULTILINE).search(masked, m.end(), stop)
+    return m.end(), end.start() if end else stop, m.start()
 
 
-def type_to_schema(fal_type: str, enum_values: list[str] | None) -> tuple[dict[str, Any] | None, str | None]:
-    """Map a fal type name to (schema, enum name). Enum types give no schema: the merge names them."""
-    if fal_type in _SCALARS:
-        return {"type": _SCALARS[fal_type]}, None
-    if m := re.fullmatch(r"list<(.+)>", fal_type):
-        inner, _ = type_to_schema(m.group(1), None)
-        return ({"type": "array", "items": inner} if inner else None), None
-    if enum_values is not None and (fal_type == "Enum" or fal_type.endswith("Enum")):
-        # fal's Kontext enums are string enums, even SafetyToleranceEnum ("1".."6"): fal-protocol.md §1.2.
-        return {"type": "string"}, fal_type
-    return {"$ref": f"#/components/schemas/{fal_type.rsplit('__', 1)[-1]}"}, None
+def type_to_schema(fal_type: str, enum_values: list[str] | None) -> dict[str, Any]:
+    """Map a fal type name to a schema's type part; a named type is a reference by fal's own full name.
+
+    Raises FalTypeError for a type this reader does not understand (see fal_types.read_type).
+    """
+    return read_type(fal_type, enum_values)[0]
 
 
-def _typed_value(raw: str, schema: dict[str, Any] | None) -> Any:
-    raw = raw.strip().strip('"')
-    json_type = (schema or {}).get("type")
+def _typed_value(raw: str, schema: dict[str, Any]) -> Any:
+    """A value the page writes as text (`default="3.5"`, `Default value: `"jpeg"``) as the field's type."""
+    raw = raw.strip()
+    json_type = schema.get("type")
+    if json_type in ("array", "object"):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{raw!r} is not a JSON {json_type}") from err
+    raw = raw.strip('"')
     if json_type == "integer":
         return int(raw)
     if json_type == "number":
         return float(raw)
     if json_type == "boolean":
+        if raw.lower() not in ("true", "false"):
+            raise ValueError(f"{raw!r} is not true or false")
         return raw.lower() == "true"
     return raw
 
@@ -237,85 +255,166 @@ def _possible_values(element: Element, text: str, path: Path, name: str) -> tupl
     return values, line
 
 
-def read_fields(elements: list[Element], start: int, end: int, text: str, path: Path) -> list[FieldFacts]:
-    """Read every `<ParamField>` between offsets `start` and `end` (one schema section)."""
+def _field(element: Element, text: str, path: Path, notes: list[str]) -> FieldFacts:
+    """Read one `<ParamField>`: its type, required, description, default, range and values."""
+    attrs, line, body = element.attrs, element.line, element.body
+    if not attrs.get("body") or not attrs.get("type"):
+        raise SourceError(path, line, "<ParamField> without body= or type=")
+    name, fal_type = str(attrs["body"]), str(attrs["type"])
+    values, values_line = _possible_values(element, text, path, name)
+    try:
+        schema, enum, unlisted = read_type(fal_type, values)
+    except FalTypeError as err:
+        raise SourceError(path, line, f"{name}: type {fal_type!r}: {err}") from err
+    notes += [f"line {line}: {name}: the page lists no values for the {word} in {fal_type!r}" for word in unlisted]
+    facts = FieldFacts(
+        name=name, schema=schema, required="required" in attrs, description=_description(body), enum=enum, line=line
+    )
+    try:
+        if attrs.get("default") is not None:
+            facts.default = _typed_value(str(attrs["default"]), schema)
+        if d := _DEFAULT_TEXT.search(body):
+            stated = _typed_value(d.group(1), schema)
+            if facts.default is not NOT_STATED and stated != facts.default:
+                raise SourceError(path, line, f"{name}: default={facts.default!r} but text says {stated!r}")
+            facts.default = stated
+        if r := _RANGE.search(body):
+            if schema.get("type") not in ("integer", "number"):
+                raise ValueError(f"a range on a field of type {fal_type!r}")
+            facts.minimum = _typed_value(r.group(1), schema)
+            facts.maximum = _typed_value(r.group(2), schema)
+    except ValueError as err:
+        raise SourceError(path, line, f"{name}: {err}") from err
+    if facts.default is not NOT_STATED and not fits(facts.default, schema, enum):
+        where = values_line if values is not None else line
+        among = f"among the possible values {values}" if values is not None else f"of type {fal_type!r}"
+        raise SourceError(path, where, f"{name}: default {facts.default!r} is not {among}")
+    notes += [f"line {line}: {note}" for note in apply_description(facts, schema.get("type"), path, line)]
+    return facts
+
+
+def read_fields(
+    elements: list[Element], span: tuple[int, int], text: str, path: Path, notes: list[str]
+) -> list[FieldFacts]:
+    """Read every `<ParamField>` between the offsets of `span` (one schema section).
+
+    What is reported rather than read (an enum's values the page does not list) goes to `notes`.
+    """
     fields: list[FieldFacts] = []
     for element in elements:
-        if element.name != "ParamField" or not start <= element.start < end:
+        if element.name != "ParamField" or not span[0] <= element.start < span[1]:
             continue
-        attrs, line, body = element.attrs, element.line, element.body
-        if not attrs.get("body") or not attrs.get("type"):
-            raise SourceError(path, line, "<ParamField> without body= or type=")
-        name, fal_type = str(attrs["body"]), str(attrs["type"])
-        if any(f.name == name for f in fields):
-            raise SourceError(path, line, f"{name}: a second <ParamField> for the same field in one schema")
-        values, values_line = _possible_values(element, text, path, name)
-        schema, enum_name = type_to_schema(fal_type, values)
-        if schema is None:
-            raise SourceError(path, line, f"type {fal_type!r} of {name!r} is not a type we can read")
-        facts = FieldFacts(
-            name=name,
-            schema=schema,
-            required="required" in attrs,
-            description=_description(body),
-            enum=values,
-            enum_name=enum_name,
-        )
-        try:
-            if attrs.get("default") is not None:
-                facts.default = _typed_value(str(attrs["default"]), schema)
-            if d := _DEFAULT_TEXT.search(body):
-                stated = _typed_value(d.group(1), schema)
-                if facts.default is not None and stated != facts.default:
-                    raise SourceError(path, line, f"{name}: default={facts.default!r} but text says {stated!r}")
-                facts.default = stated
-            if r := _RANGE.search(body):
-                facts.minimum = _typed_value(r.group(1), schema)
-                facts.maximum = _typed_value(r.group(2), schema)
-        except ValueError as err:
-            raise SourceError(path, line, f"{name}: {err}") from err
-        if values is not None and facts.default is not None and str(facts.default) not in values:
+        facts = _field(element, text, path, notes)
+        if any(f.name == facts.name for f in fields):
             raise SourceError(
-                path, values_line, f"{name}: default {facts.default!r} is not among the possible values {values}"
+                path, element.line, f"{facts.name}: a second <ParamField> for the same field in one schema"
             )
         fields.append(facts)
     return fields
 
 
-def _json_block(text: str, heading: str, path: Path) -> Any | None:
-    m = re.search(rf"^## {re.escape(heading)}\s*$\s*```json[^\n]*\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
-    if not m:
+def _json_block(text: str, masked: str, heading: str, region: tuple[int, int], path: Path) -> Any | None:
+    """The JSON of the ```json block right under a heading (`## Input Example`, or `### …` in a tab), if any."""
+    section = _section(masked, heading, region)
+    if section is None:
         return None
+    m = re.compile(r"\s*^[ \t]*```json[^\n]*\n(.*?)^[ \t]*```", re.MULTILINE | re.DOTALL).match(text, section[0])
+    if not m:
+        raise SourceError(path, _line_of(text, section[2]), f"{heading}: no ```json block under the heading")
     try:
         return json.loads(m.group(1))
     except json.JSONDecodeError as err:
         raise SourceError(path, _line_of(text, m.start(1)) + err.lineno - 1, f"{heading}: {err.msg}") from err
 
 
+def _endpoint_ids(text: str, masked: str, start: int, end: int) -> list[tuple[str, int]]:
+    """Every `**Endpoint ID:** `id`` between two offsets outside code, with its offset."""
+    return [
+        (m.group(1).strip("/"), m.start())
+        for m in _ENDPOINT_ID.finditer(text, start, end)
+        if masked[m.start()] == "*"  # not inside a code block
+    ]
+
+
+def _region(text: str, masked: str, elements: list[Element], path: Path) -> tuple[str, tuple[int, int]]:
+    """The endpoint the file is for and the part of the page about it: the whole page, or its tab."""
+    tabs = [e for e in elements if e.name == "Tab"]
+    groups = [e for e in elements if e.name == "Tabs"]
+    if not tabs:
+        ids = _endpoint_ids(text, masked, 0, len(text))
+        if not ids:
+            raise SourceError(path, None, "no '**Endpoint ID:**' line; a fal API reference page has one")
+        if len(ids) > 1:
+            lines = ", ".join(str(_line_of(text, offset)) for _, offset in ids)
+            raise SourceError(
+                path, _line_of(text, ids[1][1]), f"several '**Endpoint ID:**' lines outside tabs (lines {lines})"
+            )
+        return ids[0][0], (0, len(text))
+    candidates: list[Candidate] = []
+    spans: dict[int, tuple[int, int]] = {}
+    covered: list[tuple[int, int]] = []
+    for tab in tabs:
+        span = (tab.body_start, tab.body_start + len(tab.body))
+        covered.append(span)
+        if not any(g.body_start <= tab.start < g.body_start + len(g.body) for g in groups):
+            raise SourceError(path, tab.line, "a <Tab> outside <Tabs>")
+        if not tab.attrs.get("title"):
+            raise SourceError(path, tab.line, '<Tab> without title="…"')
+        ids = _endpoint_ids(text, masked, *span)
+        if len(ids) != 1:
+            found = "no" if not ids else f"{len(ids)}"
+            raise SourceError(
+                path, tab.line, f"tab {tab.attrs['title']!r} has {found} '**Endpoint ID:**' lines; one expected"
+            )
+        candidates.append(Candidate(str(tab.attrs["title"]), ids[0][0], tab.line))
+        spans[tab.line] = span
+    outside = [o for _, o in _endpoint_ids(text, masked, 0, len(text)) if not any(a <= o < b for a, b in covered)]
+    if outside:
+        raise SourceError(
+            path, _line_of(text, outside[0]), "an '**Endpoint ID:**' line outside the tabs of a page with tabs"
+        )
+    chosen = choose_for_file(path, candidates, "tab", groups[0].line if groups else None)
+    return chosen.endpoint_id, spans[chosen.line]
+
+
 def read_fal_doc(path: Path) -> SourceDocument:
-    """Read one fal API reference page into a SourceDocument. Raises SourceError on what it cannot read."""
+    """Read one fal API reference page (the tab of the file's endpoint, if it has tabs) into a SourceDocument.
+
+    Raises SourceError naming the file, the line and what was not understood.
+    """
     text = path.read_text(encoding="utf-8")
-    m = _ENDPOINT_ID.search(text)
-    if not m:
-        raise SourceError(path, None, "no '**Endpoint ID:**' line; a fal API reference page has one")
-    source = SourceDocument(path=path, kind=SourceKind.FAL_DOC, endpoint="/" + m.group(1).strip("/"))
+    elements = read_elements(text, path)
+    masked = _masked(text, path)
+    endpoint_id, region = _region(text, masked, elements, path)
+    source = SourceDocument(path=path, format=Format.FAL_DOC, endpoint="/" + endpoint_id)
     if title := re.search(r"^> (API reference for .+)$", text, re.MULTILINE):
         source.summary = title.group(1).strip()
         if tier := _TIER.search(source.summary):
             source.tier = tier.group(1).lower()
-    if re.search(r"Authorization: Key", text):
+    if re.search(r"Authorization: Key", text):  # fal's scheme, shown in the cURL example of any tab
         source.auth_scheme = "Key"
-    source.docs_url = f"https://fal.ai/models/{m.group(1).strip('/')}"
+    source.docs_url = f"https://fal.ai/models/{endpoint_id}"
 
-    elements = read_elements(text, path)
-    start, end = _section(text, "Input Schema", path)
-    source.input_fields = read_fields(elements, start, end, text, path)
+    inputs = _section(masked, "Input Schema", region)
+    if inputs is None:
+        raise SourceError(
+            path, _line_of(text, region[0]), "no 'Input Schema' section; a fal API reference page has one"
+        )
+    source.input_fields = read_fields(elements, inputs[:2], text, path, source.repairs)
     if not source.input_fields:
-        raise SourceError(path, _line_of(text, start), "the Input Schema section has no <ParamField>")
-    start, end = _section(text, "Output Schema", path)
-    source.output_fields = read_fields(elements, start, end, text, path)
-    if (example := _json_block(text, "Input Example", path)) is not None:
+        raise SourceError(path, _line_of(text, inputs[2]), "the Input Schema section has no <ParamField>")
+    outputs = _section(masked, "Output Schema", region)
+    if outputs is not None:
+        source.output_fields = read_fields(elements, outputs[:2], text, path, source.repairs)
+        if not source.output_fields:
+            raise SourceError(path, _line_of(text, outputs[2]), "the Output Schema section has no <ParamField>")
+    sections = [s for s in (inputs, outputs) if s is not None]
+    for element in elements:
+        inside = region[0] <= element.start < region[1]
+        if element.name == "ParamField" and inside and not any(a <= element.start < b for a, b, _ in sections):
+            raise SourceError(path, element.line, "a <ParamField> outside the Input Schema and Output Schema sections")
+    if (example := _json_block(text, masked, "Input Example", region, path)) is not None:
         source.request_examples.append(example)
-    if (example := _json_block(text, "Output Example", path)) is not None:
+    if (example := _json_block(text, masked, "Output Example", region, path)) is not None:
         source.output_examples.append(example)
     return source

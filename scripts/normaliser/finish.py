@@ -9,7 +9,22 @@ from typing import Any
 
 from openapi_schema_validator import OAS30Validator
 
-from .model import Resolution
+from .merge import type_name
+from .model import Resolution, SourceDocument, SourceError
+
+
+def _string_enums(schema: Any) -> Iterator[dict[str, Any]]:
+    """Every string enum in a schema: itself, its properties, items and union members, at any depth."""
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and "enum" in schema:
+        yield schema
+    for sub in (schema.get("properties") or {}).values():
+        yield from _string_enums(sub)
+    yield from _string_enums(schema.get("items"))
+    for key in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(key) or []:
+            yield from _string_enums(sub)
 
 
 def enum_varnames(document: dict[str, Any]) -> None:
@@ -20,17 +35,109 @@ def enum_varnames(document: dict[str, Any]) -> None:
     non-word characters as `_` (`16:9` -> `RATIO_16_9`). Computed here, not typed in overrides/, so
     that a value added to a source gets a name without anyone counting positions.
     """
-    for schema in document.get("components", {}).get("schemas", {}).values():
-        if schema.get("type") != "string" or "enum" not in schema:
+    for component in document.get("components", {}).get("schemas", {}).values():
+        for schema in _string_enums(component):
+            prefix = schema.pop("x-enum-varname-prefix", "VALUE_")
+            if "x-enum-varnames" in schema and len(schema["x-enum-varnames"]) == len(schema["enum"]):
+                continue
+            names = []
+            for value in schema["enum"]:
+                word = re.sub(r"\W+", "_", str(value)).strip("_").upper()
+                names.append(word if re.match(r"[A-Za-z]", str(value)) else f"{prefix}{word}")
+            schema["x-enum-varnames"] = names
+
+
+# The union of every endpoint's output, which the shared result operation and the webhook answer with.
+ENDPOINT_OUTPUT = "EndpointOutput"
+
+
+def _resolved(document: dict[str, Any], schema: Any) -> dict[str, Any]:
+    while isinstance(schema, dict) and ("$ref" in schema or len(schema.get("allOf") or []) == 1):
+        if "$ref" in schema:
+            target: Any = document
+            for part in str(schema["$ref"]).removeprefix("#/").split("/"):
+                target = target.get(part, {}) if isinstance(target, dict) else {}
+            schema = target
+        else:
+            schema = schema["allOf"][0]
+    return schema if isinstance(schema, dict) else {}
+
+
+def _referenced(schema: Any) -> Iterator[str]:
+    """The component names a schema (a source's field facts) refers to."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            yield ref.rsplit("/", 1)[1]
+        for value in schema.values():
+            yield from _referenced(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _referenced(value)
+
+
+def check_types_defined(document: dict[str, Any], sources: list[SourceDocument], names: dict[str, str]) -> None:
+    """Every named type the sources refer to is defined, by a source or an override.
+
+    Raises SourceError naming the first file and line that refers to a type nobody defines (fal's pages name
+    `ImageSize` or `Timings` without defining them; fal's OpenAPI document of the endpoint does).
+    """
+    schemas = document.get("components", {}).get("schemas", {})
+    for source in sources:
+        fields = [*source.input_fields, *(source.output_fields or [])]
+        fields += [f for definition in source.definitions.values() for f in definition.fields]
+        for facts in fields:
+            for fal_name in _referenced(facts.schema):
+                name = type_name(fal_name, names)
+                if name not in schemas:
+                    raise SourceError(
+                        source.path,
+                        facts.line,
+                        f"{facts.name}: type `{fal_name}` is defined by no source and no override: add a document "
+                        "that defines it (fal's OpenAPI document of the endpoint does), or define it in an override "
+                        "with its source",
+                    )
+
+
+def complete_outputs(document: dict[str, Any], sources: list[SourceDocument]) -> None:
+    """Check that every endpoint has an output with images, and define `EndpointOutput`, the union of them all.
+
+    Raises SourceError naming the endpoint's sources when none of them (nor an override) states its output, or
+    when its output is not images: this client serves endpoints whose output has an `images` list of files.
+    """
+    outputs: list[str] = []
+    for path, item in document.get("paths", {}).items():
+        metadata = (item.get("post") or {}).get("x-fal-endpoint") if isinstance(item, dict) else None
+        if not isinstance(metadata, dict):
             continue
-        prefix = schema.pop("x-enum-varname-prefix", "VALUE_")
-        if "x-enum-varnames" in schema and len(schema["x-enum-varnames"]) == len(schema["enum"]):
-            continue
-        names = []
-        for value in schema["enum"]:
-            word = re.sub(r"\W+", "_", str(value)).strip("_").upper()
-            names.append(word if re.match(r"[A-Za-z]", str(value)) else f"{prefix}{word}")
-        schema["x-enum-varnames"] = names
+        files = [s.path for s in sources if s.endpoint_id == path.strip("/")]
+        named = ", ".join(p.name for p in files) or "no source"
+        output = metadata.get("output_schema")
+        if not output:
+            raise SourceError(
+                files[0] if files else path,
+                None,
+                f"{path.strip('/')}: no source states its output ({named} describe only its input) and no override "
+                "gives x-fal-endpoint.output_schema: add fal's OpenAPI document or llms.txt page of the endpoint to "
+                "specs/sources, or an override with its source",
+            )
+        schema = document.get("components", {}).get("schemas", {}).get(output)
+        images = _resolved(document, (schema or {}).get("properties", {}).get("images"))
+        item_schema = _resolved(document, images.get("items"))
+        if images.get("type") != "array" or "url" not in (item_schema.get("properties") or {}):
+            raise SourceError(
+                files[0] if files else path,
+                None,
+                f"{path.strip('/')}: its output {output} has no `images` list of files with a `url`; the client and "
+                "the emulator serve image endpoints only, so the endpoint cannot be added",
+            )
+        if output not in outputs:
+            outputs.append(output)
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in outputs]
+    document.setdefault("components", {}).setdefault("schemas", {})[ENDPOINT_OUTPUT] = {
+        "description": "The output of an endpoint of the spec: " + ", ".join(outputs) + ".",
+        ("allOf" if len(refs) == 1 else "anyOf"): refs,
+    }
 
 
 def validator_for(document: dict[str, Any], schema: dict[str, Any]) -> OAS30Validator:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .finish import iter_examples, validator_for
-from .merge import FAMILIES
+from .merge import FAMILIES, app_of
 
 _COMPOSED = ("$ref", "allOf", "anyOf", "oneOf")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -115,7 +115,8 @@ def every_example_validates(document: dict[str, Any]) -> list[str]:
 
 
 def every_endpoint_is_described(document: dict[str, Any]) -> list[str]:
-    """Every submit operation carries `x-fal-endpoint` with its id, family and tier (what clients select by)."""
+    """Every submit operation carries `x-fal-endpoint` with its id, app and family (what clients select by); a tier
+    only where a source or an override names one (an endpoint without one is callable by its id)."""
     problems = []
     for path, item in document.get("paths", {}).items():
         operation = item.get("post")
@@ -129,13 +130,11 @@ def every_endpoint_is_described(document: dict[str, Any]) -> list[str]:
             problems.append(f"POST {path}: x-fal-endpoint.id is {metadata.get('id')!r}, not the path")
         if metadata.get("family") not in FAMILIES:
             problems.append(f"POST {path}: x-fal-endpoint.family {metadata.get('family')!r} is not one of {FAMILIES}")
+        if metadata.get("app") != app_of(path):
+            problems.append(f"POST {path}: x-fal-endpoint.app is {metadata.get('app')!r}, not {app_of(path)!r}")
         output = metadata.get("output_schema")
         if output is not None and output not in document.get("components", {}).get("schemas", {}):
             problems.append(f"POST {path}: x-fal-endpoint.output_schema {output!r} is not a schema of the spec")
-        if not metadata.get("tier"):
-            problems.append(
-                f"POST {path}: no source states the model tier; add it to x-fal-endpoint in overrides/ with its source"
-            )
     return problems
 
 

@@ -2,8 +2,10 @@
 
 Each action selects nodes with a JSONPath `target` (RFC 9535, read by jsonpath-rfc9535) and either
 merges `update` into them (objects merge recursively, arrays are appended to, scalars are replaced)
-or deletes them (`remove: true`). An action that selects nothing is an error: an override that no
-longer applies must be noticed.
+or deletes them (`remove: true`). Appending an item an array already holds adds nothing: our arrays
+are sets (`required`, `enum`, `servers`), and an override restating a fact that a source now states
+too must not repeat it. An action that selects nothing is an error: an override that no longer
+applies must be noticed.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ def merge_into(target: Any, update: Any) -> Any:
             target[key] = merge_into(target[key], value) if key in target else copy.deepcopy(value)
         return target
     if isinstance(target, list):
-        target.extend(copy.deepcopy(update) if isinstance(update, list) else [copy.deepcopy(update)])
+        for item in update if isinstance(update, list) else [update]:
+            if item not in target:
+                target.append(copy.deepcopy(item))
         return target
     return copy.deepcopy(update)
 

@@ -19,16 +19,22 @@ from .apifox import read_apifox
 from .build import build_document
 from .emit import dump_spec
 from .fal_doc import read_fal_doc
-from .finish import check_examples, enum_varnames
+from .finish import check_examples, check_types_defined, complete_outputs, enum_varnames
 from .lint import lint
+from .llms import read_llms
 from .merge import merge
 from .model import Resolution, SourceDocument, SourceError
+from .openapi_doc import read_openapi
 from .overlay import apply_overlay
 from .rendered_page import read_rendered_page
+from .shares import read_declarations
 
 # A source's format is the end of its file name: specs/sources/<endpoint>__<origin>.<format>.
 READERS: dict[str, Callable[[Path], SourceDocument]] = {
+    ".openapi.json": read_openapi,
+    ".openapi.yaml": read_openapi,
     ".apifox.md": read_apifox,
+    ".llms.md": read_llms,
     ".fal-doc.md": read_fal_doc,
     ".page.txt": read_rendered_page,
 }
@@ -99,11 +105,13 @@ def read_overlays(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
 def normalise(sources_dir: Path, overrides_dir: Path) -> Normalised:
     """Build the normalised spec in memory. Raises SourceError or SpecError; writes nothing."""
     sources = read_sources(sources_dir)
-    api = merge(sources)
-    document = build_document(api)
     overlays = read_overlays(overrides_dir)
+    api = merge(sources, read_declarations(overlays))
+    document = build_document(api)
     for path, overlay in overlays:
         apply_overlay(document, overlay, path)
+    check_types_defined(document, sources, api.type_names)
+    complete_outputs(document, sources)
     enum_varnames(document)
     # Validate the structure before reading examples against its schemas: a malformed schema must be
     # reported as such, not crash the example checks.
@@ -152,13 +160,19 @@ def summary(result: Normalised) -> list[str]:
         if isinstance(op, dict) and "operationId" in op
     ]
     schemas = document["components"]["schemas"]
-    enums = [f"{name}[{len(s['enum'])}]" for name, s in schemas.items() if "enum" in s]
+    read = [
+        f"  {s.name}: {s.endpoint_id}, {len(s.input_fields)} input fields, "
+        + ("no output" if s.output_fields is None else f"{len(s.output_fields)} output fields")
+        + (f", {len(s.definitions)} types" if s.definitions else "")
+        for s in result.sources
+    ]
     return [
-        f"sources: {len(result.sources)} ({', '.join(s.name for s in result.sources)})",
+        f"sources: {len(result.sources)}",
+        *read,
         f"overrides: {len(result.overlays)} overlays ({', '.join(p.name for p in result.overlays)})",
         f"operations: {len(operations)}",
         *[f"  {o}" for o in operations],
-        f"schemas: {len(schemas)}; enums: {', '.join(enums)}",
+        f"schemas: {len(schemas)}",
         f"servers: {', '.join(s['url'] for s in document.get('servers', []))}",
         f"security: {', '.join(document['components']['securitySchemes'])}",
     ]

@@ -35,12 +35,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 from fal_kontext_api.client import AuthenticatedClient, Client
-from fal_kontext_api.models import CancelStatus, KontextOutput
-from fal_kontext_api.options import EditOptions, MultiEditOptions, TextToImageOptions, Tier
+from fal_kontext_api.models import CancelStatus
+from fal_kontext_api.options import EditVerb, GenerateVerb
 
 from .commands import Answer, Call, Download, Flow, HttpGet, NoAnswer, OpenStream, Send, no_answer
 from .config import (
@@ -79,7 +79,7 @@ from .log_redaction import redact_records_of
 from .recovery import DEFAULT_RECOVERY, RecoveryPolicy, may_send_key
 from .results import EditResult
 from .retry import RetryPolicy
-from .spec import credentials_required
+from .spec import credentials_required, generated_model, output_schemas
 from .status import Status
 from .storage import (
     DEFAULT_UPLOAD_THRESHOLD,
@@ -94,7 +94,10 @@ from .storage import (
     upload_pending_flow,
 )
 
-__all__ = ["BaseHandle", "BaseKontext", "OnUpdate"]
+__all__ = ["DEFAULT_TIER", "BaseHandle", "BaseKontext", "OnUpdate"]
+
+# The tier ``model=`` means when not given (scripts/typed_options.py's DEFAULT_TIER types the same).
+DEFAULT_TIER = "pro"
 
 # Called with each new status; AsyncKontext also awaits what it returns, so a coroutine function works there.
 OnUpdate = Callable[[Status], object]
@@ -358,43 +361,13 @@ class BaseKontext(
         flow = self._running(endpoint, input, timeout, wait, submit_options)
         return self._run_result(flow, self._next_pool(), on_update)
 
-    @overload
-    def edit(
-        self,
-        prompt: str,
-        *,
-        image: ImageSource,
-        model: Tier = "pro",
-        timeout: float | None = None,
-        on_update: OnUpdate | None = None,
-        webhook_url: str | None = None,
-        start_timeout: float | None = None,
-        priority: str | None = None,
-        **options: Unpack[EditOptions],
-    ) -> _Finished: ...
-
-    @overload
-    def edit(
-        self,
-        prompt: str,
-        *,
-        images: Sequence[ImageSource],
-        model: Tier = "pro",
-        timeout: float | None = None,
-        on_update: OnUpdate | None = None,
-        webhook_url: str | None = None,
-        start_timeout: float | None = None,
-        priority: str | None = None,
-        **options: Unpack[MultiEditOptions],
-    ) -> _Finished: ...
-
-    def edit(  # noqa: PLR0913 - the edit options of the API, each a keyword
+    def _edit(  # noqa: PLR0913 - the edit options of the API, each a keyword
         self,
         prompt: str,
         *,
         image: ImageSource | None = None,
         images: Sequence[ImageSource] | None = None,
-        model: str = "pro",
+        model: str = DEFAULT_TIER,
         timeout: float | None = None,
         on_update: OnUpdate | None = None,
         webhook_url: str | None = None,
@@ -407,8 +380,9 @@ class BaseKontext(
         Images may be URLs, data URIs, local paths, bytes or PIL images. Local images up to ``upload_threshold``
         are sent inline as data URIs; larger ones are uploaded to fal storage first (where the client knows it, see
         ``storage_url``), after every input check, and their URL sent.
-        The options are typed from the spec (``fal_kontext_api.options``), so an editor completes them and a type
-        checker refuses a value the spec does not allow; they are checked again at run time.
+        The options are typed from the spec per tier (``fal_kontext_api.options.EditVerb``), so an editor completes
+        them and a type checker refuses a value, or a field, the chosen tier's endpoint does not allow; they are
+        checked again at run time.
 
         Args:
             prompt: What to change.
@@ -429,19 +403,21 @@ class BaseKontext(
         flow = self._editing(prompt, edit_input, wait, submit_options)
         return self._run_result(flow, self._next_pool(), on_update)
 
-    def generate(  # noqa: PLR0913 - the options of the API, each a keyword
+    def _generate(  # noqa: PLR0913 - the options of the API, each a keyword
         self,
         prompt: str,
         *,
-        model: Tier = "pro",
+        model: str = DEFAULT_TIER,
         timeout: float | None = None,
         on_update: OnUpdate | None = None,
         webhook_url: str | None = None,
         start_timeout: float | None = None,
         priority: str | None = None,
-        **options: Unpack[TextToImageOptions],
+        **options: Any,
     ) -> _Finished:
         """Make images from a prompt alone (the tier's ``text-to-image`` endpoint) and wait for the result.
+
+        The options are typed per tier (``fal_kontext_api.options.GenerateVerb``) and checked again at run time.
 
         Args:
             prompt: What to show.
@@ -459,6 +435,24 @@ class BaseKontext(
         wait = WaitOptions(self._config.wait_deadline(timeout), report=on_update is not None)  # checked first
         flow = self._generating(prompt, model, dict(options), wait, submit_options)
         return self._run_result(flow, self._next_pool(), on_update)
+
+    # The verbs a type checker sees typed per tier by the spec's generated Protocols (one overload per tier, with
+    # that tier's endpoint's options); at run time they are the implementations above.
+    if TYPE_CHECKING:
+
+        @property
+        def edit(self) -> EditVerb[ImageSource, OnUpdate, _Finished]:
+            """See ``_edit``."""
+
+        @property
+        def generate(self) -> GenerateVerb[OnUpdate, _Finished]:
+            """See ``_generate``."""
+    else:
+        # help() shows the Protocol's overloads, its type parameters as the client's types (signatures.py).
+        _edit.__typed_by__ = (EditVerb, {"_Image": "ImageSource", "_OnUpdate": "OnUpdate", "_Result": "_Finished"})
+        _generate.__typed_by__ = (GenerateVerb, {"_OnUpdate": "OnUpdate", "_Result": "_Finished"})
+        edit = _edit
+        generate = _generate
 
     def upload(
         self, source: ImageSource, *, file_name: str | None = None, content_type: str | None = None
@@ -627,8 +621,9 @@ class BaseKontext(
             start_timeout=options.start_timeout,
             runner_hint=options.runner_hint,
         )
+        model = generated_model(chosen.spec.output_schema or output_schemas()[0])
         answer = yield from direct_flow(
-            call.request(), KontextOutput.from_dict, retry=self._config.retry, random=self._config.random
+            call.request(), model.from_dict, retry=self._config.retry, random=self._config.random
         )
         return EditResult(answer.request_id or "", answer.output)
 

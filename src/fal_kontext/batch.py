@@ -86,7 +86,7 @@ _WAIT_ATTEMPTS = 5
 def tier_order(specs: Sequence[EndpointSpec] = ()) -> list[str]:
     """Every tier, in the order the spec first names them (then any other tier of ``specs``): the first is the
     default model."""
-    return list(dict.fromkeys(candidate.tier for candidate in (*endpoint_specs(), *specs)))
+    return list(dict.fromkeys(c.tier for c in (*endpoint_specs(), *specs) if c.tier is not None))
 
 
 def choose_endpoint_spec(

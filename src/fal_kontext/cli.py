@@ -67,7 +67,7 @@ from .log_redaction import secret_forms
 from .recovery import LookupStarted, RecoveryPolicy
 from .results import EditResult
 from .retry import RetryPolicy
-from .spec import EndpointSpec, endpoint_specs, parameter_schema, resolved_schema
+from .spec import EndpointSpec, endpoint_specs, parameter_schema, resolve, resolved_schema
 from .status import Completed, InProgress, Queued, Status
 
 __all__ = ["EXIT_CODES", "ExitCode", "Progress", "Ticker", "build_parser", "exit_code_for", "main"]
@@ -155,6 +155,7 @@ EXAMPLES = {
     "result": 'fal-kontext result "$id" --out out/',
     "cancel": 'fal-kontext cancel "$id"',
     "batch": "fal-kontext batch jobs.jsonl --out out/ --max-cost 5",
+    "run": 'fal-kontext run fal-ai/flux-pro/kontext/max "Make it night" street.jpg --seed 7 --out out/',
 }
 COMMAND_EPILOG = (
     "The global options (--base-url, --auth, --json, -v, --headers, --retries, --absent-after) go before or after\n"
@@ -235,6 +236,17 @@ def _json_value(text: str) -> Any:
 _ARG_TYPES: dict[str, Callable[[str], Any]] = {"integer": int, "number": float, "string": str}
 
 
+def _union_value(schema: dict[str, Any]) -> Callable[[str], Any]:
+    """A flag of a union field (fal's `image_size`: a named size or an object): a value one of its enums lists is
+    taken as it is, anything else as JSON."""
+    named = {str(v) for member in schema["anyOf"] for v in resolve(member).get("enum", [])}
+
+    def parse(text: str) -> Any:
+        return text if text in named else _json_value(text)
+
+    return parse
+
+
 def _add_input_flags(parser: argparse.ArgumentParser, flags: Sequence[InputFlag]) -> None:
     """Add the flags (after the command's own: a field named like one of them gets an ``--input-`` prefix)."""
     group = parser.add_argument_group("input fields (from the API spec)")
@@ -246,6 +258,8 @@ def _add_input_flags(parser: argparse.ArgumentParser, flags: Sequence[InputFlag]
         common: dict[str, Any] = {"dest": f"input_{item.field}", "default": None, "help": _flag_help(schema)}
         if "enum" in schema:
             group.add_argument(item.flag, choices=[str(v) for v in schema["enum"]], **common)
+        elif "anyOf" in schema:
+            group.add_argument(item.flag, type=_union_value(schema), metavar="VALUE|JSON", **common)
         elif kind == "boolean":
             group.add_argument(item.flag, action=argparse.BooleanOptionalAction, **common)
         elif kind == "array":
@@ -392,6 +406,34 @@ def _add_by_id_commands(command: _Command) -> None:
 
     cancel = command("cancel", "cancel a request", _cancel)
     cancel.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
+    apps = sorted({endpoint.app for endpoint in endpoint_specs()})
+    for parser in (status, wait, result, cancel):
+        # fal serves a request under its endpoint's app; with one app in the spec the request id alone says where.
+        parser.add_argument(
+            "--endpoint",
+            choices=[endpoint.id for endpoint in endpoint_specs()],
+            default=None,
+            help="the endpoint the request was submitted to"
+            + ("" if len(apps) == 1 else f" (needed: the spec's endpoints live under {len(apps)} apps)"),
+        )
+
+
+def _add_run_commands(command: _Command) -> None:
+    """run ENDPOINT: any endpoint of the spec by its id, with exactly the flags of its own input schema."""
+    run = command("run", "run any endpoint of the spec by its id and wait for the result", _edit)
+    endpoints = run.add_subparsers(dest="endpoint", metavar="ENDPOINT", required=True)
+    for endpoint in endpoint_specs():
+        sub = endpoints.add_parser(endpoint.id, help=f"{endpoint.family} ({endpoint.input_schema})", allow_abbrev=False)
+        sub.add_argument("prompt", metavar="PROMPT", help="the prompt")
+        if endpoint.image_field is not None:
+            many = endpoint.image_field == "image_urls"
+            sub.add_argument("images", nargs="+" if many else 1, metavar="IMAGE", help="input image: a path or a URL")
+        else:
+            sub.set_defaults(images=[])
+        sub.set_defaults(endpoint_specs=(endpoint,), model=None)
+        _add_submit_options(sub)
+        _add_wait_options(sub, submits=True)
+        _add_input_flags(sub, input_flags([endpoint]))
 
 
 def _add_batch_options(batch: argparse.ArgumentParser) -> None:
@@ -485,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_flags(submit, input_flags(specs))
 
     _add_by_id_commands(command)
+    _add_run_commands(command)
     _add_batch_options(command("batch", "run many jobs from a JSON lines manifest, resumably", _batch))
 
     completion = commands.add_parser(
@@ -916,7 +959,8 @@ def _save(result: EditResult, folder: Path | None, kontext: Kontext, out: Output
             result.request_id,
         ) from err
     out.emit("result", **result.to_dict(), files=files)
-    out.say(f"done: {result.request_id}, seed {result.output.seed}")
+    seed = result.output.to_dict().get("seed")
+    out.say(f"done: {result.request_id}" + (f", seed {seed}" if seed is not None else ""))
     for path in files:
         out.say(f"  saved {path}")
     if not files:
@@ -973,7 +1017,7 @@ def _submit(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
 
 
 def _status(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
-    status = kontext.handle(args.request_id).status(logs=args.logs)
+    status = kontext.handle(args.request_id, endpoint=args.endpoint).status(logs=args.logs)
     fields: dict[str, Any] = {"request_id": status.request_id, "status": _status_name(status)}
     if isinstance(status, Queued):
         fields["queue_position"] = status.position
@@ -993,12 +1037,12 @@ def _status(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
 
 def _wait(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
     folder = _out_folder(args, out)
-    return _watch(kontext.handle(args.request_id), args, kontext, out, folder)
+    return _watch(kontext.handle(args.request_id, endpoint=args.endpoint), args, kontext, out, folder)
 
 
 def _result(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
     folder = _out_folder(args, out)
-    handle = kontext.handle(args.request_id)
+    handle = kontext.handle(args.request_id, endpoint=args.endpoint)
     try:
         result = handle.result()
     except KeyboardInterrupt:
@@ -1013,7 +1057,7 @@ def _result(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
 
 
 def _cancel(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
-    outcome = kontext.handle(args.request_id).cancel()
+    outcome = kontext.handle(args.request_id, endpoint=args.endpoint).cancel()
     out.emit("cancelled", request_id=args.request_id, status=outcome.value)
     out.say(f"{args.request_id}: {outcome.value}")
     return EXIT_OK

@@ -1,13 +1,15 @@
 """The endpoints of the spec and how to pick one: ``Endpoint`` is an endpoint id the spec knows, never a hand list.
 
 ``Endpoint`` behaves like the string enum it used to be: ``Endpoint("fal-ai/flux-pro/kontext")``, ``Endpoint.MAX``
-(member names are the tier, plus ``_MULTI`` for several input images or ``_TEXT_TO_IMAGE``), ``list(Endpoint)``,
+(member names are the tier, plus ``_MULTI`` for several input images or ``_TEXT_TO_IMAGE``; an endpoint outside the
+tiers is named by its id without the owner, ``Endpoint.FLUX_1_DEV``), ``list(Endpoint)``,
 ``.value``, ``.name``, ``"fal-ai/flux-pro/kontext" in Endpoint``, and one object per id (``is`` works).
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 
 from .errors import FieldProblem, InvalidInputError
@@ -77,12 +79,20 @@ class Endpoint(str, metaclass=_EndpointType):
 
     @property
     def name(self) -> str:
-        """The member name: the tier in capitals, plus ``_MULTI`` or ``_TEXT_TO_IMAGE`` by family."""
+        """The member name: the tier in capitals, plus ``_MULTI`` or ``_TEXT_TO_IMAGE`` by family; for an endpoint
+        without a tier, its id without the owner (``FLUX_1_DEV``)."""
+        if self.spec.tier is None:
+            return re.sub(r"\W+", "_", str(self).split("/", 1)[1]).strip("_").upper()
         return self.spec.tier.upper().replace("-", "_") + _NAME_SUFFIX[self.spec.family]
 
     @property
+    def app(self) -> str:
+        """``owner/app``: where the endpoint's status, result and cancel live (``fal-ai/flux-pro``)."""
+        return self.spec.app
+
+    @property
     def operation_id(self) -> str:
-        """The spec's operationId of the submit (``submit_kontext``, ...)."""
+        """The spec's operationId of the submit (``submit_flux_pro_kontext``, ...)."""
         return self.spec.operation_id
 
     @property
@@ -106,7 +116,7 @@ class Endpoint(str, metaclass=_EndpointType):
 
 def model_tiers() -> tuple[str, ...]:
     """The tiers ``model=`` accepts, as the spec has them (``"pro"``, ``"max"``, ...)."""
-    return tuple(dict.fromkeys(item.tier for item in endpoint_specs()))
+    return tuple(dict.fromkeys(item.tier for item in endpoint_specs() if item.tier is not None))
 
 
 def choose_endpoint(model: str, *, family: str) -> Endpoint:
@@ -123,7 +133,7 @@ def choose_endpoint(model: str, *, family: str) -> Endpoint:
     for item in endpoint_specs():
         if item.tier == model and item.family == family:
             return Endpoint(item.id)
-    offered = ", ".join(repr(item.tier) for item in endpoint_specs() if item.family == family) or "none"
+    offered = ", ".join(repr(i.tier) for i in endpoint_specs() if i.family == family and i.tier is not None) or "none"
     raise InvalidInputError(
         [FieldProblem("model", model, f"the {model!r} tier has no {family} endpoint; tiers that have one: {offered}")]
     )

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from fal_kontext_api.models import (
     CancelResponse,
     CancelStatus,
-    KontextOutput,
     LogsFlag,
     QueuePriority,
     QueueStatus,
@@ -72,9 +71,9 @@ from .recovery import (
     classify,
     recover_flow,
 )
-from .results import EditResult, image_file_name, inline_image, write_atomically
+from .results import EditResult, image_file_name, inline_image, read_output, write_atomically
 from .retry import Failure, Operation, RetryPolicy
-from .spec import operation_module
+from .spec import endpoint_specs, operation_module, output_schemas
 from .sse import KeepAlive, SSEDecoder
 from .status import Status, logs_of, status_from_model
 from .urls import base_for_returned_url
@@ -106,12 +105,19 @@ class HandleState:
     Attributes:
         request_id: The request.
         endpoint: The endpoint it was submitted to, if known.
+        app: ``owner/app`` of that endpoint: the queue serves the request's status, result and cancel under it.
         bases: The base URL for each queue operation (from the URLs the server returned, see ``urls``).
     """
 
     request_id: str
     endpoint: Endpoint | None
+    app: str
     bases: Mapping[Operation, str]
+
+    def path_arguments(self) -> tuple[str, str, str]:
+        """The path parameters of the queue operations: owner, app and request id."""
+        owner, _, app = self.app.partition("/")
+        return owner, app, self.request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,22 +150,32 @@ class SubmitOptions:
 
 
 def resume_state(request_id: str, settings: QueueSettings, endpoint: Endpoint | None = None) -> HandleState:
-    """The state of a request known only by its id (resume after a restart): every operation on the configured base.
+    """The state of a request known only by its id (resume after a restart): every operation on the configured base,
+    under the app of ``endpoint`` (without one: the app of every endpoint of the spec, when they all share one).
 
     Raises:
-        InvalidInputError: an empty request id, or one with whitespace or control characters (a ``ValueError``).
+        InvalidInputError: an empty request id, or one with whitespace or control characters (a ``ValueError``); no
+            endpoint, while the spec's endpoints live under several apps.
     """
     if not isinstance(request_id, str) or not request_id.strip() or has_control_character(request_id):
         raise InvalidInputError(
             [FieldProblem("request_id", request_id, "must be the request id submit returned (a non-empty string)")]
         )
-    return HandleState(request_id, endpoint, dict.fromkeys(Operation, settings.base_url))
+    if endpoint is not None:
+        app = endpoint.app
+    else:
+        apps = sorted({item.app for item in endpoint_specs()})
+        if len(apps) != 1:
+            problem = f"the spec's endpoints live under several apps ({', '.join(apps)}): name the request's endpoint"
+            raise InvalidInputError([FieldProblem("endpoint", None, problem)])
+        app = apps[0]
+    return HandleState(request_id, endpoint, app, dict.fromkeys(Operation, settings.base_url))
 
 
 def queue_call(operation: Operation, state: HandleState, **kwargs: Any) -> Call:
     """The call of a queue operation for a request (``kwargs``: the operation's optional parameters)."""
     module = operation_module(operation.value)
-    request = module.request_kwargs(state.request_id, **kwargs)
+    request = module.request_kwargs(*state.path_arguments(), **kwargs)
     return Call(operation, state.bases[operation], state.request_id, request, module.parse_response)
 
 
@@ -340,15 +356,17 @@ def _submitted(outcome: Answer | NoAnswer, endpoint: Endpoint, settings: QueueSe
         (Operation.RESULT, parsed.response_url),
         (Operation.CANCEL, parsed.cancel_url),
     ):
+        # fal's per-endpoint OpenAPI requires only status and request_id: a missing URL is built from the app.
+        returned = url if isinstance(url, str) else None
         base, reason = base_for_returned_url(
-            url, operation_id=operation.value, request_id=rid, configured_base=settings.base_url
+            returned, operation_id=operation.value, app=endpoint.app, request_id=rid, configured_base=settings.base_url
         )
         if reason:
             logger.debug("request %s: %s", rid, reason)
         bases[operation] = base
     bases[Operation.STREAM] = bases[Operation.STATUS]
     logger.info("submitted request %s to %s", rid, endpoint.value)
-    return HandleState(rid, endpoint, bases)
+    return HandleState(rid, endpoint, endpoint.app, bases)
 
 
 def _status_call(state: HandleState, logs: bool) -> Call:
@@ -374,13 +392,16 @@ def status_flow(state: HandleState, settings: QueueSettings, *, logs: bool) -> F
 
 def _result_from(outcome: Answer | NoAnswer, state: HandleState) -> EditResult:
     answer = _answered(outcome, state.request_id, Operation.RESULT)
-    if not isinstance(answer.parsed, KontextOutput):
+    spec = state.endpoint.spec if state.endpoint is not None else None
+    output = read_output(json_or_none(answer.content), spec)
+    if output is None:
+        schema = spec.output_schema if spec is not None else " or ".join(output_schemas())
         raise UnexpectedResponseError(
-            "the result is not a KontextOutput (images, timings, seed, has_nsfw_concepts, prompt)",
+            f"the result is not a {schema} (the endpoint's output schema)",
             request_id=state.request_id,
             body=_text(answer.content),
         )
-    return EditResult(state.request_id, answer.parsed)
+    return EditResult(state.request_id, output)
 
 
 def result_flow(state: HandleState, settings: QueueSettings) -> Flow[EditResult]:
@@ -507,7 +528,7 @@ def stream_flow(
 
 def _open_stream(state: HandleState, settings: QueueSettings, logs: bool, deadline: float | None) -> OpenStream:
     module = operation_module(Operation.STREAM.value)
-    request = module.request_kwargs(state.request_id, logs=LogsFlag.ONE if logs else UNSET)
+    request = module.request_kwargs(*state.path_arguments(), logs=LogsFlag.ONE if logs else UNSET)
     read_timeout = settings.stream_idle_timeout
     if deadline is not None:
         read_timeout = max(0.05, min(read_timeout, deadline - settings.clock()))
@@ -587,8 +608,8 @@ def _failed_result(state: HandleState, settings: QueueSettings, error: str, erro
     attempted = yield from call_with_retries(queue_call(Operation.RESULT, state), once)
     outcome = attempted.outcome
     if isinstance(outcome, Answer):
-        if outcome.status_code == 200 and isinstance(outcome.parsed, KontextOutput):
-            return EditResult(state.request_id, outcome.parsed)
+        if outcome.status_code == 200:
+            return _result_from(outcome, state)
         if outcome.status_code >= 400:
             mapped = error_from_status(outcome.status_code, outcome.headers, outcome.content, state.request_id)
             if isinstance(mapped, (StartTimeoutError, ValidationError)):
@@ -701,7 +722,7 @@ def save_flow(result: EditResult, directory: str | Path) -> Flow[list[Path]]:
             outcome = yield from exchange(Download(image.url, result.request_id))
             inline = _downloaded(outcome, image.url, result.request_id)
         content_type, data = inline
-        path = target / image_file_name(result.request_id, index, data, content_type or image.content_type or None)
+        path = target / image_file_name(result.request_id, index, data, content_type or image.content_type)
         write_atomically(path, data)
         written.append(path)
     return written

@@ -133,6 +133,14 @@ def _check_value(field: str, schema: Mapping[str, Any], value: object, problems:
     if isinstance(value, str) and (problem := text_problem(value)):
         problems.append(FieldProblem(field, value, problem))
         return
+    if isinstance(value, str) and len(value) < schema.get("minLength", 0):
+        problem = f"needs at least {schema['minLength']} characters, got {len(value)}"
+        problems.append(FieldProblem(field, value, problem))
+        return
+    if isinstance(value, str) and "maxLength" in schema and len(value) > schema["maxLength"]:
+        problem = f"allows at most {schema['maxLength']} characters, got {len(value)}"
+        problems.append(FieldProblem(field, value, problem))
+        return
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(repr(v) for v in schema["enum"])
         problems.append(FieldProblem(field, value, f"{_shown(value)} is not allowed; allowed: {allowed}"))

@@ -49,6 +49,7 @@ from .queue_rules import (
     check_status_answer,
     parse_event_stream,
 )
+from .spec import endpoint_specs
 from .urls import FAL_QUEUE_HOSTS, normalise_base_url
 
 __all__ = ["Exchange", "ValidatingProxy", "add_arguments", "create_proxy_app", "run_proxy_command"]
@@ -160,10 +161,12 @@ class ValidatingProxy:
         except ValueError:
             return
         found: list[Violation] = []
+        app = f"{params['owner']}/{params['app']}" if "owner" in params and "app" in params else ""
         if operation and operation.startswith("submit") and status == 200 and isinstance(value, dict):
             request_id = str(value.get("request_id", ""))
+            app = next((e.app for e in endpoint_specs() if e.operation_id == operation), app)
             for name, target in _URL_FIELDS:
-                found += check_returned_url(value.get(name), target, request_id, self.upstream, where=name)
+                found += check_returned_url(value.get(name), target, app, request_id, self.upstream, where=name)
         history = self.histories.setdefault(request_id, RequestHistory()) if request_id else RequestHistory()
         if operation == "get_request_status" and status in (200, 202) and isinstance(value, dict):
             flag = request.query_params.get("logs")
@@ -172,7 +175,7 @@ class ValidatingProxy:
             found += history.observe(value, "status")
             for name, target in _URL_FIELDS:
                 if value.get(name) is not None:
-                    found += check_returned_url(value[name], target, request_id, self.upstream, where=name)
+                    found += check_returned_url(value[name], target, app, request_id, self.upstream, where=name)
         still = isinstance(value, dict) and value.get("detail") == STILL_IN_PROGRESS
         if operation == "get_request_result" and status == 400 and still and history.completed:
             found.append(Violation("result-after-completion", "result still in progress after COMPLETED"))

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .spec import operation_path, spec
+from .spec import spec
 from .sse import decode_stream
-from .urls import FAL_QUEUE_HOSTS
+from .urls import FAL_QUEUE_HOSTS, operation_url
 
 __all__ = [
     "QUEUE_STATUSES",
@@ -165,8 +165,10 @@ def _json_or_none(raw: bytes) -> Any:
         return None
 
 
-def check_returned_url(url: Any, operation_id: str, request_id: str, base_url: str, *, where: str) -> list[Violation]:
-    """A `status_url`/`response_url`/`cancel_url` the server returned.
+def check_returned_url(  # noqa: PLR0913 - judged against the operation, the request (its app and id) and the base
+    url: Any, operation_id: str, app: str, request_id: str, base_url: str, *, where: str
+) -> list[Violation]:
+    """A `status_url`/`response_url`/`cancel_url` the server returned for a request of `app` (`owner/app`).
 
     https://fal.ai/docs/api-reference/inference-api: use these URLs, do not build them; they are on the app path
     `/<owner>/<app>/requests/<id>` ("do not add the endpoint path"), which is the spec's path of the operation. The URL
@@ -179,7 +181,7 @@ def check_returned_url(url: Any, operation_id: str, request_id: str, base_url: s
     parts, base = urlsplit(url), urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return [Violation("url-absolute", f"{where}: {url!r} is not an absolute http(s) URL")]
-    expected = operation_path(operation_id).format(request_id=request_id)
+    expected = operation_url("", operation_id, app, request_id)
     found = []
     on_fal = (parts.hostname or "").lower() in FAL_QUEUE_HOSTS
     prefix = "" if on_fal else base.path.rstrip("/")

@@ -1,21 +1,31 @@
-"""The result of an edit: the images fal sent, typed without the generated package's ``Unset``, the typed output
-itself, and writing the images to disk."""
+"""The result of a request: the endpoint's generated output model with its request id, and writing its images to disk.
+
+Every endpoint of the spec answers with an output of its own schema (``x-fal-endpoint.output_schema``), and every
+one has ``images``, a list of files with a ``url`` (the spec pipeline refuses an endpoint whose output has not).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from fal_kontext_api.models import KontextOutput
-
 from .files import decode_data_uri, extension_for
+from .spec import EndpointSpec, generated_model, output_schemas
 
-__all__ = ["EditResult", "ResultImage", "image_file_name", "inline_image", "write_atomically"]
+__all__ = [
+    "EditResult",
+    "EndpointOutput",
+    "ResultImage",
+    "image_file_name",
+    "inline_image",
+    "read_output",
+    "write_atomically",
+]
 
 # A data URI (``sync_mode``) or inline file data is shown in a repr up to this many characters.
 _SHOWN_CHARACTERS = 60
@@ -94,6 +104,30 @@ class ResultImage:
         return f"ResultImage({', '.join(shown)})"
 
 
+class EndpointOutput(Protocol):
+    """An endpoint's output, as every generated output model of the spec has it."""
+
+    @property
+    def images(self) -> Sequence[_Model]:
+        """The generated images."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The output as JSON."""
+
+
+def read_output(data: object, endpoint: EndpointSpec | None) -> EndpointOutput | None:
+    """The output model of ``endpoint`` read from JSON ``data``; without an endpoint, the first output schema of the
+    spec that reads it. None when ``data`` is not such an output."""
+    names = [endpoint.output_schema] if endpoint is not None and endpoint.output_schema else list(output_schemas())
+    for name in names:
+        try:
+            output: EndpointOutput = generated_model(name).from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        return output
+    return None
+
+
 @dataclass(frozen=True)
 class EditResult:
     """What an edit produced.
@@ -109,7 +143,7 @@ class EditResult:
     """
 
     request_id: str
-    output: KontextOutput = field(repr=False)
+    output: EndpointOutput = field(repr=False)
     images: tuple[ResultImage, ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -48,6 +48,8 @@ def type_text(hint: object) -> str:
         return f"{name}[{', '.join(type_text(arg) for arg in args)}]"
     if isinstance(hint, type):
         return hint.__qualname__
+    if typing.get_origin(hint) is typing.Unpack:
+        return f"Unpack[{type_text(typing.get_args(hint)[0])}]"
     return repr(hint).removeprefix("typing.")
 
 
@@ -71,9 +73,11 @@ def _substituted(hint: object, types_of: Mapping[TypeVar, object]) -> object:
 
 
 def _shown(annotation: object, texts: Mapping[str, str]) -> object:
-    """A source-text annotation with each type parameter's name replaced by the client's type."""
-    if annotation is inspect.Parameter.empty or not isinstance(annotation, str):
+    """An annotation as source text with each type parameter's name replaced by the client's type."""
+    if annotation is inspect.Parameter.empty:
         return annotation
+    if not isinstance(annotation, str):
+        annotation = type_text(annotation)
     pattern = r"\b(" + "|".join(re.escape(name) for name in texts) + r")\b"
     return _Shown(re.sub(pattern, lambda found: texts[found.group(1)], annotation))
 
@@ -94,14 +98,14 @@ def _annotations(function: Callable[..., Any], types_of: Mapping[TypeVar, object
     return {name: _substituted(hint, types_of) for name, hint in hints.items()}
 
 
-def _copy(function: types.FunctionType, owner: type, doc: str | None) -> types.FunctionType:
+def _copy(function: types.FunctionType, owner: type, name: str, doc: str | None) -> types.FunctionType:
     copy = types.FunctionType(
-        function.__code__, function.__globals__, function.__name__, function.__defaults__, function.__closure__
+        function.__code__, function.__globals__, name, function.__defaults__, function.__closure__
     )
     copy.__kwdefaults__ = function.__kwdefaults__
     copy.__dict__.update(function.__dict__)
     copy.__module__ = owner.__module__
-    copy.__qualname__ = f"{owner.__qualname__}.{function.__name__}"
+    copy.__qualname__ = f"{owner.__qualname__}.{name}"
     copy.__doc__ = doc
     return copy
 
@@ -124,17 +128,20 @@ def concrete_verbs(cls: _C) -> _C:
             continue
         if name.startswith("_") and not (name == "__init__" and arguments):  # a handle is not built by hand
             continue
-        overloads = typing.get_overloads(member)
-        shown_by = overloads[0] if overloads else member
+        # A verb typed by a generated Protocol (per tier: fal_kontext_api.options) shows its overloads.
+        typed_by: tuple[type, Mapping[str, str]] | None = getattr(member, "__typed_by__", None)
+        overloads = typing.get_overloads(typed_by[0].__call__) if typed_by else typing.get_overloads(member)
+        shown_texts = {**texts, **{k: str(_shown(v, texts)) for k, v in typed_by[1].items()}} if typed_by else texts
+        shown_by = overloads[0] if overloads else typed_by[0].__call__ if typed_by else member
         doc = member.__doc__
         if len(overloads) > 1:
-            others = "\n".join(f"{name}{_signature(other, texts)}" for other in overloads[1:])
+            others = "\n".join(f"{name}{_signature(other, shown_texts)}" for other in overloads[1:])
             doc = f"Also: {others}\n\n{inspect.cleandoc(doc or '')}"
         if name == "__init__":
             doc = f"Build a {cls.__name__}: every argument is described in the class docstring."
-        copy = _copy(member, cls, doc)
-        copy.__signature__ = _signature(shown_by, texts)  # type: ignore[attr-defined]
-        copy.__annotations__ = _annotations(shown_by, types_of)
+        copy = _copy(member, cls, name, doc)
+        copy.__signature__ = _signature(shown_by, shown_texts)  # type: ignore[attr-defined]
+        copy.__annotations__ = _annotations(member if typed_by else shown_by, types_of)
         setattr(cls, name, copy)
     if arguments:
         cls.__doc__ = f"{inspect.cleandoc(cls.__doc__ or '')}\n\n{arguments}"

@@ -18,11 +18,14 @@ from typing import Any, Literal, cast
 
 __all__ = [
     "EndpointSpec",
+    "app_of",
     "credentials_required",
     "endpoint_spec",
     "endpoint_specs",
+    "generated_model",
     "operation_module",
     "operation_path",
+    "output_schemas",
     "parameter_schema",
     "resolve",
     "resolved_schema",
@@ -96,7 +99,7 @@ def _operations() -> list[tuple[str, str, dict[str, Any]]]:
 
 @functools.cache
 def operation_path(operation_id: str) -> str:
-    """The path template of an operation, e.g. ``/fal-ai/flux-pro/requests/{request_id}/status``."""
+    """The path template of an operation, e.g. ``/{owner}/{app}/requests/{request_id}/status``."""
     for path, _, operation in _operations():
         if operation.get("operationId") == operation_id:
             return path
@@ -120,8 +123,10 @@ class EndpointSpec:
 
     Attributes:
         id: The endpoint id, e.g. ``fal-ai/flux-pro/kontext`` (the submit path without its leading slash).
+        app: ``owner/app``, under which fal serves the endpoint's status, result and cancel (``fal-ai/flux-pro``).
         family: ``"edit"`` (one input image), ``"multi-edit"`` (several) or ``"text-to-image"``.
-        tier: The model tier ``model=`` selects, e.g. ``"pro"`` or ``"max"``.
+        tier: The model tier ``model=`` selects, e.g. ``"pro"`` or ``"max"``; None for an endpoint outside the tiers
+            (callable by its id only).
         image_field: The input's image field (``image_url``/``image_urls``), None for text-to-image.
         operation_id: The submit's operationId (its generated module's name).
         input_schema: The component schema name of the input.
@@ -130,8 +135,9 @@ class EndpointSpec:
     """
 
     id: str
+    app: str
     family: Family
-    tier: str
+    tier: str | None
     image_field: str | None
     operation_id: str
     input_schema: str
@@ -144,10 +150,17 @@ def _schema_name(node: Mapping[str, Any] | None) -> str | None:
     return str(ref).rsplit("/", 1)[-1] if ref else None
 
 
+def app_of(endpoint_id: str) -> str:
+    """The app of an endpoint id: its first two segments (three under fal's namespaces ``workflows/``, ``comfy/``,
+    as fal_client's ``APP_NAMESPACES``), where fal serves its status, result and cancel ("Do not add the endpoint
+    path", https://fal.ai/docs/api-reference/inference-api)."""
+    parts = endpoint_id.strip("/").split("/")
+    return "/".join(parts[: 3 if parts[0] in ("workflows", "comfy") else 2])
+
+
 def endpoint_spec(path: str, operation: Mapping[str, Any]) -> EndpointSpec:
     """The endpoint of a submit operation: its ``x-fal-endpoint`` where present, else derived from the path and
-    the input schema (the fallback fixed in the project's interfaces: ``image_url`` -> edit, ``image_urls`` ->
-    multi-edit, none -> text-to-image; tier ``max`` when ``max`` is a path segment, else ``pro``)."""
+    the input schema (``image_url`` -> edit, ``image_urls`` -> multi-edit, none -> text-to-image; no tier)."""
     extension: Mapping[str, Any] = operation.get("x-fal-endpoint") or {}
     content = operation["requestBody"]["content"]["application/json"]
     input_schema = _schema_name(content["schema"]) or ""
@@ -158,10 +171,13 @@ def endpoint_spec(path: str, operation: Mapping[str, Any]) -> EndpointSpec:
         "text-to-image" if image_field is None else "multi-edit" if image_field == "image_urls" else "edit"
     )
     price = extension.get("price_usd_per_image")
+    endpoint_id = str(extension.get("id", path.lstrip("/")))
+    tier = extension.get("tier")
     return EndpointSpec(
-        id=str(extension.get("id", path.lstrip("/"))),
+        id=endpoint_id,
+        app=str(extension.get("app") or app_of(endpoint_id)),
         family=extension.get("family", derived_family),
-        tier=str(extension.get("tier", "max" if "max" in path.split("/") else "pro")),
+        tier=str(tier) if tier else None,
         image_field=image_field,
         operation_id=str(operation["operationId"]),
         input_schema=input_schema,
@@ -177,6 +193,17 @@ def _result_schema() -> str | None:
             content = operation.get("responses", {}).get("200", {}).get("content", {})
             return _schema_name(content.get("application/json", {}).get("schema"))
     return None
+
+
+@functools.cache
+def output_schemas() -> tuple[str, ...]:
+    """Every endpoint's output schema name, in the spec's order, each once."""
+    return tuple(dict.fromkeys(item.output_schema for item in endpoint_specs() if item.output_schema))
+
+
+def generated_model(schema: str) -> Any:
+    """The generated attrs class of a component schema (``fal_kontext_api.models.<schema>``)."""
+    return getattr(importlib.import_module(f"{GENERATED_PACKAGE}.models"), schema)
 
 
 @functools.cache

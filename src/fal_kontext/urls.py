@@ -66,20 +66,24 @@ def _origin(url: str) -> tuple[str, str]:
 _base_origin = functools.lru_cache(maxsize=32)(_origin)
 
 
-def operation_url(base_url: str, operation_id: str, request_id: str) -> str:
-    """The absolute URL of a queue operation for a request under ``base_url``."""
-    path = operation_path(operation_id).format(request_id=quote(request_id, safe=""))
+def operation_url(base_url: str, operation_id: str, app: str, request_id: str) -> str:
+    """The absolute URL of a queue operation for a request of ``app`` (``owner/app``) under ``base_url``."""
+    owner, _, name = app.partition("/")
+    path = operation_path(operation_id).format(
+        owner=quote(owner, safe=""), app=quote(name, safe=""), request_id=quote(request_id, safe="")
+    )
     return base_url + path
 
 
 def base_for_returned_url(
-    returned_url: str | None, *, operation_id: str, request_id: str, configured_base: str
+    returned_url: str | None, *, operation_id: str, app: str, request_id: str, configured_base: str
 ) -> tuple[str, str | None]:
     """The base URL to call ``operation_id`` with, given the URL the server returned for it.
 
     Args:
         returned_url: ``status_url``, ``response_url`` or ``cancel_url`` from the server, or None.
         operation_id: The spec operation the URL is for (``get_request_status``, ...).
+        app: The app of the request's endpoint (``owner/app``), under which the URL's path must lie.
         request_id: The request id.
         configured_base: The client's base URL (normalised).
 
@@ -89,7 +93,7 @@ def base_for_returned_url(
     """
     if not returned_url:
         return configured_base, "the server returned no URL"
-    expected = operation_url("", operation_id, request_id)
+    expected = operation_url("", operation_id, app, request_id)
     # The usual answer, a URL under the configured base, is decided without parsing (a prefix of the base and "/"
     # fixes scheme and host; the rules below give the same base for it).
     stripped = returned_url.rstrip("/")

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from fal_kontext_api.models import KontextOutput, ValidationErrorResponse, WebhookPayload, WebhookStatus
+from fal_kontext_api.models import ValidationErrorResponse, WebhookPayload, WebhookStatus
 from fal_kontext_api.types import Unset
 
 from .errors import FieldError, WebhookVerificationError
-from .results import EditResult
+from .results import EditResult, read_output
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -195,10 +195,11 @@ def parse_webhook(body: bytes, request_id: str | None = None) -> WebhookEvent:
     payload = message.payload
     ok = message.status == WebhookStatus.OK
     result: EditResult | None = None
-    if ok and isinstance(payload, KontextOutput):
-        result = EditResult(rid, payload)
+    output = read_output(data.get("payload"), None) if ok and isinstance(data, dict) else None
+    if output is not None:
+        result = EditResult(rid, output)
     elif ok and payload is not None and not isinstance(payload, Unset):
-        raise WebhookVerificationError(f"the payload of request {rid} is not a Kontext output")
+        raise WebhookVerificationError(f"the payload of request {rid} is not the output of an endpoint of the spec")
     errors: tuple[FieldError, ...] = ()
     if isinstance(payload, ValidationErrorResponse):
         errors = tuple(FieldError(tuple(item.loc), item.msg, item.type_) for item in payload.detail)

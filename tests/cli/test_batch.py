@@ -79,12 +79,12 @@ def test_every_bad_line_is_reported_before_anything_is_sent(tmp_path: Path) -> N
     maximum = resolved_schema(first.input_schema)["properties"]["num_images"]["maximum"]
     lines = [
         "{not json",
-        json.dumps({"prompt": "p", "image": "missing.png"}),
-        json.dumps({"prompt": "p", "image": "https://e.com/a.png", "num_images": maximum + 1}),
-        json.dumps({"id": "same", "prompt": "p", "image": "https://e.com/a.png"}),
-        json.dumps({"id": "same", "prompt": "p", "image": "https://e.com/b.png"}),
-        json.dumps({"prompt": "p", "image": "https://e.com/a.png", "endpoint": "no/such"}),
-        json.dumps({"prompt": "p", "image": "https://e.com/a.png", "colour": "red"}),
+        json.dumps({"prompt": "a prompt", "image": "missing.png"}),
+        json.dumps({"prompt": "a prompt", "image": "https://e.com/a.png", "num_images": maximum + 1}),
+        json.dumps({"id": "same", "prompt": "a prompt", "image": "https://e.com/a.png"}),
+        json.dumps({"id": "same", "prompt": "a prompt", "image": "https://e.com/b.png"}),
+        json.dumps({"prompt": "a prompt", "image": "https://e.com/a.png", "endpoint": "no/such"}),
+        json.dumps({"prompt": "a prompt", "image": "https://e.com/a.png", "colour": "red"}),
     ]
     (tmp_path / "m.jsonl").write_text("\n".join(lines))
     with pytest.raises(ManifestError) as raised:

@@ -23,13 +23,13 @@ class FakeTerminal(io.StringIO):
 
 
 def test_submit_prints_the_bare_request_id_for_shell_capture(env: dict[str, str], image: Path) -> None:
-    submitted = run_cli(["submit", "p", str(image)], env)
+    submitted = run_cli(["submit", "a prompt", str(image)], env)
     assert submitted.returncode == 0, submitted.stderr
     request_id = submitted.stdout.strip()
     assert submitted.stdout == request_id + "\n" and " " not in request_id and "{" not in request_id
     status = run_cli(["status", request_id], env)
     assert status.returncode == 0, status.stderr
-    as_json = run_cli(["submit", "p", str(image), "--json"], env)
+    as_json = run_cli(["submit", "a prompt", str(image), "--json"], env)
     assert json_lines(as_json.stdout)[0]["event"] == "submitted"
 
 
@@ -37,7 +37,7 @@ def test_an_out_that_is_a_file_fails_before_anything_is_sent(
     emulator: RunningEmulator, env: dict[str, str], image: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     emulator.reset_counters()
-    assert main(["edit", "p", str(image), "--out", str(image)]) == EXIT_USAGE
+    assert main(["edit", "a prompt", str(image), "--out", str(image)]) == EXIT_USAGE
     assert "--out" in capsys.readouterr().err
     assert main(["wait", "some-id", "--out", str(image)]) == EXIT_USAGE
     assert emulator.counters()["calls"] == {}
@@ -48,7 +48,7 @@ def test_a_bad_absent_after_fails_before_anything_is_sent(
     emulator: RunningEmulator, env: dict[str, str], image: Path, capsys: pytest.CaptureFixture[str], seconds: str
 ) -> None:
     emulator.reset_counters()
-    assert main(["--absent-after", seconds, "edit", "p", str(image)]) == EXIT_USAGE
+    assert main(["--absent-after", seconds, "edit", "a prompt", str(image)]) == EXIT_USAGE
     assert "--absent-after" in capsys.readouterr().err
     assert emulator.counters()["calls"] == {}
 
@@ -64,7 +64,7 @@ def test_images_that_cannot_be_written_name_the_request_and_how_to_fetch_them(
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(Kontext, "save", refuse)
-    assert main(["edit", "p", str(image), "--out", str(tmp_path)]) == 1
+    assert main(["edit", "a prompt", str(image), "--out", str(tmp_path)]) == 1
     error = json_lines(capsys.readouterr().out)[-1]
     assert error["request_id"] and f"fal-kontext result {error['request_id']} --out" in str(error["message"])
 
@@ -75,7 +75,7 @@ def test_progress_goes_to_stderr_on_a_terminal_while_stdout_is_redirected(
     stdout, stderr = io.StringIO(), FakeTerminal()
     monkeypatch.setattr(sys, "stdout", stdout)
     monkeypatch.setattr(sys, "stderr", stderr)
-    assert main(["edit", "p", str(image), "--out", str(image.parent)]) == 0
+    assert main(["edit", "a prompt", str(image), "--out", str(image.parent)]) == 0
     assert json_lines(stdout.getvalue())[-1]["event"] == "result"  # the file gets JSON lines
     screen = stderr.getvalue()
     assert "s] " in screen and "saved " in screen  # the terminal gets progress
@@ -91,7 +91,9 @@ def test_ctrl_c_on_wait_stops_watching_and_says_how_to_resume(
     slow: RunningEmulator, env: dict[str, str], image: Path
 ) -> None:
     with Kontext(slow.key, base_url=slow.base_url) as kontext:
-        handle = kontext.submit("fal-ai/flux-pro/kontext", {"prompt": "p", "image_url": "https://example.com/a.png"})
+        handle = kontext.submit(
+            "fal-ai/flux-pro/kontext", {"prompt": "a prompt", "image_url": "https://example.com/a.png"}
+        )
     slow.reset_counters()
     code, screen = interrupt(["--base-url", slow.base_url, "wait", handle.request_id], env, b"running")
     assert code == 130
@@ -107,13 +109,15 @@ def test_the_same_outcome_exits_with_the_same_code_in_every_command(
 ) -> None:
     base = ["--base-url", slow.base_url]
     with Kontext(slow.key, base_url=slow.base_url) as kontext:
-        body = {"prompt": "p", "image_url": "https://example.com/a.png"}
+        body = {"prompt": "a prompt", "image_url": "https://example.com/a.png"}
         running = kontext.submit("fal-ai/flux-pro/kontext", body)  # occupies the only runner
         queued = kontext.submit("fal-ai/flux-pro/kontext", body)
         assert main([*base, "result", queued.request_id]) == EXIT_NOT_READY
         assert f"fal-kontext wait {queued.request_id}" in capsys.readouterr().err
         # a start timeout is a timeout, like --timeout (not a network error)
-        assert main([*base, "edit", "p", str(image), "--start-timeout", "0.5", "--timeout", "20"]) == EXIT_TIMEOUT
+        assert (
+            main([*base, "edit", "a prompt", str(image), "--start-timeout", "0.5", "--timeout", "20"]) == EXIT_TIMEOUT
+        )
         assert "--start-timeout" in capsys.readouterr().err
         queued.cancel()
         running.cancel()
@@ -129,7 +133,7 @@ def test_the_same_outcome_exits_with_the_same_code_in_every_command(
 def test_webhook_url_and_sync_mode(image: Path, env: dict[str, str], tmp_path: Path) -> None:
     with run_emulator(EmulatorConfig(run_time=0.1, webhook_attempts=1)) as emulator:
         hook = "http://127.0.0.1:9/hook"
-        args = ["--base-url", emulator.base_url, "edit", "p", str(image), "--webhook-url", hook, "--sync-mode"]
+        args = ["--base-url", emulator.base_url, "edit", "a prompt", str(image), "--webhook-url", hook, "--sync-mode"]
         done = run_cli([*args, "--out", str(tmp_path)], env)
         assert done.returncode == 0, done.stderr
         result = json_lines(done.stdout)[-1]
@@ -142,7 +146,7 @@ def test_webhook_url_and_sync_mode(image: Path, env: dict[str, str], tmp_path: P
 
 
 def test_headers_shows_each_response(env: dict[str, str], image: Path) -> None:
-    request_id = run_cli(["submit", "p", str(image)], env).stdout.strip()
+    request_id = run_cli(["submit", "a prompt", str(image)], env).stdout.strip()
     shown = run_cli(["--headers", "status", request_id], env)
     assert shown.returncode == 0
     assert "< 20" in shown.stderr and f"/requests/{request_id}/status" in shown.stderr

@@ -121,7 +121,7 @@ def losing(emulator: RunningEmulator) -> Iterator[RunningEmulator]:
 
 
 def test_a_lookup_is_shown_and_logged(losing: RunningEmulator, env: dict[str, str], image: Path) -> None:
-    done = run_cli(["-v", "--absent-after", "0.5", "edit", "p", str(image)], env)
+    done = run_cli(["-v", "--absent-after", "0.5", "edit", "a prompt", str(image)], env)
     assert done.returncode == 0, done.stderr
     events = json_lines(done.stdout)
     looking = next(e for e in events if e["event"] == "looking_up")
@@ -143,7 +143,7 @@ def test_ctrl_c_during_a_lookup_says_the_job_may_exist(
     pending_list: RunningEmulator, env: dict[str, str], image: Path, fault: str, names_the_id: bool
 ) -> None:
     pending_list.add_fault(f"submit={fault},ok")
-    args = ["--base-url", pending_list.base_url, "edit", "p", str(image)]
+    args = ["--base-url", pending_list.base_url, "edit", "a prompt", str(image)]
     code, screen = interrupt(args, env, b"looking for the job in the request list")
     pending_list.clear_faults()
     assert code == EXIT_INTERRUPTED, screen
@@ -159,7 +159,7 @@ def test_ctrl_c_during_a_lookup_says_the_job_may_exist(
 
 
 def test_a_directory_as_the_image_says_it_is_one(env: dict[str, str], tmp_path: Path) -> None:
-    done = run_cli(["edit", "p", str(tmp_path)], env)
+    done = run_cli(["edit", "a prompt", str(tmp_path)], env)
     assert done.returncode == EXIT_USAGE
     assert f"IMAGE: '{tmp_path}' is a directory, not an image file" in done.stderr, done.stderr
 
@@ -193,11 +193,17 @@ def test_a_certificate_that_does_not_verify_is_not_retried_and_names_the_fix(
     ("argv", "words"),
     [
         (["edit"], "edit: the following arguments are required: PROMPT, IMAGE (see: fal-kontext edit --help)"),
-        (["edit", "p", "in.png", "--num-images", "two"], "edit: argument --num-images: invalid int value: 'two'"),
-        (["edit", "p", "in.png", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (
+            ["edit", "a prompt", "in.png", "--num-images", "two"],
+            "edit: argument --num-images: invalid int value: 'two'",
+        ),
+        (["edit", "a prompt", "in.png", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["bogus"], "argument COMMAND: invalid choice: 'bogus'"),
         (["mock", "--runners", "x"], "mock: argument --runners: invalid int value: 'x'"),
-        (["edit", "p", "in.png", "--num-images", "9"], "--num-images: 9 is out of range"),  # a range error, as before
+        (
+            ["edit", "a prompt", "in.png", "--num-images", "9"],
+            "--num-images: 9 is out of range",
+        ),  # a range error, as before
     ],
 )
 def test_every_usage_error_is_one_line_and_a_json_line(

@@ -124,7 +124,7 @@ def test_flags_parse_into_the_input_and_images_are_inlined(tmp_path: Path) -> No
     path = tmp_path / "a.png"
     Image.new("RGB", (8, 8), "red").save(path)
     args = build_parser().parse_args(
-        ["edit", "p", str(path), str(path), "--num-images", "2", "--no-enhance-prompt", "--aspect-ratio", "1:1"]
+        ["edit", "a prompt", str(path), str(path), "--num-images", "2", "--no-enhance-prompt", "--aspect-ratio", "1:1"]
     )
     chosen, body = cli._build_input(args)
     assert chosen.family == "multi-edit"
@@ -136,8 +136,8 @@ def test_a_value_the_spec_does_not_allow_is_a_usage_error(capsys: pytest.Capture
     schema = resolved_schema(endpoint_specs()[0].input_schema)["properties"]["output_format"]
     not_allowed = "x" + "".join(schema["enum"])
     with pytest.raises(cli.UsageError, match="--output-format"):
-        build_parser().parse_args(["edit", "p", "in.png", "--output-format", not_allowed])
-    assert cli.main(["edit", "p", "in.png", "--output-format", not_allowed]) == cli.EXIT_USAGE
+        build_parser().parse_args(["edit", "a prompt", "in.png", "--output-format", not_allowed])
+    assert cli.main(["edit", "a prompt", "in.png", "--output-format", not_allowed]) == cli.EXIT_USAGE
     assert "--output-format" in capsys.readouterr().err
 
 
@@ -210,7 +210,7 @@ PYTHON_WORDS = re.compile(r"\w\(\)|\w=['.]|max_image_bytes|start_timeout|auth=")
     ],
 )
 def test_messages_speak_the_command_lines_language(err: Exception) -> None:
-    args = build_parser().parse_args(["edit", "p", "in.png"])
+    args = build_parser().parse_args(["edit", "a prompt", "in.png"])
     message = cli_message(err, args)
     assert not PYTHON_WORDS.search(message), message
 
@@ -218,7 +218,7 @@ def test_messages_speak_the_command_lines_language(err: Exception) -> None:
 def test_an_oversized_image_names_the_flag(tmp_path: Path) -> None:
     path = tmp_path / "big.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
-    args = build_parser().parse_args(["edit", "p", str(path), "--max-image-bytes", "10"])
+    args = build_parser().parse_args(["edit", "a prompt", str(path), "--max-image-bytes", "10"])
     with pytest.raises(InvalidInputError) as raised:
         cli._build_input(args)
     message = cli_message(raised.value, args)
@@ -326,7 +326,7 @@ def test_log_lines_never_show_a_credential_from_the_environment() -> None:
 
 def test_verbose_commands_print_no_credential(emulator: RunningEmulator, env: dict[str, str], image: Path) -> None:
     canary_env = {**env, "FAL_KEY": CANARY}  # a key the emulator refuses: the 401 path, logged at -vv
-    done = run_cli(["-vv", "edit", "p", str(image)], canary_env)
+    done = run_cli(["-vv", "edit", "a prompt", str(image)], canary_env)
     assert done.returncode != 0 and "401" in done.stderr + done.stdout
     assert "httpcore" in done.stderr  # the debug lines were written
     assert CANARY not in done.stdout + done.stderr

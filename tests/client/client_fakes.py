@@ -260,7 +260,7 @@ def real_client(kind: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
 def input_for(endpoint: Endpoint, image: str, **fields: object) -> dict[str, object]:
     """An input for ``endpoint`` as its family needs: ``image`` (a URL or data URI) in its image field, if it has one
     (a list for several-image endpoints)."""
-    body: dict[str, object] = {"prompt": "p", **fields}
+    body: dict[str, object] = {"prompt": "a prompt", **fields}
     if endpoint.image_field:
         body[endpoint.image_field] = [image] if endpoint.is_multi else image
     return body

@@ -13,7 +13,7 @@ from fal_kontext import AsyncKontext, InvalidInputError, Kontext, RequestTimeout
 from tests.client.client_fakes import FakeClock, FakeQueue, MakeClient
 
 CLIENTS = [Kontext, AsyncKontext]
-INPUT = {"prompt": "p", "image_url": "https://example.test/a.png"}
+INPUT = {"prompt": "a prompt", "image_url": "https://example.test/a.png"}
 
 
 def test_every_exported_name_exists() -> None:
@@ -179,5 +179,5 @@ def test_close_builds_no_client(client: type[Any], monkeypatch: pytest.MonkeyPat
 def test_edit_rejects_unknown_options_before_sending(fake: FakeQueue, clock: FakeClock, make: MakeClient) -> None:
     kontext = make(fake, clock)
     with pytest.raises(InvalidInputError, match="aspect_ratio"):
-        kontext.edit("p", image="https://example.test/a.png", aspect="16:9")
+        kontext.edit("a prompt", image="https://example.test/a.png", aspect="16:9")
     assert fake.requests == []

@@ -125,7 +125,7 @@ def test_ctrl_c_on_a_terminal_cancels_the_request(env: dict[str, str], image: Pa
     with run_emulator(EmulatorConfig(run_time=30.0, runners=1, keepalive_interval=1.0)) as slow:
         controller, terminal = pty.openpty()
         process = subprocess.Popen(
-            [sys.executable, "-m", "fal_kontext.cli", "--base-url", slow.base_url, "edit", "p", str(image)],
+            [sys.executable, "-m", "fal_kontext.cli", "--base-url", slow.base_url, "edit", "a prompt", str(image)],
             stdin=terminal,
             stdout=terminal,
             stderr=terminal,
@@ -144,7 +144,7 @@ def test_ctrl_c_on_a_terminal_cancels_the_request(env: dict[str, str], image: Pa
 
 
 def test_by_id_commands(env: dict[str, str], image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["submit", "p", str(image)]) == 0
+    assert main(["submit", "a prompt", str(image)]) == 0
     request_id = capsys.readouterr().out.strip()  # the bare id, for `id=$(fal-kontext submit ...)`
     assert main(["wait", request_id, "--poll", "--out", str(tmp_path)]) == 0
     assert json_lines(capsys.readouterr().out)[-1]["files"]
@@ -161,8 +161,8 @@ def test_by_id_commands(env: dict[str, str], image: Path, tmp_path: Path, capsys
     ("args", "code", "error"),
     [
         (["status", "no-such-request"], 4, "NotFoundError"),
-        (["edit", "p", "IMAGE", "--num-images", "9"], 2, "InvalidInputError"),
-        (["edit", "p", "missing.png"], 2, "InvalidInputError"),
+        (["edit", "a prompt", "IMAGE", "--num-images", "9"], 2, "InvalidInputError"),
+        (["edit", "a prompt", "missing.png"], 2, "InvalidInputError"),
         (["edit", "[content-policy] p", "IMAGE"], 5, "ContentPolicyError"),
         (["edit", "[runner-failure] p", "IMAGE"], 5, "RequestFailedError"),
         (["--base-url", "http://127.0.0.1:9", "status", "x", "--retries", "0"], 7, "APIConnectionError"),
@@ -184,7 +184,7 @@ def test_wrong_key_exit_code(
     env: dict[str, str], image: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("FAL_KEY", "not-the-key")
-    assert main(["edit", "p", str(image)]) == 3
+    assert main(["edit", "a prompt", str(image)]) == 3
     assert "FAL_KEY" in capsys.readouterr().err
 
 
@@ -192,7 +192,7 @@ def test_timeout_exit_code(
     emulator: RunningEmulator, env: dict[str, str], image: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with run_emulator(EmulatorConfig(run_time=30.0, runners=1)) as slow:
-        assert main(["--base-url", slow.base_url, "edit", "p", str(image), "--timeout", "0.5"]) == 6
+        assert main(["--base-url", slow.base_url, "edit", "a prompt", str(image), "--timeout", "0.5"]) == 6
     assert "cancelled" in json_lines(capsys.readouterr().out)[-1]["message"]  # type: ignore[operator]
 
 

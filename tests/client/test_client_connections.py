@@ -75,7 +75,7 @@ def test_sequential_sync_jobs_share_one_connection(
             stream_status=stream,
         ) as kontext:
             for _ in range(5):
-                kontext.edit("p", image=_png())
+                kontext.edit("a prompt", image=_png())
         assert len(opened) == 1, f"stream={stream}: {len(opened)} connections for 5 sequential jobs"
 
 

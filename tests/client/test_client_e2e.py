@@ -134,14 +134,14 @@ def test_stream_reports_queue_and_progress(kind: str) -> None:
 
 def test_poll_mode_makes_status_calls(kontext: AnyClient, emulator: RunningEmulator) -> None:
     emulator.reset_counters()
-    handle = kontext.submit("fal-ai/flux-pro/kontext", {"prompt": "p", "image_url": kontext_png()})
+    handle = kontext.submit("fal-ai/flux-pro/kontext", {"prompt": "a prompt", "image_url": kontext_png()})
     handle.wait(stream=False)
     calls = emulator.counters()["calls"]
     assert calls.get("get_request_status", 0) >= 1 and not calls.get("stream_request_status")
 
 
 def test_resume_by_request_id_in_a_new_client(kontext: AnyClient, emulator: RunningEmulator, kind: str) -> None:
-    request_id = kontext.submit(Endpoint.MAX, {"prompt": "p", "image_url": kontext_png()}).request_id
+    request_id = kontext.submit(Endpoint.MAX, {"prompt": "a prompt", "image_url": kontext_png()}).request_id
     with real_client(kind, emulator.key, base_url=emulator.base_url) as later:
         result = later.handle(request_id).wait()
     assert result.request_id == request_id
@@ -149,7 +149,7 @@ def test_resume_by_request_id_in_a_new_client(kontext: AnyClient, emulator: Runn
 
 def test_result_before_completion_is_not_ready(slow_emulator: RunningEmulator, kind: str) -> None:
     with real_client(kind, slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
-        handle = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+        handle = kontext.submit(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()})
         with pytest.raises(ResultNotReadyError, match=handle.request_id):
             handle.result()
         assert isinstance(handle.status(), (Queued, InProgress))
@@ -158,7 +158,7 @@ def test_result_before_completion_is_not_ready(slow_emulator: RunningEmulator, k
 
 def test_cancel_then_wait_is_cancelled(slow_emulator: RunningEmulator, kind: str) -> None:
     with real_client(kind, slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
-        handle = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+        handle = kontext.submit(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()})
         assert handle.cancel() is CancelStatus.CANCELLATION_REQUESTED
         with pytest.raises(RequestCancelledError, match=handle.request_id):
             handle.wait(timeout=10)
@@ -168,7 +168,7 @@ def test_cancel_then_wait_is_cancelled(slow_emulator: RunningEmulator, kind: str
 @pytest.mark.parametrize("stream", [True, False])
 def test_timeout_then_cancel(slow_emulator: RunningEmulator, kind: str, stream: bool) -> None:
     with real_client(kind, slow_emulator.key, base_url=slow_emulator.base_url, stream_status=stream) as kontext:
-        handle = kontext.submit(Endpoint.MAX, {"prompt": "p", "image_url": kontext_png()})
+        handle = kontext.submit(Endpoint.MAX, {"prompt": "a prompt", "image_url": kontext_png()})
         with pytest.raises(WaitTimeoutError) as caught:
             handle.wait(timeout=0.6)
         assert caught.value.cancelled and caught.value.request_id == handle.request_id
@@ -179,10 +179,12 @@ def test_timeout_then_cancel(slow_emulator: RunningEmulator, kind: str, stream: 
 def test_start_timeout(slow_emulator: RunningEmulator, kind: str) -> None:
     with real_client(kind, slow_emulator.key, base_url=slow_emulator.base_url) as kontext:
         # the one runner is busy with this request, so the next cannot start within its deadline
-        blocker = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+        blocker = kontext.submit(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()})
         try:
             with pytest.raises(StartTimeoutError):
-                kontext.run(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()}, start_timeout=0.3, timeout=10)
+                kontext.run(
+                    Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()}, start_timeout=0.3, timeout=10
+                )
         finally:
             blocker.cancel()
 
@@ -192,12 +194,12 @@ def test_wrong_key(emulator: RunningEmulator, kind: str) -> None:
         real_client(kind, "wrong-key", base_url=emulator.base_url) as kontext,
         pytest.raises(AuthenticationError, match="FAL_KEY"),
     ):
-        kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+        kontext.submit(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()})
 
 
 def test_bearer_auth(emulator: RunningEmulator, kind: str) -> None:
     with real_client(kind, emulator.key, auth="bearer", base_url=emulator.base_url) as kontext:
-        assert kontext.edit("p", image=png()).images
+        assert kontext.edit("a prompt", image=png()).images
 
 
 def test_unknown_request_id(kontext: AnyClient) -> None:
@@ -221,21 +223,21 @@ def test_runner_failure(kontext: AnyClient) -> None:
 
 def test_server_validation_of_an_image_it_cannot_read(kontext: AnyClient) -> None:
     with pytest.raises(ValidationError) as caught:
-        kontext.edit("p", image="https://example.invalid/nope.png")
+        kontext.edit("a prompt", image="https://example.invalid/nope.png")
     assert caught.value.errors and caught.value.errors[0].loc[-1] == "image_url"
 
 
 def test_transient_faults_are_retried(kontext: AnyClient, emulator: RunningEmulator) -> None:
     emulator.add_fault("status=503,502-nginx,429:0,ok")
     emulator.add_fault("result=500,ok")
-    result = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()}).wait(stream=False)
+    result = kontext.submit(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()}).wait(stream=False)
     assert result.images
 
 
 def test_a_dropped_stream_falls_back_to_polling(kontext: AnyClient, emulator: RunningEmulator) -> None:
     emulator.add_fault("stream=503")
     emulator.reset_counters()
-    kontext.edit("p", image=png())
+    kontext.edit("a prompt", image=png())
     assert emulator.counters()["calls"].get("get_request_status", 0) >= 1
 
 
@@ -248,19 +250,19 @@ def test_submit_is_never_sent_twice(emulator: RunningEmulator, kind: str) -> Non
     ) as kontext:
         emulator.add_fault("submit=503")
         with pytest.raises(SubmitOutcomeUnknownError) as caught:
-            kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+            kontext.submit(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()})
         assert isinstance(caught.value.__cause__, ServerError)
         emulator.clear_faults()
         emulator.add_fault("submit=drop-after")
         with pytest.raises(APIConnectionError, match="not sent again"):
-            kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
-        assert emulator.counters()["calls"].get("submit_kontext") == 2
+            kontext.submit(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()})
+        assert emulator.counters()["calls"].get("submit_flux_pro_kontext") == 2
         emulator.clear_faults()
         # A 429 refuses the request (nothing is queued): the submit is sent again after Retry-After, and queued once.
         emulator.add_fault("submit=429:1")
         queued_before = emulator.submit_count()
-        kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
-        assert emulator.counters()["calls"].get("submit_kontext") == 4
+        kontext.submit(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()})
+        assert emulator.counters()["calls"].get("submit_flux_pro_kontext") == 4
         assert emulator.submit_count() == queued_before + 1
 
 
@@ -271,8 +273,8 @@ def test_every_exchange_of_the_client_conforms_to_the_spec(emulator: RunningEmul
     recorder = ConformanceRecorder(httpx.HTTPTransport() if kind == "sync" else httpx.AsyncHTTPTransport())
     with real_client(kind, emulator.key, base_url=emulator.base_url, transport=recorder) as kontext:
         for endpoint in Endpoint:
-            call_verb(kontext, endpoint, "p", png(), seed=7, output_format="png")
-        handle = kontext.submit(Endpoint.PRO, {"prompt": "p", "image_url": kontext_png()})
+            call_verb(kontext, endpoint, "a prompt", png(), seed=7, output_format="png")
+        handle = kontext.submit(Endpoint.PRO, {"prompt": "a prompt", "image_url": kontext_png()})
         handle.status(logs=True)
         handle.wait(stream=False)
         handle.cancel()

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 import pytest
-from fal_kontext_api.models import AspectRatio, KontextInput, KontextMultiInput, QueueStatusEvent
+from fal_kontext_api.models import KontextInput, KontextInputAspectRatio, KontextMultiInput, QueueStatusEvent
 from PIL import Image as PILImage
 
 from fal_kontext.endpoints import Endpoint, choose_endpoint, model_tiers, parse_endpoint
@@ -23,7 +23,9 @@ RID = "abc-1"
 
 
 def follow(url: str | None, configured: str, operation: str = "get_request_status") -> tuple[str, str | None]:
-    return base_for_returned_url(url, operation_id=operation, request_id=RID, configured_base=configured)
+    return base_for_returned_url(
+        url, operation_id=operation, app="fal-ai/flux-pro", request_id=RID, configured_base=configured
+    )
 
 
 # --- URLs -------------------------------------------------------------------------------------------------------
@@ -108,9 +110,9 @@ def test_sse_blank_lines_without_data_dispatch_nothing() -> None:
 # --- endpoints and input checks -----------------------------------------------------------------------------------
 
 
-def test_endpoints_are_exactly_the_spec_edit_operations() -> None:
+def test_endpoints_are_exactly_the_spec_submit_operations() -> None:
     edit_paths = {
-        path.lstrip("/") for path, item in spec()["paths"].items() if "edit" in item.get("post", {}).get("tags", [])
+        path.lstrip("/") for path, item in spec()["paths"].items() if "submit" in item.get("post", {}).get("tags", [])
     }
     assert edit_paths == {e.value for e in Endpoint}
     assert {e.is_multi for e in Endpoint} == {True, False}
@@ -153,7 +155,8 @@ def test_the_x_fal_endpoint_extension_wins_over_the_fallback() -> None:
         0.04,
     )
     fallback = endpoint_spec("/fal-ai/flux-pro/kontext", {k: v for k, v in operation.items() if k != "x-fal-endpoint"})
-    assert (fallback.family, fallback.tier, fallback.image_field) == ("edit", "pro", "image_url")
+    assert (fallback.family, fallback.app, fallback.image_field) == ("edit", "fal-ai/flux-pro", "image_url")
+    assert fallback.tier is None  # only x-fal-endpoint names a tier
 
 
 def test_choose_and_parse_endpoint() -> None:
@@ -179,18 +182,22 @@ URL = "https://example.test/in.png"
 @pytest.mark.parametrize(
     ("data", "field", "words"),
     [
-        ({"prompt": "p", "image_url": URL, "aspect_ratio": "5:4"}, "aspect_ratio", ["'5:4'", "'16:9'", "allowed"]),
-        ({"prompt": "p", "image_url": URL, "num_images": 5}, "num_images", ["5", "1 to 4"]),
-        ({"prompt": "p", "image_url": URL, "num_images": 0}, "num_images", ["0", "1 to 4"]),
-        ({"prompt": "p", "image_url": URL, "guidance_scale": 25.0}, "guidance_scale", ["25", "1 to 20"]),
-        ({"prompt": "p", "image_url": URL, "num_images": True}, "num_images", ["True", "integer"]),
-        ({"prompt": "p", "image_url": URL, "safety_tolerance": 2}, "safety_tolerance", ["string", "'2'"]),
-        ({"prompt": "p", "image_url": URL, "safety_tolerance": "7"}, "safety_tolerance", ["'7'", "'6'"]),
-        ({"prompt": "p", "image_url": URL, "output_format": "gif"}, "output_format", ["'gif'", "'png'"]),
-        ({"prompt": "p"}, "image_url", ["missing", "URL"]),
+        (
+            {"prompt": "a prompt", "image_url": URL, "aspect_ratio": "5:4"},
+            "aspect_ratio",
+            ["'5:4'", "'16:9'", "allowed"],
+        ),
+        ({"prompt": "a prompt", "image_url": URL, "num_images": 5}, "num_images", ["5", "1 to 4"]),
+        ({"prompt": "a prompt", "image_url": URL, "num_images": 0}, "num_images", ["0", "1 to 4"]),
+        ({"prompt": "a prompt", "image_url": URL, "guidance_scale": 25.0}, "guidance_scale", ["25", "1 to 20"]),
+        ({"prompt": "a prompt", "image_url": URL, "num_images": True}, "num_images", ["True", "integer"]),
+        ({"prompt": "a prompt", "image_url": URL, "safety_tolerance": 2}, "safety_tolerance", ["string", "'2'"]),
+        ({"prompt": "a prompt", "image_url": URL, "safety_tolerance": "7"}, "safety_tolerance", ["'7'", "'6'"]),
+        ({"prompt": "a prompt", "image_url": URL, "output_format": "gif"}, "output_format", ["'gif'", "'png'"]),
+        ({"prompt": "a prompt"}, "image_url", ["missing", "URL"]),
         ({"image_url": URL}, "prompt", ["missing"]),
-        ({"prompt": "p", "image_url": "in.png"}, "image_url", ["not an http(s) URL"]),
-        ({"prompt": "p", "image_url": URL, "aspect": "1:1"}, "aspect", ["not a field", "aspect_ratio"]),
+        ({"prompt": "a prompt", "image_url": "in.png"}, "image_url", ["not an http(s) URL"]),
+        ({"prompt": "a prompt", "image_url": URL, "aspect": "1:1"}, "aspect", ["not a field", "aspect_ratio"]),
     ],
 )
 def test_single_input_checks_name_field_value_and_allowed(
@@ -203,14 +210,14 @@ def test_single_input_checks_name_field_value_and_allowed(
 
 
 def test_image_url_given_to_a_multi_endpoint_points_to_image_urls() -> None:
-    problems = problems_of(Endpoint.MAX_MULTI, {"prompt": "p", "image_url": URL})
+    problems = problems_of(Endpoint.MAX_MULTI, {"prompt": "a prompt", "image_url": URL})
     assert "did you mean 'image_urls'" in problems["image_url"]
     assert "missing" in problems["image_urls"]
 
 
 def test_multi_needs_at_least_one_image_and_checks_each() -> None:
-    assert "at least 1" in problems_of(Endpoint.PRO_MULTI, {"prompt": "p", "image_urls": []})["image_urls"]
-    problems = problems_of(Endpoint.PRO_MULTI, {"prompt": "p", "image_urls": [URL, 3, "nope"]})
+    assert "at least 1" in problems_of(Endpoint.PRO_MULTI, {"prompt": "a prompt", "image_urls": []})["image_urls"]
+    problems = problems_of(Endpoint.PRO_MULTI, {"prompt": "a prompt", "image_urls": [URL, 3, "nope"]})
     assert "image_urls[1]" in problems and "image_urls[2]" in problems
 
 
@@ -220,16 +227,18 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_valid_input_becomes_the_generated_model_without_unsent_defaults() -> None:
-    body = build_input(Endpoint.PRO, {"prompt": "p", "image_url": URL, "aspect_ratio": AspectRatio.RATIO_16_9})
+    body = build_input(
+        Endpoint.PRO, {"prompt": "a prompt", "image_url": URL, "aspect_ratio": KontextInputAspectRatio.RATIO_16_9}
+    )
     assert isinstance(body, KontextInput)
-    assert body.to_dict() == {"prompt": "p", "image_url": URL, "aspect_ratio": "16:9"}
-    multi = build_input(Endpoint.MAX_MULTI, KontextMultiInput(prompt="p", image_urls=[URL], num_images=2))
+    assert body.to_dict() == {"prompt": "a prompt", "image_url": URL, "aspect_ratio": "16:9"}
+    multi = build_input(Endpoint.MAX_MULTI, KontextMultiInput(prompt="a prompt", image_urls=[URL], num_images=2))
     assert isinstance(multi, KontextMultiInput) and multi.num_images == 2
 
 
 def test_a_model_instance_is_checked_too() -> None:
     with pytest.raises(InvalidInputError, match="num_images"):
-        build_input(Endpoint.PRO, KontextInput(prompt="p", image_url=URL, num_images=12))
+        build_input(Endpoint.PRO, KontextInput(prompt="a prompt", image_url=URL, num_images=12))
 
 
 def test_submit_options_come_from_the_spec() -> None:
@@ -246,23 +255,23 @@ def test_submit_options_come_from_the_spec() -> None:
 def test_edit_picks_the_endpoint_and_inlines_files(tmp_path: Path) -> None:
     path = tmp_path / "in.png"
     path.write_bytes(PNG)
-    endpoint, body = build_edit_input("p", image=path, model="max", seed=3)
+    endpoint, body = build_edit_input("a prompt", image=path, model="max", seed=3)
     assert endpoint is Endpoint.MAX
     assert isinstance(body, KontextInput) and body.image_url.startswith("data:image/png;base64,")
-    endpoint, body = build_edit_input("p", images=[str(path), URL])
+    endpoint, body = build_edit_input("a prompt", images=[str(path), URL])
     assert endpoint is Endpoint.PRO_MULTI
     assert isinstance(body, KontextMultiInput) and body.image_urls[1] == URL
 
 
 def test_edit_input_mistakes() -> None:
     with pytest.raises(InvalidInputError, match="missing; give image"):
-        build_edit_input("p")
+        build_edit_input("a prompt")
     with pytest.raises(InvalidInputError, match="not both"):
-        build_edit_input("p", image=URL, images=[URL])
+        build_edit_input("a prompt", image=URL, images=[URL])
     with pytest.raises(InvalidInputError, match=r"image=\.\.\. or images"):
-        build_edit_input("p", image=URL, image_urls=[URL])
+        build_edit_input("a prompt", image=URL, image_urls=[URL])
     with pytest.raises(InvalidInputError, match=r"no-such-file\.png"):
-        build_edit_input("p", image="no-such-file.png")
+        build_edit_input("a prompt", image="no-such-file.png")
 
 
 def test_files_are_sniffed_and_size_checked(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import BASE, RID, FakeClock, FakeQueue, MakeClient, no_jitter, real_client, status_body
 
 CANARY = "canary-7c1d-QzXwv93-do-not-print"
-INPUT = {"prompt": "p", "image_url": "https://example.test/in.png"}
+INPUT = {"prompt": "a prompt", "image_url": "https://example.test/in.png"}
 EP = "fal-ai/flux-pro/kontext"
 
 
@@ -203,11 +203,11 @@ def test_real_http_logs_hold_no_key(canary_emulator: RunningEmulator, caplog: py
 
     async def main_async() -> None:
         async with AsyncKontext(CANARY, base_url=canary_emulator.base_url) as kontext:
-            await kontext.edit("p", image=png_bytes())
+            await kontext.edit("a prompt", image=png_bytes())
 
     asyncio.run(main_async())
     with Kontext(CANARY, base_url=canary_emulator.base_url) as kontext:
-        kontext.edit("p", image=png_bytes())
+        kontext.edit("a prompt", image=png_bytes())
     assert "HTTP Request" in caplog.text
     assert_clean(caplog.text)
 
@@ -233,13 +233,13 @@ def test_cli_output_holds_no_key(
     monkeypatch.setenv("FAL_KONTEXT_TOKEN", CANARY)  # fal's key is not sent as a bearer token to another host
     monkeypatch.setenv("FAL_KONTEXT_BASE_URL", canary_emulator.base_url)
     codes = [
-        main(["-v", "edit", "p", str(image), "--out", str(tmp_path)]),
+        main(["-v", "edit", "a prompt", str(image), "--out", str(tmp_path)]),
         main(["-v", "status", "unknown-id"]),
         main(["-v", "--auth", "bearer", "edit", "[content-policy] p", str(image)]),
         main(["--retries", "0", "--base-url", "http://127.0.0.1:9", "status", "x"]),
     ]
     with run_emulator(EmulatorConfig(keys=("other-key",))) as refusing:
-        codes.append(main(["-v", "--base-url", refusing.base_url, "edit", "p", str(image)]))
+        codes.append(main(["-v", "--base-url", refusing.base_url, "edit", "a prompt", str(image)]))
     assert codes == [0, 4, 5, 7, 3]
     captured = capsys.readouterr()
     assert_clean(captured.out)

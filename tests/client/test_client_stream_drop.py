@@ -22,7 +22,7 @@ from tests.client.client_fakes import real_client
 def _input() -> dict[str, str]:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), "red").save(buffer, format="PNG")
-    return {"prompt": "p", "image_url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
+    return {"prompt": "a prompt", "image_url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
 
 
 @pytest.fixture(scope="module")

@@ -558,7 +558,7 @@ def test_async_on_update_may_be_a_coroutine_function(fake: FakeQueue, clock: Fak
             "test-key", base_url=BASE, transport=fake.transport(), sleep=clock.asleep, clock=clock
         ) as kontext:
             result = await kontext.run(EP, INPUT, on_update=on_update)
-            assert result.output.seed == 42
+            assert result.output.to_dict()["seed"] == 42
 
     asyncio.run(main())
     assert fake.ops() == ["submit", "stream", "result"]

@@ -54,7 +54,9 @@ def test_emulator_webhooks_verify_and_parse(receiver: str, kind: str) -> None:
         real_client(kind, emulator.key, base_url=emulator.base_url) as kontext,
     ):
         handle = kontext.submit(
-            Endpoint.PRO, {"prompt": "p", "image_url": image_source_to_url(buffer.getvalue())}, webhook_url=receiver
+            Endpoint.PRO,
+            {"prompt": "a prompt", "image_url": image_source_to_url(buffer.getvalue())},
+            webhook_url=receiver,
         )
         handle.wait()
         assert Receiver.arrived.wait(timeout=10)

@@ -45,7 +45,9 @@ def test_a_signed_ok_delivery_gives_the_typed_result() -> None:
     body, headers = deliver(KEY, OK_BODY)
     event = verify_webhook(body, headers, JWKS, now=NOW + 10)
     assert event.ok and event.gateway_request_id == "gw-2"
-    assert event.result is not None and event.result.output.seed == 42 and event.result.request_id == "req-1"
+    assert (
+        event.result is not None and event.result.output.to_dict()["seed"] == 42 and event.result.request_id == "req-1"
+    )
 
 
 def test_an_error_delivery_carries_the_field_list() -> None:

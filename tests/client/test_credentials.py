@@ -40,9 +40,9 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 VERBS: dict[str, Callable[[Any], object]] = {
     "submit": lambda k: k.submit(EP, INPUT),
     "run": lambda k: k.run(EP, INPUT),
-    "edit, inlined": lambda k: k.edit("p", image=_png(100)),
-    "edit, uploaded": lambda k: k.edit("p", image=_png(2 * 1024 * 1024)),
-    "generate": lambda k: k.generate("p"),
+    "edit, inlined": lambda k: k.edit("a prompt", image=_png(100)),
+    "edit, uploaded": lambda k: k.edit("a prompt", image=_png(2 * 1024 * 1024)),
+    "generate": lambda k: k.generate("a prompt"),
     "upload": lambda k: k.upload(_png(100)),
     "run_direct": lambda k: k.run_direct(EP, INPUT),
     "resubmit": lambda k: k.resubmit(EP, INPUT, sent_at=1.0),
@@ -100,9 +100,9 @@ def test_bearer_without_a_token_names_the_token(
 @pytest.mark.parametrize(
     ("argv", "variable"),
     [
-        (["edit", "p", "IMAGE"], "FAL_KEY"),
+        (["edit", "a prompt", "IMAGE"], "FAL_KEY"),
         (["status", "some-request"], "FAL_KEY"),
-        (["--auth", "bearer", "submit", "p", "IMAGE"], "FAL_KONTEXT_TOKEN"),
+        (["--auth", "bearer", "submit", "a prompt", "IMAGE"], "FAL_KONTEXT_TOKEN"),
     ],
 )
 def test_the_command_refuses_before_anything_is_sent(

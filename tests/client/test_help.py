@@ -34,9 +34,10 @@ def test_help_of_a_client_shows_every_argument(client: type[Any]) -> None:
 def test_help_of_edit_shows_the_typed_verb(client: type[Any], finished: str) -> None:
     text = _help(client.edit)
     signature, rest = text.split("\n", 3)[2], text.split("\n", 3)[3]
-    assert "model: Tier = 'pro'" in signature and "image: ImageSource" in signature
-    assert "**options: Unpack[EditOptions]" in signature and signature.endswith(f"-> {finished}")
-    assert "images: Sequence[ImageSource]" in rest and "**options: Unpack[MultiEditOptions]" in rest  # the other one
+    assert "model: Literal['pro'] = 'pro'" in signature and "image: ImageSource" in signature
+    assert "**options: Unpack[KontextInputOptions]" in signature and signature.endswith(f"-> {finished}")
+    assert "model: Literal['max']" in rest  # every tier's overload
+    assert "images: Sequence[ImageSource]" in rest and "**options: Unpack[KontextMultiInputOptions]" in rest
     assert "Edit one image" in rest and "Args:" in rest
     assert "_Finished" not in text and "'str'" not in text and "Any" not in signature
 

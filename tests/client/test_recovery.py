@@ -300,9 +300,9 @@ def test_match_requests(items: list[dict[str, Any]], matched: tuple[str, ...], u
 
 
 def test_lists_in_the_input_compare_whole() -> None:
-    query = JobQuery("fal-ai/flux-pro/kontext/multi", {"prompt": "p", "image_urls": ["u1", "u2"]}, SENT)
-    same = item("a", endpoint=query.endpoint_id, inp={"prompt": "p", "image_urls": ["u1", "u2"]})
-    fewer = item("b", endpoint=query.endpoint_id, inp={"prompt": "p", "image_urls": ["u1"]})
+    query = JobQuery("fal-ai/flux-pro/kontext/multi", {"prompt": "a prompt", "image_urls": ["u1", "u2"]}, SENT)
+    same = item("a", endpoint=query.endpoint_id, inp={"prompt": "a prompt", "image_urls": ["u1", "u2"]})
+    fewer = item("b", endpoint=query.endpoint_id, inp={"prompt": "a prompt", "image_urls": ["u1"]})
     found = match_requests(query, listed(same, fewer), clock_skew=60)
     assert found.matched == ("a",)
 
@@ -883,7 +883,7 @@ def test_the_emulator_s_lost_answers_are_recovered(
     with real_client(kind, emulator.key, base_url=emulator.base_url, recovery=EMULATOR_RECOVERY) as kontext:
         result = kontext.run(Endpoint.PRO, {"prompt": prompt, "image_url": IMAGE})
     assert result.output.prompt == prompt
-    assert emulator.counters()["calls"].get("submit_kontext") == calls
+    assert emulator.counters()["calls"].get("submit_flux_pro_kontext") == calls
     assert emulator.submit_count() == queued_before + 1  # queued once: never submitted twice
 
 

@@ -97,12 +97,12 @@ def first_size(result: EditResult) -> int:
 
 def edited() -> int:
     with Kontext("key", base_url="http://127.0.0.1:9") as kontext:
-        return pixels(kontext.edit("p", image="in.png"))
+        return pixels(kontext.edit("a prompt", image="in.png"))
 
 
 async def edited_async() -> int:
     async with AsyncKontext("key", base_url="http://127.0.0.1:9") as kontext:
-        return pixels(await kontext.edit("p", image="in.png")) + first_size(await kontext.generate("p"))
+        return pixels(await kontext.edit("a prompt", image="in.png")) + first_size(await kontext.generate("a prompt"))
 """
 
 

@@ -448,7 +448,7 @@ def test_pending_uploads_replace_their_stand_ins_and_share_one_token() -> None:
     second = PendingUpload(
         "https://upload.invalid/image_urls%5B2%5D/b.png", LocalFile(PNG_FILE.data, "image/png", "b.png", "b")
     )
-    fields = {"prompt": "p", "image_urls": [first.stand_in, "https://example.test/x.png", second.stand_in]}
+    fields = {"prompt": "a prompt", "image_urls": [first.stand_in, "https://example.test/x.png", second.stand_in]}
     names = iter(["one", "two"])
 
     def storage(request: Send) -> Answer:
@@ -460,7 +460,7 @@ def test_pending_uploads_replace_their_stand_ins_and_share_one_token() -> None:
         upload_pending_flow(fields, [first, second], settings(), authorization=KEY), storage
     )
     assert replaced == {
-        "prompt": "p",
+        "prompt": "a prompt",
         "image_urls": [
             "https://v3.fal.media/files/one.png",
             "https://example.test/x.png",
@@ -606,9 +606,9 @@ def test_a_directory_as_the_image_says_it_is_one(
     fake: FakeQueue, clock: FakeClock, make: MakeClient, tmp_path: Path
 ) -> None:
     with pytest.raises(InvalidInputError, match="is a directory, not an image file"):
-        make(fake, clock).edit("p", image=tmp_path)
+        make(fake, clock).edit("a prompt", image=tmp_path)
     with pytest.raises(InvalidInputError, match=r"image_urls\[1\]: .* is a directory"):
-        make(fake, clock).edit("p", images=[b"\x89PNG\r\n\x1a\n" + b"\0" * 32, tmp_path])
+        make(fake, clock).edit("a prompt", images=[b"\x89PNG\r\n\x1a\n" + b"\0" * 32, tmp_path])
     assert fake.requests == []
 
 

@@ -233,7 +233,7 @@ def test_run_direct_answers_the_result_without_the_queue(
     direct_client: AnyClient, emulator: RunningEmulator, endpoint: Endpoint
 ) -> None:
     result = direct_client.run_direct(endpoint, {"prompt": "a donut", "num_images": 2, **image_input(endpoint)})
-    assert isinstance(result, EditResult) and len(result.images) == 2 and result.output.prompt == "a donut"
+    assert isinstance(result, EditResult) and len(result.images) == 2 and result.output.to_dict()["prompt"] == "a donut"
     assert result.request_id  # the emulator sends x-fal-request-id, as fal does
     calls = emulator.counters()["calls"]
     assert calls == {f"sync_{endpoint.operation_id}": 1}  # no submit, status or result call
@@ -243,7 +243,7 @@ def test_a_failed_run_is_not_sent_again(direct_client: AnyClient, emulator: Runn
     emulator.add_fault("sync=503,ok")
     with pytest.raises(ServerError):
         direct_client.run_direct(ENDPOINT, {"prompt": "a donut", **image_input(Endpoint.PRO)})
-    assert emulator.counters()["calls"] == {"sync_submit_kontext": 1}
+    assert emulator.counters()["calls"] == {"sync_submit_flux_pro_kontext": 1}
 
 
 def test_the_model_s_errors_are_the_queue_s(direct_client: AnyClient) -> None:
@@ -253,7 +253,7 @@ def test_the_model_s_errors_are_the_queue_s(direct_client: AnyClient) -> None:
 
 def test_a_bad_input_is_refused_before_sending(direct_client: AnyClient, emulator: RunningEmulator) -> None:
     with pytest.raises(InvalidInputError, match="num_images"):
-        direct_client.run_direct(ENDPOINT, {"prompt": "p", "num_images": 99, **image_input(Endpoint.PRO)})
+        direct_client.run_direct(ENDPOINT, {"prompt": "a prompt", "num_images": 99, **image_input(Endpoint.PRO)})
     assert emulator.counters()["calls"] == {}
 
 
@@ -263,7 +263,7 @@ def test_a_server_without_the_endpoint_says_to_use_the_queue(emulator: RunningEm
         real_client(kind, emulator.key, base_url=emulator.base_url, sync_url=elsewhere) as client,
         pytest.raises(DirectUnavailableError, match=r"Use run\(\) or edit\(\), which go through the queue"),
     ):
-        client.run_direct(ENDPOINT, {"prompt": "p", **image_input(Endpoint.PRO)})
+        client.run_direct(ENDPOINT, {"prompt": "a prompt", **image_input(Endpoint.PRO)})
 
 
 def test_a_queue_given_as_sync_url_is_an_unexpected_answer(emulator: RunningEmulator, kind: str) -> None:
@@ -271,7 +271,7 @@ def test_a_queue_given_as_sync_url_is_an_unexpected_answer(emulator: RunningEmul
         real_client(kind, emulator.key, base_url=emulator.base_url, sync_url=emulator.base_url) as client,
         pytest.raises(UnexpectedResponseError, match="A queue would have queued a job"),
     ):
-        client.run_direct(ENDPOINT, {"prompt": "p", **image_input(Endpoint.PRO)})
+        client.run_direct(ENDPOINT, {"prompt": "a prompt", **image_input(Endpoint.PRO)})
 
 
 def test_the_connection_is_held_for_the_run_and_its_timeout_is_the_run_s(kind: str) -> None:
@@ -283,9 +283,9 @@ def test_the_connection_is_held_for_the_run_and_its_timeout_is_the_run_s(kind: s
     ):
         started = time.monotonic()
         with pytest.raises(APITimeoutError, match="not sent again"):
-            client.run_direct(ENDPOINT, {"prompt": "p", **image_input(Endpoint.PRO)}, timeout=0.5)
+            client.run_direct(ENDPOINT, {"prompt": "a prompt", **image_input(Endpoint.PRO)}, timeout=0.5)
         assert time.monotonic() - started < 1.4  # gave up at the run's timeout, not at the run's end
-        assert slow.counters()["calls"] == {"sync_submit_kontext": 1}
+        assert slow.counters()["calls"] == {"sync_submit_flux_pro_kontext": 1}
         # A 1.5 s run outlasts the 1 s per-request read timeout: the run's own timeout holds the connection.
-        result = client.run_direct(ENDPOINT, {"prompt": "p", **image_input(Endpoint.PRO)}, timeout=30)
+        result = client.run_direct(ENDPOINT, {"prompt": "a prompt", **image_input(Endpoint.PRO)}, timeout=30)
         assert len(result.images) == 1

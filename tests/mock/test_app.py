@@ -522,7 +522,7 @@ async def test_counters_count_submits_per_key_and_body(client: httpx.AsyncClient
     [mine] = counters["submits"].values()
     assert mine["total"] == 3
     assert sorted(mine["by_body"].values()) == [1, 2]
-    assert counters["calls"]["submit_kontext"] == 3
+    assert counters["calls"]["submit_flux_pro_kontext"] == 3
     assert AUTH["Authorization"].endswith("test-key")
 
 

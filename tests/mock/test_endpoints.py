@@ -76,15 +76,13 @@ def test_the_fallback_derives_what_the_extension_states() -> None:
     spec = spec_with_text_to_image()
     derived = {endpoint.id: endpoint for endpoint in endpoint_specs(without_extensions(spec))}
     assert derived["fal-ai/flux-pro/kontext"].family == "edit"
-    assert (derived["fal-ai/flux-pro/kontext/max/multi"].family, derived["fal-ai/flux-pro/kontext/max/multi"].tier) == (
-        "multi-edit",
-        "max",
-    )
+    assert derived["fal-ai/flux-pro/kontext/max/multi"].family == "multi-edit"
     assert derived["fal-ai/flux-pro/kontext/multi"].image_field == "image_urls"
     assert (derived[TEXT_TO_IMAGE].family, derived[TEXT_TO_IMAGE].image_field) == ("text-to-image", None)
     for endpoint in endpoint_specs(spec):
         same = derived[endpoint.id]
-        assert (same.family, same.tier, same.image_field) == (endpoint.family, endpoint.tier, endpoint.image_field)
+        assert (same.family, same.app, same.image_field) == (endpoint.family, endpoint.app, endpoint.image_field)
+        assert same.tier is None  # only the extension (a source or an override) names a tier
 
 
 def test_the_extension_wins() -> None:

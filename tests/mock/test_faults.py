@@ -53,7 +53,7 @@ def test_bad_rules_say_what_is_wrong(text: str, message: str) -> None:
 
 def test_a_sequence_is_consumed_in_order_then_calls_pass() -> None:
     plan = FaultPlan([FaultRule.parse("submit=503,ok,429")])
-    faults = [plan.next("submit_kontext_max", "submit")[1] for _ in range(4)]
+    faults = [plan.next("submit_flux_pro_kontext_max", "submit")[1] for _ in range(4)]
     assert [fault.status if fault else None for fault in faults] == [503, None, 429, None]
     assert plan.next("get_request_status", "status") == (0.0, None)
 
@@ -91,8 +91,8 @@ async def test_injected_statuses_look_like_fal_errors(make_client: MakeClient) -
     assert "x-fal-request-id" not in ingress.headers
     assert "nginx" in ingress.text
     counters = (await client.get("/_emulator/counters")).json()
-    assert counters["calls"]["submit_kontext"] == 5
-    assert counters["faults"]["submit_kontext"] == 4
+    assert counters["calls"]["submit_flux_pro_kontext"] == 5
+    assert counters["faults"]["submit_flux_pro_kontext"] == 4
     [mine] = counters["submits"].values()
     assert mine["total"] == 1
 
@@ -100,7 +100,7 @@ async def test_injected_statuses_look_like_fal_errors(make_client: MakeClient) -
 async def test_a_slow_fault_answers_normally(make_client: MakeClient) -> None:
     client = make_client(EmulatorConfig(faults=(FaultRule.parse("submit=slow:0.01"),)))
     assert (await client.post(SUBMIT, json=body())).status_code == 200
-    assert (await client.get("/_emulator/counters")).json()["faults"] == {"submit_kontext": 1}
+    assert (await client.get("/_emulator/counters")).json()["faults"] == {"submit_flux_pro_kontext": 1}
 
 
 async def test_drop_before_loses_the_request_drop_after_keeps_it(make_client: MakeClient) -> None:

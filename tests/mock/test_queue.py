@@ -204,7 +204,7 @@ def _args(name: str) -> dict[str, Any]:
         "request_id": name,
         "owner": "me",
         "endpoint_id": "e",
-        "arguments": {"prompt": "p"},
+        "arguments": {"prompt": "a prompt"},
         "now": 0.0,
         "base_url": "http://x",
     }

@@ -34,7 +34,7 @@ async def test_the_answer_is_the_output(live: httpx.AsyncClient) -> None:
     assert output["seed"] == 5
     assert response.headers["x-fal-request-id"]
     counters = (await live.get("/_emulator/counters")).json()
-    assert counters["calls"] == {"sync_submit_kontext_max": 1}
+    assert counters["calls"] == {"sync_submit_flux_pro_kontext_max": 1}
 
 
 async def test_invalid_input_is_the_queue_s_422(live: httpx.AsyncClient) -> None:

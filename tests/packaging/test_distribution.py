@@ -324,7 +324,7 @@ import pytest
 from PIL import Image
 
 from fal_kontext import AsyncKontext
-from fal_kontext_api.api.edit import submit_kontext
+from fal_kontext_api.api.submit import submit_flux_pro_kontext
 from fal_kontext_api.api.queue import get_request_status
 from fal_kontext_api.client import AuthenticatedClient
 from fal_kontext_api.models import KontextInput, QueueStatus, QueueSubmitResponse
@@ -351,9 +351,9 @@ def test_an_async_edit(fal_emulator):
 def test_the_generated_client_on_its_own(fal_emulator):
     body = KontextInput(prompt="Put a donut next to the flour", image_url="https://example.com/kitchen.jpg")
     with AuthenticatedClient(base_url=fal_emulator.base_url, token=fal_emulator.key, prefix="Key") as client:
-        submitted = submit_kontext.sync_detailed(client=client, body=body)
+        submitted = submit_flux_pro_kontext.sync_detailed(client=client, body=body)
         assert isinstance(submitted.parsed, QueueSubmitResponse), submitted.content
-        status = get_request_status.sync(submitted.parsed.request_id, client=client)
+        status = get_request_status.sync("fal-ai", "flux-pro", submitted.parsed.request_id, client=client)
         assert isinstance(status, QueueStatus)
 
 
@@ -362,7 +362,7 @@ def test_the_generated_async_client_on_its_own(fal_emulator):
 
     async def submit():
         async with AuthenticatedClient(base_url=fal_emulator.base_url, token=fal_emulator.key, prefix="Key") as client:
-            return await submit_kontext.asyncio(client=client, body=body)
+            return await submit_flux_pro_kontext.asyncio(client=client, body=body)
 
     assert isinstance(asyncio.run(submit()), QueueSubmitResponse)
     assert fal_emulator.submit_count() == 1

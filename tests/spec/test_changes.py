@@ -15,6 +15,8 @@ from regenerate import Tree
 from .conftest import APIFOX_PRO, FAL_DOC, SPEC, add_aspect_ratio
 
 SUBMIT = "POST /fal-ai/flux-pro/kontext"
+# The endpoint of fal's page in specs/sources (FAL_DOC), whose facts the tree tests edit.
+MULTI = "POST /fal-ai/flux-pro/kontext/multi"
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +36,10 @@ def test_the_same_spec_has_no_changes(spec: dict[str, Any]) -> None:
 def test_request_changes_are_classified(spec: dict[str, Any]) -> None:
     new = copy.deepcopy(spec)
     schemas = new["components"]["schemas"]
-    schemas["AspectRatio"]["enum"].append("5:4")
-    schemas["OutputFormat"]["enum"][0] = "jpg"
     single = schemas["KontextInput"]
+    single["properties"]["aspect_ratio"]["enum"].append("5:4")
+    single["properties"]["output_format"]["enum"][0] = "jpg"
+    single["properties"]["output_format"]["default"] = "jpg"
     single["properties"]["num_images"]["maximum"] = 2
     single["properties"]["guidance_scale"]["minimum"] = 0
     del single["properties"]["enhance_prompt"]
@@ -50,13 +53,14 @@ def test_request_changes_are_classified(spec: dict[str, Any]) -> None:
     where = f"{SUBMIT} request"
     assert said == [
         f"additive: {where} `prompt`: now optional",
-        f"breaking: {where} `seed`: type 'integer' -> 'string'",
-        f"additive: {where} `guidance_scale`: minimum 1.0 -> 0 (range widened)",
-        f"breaking: {where} `sync_mode`: default False -> True",
+        f"additive: {where} `aspect_ratio`: enum value '5:4' added",
         f"breaking: {where} `num_images`: maximum 4 -> 2 (range narrowed)",
         f"breaking: {where} `output_format`: enum value 'jpeg' removed (renamed?)",
         f"additive: {where} `output_format`: enum value 'jpg' added",
-        f"additive: {where} `aspect_ratio`: enum value '5:4' added",
+        f"breaking: {where} `output_format`: default 'jpeg' -> 'jpg'",
+        f"breaking: {where} `sync_mode`: default False -> True",
+        f"additive: {where} `guidance_scale`: minimum 1 -> 0 (range widened)",
+        f"breaking: {where} `seed`: type 'integer' -> 'string'",
         f"breaking: {where} `enhance_prompt`: field removed",
         f"additive: {where} `output_quality`: field added (optional)",
         f"breaking: {where} `mask_url`: field added (required)",
@@ -72,12 +76,13 @@ def test_response_changes_are_classified_from_the_readers_side(spec: dict[str, A
     output["properties"]["nsfw_scores"] = {"type": "array", "items": {"type": "number"}}
     del schemas["Image"]["properties"]["file_name"]
     said = _said(spec, new)
-    status = "GET /fal-ai/flux-pro/requests/{request_id}/status response 200"
-    result = "GET /fal-ai/flux-pro/requests/{request_id} response 200"
+    status = "GET /{owner}/{app}/requests/{request_id}/status response 200"
+    result = f"{SUBMIT} output"
     assert f"breaking: {status} `status`: enum value 'FAILED' added" in said
     assert f"breaking: {result} `seed`: now optional" in said
     assert f"additive: {result} `nsfw_scores`: field added (optional)" in said
     assert f"breaking: {result} `images[].file_name`: field removed" in said
+    assert not any(c.startswith(f"breaking: {MULTI} output") for c in said)  # its output is another schema
     single = schemas["KontextInput"]["properties"]
     single["prompt"]["enum"] = ["a cat"]
     assert f"breaking: {SUBMIT} request `prompt`: now limited to the values ['a cat']" in _said(spec, new)
@@ -93,12 +98,15 @@ def test_operations_and_endpoint_metadata(spec: dict[str, Any]) -> None:
     new = copy.deepcopy(spec)
     paths = new["paths"]
     paths["/fal-ai/flux-pro/kontext/new"] = copy.deepcopy(paths["/fal-ai/flux-pro/kontext"])
-    paths["/fal-ai/flux-pro/kontext/new"]["post"]["operationId"] = "submit_kontext_new"
+    paths["/fal-ai/flux-pro/kontext/new"]["post"]["operationId"] = "submit_flux_pro_kontext_new"
     del paths["/fal-ai/flux-pro/kontext/max/multi"]
     paths["/fal-ai/flux-pro/kontext"]["post"]["x-fal-endpoint"]["tier"] = "ultra"
     said = _said(spec, new)
-    assert "breaking: POST /fal-ai/flux-pro/kontext/max/multi: operation 'submit_kontext_max_multi' removed" in said
-    assert "additive: POST /fal-ai/flux-pro/kontext/new: operation 'submit_kontext_new' added" in said
+    assert (
+        "breaking: POST /fal-ai/flux-pro/kontext/max/multi: operation 'submit_flux_pro_kontext_max_multi' removed"
+        in said
+    )
+    assert "additive: POST /fal-ai/flux-pro/kontext/new: operation 'submit_flux_pro_kontext_new' added" in said
     assert f"breaking: {SUBMIT}: x-fal-endpoint.tier 'pro' -> 'ultra'" in said
     new["x-fal-sync"]["server"] = "https://run.example"
     assert "breaking: (document): x-fal-sync changed" in _said(spec, new)
@@ -109,7 +117,7 @@ def test_operations_and_endpoint_metadata(spec: dict[str, Any]) -> None:
 def test_changelog_entries_stack_newest_first(spec: dict[str, Any]) -> None:
     first = with_entry(None, entry(None, spec, "a" * 64, compare(None, spec), ""))
     assert first.startswith("# Changes to the API") and latest_digest(first) == "a" * 16
-    assert f"- **additive** {SUBMIT}: operation 'submit_kontext' added" in first
+    assert f"- **additive** {SUBMIT}: operation 'submit_flux_pro_kontext' added" in first
     second = with_entry(first, entry(spec, spec, "b" * 64, [], ""))
     assert latest_digest(second) == "b" * 16
     assert second.index("b" * 16) < second.index("a" * 16)
@@ -135,7 +143,7 @@ def _pages(root: Path) -> list[Path]:
 
 
 def test_additive_changes_pass_and_are_logged(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    add_aspect_ratio(tree / "specs" / "sources", "5:4")
+    add_aspect_ratio(tree / "specs" / "sources", "5:4")  # fal's pages: the multi-image and text-to-image endpoints
     apifox = tree / "specs" / "sources" / APIFOX_PRO.name
     _edit(
         apifox,
@@ -144,7 +152,8 @@ def test_additive_changes_pass_and_are_logged(tree: Path, capsys: pytest.Capture
     )
     assert _make(tree) == 0
     out = capsys.readouterr().out
-    assert f"additive: {SUBMIT} request `aspect_ratio`: enum value '5:4' added" in out
+    assert f"additive: {MULTI} request `aspect_ratio`: enum value '5:4' added" in out
+    assert f"{SUBMIT} request `aspect_ratio`" not in out  # its input is its own, from its own sources
     assert f"additive: {SUBMIT} request `output_quality`: field added (optional)" in out
     assert "breaking" not in out.split("== API changes", 1)[1].split("\n", 1)[1].split("==", 1)[0]
     changelog = (tree / "specs" / "CHANGELOG.md").read_text()
@@ -178,12 +187,6 @@ def test_breaking_changes_stop_make_until_acknowledged(
             _edit(page, 'type="OutputFormatEnum" default="jpeg"', 'type="OutputFormatEnum" default="jpg"')
             _edit(page, 'Default value: `"jpeg"`', 'Default value: `"jpg"`')
             _edit(page, "Possible values: `jpeg`, `png`", "Possible values: `jpg`, `png`")
-    if change == "field removed":  # the single-image endpoints have it from an override
-        overlay = tree / "overrides" / "20-inputs.overlay.yaml"
-        text = overlay.read_text()
-        start = text.index("      enhance_prompt:\n")
-        end = text.index("  - target:", start)
-        overlay.write_text(text[:start] + text[end:])
     if change == "enum value renamed":
         for source in (tree / "specs" / "sources").glob("*.apifox.md"):
             source.write_text(source.read_text().replace("jpeg", "jpg"))
@@ -193,13 +196,13 @@ def test_breaking_changes_stop_make_until_acknowledged(
 
     assert _make(tree) == 2
     captured = capsys.readouterr()
-    assert f"breaking: {SUBMIT} request {named}" in captured.out
+    assert f"breaking: {MULTI} request {named}" in captured.out
     assert "nothing written" in captured.err and "ACK_BREAKING=1" in captured.err
     assert {p: p.read_bytes() for p in (tree / "specs").glob("*") if p.is_file()} == before
 
     assert _make(tree, ack_breaking=True) == 0
     changelog = (tree / "specs" / "CHANGELOG.md").read_text()
-    assert f"- **breaking** {SUBMIT} request {named}" in changelog
+    assert f"- **breaking** {MULTI} request {named}" in changelog
     assert "acknowledged with ACK_BREAKING=1" in changelog
 
 
@@ -209,12 +212,12 @@ def test_raising_the_major_version_acknowledges(tree: Path) -> None:
     assert _make(tree) == 2
     _edit(
         tree / "overrides" / "10-document.overlay.yaml",
-        'version: "1.0.0"\n      description:',
         'version: "2.0.0"\n      description:',
+        'version: "3.0.0"\n      description:',
     )
     assert _make(tree) == 0
     changelog = (tree / "specs" / "CHANGELOG.md").read_text()
-    assert "## 1.0.0 -> 2.0.0" in changelog and "acknowledged by raising the major version" in changelog
+    assert "## 2.0.0 -> 3.0.0" in changelog and "acknowledged by raising the major version" in changelog
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,9 @@ akontext = AsyncKontext("key", base_url="http://127.0.0.1:9")
 """
 
 
-def _enum(name: str) -> list[str]:
+def _enum(field: str, schema: str = "KontextInput") -> list[str]:
     document: dict[str, Any] = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
-    return [str(value) for value in document["components"]["schemas"][name]["enum"]]
+    return [str(value) for value in document["components"]["schemas"][schema]["properties"][field]["enum"]]
 
 
 def _tiers() -> list[str]:
@@ -44,23 +44,23 @@ def _mypy(tmp_path: Path, calls: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_mypy_strict_accepts_values_the_spec_allows(tmp_path: Path) -> None:
-    ratio, tier, fmt = _enum("AspectRatio")[0], _tiers()[-1], _enum("OutputFormat")[-1]
-    calls = f'kontext.edit("p", image="x.png", model="{tier}", aspect_ratio="{ratio}", num_images=2, output_format="{fmt}")\n'
-    calls += f'kontext.edit("p", images=["a.png", "b.png"], model="{tier}", aspect_ratio="{ratio}")\n'
-    calls += f'kontext.generate("p", aspect_ratio="{ratio}", seed=1)\n'
-    calls += f'akontext.generate("p", model="{tier}", aspect_ratio="{ratio}")\n'
+    ratio, tier, fmt = _enum("aspect_ratio")[0], _tiers()[-1], _enum("output_format")[-1]
+    calls = f'kontext.edit("a prompt", image="x.png", model="{tier}", aspect_ratio="{ratio}", num_images=2, output_format="{fmt}")\n'
+    calls += f'kontext.edit("a prompt", images=["a.png", "b.png"], model="{tier}", aspect_ratio="{ratio}")\n'
+    calls += f'kontext.generate("a prompt", aspect_ratio="{ratio}", seed=1)\n'
+    calls += f'akontext.generate("a prompt", model="{tier}", aspect_ratio="{ratio}")\n'
     done = _mypy(tmp_path, calls)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_mypy_strict_refuses_values_the_spec_does_not_allow(tmp_path: Path) -> None:
-    bad_ratio = "+".join(_enum("AspectRatio"))  # no value of the enum
+    bad_ratio = "+".join(_enum("aspect_ratio"))  # no value of the enum
     bad_tier = "-".join(_tiers()) + "x"
-    calls = f'kontext.edit("p", image="x.png", aspect_ratio="{bad_ratio}")\n'
-    calls += f'kontext.edit("p", image="x.png", model="{bad_tier}")\n'
-    calls += 'kontext.edit("p", image="x.png", num_images="two")\n'
-    calls += 'kontext.edit("p", image="x.png", image_urls=["a"])\n'
-    calls += f'kontext.generate("p", aspect_ratio="{bad_ratio}")\n'
+    calls = f'kontext.edit("a prompt", image="x.png", aspect_ratio="{bad_ratio}")\n'
+    calls += f'kontext.edit("a prompt", image="x.png", model="{bad_tier}")\n'
+    calls += 'kontext.edit("a prompt", image="x.png", num_images="two")\n'
+    calls += 'kontext.edit("a prompt", image="x.png", image_urls=["a"])\n'
+    calls += f'kontext.generate("a prompt", aspect_ratio="{bad_ratio}")\n'
     done = _mypy(tmp_path, calls)
     assert done.returncode == 1
     errors = [line for line in done.stdout.splitlines() if ": error:" in line]
@@ -75,8 +75,27 @@ def test_options_follow_the_spec() -> None:
     assert "class KontextTextToImageInputOptions(TypedDict, total=False):" in text
     assert "    prompt:" not in text and "    image_url:" not in text  # required fields are the verbs' own
     changed = copy.deepcopy(document)
-    changed["components"]["schemas"]["AspectRatio"]["enum"].append("5:4")
+    changed["components"]["schemas"]["KontextInput"]["properties"]["aspect_ratio"]["enum"].append("5:4")
     changed["paths"]["/fal-ai/flux-pro/kontext"]["post"]["x-fal-endpoint"]["tier"] = "ultra"
     text = render_options(changed)
     assert "'9:21', '5:4']" in text
     assert "Tier = Literal['max', 'pro', 'ultra']" in text
+    assert 'image: _Image, model: Literal["ultra"], timeout' in text  # the verbs gain the tier's overload
+
+
+def test_the_verbs_keywords_are_the_implementations() -> None:
+    """The generated overloads repeat the client's own keywords (scripts/typed_options.py, VERB_KEYWORDS): they must
+    be exactly those of the implementation, with its default tier."""
+    import inspect
+
+    from typed_options import DEFAULT_TIER as TYPED_DEFAULT
+    from typed_options import VERB_KEYWORDS
+
+    from fal_kontext.base import DEFAULT_TIER, BaseKontext
+
+    assert DEFAULT_TIER == TYPED_DEFAULT
+    for verb in (BaseKontext._edit, BaseKontext._generate):
+        parameters = inspect.signature(verb).parameters
+        own = [name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY and name not in ("image", "images")]
+        assert own == ["model", *[name for name, _ in VERB_KEYWORDS]], verb.__name__
+        assert parameters["model"].default == DEFAULT_TIER

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from normaliser.apifox import extract_yaml, load_yaml, read_apifox, repair_yaml
+from normaliser.apifox import extract_yaml, load_yaml, read_apifox
 from normaliser.fal_doc import read_fal_doc, type_to_schema
-from normaliser.model import SourceError
+from normaliser.model import NOT_STATED, SourceError
 from normaliser.rendered_page import read_rendered_page
+from normaliser.yaml_repair import repair_yaml
 from ruamel.yaml import YAML
 
 from .conftest import APIFOX_MAX, APIFOX_PRO, FAL_DOC, PAGE
@@ -121,8 +122,8 @@ def test_fal_doc_reads_types_required_defaults_ranges_and_enums() -> None:
     assert (fields["num_images"].default, fields["num_images"].minimum, fields["num_images"].maximum) == (1, 1, 4)
     assert fields["safety_tolerance"].enum == ["1", "2", "3", "4", "5", "6"]
     assert fields["safety_tolerance"].default == "2"
-    assert fields["safety_tolerance"].enum_name == "SafetyToleranceEnum"
-    assert fields["aspect_ratio"].enum_name == "Enum" and fields["aspect_ratio"].default is None
+    assert fields["safety_tolerance"].schema == {"type": "string"}  # SafetyToleranceEnum: a string enum
+    assert fields["aspect_ratio"].schema == {"type": "string"} and fields["aspect_ratio"].default is NOT_STATED
     assert fields["sync_mode"].default is False
     assert fields["image_urls"].schema == {"type": "array", "items": {"type": "string"}}
     assert (
@@ -132,10 +133,14 @@ def test_fal_doc_reads_types_required_defaults_ranges_and_enums() -> None:
 
 def test_fal_doc_reads_the_output_schema_and_examples() -> None:
     source = read_fal_doc(FAL_DOC)
+    assert source.output_fields is not None
     outputs = _fields(source.output_fields)
     assert list(outputs) == ["images", "timings", "seed", "has_nsfw_concepts", "prompt"]
     assert all(f.required for f in outputs.values())
-    assert outputs["images"].schema == {"type": "array", "items": {"$ref": "#/components/schemas/Image"}}
+    assert outputs["images"].schema == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/registry__image__fast_sdxl__models__Image"},
+    }
     assert outputs["timings"].schema == {"$ref": "#/components/schemas/Timings"}
     assert source.request_examples[0]["safety_tolerance"] == "2"
     assert source.output_examples == [{"images": [{"url": "", "content_type": "image/jpeg"}], "prompt": ""}]
@@ -144,13 +149,13 @@ def test_fal_doc_reads_the_output_schema_and_examples() -> None:
 @pytest.mark.parametrize(
     ("fal_type", "values", "expected"),
     [
-        ("float", None, ({"type": "number"}, None)),
-        ("list<boolean>", None, ({"type": "array", "items": {"type": "boolean"}}, None)),
-        ("OutputFormatEnum", ["jpeg"], ({"type": "string"}, "OutputFormatEnum")),
-        ("fal__toolkit__image__image__Image", None, ({"$ref": "#/components/schemas/Image"}, None)),
+        ("float", None, {"type": "number"}),
+        ("list<boolean>", None, {"type": "array", "items": {"type": "boolean"}}),
+        ("OutputFormatEnum", ["jpeg"], {"type": "string"}),
+        ("fal__toolkit__image__image__Image", None, {"$ref": "#/components/schemas/fal__toolkit__image__image__Image"}),
     ],
 )
-def test_fal_type_names(fal_type: str, values: list[str] | None, expected: tuple) -> None:  # type: ignore[type-arg]
+def test_fal_type_names(fal_type: str, values: list[str] | None, expected: dict[str, object]) -> None:
     assert type_to_schema(fal_type, values) == expected
 
 

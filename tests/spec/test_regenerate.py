@@ -47,7 +47,10 @@ def test_a_change_swaps_in_spec_and_client_with_the_usual_mode(tree: Path) -> No
     assert regenerate.regenerate(Tree(tree), verify=False) == 0
     assert (tree / "specs" / "openapi.yaml").read_text() != spec
     assert '"5:4"' in (tree / "specs" / "openapi.yaml").read_text()
-    assert 'RATIO_5_4 = "5:4"' in (tree / "generated" / "fal_kontext_api" / "models" / "aspect_ratio.py").read_text()
+    assert (
+        'RATIO_5_4 = "5:4"'
+        in (tree / "generated" / "fal_kontext_api" / "models" / "kontext_multi_input_aspect_ratio.py").read_text()
+    )
     mask = os.umask(0)
     os.umask(mask)
     for path in (tree / "specs" / "openapi.yaml", tree / "generated" / "fal_kontext_api" / "openapi.json"):
@@ -65,7 +68,7 @@ def test_check_reports_a_stale_spec_and_writes_nothing(tree: Path, capsys: pytes
     assert regenerate.regenerate(Tree(tree), verify=False, check=True) == 1
     assert _snapshot(tree) == before
     err = capsys.readouterr().err
-    assert "specs/openapi.yaml" in err and "generated/fal_kontext_api/models/aspect_ratio.py" in err
+    assert "specs/openapi.yaml" in err and "generated/fal_kontext_api/models/kontext_multi_input_aspect_ratio.py" in err
 
 
 def test_publish_puts_everything_back_when_a_move_fails(tmp_path: Path) -> None:
@@ -92,14 +95,17 @@ def test_a_new_endpoint_source_alone_becomes_a_typed_operation(tree: Path, capsy
 
     assert regenerate.regenerate(Tree(tree), verify=False) == 0
     out = capsys.readouterr().out
-    assert f"additive: POST /{invented}: operation 'submit_kontext_ultra_text_to_image' added" in out
+    assert f"additive: POST /{invented}: operation 'submit_flux_pro_kontext_ultra_text_to_image' added" in out
     package = tree / "generated" / "fal_kontext_api"
-    assert (package / "api" / "edit" / "submit_kontext_ultra_text_to_image.py").exists()
+    assert (package / "api" / "submit" / "submit_flux_pro_kontext_ultra_text_to_image.py").exists()
     options = (package / "options.py").read_text()
     assert 'Tier = Literal["max", "pro", "ultra"]' in options
     assert f'"{invented}"' in options
     spec = (tree / "specs" / "openapi.yaml").read_text()
-    assert f'id: "{invented}"\n        family: "text-to-image"\n        tier: "ultra"' in spec
+    assert (
+        f'id: "{invented}"\n        app: "fal-ai/flux-pro"\n        family: "text-to-image"\n        tier: "ultra"'
+        in spec
+    )
 
     # With no code change, the client and the emulator of this repository serve and call it (the regenerated
     # package first on the path: both read their endpoints from its spec).
@@ -112,7 +118,7 @@ with run_emulator(EmulatorConfig(run_time=0.05, queue_wait=0.01)) as emulator:
         made = kontext.generate("a lighthouse at dusk", model="ultra", num_images=2)
         run = kontext.run({invented!r}, {{"prompt": "a lighthouse at dusk"}})
     calls = emulator.counters()["calls"]
-print(len(made.images), len(run.images), calls.get("submit_kontext_ultra_text_to_image"))
+print(len(made.images), len(run.images), calls.get("submit_flux_pro_kontext_ultra_text_to_image"))
 """
     env = {**os.environ, "PYTHONPATH": str(tree / "generated")}
     done = subprocess.run(

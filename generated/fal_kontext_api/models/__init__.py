@@ -2,27 +2,39 @@
 # change specs/sources, overrides/ or scripts/codegen.yaml and run `make`.
 """Contains all the data models used in inputs/outputs"""
 
-from .aspect_ratio import AspectRatio
 from .cancel_response import CancelResponse
 from .cancel_status import CancelStatus
+from .cancel_success import CancelSuccess
 from .error_response import ErrorResponse
 from .image import Image
 from .kontext_input import KontextInput
+from .kontext_input_aspect_ratio import KontextInputAspectRatio
+from .kontext_input_output_format import KontextInputOutputFormat
+from .kontext_input_safety_tolerance import KontextInputSafetyTolerance
 from .kontext_multi_input import KontextMultiInput
+from .kontext_multi_input_aspect_ratio import KontextMultiInputAspectRatio
+from .kontext_multi_input_output_format import KontextMultiInputOutputFormat
+from .kontext_multi_input_safety_tolerance import KontextMultiInputSafetyTolerance
 from .kontext_output import KontextOutput
+from .kontext_output_timings import KontextOutputTimings
 from .kontext_sized_output import KontextSizedOutput
 from .kontext_text_to_image_input import KontextTextToImageInput
+from .kontext_text_to_image_input_aspect_ratio import KontextTextToImageInputAspectRatio
+from .kontext_text_to_image_input_output_format import (
+    KontextTextToImageInputOutputFormat,
+)
+from .kontext_text_to_image_input_safety_tolerance import (
+    KontextTextToImageInputSafetyTolerance,
+)
 from .log_entry import LogEntry
 from .log_level import LogLevel
 from .logs_flag import LogsFlag
 from .metrics import Metrics
-from .output_format import OutputFormat
 from .queue_priority import QueuePriority
 from .queue_status import QueueStatus
 from .queue_status_event import QueueStatusEvent
 from .queue_status_value import QueueStatusValue
 from .queue_submit_response import QueueSubmitResponse
-from .safety_tolerance import SafetyTolerance
 from .sized_image import SizedImage
 from .timings import Timings
 from .validation_error_item import ValidationErrorItem
@@ -32,27 +44,35 @@ from .webhook_payload import WebhookPayload
 from .webhook_status import WebhookStatus
 
 __all__ = (
-    "AspectRatio",
     "CancelResponse",
     "CancelStatus",
+    "CancelSuccess",
     "ErrorResponse",
     "Image",
     "KontextInput",
+    "KontextInputAspectRatio",
+    "KontextInputOutputFormat",
+    "KontextInputSafetyTolerance",
     "KontextMultiInput",
+    "KontextMultiInputAspectRatio",
+    "KontextMultiInputOutputFormat",
+    "KontextMultiInputSafetyTolerance",
     "KontextOutput",
+    "KontextOutputTimings",
     "KontextSizedOutput",
     "KontextTextToImageInput",
+    "KontextTextToImageInputAspectRatio",
+    "KontextTextToImageInputOutputFormat",
+    "KontextTextToImageInputSafetyTolerance",
     "LogEntry",
     "LogLevel",
     "LogsFlag",
     "Metrics",
-    "OutputFormat",
     "QueuePriority",
     "QueueStatus",
     "QueueStatusEvent",
     "QueueStatusValue",
     "QueueSubmitResponse",
-    "SafetyTolerance",
     "SizedImage",
     "Timings",
     "ValidationErrorItem",

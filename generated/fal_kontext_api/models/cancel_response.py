@@ -15,7 +15,7 @@ T = TypeVar("T", bound="CancelResponse")
 
 @_attrs_define
 class CancelResponse:
-    """The answer to a cancel.
+    """The answer to a cancel, as fal's queue documentation describes it.
 
     Attributes:
         status (CancelStatus): Outcome of a cancel.

@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
-from ..models.aspect_ratio import AspectRatio
-from ..models.output_format import OutputFormat
-from ..models.safety_tolerance import SafetyTolerance
+from ..models.kontext_input_aspect_ratio import KontextInputAspectRatio
+from ..models.kontext_input_output_format import KontextInputOutputFormat
+from ..models.kontext_input_safety_tolerance import KontextInputSafetyTolerance
 from ..types import UNSET, Unset
 
 T = TypeVar("T", bound="KontextInput")
@@ -18,49 +18,50 @@ T = TypeVar("T", bound="KontextInput")
 
 @_attrs_define
 class KontextInput:
-    """Input of the Kontext endpoints that take one input image (`image_url`).
+    """Input of FLUX.1 Kontext [pro] and [max] with one input image (`image_url`).
 
     Attributes:
-        prompt (str): The prompt to generate an image from.
         image_url (str): Image prompt for the omni model: a public URL or a base64 data URI (https://fal.ai/models/fal-
             ai/flux-pro/kontext/max/api, "Files").
-        seed (int | Unset): The same seed and the same prompt given to the same version of the model will output the
-            same image every time.
+        prompt (str): The prompt to generate an image from.
+        aspect_ratio (KontextInputAspectRatio | Unset): The aspect ratio of the generated image.
+        num_images (int | Unset): The number of images to generate. Default: 1.
+        output_format (KontextInputOutputFormat | Unset): The format of the generated image. Default:
+            KontextInputOutputFormat.JPEG.
+        sync_mode (bool | Unset): If set to true, the function will wait for the image to be generated and uploaded
+            before returning the response. This will increase the latency of the function but it allows you to get the image
+            directly in the response without going through the CDN. Default: False.
+        safety_tolerance (KontextInputSafetyTolerance | Unset): The safety tolerance level for the generated image. 1
+            being the most strict and 5 being the most permissive. Default: KontextInputSafetyTolerance.LEVEL_2.
         guidance_scale (float | Unset): The CFG (Classifier Free Guidance) scale is a measure of how close you want the
             model to stick to your prompt when looking for a related image to show you. Default: 3.5.
-        sync_mode (bool | Unset): If `True`, the media will be returned as a data URI and the output data won't be
-            available in the request history. Default: False.
-        num_images (int | Unset): The number of images to generate. Default: 1.
-        output_format (OutputFormat | Unset): Format of the generated image. Default: OutputFormat.JPEG.
-        safety_tolerance (SafetyTolerance | Unset): Safety tolerance, "1" the strictest. A string, not a number
-            (aggregator examples send 2). Default: SafetyTolerance.LEVEL_2.
-        aspect_ratio (AspectRatio | Unset): Aspect ratio of the generated image. The edit endpoints have no default (the
-            input image's ratio is kept); text-to-image defaults to "1:1".
+        seed (int | Unset): The same seed and the same prompt given to the same version of the model will output the
+            same image every time.
         enhance_prompt (bool | Unset): Whether to enhance the prompt for better results. Default: False.
     """
 
-    prompt: str
     image_url: str
-    seed: int | Unset = UNSET
-    guidance_scale: float | Unset = 3.5
-    sync_mode: bool | Unset = False
+    prompt: str
+    aspect_ratio: KontextInputAspectRatio | Unset = UNSET
     num_images: int | Unset = 1
-    output_format: OutputFormat | Unset = OutputFormat.JPEG
-    safety_tolerance: SafetyTolerance | Unset = SafetyTolerance.LEVEL_2
-    aspect_ratio: AspectRatio | Unset = UNSET
+    output_format: KontextInputOutputFormat | Unset = KontextInputOutputFormat.JPEG
+    sync_mode: bool | Unset = False
+    safety_tolerance: KontextInputSafetyTolerance | Unset = (
+        KontextInputSafetyTolerance.LEVEL_2
+    )
+    guidance_scale: float | Unset = 3.5
+    seed: int | Unset = UNSET
     enhance_prompt: bool | Unset = False
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        prompt = self.prompt
-
         image_url = self.image_url
 
-        seed = self.seed
+        prompt = self.prompt
 
-        guidance_scale = self.guidance_scale
-
-        sync_mode = self.sync_mode
+        aspect_ratio: str | Unset = UNSET
+        if not isinstance(self.aspect_ratio, Unset):
+            aspect_ratio = self.aspect_ratio.value
 
         num_images = self.num_images
 
@@ -68,13 +69,15 @@ class KontextInput:
         if not isinstance(self.output_format, Unset):
             output_format = self.output_format.value
 
+        sync_mode = self.sync_mode
+
         safety_tolerance: str | Unset = UNSET
         if not isinstance(self.safety_tolerance, Unset):
             safety_tolerance = self.safety_tolerance.value
 
-        aspect_ratio: str | Unset = UNSET
-        if not isinstance(self.aspect_ratio, Unset):
-            aspect_ratio = self.aspect_ratio.value
+        guidance_scale = self.guidance_scale
+
+        seed = self.seed
 
         enhance_prompt = self.enhance_prompt
 
@@ -82,24 +85,24 @@ class KontextInput:
         field_dict.update(self.additional_properties)
         field_dict.update(
             {
-                "prompt": prompt,
                 "image_url": image_url,
+                "prompt": prompt,
             }
         )
-        if seed is not UNSET:
-            field_dict["seed"] = seed
-        if guidance_scale is not UNSET:
-            field_dict["guidance_scale"] = guidance_scale
-        if sync_mode is not UNSET:
-            field_dict["sync_mode"] = sync_mode
+        if aspect_ratio is not UNSET:
+            field_dict["aspect_ratio"] = aspect_ratio
         if num_images is not UNSET:
             field_dict["num_images"] = num_images
         if output_format is not UNSET:
             field_dict["output_format"] = output_format
+        if sync_mode is not UNSET:
+            field_dict["sync_mode"] = sync_mode
         if safety_tolerance is not UNSET:
             field_dict["safety_tolerance"] = safety_tolerance
-        if aspect_ratio is not UNSET:
-            field_dict["aspect_ratio"] = aspect_ratio
+        if guidance_scale is not UNSET:
+            field_dict["guidance_scale"] = guidance_scale
+        if seed is not UNSET:
+            field_dict["seed"] = seed
         if enhance_prompt is not UNSET:
             field_dict["enhance_prompt"] = enhance_prompt
 
@@ -108,51 +111,51 @@ class KontextInput:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         d = dict(src_dict)
-        prompt = d.pop("prompt")
-
         image_url = d.pop("image_url")
 
-        seed = d.pop("seed", UNSET)
+        prompt = d.pop("prompt")
 
-        guidance_scale = d.pop("guidance_scale", UNSET)
-
-        sync_mode = d.pop("sync_mode", UNSET)
+        _aspect_ratio = d.pop("aspect_ratio", UNSET)
+        aspect_ratio: KontextInputAspectRatio | Unset
+        if isinstance(_aspect_ratio, Unset):
+            aspect_ratio = UNSET
+        else:
+            aspect_ratio = KontextInputAspectRatio(_aspect_ratio)
 
         num_images = d.pop("num_images", UNSET)
 
         _output_format = d.pop("output_format", UNSET)
-        output_format: OutputFormat | Unset
+        output_format: KontextInputOutputFormat | Unset
         if isinstance(_output_format, Unset):
             output_format = UNSET
         else:
-            output_format = OutputFormat(_output_format)
+            output_format = KontextInputOutputFormat(_output_format)
+
+        sync_mode = d.pop("sync_mode", UNSET)
 
         _safety_tolerance = d.pop("safety_tolerance", UNSET)
-        safety_tolerance: SafetyTolerance | Unset
+        safety_tolerance: KontextInputSafetyTolerance | Unset
         if isinstance(_safety_tolerance, Unset):
             safety_tolerance = UNSET
         else:
-            safety_tolerance = SafetyTolerance(_safety_tolerance)
+            safety_tolerance = KontextInputSafetyTolerance(_safety_tolerance)
 
-        _aspect_ratio = d.pop("aspect_ratio", UNSET)
-        aspect_ratio: AspectRatio | Unset
-        if isinstance(_aspect_ratio, Unset):
-            aspect_ratio = UNSET
-        else:
-            aspect_ratio = AspectRatio(_aspect_ratio)
+        guidance_scale = d.pop("guidance_scale", UNSET)
+
+        seed = d.pop("seed", UNSET)
 
         enhance_prompt = d.pop("enhance_prompt", UNSET)
 
         kontext_input = cls(
-            prompt=prompt,
             image_url=image_url,
-            seed=seed,
-            guidance_scale=guidance_scale,
-            sync_mode=sync_mode,
+            prompt=prompt,
+            aspect_ratio=aspect_ratio,
             num_images=num_images,
             output_format=output_format,
+            sync_mode=sync_mode,
             safety_tolerance=safety_tolerance,
-            aspect_ratio=aspect_ratio,
+            guidance_scale=guidance_scale,
+            seed=seed,
             enhance_prompt=enhance_prompt,
         )
 

@@ -8,9 +8,11 @@ from typing import Any, TypeVar, cast
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
-from ..models.aspect_ratio import AspectRatio
-from ..models.output_format import OutputFormat
-from ..models.safety_tolerance import SafetyTolerance
+from ..models.kontext_multi_input_aspect_ratio import KontextMultiInputAspectRatio
+from ..models.kontext_multi_input_output_format import KontextMultiInputOutputFormat
+from ..models.kontext_multi_input_safety_tolerance import (
+    KontextMultiInputSafetyTolerance,
+)
 from ..types import UNSET, Unset
 
 T = TypeVar("T", bound="KontextMultiInput")
@@ -18,7 +20,7 @@ T = TypeVar("T", bound="KontextMultiInput")
 
 @_attrs_define
 class KontextMultiInput:
-    """Input of the Kontext endpoints that take several input images (`image_urls`).
+    """Input of FLUX.1 Kontext [pro] and [max] with several input images (`image_urls`), experimental.
 
     Attributes:
         prompt (str): The prompt to generate an image from.
@@ -30,12 +32,12 @@ class KontextMultiInput:
         sync_mode (bool | Unset): If `True`, the media will be returned as a data URI and the output data won't be
             available in the request history. Default: False.
         num_images (int | Unset): The number of images to generate. Default: 1.
-        output_format (OutputFormat | Unset): Format of the generated image. Default: OutputFormat.JPEG.
-        safety_tolerance (SafetyTolerance | Unset): Safety tolerance, "1" the strictest. A string, not a number
-            (aggregator examples send 2). Default: SafetyTolerance.LEVEL_2.
+        output_format (KontextMultiInputOutputFormat | Unset): The format of the generated image. Default:
+            KontextMultiInputOutputFormat.JPEG.
+        safety_tolerance (KontextMultiInputSafetyTolerance | Unset): The safety tolerance level for the generated image.
+            1 being the most strict and 5 being the most permissive. Default: KontextMultiInputSafetyTolerance.LEVEL_2.
         enhance_prompt (bool | Unset): Whether to enhance the prompt for better results. Default: False.
-        aspect_ratio (AspectRatio | Unset): Aspect ratio of the generated image. The edit endpoints have no default (the
-            input image's ratio is kept); text-to-image defaults to "1:1".
+        aspect_ratio (KontextMultiInputAspectRatio | Unset): The aspect ratio of the generated image.
     """
 
     prompt: str
@@ -44,10 +46,14 @@ class KontextMultiInput:
     guidance_scale: float | Unset = 3.5
     sync_mode: bool | Unset = False
     num_images: int | Unset = 1
-    output_format: OutputFormat | Unset = OutputFormat.JPEG
-    safety_tolerance: SafetyTolerance | Unset = SafetyTolerance.LEVEL_2
+    output_format: KontextMultiInputOutputFormat | Unset = (
+        KontextMultiInputOutputFormat.JPEG
+    )
+    safety_tolerance: KontextMultiInputSafetyTolerance | Unset = (
+        KontextMultiInputSafetyTolerance.LEVEL_2
+    )
     enhance_prompt: bool | Unset = False
-    aspect_ratio: AspectRatio | Unset = UNSET
+    aspect_ratio: KontextMultiInputAspectRatio | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,27 +126,27 @@ class KontextMultiInput:
         num_images = d.pop("num_images", UNSET)
 
         _output_format = d.pop("output_format", UNSET)
-        output_format: OutputFormat | Unset
+        output_format: KontextMultiInputOutputFormat | Unset
         if isinstance(_output_format, Unset):
             output_format = UNSET
         else:
-            output_format = OutputFormat(_output_format)
+            output_format = KontextMultiInputOutputFormat(_output_format)
 
         _safety_tolerance = d.pop("safety_tolerance", UNSET)
-        safety_tolerance: SafetyTolerance | Unset
+        safety_tolerance: KontextMultiInputSafetyTolerance | Unset
         if isinstance(_safety_tolerance, Unset):
             safety_tolerance = UNSET
         else:
-            safety_tolerance = SafetyTolerance(_safety_tolerance)
+            safety_tolerance = KontextMultiInputSafetyTolerance(_safety_tolerance)
 
         enhance_prompt = d.pop("enhance_prompt", UNSET)
 
         _aspect_ratio = d.pop("aspect_ratio", UNSET)
-        aspect_ratio: AspectRatio | Unset
+        aspect_ratio: KontextMultiInputAspectRatio | Unset
         if isinstance(_aspect_ratio, Unset):
             aspect_ratio = UNSET
         else:
-            aspect_ratio = AspectRatio(_aspect_ratio)
+            aspect_ratio = KontextMultiInputAspectRatio(_aspect_ratio)
 
         kontext_multi_input = cls(
             prompt=prompt,

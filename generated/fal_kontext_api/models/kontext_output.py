@@ -10,7 +10,7 @@ from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
     from ..models.image import Image
-    from ..models.timings import Timings
+    from ..models.kontext_output_timings import KontextOutputTimings
 
 
 T = TypeVar("T", bound="KontextOutput")
@@ -18,11 +18,11 @@ T = TypeVar("T", bound="KontextOutput")
 
 @_attrs_define
 class KontextOutput:
-    """Output of every Kontext endpoint.
+    """Output of `fal-ai/flux-pro/kontext`, `fal-ai/flux-pro/kontext/max`.
 
     Attributes:
         images (list[Image]): The generated image files info.
-        timings (Timings): Server-side timings in seconds, e.g. {"inference": 2.1}. fal types it as a free-form object.
+        timings (KontextOutputTimings):
         seed (int): Seed of the generated Image. It will be the same value of the one passed in the input or the
             randomly generated that was used in case none was passed.
         has_nsfw_concepts (list[bool]): Whether the generated images contain NSFW concepts.
@@ -30,7 +30,7 @@ class KontextOutput:
     """
 
     images: list[Image]
-    timings: Timings
+    timings: KontextOutputTimings
     seed: int
     has_nsfw_concepts: list[bool]
     prompt: str
@@ -67,7 +67,7 @@ class KontextOutput:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.image import Image  # noqa: PLC0415
-        from ..models.timings import Timings  # noqa: PLC0415
+        from ..models.kontext_output_timings import KontextOutputTimings  # noqa: PLC0415
 
         d = dict(src_dict)
         images = []
@@ -77,7 +77,7 @@ class KontextOutput:
 
             images.append(images_item)
 
-        timings = Timings.from_dict(d.pop("timings"))
+        timings = KontextOutputTimings.from_dict(d.pop("timings"))
 
         seed = d.pop("seed")
 

@@ -18,14 +18,16 @@ T = TypeVar("T", bound="KontextSizedOutput")
 
 @_attrs_define
 class KontextSizedOutput:
-    """Output of the multi-image and text-to-image endpoints: as KontextOutput, with images that carry their size.
+    """Output of `fal-ai/flux-pro/kontext/multi`, `fal-ai/flux-pro/kontext/max/multi`, `fal-ai/flux-pro/kontext/text-to-
+    image`, `fal-ai/flux-pro/kontext/max/text-to-image`.
 
-    Attributes:
-        images (list[SizedImage]): The generated image files info.
-        timings (Timings): Server-side timings in seconds, e.g. {"inference": 2.1}. fal types it as a free-form object.
-        seed (int): Seed of the generated image: the input seed, or the random one used when none was given.
-        has_nsfw_concepts (list[bool]): Whether each generated image contains NSFW concepts.
-        prompt (str): The prompt used for generating the image.
+        Attributes:
+            images (list[SizedImage]): The generated image files info.
+            timings (Timings): Server-side timings in seconds, e.g. {"inference": 2.1}. fal types it as a free-form object.
+            seed (int): Seed of the generated Image. It will be the same value of the one passed in the input or the
+                randomly generated that was used in case none was passed.
+            has_nsfw_concepts (list[bool]): Whether the generated images contain NSFW concepts.
+            prompt (str): The prompt used for generating the image.
     """
 
     images: list[SizedImage]

@@ -8,9 +8,15 @@ from typing import Any, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
-from ..models.aspect_ratio import AspectRatio
-from ..models.output_format import OutputFormat
-from ..models.safety_tolerance import SafetyTolerance
+from ..models.kontext_text_to_image_input_aspect_ratio import (
+    KontextTextToImageInputAspectRatio,
+)
+from ..models.kontext_text_to_image_input_output_format import (
+    KontextTextToImageInputOutputFormat,
+)
+from ..models.kontext_text_to_image_input_safety_tolerance import (
+    KontextTextToImageInputSafetyTolerance,
+)
 from ..types import UNSET, Unset
 
 T = TypeVar("T", bound="KontextTextToImageInput")
@@ -18,7 +24,7 @@ T = TypeVar("T", bound="KontextTextToImageInput")
 
 @_attrs_define
 class KontextTextToImageInput:
-    """Input of the Kontext endpoints that take no input image.
+    """Input of FLUX.1 Kontext [pro] and [max] text-to-image (no input image).
 
     Attributes:
         prompt (str): The prompt to generate an image from.
@@ -29,12 +35,14 @@ class KontextTextToImageInput:
         sync_mode (bool | Unset): If `True`, the media will be returned as a data URI and the output data won't be
             available in the request history. Default: False.
         num_images (int | Unset): The number of images to generate. Default: 1.
-        output_format (OutputFormat | Unset): Format of the generated image. Default: OutputFormat.JPEG.
-        safety_tolerance (SafetyTolerance | Unset): Safety tolerance, "1" the strictest. A string, not a number
-            (aggregator examples send 2). Default: SafetyTolerance.LEVEL_2.
+        output_format (KontextTextToImageInputOutputFormat | Unset): The format of the generated image. Default:
+            KontextTextToImageInputOutputFormat.JPEG.
+        safety_tolerance (KontextTextToImageInputSafetyTolerance | Unset): The safety tolerance level for the generated
+            image. 1 being the most strict and 5 being the most permissive. Default:
+            KontextTextToImageInputSafetyTolerance.LEVEL_2.
         enhance_prompt (bool | Unset): Whether to enhance the prompt for better results. Default: False.
-        aspect_ratio (AspectRatio | Unset): Aspect ratio of the generated image. The edit endpoints have no default (the
-            input image's ratio is kept); text-to-image defaults to "1:1". Default: AspectRatio.RATIO_1_1.
+        aspect_ratio (KontextTextToImageInputAspectRatio | Unset): The aspect ratio of the generated image. Default:
+            KontextTextToImageInputAspectRatio.RATIO_1_1.
     """
 
     prompt: str
@@ -42,10 +50,16 @@ class KontextTextToImageInput:
     guidance_scale: float | Unset = 3.5
     sync_mode: bool | Unset = False
     num_images: int | Unset = 1
-    output_format: OutputFormat | Unset = OutputFormat.JPEG
-    safety_tolerance: SafetyTolerance | Unset = SafetyTolerance.LEVEL_2
+    output_format: KontextTextToImageInputOutputFormat | Unset = (
+        KontextTextToImageInputOutputFormat.JPEG
+    )
+    safety_tolerance: KontextTextToImageInputSafetyTolerance | Unset = (
+        KontextTextToImageInputSafetyTolerance.LEVEL_2
+    )
     enhance_prompt: bool | Unset = False
-    aspect_ratio: AspectRatio | Unset = AspectRatio.RATIO_1_1
+    aspect_ratio: KontextTextToImageInputAspectRatio | Unset = (
+        KontextTextToImageInputAspectRatio.RATIO_1_1
+    )
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,27 +127,27 @@ class KontextTextToImageInput:
         num_images = d.pop("num_images", UNSET)
 
         _output_format = d.pop("output_format", UNSET)
-        output_format: OutputFormat | Unset
+        output_format: KontextTextToImageInputOutputFormat | Unset
         if isinstance(_output_format, Unset):
             output_format = UNSET
         else:
-            output_format = OutputFormat(_output_format)
+            output_format = KontextTextToImageInputOutputFormat(_output_format)
 
         _safety_tolerance = d.pop("safety_tolerance", UNSET)
-        safety_tolerance: SafetyTolerance | Unset
+        safety_tolerance: KontextTextToImageInputSafetyTolerance | Unset
         if isinstance(_safety_tolerance, Unset):
             safety_tolerance = UNSET
         else:
-            safety_tolerance = SafetyTolerance(_safety_tolerance)
+            safety_tolerance = KontextTextToImageInputSafetyTolerance(_safety_tolerance)
 
         enhance_prompt = d.pop("enhance_prompt", UNSET)
 
         _aspect_ratio = d.pop("aspect_ratio", UNSET)
-        aspect_ratio: AspectRatio | Unset
+        aspect_ratio: KontextTextToImageInputAspectRatio | Unset
         if isinstance(_aspect_ratio, Unset):
             aspect_ratio = UNSET
         else:
-            aspect_ratio = AspectRatio(_aspect_ratio)
+            aspect_ratio = KontextTextToImageInputAspectRatio(_aspect_ratio)
 
         kontext_text_to_image_input = cls(
             prompt=prompt,

@@ -15,7 +15,7 @@ T = TypeVar("T", bound="Metrics")
 
 @_attrs_define
 class Metrics:
-    """Empty until COMPLETED.
+    """Empty until COMPLETED. Open: fal may add measures.
 
     Attributes:
         inference_time (float | None | Unset): Seconds the runner spent on the request.

@@ -31,7 +31,7 @@ class QueueStatus:
         cancel_url (None | str | Unset):
         queue_position (int | None | Unset): Requests ahead of this one (0-based); only while IN_QUEUE.
         logs (list[LogEntry] | None | Unset): null unless the request asked for logs (logs=1 or logs=true).
-        metrics (Metrics | Unset): Empty until COMPLETED.
+        metrics (Metrics | Unset): Empty until COMPLETED. Open: fal may add measures.
         error (None | str | Unset): Why a COMPLETED request failed, e.g. "Runner disconnected".
         error_type (None | str | Unset): Machine-readable kind of the failure, e.g. runner_disconnected.
     """

@@ -25,21 +25,21 @@ class QueueSubmitResponse:
 
     Attributes:
         request_id (str): Id of the queued request.
-        response_url (str): GET here for the result.
-        status_url (str): GET here for the status; append /stream for the status stream.
-        cancel_url (str): PUT here to cancel.
         status (QueueStatusValue): fal has exactly these three. A failed or cancelled request also ends COMPLETED.
+        response_url (str | Unset): GET here for the result.
+        status_url (str | Unset): GET here for the status; append /stream for the status stream.
+        cancel_url (str | Unset): PUT here to cancel.
         queue_position (int | None | Unset): Requests ahead of this one (0-based).
         gateway_request_id (str | Unset): Id of the gateway attempt (webhook deliveries carry it).
         logs (list[LogEntry] | None | Unset):
-        metrics (Metrics | Unset): Empty until COMPLETED.
+        metrics (Metrics | Unset): Empty until COMPLETED. Open: fal may add measures.
     """
 
     request_id: str
-    response_url: str
-    status_url: str
-    cancel_url: str
     status: QueueStatusValue
+    response_url: str | Unset = UNSET
+    status_url: str | Unset = UNSET
+    cancel_url: str | Unset = UNSET
     queue_position: int | None | Unset = UNSET
     gateway_request_id: str | Unset = UNSET
     logs: list[LogEntry] | None | Unset = UNSET
@@ -49,13 +49,13 @@ class QueueSubmitResponse:
     def to_dict(self) -> dict[str, Any]:
         request_id = self.request_id
 
+        status = self.status.value
+
         response_url = self.response_url
 
         status_url = self.status_url
 
         cancel_url = self.cancel_url
-
-        status = self.status.value
 
         queue_position: int | None | Unset
         if isinstance(self.queue_position, Unset):
@@ -86,12 +86,15 @@ class QueueSubmitResponse:
         field_dict.update(
             {
                 "request_id": request_id,
-                "response_url": response_url,
-                "status_url": status_url,
-                "cancel_url": cancel_url,
                 "status": status,
             }
         )
+        if response_url is not UNSET:
+            field_dict["response_url"] = response_url
+        if status_url is not UNSET:
+            field_dict["status_url"] = status_url
+        if cancel_url is not UNSET:
+            field_dict["cancel_url"] = cancel_url
         if queue_position is not UNSET:
             field_dict["queue_position"] = queue_position
         if gateway_request_id is not UNSET:
@@ -111,13 +114,13 @@ class QueueSubmitResponse:
         d = dict(src_dict)
         request_id = d.pop("request_id")
 
-        response_url = d.pop("response_url")
-
-        status_url = d.pop("status_url")
-
-        cancel_url = d.pop("cancel_url")
-
         status = QueueStatusValue(d.pop("status"))
+
+        response_url = d.pop("response_url", UNSET)
+
+        status_url = d.pop("status_url", UNSET)
+
+        cancel_url = d.pop("cancel_url", UNSET)
 
         def _parse_queue_position(data: object) -> int | None | Unset:
             if data is None:
@@ -161,10 +164,10 @@ class QueueSubmitResponse:
 
         queue_submit_response = cls(
             request_id=request_id,
+            status=status,
             response_url=response_url,
             status_url=status_url,
             cancel_url=cancel_url,
-            status=status,
             queue_position=queue_position,
             gateway_request_id=gateway_request_id,
             logs=logs,

@@ -14,6 +14,7 @@ from ..types import UNSET, Unset
 if TYPE_CHECKING:
     from ..models.error_response import ErrorResponse
     from ..models.kontext_output import KontextOutput
+    from ..models.kontext_sized_output import KontextSizedOutput
     from ..models.validation_error_response import ValidationErrorResponse
 
 
@@ -30,8 +31,8 @@ class WebhookPayload:
             status (WebhookStatus): OK when the request produced its output; ERROR otherwise.
             gateway_request_id (str | Unset): Id of the attempt that produced this delivery (the last one, when the server
                 retried).
-            payload (ErrorResponse | KontextOutput | None | Unset | ValidationErrorResponse): The output when OK; the error
-                body when ERROR; null when fal could not serialise it.
+            payload (ErrorResponse | KontextOutput | KontextSizedOutput | None | Unset | ValidationErrorResponse): The
+                output when OK; the error body when ERROR; null when fal could not serialise it.
             error (str | Unset): Why the request failed, e.g. "Invalid status code: 422".
             payload_error (str | Unset): Why the payload is null.
     """
@@ -39,9 +40,14 @@ class WebhookPayload:
     request_id: str
     status: WebhookStatus
     gateway_request_id: str | Unset = UNSET
-    payload: ErrorResponse | KontextOutput | None | Unset | ValidationErrorResponse = (
-        UNSET
-    )
+    payload: (
+        ErrorResponse
+        | KontextOutput
+        | KontextSizedOutput
+        | None
+        | Unset
+        | ValidationErrorResponse
+    ) = UNSET
     error: str | Unset = UNSET
     payload_error: str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -49,6 +55,7 @@ class WebhookPayload:
     def to_dict(self) -> dict[str, Any]:
         from ..models.error_response import ErrorResponse  # noqa: PLC0415
         from ..models.kontext_output import KontextOutput  # noqa: PLC0415
+        from ..models.kontext_sized_output import KontextSizedOutput  # noqa: PLC0415
         from ..models.validation_error_response import ValidationErrorResponse  # noqa: PLC0415
 
         request_id = self.request_id
@@ -61,6 +68,8 @@ class WebhookPayload:
         if isinstance(self.payload, Unset):
             payload = UNSET
         elif isinstance(self.payload, KontextOutput):
+            payload = self.payload.to_dict()
+        elif isinstance(self.payload, KontextSizedOutput):
             payload = self.payload.to_dict()
         elif isinstance(self.payload, ValidationErrorResponse):
             payload = self.payload.to_dict()
@@ -96,6 +105,7 @@ class WebhookPayload:
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.error_response import ErrorResponse  # noqa: PLC0415
         from ..models.kontext_output import KontextOutput  # noqa: PLC0415
+        from ..models.kontext_sized_output import KontextSizedOutput  # noqa: PLC0415
         from ..models.validation_error_response import ValidationErrorResponse  # noqa: PLC0415
 
         d = dict(src_dict)
@@ -107,7 +117,14 @@ class WebhookPayload:
 
         def _parse_payload(
             data: object,
-        ) -> ErrorResponse | KontextOutput | None | Unset | ValidationErrorResponse:
+        ) -> (
+            ErrorResponse
+            | KontextOutput
+            | KontextSizedOutput
+            | None
+            | Unset
+            | ValidationErrorResponse
+        ):
             if data is None:
                 return data
             if isinstance(data, Unset):
@@ -115,9 +132,19 @@ class WebhookPayload:
             try:
                 if not isinstance(data, dict):
                     raise TypeError()
-                payload_type_0 = KontextOutput.from_dict(data)
+                componentsschemas_endpoint_output_type_0 = KontextOutput.from_dict(data)
 
-                return payload_type_0
+                return componentsschemas_endpoint_output_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                componentsschemas_endpoint_output_type_1 = KontextSizedOutput.from_dict(
+                    data
+                )
+
+                return componentsschemas_endpoint_output_type_1
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
             try:
@@ -137,7 +164,12 @@ class WebhookPayload:
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
             return cast(
-                ErrorResponse | KontextOutput | None | Unset | ValidationErrorResponse,
+                ErrorResponse
+                | KontextOutput
+                | KontextSizedOutput
+                | None
+                | Unset
+                | ValidationErrorResponse,
                 data,
             )
 

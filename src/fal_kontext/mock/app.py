@@ -21,7 +21,7 @@ from fal_kontext.mock.defects import DefectiveEndpoints, enum_blind_routes
 from fal_kontext.mock.endpoints import endpoint_specs
 from fal_kontext.mock.files import FileEndpoints
 from fal_kontext.mock.handlers import SpecEndpoints
-from fal_kontext.mock.outputs import FILES_PREFIX, Outputs, item_fields
+from fal_kontext.mock.outputs import FILES_PREFIX, Outputs, output_shape
 from fal_kontext.mock.replies import detail_reply
 from fal_kontext.mock.request_list import PATH as REQUEST_LIST_PATH
 from fal_kontext.mock.request_list import RequestListEndpoint
@@ -78,7 +78,7 @@ def create_app(
         routes = enum_blind_routes(routes)
     endpoints = endpoint_specs(document)
     state = EmulatorState(config, clock or time.monotonic, routes, endpoints)
-    outputs = Outputs(state, {endpoint.id: item_fields(document, endpoint) for endpoint in endpoints})
+    outputs = Outputs(state, {endpoint.id: output_shape(document, endpoint) for endpoint in endpoints})
     handlers = SpecEndpoints(state, outputs)
     files = FileEndpoints(state, outputs)
     storage = StorageEndpoints(state)

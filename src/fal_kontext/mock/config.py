@@ -12,8 +12,8 @@ from fal_kontext.mock.remote import REMOTE_IMAGE_MODES, RemoteImages
 # Test-only: bugs the emulator can be told to have, so a contract suite can prove it notices each one.
 SEEDED_DEFECTS = MappingProxyType(
     {
-        "wrong_status_code": "cancel answers 200 instead of 202",
-        "missing_required_field": "the submit answer has no cancel_url",
+        "wrong_status_code": "cancel answers 200 with the body of its 202",
+        "missing_required_field": "the submit answer has no status",
         "accepted_invalid_enum": "enum values are not checked: output_format 'gif' is queued",
         "backward_transition": "a COMPLETED request reads IN_PROGRESS (202) again on every second status call",
         "dropped_header": "405 answers have no Allow header",

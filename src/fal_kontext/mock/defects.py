@@ -65,9 +65,7 @@ class DefectiveEndpoints:
         submits = {endpoint.operation_id for endpoint in endpoints.state.endpoints.values()}
         available: dict[str, Rewrite] = {
             "wrong_status_code": self._cancel_answers_200,
-            "missing_required_field": lambda routed, response: self._submit_without_cancel_url(
-                routed, response, submits
-            ),
+            "missing_required_field": lambda routed, response: self._submit_without_status(routed, response, submits),
             "backward_transition": self._completed_goes_back,
             "dropped_header": self._no_allow_header,
         }
@@ -91,14 +89,14 @@ class DefectiveEndpoints:
         return response
 
     @staticmethod
-    def _submit_without_cancel_url(routed: Routed, response: Response, submits: set[str]) -> Response:
+    def _submit_without_status(routed: Routed, response: Response, submits: set[str]) -> Response:
         operation, _ = routed
         body = _json_body(response)
         if operation is None or operation.operation_id not in submits or not isinstance(body, dict):
             return response
         if response.status_code != 200:
             return response
-        body.pop("cancel_url", None)
+        body.pop("status", None)
         return _rebuilt(response, 200, body)
 
     def _completed_goes_back(self, routed: Routed, response: Response) -> Response:

@@ -20,8 +20,9 @@ class EndpointSpec:
 
     Attributes:
         id: the endpoint id, e.g. `fal-ai/flux-pro/kontext` (the submit path without its leading slash).
+        app: `owner/app`, under which the queue serves its requests' status, result and cancel.
         family: `edit` (one input image), `multi-edit` (several) or `text-to-image` (none).
-        tier: the model tier, e.g. `pro` or `max`.
+        tier: the model tier, e.g. `pro` or `max`; None outside the tiers.
         image_field: the input's image field (`image_url`, `image_urls`), None for text-to-image.
         operation_id: the submit operation's id.
         input_schema: the request body schema (`$ref`s resolved at the top level).
@@ -31,8 +32,9 @@ class EndpointSpec:
     """
 
     id: str
+    app: str
     family: Family
-    tier: str
+    tier: str | None
     image_field: str | None
     operation_id: str
     input_schema: JsonObject
@@ -98,11 +100,14 @@ def endpoint_specs(spec: JsonObject) -> tuple[EndpointSpec, ...]:
             "text-to-image" if image_field is None else "multi-edit" if image_field.endswith("s") else "edit"
         )
         price = declared.get("price_usd_per_image")
+        endpoint_id = str(declared.get("id", path.strip("/")))
+        tier = declared.get("tier")
         found.append(
             EndpointSpec(
-                id=str(declared.get("id", path.strip("/"))),
+                id=endpoint_id,
+                app=str(declared.get("app") or "/".join(endpoint_id.split("/")[:2])),
                 family=declared.get("family", family),
-                tier=str(declared.get("tier", "max" if "max" in path.strip("/").split("/") else "pro")),
+                tier=str(tier) if tier else None,
                 image_field=image_field,
                 operation_id=str(operation["operationId"]),
                 input_schema=input_schema,

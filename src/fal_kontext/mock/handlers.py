@@ -187,7 +187,7 @@ class SpecEndpoints:
     async def status(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
         """The status of a request: 202 while waiting or running, 200 once COMPLETED."""
         state = self.state
-        found = state.queue.get(params["request_id"], owner, state.now())
+        found = self._find(params, owner)
         if found is None:
             return detail_reply(404, "Request not found")
         body = state.status_of(found, with_logs=params.get("logs") in {"1", "true"})
@@ -197,7 +197,7 @@ class SpecEndpoints:
     async def stream(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
         """Server-sent status events: one per change, keep-alive comments, closed after COMPLETED."""
         state = self.state
-        found = state.queue.get(params["request_id"], owner, state.now())
+        found = self._find(params, owner)
         if found is None:
             return detail_reply(404, "Request not found")
         with_logs = params.get("logs") in {"1", "true"}
@@ -207,8 +207,7 @@ class SpecEndpoints:
 
     async def result(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
         """The output of a completed request, or the error it ended with."""
-        state = self.state
-        found = state.queue.get(params["request_id"], owner, state.now())
+        found = self._find(params, owner)
         if found is None:
             return detail_reply(404, "Request not found")
         headers = {"x-fal-request-id": found.request_id}
@@ -217,9 +216,20 @@ class SpecEndpoints:
         status, body, extra = await self.outputs.outcome_of(found)
         return json_reply(status, body, {**headers, **extra})
 
+    def _find(self, params: dict[str, Any], owner: str) -> QueuedRequest | None:
+        """The request the path names, if this key submitted it to an endpoint of the app the path names: fal serves
+        a request's status, result and cancel under its endpoint's own app only."""
+        state = self.state
+        found = state.queue.get(params["request_id"], owner, state.now())
+        if found is None or state.endpoints[found.endpoint_id].app != f"{params['owner']}/{params['app']}":
+            return None
+        return found
+
     async def cancel(self, request: Request, operation: Operation, owner: str, params: dict[str, Any]) -> Response:
         """Cancel a request: 202 CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED or 404 NOT_FOUND."""
         state = self.state
+        if self._find(params, owner) is None:
+            return json_reply(404, {"status": "NOT_FOUND"})
         outcome = state.queue.cancel(params["request_id"], owner, state.now())
         state.notify()
         code = {"CANCELLATION_REQUESTED": 202, "ALREADY_COMPLETED": 400, "NOT_FOUND": 404}[outcome]

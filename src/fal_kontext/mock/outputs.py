@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -21,28 +22,60 @@ JsonObject = dict[str, Any]
 
 FILES_PREFIX = "/files"
 
-# The fields of an output image item per endpoint family, as fal's published schemas state them
-# (https://fal.ai/models/fal-ai/flux-pro/kontext/max/api "Other types", fal-js `types/endpoints.ts`): the
-# single-image item (`fal__toolkit__image__image__Image`) has file_name and file_size; the multi-image
-# and text-to-image item (`registry__image__fast_sdxl__models__Image`) has only url, content_type (default
-# image/jpeg), width and height (both required). `file_data` (single-image, optional) is never emitted.
-# Until the spec states both item schemas, this is the one place that says so: `item_fields` narrows it to what
-# the spec's item schema declares, so a spec with per-family items takes over by deleting this table.
-_FAMILY_ITEM_FIELDS: dict[str, tuple[str, ...]] = {
-    "edit": ("url", "content_type", "file_name", "file_size", "width", "height"),
-    "multi-edit": ("url", "content_type", "width", "height"),
-    "text-to-image": ("url", "content_type", "width", "height"),
-}
+# What the emulator can say about an output image, in the order it says it: an item carries those of these its
+# endpoint's item schema declares. `file_data` (fal's single-image item, optional) is never emitted.
+_ITEM_FIELDS = ("url", "content_type", "file_name", "file_size", "width", "height")
 # Inputs may name files the emulator served, whose bytes come from rendering another request; this bounds
 # how deep such references may nest.
 _MAX_INPUT_DEPTH = 4
 
 
-def item_fields(spec: JsonObject, endpoint: EndpointSpec) -> tuple[str, ...]:
-    """The fields an output image item of `endpoint` carries: its family's, among those its spec item declares."""
-    images = resolve(spec, endpoint.output_schema.get("properties", {}).get("images", {}))
-    declared = resolve(spec, images.get("items", {})).get("properties", {})
-    return tuple(name for name in _FAMILY_ITEM_FIELDS[endpoint.family] if not declared or name in declared)
+@dataclass(frozen=True)
+class OutputShape:
+    """What an endpoint's output holds, from its output schema: the fields of its image items, and the value of
+    every other required field the emulator has no meaning for (its default, first allowed value, or least value)."""
+
+    item_fields: tuple[str, ...]
+    fields: tuple[str, ...]
+    filler: Mapping[str, Any]
+
+
+def output_shape(spec: JsonObject, endpoint: EndpointSpec) -> OutputShape:
+    """The shape of `endpoint`'s output, as its output schema declares it."""
+    properties = endpoint.output_schema.get("properties", {})
+    images = _plain_schema(spec, properties.get("images", {}))
+    declared = _plain_schema(spec, images.get("items", {})).get("properties", {})
+    required = set(endpoint.output_schema.get("required", []))
+    filler = {
+        name: _least_value(_plain_schema(spec, schema))
+        for name, schema in properties.items()
+        if name in required and name not in _KNOWN_FIELDS
+    }
+    return OutputShape(tuple(n for n in _ITEM_FIELDS if n in declared), tuple(properties), filler)
+
+
+# Output fields the emulator fills from the request itself (fal's Kontext and FLUX outputs have them).
+_KNOWN_FIELDS = ("images", "timings", "seed", "has_nsfw_concepts", "prompt")
+
+
+def _plain_schema(spec: JsonObject, schema: Any) -> JsonObject:
+    """`schema` with `$ref` and a one-member `allOf` followed."""
+    schema = resolve(spec, schema)
+    while isinstance(schema, dict) and len(schema.get("allOf") or []) == 1:
+        schema = resolve(spec, schema["allOf"][0])
+    return schema if isinstance(schema, dict) else {}
+
+
+def _least_value(schema: JsonObject) -> Any:
+    """A value the schema allows, for a required output field the emulator knows nothing about."""
+    if "default" in schema:
+        return schema["default"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 0)
+    return {"string": "", "boolean": False, "array": [], "object": {}}.get(str(kind))
 
 
 class Outputs:
@@ -50,12 +83,12 @@ class Outputs:
 
     Args:
         state: the emulator's state.
-        item_fields: per endpoint id, the fields of its output image items (see `item_fields`).
+        shapes: per endpoint id, what its output holds (see `output_shape`).
     """
 
-    def __init__(self, state: EmulatorState, item_fields: Mapping[str, tuple[str, ...]]) -> None:
+    def __init__(self, state: EmulatorState, shapes: Mapping[str, OutputShape]) -> None:
         self.state = state
-        self._item_fields = item_fields
+        self._shapes = shapes
 
     async def outcome_of(self, request: QueuedRequest) -> tuple[int, JsonObject, dict[str, str]]:
         """The status, body and headers of a completed request's result (renders its images if needed)."""
@@ -154,6 +187,7 @@ class Outputs:
         return None if other is None or index is None else (other, index)
 
     def _output(self, request: QueuedRequest, images: list[RenderedImage]) -> JsonObject:
+        shape = self._shapes[request.endpoint_id]
         sync = bool(request.arguments.get("sync_mode"))
         items = []
         for index, image in enumerate(images):
@@ -170,15 +204,19 @@ class Outputs:
                 "width": image.width,
                 "height": image.height,
             }
-            fields = self._item_fields.get(request.endpoint_id, tuple(every))
-            items.append({field: every[field] for field in fields})
+            items.append({field: every[field] for field in shape.item_fields})
         inference = request.run_time if request.started_at is not None else 0.0
-        return {
+        known = {
             "images": items,
             "timings": {"inference": round(inference, 6)},
             "seed": request.seed,
             "has_nsfw_concepts": [False] * len(items),
             "prompt": request.arguments.get("prompt", ""),
+        }
+        return {
+            name: known[name] if name in known else shape.filler[name]
+            for name in shape.fields
+            if name in known or name in shape.filler
         }
 
 

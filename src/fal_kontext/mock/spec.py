@@ -20,6 +20,8 @@ from typing import Any
 from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
+from fal_kontext.mock.endpoints import endpoint_specs
+
 JsonObject = dict[str, Any]
 
 # The methods an OpenAPI path item may hold, in the order the Allow header lists them.
@@ -201,30 +203,33 @@ def _described(error: ValidationError, loc: tuple[str | int, ...]) -> Problem:
 class RouteTable:
     """Matches a method and path to an operation of the spec, accepting a trailing slash as fal's SDK sends it.
 
-    `aliases` maps further path templates to an operation's own path: they answer as that operation does
-    (the operation keeps its own path for the URLs the emulator hands out).
+    `aliases` maps further path templates to an operation's own path and the path parameters the alias fixes:
+    they answer as that operation does (the operation keeps its own path for the URLs the emulator hands out).
+    Concrete paths are tried before templated ones, as OpenAPI's path matching prescribes.
     """
 
-    def __init__(self, operations: list[Operation], aliases: Mapping[str, str] | None = None) -> None:
+    def __init__(self, operations: list[Operation], aliases: Mapping[str, Alias] | None = None) -> None:
         self._by_path: dict[str, list[Operation]] = {}
         for operation in operations:
             self._by_path.setdefault(operation.path, []).append(operation)
         self.aliases = dict(aliases or {})
-        patterns = [(ops[0].pattern, ops) for ops in self._by_path.values()]
-        for alias, path in self.aliases.items():
+        patterns: list[tuple[re.Pattern[str], list[Operation], Mapping[str, str]]] = [
+            (ops[0].pattern, ops, {}) for ops in self._by_path.values()
+        ]
+        for alias, (path, fixed) in self.aliases.items():
             if alias not in self._by_path and path in self._by_path:
-                patterns.append((_path_pattern(alias), self._by_path[path]))
-        self._patterns = patterns
+                patterns.append((_path_pattern(alias), self._by_path[path], fixed))
+        self._patterns = sorted(patterns, key=lambda entry: entry[0].pattern.count("(?P<"))
 
     def match(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | tuple[None, list[str]]:
         """Return `(operation, path_params)`, or `(None, allowed_methods)` (empty when no path matches)."""
-        for pattern, operations in self._patterns:
+        for pattern, operations, fixed in self._patterns:
             found = pattern.fullmatch(path)
             if found is None:
                 continue
             for operation in operations:
                 if operation.method == method:
-                    return operation, found.groupdict()
+                    return operation, {**fixed, **found.groupdict()}
             return None, [operation.method for operation in operations]
         return None, []
 
@@ -234,22 +239,27 @@ class RouteTable:
         return [operation for operations in self._by_path.values() for operation in operations]
 
 
-def full_endpoint_aliases(paths: list[str], submit_paths: list[str]) -> dict[str, str]:
+# An alias path template: the operation path it answers as, and the path parameters it fixes.
+Alias = tuple[str, Mapping[str, str]]
+
+
+def full_endpoint_aliases(paths: list[str], submits: Mapping[str, str]) -> dict[str, Alias]:
     """The full-endpoint-path form of each request path: `/fal-ai/flux-pro/kontext/max/multi/requests/{id}/status`
-    for `/fal-ai/flux-pro/requests/{id}/status`, for every submit path under the same app.
+    for `/{owner}/{app}/requests/{id}/status` with owner `fal-ai` and app `flux-pro`, for every submit path
+    (`submits` maps each to its endpoint's `owner/app`).
 
     fal's docs and both official clients use the app path ("Do not add the endpoint path",
     https://fal.ai/docs/api-reference/inference-api); fal's published per-endpoint OpenAPI
     (https://fal.ai/api/openapi/queue/openapi.json?endpoint_id=<id>) lists the full form, so both are answered.
     """
-    aliases = {}
+    aliases: dict[str, Alias] = {}
     for path in paths:
-        app, marker, rest = path.partition("/requests/")
+        _, marker, rest = path.partition("/requests/")
         if not marker:
             continue
-        for submit in submit_paths:
-            if submit.startswith(app + "/"):
-                aliases[f"{submit}/requests/{rest}"] = path
+        for submit, app in submits.items():
+            owner, _, name = app.partition("/")
+            aliases[f"{submit}/requests/{rest}"] = (path, {"owner": owner, "app": name})
     return aliases
 
 
@@ -337,5 +347,6 @@ def build_routes(spec: JsonObject | None = None) -> RouteTable:
                     endpoint_id=path.strip("/"),
                 )
             )
-    submits = [op.path for op in operations if op.method == "POST" and "{request_id}" not in op.path]
+    apps = {endpoint.id: endpoint.app for endpoint in endpoint_specs(raw)}
+    submits = {op.path: apps[op.path.strip("/")] for op in operations if op.path.strip("/") in apps}
     return RouteTable(operations, full_endpoint_aliases([op.path for op in operations], submits))

@@ -175,9 +175,11 @@ class EmulatorState:
         """Absolute status, result and cancel URLs of a request, on the emulator's own base URL."""
         base = request.base_url
         rid = urllib.parse.quote(request.request_id, safe="")
+        owner, _, app = self.endpoints[request.endpoint_id].app.partition("/")
 
         def url(operation_id: str) -> str:
-            return base + self._url_templates[operation_id].replace("{request_id}", rid)
+            template = self._url_templates[operation_id]
+            return base + template.replace("{owner}", owner).replace("{app}", app).replace("{request_id}", rid)
 
         return {
             "response_url": url("get_request_result"),

@@ -9,17 +9,22 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.cancel_response import CancelResponse
+from ...models.cancel_success import CancelSuccess
 from ...models.error_response import ErrorResponse
 from ...types import Response
 
 
 def _get_kwargs(
+    owner: str,
+    app: str,
     request_id: str,
 ) -> dict[str, Any]:
 
     _kwargs: dict[str, Any] = {
         "method": "put",
-        "url": "/fal-ai/flux-pro/requests/{request_id}/cancel".format(
+        "url": "/{owner}/{app}/requests/{request_id}/cancel".format(
+            owner=quote(str(owner), safe=""),
+            app=quote(str(app), safe=""),
             request_id=quote(str(request_id), safe=""),
         ),
     }
@@ -29,7 +34,12 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> CancelResponse | ErrorResponse | None:
+) -> CancelResponse | CancelSuccess | ErrorResponse | None:
+    if response.status_code == 200:
+        response_200 = CancelSuccess.from_dict(response.json())
+
+        return response_200
+
     if response.status_code == 202:
         response_202 = CancelResponse.from_dict(response.json())
 
@@ -83,7 +93,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[CancelResponse | ErrorResponse]:
+) -> Response[CancelResponse | CancelSuccess | ErrorResponse]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -93,15 +103,19 @@ def _build_response(
 
 
 def sync_detailed(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> Response[CancelResponse | ErrorResponse]:
+) -> Response[CancelResponse | CancelSuccess | ErrorResponse]:
     """Cancel a queued or running request
 
      Queued: removed. Running: the runner is signalled. Either way the request ends COMPLETED.
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
 
     Raises:
@@ -109,10 +123,12 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[CancelResponse | ErrorResponse]
+        Response[CancelResponse | CancelSuccess | ErrorResponse]
     """
 
     kwargs = _get_kwargs(
+        owner=owner,
+        app=app,
         request_id=request_id,
     )
 
@@ -124,15 +140,19 @@ def sync_detailed(
 
 
 def sync(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> CancelResponse | ErrorResponse | None:
+) -> CancelResponse | CancelSuccess | ErrorResponse | None:
     """Cancel a queued or running request
 
      Queued: removed. Running: the runner is signalled. Either way the request ends COMPLETED.
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
 
     Raises:
@@ -140,25 +160,31 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        CancelResponse | ErrorResponse
+        CancelResponse | CancelSuccess | ErrorResponse
     """
 
     return sync_detailed(
+        owner=owner,
+        app=app,
         request_id=request_id,
         client=client,
     ).parsed
 
 
 async def asyncio_detailed(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> Response[CancelResponse | ErrorResponse]:
+) -> Response[CancelResponse | CancelSuccess | ErrorResponse]:
     """Cancel a queued or running request
 
      Queued: removed. Running: the runner is signalled. Either way the request ends COMPLETED.
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
 
     Raises:
@@ -166,10 +192,12 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[CancelResponse | ErrorResponse]
+        Response[CancelResponse | CancelSuccess | ErrorResponse]
     """
 
     kwargs = _get_kwargs(
+        owner=owner,
+        app=app,
         request_id=request_id,
     )
 
@@ -179,15 +207,19 @@ async def asyncio_detailed(
 
 
 async def asyncio(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> CancelResponse | ErrorResponse | None:
+) -> CancelResponse | CancelSuccess | ErrorResponse | None:
     """Cancel a queued or running request
 
      Queued: removed. Running: the runner is signalled. Either way the request ends COMPLETED.
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
 
     Raises:
@@ -195,11 +227,13 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        CancelResponse | ErrorResponse
+        CancelResponse | CancelSuccess | ErrorResponse
     """
 
     return (
         await asyncio_detailed(
+            owner=owner,
+            app=app,
             request_id=request_id,
             client=client,
         )

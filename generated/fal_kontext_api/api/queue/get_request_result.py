@@ -10,17 +10,22 @@ from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.error_response import ErrorResponse
 from ...models.kontext_output import KontextOutput
+from ...models.kontext_sized_output import KontextSizedOutput
 from ...models.validation_error_response import ValidationErrorResponse
 from ...types import Response
 
 
 def _get_kwargs(
+    owner: str,
+    app: str,
     request_id: str,
 ) -> dict[str, Any]:
 
     _kwargs: dict[str, Any] = {
         "method": "get",
-        "url": "/fal-ai/flux-pro/requests/{request_id}".format(
+        "url": "/{owner}/{app}/requests/{request_id}".format(
+            owner=quote(str(owner), safe=""),
+            app=quote(str(app), safe=""),
             request_id=quote(str(request_id), safe=""),
         ),
     }
@@ -30,9 +35,29 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorResponse | KontextOutput | ValidationErrorResponse | None:
+) -> (
+    ErrorResponse | KontextOutput | KontextSizedOutput | ValidationErrorResponse | None
+):
     if response.status_code == 200:
-        response_200 = KontextOutput.from_dict(response.json())
+
+        def _parse_response_200(data: object) -> KontextOutput | KontextSizedOutput:
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                componentsschemas_endpoint_output_type_0 = KontextOutput.from_dict(data)
+
+                return componentsschemas_endpoint_output_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            if not isinstance(data, dict):
+                raise TypeError()
+            componentsschemas_endpoint_output_type_1 = KontextSizedOutput.from_dict(
+                data
+            )
+
+            return componentsschemas_endpoint_output_type_1
+
+        response_200 = _parse_response_200(response.json())
 
         return response_200
 
@@ -89,7 +114,9 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorResponse | KontextOutput | ValidationErrorResponse]:
+) -> Response[
+    ErrorResponse | KontextOutput | KontextSizedOutput | ValidationErrorResponse
+]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -99,16 +126,22 @@ def _build_response(
 
 
 def sync_detailed(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> Response[ErrorResponse | KontextOutput | ValidationErrorResponse]:
+) -> Response[
+    ErrorResponse | KontextOutput | KontextSizedOutput | ValidationErrorResponse
+]:
     """Result of a completed request
 
      The model output. A request that failed answers with the error the model gave (status, headers and
     body). Results are kept 1 hour after completion (6 minutes if 10 KB or more).
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
 
     Raises:
@@ -116,10 +149,12 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | KontextOutput | ValidationErrorResponse]
+        Response[ErrorResponse | KontextOutput | KontextSizedOutput | ValidationErrorResponse]
     """
 
     kwargs = _get_kwargs(
+        owner=owner,
+        app=app,
         request_id=request_id,
     )
 
@@ -131,16 +166,22 @@ def sync_detailed(
 
 
 def sync(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> ErrorResponse | KontextOutput | ValidationErrorResponse | None:
+) -> (
+    ErrorResponse | KontextOutput | KontextSizedOutput | ValidationErrorResponse | None
+):
     """Result of a completed request
 
      The model output. A request that failed answers with the error the model gave (status, headers and
     body). Results are kept 1 hour after completion (6 minutes if 10 KB or more).
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
 
     Raises:
@@ -148,26 +189,34 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | KontextOutput | ValidationErrorResponse
+        ErrorResponse | KontextOutput | KontextSizedOutput | ValidationErrorResponse
     """
 
     return sync_detailed(
+        owner=owner,
+        app=app,
         request_id=request_id,
         client=client,
     ).parsed
 
 
 async def asyncio_detailed(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> Response[ErrorResponse | KontextOutput | ValidationErrorResponse]:
+) -> Response[
+    ErrorResponse | KontextOutput | KontextSizedOutput | ValidationErrorResponse
+]:
     """Result of a completed request
 
      The model output. A request that failed answers with the error the model gave (status, headers and
     body). Results are kept 1 hour after completion (6 minutes if 10 KB or more).
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
 
     Raises:
@@ -175,10 +224,12 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | KontextOutput | ValidationErrorResponse]
+        Response[ErrorResponse | KontextOutput | KontextSizedOutput | ValidationErrorResponse]
     """
 
     kwargs = _get_kwargs(
+        owner=owner,
+        app=app,
         request_id=request_id,
     )
 
@@ -188,16 +239,22 @@ async def asyncio_detailed(
 
 
 async def asyncio(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> ErrorResponse | KontextOutput | ValidationErrorResponse | None:
+) -> (
+    ErrorResponse | KontextOutput | KontextSizedOutput | ValidationErrorResponse | None
+):
     """Result of a completed request
 
      The model output. A request that failed answers with the error the model gave (status, headers and
     body). Results are kept 1 hour after completion (6 minutes if 10 KB or more).
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
 
     Raises:
@@ -205,11 +262,13 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | KontextOutput | ValidationErrorResponse
+        ErrorResponse | KontextOutput | KontextSizedOutput | ValidationErrorResponse
     """
 
     return (
         await asyncio_detailed(
+            owner=owner,
+            app=app,
             request_id=request_id,
             client=client,
         )

@@ -16,6 +16,8 @@ from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     logs: LogsFlag | Unset = UNSET,
@@ -33,7 +35,9 @@ def _get_kwargs(
 
     _kwargs: dict[str, Any] = {
         "method": "get",
-        "url": "/fal-ai/flux-pro/requests/{request_id}/status".format(
+        "url": "/{owner}/{app}/requests/{request_id}/status".format(
+            owner=quote(str(owner), safe=""),
+            app=quote(str(app), safe=""),
             request_id=quote(str(request_id), safe=""),
         ),
         "params": params,
@@ -113,6 +117,8 @@ def _build_response(
 
 
 def sync_detailed(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
@@ -121,6 +127,8 @@ def sync_detailed(
     """Status of a queued request
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
         logs (LogsFlag | Unset): fal-js sends 1/0, fal_client sends true/false; fal accepts both.
 
@@ -133,6 +141,8 @@ def sync_detailed(
     """
 
     kwargs = _get_kwargs(
+        owner=owner,
+        app=app,
         request_id=request_id,
         logs=logs,
     )
@@ -145,6 +155,8 @@ def sync_detailed(
 
 
 def sync(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
@@ -153,6 +165,8 @@ def sync(
     """Status of a queued request
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
         logs (LogsFlag | Unset): fal-js sends 1/0, fal_client sends true/false; fal accepts both.
 
@@ -165,6 +179,8 @@ def sync(
     """
 
     return sync_detailed(
+        owner=owner,
+        app=app,
         request_id=request_id,
         client=client,
         logs=logs,
@@ -172,6 +188,8 @@ def sync(
 
 
 async def asyncio_detailed(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
@@ -180,6 +198,8 @@ async def asyncio_detailed(
     """Status of a queued request
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
         logs (LogsFlag | Unset): fal-js sends 1/0, fal_client sends true/false; fal accepts both.
 
@@ -192,6 +212,8 @@ async def asyncio_detailed(
     """
 
     kwargs = _get_kwargs(
+        owner=owner,
+        app=app,
         request_id=request_id,
         logs=logs,
     )
@@ -202,6 +224,8 @@ async def asyncio_detailed(
 
 
 async def asyncio(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
@@ -210,6 +234,8 @@ async def asyncio(
     """Status of a queued request
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
         logs (LogsFlag | Unset): fal-js sends 1/0, fal_client sends true/false; fal accepts both.
 
@@ -223,6 +249,8 @@ async def asyncio(
 
     return (
         await asyncio_detailed(
+            owner=owner,
+            app=app,
             request_id=request_id,
             client=client,
             logs=logs,

@@ -16,6 +16,8 @@ from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     logs: LogsFlag | Unset = UNSET,
@@ -33,7 +35,9 @@ def _get_kwargs(
 
     _kwargs: dict[str, Any] = {
         "method": "get",
-        "url": "/fal-ai/flux-pro/requests/{request_id}/status/stream".format(
+        "url": "/{owner}/{app}/requests/{request_id}/status/stream".format(
+            owner=quote(str(owner), safe=""),
+            app=quote(str(app), safe=""),
             request_id=quote(str(request_id), safe=""),
         ),
         "params": params,
@@ -120,6 +124,8 @@ def _build_response(
 
 
 def sync_detailed(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
@@ -132,6 +138,8 @@ def sync_detailed(
     describes the whole body read at once.)
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
         logs (LogsFlag | Unset): fal-js sends 1/0, fal_client sends true/false; fal accepts both.
 
@@ -144,6 +152,8 @@ def sync_detailed(
     """
 
     kwargs = _get_kwargs(
+        owner=owner,
+        app=app,
         request_id=request_id,
         logs=logs,
     )
@@ -156,6 +166,8 @@ def sync_detailed(
 
 
 def sync(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
@@ -168,6 +180,8 @@ def sync(
     describes the whole body read at once.)
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
         logs (LogsFlag | Unset): fal-js sends 1/0, fal_client sends true/false; fal accepts both.
 
@@ -180,6 +194,8 @@ def sync(
     """
 
     return sync_detailed(
+        owner=owner,
+        app=app,
         request_id=request_id,
         client=client,
         logs=logs,
@@ -187,6 +203,8 @@ def sync(
 
 
 async def asyncio_detailed(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
@@ -199,6 +217,8 @@ async def asyncio_detailed(
     describes the whole body read at once.)
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
         logs (LogsFlag | Unset): fal-js sends 1/0, fal_client sends true/false; fal accepts both.
 
@@ -211,6 +231,8 @@ async def asyncio_detailed(
     """
 
     kwargs = _get_kwargs(
+        owner=owner,
+        app=app,
         request_id=request_id,
         logs=logs,
     )
@@ -221,6 +243,8 @@ async def asyncio_detailed(
 
 
 async def asyncio(
+    owner: str,
+    app: str,
     request_id: str,
     *,
     client: AuthenticatedClient | Client,
@@ -233,6 +257,8 @@ async def asyncio(
     describes the whole body read at once.)
 
     Args:
+        owner (str):
+        app (str):
         request_id (str):
         logs (LogsFlag | Unset): fal-js sends 1/0, fal_client sends true/false; fal accepts both.
 
@@ -246,6 +272,8 @@ async def asyncio(
 
     return (
         await asyncio_detailed(
+            owner=owner,
+            app=app,
             request_id=request_id,
             client=client,
             logs=logs,

@@ -3,13 +3,9 @@
 from enum import StrEnum
 
 
-class SafetyTolerance(StrEnum):
-    LEVEL_1 = "1"
-    LEVEL_2 = "2"
-    LEVEL_3 = "3"
-    LEVEL_4 = "4"
-    LEVEL_5 = "5"
-    LEVEL_6 = "6"
+class KontextInputOutputFormat(StrEnum):
+    JPEG = "jpeg"
+    PNG = "png"
 
     def __str__(self) -> str:
         return str(self.value)

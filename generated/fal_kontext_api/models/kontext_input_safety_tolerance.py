@@ -3,9 +3,13 @@
 from enum import StrEnum
 
 
-class OutputFormat(StrEnum):
-    JPEG = "jpeg"
-    PNG = "png"
+class KontextInputSafetyTolerance(StrEnum):
+    LEVEL_1 = "1"
+    LEVEL_2 = "2"
+    LEVEL_3 = "3"
+    LEVEL_4 = "4"
+    LEVEL_5 = "5"
+    LEVEL_6 = "6"
 
     def __str__(self) -> str:
         return str(self.value)

@@ -45,7 +45,7 @@ def _get_kwargs(
 
     _kwargs: dict[str, Any] = {
         "method": "post",
-        "url": "/fal-ai/flux-pro/kontext/text-to-image",
+        "url": "/fal-ai/flux-pro/kontext/max/text-to-image",
         "params": params,
     }
 
@@ -132,11 +132,11 @@ def sync_detailed(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an image generation from text on fal-ai/flux-pro/kontext/text-to-image
+    """Queue an image generation from text on fal-ai/flux-pro/kontext/max/text-to-image
 
-     Queues an image generation from text on `fal-ai/flux-pro/kontext/text-to-image`. Described by: flux-
-    pro-kontext-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
-    pro/kontext/text-to-image
+     Queues an image generation from text on `fal-ai/flux-pro/kontext/max/text-to-image`. Described by:
+    flux-pro-kontext-max-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
+    pro/kontext/max/text-to-image
 
     Args:
         fal_webhook (str | Unset):
@@ -145,7 +145,8 @@ def sync_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextTextToImageInput): Input of the Kontext endpoints that take no input image.
+        body (KontextTextToImageInput): Input of FLUX.1 Kontext [pro] and [max] text-to-image (no
+            input image).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -181,11 +182,11 @@ def sync(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an image generation from text on fal-ai/flux-pro/kontext/text-to-image
+    """Queue an image generation from text on fal-ai/flux-pro/kontext/max/text-to-image
 
-     Queues an image generation from text on `fal-ai/flux-pro/kontext/text-to-image`. Described by: flux-
-    pro-kontext-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
-    pro/kontext/text-to-image
+     Queues an image generation from text on `fal-ai/flux-pro/kontext/max/text-to-image`. Described by:
+    flux-pro-kontext-max-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
+    pro/kontext/max/text-to-image
 
     Args:
         fal_webhook (str | Unset):
@@ -194,7 +195,8 @@ def sync(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextTextToImageInput): Input of the Kontext endpoints that take no input image.
+        body (KontextTextToImageInput): Input of FLUX.1 Kontext [pro] and [max] text-to-image (no
+            input image).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -225,11 +227,11 @@ async def asyncio_detailed(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an image generation from text on fal-ai/flux-pro/kontext/text-to-image
+    """Queue an image generation from text on fal-ai/flux-pro/kontext/max/text-to-image
 
-     Queues an image generation from text on `fal-ai/flux-pro/kontext/text-to-image`. Described by: flux-
-    pro-kontext-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
-    pro/kontext/text-to-image
+     Queues an image generation from text on `fal-ai/flux-pro/kontext/max/text-to-image`. Described by:
+    flux-pro-kontext-max-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
+    pro/kontext/max/text-to-image
 
     Args:
         fal_webhook (str | Unset):
@@ -238,7 +240,8 @@ async def asyncio_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextTextToImageInput): Input of the Kontext endpoints that take no input image.
+        body (KontextTextToImageInput): Input of FLUX.1 Kontext [pro] and [max] text-to-image (no
+            input image).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -272,11 +275,11 @@ async def asyncio(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an image generation from text on fal-ai/flux-pro/kontext/text-to-image
+    """Queue an image generation from text on fal-ai/flux-pro/kontext/max/text-to-image
 
-     Queues an image generation from text on `fal-ai/flux-pro/kontext/text-to-image`. Described by: flux-
-    pro-kontext-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
-    pro/kontext/text-to-image
+     Queues an image generation from text on `fal-ai/flux-pro/kontext/max/text-to-image`. Described by:
+    flux-pro-kontext-max-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
+    pro/kontext/max/text-to-image
 
     Args:
         fal_webhook (str | Unset):
@@ -285,7 +288,8 @@ async def asyncio(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextTextToImageInput): Input of the Kontext endpoints that take no input image.
+        body (KontextTextToImageInput): Input of FLUX.1 Kontext [pro] and [max] text-to-image (no
+            input image).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

@@ -45,7 +45,7 @@ def _get_kwargs(
 
     _kwargs: dict[str, Any] = {
         "method": "post",
-        "url": "/fal-ai/flux-pro/kontext/max",
+        "url": "/fal-ai/flux-pro/kontext",
         "params": params,
     }
 
@@ -132,10 +132,10 @@ def sync_detailed(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an image edit on fal-ai/flux-pro/kontext/max
+    """Queue an image edit on fal-ai/flux-pro/kontext
 
-     Queues an image edit on `fal-ai/flux-pro/kontext/max`. Described by: flux-pro-kontext-
-    max__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/max
+     Queues an image edit on `fal-ai/flux-pro/kontext`. Described by: flux-pro-kontext__fal.openapi.json,
+    flux-pro-kontext__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/api
 
     Args:
         fal_webhook (str | Unset):
@@ -144,7 +144,7 @@ def sync_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext endpoints that take one input image
+        body (KontextInput): Input of FLUX.1 Kontext [pro] and [max] with one input image
             (`image_url`).
 
     Raises:
@@ -181,10 +181,10 @@ def sync(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an image edit on fal-ai/flux-pro/kontext/max
+    """Queue an image edit on fal-ai/flux-pro/kontext
 
-     Queues an image edit on `fal-ai/flux-pro/kontext/max`. Described by: flux-pro-kontext-
-    max__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/max
+     Queues an image edit on `fal-ai/flux-pro/kontext`. Described by: flux-pro-kontext__fal.openapi.json,
+    flux-pro-kontext__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/api
 
     Args:
         fal_webhook (str | Unset):
@@ -193,7 +193,7 @@ def sync(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext endpoints that take one input image
+        body (KontextInput): Input of FLUX.1 Kontext [pro] and [max] with one input image
             (`image_url`).
 
     Raises:
@@ -225,10 +225,10 @@ async def asyncio_detailed(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an image edit on fal-ai/flux-pro/kontext/max
+    """Queue an image edit on fal-ai/flux-pro/kontext
 
-     Queues an image edit on `fal-ai/flux-pro/kontext/max`. Described by: flux-pro-kontext-
-    max__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/max
+     Queues an image edit on `fal-ai/flux-pro/kontext`. Described by: flux-pro-kontext__fal.openapi.json,
+    flux-pro-kontext__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/api
 
     Args:
         fal_webhook (str | Unset):
@@ -237,7 +237,7 @@ async def asyncio_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext endpoints that take one input image
+        body (KontextInput): Input of FLUX.1 Kontext [pro] and [max] with one input image
             (`image_url`).
 
     Raises:
@@ -272,10 +272,10 @@ async def asyncio(
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an image edit on fal-ai/flux-pro/kontext/max
+    """Queue an image edit on fal-ai/flux-pro/kontext
 
-     Queues an image edit on `fal-ai/flux-pro/kontext/max`. Described by: flux-pro-kontext-
-    max__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/max
+     Queues an image edit on `fal-ai/flux-pro/kontext`. Described by: flux-pro-kontext__fal.openapi.json,
+    flux-pro-kontext__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/api
 
     Args:
         fal_webhook (str | Unset):
@@ -284,7 +284,7 @@ async def asyncio(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext endpoints that take one input image
+        body (KontextInput): Input of FLUX.1 Kontext [pro] and [max] with one input image
             (`image_url`).
 
     Raises:

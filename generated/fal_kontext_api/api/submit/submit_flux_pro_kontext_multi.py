@@ -8,7 +8,7 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.error_response import ErrorResponse
-from ...models.kontext_input import KontextInput
+from ...models.kontext_multi_input import KontextMultiInput
 from ...models.queue_priority import QueuePriority
 from ...models.queue_submit_response import QueueSubmitResponse
 from ...models.validation_error_response import ValidationErrorResponse
@@ -17,7 +17,7 @@ from ...types import UNSET, Response, Unset
 
 def _get_kwargs(
     *,
-    body: KontextInput,
+    body: KontextMultiInput,
     fal_webhook: str | Unset = UNSET,
     x_fal_request_timeout: float | Unset = UNSET,
     x_fal_queue_priority: QueuePriority | Unset = UNSET,
@@ -45,7 +45,7 @@ def _get_kwargs(
 
     _kwargs: dict[str, Any] = {
         "method": "post",
-        "url": "/fal-ai/flux-pro/kontext",
+        "url": "/fal-ai/flux-pro/kontext/multi",
         "params": params,
     }
 
@@ -125,17 +125,17 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: KontextInput,
+    body: KontextMultiInput,
     fal_webhook: str | Unset = UNSET,
     x_fal_request_timeout: float | Unset = UNSET,
     x_fal_queue_priority: QueuePriority | Unset = UNSET,
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an image edit on fal-ai/flux-pro/kontext
+    """Queue an image edit on fal-ai/flux-pro/kontext/multi
 
-     Queues an image edit on `fal-ai/flux-pro/kontext`. Described by: flux-pro-
-    kontext__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext
+     Queues an image edit on `fal-ai/flux-pro/kontext/multi`. Described by: flux-pro-kontext-
+    multi__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/multi
 
     Args:
         fal_webhook (str | Unset):
@@ -144,8 +144,8 @@ def sync_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext endpoints that take one input image
-            (`image_url`).
+        body (KontextMultiInput): Input of FLUX.1 Kontext [pro] and [max] with several input
+            images (`image_urls`), experimental.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -174,17 +174,17 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient | Client,
-    body: KontextInput,
+    body: KontextMultiInput,
     fal_webhook: str | Unset = UNSET,
     x_fal_request_timeout: float | Unset = UNSET,
     x_fal_queue_priority: QueuePriority | Unset = UNSET,
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an image edit on fal-ai/flux-pro/kontext
+    """Queue an image edit on fal-ai/flux-pro/kontext/multi
 
-     Queues an image edit on `fal-ai/flux-pro/kontext`. Described by: flux-pro-
-    kontext__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext
+     Queues an image edit on `fal-ai/flux-pro/kontext/multi`. Described by: flux-pro-kontext-
+    multi__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/multi
 
     Args:
         fal_webhook (str | Unset):
@@ -193,8 +193,8 @@ def sync(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext endpoints that take one input image
-            (`image_url`).
+        body (KontextMultiInput): Input of FLUX.1 Kontext [pro] and [max] with several input
+            images (`image_urls`), experimental.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -218,17 +218,17 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: KontextInput,
+    body: KontextMultiInput,
     fal_webhook: str | Unset = UNSET,
     x_fal_request_timeout: float | Unset = UNSET,
     x_fal_queue_priority: QueuePriority | Unset = UNSET,
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an image edit on fal-ai/flux-pro/kontext
+    """Queue an image edit on fal-ai/flux-pro/kontext/multi
 
-     Queues an image edit on `fal-ai/flux-pro/kontext`. Described by: flux-pro-
-    kontext__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext
+     Queues an image edit on `fal-ai/flux-pro/kontext/multi`. Described by: flux-pro-kontext-
+    multi__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/multi
 
     Args:
         fal_webhook (str | Unset):
@@ -237,8 +237,8 @@ async def asyncio_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext endpoints that take one input image
-            (`image_url`).
+        body (KontextMultiInput): Input of FLUX.1 Kontext [pro] and [max] with several input
+            images (`image_urls`), experimental.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -265,17 +265,17 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient | Client,
-    body: KontextInput,
+    body: KontextMultiInput,
     fal_webhook: str | Unset = UNSET,
     x_fal_request_timeout: float | Unset = UNSET,
     x_fal_queue_priority: QueuePriority | Unset = UNSET,
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an image edit on fal-ai/flux-pro/kontext
+    """Queue an image edit on fal-ai/flux-pro/kontext/multi
 
-     Queues an image edit on `fal-ai/flux-pro/kontext`. Described by: flux-pro-
-    kontext__chainhub.apifox.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext
+     Queues an image edit on `fal-ai/flux-pro/kontext/multi`. Described by: flux-pro-kontext-
+    multi__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-pro/kontext/multi
 
     Args:
         fal_webhook (str | Unset):
@@ -284,8 +284,8 @@ async def asyncio(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextInput): Input of the Kontext endpoints that take one input image
-            (`image_url`).
+        body (KontextMultiInput): Input of FLUX.1 Kontext [pro] and [max] with several input
+            images (`image_urls`), experimental.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

@@ -8,7 +8,7 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.error_response import ErrorResponse
-from ...models.kontext_text_to_image_input import KontextTextToImageInput
+from ...models.kontext_multi_input import KontextMultiInput
 from ...models.queue_priority import QueuePriority
 from ...models.queue_submit_response import QueueSubmitResponse
 from ...models.validation_error_response import ValidationErrorResponse
@@ -17,7 +17,7 @@ from ...types import UNSET, Response, Unset
 
 def _get_kwargs(
     *,
-    body: KontextTextToImageInput,
+    body: KontextMultiInput,
     fal_webhook: str | Unset = UNSET,
     x_fal_request_timeout: float | Unset = UNSET,
     x_fal_queue_priority: QueuePriority | Unset = UNSET,
@@ -45,7 +45,7 @@ def _get_kwargs(
 
     _kwargs: dict[str, Any] = {
         "method": "post",
-        "url": "/fal-ai/flux-pro/kontext/max/text-to-image",
+        "url": "/fal-ai/flux-pro/kontext/max/multi",
         "params": params,
     }
 
@@ -125,18 +125,18 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: KontextTextToImageInput,
+    body: KontextMultiInput,
     fal_webhook: str | Unset = UNSET,
     x_fal_request_timeout: float | Unset = UNSET,
     x_fal_queue_priority: QueuePriority | Unset = UNSET,
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an image generation from text on fal-ai/flux-pro/kontext/max/text-to-image
+    """Queue an image edit on fal-ai/flux-pro/kontext/max/multi
 
-     Queues an image generation from text on `fal-ai/flux-pro/kontext/max/text-to-image`. Described by:
-    flux-pro-kontext-max-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
-    pro/kontext/max/text-to-image
+     Queues an image edit on `fal-ai/flux-pro/kontext/max/multi`. Described by: flux-pro-kontext-max-
+    multi__chainhub.apifox.md, flux-pro-kontext-max-multi__kkiai.page.txt. fal's page:
+    https://fal.ai/models/fal-ai/flux-pro/kontext/max/multi
 
     Args:
         fal_webhook (str | Unset):
@@ -145,7 +145,8 @@ def sync_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextTextToImageInput): Input of the Kontext endpoints that take no input image.
+        body (KontextMultiInput): Input of FLUX.1 Kontext [pro] and [max] with several input
+            images (`image_urls`), experimental.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -174,18 +175,18 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient | Client,
-    body: KontextTextToImageInput,
+    body: KontextMultiInput,
     fal_webhook: str | Unset = UNSET,
     x_fal_request_timeout: float | Unset = UNSET,
     x_fal_queue_priority: QueuePriority | Unset = UNSET,
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an image generation from text on fal-ai/flux-pro/kontext/max/text-to-image
+    """Queue an image edit on fal-ai/flux-pro/kontext/max/multi
 
-     Queues an image generation from text on `fal-ai/flux-pro/kontext/max/text-to-image`. Described by:
-    flux-pro-kontext-max-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
-    pro/kontext/max/text-to-image
+     Queues an image edit on `fal-ai/flux-pro/kontext/max/multi`. Described by: flux-pro-kontext-max-
+    multi__chainhub.apifox.md, flux-pro-kontext-max-multi__kkiai.page.txt. fal's page:
+    https://fal.ai/models/fal-ai/flux-pro/kontext/max/multi
 
     Args:
         fal_webhook (str | Unset):
@@ -194,7 +195,8 @@ def sync(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextTextToImageInput): Input of the Kontext endpoints that take no input image.
+        body (KontextMultiInput): Input of FLUX.1 Kontext [pro] and [max] with several input
+            images (`image_urls`), experimental.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -218,18 +220,18 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: KontextTextToImageInput,
+    body: KontextMultiInput,
     fal_webhook: str | Unset = UNSET,
     x_fal_request_timeout: float | Unset = UNSET,
     x_fal_queue_priority: QueuePriority | Unset = UNSET,
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> Response[ErrorResponse | QueueSubmitResponse | ValidationErrorResponse]:
-    """Queue an image generation from text on fal-ai/flux-pro/kontext/max/text-to-image
+    """Queue an image edit on fal-ai/flux-pro/kontext/max/multi
 
-     Queues an image generation from text on `fal-ai/flux-pro/kontext/max/text-to-image`. Described by:
-    flux-pro-kontext-max-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
-    pro/kontext/max/text-to-image
+     Queues an image edit on `fal-ai/flux-pro/kontext/max/multi`. Described by: flux-pro-kontext-max-
+    multi__chainhub.apifox.md, flux-pro-kontext-max-multi__kkiai.page.txt. fal's page:
+    https://fal.ai/models/fal-ai/flux-pro/kontext/max/multi
 
     Args:
         fal_webhook (str | Unset):
@@ -238,7 +240,8 @@ async def asyncio_detailed(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextTextToImageInput): Input of the Kontext endpoints that take no input image.
+        body (KontextMultiInput): Input of FLUX.1 Kontext [pro] and [max] with several input
+            images (`image_urls`), experimental.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -265,18 +268,18 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient | Client,
-    body: KontextTextToImageInput,
+    body: KontextMultiInput,
     fal_webhook: str | Unset = UNSET,
     x_fal_request_timeout: float | Unset = UNSET,
     x_fal_queue_priority: QueuePriority | Unset = UNSET,
     x_fal_runner_hint: str | Unset = UNSET,
     x_fal_no_retry: str | Unset = UNSET,
 ) -> ErrorResponse | QueueSubmitResponse | ValidationErrorResponse | None:
-    """Queue an image generation from text on fal-ai/flux-pro/kontext/max/text-to-image
+    """Queue an image edit on fal-ai/flux-pro/kontext/max/multi
 
-     Queues an image generation from text on `fal-ai/flux-pro/kontext/max/text-to-image`. Described by:
-    flux-pro-kontext-max-text-to-image__fal.fal-doc.md. fal's page: https://fal.ai/models/fal-ai/flux-
-    pro/kontext/max/text-to-image
+     Queues an image edit on `fal-ai/flux-pro/kontext/max/multi`. Described by: flux-pro-kontext-max-
+    multi__chainhub.apifox.md, flux-pro-kontext-max-multi__kkiai.page.txt. fal's page:
+    https://fal.ai/models/fal-ai/flux-pro/kontext/max/multi
 
     Args:
         fal_webhook (str | Unset):
@@ -285,7 +288,8 @@ async def asyncio(
             Priority).
         x_fal_runner_hint (str | Unset):
         x_fal_no_retry (str | Unset):
-        body (KontextTextToImageInput): Input of the Kontext endpoints that take no input image.
+        body (KontextMultiInput): Input of FLUX.1 Kontext [pro] and [max] with several input
+            images (`image_urls`), experimental.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
