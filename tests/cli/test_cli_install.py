@@ -45,6 +45,8 @@ def test_mock_without_the_extra_names_the_install_command(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "fal_kontext.mock.command", None)  # what a missing starlette looks like
+    # An earlier test may have imported it: ``from fal_kontext.mock import command`` would find the attribute first.
+    monkeypatch.delattr("fal_kontext.mock.command", raising=False)
     assert main(["mock", "--port", "0"]) == EXIT_USAGE
     assert "pip install 'fal-kontext[mock]'" in capsys.readouterr().err
 
