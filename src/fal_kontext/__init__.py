@@ -45,7 +45,7 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
-from .protocol.polling import PollSchedule
+from .protocol.polling import LearnedPolling, PollSchedule
 from .protocol.recovery import LookupStarted, RecoveryPolicy
 from .results import EditResult, ResultImage
 from .retry import RetryPolicy
@@ -76,6 +76,7 @@ __all__ = [
     "KontextInput",
     "KontextMultiInput",
     "KontextOutput",
+    "LearnedPolling",
     "LookupStarted",
     "MissingCredentialsError",
     "NotFoundError",

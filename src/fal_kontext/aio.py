@@ -6,10 +6,9 @@ awaitables here.
 the same driver over the same flow, one blocking, one awaited.
 
 Connections: with hundreds of requests in flight, the CPU cost of httpx's connection-pool bookkeeping grows with
-the number of connections in one pool (docs/benchmarks.md). Each request is therefore pinned to one of
-``connection_pools`` small pools (round robin at submit/resume), created lazily and sharing one TLS context.
-Measured with 1,000 concurrent jobs against the emulator on 2 cores (client CPU per job, status stream):
-1 pool 57.6 ms, 16 pools 12.8 ms, 64 pools 7.0 ms, 128 pools 5.9 ms; hence the default of 64.
+the number of connections in one pool (docs/benchmarks.md). Each job is therefore pinned to one small pool, created
+lazily and sharing one TLS context; by default as many pools as the load needs (a new one once every pool has
+``transport.JOBS_PER_POOL`` flows under way), or ``connection_pools`` of them taken in turn.
 """
 
 from __future__ import annotations
@@ -106,11 +105,11 @@ class AsyncKontext(
             results = await asyncio.gather(*(h.wait() for h in handles))
 
     The arguments are ``Kontext``'s, except that ``transport`` is an ``httpx.AsyncBaseTransport``, ``sleep`` a
-    coroutine function, and ``connection_pools`` defaults to 64 (see the module docstring).
+    coroutine function, and ``connection_pools`` defaults to as many as the load needs (see the module docstring).
     """
 
     _default_sleep = asyncio.sleep
-    _default_pools = 64
+    _default_pools = None
     # Requests in flight hold a connection each while streaming; the pool count, not a connection cap, keeps each
     # pool small.
     _default_limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
@@ -129,7 +128,9 @@ class AsyncKontext(
 
     # --- the executor -------------------------------------------------------------------------------------------
 
-    def _connections_of(self, config: ClientConfig, http: HttpOptions, pools: int) -> Connections[httpx.AsyncClient]:
+    def _connections_of(
+        self, config: ClientConfig, http: HttpOptions, pools: int | None
+    ) -> Connections[httpx.AsyncClient]:
         return Connections(
             config,
             http,
@@ -224,9 +225,13 @@ class AsyncKontext(
 
     async def _run(self, flow: Flow[_T], pool: int, on_update: OnUpdate | None = None) -> _T:
         sink: list[_T] = []
-        async with contextlib.aclosing(self._iterate(flow, pool, on_update, sink)) as statuses:
-            async for _ in statuses:
-                pass
+        self._connections.started(pool)
+        try:
+            async with contextlib.aclosing(self._iterate(flow, pool, on_update, sink)) as statuses:
+                async for _ in statuses:
+                    pass
+        finally:
+            self._connections.ended(pool)
         return sink[0]
 
     async def _run_handle(self, flow: Flow[HandleState]) -> AsyncHandle:

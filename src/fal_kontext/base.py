@@ -46,7 +46,7 @@ from .protocol import verbs
 from .protocol.commands import Flow
 from .protocol.images import DEFAULT_MAX_IMAGE_BYTES
 from .protocol.inputs import EditInput
-from .protocol.polling import DEFAULT_POLL, PollSchedule
+from .protocol.polling import LearnedPolling, PollSchedule
 from .protocol.queue import HandleState, resume_state
 from .protocol.recovery import DEFAULT_RECOVERY, RecoveryPolicy
 from .protocol.settings import Settings
@@ -86,7 +86,9 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
         base_url: Queue base URL; default ``FAL_KONTEXT_BASE_URL`` or ``https://queue.fal.run``.
         timeouts: Per-request connect/read timeouts (default 10 s / 60 s).
         retry: Retry policy (``RetryPolicy.disabled()`` to never retry).
-        poll: Polling schedule used when the status stream is unavailable.
+        poll: How status is polled when the status stream is not followed: by default a schedule learned from this
+            client's jobs (``LearnedPolling``: sparse while a job cannot be near its end, dense around when the
+            endpoint's runs end); a ``PollSchedule`` for a fixed backoff.
         wait_timeout: Default deadline of ``wait``/``run``/``edit`` in seconds (``math.inf`` or None: none).
         start_timeout: Default ``X-Fal-Request-Timeout`` (seconds a request may wait to start).
         stream_status: Follow the status stream while waiting (else poll only).
@@ -97,9 +99,9 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
             ``follow_redirects`` and ``verify`` merge with the client's own (the Authorization header stays the
             client's); ``timeout`` may replace ``timeouts``; the rest (``proxy``, ``limits``, ``mounts``, ...) go to
             httpx as they are. Downloads of result images use the same settings, without headers or cookies.
-        connection_pools: Number of small connection pools requests are spread over (default 1 for ``Kontext``,
-            64 for ``AsyncKontext``: with hundreds of requests in flight, httpx's pool bookkeeping grows with the
-            number of connections in one pool).
+        connection_pools: Number of small connection pools jobs are spread over, taken in turn (default 1 for
+            ``Kontext``; for ``AsyncKontext`` as many as the load needs, five jobs under way per pool: with hundreds
+            of requests in flight, httpx's pool bookkeeping grows with the number of connections in one pool).
         sleep: How to sleep (tests inject a fake); a coroutine function for ``AsyncKontext``.
         clock: Monotonic clock for deadlines (tests inject a fake).
         random_source: Jitter source in [0, 1) (tests inject a constant).
@@ -122,7 +124,7 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
 
     # What sleep=None, connection_pools=None and an unset httpx limits mean in each client.
     _default_sleep: Callable[[float], object] = time.sleep
-    _default_pools = 1
+    _default_pools: int | None = 1
     _default_limits: httpx.Limits | None = None
     _asynchronous = False
 
@@ -134,7 +136,7 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
         base_url: str | None = None,
         timeouts: RequestTimeouts | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
-        poll: PollSchedule = DEFAULT_POLL,
+        poll: PollSchedule | LearnedPolling | None = None,
         wait_timeout: float | None = 900.0,
         start_timeout: float | None = None,
         stream_status: bool = True,
@@ -167,7 +169,7 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
         settings = Settings(
             url,
             retry=config.checked("retry", retry, RetryPolicy),
-            poll=config.checked("poll", poll, PollSchedule),
+            poll=config.polling_of(poll),
             clock=clock or time.monotonic,
             random=random_source or random.random,
             stream_idle_timeout=check_positive("stream_idle_timeout", stream_idle_timeout),
@@ -185,7 +187,7 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
         self._config = ClientConfig(credentials, scheme, timeouts, settings)
         self._settings = self._config.settings
         pools = self._default_pools if connection_pools is None else connection_pools
-        if not isinstance(pools, int) or isinstance(pools, bool) or pools < 1:
+        if pools is not None and (not isinstance(pools, int) or isinstance(pools, bool) or pools < 1):
             raise refuse("connection_pools", connection_pools, "expected a whole number >= 1")
         chosen_sleep = type(self)._default_sleep if sleep is None else sleep
         if not callable(chosen_sleep) or (self._asynchronous and not inspect.iscoroutinefunction(chosen_sleep)):
@@ -481,7 +483,7 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
     # --- what each executor provides ------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def _connections_of(self, config: ClientConfig, http: HttpOptions, pools: int) -> Connections[Any]:
+    def _connections_of(self, config: ClientConfig, http: HttpOptions, pools: int | None) -> Connections[Any]:
         """The executor's httpx clients (``transport.Connections``, sync or async)."""
 
     @abc.abstractmethod

@@ -95,7 +95,7 @@ class Kontext(BaseKontext[Handle, Handle, EditResult, list[Path], str, Status, C
 
     # --- the executor -------------------------------------------------------------------------------------------
 
-    def _connections_of(self, config: ClientConfig, http: HttpOptions, pools: int) -> Connections[httpx.Client]:
+    def _connections_of(self, config: ClientConfig, http: HttpOptions, pools: int | None) -> Connections[httpx.Client]:
         return Connections(config, http, pools=pools, open_generated=_open_generated, new_client=httpx.Client)
 
     def _handle(self, state: HandleState, pool: int | None = None) -> Handle:
@@ -182,9 +182,13 @@ class Kontext(BaseKontext[Handle, Handle, EditResult, list[Path], str, Status, C
 
     def _run(self, flow: Flow[_T], pool: int, on_update: OnUpdate | None = None) -> _T:
         sink: list[_T] = []
-        with contextlib.closing(self._iterate(flow, pool, on_update, sink)) as statuses:
-            for _ in statuses:
-                pass
+        self._connections.started(pool)
+        try:
+            with contextlib.closing(self._iterate(flow, pool, on_update, sink)) as statuses:
+                for _ in statuses:
+                    pass
+        finally:
+            self._connections.ended(pool)
         return sink[0]
 
     def _run_handle(self, flow: Flow[HandleState]) -> Handle:

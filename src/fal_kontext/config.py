@@ -19,6 +19,7 @@ from .option_checks import check_positive, refuse
 from .protocol.direct import direct_base_url
 from .protocol.hosts import FAL_QUEUE_URL, is_fal_queue, normalise_base_url
 from .protocol.inputs import check_submit_options
+from .protocol.polling import LearnedPolling, Polling, PollSchedule
 from .protocol.recovery import RecoveryPolicy, requests_list_url
 from .protocol.settings import Settings
 from .protocol.storage import (
@@ -47,6 +48,7 @@ __all__ = [
     "checked_image_bytes",
     "credentials_of",
     "missing_credentials",
+    "polling_of",
     "redact",
     "requests_list_of",
     "start_timeout_of",
@@ -219,6 +221,16 @@ def checked(name: str, value: object, kind: type[_O]) -> _O:
     if not isinstance(value, kind):
         raise refuse(name, value, f"expected a {kind.__name__}")
     return value
+
+
+def polling_of(poll: object) -> Polling:
+    """The ``poll`` option: a new ``LearnedPolling`` for None (learning from this client's jobs), else the
+    ``PollSchedule`` or ``LearnedPolling`` given."""
+    if poll is None:
+        return LearnedPolling()
+    if not isinstance(poll, (PollSchedule, LearnedPolling)):
+        raise refuse("poll", poll, "expected a PollSchedule (a fixed backoff) or a LearnedPolling")
+    return poll
 
 
 def checked_image_bytes(max_image_bytes: object) -> int:

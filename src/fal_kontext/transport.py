@@ -28,6 +28,7 @@ from .protocol.hosts import may_send_key
 
 __all__ = [
     "CERTIFICATE_ADVICE",
+    "JOBS_PER_POOL",
     "Connections",
     "HttpOptions",
     "Recording",
@@ -39,6 +40,10 @@ __all__ = [
 _HttpT = TypeVar("_HttpT", httpx.Client, httpx.AsyncClient)
 # What a generated ``parse_response`` becomes once bound to its generated client.
 Parser = Callable[[httpx.Response], object]
+# Ours: with pools sized to the load, a pool holds at most this many flows under way before another is opened.
+# httpx's pool bookkeeping per request grows with the connections of one pool (docs/benchmarks.md): small pools
+# keep it flat; 5 is the pool size at which the cheapest bare reader we measured is cheapest.
+JOBS_PER_POOL = 5
 # Response headers that describe the body as sent; dropped when a redacted copy of the body is parsed.
 _BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
@@ -292,14 +297,16 @@ def _timeout(timeouts: RequestTimeouts, read: float | None, at_most: float | Non
 class Connections(Generic[_HttpT]):
     """The httpx clients of one Kontext, and how its commands become requests and its responses answers.
 
-    Requests are spread over ``pools`` small connection pools (one per base URL and pool index, made when first
-    used, sharing one TLS context); downloads, storage, the synchronous endpoint and the request list go through one
+    Requests are spread over small connection pools (one per base URL and pool index, made when first used, sharing
+    one TLS context): ``pools`` of them, taken in turn, or, with ``pools=None``, as many as the load needs: each new
+    job goes to the pool with the fewest flows under way, or to a new pool once every pool has ``JOBS_PER_POOL``;
+    downloads, storage, the synchronous endpoint and the request list go through one
     client without credentials, the command carrying what it sends.
 
     Args:
         config: The client's configuration.
         http: Its checked ``httpx_args``.
-        pools: How many connection pools.
+        pools: How many connection pools, or None to size them to the load.
         open_generated: The generated client's httpx client (sync or async).
         new_client: A plain httpx client of these arguments.
         default_limits: The connection limits of each pool unless ``httpx_args`` sets them.
@@ -310,7 +317,7 @@ class Connections(Generic[_HttpT]):
         config: ClientConfig,
         http: HttpOptions,
         *,
-        pools: int,
+        pools: int | None,
         open_generated: Callable[[AuthenticatedClient | Client], _HttpT],
         new_client: Callable[..., _HttpT],
         default_limits: httpx.Limits | None = None,
@@ -319,6 +326,7 @@ class Connections(Generic[_HttpT]):
         self._http = http
         self._pools = pools
         self._pool_counter = itertools.count()
+        self._under_way: list[int] = [0]  # flows running on each pool (pools=None)
         self._open_generated: Callable[[AuthenticatedClient | Client], _HttpT] = open_generated
         self._new_client: Callable[..., _HttpT] = new_client
         self._default_limits = default_limits
@@ -332,8 +340,25 @@ class Connections(Generic[_HttpT]):
             self.headers["User-Agent"] = user_agent()
 
     def next_pool(self) -> int:
-        """The pool of the next request's job (round robin)."""
-        return next(self._pool_counter) % self._pools
+        """The pool of a new job: in turn among ``pools``, or the least busy one (a new one when all are full)."""
+        if self._pools is not None:
+            return next(self._pool_counter) % self._pools
+        under_way = self._under_way
+        pool = min(range(len(under_way)), key=under_way.__getitem__)
+        if under_way[pool] >= JOBS_PER_POOL:
+            under_way.append(0)
+            pool = len(under_way) - 1
+        return pool
+
+    def started(self, pool: int) -> None:
+        """A flow started on ``pool``."""
+        if self._pools is None:
+            self._under_way[pool] += 1
+
+    def ended(self, pool: int) -> None:
+        """A flow on ``pool`` ended."""
+        if self._pools is None:
+            self._under_way[pool] -= 1
 
     @functools.cached_property
     def _verify(self) -> ssl.SSLContext | bool:

@@ -1,7 +1,7 @@
 """Image bytes without I/O: their type by their first bytes, data URIs, and a local file read into memory.
 
-fal accepts a public URL or a base64 data URI wherever an image URL is expected
-(https://docs.fal.ai/model-apis/model-endpoints/queue#submit-a-request). Inlining a file grows the request body by a
+fal accepts a public URL or a base64 data URI wherever an image URL is expected ("Files" on
+https://fal.ai/models/fal-ai/flux-pro/kontext/max/api). Inlining a file grows the request body by a
 third; fal does not document a body limit (a too large body answers 413), so the client checks a size limit of its
 own, ``DEFAULT_MAX_IMAGE_BYTES``, which callers can change.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from fal_kontext_api.models import (
@@ -76,12 +76,14 @@ class HandleState:
         endpoint: The endpoint it was submitted to, if known.
         app: ``owner/app`` of that endpoint: the queue serves the request's status, result and cancel under it.
         bases: The base URL for each queue operation (from the URLs the server returned, see ``urls``).
+        submitted_at: When this client submitted it (monotonic seconds), or None (a resumed or adopted request).
     """
 
     request_id: str
     endpoint: Endpoint | None
     app: str
     bases: Mapping[Operation, str]
+    submitted_at: float | None = None
 
     def path_arguments(self) -> tuple[str, str, str]:
         """The path parameters of the queue operations: owner, app and request id."""
@@ -202,12 +204,13 @@ def submit_flow(
     query = JobQuery(endpoint.value, dict(fields), settings.wall())
     resends = 0
     while True:
-        timeout = None if deadline is None else max(0.0, deadline - settings.clock())
+        sent_at = settings.clock()
+        timeout = None if deadline is None else max(0.0, deadline - sent_at)
         call = Call(Operation.SUBMIT, settings.base_url, None, request, module.parse_response, timeout)
         sent = yield from sent_call(call, settings, deadline)
         state = _submitted(sent.outcome, endpoint, settings)
         if state is not None:
-            return state
+            return replace(state, submitted_at=sent_at)
         recovery = yield from recover_flow(
             attempt_of(sent.outcome),
             query,

@@ -232,7 +232,8 @@ def _usable_id(value: str) -> str | None:
 
 def held_request_id(attempt: SubmitAttempt) -> str | None:
     """The request id the attempt received, if any: the ``x-fal-request-id`` header (fal's JS client reads the id
-    from it, fal-protocol.md §2.9), else ``"request_id": "..."`` in the (possibly cut-off) body."""
+    from it: https://github.com/fal-ai/fal-js/blob/main/libs/client/src/response.ts), else ``"request_id": "..."``
+    in the (possibly cut-off) body."""
     for name, value in (attempt.headers or {}).items():
         if name.lower() == _HEADER_ID and (rid := _usable_id(value)):
             return rid

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from fal_kontext.retry import DEFAULT_RETRY, RetryPolicy
 
 from .images import DEFAULT_MAX_IMAGE_BYTES
-from .polling import DEFAULT_POLL, PollSchedule
+from .polling import LearnedPolling, Polling
 from .recovery import DEFAULT_RECOVERY, RecoveryPolicy
 from .send import Pacing
 from .storage import DEFAULT_UPLOAD_THRESHOLD, StorageSettings, TokenCache
@@ -33,7 +33,8 @@ class Settings:
     Attributes:
         base_url: The configured queue base URL (normalised, no trailing slash).
         retry: The retry policy of every call (``send``).
-        poll: The polling schedule, used when the status stream is not followed.
+        poll: The polling schedule, used when the status stream is not followed (``LearnedPolling``, learning from
+            this client's jobs, unless the client was given a ``PollSchedule``).
         clock: Monotonic seconds (deadlines).
         random: Jitter source in [0, 1).
         wall: Wall-clock seconds (the request list's time window, storage token expiry).
@@ -55,7 +56,7 @@ class Settings:
 
     base_url: str
     retry: RetryPolicy = DEFAULT_RETRY
-    poll: PollSchedule = DEFAULT_POLL
+    poll: Polling = field(default_factory=LearnedPolling)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     random: Callable[[], float] = field(default=random.random, repr=False)
     wall: Callable[[], float] = field(default=time.time, repr=False)

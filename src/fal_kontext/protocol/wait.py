@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fal_kontext_api.models import CancelStatus, LogsFlag, QueueStatus, QueueStatusEvent, QueueStatusValue
+from fal_kontext_api.models import CancelStatus, LogsFlag, Metrics, QueueStatus, QueueStatusEvent, QueueStatusValue
 from fal_kontext_api.types import UNSET
 
 from fal_kontext.errors import (
@@ -25,13 +25,14 @@ from fal_kontext.errors import (
     WaitTimeoutError,
 )
 from fal_kontext.results import EditResult
-from fal_kontext.retry import RetryPolicy
+from fal_kontext.retry import RetryPolicy, parse_retry_after
 from fal_kontext.spec import operation_module
 from fal_kontext.sse import KeepAlive, SSEDecoder
-from fal_kontext.status import Status, logs_of, status_from_model
+from fal_kontext.status import RequestMetrics, Status, logs_of, status_from_model
 
-from .answers import answered, error_from_status, error_of, json_or_none
+from .answers import answered, error_from_status, error_of, json_or_none, lower_headers
 from .commands import Answer, CloseStream, Flow, NoAnswer, Notify, OpenStream, Operation, ReadLine, Sleep, perform
+from .polling import PollSchedule, Seen
 from .queue import HandleState, cancel_flow, parsed_status, queue_call, result_flow, result_of, sent_call, status_call
 from .settings import Settings
 
@@ -39,6 +40,8 @@ __all__ = ["GIVE_UP_GRACE", "WaitOptions", "stream_flow", "wait_flow"]
 
 logger = logging.getLogger("fal_kontext")
 
+# Ours: how often a result that COMPLETED yet answers "still in progress" is asked again (a proxy lagging behind).
+_NOT_READABLE_YET = PollSchedule()
 # Ours: seconds past the deadline a wait may spend on its way out: cancelling the request, and fetching the result
 # of one that completed meanwhile (it is paid for). A verb thus returns within its timeout plus this.
 GIVE_UP_GRACE = 0.75
@@ -185,11 +188,20 @@ def _stream_phase(
     return completed
 
 
+def _seen(model: QueueStatus) -> Seen:
+    """What a polling schedule reads of a status."""
+    position = model.queue_position if isinstance(model.queue_position, int) else None
+    metrics = RequestMetrics.from_model(model.metrics) if isinstance(model.metrics, Metrics) else None
+    logs = tuple((entry.timestamp, entry.message) for entry in logs_of(model))
+    return Seen(model.status.value, position, logs, metrics.inference_time if metrics else None)
+
+
 def _poll_phase(
     state: HandleState, settings: Settings, logs: bool, deadline: float | None, progress: _Progress
 ) -> Flow[QueueStatus | None]:
-    """Poll until COMPLETED; returns the model, or None when the deadline passes."""
-    interval = settings.poll.initial
+    """Poll on the client's schedule (``settings.poll``) until COMPLETED; returns the model, or None when the
+    deadline passes."""
+    job = settings.poll.job(state.endpoint.value if state.endpoint else None, state.submitted_at)
     while True:
         if deadline is not None and settings.clock() >= deadline:
             return None
@@ -198,19 +210,21 @@ def _poll_phase(
         if sent.out_of_time and sent.answer is None:
             progress.last_failure = sent.outcome
             return None
-        model = parsed_status(answered(sent.outcome, state.request_id, Operation.STATUS.value), state.request_id)
+        answer = answered(sent.outcome, state.request_id, Operation.STATUS.value)
+        model = parsed_status(answer, state.request_id)
+        job.seen(_seen(model), settings.clock(), settings.wall())
         if progress.report and (status := progress.update(model, cumulative_logs=True)) is not None:
             yield from perform(Notify(status))
         if model.status is QueueStatusValue.COMPLETED:
             return model
-        delay = interval
+        # A Retry-After on a status answer (a proxy asking to slow down) is honoured too.
+        delay = max(job.delay(settings.clock()), parse_retry_after(lower_headers(answer.headers)) or 0.0)
         if deadline is not None:
             remaining = deadline - settings.clock()
             if remaining <= 0:
                 return None
             delay = min(delay, remaining)
         yield from perform(Sleep(delay))
-        interval = settings.poll.next_interval(interval)
 
 
 def _failed_result(state: HandleState, settings: Settings, error: str, error_type: str | None) -> Flow[EditResult]:
@@ -243,8 +257,9 @@ def wait_flow(state: HandleState, settings: Settings, options: WaitOptions) -> F
     """Wait for the request to complete, then fetch its result.
 
     The status stream is followed first (when ``options.use_stream``); if it cannot be opened or drops, status is
-    polled on ``settings.poll``'s schedule. The result is fetched as soon as COMPLETED is seen. Past the deadline the
-    request is cancelled (best effort, if ``options.cancel_on_timeout``) and ``WaitTimeoutError`` raised.
+    polled on the client's schedule (``settings.poll``). The result is fetched as soon as COMPLETED is seen. Past the
+    deadline the request is cancelled (best effort, if ``options.cancel_on_timeout``) and ``WaitTimeoutError``
+    raised.
 
     Raises:
         RequestFailedError: COMPLETED with an error.
@@ -254,7 +269,7 @@ def wait_flow(state: HandleState, settings: Settings, options: WaitOptions) -> F
     """
     deadline, logs = options.deadline, options.logs
     progress = _Progress(report=options.report)
-    pause = settings.poll.initial
+    pause = _NOT_READABLE_YET.initial
     completed: QueueStatus | None = None
     if options.use_stream:
         completed = yield from _stream_phase(state, settings, logs, deadline, progress)
@@ -278,4 +293,4 @@ def wait_flow(state: HandleState, settings: Settings, options: WaitOptions) -> F
         # A proxy may say COMPLETED a moment before the result is readable: pause, then look again.
         completed = None
         yield from perform(Sleep(pause if deadline is None else max(0.0, min(pause, deadline - settings.clock()))))
-        pause = settings.poll.next_interval(pause)
+        pause = _NOT_READABLE_YET.next_interval(pause)
