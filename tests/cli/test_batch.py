@@ -20,9 +20,7 @@ from PIL import Image as PILImage
 
 from fal_kontext import AsyncKontext, RecoveryPolicy
 from fal_kontext.batch import (
-    AMBIGUOUS,
     JOURNAL_NAME,
-    SUBMITTING,
     BatchJob,
     BatchOptions,
     BatchSummary,
@@ -33,6 +31,7 @@ from fal_kontext.batch import (
     read_manifest,
     run_batch,
 )
+from fal_kontext.batch.journal import AMBIGUOUS, SUBMITTING
 from fal_kontext.cli import EXIT_AMBIGUOUS, EXIT_FAILED, EXIT_USAGE, BatchProgress
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.spec import endpoint_specs, resolved_schema

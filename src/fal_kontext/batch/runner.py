@@ -1,30 +1,18 @@
-"""Batch edits: many jobs from a JSON lines manifest, with bounded concurrency, a crash-safe journal and a cost guard.
+"""Running a batch: bounded concurrency, each line's state journaled as it changes, a cost guard, and the summary.
 
-A manifest has one job per line, a JSON object: the input fields of the endpoint (``prompt``, ``aspect_ratio``, ...)
-plus, all optional, ``id`` (default ``line-N``), ``endpoint`` (an endpoint id of the spec) or ``model`` (a tier),
-and ``image`` / ``images`` (paths, relative to the manifest, or URLs; read and inlined when the job is submitted).
+A line whose submit was under way when an earlier run died may or may not have been queued: the run looks it up in
+fal's request list (``AsyncKontext.resubmit``), adopts the job if it is listed and sends the line only if the list
+shows it was not queued. Where the list cannot tell (an aggregator, recovery off) the line is *ambiguous*, as is one
+whose answer was lost and not recovered during a run: it is not sent again unless asked (``resubmit_ambiguous``).
 
-The journal (SQLite, next to the output) records each line's request id the moment its submit is answered, its
-state and its saved files, so a run killed at any point and started again resumes every queued job by request id,
-never submits a line twice and skips lines already saved. A line whose submit was under way when the run died may
-or may not have been queued: the next run looks it up in fal's request list (``AsyncKontext.resubmit``), adopts the
-job if it is listed and sends the line only if the list shows it was not queued. Where the list cannot tell (an
-aggregator, recovery off) the line is *ambiguous*, as is one whose answer was lost and not recovered during a run:
-it is not sent again unless asked (``resubmit_ambiguous``).
-
-This module uses only the public client API (``AsyncKontext``, its handles and errors).
+It uses only the public client API (``from fal_kontext import ...``) and this package's own modules.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import functools
-import hashlib
-import json
 import math
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .aio import AsyncKontext
-from .errors import (
+from fal_kontext import (
+    DEFAULT_MAX_IMAGE_BYTES,
     APIConnectionError,
     APIStatusError,
-    FieldProblem,
+    AsyncKontext,
     InvalidInputError,
     KontextError,
     NotFoundError,
@@ -47,367 +35,34 @@ from .errors import (
     UnexpectedResponseError,
     ValidationError,
 )
-from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
-from .inputs import check_schema
-from .spec import EndpointSpec, endpoint_specs, resolved_schema
 
-__all__ = [
-    "DEFAULT_CONCURRENCY",
-    "BatchJob",
-    "BatchOptions",
-    "BatchSummary",
-    "CostEstimate",
-    "Journal",
-    "ManifestError",
-    "batch",
-    "check_journal",
-    "choose_endpoint_spec",
-    "estimate_cost",
-    "journal_states",
-    "read_manifest",
-    "run_batch",
-    "tier_order",
-]
+from .cost import estimate_cost, job_cost
+from .journal import (
+    AMBIGUOUS,
+    FAILED,
+    JOURNAL_NAME,
+    PENDING,
+    SAVED,
+    SUBMITTED,
+    SUBMITTING,
+    Journal,
+    JournalRow,
+    refuse_changed_lines,
+)
+from .manifest import BatchJob, ManifestError, read_manifest
+
+__all__ = ["DEFAULT_CONCURRENCY", "BatchOptions", "BatchSummary", "OnEvent", "batch", "run_batch"]
 
 # Jobs in flight at once (submitted and not yet saved). Ours: fal runs 2 requests at once for a new account and up to
 # 40 after credit purchases, and never rejects queued requests for concurrency
 # (https://docs.fal.ai/documentation/model-apis/concurrency-limits, https://fal.ai/docs/model-apis/faq). Twice the
 # new-account limit keeps its runners busy while a crash leaves few jobs mid-flight; raise it for a larger limit.
 DEFAULT_CONCURRENCY = 4
-JOURNAL_NAME = ".fal-kontext-batch.sqlite"
-_RESERVED = frozenset({"id", "endpoint", "model", "image", "images"})
 # How often a submit refused with 429 is tried again (after the client's own retries), and the longest pause.
 _RATE_LIMIT_ATTEMPTS = 8
 _MAX_PAUSE = 60.0
 # How often waiting for a queued job is tried again after a network or server failure (the job stays queued).
 _WAIT_ATTEMPTS = 5
-
-
-def tier_order(specs: Sequence[EndpointSpec] = ()) -> list[str]:
-    """Every tier, in the order the spec first names them (then any other tier of ``specs``): the first is the
-    default model."""
-    return list(dict.fromkeys(c.tier for c in (*endpoint_specs(), *specs) if c.tier is not None))
-
-
-def choose_endpoint_spec(
-    specs: Sequence[EndpointSpec], *, images: int, model: str | None = None, endpoint: str | None = None
-) -> EndpointSpec:
-    """The endpoint for ``images`` input images: ``endpoint`` if given, else the family's endpoint of tier ``model``
-    (default: the first tier, in the spec's order, that has one).
-
-    No image picks text-to-image, one picks edit (or multi-edit if the tier has no single-image one), several pick
-    multi-edit.
-
-    Raises:
-        InvalidInputError: an unknown endpoint, or no endpoint of that tier takes that many images.
-    """
-    if endpoint is not None:
-        chosen = next((candidate for candidate in specs if candidate.id == endpoint), None)
-        if chosen is None:
-            allowed = ", ".join(candidate.id for candidate in specs)
-            problem = f"{endpoint!r} is not an endpoint of the spec; allowed: {allowed}"
-            raise InvalidInputError([FieldProblem("endpoint", endpoint, problem)])
-        takes = {"text-to-image": images == 0, "edit": images == 1, "multi-edit": images >= 1}[chosen.family]
-        if not takes:
-            raise InvalidInputError(
-                [FieldProblem("image", images, f"{images} image(s) given; {endpoint} is of family {chosen.family}")]
-            )
-        return chosen
-    families = ["text-to-image"] if images == 0 else ["edit", "multi-edit"] if images == 1 else ["multi-edit"]
-    for family in families:
-        for tier in [model] if model else tier_order(specs):
-            for candidate in specs:
-                if candidate.family == family and candidate.tier == tier:
-                    return candidate
-    offered = ", ".join(f"{c.id} ({c.family})" for c in specs if model is None or c.tier == model)
-    problem = f"{images} image(s) given; {f'model {model!r} has' if model else 'the endpoints are'} {offered}"
-    raise InvalidInputError([FieldProblem("model" if model else "image", model or images, problem)])
-
-
-# --- the manifest --------------------------------------------------------------------------------------------------
-
-
-class ManifestError(KontextError, ValueError):
-    """The manifest cannot be run as written (nothing was sent): every problem, by line, and what to do."""
-
-    def __init__(self, path: Path | str, problems: Sequence[str], hint: str | None = None) -> None:
-        self.path = str(path)
-        self.problems = tuple(problems)
-        self.hint = hint
-        shown = "; ".join(self.problems[:20]) + ("; ..." if len(self.problems) > 20 else "")
-        advice = f". {hint[:1].upper()}{hint[1:]}" if hint else ""
-        super().__init__(f"{path}: {len(self.problems)} problem(s), nothing was sent: {shown}{advice}")
-
-
-@dataclass(frozen=True)
-class BatchJob:
-    """One line of a manifest.
-
-    Attributes:
-        id: The line's id (its ``id`` field, else ``line-N``): names its output folder and its journal row.
-        line: The line number (1-based).
-        endpoint: The endpoint it goes to.
-        fields: The input fields, with images as given (paths are read when the job is submitted).
-        digest: A fingerprint of the line, so a journal is never applied to a line that changed.
-        num_images: Images it asks for (its ``num_images``, else the spec's default).
-    """
-
-    id: str
-    line: int
-    endpoint: EndpointSpec
-    fields: Mapping[str, Any]
-    digest: str
-    num_images: int
-
-    def input(self, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> dict[str, Any]:
-        """The input to submit: local images read and inlined as data URIs.
-
-        Raises:
-            InvalidInputError: an image is missing, not an image or too large.
-        """
-        body = dict(self.fields)
-        name = self.endpoint.image_field
-        if name is not None:
-            value = body[name]
-            if isinstance(value, list):
-                body[name] = [
-                    image_source_to_url(item, field=f"{name}[{index}]", max_bytes=max_image_bytes)
-                    for index, item in enumerate(value)
-                ]
-            else:
-                body[name] = image_source_to_url(value, field=name, max_bytes=max_image_bytes)
-        return body
-
-
-def _is_url(value: object) -> bool:
-    return isinstance(value, str) and value.lower().startswith(("http://", "https://", "data:"))
-
-
-def _images_of(data: Mapping[str, Any], fields: dict[str, Any], specs: Sequence[EndpointSpec]) -> list[Any]:
-    """The line's images: ``image``, ``images``, or an endpoint's own image field (taken out of ``fields``)."""
-    if "image" in data:
-        return [data["image"]]
-    own_fields = [name for name in dict.fromkeys(c.image_field for c in specs if c.image_field) if name in fields]
-    value = data["images"] if "images" in data else fields.pop(own_fields[0]) if own_fields else None
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _local_images(images: Sequence[Any], base: Path, where: str) -> tuple[list[Any], list[str]]:
-    """URLs as they are, paths made absolute (relative to the manifest); a problem for each missing file."""
-    resolved: list[Any] = []
-    problems: list[str] = []
-    for item in images:
-        if _is_url(item):
-            resolved.append(item)
-            continue
-        path = (base / str(item)).expanduser() if isinstance(item, str) else None
-        if path is None or not path.is_file():
-            problems.append(f"{where}: image {item!r} is not a URL or an existing file")
-        resolved.append(str(path))
-    return resolved, problems
-
-
-def _job_from_line(
-    number: int, data: Any, base: Path, specs: Sequence[EndpointSpec]
-) -> tuple[BatchJob | None, list[str]]:
-    if not isinstance(data, dict):
-        return None, [f"line {number}: not a JSON object"]
-    job_id = data.get("id", f"line-{number}")
-    if not isinstance(job_id, str) or not job_id.strip() or "/" in job_id or job_id in (".", ".."):
-        return None, [f"line {number}: id {job_id!r} must be a non-empty string without '/'"]
-    where = f"line {number} ({job_id})"
-    fields = {key: value for key, value in data.items() if key not in _RESERVED}
-    images = _images_of(data, fields, specs)
-    try:
-        chosen = choose_endpoint_spec(specs, images=len(images), model=data.get("model"), endpoint=data.get("endpoint"))
-    except InvalidInputError as err:
-        return None, [f"{where}: {'; '.join(str(problem) for problem in err.problems)}"]
-    resolved, problems = _local_images(images, base, where)
-    # Checked against the spec now, with a placeholder for local files (they are read at submit).
-    checked = dict(fields)
-    placeholders = [item if _is_url(item) else "data:image/png;base64,AA==" for item in resolved]
-    if chosen.image_field is not None:
-        multi = chosen.family == "multi-edit"
-        fields[chosen.image_field] = resolved if multi else resolved[0]
-        checked[chosen.image_field] = placeholders if multi else placeholders[0]
-    problems += [f"{where}: {problem}" for problem in check_schema(chosen.input_schema, checked)]
-    schema = resolved_schema(chosen.input_schema).get("properties", {})
-    count = fields.get("num_images", schema.get("num_images", {}).get("default", 1))
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-    job = BatchJob(job_id, number, chosen, fields, digest, count if isinstance(count, int) else 1)
-    return job, problems
-
-
-def read_manifest(path: str | Path, specs: Sequence[EndpointSpec] | None = None) -> list[BatchJob]:
-    """Read and check a JSON lines manifest; relative image paths are relative to its folder.
-
-    Raises:
-        ManifestError: with every problem (bad JSON, unknown endpoint, fields the spec does not allow, missing
-            images, duplicate ids), before anything is sent.
-    """
-    source = Path(path)
-    chosen_specs = tuple(specs) if specs is not None else endpoint_specs()
-    jobs: list[BatchJob] = []
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    with source.open(encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
-                continue
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as err:
-                problems.append(f"line {number}: not JSON ({err.msg} at column {err.colno})")
-                continue
-            job, found = _job_from_line(number, data, source.parent, chosen_specs)
-            problems += found
-            if job is None:
-                continue
-            if job.id in seen:
-                problems.append(f"line {number}: id {job.id!r} is also the id of line {seen[job.id]}")
-            seen[job.id] = number
-            jobs.append(job)
-    if problems:
-        raise ManifestError(source, problems)
-    return jobs
-
-
-# --- cost ----------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """What a set of jobs would cost, from the per-image prices the spec states (interfaces §1).
-
-    Attributes:
-        usd: The total of the jobs whose price is known.
-        images: Images asked for.
-        unpriced: Endpoints without a stated price (their jobs are not in ``usd``).
-    """
-
-    usd: float
-    images: int
-    unpriced: tuple[str, ...]
-
-    @property
-    def known(self) -> bool:
-        """Whether every job's price is stated."""
-        return not self.unpriced
-
-    def __str__(self) -> str:
-        if not self.images:
-            return "$0.00 (nothing to submit)"
-        if not self.unpriced:
-            return f"${self.usd:.2f} for {self.images} image(s)"
-        known = f"${self.usd:.2f} for the priced jobs, " if self.usd else ""
-        return f"{known}unknown for {', '.join(self.unpriced)} (no price stated in the spec)"
-
-
-def job_cost(job: BatchJob) -> float | None:
-    """A job's price in USD (``price_usd_per_image`` x ``num_images``), or None when the spec states no price."""
-    price = job.endpoint.price_usd_per_image
-    return None if price is None else price * job.num_images
-
-
-def estimate_cost(jobs: Sequence[BatchJob]) -> CostEstimate:
-    """The estimated cost of submitting ``jobs``."""
-    usd, images, unpriced = 0.0, 0, dict[str, None]()
-    for job in jobs:
-        images += job.num_images
-        cost = job_cost(job)
-        if cost is None:
-            unpriced[job.endpoint.id] = None
-        else:
-            usd += cost
-    return CostEstimate(round(usd, 6), images, tuple(unpriced))
-
-
-# --- the journal ---------------------------------------------------------------------------------------------------
-
-PENDING = "pending"  # not submitted (yet, or refused with 429, or the connection never opened)
-SUBMITTING = "submitting"  # the submit is about to be sent: after a crash, the line is ambiguous
-SUBMITTED = "submitted"  # the server answered with a request id
-SAVED = "saved"  # the images are written
-FAILED = "failed"  # the request failed (a final answer: not resumable)
-AMBIGUOUS = "ambiguous"  # may or may not be queued: never sent again unless asked
-
-
-@dataclass(frozen=True)
-class JournalRow:
-    """What the journal knows of one line."""
-
-    id: str
-    digest: str
-    state: str
-    request_id: str | None
-    files: tuple[str, ...]
-    reason: str | None
-    cost_usd: float | None
-    updated_at: float  # Unix time of the last change (for SUBMITTING: just before the submit was sent)
-
-
-class Journal:
-    """The batch's SQLite journal: one row per line, each change committed (and synced) before the run goes on.
-
-    A run holds an exclusive lock on it, so two runs never share one output folder.
-
-    Args:
-        path: The journal file (created with its folder).
-
-    Raises:
-        BlockingIOError: another run holds the journal.
-    """
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = (path.parent / (path.name + ".lock")).open("a")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise
-        # Used by one thread at a time: the run's journal thread (see _Run.record).
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # WAL + FULL: a commit is on disk before the call returns, so a SIGKILL (or power loss) keeps it.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, line INTEGER, digest TEXT NOT NULL, "
-            "state TEXT NOT NULL, endpoint TEXT, request_id TEXT, files TEXT NOT NULL DEFAULT '[]', reason TEXT, "
-            "cost_usd REAL, updated_at REAL NOT NULL)"
-        )
-
-    def rows(self) -> dict[str, JournalRow]:
-        """Every line the journal knows, by id."""
-        found = self._db.execute("SELECT id, digest, state, request_id, files, reason, cost_usd, updated_at FROM jobs")
-        return {
-            row[0]: JournalRow(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6], row[7])
-            for row in found
-        }
-
-    def record(self, job: BatchJob, state: str, **values: Any) -> None:
-        """Set a line's state (and ``request_id``, ``files``, ``reason``, ``cost_usd``), committed at once."""
-        columns = {"state": state, "updated_at": time.time(), **values}
-        if "files" in columns:
-            columns["files"] = json.dumps(columns["files"])
-        names = ", ".join(columns)
-        updates = ", ".join(f"{name} = excluded.{name}" for name in columns)
-        self._db.execute(
-            f"INSERT INTO jobs (id, line, digest, endpoint, {names}) VALUES (?, ?, ?, ?{', ?' * len(columns)}) "
-            f"ON CONFLICT(id) DO UPDATE SET {updates}",
-            (job.id, job.line, job.digest, job.endpoint.id, *columns.values()),
-        )
-
-    def close(self) -> None:
-        """Close the database and release the lock."""
-        self._db.close()
-        self._lock.close()
-
-
-# --- the run -------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -719,7 +374,7 @@ async def run_batch(
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fal-kontext-journal")
     try:
         rows = journal.rows()
-        _refuse_changed_lines(jobs, {job_id: row.digest for job_id, row in rows.items()}, folder / JOURNAL_NAME)
+        refuse_changed_lines(jobs, {job_id: row.digest for job_id, row in rows.items()}, folder / JOURNAL_NAME)
         settings = _Settings(folder, options, on_event)
         run = _Run(kontext, journal, writer, settings)
         run.summary.total = len(jobs)
@@ -748,40 +403,6 @@ async def run_batch(
     finally:
         writer.shutdown(wait=True)  # a write under way when the run stopped still completes
         journal.close()
-
-
-def _refuse_changed_lines(jobs: Sequence[BatchJob], digests: Mapping[str, str], journal: Path) -> None:
-    changed = [
-        f"line {job.line}: id {job.id!r} changed since the journal was written"
-        for job in jobs
-        if job.id in digests and digests[job.id] != job.digest
-    ]
-    if changed:
-        raise ManifestError(journal, changed, hint="use a new output folder, or restore those lines")
-
-
-def check_journal(jobs: Sequence[BatchJob], out: str | Path) -> None:
-    """Refuse, before anything is planned or sent, a manifest whose lines changed since the journal in ``out`` was
-    written (``run_batch`` checks again under its lock); read without taking the lock.
-
-    Raises:
-        ManifestError: every changed line.
-    """
-    path = Path(out) / JOURNAL_NAME
-    if not path.exists():
-        return
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        digests = {str(row[0]): str(row[1]) for row in db.execute("SELECT id, digest FROM jobs")}
-    _refuse_changed_lines(jobs, digests, path)
-
-
-def journal_states(out: str | Path) -> dict[str, str]:
-    """The state of each line in the journal of ``out`` (empty when there is none), read without taking the lock."""
-    path = Path(out) / JOURNAL_NAME
-    if not path.exists():
-        return {}
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        return {str(row[0]): str(row[1]) for row in db.execute("SELECT id, state FROM jobs")}
 
 
 def batch(
