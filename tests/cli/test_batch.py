@@ -32,7 +32,8 @@ from fal_kontext.batch import (
     run_batch,
 )
 from fal_kontext.batch.journal import AMBIGUOUS, SUBMITTING
-from fal_kontext.cli import EXIT_AMBIGUOUS, EXIT_FAILED, EXIT_USAGE, BatchProgress
+from fal_kontext.cli.batch_command import BatchProgress
+from fal_kontext.cli.exit_codes import EXIT_AMBIGUOUS, EXIT_FAILED, EXIT_USAGE
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.spec import endpoint_specs, resolved_schema
 from tests.cli.conftest import json_lines, run_cli

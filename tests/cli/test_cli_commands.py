@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from fal_kontext import Kontext
-from fal_kontext.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_NOT_READY, EXIT_TIMEOUT, EXIT_USAGE, main
+from fal_kontext.cli import main
+from fal_kontext.cli.exit_codes import EXIT_CANCELLED, EXIT_FAILED, EXIT_NOT_READY, EXIT_TIMEOUT, EXIT_USAGE
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from tests.cli.conftest import interrupt, json_lines, run_cli
 

@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from fal_kontext.cli import (
-    EXAMPLES,
-    EXIT_CODES,
-    EXIT_INTERRUPTED,
-    EXIT_UNAVAILABLE,
-    EXIT_USAGE,
-    BatchProgress,
-    Output,
-    main,
-)
+from fal_kontext.cli import EXIT_CODES, main
+from fal_kontext.cli.batch_command import BatchProgress
+from fal_kontext.cli.exit_codes import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE
+from fal_kontext.cli.output import Output
+from fal_kontext.cli.parser import EXAMPLES
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.status import Completed
 from tests.cli.conftest import interrupt, json_lines, run_cli

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from fal_kontext import __version__
-from fal_kontext.cli import EXIT_USAGE, main
+from fal_kontext.cli import main
+from fal_kontext.cli.exit_codes import EXIT_USAGE
 from fal_kontext.mock import RunningEmulator
 from tests.cli.conftest import run_cli
 
@@ -71,7 +72,7 @@ def test_mock_help_points_at_a_guide_the_wheel_ships() -> None:
 
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
     shipped = project["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
-    assert shipped["docs/emulator.md"] == "fal_kontext/docs/emulator.md"  # where _emulator_guide() looks
+    assert shipped["docs/emulator.md"] == "fal_kontext/docs/emulator.md"  # where server_launch._emulator_guide() looks
     done = run_cli(["mock", "--help"], dict(os.environ))
     assert done.returncode == 0
     text = " ".join(done.stdout.split())

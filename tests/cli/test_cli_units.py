@@ -15,18 +15,14 @@ import pytest
 
 from fal_kontext import cli
 from fal_kontext.batch import choose_endpoint_spec, tier_order
-from fal_kontext.cli import (
-    EXIT_CODES,
-    CommandError,
-    Output,
-    Progress,
-    Ticker,
-    build_parser,
-    check_out_folder,
-    cli_message,
-    configure_logging,
-    exit_code_for,
-)
+from fal_kontext.cli import EXIT_CODES, Progress, Ticker, build_parser, exit_code_for
+from fal_kontext.cli import input_flags as flags
+from fal_kontext.cli import parser as cli_parser
+from fal_kontext.cli.exit_codes import EXIT_CANCELLED, EXIT_USAGE, CommandError
+from fal_kontext.cli.logs import ENV_LOG_LEVEL, configure_logging
+from fal_kontext.cli.messages import cli_message
+from fal_kontext.cli.output import TICK_SECONDS, Output, check_out_folder
+from fal_kontext.cli.queue_commands import input_from_args
 from fal_kontext.errors import (
     AuthenticationError,
     BadRequestError,
@@ -98,12 +94,12 @@ def test_model_and_endpoint_choices_are_the_spec_endpoints() -> None:
 def test_a_text_to_image_endpoint_in_the_spec_gets_a_generate_command(monkeypatch: pytest.MonkeyPatch) -> None:
     specs = endpoint_specs()
     invented = replace(specs[0], id="example/text-to-image", family="text-to-image", image_field=None)
-    monkeypatch.setattr(cli, "endpoint_specs", lambda: (*specs, invented))
+    monkeypatch.setattr(cli_parser, "endpoint_specs", lambda: (*specs, invented))
     generate = subparser(build_parser(), "generate")
     text_to_image = [spec.id for spec in (*specs, invented) if spec.family == "text-to-image"]
     assert actions_by_dest(generate)["endpoint"].choices == text_to_image
     args = build_parser().parse_args(["generate", "a cat", "--endpoint", invented.id, "--seed", "3"])
-    chosen, body = cli._build_input(args)
+    chosen, body = input_from_args(args)
     assert chosen.id == "example/text-to-image" and body == {"prompt": "a cat", "seed": 3}
 
 
@@ -126,7 +122,7 @@ def test_flags_parse_into_the_input_and_images_are_inlined(tmp_path: Path) -> No
     args = build_parser().parse_args(
         ["edit", "a prompt", str(path), str(path), "--num-images", "2", "--no-enhance-prompt", "--aspect-ratio", "1:1"]
     )
-    chosen, body = cli._build_input(args)
+    chosen, body = input_from_args(args)
     assert chosen.family == "multi-edit"
     assert body["num_images"] == 2 and body["enhance_prompt"] is False and body["aspect_ratio"] == "1:1"
     assert body[chosen.image_field or ""] == [image_source_to_url(path)] * 2
@@ -135,9 +131,9 @@ def test_flags_parse_into_the_input_and_images_are_inlined(tmp_path: Path) -> No
 def test_a_value_the_spec_does_not_allow_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     schema = resolved_schema(endpoint_specs()[0].input_schema)["properties"]["output_format"]
     not_allowed = "x" + "".join(schema["enum"])
-    with pytest.raises(cli.UsageError, match="--output-format"):
+    with pytest.raises(cli_parser.UsageError, match="--output-format"):
         build_parser().parse_args(["edit", "a prompt", "in.png", "--output-format", not_allowed])
-    assert cli.main(["edit", "a prompt", "in.png", "--output-format", not_allowed]) == cli.EXIT_USAGE
+    assert cli.main(["edit", "a prompt", "in.png", "--output-format", not_allowed]) == EXIT_USAGE
     assert "--output-format" in capsys.readouterr().err
 
 
@@ -163,10 +159,10 @@ def test_the_progress_line_ticks_while_the_status_does_not_change() -> None:
         clock.now += seconds
         return len(waits) > 8
 
-    Ticker(progress.draw, cli.TICK_SECONDS, wait).run()
+    Ticker(progress.draw, TICK_SECONDS, wait).run()
     assert all(seconds <= 0.5 for seconds in waits)
     elapsed = [float(x) for x in re.findall(r"\[\s*([\d.]+)s\] req-1: in queue, position 0", screen.getvalue())]
-    assert elapsed == pytest.approx([0.0] + [cli.TICK_SECONDS * n for n in range(1, 9)], abs=0.06)
+    assert elapsed == pytest.approx([0.0] + [TICK_SECONDS * n for n in range(1, 9)], abs=0.06)
 
 
 def test_the_ticker_thread_ticks_until_its_block_ends() -> None:
@@ -220,28 +216,28 @@ def test_an_oversized_image_names_the_flag(tmp_path: Path) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
     args = build_parser().parse_args(["edit", "a prompt", str(path), "--max-image-bytes", "10"])
     with pytest.raises(InvalidInputError) as raised:
-        cli._build_input(args)
+        input_from_args(args)
     message = cli_message(raised.value, args)
     assert "--max-image-bytes" in message and not PYTHON_WORDS.search(message)
 
 
 def test_cancelled_is_one_code_whatever_reported_it() -> None:
     by_result = BadRequestError("Request was cancelled", status_code=400, error_type="request_cancelled")
-    assert exit_code_for(by_result) == exit_code_for(RequestCancelledError("r")) == cli.EXIT_CANCELLED
+    assert exit_code_for(by_result) == exit_code_for(RequestCancelledError("r")) == EXIT_CANCELLED
 
 
 def test_one_exit_code_table_in_the_help_and_the_docs() -> None:
     rows = [(row.code, row.meaning) for row in EXIT_CODES]
     assert len({code for code, _ in rows}) == len(rows)
     for code, meaning in rows:
-        assert f"  {code:<4}{meaning}" in cli.EPILOG
+        assert f"  {code:<4}{meaning}" in cli_parser.EPILOG
     docs = (ROOT / "docs" / "client.md").read_text()
     table = re.findall(r"^\| (\d+) \| (.+?) \|$", docs, re.MULTILINE)
     assert [(int(code), meaning) for code, meaning in table] == rows
 
 
 def test_the_help_example_reaches_its_second_command() -> None:
-    for line in cli.EPILOG.splitlines():
+    for line in cli_parser.EPILOG.splitlines():
         assert not re.search(r"mock\b.*&&", line), line  # `mock` serves until stopped: && never continues
 
 
@@ -280,20 +276,20 @@ def test_v_logs_ours_and_vv_adds_httpcore(loggers: None) -> None:
 
 def test_the_log_level_variable(loggers: None) -> None:
     stream = io.StringIO()
-    configure_logging(0, {cli.ENV_LOG_LEVEL: "info"}, stream)
+    configure_logging(0, {ENV_LOG_LEVEL: "info"}, stream)
     logging.getLogger("fal_kontext").info("hello")
     logging.getLogger("fal_kontext").debug("hidden")
     assert stream.getvalue() == "INFO fal_kontext: hello\n"
-    with pytest.raises(CommandError, match=cli.ENV_LOG_LEVEL):
-        configure_logging(0, {cli.ENV_LOG_LEVEL: "loud"}, stream)
+    with pytest.raises(CommandError, match=ENV_LOG_LEVEL):
+        configure_logging(0, {ENV_LOG_LEVEL: "loud"}, stream)
 
 
 def test_an_input_field_named_like_a_command_flag_gets_a_prefix() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--timeout", type=float)
-    cli._add_input_flags(parser, [cli.InputFlag("timeout", "--timeout", {"type": "integer"})])
+    flags.add_input_flags(parser, [flags.InputFlag("timeout", "--timeout", {"type": "integer"})])
     args = parser.parse_args(["--timeout", "2.5", "--input-timeout", "3"])
-    assert args.timeout == 2.5 and cli._input_values(args) == {"timeout": 3}
+    assert args.timeout == 2.5 and flags.input_values(args) == {"timeout": 3}
 
 
 def test_the_default_model_is_the_spec_s_first_tier_whatever_the_path_order() -> None:
