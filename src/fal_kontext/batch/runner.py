@@ -383,16 +383,11 @@ async def run_batch(
         )
         # Jobs already queued first: they run on the server whether we follow them or not.
         order = sorted(jobs, key=lambda job: (rows.get(job.id) is None or rows[job.id].state != SUBMITTED, job.line))
-        pending: asyncio.Queue[BatchJob] = asyncio.Queue()
-        for job in order:
-            pending.put_nowait(job)
+        waiting = iter(order)
 
         async def worker() -> None:
-            while True:
-                try:
-                    job = pending.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
+            # The workers share one iterator: each job goes to the first worker free, in order.
+            for job in waiting:
                 await run.run_job(job, rows.get(job.id))
 
         await asyncio.gather(*(worker() for _ in range(min(options.concurrency, max(1, len(jobs))))))

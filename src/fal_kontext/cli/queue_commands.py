@@ -49,7 +49,7 @@ __all__ = [
 
 class LookupWatch:
     """``RecoveryPolicy.on_lookup`` of the command: shows a lookup as it starts, and remembers it, so that Ctrl-C
-    during it can say that the job may exist and how to look it up (``interrupted``)."""
+    during it can say that the job may exist and how to look it up (``submitting``)."""
 
     def __init__(self, out: Output) -> None:
         self.out = out
