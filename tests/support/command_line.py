@@ -10,8 +10,9 @@ import pty
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
-__all__ = ["FakeTerminal", "Screen", "interrupt", "json_lines", "run_cli"]
+__all__ = ["FakeTerminal", "Screen", "interrupt", "json_lines", "read_until", "run_cli", "start_on_a_terminal"]
 
 
 def run_cli(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -37,8 +38,11 @@ def read_until(controller: int, marker: bytes, seen: list[bytes]) -> None:
         seen.append(chunk)
 
 
-def interrupt(args: list[str], env: dict[str, str], after: bytes) -> tuple[int, str]:
-    """Run the command on a pseudo-terminal, press Ctrl-C once ``after`` appeared; the exit code and the screen."""
+def start_on_a_terminal(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``fal-kontext ARGS`` with a new pseudo-terminal as stdin, stdout and stderr; the process and the
+    terminal's controller end (read it with ``read_until``, then close it)."""
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "fal_kontext.cli", *args],
@@ -46,9 +50,16 @@ def interrupt(args: list[str], env: dict[str, str], after: bytes) -> tuple[int, 
         stdout=terminal,
         stderr=terminal,
         env=env,
+        cwd=cwd,
         close_fds=True,
     )
     os.close(terminal)
+    return process, controller
+
+
+def interrupt(args: list[str], env: dict[str, str], after: bytes) -> tuple[int, str]:
+    """Run the command on a pseudo-terminal, press Ctrl-C once ``after`` appeared; the exit code and the screen."""
+    process, controller = start_on_a_terminal(args, env)
     seen: list[bytes] = []
     read_until(controller, after, seen)
     process.send_signal(signal.SIGINT)

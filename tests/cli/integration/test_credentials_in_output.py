@@ -3,12 +3,10 @@ command against the emulator with a canary key."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image as PILImage
 
 from fal_kontext.cli import main
 from tests.support.command_line import run_cli
@@ -26,14 +24,6 @@ def assert_clean(text: str) -> None:
     assert CANARY.split("-")[2] not in text  # not even a fragment of it
 
 
-def _png(size: int) -> bytes:
-    """A PNG of at least ``size`` bytes (stored without compression)."""
-    side = max(8, int((size / 3) ** 0.5) + 1)
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (side, side), "orange").save(buffer, format="PNG", compress_level=0)
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in CREDENTIAL_VARIABLES:
@@ -48,13 +38,12 @@ def canary_emulator() -> Iterator[RunningEmulator]:
 
 def test_cli_output_holds_no_key(
     canary_emulator: RunningEmulator,
+    image: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    image = tmp_path / "in.png"
-    image.write_bytes(_png(100))
     monkeypatch.setenv("FAL_KEY", CANARY)
     monkeypatch.setenv("FAL_KONTEXT_TOKEN", CANARY)  # fal's key is not sent as a bearer token to another host
     monkeypatch.setenv("FAL_KONTEXT_BASE_URL", canary_emulator.base_url)
@@ -86,11 +75,9 @@ def test_the_command_refuses_before_anything_is_sent(
     argv: list[str],
     variable: str,
     fal_emulator: RunningEmulator,
-    tmp_path: Path,
+    image: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    image = tmp_path / "in.png"
-    image.write_bytes(_png(100))
     argv = ["--base-url", fal_emulator.base_url, *(str(image) if arg == "IMAGE" else arg for arg in argv)]
     assert main(argv) == 3  # the exit code of a missing or refused key
     out, err = capsys.readouterr()

@@ -4,8 +4,6 @@ exit codes, the by-id commands, and the quick start with the mock command."""
 from __future__ import annotations
 
 import os
-import pty
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fal_kontext.cli import main
-from tests.support.command_line import json_lines, read_until, run_cli
+from tests.support.command_line import interrupt, json_lines, read_until, run_cli, start_on_a_terminal
 from tests.support.emulator import EmulatorConfig, RunningEmulator, run_emulator
 
 
@@ -54,26 +52,9 @@ def test_piped_edit_prints_json_lines(env: dict[str, str], image: Path, tmp_path
 
 
 def test_terminal_edit_shows_progress_and_writes_images(env: dict[str, str], image: Path, tmp_path: Path) -> None:
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fal_kontext.cli", "edit", "a donut", str(image)],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        env=env,
-        cwd=tmp_path,
-        close_fds=True,
-    )
-    os.close(terminal)
+    process, controller = start_on_a_terminal(["edit", "a donut", str(image)], env, cwd=tmp_path)
     chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
+    read_until(controller, b"\x00", chunks)  # never printed: reads to the end
     os.close(controller)
     assert process.wait(timeout=60) == 0
     screen = b"".join(chunks).decode()
@@ -84,24 +65,10 @@ def test_terminal_edit_shows_progress_and_writes_images(env: dict[str, str], ima
 
 def test_ctrl_c_on_a_terminal_cancels_the_request(env: dict[str, str], image: Path) -> None:
     with run_emulator(EmulatorConfig(run_time=30.0, runners=1, keepalive_interval=1.0)) as slow:
-        controller, terminal = pty.openpty()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fal_kontext.cli", "--base-url", slow.base_url, "edit", "a prompt", str(image)],
-            stdin=terminal,
-            stdout=terminal,
-            stderr=terminal,
-            env=env,
-            close_fds=True,
-        )
-        os.close(terminal)
-        seen: list[bytes] = []
-        read_until(controller, b"running", seen)
-        process.send_signal(signal.SIGINT)
-        read_until(controller, b"interrupted", seen)
-        assert process.wait(timeout=30) == 130
-        os.close(controller)
+        code, screen = interrupt(["--base-url", slow.base_url, "edit", "a prompt", str(image)], env, b"running")
+        assert code == 130
         assert slow.counters()["calls"].get("cancel_request") == 1
-    assert b"cancelled" in b"".join(seen)
+    assert "cancelled" in screen
 
 
 def test_by_id_commands(env: dict[str, str], image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
