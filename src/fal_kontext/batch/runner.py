@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,18 +98,9 @@ class BatchSummary:
         return self.total - settled
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary as JSON-ready data."""
-        return {
-            "total": self.total,
-            "done": self.done,
-            "failed": self.failed,
-            "ambiguous": self.ambiguous,
-            "unfinished": self.unfinished,
-            "over_budget": self.over_budget,
-            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
-            "submitted": self.submitted,
-            "elapsed": round(self.elapsed, 3),
-        }
+        """The summary as JSON-ready data (its fields, in order; the cost and the time rounded)."""
+        cost = None if self.cost_usd is None else round(self.cost_usd, 6)
+        return {**asdict(self), "cost_usd": cost, "elapsed": round(self.elapsed, 3)}
 
 
 OnEvent = Callable[[dict[str, Any]], object]
