@@ -13,6 +13,8 @@ from fal_kontext.cli.exit_codes import EXIT_USAGE
 def test_mock_without_the_extra_names_the_install_command(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "fal_kontext.mock.command", None)  # what a missing starlette looks like
+    # The emulator's package cannot be imported, as without the extra; set on the package, not its command module,
+    # so that it holds even when an earlier test imported the emulator (the package then has `command` already).
+    monkeypatch.setitem(sys.modules, "fal_kontext.mock", None)
     assert main(["mock", "--port", "0"]) == EXIT_USAGE
     assert "pip install 'fal-kontext[mock]'" in capsys.readouterr().err
