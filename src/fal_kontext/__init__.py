@@ -10,6 +10,12 @@ The client::
 
 ``AsyncKontext`` has the same verbs for asyncio. Errors are in ``fal_kontext.errors``; webhook verification in
 ``fal_kontext.webhooks``.
+
+What the spec says, for code that builds inputs itself (``fal_kontext.batch`` does, from these alone):
+``EndpointSpec`` (``Endpoint(...).spec``: family, tier, image field, input schema, price), ``resolved_schema`` (an
+input schema by name, with its defaults and ranges), ``check_schema`` (every way a dict of fields breaks it, as
+``FieldProblem``s, without sending anything) and ``image_source_to_url`` (a local image inlined as a data URI, at most
+``DEFAULT_MAX_IMAGE_BYTES`` unless told otherwise).
 """
 
 from fal_kontext_api.models import CancelStatus, Image, KontextInput, KontextMultiInput, KontextOutput
@@ -28,6 +34,7 @@ from .errors import (
     BadRequestError,
     ContentPolicyError,
     DirectUnavailableError,
+    FieldProblem,
     InvalidInputError,
     KontextError,
     MissingCredentialsError,
@@ -45,13 +52,17 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
+from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
+from .protocol.inputs import check_schema
 from .protocol.polling import LearnedPolling, PollSchedule
 from .protocol.recovery import LookupStarted, RecoveryPolicy
 from .results import EditResult, ResultImage
 from .retry import RetryPolicy
+from .spec import EndpointSpec, resolved_schema
 from .status import Completed, InProgress, Queued, RequestMetrics, Status
 
 __all__ = [
+    "DEFAULT_MAX_IMAGE_BYTES",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -67,6 +78,8 @@ __all__ = [
     "DirectUnavailableError",
     "EditResult",
     "Endpoint",
+    "EndpointSpec",
+    "FieldProblem",
     "Handle",
     "Image",
     "InProgress",
@@ -101,4 +114,7 @@ __all__ = [
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",
+    "check_schema",
+    "image_source_to_url",
+    "resolved_schema",
 ]

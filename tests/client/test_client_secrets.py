@@ -6,7 +6,6 @@ import asyncio
 import logging
 import traceback
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +14,6 @@ from PIL import Image as PILImage
 
 import fal_kontext
 from fal_kontext import AsyncKontext, Credentials, Kontext, KontextError, RetryPolicy
-from fal_kontext.cli import main
 from fal_kontext.config import ClientConfig
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import BASE, RID, FakeClock, FakeQueue, MakeClient, no_jitter, real_client, status_body
@@ -219,30 +217,3 @@ def png_bytes() -> bytes:
     buffer = io.BytesIO()
     PILImage.new("RGB", (8, 8)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def test_cli_output_holds_no_key(
-    canary_emulator: RunningEmulator,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    image = tmp_path / "in.png"
-    image.write_bytes(png_bytes())
-    monkeypatch.setenv("FAL_KEY", CANARY)
-    monkeypatch.setenv("FAL_KONTEXT_TOKEN", CANARY)  # fal's key is not sent as a bearer token to another host
-    monkeypatch.setenv("FAL_KONTEXT_BASE_URL", canary_emulator.base_url)
-    codes = [
-        main(["-v", "edit", "a prompt", str(image), "--out", str(tmp_path)]),
-        main(["-v", "status", "unknown-id"]),
-        main(["-v", "--auth", "bearer", "edit", "[content-policy] p", str(image)]),
-        main(["--retries", "0", "--base-url", "http://127.0.0.1:9", "status", "x"]),
-    ]
-    with run_emulator(EmulatorConfig(keys=("other-key",))) as refusing:
-        codes.append(main(["-v", "--base-url", refusing.base_url, "edit", "a prompt", str(image)]))
-    assert codes == [0, 4, 5, 7, 3]
-    captured = capsys.readouterr()
-    assert_clean(captured.out)
-    assert_clean(captured.err)
-    assert_clean(caplog.text)

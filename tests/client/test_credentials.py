@@ -1,5 +1,6 @@
-"""One rule for a missing credential, in both clients and the command line: a client is built without one, and the
-first request that needs one is refused before it is sent, naming the variable to set."""
+"""One rule for a missing credential, in both clients: a client is built without one, and the first request that
+needs one is refused before it is sent, naming the variable to set (the command line's:
+tests/cli/integration/test_credentials_in_output.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from fal_kontext_api.models import KontextOutput
 from PIL import Image as PILImage
 
 from fal_kontext import EditResult, InvalidInputError, MissingCredentialsError
-from fal_kontext.cli import main
-from fal_kontext.mock import RunningEmulator
 from tests.client.client_fakes import OUTPUT, RID, FakeClock, FakeQueue, MakeClient
 
 INPUT = {"prompt": "a donut", "image_url": "https://example.test/in.png"}
@@ -94,29 +93,3 @@ def test_bearer_without_a_token_names_the_token(
     monkeypatch.setenv("FAL_KONTEXT_TOKEN", "agg-token")
     make(fake, clock, key=None, auth="bearer").submit(EP, INPUT)
     assert fake.requests[0].headers["authorization"] == "Bearer agg-token"
-
-
-@pytest.mark.usefixtures("no_credentials")
-@pytest.mark.parametrize(
-    ("argv", "variable"),
-    [
-        (["edit", "a prompt", "IMAGE"], "FAL_KEY"),
-        (["status", "some-request"], "FAL_KEY"),
-        (["--auth", "bearer", "submit", "a prompt", "IMAGE"], "FAL_KONTEXT_TOKEN"),
-    ],
-)
-def test_the_command_refuses_before_anything_is_sent(
-    argv: list[str],
-    variable: str,
-    fal_emulator: RunningEmulator,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    image = tmp_path / "in.png"
-    image.write_bytes(_png(100))
-    argv = ["--base-url", fal_emulator.base_url, *(str(image) if arg == "IMAGE" else arg for arg in argv)]
-    assert main(argv) == 3  # the exit code of a missing or refused key
-    out, err = capsys.readouterr()
-    assert variable in err and "warning" not in err and "key=" not in err
-    assert '"exit_code": 3' in out  # piped: the JSON error line
-    assert fal_emulator.counters()["calls"] == {}

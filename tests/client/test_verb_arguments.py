@@ -46,9 +46,11 @@ def _refused(request: httpx.Request) -> httpx.Response:
 @pytest.mark.parametrize("verb", BAD_CALLS)
 def test_sync_verbs_raise_at_the_call(verb: str) -> None:
     call, field = BAD_CALLS[verb]
-    with Kontext("k", base_url=BASE, transport=httpx.MockTransport(_refused)) as kontext:
-        with pytest.raises(InvalidInputError) as caught:
-            call(kontext)
+    with (
+        Kontext("k", base_url=BASE, transport=httpx.MockTransport(_refused)) as kontext,
+        pytest.raises(InvalidInputError) as caught,
+    ):
+        call(kontext)
     assert field in {problem.field for problem in caught.value.problems}
 
 

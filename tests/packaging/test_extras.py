@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fal_kontext.cli import EXIT_USAGE, main
+from fal_kontext.cli import main
+from fal_kontext.cli.exit_codes import EXIT_USAGE
 from fal_kontext.webhooks import parse_webhook, verify_webhook
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
-"""The command line's edges: what a person sees when the progress line ends, when a batch line changed, when a
-submit's answer is lost and the job is looked for (and Ctrl-C then), on bad usage, a busy port, a directory given
-as an image, and a server whose certificate does not verify."""
+"""The command line's edges against the emulator: what a person sees when a batch line changed, when a submit's
+answer is lost and the job is looked for (and Ctrl-C then), on bad usage, a busy port, a directory given as an image,
+and a server whose certificate does not verify."""
 
 from __future__ import annotations
 
@@ -12,77 +12,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from fal_kontext.cli import (
-    EXAMPLES,
-    EXIT_CODES,
-    EXIT_INTERRUPTED,
-    EXIT_UNAVAILABLE,
-    EXIT_USAGE,
-    BatchProgress,
-    Output,
-    main,
-)
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
-from fal_kontext.status import Completed
-from tests.cli.conftest import interrupt, json_lines, run_cli
-
-# An option each command's help must list (its own).
-OWN_OPTIONS = {
-    "edit": "--aspect-ratio",
-    "generate": "--aspect-ratio",
-    "submit": "--webhook-url",
-    "status": "--logs",
-    "wait": "--cancel",
-    "result": "--out",
-    "batch": "--max-cost",
-}
-
-
-class Screen:
-    """One terminal that stdout and stderr both write to (each through its own stream object, as sys's are)."""
-
-    def __init__(self) -> None:
-        self.written: list[str] = []
-
-    def stream(self) -> _TerminalStream:
-        return _TerminalStream(self)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.written)
-
-
-class _TerminalStream:
-    def __init__(self, screen: Screen) -> None:
-        self.screen = screen
-
-    def write(self, text: str) -> int:
-        self.screen.written.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return True
-
-
-def test_the_progress_line_ends_before_the_final_message() -> None:
-    screen = Screen()
-    out = Output(json_lines=False, stdout=screen.stream(), stderr=screen.stream())  # type: ignore[arg-type]
-    out.update(Completed("req-1"))
-    out.say("done: req-1, seed 7")
-    assert "req-1: completed\ndone: req-1, seed 7\n" in screen.text, screen.text
-
-
-def test_the_batch_progress_line_ends_before_the_summary() -> None:
-    screen = Screen()
-    out = Output(json_lines=False, stdout=screen.stream(), stderr=screen.stream())  # type: ignore[arg-type]
-    assert out.progress is not None
-    out.progress.show(BatchProgress(3, 0, clock=lambda: 0.0).text())
-    out.say("batch: 3/3 done, 0 failed")
-    assert "ETA ?\nbatch: 3/3 done" in screen.text, screen.text
-
+from fal_kontext.cli.exit_codes import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_USAGE
+from tests.support.command_line import interrupt, json_lines, run_cli
+from tests.support.emulator import EmulatorConfig, RunningEmulator, run_emulator
 
 # --- batch: a line changed since the journal ----------------------------------------------------------------------
 
@@ -227,37 +159,3 @@ def test_a_busy_port_is_a_usage_error_in_the_command_s_words(env: dict[str, str]
     message = f"mock: cannot listen on 127.0.0.1:{port}: the port is in use"
     assert done.stderr.startswith(f"fal-kontext: error: {message}") and "Errno" not in done.stderr, done.stderr
     assert message in str(json_lines(done.stdout)[-1]["message"])
-
-
-# --- help: per command, and once for everything -------------------------------------------------------------------
-
-
-def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit) as exited:
-        main([*argv, "--help"])
-    assert exited.value.code == 0
-    return capsys.readouterr().out
-
-
-@pytest.mark.parametrize(("command", "own"), [(name, OWN_OPTIONS.get(name, "")) for name in EXAMPLES])
-def test_a_command_s_help_shows_its_options_and_one_example(
-    command: str, own: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    text = _help([command], capsys)
-    example = text.split("example:\n", 1)[1].split("\n\n", 1)[0]
-    assert example == f"  {EXAMPLES[command]}" and f"fal-kontext {command} " in example  # one, of this command
-    assert own in text
-    # the global options are named once, not described again (their help is the top-level help's)
-    for elsewhere in ("exit codes:", "environment:", "queue base URL", "retries of failed calls", "FAL_KEY"):
-        assert elsewhere not in text, elsewhere
-    assert "fal-kontext --help" in text  # where they are
-
-
-def test_the_top_level_help_has_the_global_options_environment_and_exit_codes(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    text = _help([], capsys)
-    for everything in ("--base-url", "--absent-after", "--retries", "environment:", "FAL_KEY", "exit codes:"):
-        assert everything in text, everything
-    for row in EXIT_CODES:
-        assert f"  {row.code:<4}{row.meaning}" in text

@@ -1,4 +1,4 @@
-"""The fal-kontext command against the emulator: what people meet first (issue 12's first list)."""
+"""The fal-kontext command against the emulator: what people meet first."""
 
 from __future__ import annotations
 
@@ -10,16 +10,10 @@ from pathlib import Path
 import pytest
 
 from fal_kontext import Kontext
-from fal_kontext.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_NOT_READY, EXIT_TIMEOUT, EXIT_USAGE, main
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
-from tests.cli.conftest import interrupt, json_lines, run_cli
-
-
-class FakeTerminal(io.StringIO):
-    """A text stream that says it is a terminal."""
-
-    def isatty(self) -> bool:
-        return True
+from fal_kontext.cli import main
+from fal_kontext.cli.exit_codes import EXIT_CANCELLED, EXIT_FAILED, EXIT_NOT_READY, EXIT_TIMEOUT, EXIT_USAGE
+from tests.support.command_line import FakeTerminal, interrupt, json_lines, run_cli
+from tests.support.emulator import EmulatorConfig, RunningEmulator, run_emulator
 
 
 def test_submit_prints_the_bare_request_id_for_shell_capture(env: dict[str, str], image: Path) -> None:

@@ -1,56 +1,27 @@
 """The fal-kontext command against the emulator: on a pseudo-terminal (progress, files), piped (JSON lines),
-exit codes, and the by-id commands."""
+exit codes, the by-id commands, and the quick start with the mock command."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import pty
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image as PILImage
 
 from fal_kontext.cli import main
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from tests.support.command_line import interrupt, json_lines, read_until, run_cli, start_on_a_terminal
+from tests.support.emulator import EmulatorConfig, RunningEmulator, run_emulator
 
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[RunningEmulator]:
+    """This module's emulator (for conftest's ``env``): a 1 s queue wait."""
     # A 1 s queue wait: the terminal test must see "in queue" however loaded the machine is when the CLI starts.
     with run_emulator(EmulatorConfig(run_time=0.3, queue_wait=1.0, keepalive_interval=1.0)) as running:
         yield running
-
-
-@pytest.fixture
-def env(emulator: RunningEmulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {"FAL_KEY": emulator.key, "FAL_KONTEXT_BASE_URL": emulator.base_url}
-    for name in ("FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_KONTEXT_AUTH", "FAL_KONTEXT_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return {**os.environ, **values}
-
-
-@pytest.fixture
-def image(tmp_path: Path) -> Path:
-    path = tmp_path / "in.png"
-    PILImage.new("RGB", (40, 30), "purple").save(path)
-    return path
-
-
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "fal_kontext.cli", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
-
-
-def json_lines(text: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def test_piped_edit_prints_json_lines(env: dict[str, str], image: Path, tmp_path: Path) -> None:
@@ -81,26 +52,9 @@ def test_piped_edit_prints_json_lines(env: dict[str, str], image: Path, tmp_path
 
 
 def test_terminal_edit_shows_progress_and_writes_images(env: dict[str, str], image: Path, tmp_path: Path) -> None:
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fal_kontext.cli", "edit", "a donut", str(image)],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        env=env,
-        cwd=tmp_path,
-        close_fds=True,
-    )
-    os.close(terminal)
+    process, controller = start_on_a_terminal(["edit", "a donut", str(image)], env, cwd=tmp_path)
     chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
+    read_until(controller, b"\x00", chunks)  # never printed: reads to the end
     os.close(controller)
     assert process.wait(timeout=60) == 0
     screen = b"".join(chunks).decode()
@@ -109,38 +63,12 @@ def test_terminal_edit_shows_progress_and_writes_images(env: dict[str, str], ima
     assert len(list(tmp_path.glob("*-0.jpg"))) == 1
 
 
-def read_until(controller: int, marker: bytes, seen: list[bytes]) -> None:
-    """Read the terminal until ``marker`` appeared (or it closed)."""
-    while marker not in b"".join(seen):
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:
-            return
-        if not chunk:
-            return
-        seen.append(chunk)
-
-
 def test_ctrl_c_on_a_terminal_cancels_the_request(env: dict[str, str], image: Path) -> None:
     with run_emulator(EmulatorConfig(run_time=30.0, runners=1, keepalive_interval=1.0)) as slow:
-        controller, terminal = pty.openpty()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fal_kontext.cli", "--base-url", slow.base_url, "edit", "a prompt", str(image)],
-            stdin=terminal,
-            stdout=terminal,
-            stderr=terminal,
-            env=env,
-            close_fds=True,
-        )
-        os.close(terminal)
-        seen: list[bytes] = []
-        read_until(controller, b"running", seen)
-        process.send_signal(signal.SIGINT)
-        read_until(controller, b"interrupted", seen)
-        assert process.wait(timeout=30) == 130
-        os.close(controller)
+        code, screen = interrupt(["--base-url", slow.base_url, "edit", "a prompt", str(image)], env, b"running")
+        assert code == 130
         assert slow.counters()["calls"].get("cancel_request") == 1
-    assert b"cancelled" in b"".join(seen)
+    assert "cancelled" in screen
 
 
 def test_by_id_commands(env: dict[str, str], image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -194,16 +122,6 @@ def test_timeout_exit_code(
     with run_emulator(EmulatorConfig(run_time=30.0, runners=1)) as slow:
         assert main(["--base-url", slow.base_url, "edit", "a prompt", str(image), "--timeout", "0.5"]) == 6
     assert "cancelled" in json_lines(capsys.readouterr().out)[-1]["message"]  # type: ignore[operator]
-
-
-def test_help_has_examples_and_exit_codes() -> None:
-    out = io.StringIO()
-    with pytest.raises(SystemExit) as exited, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "stdout", out)
-        main(["--help"])
-    assert exited.value.code == 0
-    text = out.getvalue()
-    assert "examples:" in text and "exit codes:" in text and "FAL_KEY" in text
 
 
 def test_quick_start_with_the_mock_command(image: Path, tmp_path: Path) -> None:
