@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import batch_crash, concurrency, pipeline, server, soak, throughput, time_to_result
+from . import batch_crash, concurrency, pipeline, polling, server, soak, throughput, time_to_result
 from .machine import describe_machine
 from .model import RunInfo, ScenarioResult
 from .report import replace_readme_summary, write_rendered, write_report
@@ -34,6 +34,7 @@ SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     "pipeline": pipeline.run,
     "soak": soak.run,
     "batch_crash": batch_crash.run,
+    "polling": polling.run,
 }
 
 

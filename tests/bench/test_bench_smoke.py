@@ -59,3 +59,14 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
         set(turn) == {"ours-async", "bare-async"} for turn in concurrency["runs"]
     )
     assert all(turn["bare-async"]["pools"] == cheapest for turn in concurrency["runs"])
+    # The polling section: both job lengths with the three clients side by side, then the concurrent run; every job
+    # done, and the schedule ours polled with recorded.
+    polling = scenarios["polling"]["data"]
+    assert len(polling["sequential"]) == 2
+    for measured in [*polling["sequential"].values(), polling["concurrent"]]:
+        for name, m in measured.items():
+            assert m["completed"] > 0 and not m["errors"], name
+    assert set(polling["concurrent"]) == {"ours-poll-async", "fal-async"}
+    for measured in polling["sequential"].values():
+        assert measured["ours-poll"]["defaults"]["fal_kontext"], "which build (and so which schedule) was measured"
+    assert polling["schedule"]["sequential"] in scenarios["polling"]["notes"][0]
