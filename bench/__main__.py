@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     readme = args.readme
     if readme is None and args.out.resolve() == ROOT / "docs":
         readme = ROOT / "README.md"
-    if readme is not None:  # a README without its summary markers fails here, not after a 15-minute run
+    if readme is not None:  # a README without its summary markers fails here, not after a 20-minute run
         try:
             replace_readme_summary(readme.read_text(encoding="utf-8"), "")
         except (OSError, ValueError) as err:
