@@ -42,6 +42,7 @@ def _run(name: str, *, smoke: bool) -> ScenarioResult:
     started = datetime.now(UTC)
     result = SCENARIOS[name](smoke=smoke)
     result.ran_at = started.strftime("%Y-%m-%d %H:%M UTC")
+    result.machine = describe_machine()
     return result
 
 
@@ -59,6 +60,7 @@ def _with_earlier(results: list[ScenarioResult], earlier_report: Path) -> list[S
         if not document.get("smoke"):
             for data in document["scenarios"]:
                 kept = ScenarioResult.from_json(data)
+                kept.machine = kept.machine or document["machine"]  # a report from before sections had their own
                 earlier[kept.key] = kept
     return [fresh.get(key) or earlier[key] for key in SCENARIOS if key in fresh or key in earlier]
 

@@ -117,3 +117,28 @@ def test_a_readme_without_markers_is_refused_before_anything_runs(tmp_path: Path
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"--readme {readme}" in done.stderr and "bench-summary" in done.stderr
     assert "== bench: pipeline" not in done.stdout and not (tmp_path / "benchmarks.json").exists()
+
+
+def test_sections_from_different_machines_say_which_ran_where() -> None:
+    """`--only` keeps sections measured elsewhere: the report names each machine with its sections, never one for all."""
+    document = copy.deepcopy(committed_report())
+    other = {**document["machine"], "cpu": "Another CPU", "os": "Linux 9.9"}
+    first, *rest = document["scenarios"]
+    first["machine"] = other
+    for scenario in rest:
+        scenario["machine"] = document["machine"]
+    markdown = render_document(document)
+    number = first["title"].split(".", 1)[0]
+    assert (
+        f"- CPU: Another CPU, {other['cores']} cores; memory: {other['memory_gib']} GiB; Linux 9.9 (sections {number})"
+        in markdown
+    )
+    assert f"| {first['title']} | {first['ran_at']} | Another CPU, {other['cores']} cores |" in markdown
+    assert f"{document['machine']['cpu']}, {document['machine']['cores']} cores (sections " in render_readme_summary(
+        document
+    )
+    assert f"Another CPU, {other['cores']} cores (sections {number})" in render_readme_summary(document)
+    # One machine for every section renders as a report always did: no machine column, no section list.
+    first["machine"] = document["machine"]
+    assert render_document(document) == render_document(committed_report())
+    assert render_readme_summary(document) == render_readme_summary(committed_report())
