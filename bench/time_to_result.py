@@ -23,8 +23,9 @@ RUN_TIME = 0.3
 JITTER = 0.1
 METHOD = (
     "One emulator (HTTPS, certificate from trustme, pinned to CPU 0) runs every job for {run_time:g} s plus a "
-    "random 0-{jitter:g} s fixed per request id (a fixed run time flatters a 0.1 s poller, performance-notes.md), "
-    "with no queue wait. Each client runs {jobs} jobs one after another in its own process pinned to CPU 1, on "
+    "random 0-{jitter:g} s fixed per request id (a fixed run time would put every completion at the same point of "
+    "a fixed 0.1 s poller's cycle, flattering or punishing it by that phase), with no queue wait. Each client "
+    "runs {jobs} jobs one after another in its own process pinned to CPU 1, on "
     "the same server in the same run: fal_kontext's `Kontext.run` following the status stream, the same polling "
     "(`stream_status=False`, default PollSchedule), `fal_client.subscribe` with its defaults (0.1 s polling), and "
     "the peer: a bare httpx reader (bench/bare_reader.py: submit, status stream read to its end, result GET on one "
