@@ -219,7 +219,10 @@ def listening_socket(host: str, port: int) -> socket.socket:
         OSError: the address cannot be bound (``errno`` says why).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) on accepted connections only when the
+    # socket says it is TCP (``_set_nodelay``, https://github.com/python/cpython/blob/3.11/Lib/asyncio/base_events.py);
+    # with it on, an answer written in two parts waits for the client's delayed ACK, about 40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
