@@ -1,5 +1,5 @@
 """The bare reader: a minimal correct queue client written straight on httpx, the peer our clients are measured
-against (issue 9). Submit, follow `GET {status_url}/stream` (server-sent events) until COMPLETED, read the stream to
+against. Submit, follow `GET {status_url}/stream` (server-sent events) until COMPLETED, read the stream to
 its end (the server closes it after that event, so the connection goes back to the pool), then GET the result.
 
 No retries, no validation, no models: the least work a correct client can do, so that "CPU per job of ours /

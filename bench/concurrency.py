@@ -1,5 +1,5 @@
 """Scenario 2: 1,000 jobs in flight at once from one process: fal_kontext's AsyncKontext with its defaults vs the
-cheapest bare httpx reader we can write (issue 21) and fal_client's AsyncClient.
+cheapest bare httpx reader we can write and fal_client's AsyncClient.
 
 The floor is the cheapest correct client, not one shaped like ours: a quick calibration runs the bare reader
 (bench/bare_reader.py) with several poolings and keeps the one with the least CPU per job; ours, with no pool count
@@ -24,11 +24,11 @@ DEADLINE_SMOKE = 60.0
 CALIBRATION_DEADLINE = 45.0
 RUN_TIME = 1.0
 JITTER = 1.0
-# Issue 21: with its defaults, AsyncKontext's CPU per job, wall time and peak memory at most this many times the
+# The target: with its defaults, AsyncKontext's CPU per job, wall time and peak memory at most this many times the
 # cheapest bare reader's, on the median of RUNS runs.
 VS_BARE = 1.2
 RUNS = 3
-# Issue 9's target against fal_client, kept.
+# The target against fal_client, kept from the first measurement.
 CPU_VS_FAL = 0.5
 METHOD = (
     "{jobs} jobs started at once (`asyncio.gather`) from one process pinned to CPU 1, on an emulator (HTTPS, "
@@ -181,7 +181,7 @@ def _vs_bare_targets(
             )
         targets.append(
             Target(
-                f"Concurrency, {jobs} jobs with defaults: {what} vs the cheapest bare httpx reader (issue 21)",
+                f"Concurrency, {jobs} jobs with defaults: {what} vs the cheapest bare httpx reader",
                 f"<= {VS_BARE:g}x (median of {len(runs)} runs)",
                 f"{ratio:.2f}x (runs: {', '.join(f'{r:.2f}' for r in ratios)}; medians {ours[figure]:.1f} vs "
                 f"{bare[figure]:.1f} {unit}; the reader with {pooling}, the cheapest of {tried} pools)",

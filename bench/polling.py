@@ -1,4 +1,4 @@
-"""Scenario: waiting by polling (issue 21). Where the status stream is not available (a proxy that does not pass
+"""Scenario: waiting by polling. Where the status stream is not available (a proxy that does not pass
 `text/event-stream` through, `stream_status=False`), how long after the server completes a job each client holds
 its result and how many requests it makes for it: ours polling with its defaults vs `fal_client` (0.1 s polling)
 vs ours following the status stream; and 200 jobs polled at once, CPU and requests per job.
@@ -31,7 +31,7 @@ class JobLength:
         return f"{self.run_time:g} s + 0-{self.jitter:g} s"
 
 
-# FLUX.1 Kontext's real range (issue 21's second row), and the short jobs of its first row and of section 1.
+# FLUX.1 Kontext's real range, and the short jobs of section 1.
 LONG = JobLength(5.0, 3.0)
 SHORT = JobLength(0.3, 0.1)
 SMOKE_LONG = JobLength(0.2, 0.1)
@@ -46,7 +46,7 @@ CONCURRENT_DEADLINE = 120.0
 # Each sequential client's process runs one job first, unmeasured (bench/workload.py "warm_up").
 WARM_UP_JOBS = 1
 
-# Issue 21's "Done when" for polling, against fal_client's figures in the same run.
+# The targets for polling, against fal_client's figures in the same run.
 P50_VS_FAL = 1.0
 P95_VS_FAL = 2.0
 REQUESTS_VS_FAL_LONG = 0.3
@@ -182,7 +182,7 @@ def _long_targets(measured: dict[str, dict[str, Any]], length: JobLength, schedu
     )
     return [
         Target(
-            f"Polling, {length.label} jobs: overhead vs fal_client (issue 21)",
+            f"Polling, {length.label} jobs: overhead vs fal_client",
             f"p50 <= fal_client's, p95 <= {P95_VS_FAL:g}x fal_client's",
             f"p50 {ours['p50_ms']:.0f} vs {fal['p50_ms']:.0f} ms ({p50_ratio:.1f}x); p95 {ours['p95_ms']:.0f} vs "
             f"{fal['p95_ms']:.0f} ms ({p95_ratio:.1f}x)",
@@ -190,7 +190,7 @@ def _long_targets(measured: dict[str, dict[str, Any]], length: JobLength, schedu
             f"Not comparable: {failed}." if failed else "" if overhead_met else sparse,
         ),
         Target(
-            f"Polling, {length.label} jobs: HTTP requests per job vs fal_client (issue 21)",
+            f"Polling, {length.label} jobs: HTTP requests per job vs fal_client",
             f"<= {REQUESTS_VS_FAL_LONG:g}x fal_client's",
             f"{ours['requests_per_job']:.1f} vs {fal['requests_per_job']:.1f} ({requests_ratio:.2f}x)",
             requests_met and not failed,
@@ -209,7 +209,7 @@ def _short_target(measured: dict[str, dict[str, Any]], length: JobLength, schedu
     failed = _failures({"ours-poll": ours, "fal": fal})
     met = ours["p50_ms"] <= P50_VS_FAL * fal["p50_ms"] and ours["requests_per_job"] <= fal["requests_per_job"]
     return Target(
-        f"Polling, {length.label} jobs: overhead p50 and HTTP requests per job vs fal_client (issue 21)",
+        f"Polling, {length.label} jobs: overhead p50 and HTTP requests per job vs fal_client",
         "p50 <= fal_client's; requests/job <= fal_client's",
         f"p50 {ours['p50_ms']:.0f} vs {fal['p50_ms']:.0f} ms ({ours['p50_ms'] / fal['p50_ms']:.1f}x); "
         f"{ours['requests_per_job']:.1f} vs {fal['requests_per_job']:.1f} requests/job",
@@ -231,7 +231,7 @@ def _stream_target(rows: dict[str, dict[str, dict[str, Any]]]) -> Target:
     )
     met = all(m["p50_ms"] <= STREAM_P50_MS and m["requests_per_job"] <= STREAM_REQUESTS for m in streams.values())
     return Target(
-        "Polling bench: ours following the status stream, unchanged (issue 21)",
+        "Polling bench: ours following the status stream, unchanged",
         f"p50 <= {STREAM_P50_MS:g} ms after completion and {STREAM_REQUESTS:g} requests/job, each job length",
         "; ".join(
             f"{label}: p50 {m['p50_ms']:.1f} ms (p95 {m['p95_ms']:.1f}), {m['requests_per_job']:.2f} requests/job"
@@ -347,7 +347,7 @@ def run(*, smoke: bool) -> ScenarioResult:
     ]
     return ScenarioResult(
         key="polling",
-        title="7. Polling: when the status stream is not available (issue 21)",
+        title="7. Polling: when the status stream is not available",
         method=METHOD.format(
             long=long.label,
             short=short.label,

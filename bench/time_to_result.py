@@ -9,7 +9,7 @@ from .connection_counter import counting_relay
 from .model import Plot, ScenarioResult, Target, median, percentile
 from .server import emulator
 
-# Targets of issue 9: our sync client's CPU per job at most this many times the bare reader's, and one TLS
+# Targets: our sync client's CPU per job at most this many times the bare reader's, and one TLS
 # connection for this many sequential jobs.
 CPU_VS_BARE = 1.2
 # The CPU comparison is repeated, ours and the bare reader taking turns, and judged on the median of the rounds'
@@ -152,7 +152,7 @@ def _cpu_target(ours: dict[str, Any], bare: dict[str, Any], rounds: list[dict[st
             "driving)."
         )
     return Target(
-        "Sync client CPU per job vs the bare httpx reader (issue 9)",
+        "Sync client CPU per job vs the bare httpx reader",
         f"<= {CPU_VS_BARE:g}x (median of {len(rounds)} alternating rounds)",
         f"{ratio:.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios)}; first round {ours['cpu_ms_per_job']:.1f} "
         f"vs {bare['cpu_ms_per_job']:.1f} ms/job, emulator CPU {server_ratio:.2f}x)",
@@ -175,7 +175,7 @@ def _connections_target(ours: dict[str, Any], bare: dict[str, Any], sequential: 
             "that reads it to its end, as the bare one does, keeps one connection."
         )
     return Target(
-        f"TLS connections for {sequential} sequential sync jobs (issue 9)",
+        f"TLS connections for {sequential} sequential sync jobs",
         "1",
         f"{opened} (bare reader {bare['tls_connections']})",
         met,

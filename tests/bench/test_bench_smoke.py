@@ -31,7 +31,7 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     for scenario in report["scenarios"]:
         assert scenario["title"] in markdown
         assert scenario["rows"], scenario["key"]
-        # Only the batch bench may measure nothing: where this build has no `fal-kontext batch` (issue 12).
+        # Only the batch bench may measure nothing: where this build has no `fal-kontext batch`.
         assert scenario["plots"] or (scenario["key"] == "batch_crash" and not batch_available()), scenario["key"]
         for plot in scenario["plots"]:
             assert (tmp_path / plot["file_name"]).read_bytes().startswith(b"\x89PNG"), plot["file_name"]
@@ -48,7 +48,7 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     # The CPU comparison with the bare reader ran in alternating rounds, each with both clients.
     assert measured["cpu_rounds"] and all(set(turn) == {"ours-stream", "bare"} for turn in measured["cpu_rounds"])
     # The bare reader's pooling was calibrated (several tried, the cheapest kept) and ours judged against it in
-    # three runs, each with both (issue 21).
+    # three runs, each with both.
     concurrency = scenarios["concurrency"]["data"]
     assert len(concurrency["calibration"]) >= 3
     cheapest = concurrency["cheapest_pools"]

@@ -92,7 +92,7 @@ def test_stream_then_result_without_an_extra_status_call(fake: FakeQueue, clock:
 def test_without_a_listener_only_the_completed_event_becomes_a_model(
     fake: FakeQueue, clock: FakeClock, make: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Building a QueueStatus for each event no one sees was a third of the client's own CPU per job (issue 9).
+    # Building a QueueStatus for each event no one sees was a third of the client's own CPU per job.
     parsed: list[str] = []
     from_dict = QueueStatus.from_dict.__func__  # type: ignore[attr-defined]
 
