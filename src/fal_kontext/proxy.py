@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .mock.spec import RouteTable, build_routes, load_spec, to_json_schema
+from .mock.spec import RouteTable, build_routes, load_spec
 from .queue_rules import (
     STILL_IN_PROGRESS,
     RequestHistory,
@@ -49,7 +49,7 @@ from .queue_rules import (
     check_status_answer,
     parse_event_stream,
 )
-from .spec import endpoint_specs
+from .spec import endpoint_specs, to_json_schema
 from .urls import FAL_QUEUE_HOSTS, normalise_base_url
 
 __all__ = ["Exchange", "ValidatingProxy", "add_arguments", "create_proxy_app", "run_proxy_command"]
