@@ -13,7 +13,7 @@ give ``--certfile``/``--keyfile``). Every exchange is forwarded to the upstream 
 Violations are printed as they happen; at exit a JUnit report (one test case per exchange) is written. URLs in the
 answers that point at the upstream (or at fal's queue host) are rewritten to the proxy, so clients that follow them
 (fal_client does) stay on it. Requests outside the spec (image downloads, storage) are forwarded and not judged.
-Needs the ``mock`` extra (starlette, uvicorn, jsonschema).
+Needs the ``mock`` extra (starlette, uvicorn).
 """
 
 from __future__ import annotations
