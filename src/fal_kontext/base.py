@@ -74,7 +74,7 @@ from .flows import (
     submit_flow,
     wait_flow,
 )
-from .inputs import EditInput, build_edit_input, build_input, build_text_to_image_input, check_submit_options
+from .inputs import EditInput, check_input, check_submit_options, edit_fields, input_model, text_to_image_fields
 from .log_redaction import redact_records_of
 from .recovery import DEFAULT_RECOVERY, RecoveryPolicy, may_send_key
 from .results import EditResult
@@ -532,7 +532,7 @@ class BaseKontext(
         """The submit flow; with ``sent_at``, the resubmit flow (an earlier send at that time may have queued it)."""
         self.check_credentials()  # a resubmit's first request is the request list's, which needs the key too
         chosen = parse_endpoint(endpoint)
-        body = build_input(chosen, input)
+        body = input_model(chosen, check_input(chosen, input))
         submit = self._submit_options(options)
         if sent_at is None:
             state = yield from submit_flow(chosen, body, submit, self._settings)
@@ -588,15 +588,15 @@ class BaseKontext(
             images["images"] = [prepared(source, f"image_urls[{index}]") for index, source in enumerate(many)]
         return images, pending
 
-    def _uploaded(self, endpoint: Endpoint, body: EditInput, pending: list[PendingUpload]) -> Flow[EditInput]:
-        """``body`` with each pending image uploaded and its URL in place of its stand-in (checked again)."""
+    def _uploaded(self, endpoint: Endpoint, fields: dict[str, Any], pending: list[PendingUpload]) -> Flow[EditInput]:
+        """The input model of checked ``fields``, each pending image uploaded and its URL in place of its stand-in."""
         if not pending:
-            return body
+            return input_model(endpoint, fields)
         assert self._storage is not None  # only prepared when storage is known
         fields, self._storage_token = yield from upload_pending_flow(
-            body.to_dict(), pending, self._storage, authorization=self._authorization(), token=self._storage_token
+            fields, pending, self._storage, authorization=self._authorization(), token=self._storage_token
         )
-        return build_input(endpoint, fields)
+        return input_model(endpoint, fields)
 
     def _directly(
         self,
@@ -608,14 +608,14 @@ class BaseKontext(
     ) -> Flow[EditResult]:
         run_timeout = self._config.wait_deadline(timeout)
         chosen = parse_endpoint(endpoint)
-        body = build_input(chosen, input)
+        body = check_input(chosen, input)
         options = self._submit_options({"start_timeout": start_timeout, "runner_hint": runner_hint})
         self.check_credentials()
         credentials = self._config.credentials
         call = DirectCall(
             self._direct_base_url,
             chosen.value,
-            body.to_dict(),
+            body,
             authorization=credentials.authorization if credentials else None,
             run_timeout=run_timeout,
             start_timeout=options.start_timeout,
@@ -672,7 +672,7 @@ class BaseKontext(
     ) -> Flow[EditResult]:
         wait = replace(wait, timeout=self._config.wait_deadline(timeout))  # checked before the paid submit
         chosen = parse_endpoint(endpoint)
-        body = build_input(chosen, input)
+        body = input_model(chosen, check_input(chosen, input))
         options = self._submit_options(submit_options)
         state = yield from submit_flow(chosen, body, options, self._settings)
         return (yield from self._waiting_checked(state, self._stream_default(wait), cancel_on_interrupt=True))
@@ -682,11 +682,9 @@ class BaseKontext(
     ) -> Flow[EditResult]:
         options = self._submit_options(submit_options)
         images, pending = self._prepared_images(edit_input)
-        endpoint, body = build_edit_input(
-            prompt, max_image_bytes=self._config.max_image_bytes, **{**edit_input, **images}
-        )
+        endpoint, fields = edit_fields(prompt, max_image_bytes=self._config.max_image_bytes, **{**edit_input, **images})
         # After every check: nothing is uploaded for a bad input.
-        body = yield from self._uploaded(endpoint, body, pending)
+        body = yield from self._uploaded(endpoint, fields, pending)
         state = yield from submit_flow(endpoint, body, options, self._settings)
         return (yield from self._waiting_checked(state, self._stream_default(wait), cancel_on_interrupt=True))
 
@@ -699,8 +697,8 @@ class BaseKontext(
         submit_options: Mapping[str, Any],
     ) -> Flow[EditResult]:
         checked = self._submit_options(submit_options)
-        endpoint, body = build_text_to_image_input(prompt, model=model, **options)
-        state = yield from submit_flow(endpoint, body, checked, self._settings)
+        endpoint, fields = text_to_image_fields(prompt, model=model, **options)
+        state = yield from submit_flow(endpoint, input_model(endpoint, fields), checked, self._settings)
         return (yield from self._waiting_checked(state, self._stream_default(wait), cancel_on_interrupt=True))
 
     def _stream_default(self, options: WaitOptions, stream: bool | None = None) -> WaitOptions:

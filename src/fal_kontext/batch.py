@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .aio import AsyncKontext
+from .endpoints import Endpoint
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -48,7 +49,7 @@ from .errors import (
     ValidationError,
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
-from .inputs import check_schema
+from .inputs import check_input
 from .spec import EndpointSpec, endpoint_specs, resolved_schema
 
 __all__ = [
@@ -232,7 +233,10 @@ def _job_from_line(
         multi = chosen.family == "multi-edit"
         fields[chosen.image_field] = resolved if multi else resolved[0]
         checked[chosen.image_field] = placeholders if multi else placeholders[0]
-    problems += [f"{where}: {problem}" for problem in check_schema(chosen.input_schema, checked)]
+    try:
+        check_input(Endpoint(chosen.id), checked)
+    except InvalidInputError as err:
+        problems += [f"{where}: {problem}" for problem in err.problems]
     schema = resolved_schema(chosen.input_schema).get("properties", {})
     count = fields.get("num_images", schema.get("num_images", {}).get("default", 1))
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
