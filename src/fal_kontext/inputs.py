@@ -298,7 +298,7 @@ def check_input(endpoint: Endpoint, data: Mapping[str, object] | EditInput) -> d
 def input_model(endpoint: Endpoint, fields: Mapping[str, Any]) -> EditInput:
     """The generated input model of ``endpoint`` (``KontextInput``, ...) holding ``fields``, which ``check_input``
     returned (with uploaded files' URLs in place of their stand-ins): not checked again."""
-    return cast(EditInput, generated_model(endpoint.input_schema).from_dict(dict(fields)))
+    return cast(EditInput, generated_model(endpoint.input_schema).from_dict(fields))
 
 
 def edit_fields(
