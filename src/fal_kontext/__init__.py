@@ -13,9 +13,10 @@ The client::
 
 What the spec says, for code that builds inputs itself (``fal_kontext.batch`` does, from these alone):
 ``EndpointSpec`` (``Endpoint(...).spec``: family, tier, image field, input schema, price), ``resolved_schema`` (an
-input schema by name, with its defaults and ranges), ``check_schema`` (every way a dict of fields breaks it, as
-``FieldProblem``s, without sending anything) and ``image_source_to_url`` (a local image inlined as a data URI, at most
-``DEFAULT_MAX_IMAGE_BYTES`` unless told otherwise).
+input schema by name, with its defaults and ranges), ``check_input`` (a dict of fields checked against an endpoint's
+schema without sending anything: every way it breaks it, in ``InvalidInputError.problems``) and
+``image_source_to_url`` (a local image inlined as a data URI, at most ``DEFAULT_MAX_IMAGE_BYTES`` unless told
+otherwise).
 """
 
 from fal_kontext_api.models import CancelStatus, Image, KontextInput, KontextMultiInput, KontextOutput
@@ -53,7 +54,7 @@ from .errors import (
     WebhookVerificationError,
 )
 from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
-from .protocol.inputs import check_schema
+from .protocol.inputs import check_input
 from .protocol.polling import LearnedPolling, PollSchedule
 from .protocol.recovery import LookupStarted, RecoveryPolicy
 from .results import EditResult, ResultImage
@@ -114,7 +115,7 @@ __all__ = [
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",
-    "check_schema",
+    "check_input",
     "image_source_to_url",
     "resolved_schema",
 ]

@@ -13,7 +13,7 @@ give ``--certfile``/``--keyfile``). Every exchange is forwarded to the upstream 
 Violations are printed as they happen; at exit a JUnit report (one test case per exchange) is written. URLs in the
 answers that point at the upstream (or at fal's queue host) are rewritten to the proxy, so clients that follow them
 (fal_client does) stay on it. Requests outside the spec (image downloads, storage) are forwarded and not judged.
-Needs the ``mock`` extra (starlette, uvicorn, jsonschema).
+Needs the ``mock`` extra (starlette, uvicorn).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .mock.spec import RouteTable, build_routes, load_spec, to_json_schema
+from .mock.spec import RouteTable, build_routes, load_spec
 from .protocol.hosts import FAL_QUEUE_HOSTS, normalise_base_url
 from .queue_rules import (
     STILL_IN_PROGRESS,
@@ -50,7 +50,7 @@ from .queue_rules import (
     check_status_answer,
     parse_event_stream,
 )
-from .spec import endpoint_specs
+from .spec import endpoint_specs, to_json_schema
 
 __all__ = ["Exchange", "ValidatingProxy", "add_arguments", "create_proxy_app", "run_proxy_command"]
 

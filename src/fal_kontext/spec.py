@@ -2,7 +2,8 @@
 
 Input checks, URL handling and the endpoint list read ranges, enums, paths and endpoints from here, so there is no
 second copy of the contract. ``resolve`` is the one ``$ref`` resolver of the client and the contract kit
-(``contracts/`` passes its own copy of the document).
+(``contracts/`` passes its own copy of the document); ``to_json_schema`` is the one translation of its OpenAPI 3.0
+schemas to JSON Schema draft 4, which the input checks, the emulator and the proxy validate with.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "resolve",
     "resolved_schema",
     "spec",
+    "to_json_schema",
 ]
 
 GENERATED_PACKAGE = "fal_kontext_api"
@@ -63,6 +65,26 @@ def resolve(node: Mapping[str, Any], document: Mapping[str, Any] | None = None) 
             resolved = {**inner, **{k: v for k, v in resolved.items() if k != "allOf"}}
         else:
             return resolved
+
+
+def to_json_schema(node: Any) -> Any:
+    """Translate an OpenAPI 3.0 schema (or a whole document) to JSON Schema draft 4.
+
+    The only OpenAPI 3.0 keyword JSON Schema lacks is `nullable`: `type: T, nullable: true` becomes
+    `type: [T, "null"]` (and `null` joins an `enum`). Everything else is already draft 4.
+    """
+    if isinstance(node, list):
+        return [to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: to_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is True:
+        if "type" in out:
+            types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+            out["type"] = [*types, "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""Pure parts of the client: URL handling, the SSE decoder, input checks from the spec, files and data URIs."""
+"""Pure parts of the client: URL handling, the SSE decoder, endpoints from the spec, edit inputs, files and data URIs
+(the input checks themselves: test_inputs.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
-from fal_kontext_api.models import KontextInput, KontextInputAspectRatio, KontextMultiInput, QueueStatusEvent
+from fal_kontext_api.models import QueueStatusEvent
 from PIL import Image as PILImage
 
 from fal_kontext.endpoints import Endpoint, choose_endpoint, model_tiers, parse_endpoint
@@ -15,7 +16,7 @@ from fal_kontext.errors import InvalidInputError
 from fal_kontext.files import image_source_to_url
 from fal_kontext.protocol.hosts import normalise_base_url
 from fal_kontext.protocol.images import decode_data_uri, extension_for, sniff_image_type
-from fal_kontext.protocol.inputs import build_edit_input, check_input, check_submit_options, input_model
+from fal_kontext.protocol.inputs import edit_fields
 from fal_kontext.protocol.urls import base_for_returned_url
 from fal_kontext.spec import endpoint_spec, endpoint_specs, spec
 from fal_kontext.sse import KeepAlive, SSEDecoder
@@ -109,7 +110,7 @@ def test_sse_blank_lines_without_data_dispatch_nothing() -> None:
     assert feed_all(["", "", "retry: 10", ""]) == []
 
 
-# --- endpoints and input checks -----------------------------------------------------------------------------------
+# --- endpoints --------------------------------------------------------------------------------------------------
 
 
 def test_endpoints_are_exactly_the_spec_submit_operations() -> None:
@@ -172,110 +173,32 @@ def test_choose_and_parse_endpoint() -> None:
         choose_endpoint("mega", family="edit")
 
 
-def problems_of(endpoint: Endpoint, data: dict[str, object]) -> dict[str, str]:
-    with pytest.raises(InvalidInputError) as caught:
-        check_input(endpoint, data)
-    return {p.field: p.problem for p in caught.value.problems}
-
+# --- edit input and files -----------------------------------------------------------------------------------------
 
 URL = "https://example.test/in.png"
-
-
-@pytest.mark.parametrize(
-    ("data", "field", "words"),
-    [
-        (
-            {"prompt": "a prompt", "image_url": URL, "aspect_ratio": "5:4"},
-            "aspect_ratio",
-            ["'5:4'", "'16:9'", "allowed"],
-        ),
-        ({"prompt": "a prompt", "image_url": URL, "num_images": 5}, "num_images", ["5", "1 to 4"]),
-        ({"prompt": "a prompt", "image_url": URL, "num_images": 0}, "num_images", ["0", "1 to 4"]),
-        ({"prompt": "a prompt", "image_url": URL, "guidance_scale": 25.0}, "guidance_scale", ["25", "1 to 20"]),
-        ({"prompt": "a prompt", "image_url": URL, "num_images": True}, "num_images", ["True", "integer"]),
-        ({"prompt": "a prompt", "image_url": URL, "safety_tolerance": 2}, "safety_tolerance", ["string", "'2'"]),
-        ({"prompt": "a prompt", "image_url": URL, "safety_tolerance": "7"}, "safety_tolerance", ["'7'", "'6'"]),
-        ({"prompt": "a prompt", "image_url": URL, "output_format": "gif"}, "output_format", ["'gif'", "'png'"]),
-        ({"prompt": "a prompt"}, "image_url", ["missing", "URL"]),
-        ({"image_url": URL}, "prompt", ["missing"]),
-        ({"prompt": "a prompt", "image_url": "in.png"}, "image_url", ["not an http(s) URL"]),
-        ({"prompt": "a prompt", "image_url": URL, "aspect": "1:1"}, "aspect", ["not a field", "aspect_ratio"]),
-    ],
-)
-def test_single_input_checks_name_field_value_and_allowed(
-    data: dict[str, object], field: str, words: list[str]
-) -> None:
-    problems = problems_of(Endpoint.PRO, data)
-    assert field in problems
-    for word in words:
-        assert word in problems[field]
-
-
-def test_image_url_given_to_a_multi_endpoint_points_to_image_urls() -> None:
-    problems = problems_of(Endpoint.MAX_MULTI, {"prompt": "a prompt", "image_url": URL})
-    assert "did you mean 'image_urls'" in problems["image_url"]
-    assert "missing" in problems["image_urls"]
-
-
-def test_multi_needs_at_least_one_image_and_checks_each() -> None:
-    assert "at least 1" in problems_of(Endpoint.PRO_MULTI, {"prompt": "a prompt", "image_urls": []})["image_urls"]
-    problems = problems_of(Endpoint.PRO_MULTI, {"prompt": "a prompt", "image_urls": [URL, 3, "nope"]})
-    assert "image_urls[1]" in problems and "image_urls[2]" in problems
-
-
-def test_every_problem_is_reported_at_once() -> None:
-    problems = problems_of(Endpoint.PRO, {"prompt": 1, "image_url": URL, "num_images": 9, "seed": "x"})
-    assert set(problems) == {"prompt", "num_images", "seed"}
-
-
-def test_valid_input_becomes_the_generated_model_without_unsent_defaults() -> None:
-    fields = check_input(
-        Endpoint.PRO, {"prompt": "a prompt", "image_url": URL, "aspect_ratio": KontextInputAspectRatio.RATIO_16_9}
-    )
-    assert fields == {"prompt": "a prompt", "image_url": URL, "aspect_ratio": "16:9"}
-    body = input_model(Endpoint.PRO, fields)
-    assert isinstance(body, KontextInput) and body.to_dict() == fields
-    multi = check_input(Endpoint.MAX_MULTI, KontextMultiInput(prompt="a prompt", image_urls=[URL], num_images=2))
-    assert isinstance(input_model(Endpoint.MAX_MULTI, multi), KontextMultiInput) and multi["num_images"] == 2
-
-
-def test_a_model_instance_is_checked_too() -> None:
-    with pytest.raises(InvalidInputError, match="num_images"):
-        check_input(Endpoint.PRO, KontextInput(prompt="a prompt", image_url=URL, num_images=12))
-
-
-def test_submit_options_come_from_the_spec() -> None:
-    with pytest.raises(InvalidInputError, match=r"more than 0\.1"):
-        check_submit_options(start_timeout=0.1, priority=None)
-    with pytest.raises(InvalidInputError, match="'low'"):
-        check_submit_options(start_timeout=None, priority="urgent")
-    assert check_submit_options(start_timeout=5, priority="low") is not None
-
-
-# --- edit input and files -----------------------------------------------------------------------------------------
 
 
 def test_edit_picks_the_endpoint(tmp_path: Path) -> None:
     path = tmp_path / "in.png"
     path.write_bytes(PNG)
     inlined = image_source_to_url(path)
-    endpoint, fields = build_edit_input("a prompt", image=inlined, model="max", seed=3)
+    endpoint, fields = edit_fields("a prompt", image=inlined, model="max", seed=3)
     assert endpoint is Endpoint.MAX
-    assert fields["image_url"].startswith("data:image/png;base64,")
-    endpoint, fields = build_edit_input("a prompt", images=[inlined, URL])
+    assert fields == {"prompt": "a prompt", "seed": 3, "image_url": inlined}
+    endpoint, fields = edit_fields("a prompt", images=(inlined, URL))
     assert endpoint is Endpoint.PRO_MULTI
-    assert fields["image_urls"][1] == URL
+    assert fields == {"prompt": "a prompt", "image_urls": [inlined, URL]}
 
 
 def test_edit_input_mistakes() -> None:
     with pytest.raises(InvalidInputError, match="missing; give image"):
-        build_edit_input("a prompt")
+        edit_fields("a prompt")
     with pytest.raises(InvalidInputError, match="not both"):
-        build_edit_input("a prompt", image=URL, images=[URL])
+        edit_fields("a prompt", image=URL, images=[URL])
     with pytest.raises(InvalidInputError, match=r"image=\.\.\. or images"):
-        build_edit_input("a prompt", image=URL, image_urls=[URL])
+        edit_fields("a prompt", image=URL, image_urls=[URL])
     with pytest.raises(InvalidInputError, match=r"no-such-file\.png"):
-        build_edit_input("a prompt", image="no-such-file.png")  # neither a URL nor a data URI (nor read: verbs do)
+        edit_fields("a prompt", image="no-such-file.png")  # neither a URL nor a data URI (files: the verbs read them)
 
 
 def test_files_are_sniffed_and_size_checked(tmp_path: Path) -> None:

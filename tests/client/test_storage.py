@@ -8,7 +8,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ import pytest
 from PIL import Image as PILImage
 
 from fal_kontext import Kontext, files
+from fal_kontext.endpoints import Endpoint
 from fal_kontext.errors import (
     APIConnectionError,
     AuthenticationError,
@@ -28,9 +29,11 @@ from fal_kontext.errors import (
 )
 from fal_kontext.files import ImageSource, read_local
 from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext.protocol import inputs, verbs
 from fal_kontext.protocol.commands import Answer, Flow, LocalSize, NoAnswer, ReadFile, Send, Sleep
 from fal_kontext.protocol.hosts import FAL_CDN_URL, FAL_REST_URL
 from fal_kontext.protocol.images import LocalFile
+from fal_kontext.protocol.inputs import EditInput, check_input
 from fal_kontext.protocol.settings import Settings
 from fal_kontext.protocol.storage import (
     EXPIRATIONS,
@@ -557,6 +560,31 @@ def test_a_25_mib_local_image_is_uploaded_not_inlined(
     url = f"{emulator.base_url}/files/uploads/{upload['file_id']}/kitchen-25mib.png"
     submitted = {"prompt": "Put a donut next to the flour", "image_url": url, "seed": 7}
     assert emulator.submit_count(body=submitted) == 1  # the submit carried the uploaded file's URL
+
+
+def test_an_edit_with_an_upload_checks_its_input_once(
+    emulator: RunningEmulator, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked with the upload's stand-in, before anything is uploaded; the uploaded URL replaces it unchecked."""
+    checked: list[dict[str, Any]] = []
+
+    def counted(endpoint: Endpoint, data: Mapping[str, object] | EditInput) -> dict[str, Any]:
+        checked.append(dict(data) if isinstance(data, Mapping) else data.to_dict())
+        return check_input(endpoint, data)
+
+    monkeypatch.setattr(inputs, "check_input", counted)
+    monkeypatch.setattr(verbs, "check_input", counted)
+    photo = tmp_path / "kitchen.png"
+    photo.write_bytes(noise_png(20_000))
+    before = {u["file_id"] for u in emulator.uploads()}
+    with real_client(
+        kind, emulator.key, base_url=emulator.base_url, storage_url=emulator.base_url, upload_threshold=10_000
+    ) as client:
+        client.edit("a cat", image=photo, seed=3)
+    assert len(checked) == 1 and checked[0]["image_url"].startswith("https://upload.invalid/")
+    [upload] = [u for u in emulator.uploads() if u["file_id"] not in before]
+    url = f"{emulator.base_url}/files/uploads/{upload['file_id']}/kitchen.png"
+    assert emulator.submit_count(body={"prompt": "a cat", "image_url": url, "seed": 3}) == 1
 
 
 def test_small_local_images_stay_inlined(storage_client: AnyClient, emulator: RunningEmulator) -> None:

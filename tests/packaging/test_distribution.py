@@ -148,7 +148,7 @@ def lowest(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
 
 @pytest.fixture(scope="module")
 def bare(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    """The wheel without extras: httpx, attrs, sniffio and what they need."""
+    """The wheel without extras: httpx, attrs, sniffio, jsonschema and what they need."""
     return make_venv(tmp_path_factory.mktemp("venv-bare"), [str(dist.wheel)])
 
 
@@ -288,7 +288,7 @@ def test_both_packages_import_from_the_venv_with_the_expected_dependencies(
         import fal_kontext, fal_kontext_api
         print(json.dumps({
             "files": [fal_kontext.__file__, fal_kontext_api.__file__],
-            "versions": {name: version(name) for name in ("fal-kontext", "httpx", "attrs", "sniffio")},
+            "versions": {name: version(name) for name in ("fal-kontext", "httpx", "attrs", "sniffio", "jsonschema")},
         }))
         """
     )

@@ -21,7 +21,7 @@ from fal_kontext import (
     FieldProblem,
     InvalidInputError,
     KontextError,
-    check_schema,
+    check_input,
     image_source_to_url,
     resolved_schema,
 )
@@ -182,7 +182,10 @@ def _job_from_line(
         multi = chosen.family == "multi-edit"
         fields[chosen.image_field] = resolved if multi else resolved[0]
         checked[chosen.image_field] = placeholders if multi else placeholders[0]
-    problems += [f"{where}: {problem}" for problem in check_schema(chosen.input_schema, checked)]
+    try:
+        check_input(Endpoint(chosen.id), checked)
+    except InvalidInputError as err:
+        problems += [f"{where}: {problem}" for problem in err.problems]
     schema = resolved_schema(chosen.input_schema).get("properties", {})
     count = fields.get("num_images", schema.get("num_images", {}).get("default", 1))
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -21,6 +21,7 @@ from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
 from fal_kontext.mock.endpoints import endpoint_specs
+from fal_kontext.spec import to_json_schema
 
 JsonObject = dict[str, Any]
 
@@ -37,26 +38,6 @@ def load_spec() -> JsonObject:
     text = (importlib.resources.files("fal_kontext_api") / "openapi.json").read_text(encoding="utf-8")
     spec: JsonObject = json.loads(text)
     return spec
-
-
-def to_json_schema(node: Any) -> Any:
-    """Translate an OpenAPI 3.0 schema (or a whole document) to JSON Schema draft 4.
-
-    The only OpenAPI 3.0 keyword JSON Schema lacks is `nullable`: `type: T, nullable: true` becomes
-    `type: [T, "null"]` (and `null` joins an `enum`). Everything else is already draft 4.
-    """
-    if isinstance(node, list):
-        return [to_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: to_json_schema(value) for key, value in node.items() if key != "nullable"}
-    if node.get("nullable") is True:
-        if "type" in out:
-            types = out["type"] if isinstance(out["type"], list) else [out["type"]]
-            out["type"] = [*types, "null"]
-        if "enum" in out:
-            out["enum"] = [*out["enum"], None]
-    return out
 
 
 # Marks a problem without an `input` (JSON null is an input).

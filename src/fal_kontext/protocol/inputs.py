@@ -1,8 +1,9 @@
-"""Input checks before anything is sent, read from the spec: types, enums, ranges, required fields, unknown fields.
+"""Input checks before anything is sent: the spec's JSON Schema of each endpoint's input, validated with jsonschema,
+and what JSON Schema cannot say (image values, text and numbers JSON cannot carry, unknown fields with a hint).
 
-The ranges and enums come from ``fal_kontext_api/openapi.json`` (the generated package's copy of the spec). An input
-is checked once, into the JSON object sent (``check_input``); the generated model is built from it at the submit
-(``input_model``).
+``check_input`` checks once and returns the JSON object to send; ``input_model`` makes the generated model of it
+(``from_dict``) without checking again. The schemas are those of ``fal_kontext_api/openapi.json`` (the generated
+package's copy of the spec), read through ``fal_kontext.spec``.
 """
 
 from __future__ import annotations
@@ -11,27 +12,26 @@ import base64
 import binascii
 import difflib
 import enum
+import functools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
-from fal_kontext_api import models
 from fal_kontext_api.models import QueuePriority
 
 from fal_kontext.endpoints import Endpoint, choose_endpoint
 from fal_kontext.errors import FieldProblem, InvalidInputError
-from fal_kontext.spec import parameter_schema, resolved_schema
+from fal_kontext.spec import generated_model, parameter_schema, resolved_schema, spec, to_json_schema
 
 __all__ = [
     "EditInput",
-    "build_edit_input",
-    "build_text_to_image_input",
     "check_input",
-    "check_schema",
     "check_submit_options",
+    "edit_fields",
     "input_model",
+    "text_to_image_fields",
 ]
 
 
@@ -44,7 +44,15 @@ class EditInput(Protocol):
         ...
 
 
-_JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false"}
+_JSON_TYPES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "an object",
+    "null": "null",
+}
 _DATA_URI = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)$", re.IGNORECASE | re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
@@ -52,37 +60,6 @@ _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _type_ok(kind: str | None, value: object) -> bool:
-    match kind:
-        case "string":
-            return isinstance(value, str)
-        case "integer":
-            return isinstance(value, int) and not isinstance(value, bool)
-        case "number":
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        case "boolean":
-            return isinstance(value, bool)
-        case "array":
-            return isinstance(value, (list, tuple))
-        case _:
-            return True
-
-
-def _range_problem(schema: Mapping[str, Any], value: float) -> str | None:
-    low, high = schema.get("minimum"), schema.get("maximum")
-    too_low = low is not None and (value <= low if schema.get("exclusiveMinimum") else value < low)
-    too_high = high is not None and (value >= high if schema.get("exclusiveMaximum") else value > high)
-    if not (too_low or too_high):
-        return None
-    if low is not None and high is not None:
-        return f"{value!r} is out of range: allowed {low:g} to {high:g}"
-    if low is not None:
-        return (
-            f"{value!r} is too small: must be {'more than' if schema.get('exclusiveMinimum') else 'at least'} {low:g}"
-        )
-    return f"{value!r} is too large: must be at most {high:g}"
 
 
 def url_problem(value: str) -> str | None:
@@ -123,86 +100,175 @@ def text_problem(value: str) -> str | None:
     return None
 
 
-def _check_value(field: str, schema: Mapping[str, Any], value: object, problems: list[FieldProblem]) -> None:
-    kind = schema.get("type")
-    if not _type_ok(kind, value):
-        hint = ""
-        if "enum" in schema and not isinstance(value, bool):
-            hint = f" (use the string {str(value)!r})" if str(value) in schema["enum"] else ""
-        problems.append(FieldProblem(field, value, f"{_shown(value)} is not {_JSON_TYPES.get(kind or '', kind)}{hint}"))
-        return
-    if isinstance(value, str) and (problem := text_problem(value)):
-        problems.append(FieldProblem(field, value, problem))
-        return
-    if isinstance(value, str) and len(value) < schema.get("minLength", 0):
-        problem = f"needs at least {schema['minLength']} characters, got {len(value)}"
-        problems.append(FieldProblem(field, value, problem))
-        return
-    if isinstance(value, str) and "maxLength" in schema and len(value) > schema["maxLength"]:
-        problem = f"allows at most {schema['maxLength']} characters, got {len(value)}"
-        problems.append(FieldProblem(field, value, problem))
-        return
-    if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(repr(v) for v in schema["enum"])
-        problems.append(FieldProblem(field, value, f"{_shown(value)} is not allowed; allowed: {allowed}"))
-        return
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        problem = _range_problem(schema, value)
-        if problem:
-            problems.append(FieldProblem(field, value, problem))
-    if isinstance(value, (list, tuple)):
-        if len(value) < schema.get("minItems", 0):
-            problems.append(
-                FieldProblem(field, value, f"needs at least {schema['minItems']} item(s), got {len(value)}")
-            )
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            problems.append(
-                FieldProblem(field, value, f"allows at most {schema['maxItems']} item(s), got {len(value)}")
-            )
+# --- the spec's JSON Schema, through jsonschema -------------------------------------------------------------------
+
+
+@functools.cache
+def _validator(name: str, *, parameter: bool = False) -> Any:
+    """The compiled jsonschema validator of the spec's component schema ``name`` (with ``parameter``, of the
+    component parameter ``name``'s schema), made once per name.
+
+    The spec is OpenAPI 3.0 (tests/client/test_inputs.py fails if that changes), whose schemas are JSON Schema
+    draft 4 plus ``nullable``, which ``to_json_schema`` translates: hence ``Draft4Validator`` (a boolean
+    ``exclusiveMinimum``; ``True`` and ``1.0`` are not integers). jsonschema is imported here, on the first check,
+    not with the module: ``import fal_kontext`` (and so ``fal-kontext --help``) stays as quick as it was.
+    """
+    # jsonschema ships no type information (types-jsonschema is not among our dependencies).
+    from jsonschema import Draft4Validator  # type: ignore[import-untyped]
+
+    schema = parameter_schema(name) if parameter else resolved_schema(name)
+    # The components beside it: a reference deeper than resolved_schema's one level resolves in the same document.
+    return Draft4Validator(to_json_schema({**schema, "components": spec()["components"]}))
+
+
+def _field_name(path: Iterable[str | int]) -> str:
+    """``("image_urls", 0)`` -> ``image_urls[0]``; ``("a", "b")`` -> ``a.b``."""
+    name = ""
+    for part in path:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else part
+    return name or "input"
+
+
+def _missing(name: str) -> str:
+    what = "the input image: an http(s) URL or a data URI" if name.startswith("image_url") else "required"
+    return f"missing; {what}"
+
+
+def _range_problem(schema: Mapping[str, Any], value: float) -> str:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        return f"{value!r} is out of range: allowed {low:g} to {high:g}"
+    if low is not None:
+        bound = "more than" if schema.get("exclusiveMinimum") else "at least"
+        return f"{value!r} is too small: must be {bound} {low:g}"
+    bound = "less than" if schema.get("exclusiveMaximum") else "at most"
+    return f"{value!r} is too large: must be {bound} {high:g}"
+
+
+def _schema_message(error: Any) -> str:
+    """Our words for one jsonschema error (a ``jsonschema.ValidationError``) about the value it concerns."""
+    rule, value, schema = error.validator_value, error.instance, error.schema
+    match error.validator:
+        case "type":
+            kinds: list[str] = rule if isinstance(rule, list) else [rule]
+            expected = " or ".join(_JSON_TYPES.get(kind, kind) for kind in kinds)
+            # A number for a string enum of numerals (safety_tolerance: "1".."6").
+            numeral = not isinstance(value, bool) and str(value) in schema.get("enum", ())
+            hint = f" (use the string {str(value)!r})" if numeral else ""
+            return f"{_shown(value)} is not {expected}{hint}"
+        case "enum":
+            return f"{_shown(value)} is not allowed; allowed: {', '.join(repr(item) for item in rule)}"
+        case "minimum" | "maximum":
+            return _range_problem(schema, value)
+        case "minLength":
+            return f"needs at least {rule} characters, got {len(value)}"
+        case "maxLength":
+            return f"allows at most {rule} characters, got {len(value)}"
+        case "minItems":
+            return f"needs at least {rule} item(s), got {len(value)}"
+        case "maxItems":
+            return f"allows at most {rule} item(s), got {len(value)}"
+        case _:
+            # A keyword no input schema of the spec uses today (tests/client/test_inputs.py fails when one appears).
+            return f"breaks the spec's {error.validator!r} rule: {error.message}"
+
+
+def _schema_problems(validator: Any, instance: object, at: tuple[str, ...] = ()) -> Iterator[FieldProblem]:
+    """Every way ``instance`` breaks ``validator``'s schema, in our words, each at its field (under ``at``)."""
+    # A type error first: of one value, it says more than its enum or range error.
+    for error in sorted(validator.iter_errors(instance), key=lambda error: error.validator != "type"):
+        path = (*at, *error.absolute_path)
+        if error.validator == "required":
+            for name in error.validator_value:
+                if name not in error.instance:
+                    yield FieldProblem(_field_name((*path, name)), None, _missing(name))
+        else:
+            yield FieldProblem(_field_name(path), error.instance, _schema_message(error))
+
+
+# --- ours: what JSON Schema cannot say ----------------------------------------------------------------------------
+
+
+def _unsendable(field: str, value: object) -> Iterator[FieldProblem]:
+    """Values JSON cannot carry, which JSON Schema never sees: NaN and infinities, text with a lone surrogate."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield FieldProblem(field, value, f"{value!r} is not a finite number (JSON has no NaN or infinity)")
+    elif isinstance(value, str) and (problem := text_problem(value)):
+        yield FieldProblem(field, value, problem)
+    elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_value(f"{field}[{index}]", schema.get("items", {}), item, problems)
+            yield from _unsendable(f"{field}[{index}]", item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unsendable(f"{field}.{key}", item)
 
 
-def check_schema(schema_name: str, data: Mapping[str, object], *, endpoint: str | None = None) -> list[FieldProblem]:
-    """Every way ``data`` breaks the spec's schema ``schema_name``: missing, unknown, mistyped, out-of-range fields."""
-    schema = resolved_schema(schema_name)
-    properties: Mapping[str, Any] = schema.get("properties", {})
-    problems: list[FieldProblem] = []
-    for name in schema.get("required", ()):
-        if name not in data or data[name] is None:
-            what = "the input image: an http(s) URL or a data URI" if name.startswith("image_url") else "required"
-            problems.append(FieldProblem(name, None, f"missing; {what}"))
-    for name, value in data.items():
+def _unknown_fields(fields: Mapping[str, object], properties: Mapping[str, Any], where: str) -> Iterator[FieldProblem]:
+    """Fields the schema does not define, with the closest one it does.
+
+    Refused whether or not the schema sets ``additionalProperties: false``. The spec's input schemas do not, so a
+    server that follows them takes a misspelt option (``aspect``) without a word (pydantic, behind fal's apps, ignores
+    unknown fields by default) and runs a paid job with the default instead. (The field is left out of what
+    jsonschema sees, so a schema that does forbid it does not report it twice.)
+    """
+    for name, value in fields.items():
         if name not in properties:
-            allowed = ", ".join(properties)
             close = difflib.get_close_matches(name, list(properties), n=1)
             guess = f"did you mean {close[0]!r}? " if close else ""
-            where = f"of {endpoint}" if endpoint else f"of {schema_name}"
-            problems.append(FieldProblem(name, value, f"not a field {where}; {guess}allowed: {allowed}"))
-            continue
-        if value is None and name not in schema.get("required", ()):
-            continue
-        _check_value(name, properties[name], value, problems)
+            yield FieldProblem(name, value, f"not a field of {where}; {guess}allowed: {', '.join(properties)}")
+
+
+def _image_problems(fields: Mapping[str, object]) -> Iterator[FieldProblem]:
+    """Image values that are neither an http(s) URL nor a base64 data URI of an image."""
     for name in ("image_url", "image_urls"):
-        value = data.get(name)
-        images = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+        value = fields.get(name)
+        images = [value] if isinstance(value, str) else value if isinstance(value, list) else []
         for index, item in enumerate(images):
             if isinstance(item, str) and (problem := image_value_problem(item)):
                 field = name if isinstance(value, str) else f"{name}[{index}]"
-                problems.append(FieldProblem(field, _shown(item), problem))
-    return problems
+                yield FieldProblem(field, _shown(item), problem)
+
+
+def _one_per_field(problems: Iterable[FieldProblem]) -> list[FieldProblem]:
+    """The first problem of each field (the most basic one, given in that order)."""
+    first: dict[str, FieldProblem] = {}
+    for problem in problems:
+        first.setdefault(problem.field, problem)
+    return list(first.values())
+
+
+def _place(field: str, given: list[str]) -> tuple[int, list[int]]:
+    """Where a problem of ``field`` is listed: missing fields first, then in the order given, items by index."""
+    name = re.split(r"[.\[]", field, maxsplit=1)[0]
+    return given.index(name) if name in given else -1, [int(index) for index in re.findall(r"\[(\d+)\]", field)]
+
+
+def _plain(value: object) -> object:
+    """``value`` as JSON has it: an enum member as its value, a tuple as a list, at any depth."""
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+# --- the API ------------------------------------------------------------------------------------------------------
 
 
 def check_input(endpoint: Endpoint, data: Mapping[str, object] | EditInput) -> dict[str, Any]:
-    """``data`` checked against ``endpoint``'s input schema: the JSON object to send (enums as their values, tuples
-    as lists, None left out).
+    """``data`` checked against ``endpoint``'s input schema in the spec, as the JSON object to send.
 
     Args:
-        endpoint: Where the input goes (decides ``image_url`` vs ``image_urls``).
+        endpoint: Where the input goes (its schema decides, e.g. ``image_url`` or ``image_urls``).
         data: A dict of fields, or a generated input model.
 
+    Returns:
+        The fields as JSON: enum members as their values, tuples as lists, fields set to None left out.
+
     Raises:
-        InvalidInputError: with every problem found; nothing is sent.
+        InvalidInputError: with every problem found, one per field; nothing is sent.
     """
     if not isinstance(data, Mapping) and callable(getattr(data, "to_dict", None)):
         data = data.to_dict()  # a generated input model
@@ -210,16 +276,31 @@ def check_input(endpoint: Endpoint, data: Mapping[str, object] | EditInput) -> d
         raise InvalidInputError(
             [FieldProblem("input", type(data).__name__, "expected a dict of fields")], endpoint=endpoint.value
         )
-    fields = {key: (value.value if isinstance(value, enum.Enum) else value) for key, value in data.items()}
-    problems = check_schema(endpoint.input_schema, fields, endpoint=endpoint.value)
+    fields = {key: _plain(value) for key, value in data.items() if value is not None}
+    validator = _validator(endpoint.input_schema)
+    properties: Mapping[str, Any] = validator.schema.get("properties", {})
+    known = {key: value for key, value in fields.items() if key in properties}
+    problems = _one_per_field(
+        [
+            *_unknown_fields(fields, properties, endpoint.value),
+            *(problem for key, value in known.items() for problem in _unsendable(key, value)),
+            *_schema_problems(validator, known),
+            *_image_problems(known),
+        ]
+    )
     if problems:
-        raise InvalidInputError(problems, endpoint=endpoint.value)
-    return {
-        key: (list(value) if isinstance(value, tuple) else value) for key, value in fields.items() if value is not None
-    }
+        given = list(fields)
+        raise InvalidInputError(sorted(problems, key=lambda p: _place(p.field, given)), endpoint=endpoint.value)
+    return fields
 
 
-def build_edit_input(
+def input_model(endpoint: Endpoint, fields: Mapping[str, Any]) -> EditInput:
+    """The generated input model of ``endpoint`` (``KontextInput``, ...) holding ``fields``, which ``check_input``
+    returned (with uploaded files' URLs in place of their stand-ins): not checked again."""
+    return cast(EditInput, generated_model(endpoint.input_schema).from_dict(fields))
+
+
+def edit_fields(
     prompt: str,
     *,
     image: str | None = None,
@@ -227,14 +308,17 @@ def build_edit_input(
     model: str = "pro",
     **options: object,
 ) -> tuple[Endpoint, dict[str, Any]]:
-    """The endpoint and checked input for an edit: one ``image`` picks the single endpoint, ``images`` the multi one.
+    """The endpoint and checked input of an edit: one ``image`` picks the single endpoint, ``images`` the multi one.
 
     Args:
         prompt: What to change.
         image: One input image: a URL or a data URI (local files are read first, ``verbs``).
         images: Several input images (the multi endpoint), same kinds.
-        model: ``"pro"`` or ``"max"``.
+        model: A tier of the spec, e.g. ``"pro"`` or ``"max"``.
         **options: Other input fields (``aspect_ratio``, ``seed``, ``num_images``, ``output_format``, ...).
+
+    Returns:
+        The endpoint, and the input as ``check_input`` returns it.
 
     Raises:
         InvalidInputError: no image or both kinds given, or any field breaks the spec.
@@ -255,14 +339,15 @@ def build_edit_input(
     endpoint = choose_endpoint(model, family="multi-edit" if images is not None else "edit")
     fields: dict[str, object] = {"prompt": prompt, **options}
     if images is not None:
-        fields["image_urls"] = list(images)
+        fields["image_urls"] = images
     elif image is not None:
         fields["image_url"] = image
     return endpoint, check_input(endpoint, fields)
 
 
-def build_text_to_image_input(prompt: str, *, model: str = "pro", **options: object) -> tuple[Endpoint, dict[str, Any]]:
-    """The text-to-image endpoint of ``model`` and its checked input: a prompt and options, no input image.
+def text_to_image_fields(prompt: str, *, model: str = "pro", **options: object) -> tuple[Endpoint, dict[str, Any]]:
+    """The text-to-image endpoint of ``model`` and its checked input (as ``check_input`` returns it): a prompt and
+    options, no input image.
 
     Raises:
         InvalidInputError: the tier has no text-to-image endpoint, an image was given, or a field breaks the spec.
@@ -294,7 +379,12 @@ def check_submit_options(
     """
     problems: list[FieldProblem] = []
     if start_timeout is not None:
-        _check_value("start_timeout", parameter_schema("RequestTimeout"), start_timeout, problems)
+        timeout = _validator("RequestTimeout", parameter=True)
+        found = [
+            *_unsendable("start_timeout", start_timeout),
+            *_schema_problems(timeout, start_timeout, ("start_timeout",)),
+        ]
+        problems += _one_per_field(found)
     if webhook_url is not None:
         problem = url_problem(webhook_url) if isinstance(webhook_url, str) else "is not a string"
         if problem:
@@ -321,8 +411,3 @@ def check_submit_options(
     if problems:
         raise InvalidInputError(problems)
     return result
-
-
-def input_model(endpoint: Endpoint, fields: Mapping[str, Any]) -> EditInput:
-    """The generated input model of ``endpoint`` for checked ``fields`` (``check_input``'s), not checked again."""
-    return cast(EditInput, getattr(models, endpoint.input_schema).from_dict(dict(fields)))

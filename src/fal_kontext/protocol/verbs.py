@@ -24,7 +24,7 @@ from fal_kontext.status import Status
 from .commands import Flow, LocalSize, ReadFile, perform
 from .direct import DirectCall, direct_flow
 from .images import LocalFile, inline, is_url, too_large
-from .inputs import EditInput, build_edit_input, build_text_to_image_input, check_input, check_submit_options
+from .inputs import EditInput, check_input, check_submit_options, edit_fields, text_to_image_fields
 from .queue import (
     HandleState,
     SubmitOptions,
@@ -325,7 +325,7 @@ def edit(
     checked = _submit_options(settings, call.submit_options)
     values, pending = yield from _images(settings, image, images)
     fields = {"image": image, "images": images, **call.options, **values}
-    endpoint, fields = build_edit_input(prompt, model=call.model, **fields)
+    endpoint, fields = edit_fields(prompt, model=call.model, **fields)
     fields = yield from with_uploads(settings, fields, pending, deadline)  # after every check: nothing uploaded in vain
     state = yield from submit_flow(endpoint, fields, checked, settings, deadline.at)
     return (yield from _waiting(state, settings, deadline, call.waiting))
@@ -335,7 +335,7 @@ def generate(settings: Settings, prompt: str, call: Prompted) -> Flow[EditResult
     """``Kontext.generate``: submit to the tier's text-to-image endpoint, wait."""
     deadline = deadline_of(settings, call.timeout)
     settings.check_credentials()
-    endpoint, fields = build_text_to_image_input(prompt, model=call.model, **call.options)
+    endpoint, fields = text_to_image_fields(prompt, model=call.model, **call.options)
     state = yield from submit_flow(
         endpoint, fields, _submit_options(settings, call.submit_options), settings, deadline.at
     )
