@@ -100,8 +100,8 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
             client's); ``timeout`` may replace ``timeouts``; the rest (``proxy``, ``limits``, ``mounts``, ...) go to
             httpx as they are. Downloads of result images use the same settings, without headers or cookies.
         connection_pools: Number of small connection pools jobs are spread over, taken in turn (default 1 for
-            ``Kontext``; for ``AsyncKontext`` as many as the load needs, five jobs under way per pool: with hundreds
-            of requests in flight, httpx's pool bookkeeping grows with the number of connections in one pool).
+            ``Kontext``; for ``AsyncKontext`` as many as the load needs, one per flow under way: with hundreds of
+            requests in flight, httpx's pool bookkeeping grows with the number of connections in one pool).
         sleep: How to sleep (tests inject a fake); a coroutine function for ``AsyncKontext``.
         clock: Monotonic clock for deadlines (tests inject a fake).
         random_source: Jitter source in [0, 1) (tests inject a constant).
