@@ -21,8 +21,8 @@ import trustme
 from contracts.mutations import CONTROLS, MUTATIONS, Mutation, create_proxy
 from contracts.serving import serve
 from fal_kontext.cli import build_parser
-from fal_kontext.mock import EmulatorConfig, run_emulator
 from fal_kontext.proxy import ValidatingProxy, add_arguments, create_proxy_app
+from fal_kontext_emulator import EmulatorConfig, run_emulator
 
 _CLIENT = """
 import sys, fal_client

@@ -49,7 +49,7 @@ def semantic_target(
     if contract_target.remote:
         yield contract_target, request.config.getoption("--contract-second-key")
         return
-    from fal_kontext.mock import EmulatorConfig, run_emulator
+    from fal_kontext_emulator import EmulatorConfig, run_emulator
 
     config = EmulatorConfig(keys=("test-key", SECOND_KEY), queue_wait=0.3, run_time=0.3)
     with run_emulator(config) as emulator:

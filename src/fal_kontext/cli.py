@@ -1355,7 +1355,7 @@ def _run_server_command(name: str, rest: list[str], usage_error: Callable[[str],
     run: Callable[[argparse.Namespace], int]
     try:
         if name == "mock":
-            from fal_kontext.mock import command
+            from fal_kontext_emulator import command_line as command
 
             command.add_arguments(parser)
 

@@ -40,7 +40,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .mock.spec import RouteTable, build_routes, load_spec, to_json_schema
+from fal_kontext_emulator.operations import RouteTable, build_routes
+from fal_kontext_emulator.spec_document import load_spec, to_json_schema
+
 from .queue_rules import (
     STILL_IN_PROGRESS,
     RequestHistory,

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from fal_kontext.mock.config import EmulatorConfig
-    from fal_kontext.mock.server import RunningEmulator
+    from fal_kontext_emulator.emulator_config import EmulatorConfig
+    from fal_kontext_emulator.server import RunningEmulator
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def fal_emulator_config() -> EmulatorConfig:
     """The config `fal_emulator` runs with: test defaults (key `test-key`, 0.05 s queue wait, 0.2 s runs)."""
     # Imported here so that pytest loads this plugin even where the emulator's extras are not installed.
     try:
-        from fal_kontext.mock.config import EmulatorConfig
+        from fal_kontext_emulator.emulator_config import EmulatorConfig
     except ModuleNotFoundError as err:
         raise ModuleNotFoundError(
             f"the fal_emulator fixture needs the mock extra (missing module {err.name!r}): "
@@ -41,7 +41,7 @@ def fal_emulator_config() -> EmulatorConfig:
 @pytest.fixture
 def fal_emulator(fal_emulator_config: EmulatorConfig) -> Iterator[RunningEmulator]:
     """A fresh emulator on a free loopback port for one test: `.base_url`, `.key`, fault and counter helpers."""
-    from fal_kontext.mock.server import run_emulator
+    from fal_kontext_emulator.server import run_emulator
 
     with run_emulator(fal_emulator_config) as emulator:
         yield emulator

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image as PILImage
 
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,8 @@ from fal_kontext.batch import (
     run_batch,
 )
 from fal_kontext.cli import EXIT_AMBIGUOUS, EXIT_FAILED, EXIT_USAGE, BatchProgress
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.spec import endpoint_specs, resolved_schema
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.cli.conftest import json_lines, run_cli
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from fal_kontext import Kontext
 from fal_kontext.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_NOT_READY, EXIT_TIMEOUT, EXIT_USAGE, main
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.cli.conftest import interrupt, json_lines, run_cli
 
 

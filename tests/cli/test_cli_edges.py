@@ -22,8 +22,8 @@ from fal_kontext.cli import (
     Output,
     main,
 )
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.status import Completed
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.cli.conftest import interrupt, json_lines, run_cli
 
 # An option each command's help must list (its own).

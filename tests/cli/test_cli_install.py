@@ -13,11 +13,11 @@ import pytest
 
 from fal_kontext import __version__
 from fal_kontext.cli import EXIT_USAGE, main
-from fal_kontext.mock import RunningEmulator
+from fal_kontext_emulator import RunningEmulator
 from tests.cli.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-EMULATOR_ONLY = ("starlette", "uvicorn", "PIL", "jsonschema", "fal_kontext.mock")
+EMULATOR_ONLY = ("starlette", "uvicorn", "PIL", "jsonschema", "fal_kontext_emulator")
 
 
 def test_help_does_not_import_the_emulator() -> None:
@@ -44,9 +44,10 @@ def test_version() -> None:
 def test_mock_without_the_extra_names_the_install_command(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "fal_kontext.mock.command", None)  # what a missing starlette looks like
-    # An earlier test may have imported it: ``from fal_kontext.mock import command`` would find the attribute first.
-    monkeypatch.delattr("fal_kontext.mock.command", raising=False)
+    monkeypatch.setitem(sys.modules, "fal_kontext_emulator.command_line", None)  # what a missing starlette looks like
+    # An earlier test may have imported it: ``from fal_kontext_emulator import command_line`` would find the
+    # attribute first.
+    monkeypatch.delattr("fal_kontext_emulator.command_line", raising=False)
     assert main(["mock", "--port", "0"]) == EXIT_USAGE
     assert "pip install 'fal-kontext[mock]'" in capsys.readouterr().err
 

@@ -37,9 +37,9 @@ from fal_kontext.errors import (
     StartTimeoutError,
 )
 from fal_kontext.files import image_source_to_url
-from fal_kontext.mock import RunningEmulator
 from fal_kontext.spec import endpoint_specs, resolved_schema
 from fal_kontext.status import InProgress, Queued
+from fal_kontext_emulator import RunningEmulator
 from tests.cli.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from fal_kontext import Endpoint, PollSchedule, RetryPolicy
 from fal_kontext.commands import Answer, CloseStream, OpenStream, Outcome, ReadLine
 from fal_kontext.config import QueueSettings
 from fal_kontext.flows import resume_state, stream_flow
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import real_client
 
 

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 
 from fal_kontext import EditResult, InvalidInputError, MissingCredentialsError
 from fal_kontext.cli import main
-from fal_kontext.mock import RunningEmulator
+from fal_kontext_emulator import RunningEmulator
 from tests.client.client_fakes import OUTPUT, RID, FakeClock, FakeQueue, MakeClient
 
 INPUT = {"prompt": "a donut", "image_url": "https://example.test/in.png"}

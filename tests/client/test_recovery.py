@@ -23,7 +23,6 @@ from fal_kontext import Endpoint, InvalidInputError
 from fal_kontext.commands import Answer, HttpGet, NoAnswer, Sleep
 from fal_kontext.errors import APIConnectionError
 from fal_kontext.files import image_source_to_url
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.recovery import (
     DECISIONS,
     FAL_API_URL,
@@ -51,6 +50,7 @@ from fal_kontext.recovery import (
     requests_list_url,
 )
 from fal_kontext.results import EditResult
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import OUTPUT, FakeClock, MakeClient, real_client
 
 Outcome = SubmitOutcome

@@ -27,7 +27,6 @@ from fal_kontext.errors import (
     UnexpectedResponseError,
 )
 from fal_kontext.files import ImageSource, LocalFile, read_local
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.storage import (
     EXPIRATIONS,
@@ -47,6 +46,7 @@ from fal_kontext.storage import (
     upload_flow,
     upload_pending_flow,
 )
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import AnyClient, FakeClock, FakeQueue, MakeClient, real_client
 
 T = TypeVar("T")

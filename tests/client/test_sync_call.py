@@ -34,10 +34,10 @@ from fal_kontext.errors import (
     UnexpectedResponseError,
     ValidationError,
 )
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.results import EditResult
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.spec import spec
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import OUTPUT, AnyClient, real_client, submit_body
 
 ENDPOINT = "fal-ai/flux-pro/kontext"

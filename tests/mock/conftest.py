@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from fal_kontext.mock import EmulatorConfig, create_app
+from fal_kontext_emulator import EmulatorConfig, create_app
 
 SUBMIT = "/fal-ai/flux-pro/kontext"
 REQUESTS = "/fal-ai/flux-pro/requests"

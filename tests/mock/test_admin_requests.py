@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from fal_kontext.mock import EmulatorConfig
+from fal_kontext_emulator import EmulatorConfig
 
 from .conftest import REQUESTS, SUBMIT, MakeClient, ManualClock, body
 

@@ -1,4 +1,4 @@
-"""`fal-kontext mock` / `python -m fal_kontext.mock`, and the `fal_emulator` pytest fixture."""
+"""`fal-kontext mock` / `python -m fal_kontext_emulator`, and the `fal_emulator` pytest fixture."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import sys
 import httpx
 import pytest
 
-from fal_kontext.mock import EmulatorConfig, RunningEmulator
-from fal_kontext.mock.command import READY_LINE, add_mock_command, config_from_arguments, run_mock_command
-from fal_kontext.mock.faults import FaultRule
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator
+from fal_kontext_emulator.command_line import READY_LINE, add_mock_command, config_from_arguments, run_mock_command
+from fal_kontext_emulator.fault_rules import FaultRule
 
 from .conftest import SUBMIT, body
 
@@ -59,7 +59,7 @@ def test_bad_options_exit_2_with_the_reason(argv: list[str], message: str, capsy
 
 def test_the_module_prints_the_base_url_and_a_ready_line_then_serves() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "fal_kontext.mock", "--port", "0", "--key", "cli-key", "--run-time", "0.05"],
+        [sys.executable, "-m", "fal_kontext_emulator", "--port", "0", "--key", "cli-key", "--run-time", "0.05"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from fal_kontext.mock import EmulatorConfig, create_app
-from fal_kontext.mock.endpoints import endpoint_specs
-from fal_kontext.mock.spec import load_spec
+from fal_kontext_emulator import EmulatorConfig, create_app
+from fal_kontext_emulator.spec_document import load_spec
+from fal_kontext_emulator.submit_endpoints import endpoint_specs
 
 from .conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body, image_data_uri
 

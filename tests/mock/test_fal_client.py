@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import trustme
 
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
-from fal_kontext.mock.endpoints import endpoint_specs
-from fal_kontext.mock.spec import load_spec
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext_emulator.spec_document import load_spec
+from fal_kontext_emulator.submit_endpoints import endpoint_specs
 
 _CLIENT = """
 import asyncio, json, sys, fal_client

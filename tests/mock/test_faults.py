@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from fal_kontext.mock import ConnectionDropped, EmulatorConfig, FaultRule, run_emulator
-from fal_kontext.mock.faults import Fault, FaultPlan, FaultSyntaxError
+from fal_kontext_emulator import ConnectionDropped, EmulatorConfig, FaultRule, run_emulator
+from fal_kontext_emulator.fault_rules import Fault, FaultPlan, FaultSyntaxError
 
 from .conftest import REQUESTS, SUBMIT, MakeClient, body
 

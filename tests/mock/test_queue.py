@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fal_kontext.mock.queue import Ending, Outcome, QueuedRequest, QueueSettings, RequestQueue
+from fal_kontext_emulator.request_queue import Ending, Outcome, QueuedRequest, QueueSettings, RequestQueue
 
 
 def make_queue(**settings: Any) -> RequestQueue:

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fal_kontext.mock import EmulatorConfig
-from fal_kontext.mock.images import derived_picture
+from fal_kontext_emulator import EmulatorConfig
+from fal_kontext_emulator.images import derived_picture
 
 from .conftest import REQUESTS, SUBMIT, MakeClient, ManualClock, body, image_data_uri
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fal_kontext.mock import EmulatorConfig, create_app, run_emulator
+from fal_kontext_emulator import EmulatorConfig, create_app, run_emulator
 
 from .conftest import AUTH, SUBMIT, MakeClient, ManualClock, body
 

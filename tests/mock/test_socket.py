@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 
 from .conftest import REQUESTS, SUBMIT, body
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from fal_kontext.mock.spec import build_routes, load_spec, to_json_schema
+from fal_kontext_emulator.operations import build_routes
+from fal_kontext_emulator.spec_document import load_spec, to_json_schema
 
 
 def test_nullable_becomes_a_null_type_and_enum_member() -> None:

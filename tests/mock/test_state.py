@@ -9,8 +9,8 @@ import httpx
 import pytest
 import trustme
 
-from fal_kontext.mock import EmulatorConfig, create_app, run_emulator
-from fal_kontext.mock.store import StateFile
+from fal_kontext_emulator import EmulatorConfig, create_app, run_emulator
+from fal_kontext_emulator.state_file import StateFile
 
 from .conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body
 

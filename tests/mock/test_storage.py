@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from fal_kontext.mock import EmulatorConfig
+from fal_kontext_emulator import EmulatorConfig
 
 from .conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body
 

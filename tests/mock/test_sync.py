@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from fal_kontext.mock import EmulatorConfig, create_app
+from fal_kontext_emulator import EmulatorConfig, create_app
 
 from .conftest import AUTH, SUBMIT, body
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from fal_kontext.mock import EmulatorConfig, run_emulator
-from fal_kontext.mock.webhooks import WebhookSigner, signing_message
+from fal_kontext_emulator import EmulatorConfig, run_emulator
+from fal_kontext_emulator.webhook_delivery import WebhookSigner, signing_message
 
 from .conftest import SUBMIT, body
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from fal_kontext.mock.outputs import Outputs
-from fal_kontext.mock.queue import QueuedRequest
-from fal_kontext.mock.responses import webhook_payload
-from fal_kontext.mock.state import EmulatorState
+from fal_kontext_emulator.fal_bodies import webhook_payload
+from fal_kontext_emulator.outputs import Outputs
+from fal_kontext_emulator.request_queue import QueuedRequest
+from fal_kontext_emulator.state import EmulatorState
 
 
 class Timers:

@@ -12,17 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fal_kontext.mock.config import EmulatorConfig
-from fal_kontext.mock.endpoints import EndpointSpec
-from fal_kontext.mock.faults import FaultPlan
-from fal_kontext.mock.images import ImageRenderer
-from fal_kontext.mock.queue import QueuedRequest, RequestQueue
-from fal_kontext.mock.responses import log_entries, status_body
-from fal_kontext.mock.settings import RuntimeSettings
-from fal_kontext.mock.spec import RouteTable
-from fal_kontext.mock.store import StateFile
-from fal_kontext.mock.uploads import UploadStore
-from fal_kontext.mock.webhooks import WebhookSender, WebhookSigner
+from fal_kontext_emulator.emulator_config import EmulatorConfig, RuntimeSettings
+from fal_kontext_emulator.fal_bodies import log_entries, status_body
+from fal_kontext_emulator.fault_rules import FaultPlan
+from fal_kontext_emulator.images import ImageRenderer
+from fal_kontext_emulator.operations import RouteTable
+from fal_kontext_emulator.request_queue import QueuedRequest, RequestQueue
+from fal_kontext_emulator.state_file import StateFile
+from fal_kontext_emulator.submit_endpoints import EndpointSpec
+from fal_kontext_emulator.upload_store import UploadStore
+from fal_kontext_emulator.webhook_delivery import WebhookSender, WebhookSigner
 
 Clock = Callable[[], float]
 JsonObject = dict[str, Any]

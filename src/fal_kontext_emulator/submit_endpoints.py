@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fal_kontext_emulator.spec_document import resolve
+
 JsonObject = dict[str, Any]
 Family = Literal["edit", "multi-edit", "text-to-image"]
 
@@ -40,16 +42,6 @@ class EndpointSpec:
     input_schema: JsonObject
     output_schema: JsonObject
     price_usd_per_image: float | None = None
-
-
-def resolve(spec: JsonObject, node: Any) -> Any:
-    """`node` with a top-level local `$ref` followed (repeatedly)."""
-    while isinstance(node, dict) and "$ref" in node:
-        target: Any = spec
-        for part in str(node["$ref"]).removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
 
 
 def _json_schema(spec: JsonObject, holder: JsonObject | None) -> JsonObject:

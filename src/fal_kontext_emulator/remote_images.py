@@ -17,7 +17,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Literal
 
-from fal_kontext.mock.images import InputImageError, ReadInput, derived_picture
+from fal_kontext_emulator.images import InputImageError, ReadInput, derived_picture
 
 RemoteImages = Literal["placeholder", "refuse"]
 REMOTE_IMAGE_MODES: tuple[RemoteImages, ...] = ("placeholder", "refuse")

@@ -20,13 +20,12 @@ x-fal-request-id, then half the body, then the connection closes).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import random
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fal_kontext.mock.spec import load_spec
+from fal_kontext_emulator.spec_document import shipped_operation_paths
 
 FaultKind = Literal["status", "drop", "drop-after", "slow", "lost", "cut"]
 
@@ -206,15 +205,6 @@ class FaultPlan:
         return latency, chosen
 
 
-@functools.cache
-def _spec_operation_ids() -> frozenset[str]:
-    """Every operationId of the shipped spec (rules may name one)."""
-    paths = load_spec()["paths"].values()
-    return frozenset(
-        op["operationId"] for item in paths for op in item.values() if isinstance(op, dict) and "operationId" in op
-    )
-
-
 def _choices(tokens: list[str]) -> tuple[Fault, ...]:
     faults = [Fault.parse(token) for token in tokens]
     if any(fault is None for fault in faults):
@@ -224,7 +214,7 @@ def _choices(tokens: list[str]) -> tuple[Fault, ...]:
 
 def _operation(name: str) -> str:
     name = name.strip()
-    known = {"*", *OPERATION_GROUPS, *EXTRA_OPERATIONS, *_spec_operation_ids()}
+    known = {"*", *OPERATION_GROUPS, *EXTRA_OPERATIONS, *shipped_operation_paths()}
     if name not in known:
         raise FaultSyntaxError(f"unknown operation {name!r}: use one of {sorted(known)}")
     return name

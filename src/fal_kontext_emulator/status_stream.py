@@ -8,8 +8,8 @@ import json
 import math
 from collections.abc import AsyncIterator
 
-from fal_kontext.mock.queue import QueuedRequest
-from fal_kontext.mock.state import EmulatorState
+from fal_kontext_emulator.request_queue import QueuedRequest
+from fal_kontext_emulator.state import EmulatorState
 
 
 async def status_events(state: EmulatorState, request: QueuedRequest, with_logs: bool) -> AsyncIterator[str]:

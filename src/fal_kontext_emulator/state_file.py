@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from fal_kontext.mock.queue import QueuedRequest
+from fal_kontext_emulator.request_queue import QueuedRequest
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (request_id TEXT PRIMARY KEY, record TEXT NOT NULL);

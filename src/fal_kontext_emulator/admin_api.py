@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from fal_kontext.mock.faults import FaultRule, FaultSyntaxError
-from fal_kontext.mock.replies import detail_reply, json_reply
-from fal_kontext.mock.state import EmulatorState
+from fal_kontext_emulator.fault_rules import FaultRule, FaultSyntaxError
+from fal_kontext_emulator.http_replies import detail_reply, json_reply
+from fal_kontext_emulator.state import EmulatorState
 
 ADMIN_PREFIX = "/_emulator"
 

@@ -1,4 +1,4 @@
-"""Serving what the emulator stores as files: output images at `/files/<request id>/<name>`, and the JWKS."""
+"""The output images of completed requests, served at the URLs their results give: `/files/<request id>/<name>`."""
 
 from __future__ import annotations
 
@@ -6,25 +6,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from fal_kontext.mock.images import InputImageError
-from fal_kontext.mock.outputs import Outputs
-from fal_kontext.mock.replies import detail_reply, json_reply
-from fal_kontext.mock.state import EmulatorState
-from fal_kontext.mock.webhooks import JWKS_PATH
+from fal_kontext_emulator.http_replies import detail_reply
+from fal_kontext_emulator.images import InputImageError
+from fal_kontext_emulator.outputs import Outputs
+from fal_kontext_emulator.state import EmulatorState
 
 
-class FileEndpoints:
-    """Output images (no key needed, like fal's CDN) and the webhook public key."""
+class OutputFiles:
+    """The output image route (no key needed, like fal's CDN)."""
 
     def __init__(self, state: EmulatorState, outputs: Outputs) -> None:
         self.state = state
         self.outputs = outputs
 
-    def jwks_route(self) -> BaseRoute:
-        """The JWKS route, at the top level."""
-        return Route(JWKS_PATH, self.jwks, methods=["GET"])
-
-    def file_routes(self) -> list[BaseRoute]:
+    def routes(self) -> list[BaseRoute]:
         """The output image route, relative to FILES_PREFIX."""
         return [Route("/{request_id}/{file_name}", self.output_image, methods=["GET"])]
 
@@ -40,7 +35,3 @@ class FileEndpoints:
             return detail_reply(404, "File not found")
         image = images[index]
         return Response(image.data, media_type=image.content_type, headers={"Cache-Control": "max-age=3600"})
-
-    async def jwks(self, request: Request) -> Response:
-        """The public key webhook signatures verify with."""
-        return json_reply(200, self.state.webhooks.signer.jwks())

@@ -1,4 +1,4 @@
-"""The emulator as an ASGI app: the wiring of its parts (state, handlers, outputs, files, admin, timers)."""
+"""The emulator as an ASGI app: the wiring of its parts (state, queue API, outputs, files, storage, admin, timers)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,24 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, Mount, Router
+from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from fal_kontext.mock.admin import ADMIN_PREFIX, AdminEndpoints
-from fal_kontext.mock.config import EmulatorConfig
-from fal_kontext.mock.defects import DefectiveEndpoints, enum_blind_routes
-from fal_kontext.mock.endpoints import endpoint_specs
-from fal_kontext.mock.files import FileEndpoints
-from fal_kontext.mock.handlers import SpecEndpoints
-from fal_kontext.mock.outputs import FILES_PREFIX, Outputs, output_shape
-from fal_kontext.mock.replies import detail_reply
-from fal_kontext.mock.request_list import PATH as REQUEST_LIST_PATH
-from fal_kontext.mock.request_list import RequestListEndpoint
-from fal_kontext.mock.spec import build_routes, load_spec
-from fal_kontext.mock.state import Clock, EmulatorState
-from fal_kontext.mock.storage import STORAGE_PREFIX, StorageEndpoints
-from fal_kontext.mock.timers import Timers
-from fal_kontext.mock.webhooks import JWKS_PATH
+from fal_kontext_emulator.admin_api import ADMIN_PREFIX, AdminEndpoints
+from fal_kontext_emulator.emulator_config import EmulatorConfig
+from fal_kontext_emulator.http_replies import detail_reply, json_reply
+from fal_kontext_emulator.operations import build_routes
+from fal_kontext_emulator.output_files import OutputFiles
+from fal_kontext_emulator.outputs import FILES_PREFIX, Outputs, output_shape
+from fal_kontext_emulator.queue_api import SpecEndpoints
+from fal_kontext_emulator.request_list import PATH as REQUEST_LIST_PATH
+from fal_kontext_emulator.request_list import RequestListEndpoint
+from fal_kontext_emulator.spec_document import load_spec
+from fal_kontext_emulator.state import Clock, EmulatorState
+from fal_kontext_emulator.storage_api import STORAGE_PREFIX, StorageEndpoints
+from fal_kontext_emulator.submit_endpoints import endpoint_specs
+from fal_kontext_emulator.timers import Timers
+from fal_kontext_emulator.webhook_delivery import JWKS_PATH
 
 
 class OwnRoutes(BaseRoute):
@@ -74,15 +74,17 @@ def create_app(
     config = config or EmulatorConfig()
     document = spec if spec is not None else load_spec()
     routes = build_routes(document)
-    if "accepted_invalid_enum" in config.defects:
-        routes = enum_blind_routes(routes)
     endpoints = endpoint_specs(document)
     state = EmulatorState(config, clock or time.monotonic, routes, endpoints)
     outputs = Outputs(state, {endpoint.id: output_shape(document, endpoint) for endpoint in endpoints})
     handlers = SpecEndpoints(state, outputs)
-    files = FileEndpoints(state, outputs)
+    files = OutputFiles(state, outputs)
     storage = StorageEndpoints(state)
     timers = Timers(state, outputs)
+
+    async def jwks(request: Request) -> Response:
+        # The public key webhook signatures verify with, as fal publishes its own.
+        return json_reply(200, state.webhooks.signer.jwks())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,8 +102,8 @@ def create_app(
     own = OwnRoutes(
         [
             Mount(ADMIN_PREFIX, routes=AdminEndpoints(state).routes()),
-            files.jwks_route(),
-            Mount(FILES_PREFIX, routes=[*storage.cdn_routes(), *files.file_routes()]),
+            Route(JWKS_PATH, jwks, methods=["GET"]),
+            Mount(FILES_PREFIX, routes=[*storage.cdn_routes(), *files.routes()]),
             Mount(STORAGE_PREFIX, routes=storage.rest_routes()),
             RequestListEndpoint(state, outputs).route(),
         ]
@@ -111,6 +113,6 @@ def create_app(
     app.router.redirect_slashes = False
     # Whatever the emulator's own routes do not match goes to the spec's operations, which answer 404 and 405
     # themselves (a Mount would not see paths holding a newline).
-    app.router.default = DefectiveEndpoints(handlers, config.defects) if config.defects else handlers
+    app.router.default = handlers
     app.state.emulator = state
     return app

@@ -1,36 +1,23 @@
-"""HTTP answers in fal's shapes: JSON bodies, `{"detail": ...}` errors and the injected faults' answers."""
+"""Fault injection around a handler: what happens before the call is handled, and to its answer after, and the
+answers an injected fault gives (fal's error shapes, an nginx page, a dropped or cut connection)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from fal_kontext.mock.faults import Fault
+from fal_kontext_emulator.fault_rules import Fault
+from fal_kontext_emulator.http_replies import detail_reply, json_reply
+from fal_kontext_emulator.state import EmulatorState
 
 
 class ConnectionDropped(Exception):
     """Raised after a response has started, so the server closes the connection without finishing it."""
-
-
-def json_reply(status: int, body: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """A JSON answer with that status and headers."""
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
-
-
-def detail_reply(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """fal's error shape for everything but validation: `{"detail": "<message>"}`."""
-    return json_reply(status, {"detail": message}, headers)
-
-
-def unauthorized(authorization: str | None) -> JSONResponse:
-    """fal's 401 for a missing or unknown key."""
-    if authorization:
-        return detail_reply(401, "Invalid key: the Authorization header carries a key this server does not accept")
-    return detail_reply(401, "Authorization header is required: send Authorization: Key <your fal key>")
 
 
 class DroppedResponse(Response):
@@ -89,3 +76,34 @@ def fault_reply(fault: Fault, request_id: str | None = None) -> Response:
         body["error_type"] = error_type
         headers["X-Fal-Error-Type"] = error_type
     return json_reply(fault.status, body, headers)
+
+
+async def before_handling(state: EmulatorState, operation_id: str, group: str) -> tuple[Fault | None, Response | None]:
+    """Draw the call's fault and apply what comes before handling: latency, a slow answer, or an answer
+    instead of handling it (a status fault, a drop). Returns the fault and that answer (None: handle the call)."""
+    latency, fault = state.faults.next(operation_id, group)
+    if latency:
+        await asyncio.sleep(latency)
+    if fault is None:
+        return None, None
+    state.counters.faults[operation_id] += 1
+    if fault.kind == "drop":
+        return fault, DroppedResponse()
+    if fault.kind == "status":
+        return fault, fault_reply(fault)
+    if fault.kind == "slow":
+        await asyncio.sleep(fault.delay)
+    return fault, None
+
+
+def after_handling(fault: Fault | None, response: Response) -> Response:
+    """What a forwarded-then-lost fault makes of a handled call's answer (others leave it as it is)."""
+    if fault is None:
+        return response
+    if fault.kind == "drop-after":
+        return DroppedResponse()
+    if fault.kind == "lost":
+        return fault_reply(fault, response.headers.get("x-fal-request-id"))
+    if fault.kind == "cut":
+        return CutResponse(response)
+    return response

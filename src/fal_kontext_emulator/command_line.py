@@ -11,10 +11,10 @@ from typing import Any
 
 import uvicorn
 
-from fal_kontext.mock.config import EmulatorConfig
-from fal_kontext.mock.faults import FaultRule, FaultSyntaxError
-from fal_kontext.mock.remote import REMOTE_IMAGE_MODES
-from fal_kontext.mock.server import build_server
+from fal_kontext_emulator.emulator_config import EmulatorConfig
+from fal_kontext_emulator.fault_rules import FaultRule, FaultSyntaxError
+from fal_kontext_emulator.remote_images import REMOTE_IMAGE_MODES
+from fal_kontext_emulator.server import build_server
 
 READY_LINE = "fal-kontext mock: ready"
 

@@ -10,13 +10,14 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from fal_kontext.mock.endpoints import EndpointSpec, resolve
-from fal_kontext.mock.images import InputImageError, ReadInput, RenderedImage, decode_data_uri, derived_picture
-from fal_kontext.mock.queue import Outcome, QueuedRequest
-from fal_kontext.mock.remote import remote_input
-from fal_kontext.mock.responses import failed_result, model_error
-from fal_kontext.mock.state import EmulatorState
-from fal_kontext.mock.validation import input_urls
+from fal_kontext_emulator.fal_bodies import failed_result, model_error
+from fal_kontext_emulator.images import InputImageError, ReadInput, RenderedImage, decode_data_uri, derived_picture
+from fal_kontext_emulator.remote_images import remote_input
+from fal_kontext_emulator.request_checks import input_urls
+from fal_kontext_emulator.request_queue import Outcome, QueuedRequest
+from fal_kontext_emulator.spec_document import resolve
+from fal_kontext_emulator.state import EmulatorState
+from fal_kontext_emulator.submit_endpoints import EndpointSpec
 
 JsonObject = dict[str, Any]
 

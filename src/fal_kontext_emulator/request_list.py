@@ -25,15 +25,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fal_kontext.mock.faults import EXTRA_OPERATIONS
-from fal_kontext.mock.injection import after_handling, before_handling
-from fal_kontext.mock.outputs import Outputs
-from fal_kontext.mock.queue import QueuedRequest, iso_timestamp
-from fal_kontext.mock.replies import detail_reply, json_reply, unauthorized
-from fal_kontext.mock.responses import validation_error
-from fal_kontext.mock.spec import Problem
-from fal_kontext.mock.state import EmulatorState
-from fal_kontext.mock.validation import is_loopback_host
+from fal_kontext_emulator.fal_bodies import validation_error
+from fal_kontext_emulator.fault_injection import after_handling, before_handling
+from fal_kontext_emulator.fault_rules import EXTRA_OPERATIONS
+from fal_kontext_emulator.http_replies import detail_reply, json_reply, unauthorized
+from fal_kontext_emulator.operations import Problem
+from fal_kontext_emulator.outputs import Outputs
+from fal_kontext_emulator.request_checks import is_loopback_host
+from fal_kontext_emulator.request_queue import QueuedRequest, iso_timestamp
+from fal_kontext_emulator.state import EmulatorState
 
 PATH = "/v1/models/requests/by-endpoint"
 OPERATION_ID = EXTRA_OPERATIONS[0]

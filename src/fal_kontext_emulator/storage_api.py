@@ -17,12 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from fal_kontext.mock.outputs import FILES_PREFIX
-from fal_kontext.mock.queue import iso_timestamp
-from fal_kontext.mock.replies import detail_reply, json_reply
-from fal_kontext.mock.state import EmulatorState
-from fal_kontext.mock.uploads import StoredFile, UploadError
-from fal_kontext.mock.validation import read_body
+from fal_kontext_emulator.http_replies import detail_reply, json_reply
+from fal_kontext_emulator.outputs import FILES_PREFIX
+from fal_kontext_emulator.request_checks import read_body
+from fal_kontext_emulator.request_queue import iso_timestamp
+from fal_kontext_emulator.state import EmulatorState
+from fal_kontext_emulator.upload_store import StoredFile, UploadError
 
 UPLOADS_PATH = FILES_PREFIX + "/uploads"
 # Where fal's REST host paths (`https://rest.fal.ai/storage/...`) are served.

@@ -1,24 +1,15 @@
-"""Every knob of the emulator, in one frozen dataclass."""
+"""The emulator's knobs: every one fixed at start (`EmulatorConfig`), and the few that may change while it runs
+(`RuntimeSettings`, through `/_emulator/settings`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from types import MappingProxyType
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from fal_kontext.mock.faults import FaultRule
-from fal_kontext.mock.queue import QueueSettings
-from fal_kontext.mock.remote import REMOTE_IMAGE_MODES, RemoteImages
-
-# Test-only: bugs the emulator can be told to have, so a contract suite can prove it notices each one.
-SEEDED_DEFECTS = MappingProxyType(
-    {
-        "wrong_status_code": "cancel answers 200 with the body of its 202",
-        "missing_required_field": "the submit answer has no status",
-        "accepted_invalid_enum": "enum values are not checked: output_format 'gif' is queued",
-        "backward_transition": "a COMPLETED request reads IN_PROGRESS (202) again on every second status call",
-        "dropped_header": "405 answers have no Allow header",
-    }
-)
+from fal_kontext_emulator.fault_rules import FaultRule
+from fal_kontext_emulator.remote_images import REMOTE_IMAGE_MODES, RemoteImages
+from fal_kontext_emulator.request_queue import QueueSettings
 
 
 @dataclass(frozen=True)
@@ -61,7 +52,6 @@ class EmulatorConfig:
         header_timeout: seconds a connection may take to send a request's headers before it is closed.
         max_idle_connections: connections held open with no request in progress; above it, the oldest idle
             ones are closed.
-        defects: TEST ONLY: names from SEEDED_DEFECTS, bugs to behave with (to prove a test suite catches them).
     """
 
     keys: tuple[str, ...] = ("test-key",)
@@ -90,7 +80,6 @@ class EmulatorConfig:
     request_list_delay: float = 0.0
     header_timeout: float = 10.0
     max_idle_connections: int = 512
-    defects: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         problems = []
@@ -119,9 +108,6 @@ class EmulatorConfig:
             problems.append("public_base_url: must start with http:// or https://")
         if self.remote_images not in REMOTE_IMAGE_MODES:
             problems.append(f"remote_images: must be one of {list(REMOTE_IMAGE_MODES)}, not {self.remote_images!r}")
-        unknown = sorted(set(self.defects) - set(SEEDED_DEFECTS))
-        if unknown:
-            problems.append(f"defects: unknown {unknown}, known: {sorted(SEEDED_DEFECTS)}")
         if problems:
             raise ValueError("invalid EmulatorConfig: " + "; ".join(problems))
 
@@ -137,3 +123,36 @@ class EmulatorConfig:
             content_policy_trigger=self.content_policy_trigger,
             failure_trigger=self.failure_trigger,
         )
+
+
+@dataclass
+class RuntimeSettings:
+    """The settings that may change while the emulator runs, with their checks. Attributes as in EmulatorConfig
+    (`remote_images`, `request_list_pending`, `request_list_delay`)."""
+
+    remote_images: RemoteImages = "placeholder"
+    request_list_pending: bool = False
+    request_list_delay: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        """The settings as the admin API shows them."""
+        return asdict(self)
+
+    def update(self, data: Any) -> list[str]:
+        """Apply a partial update (a JSON object of some of the settings); nothing changes when any value is
+        wrong. Returns the problems, each naming its setting."""
+        if not isinstance(data, dict):
+            return ["send a JSON object with some of " + ", ".join(self.as_json())]
+        problems = [f"{name}: unknown setting" for name in data if name not in self.as_json()]
+        mode = data.get("remote_images", self.remote_images)
+        if mode not in REMOTE_IMAGE_MODES:
+            problems.append(f"remote_images: must be one of {list(REMOTE_IMAGE_MODES)}")
+        pending = data.get("request_list_pending", self.request_list_pending)
+        if not isinstance(pending, bool):
+            problems.append("request_list_pending: must be true or false")
+        delay = data.get("request_list_delay", self.request_list_delay)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
+            problems.append("request_list_delay: must be a number of seconds >= 0")
+        if not problems:
+            self.remote_images, self.request_list_pending, self.request_list_delay = mode, pending, float(delay)
+        return problems

@@ -1,5 +1,5 @@
-"""The spec's operations: routing, fault injection, auth and parameter checks, then submit/status/stream/
-result/cancel, each answering as fal does."""
+"""fal's queue API, as the spec's operations: routing, fault injection, auth and parameter checks, then submit/
+status/stream/result/cancel, each answering as fal does; and fal's synchronous endpoint, under `/sync`."""
 
 from __future__ import annotations
 
@@ -13,21 +13,21 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from fal_kontext.mock.injection import after_handling, before_handling
-from fal_kontext.mock.outputs import Outputs
-from fal_kontext.mock.queue import QueuedRequest
-from fal_kontext.mock.replies import detail_reply, json_reply, unauthorized
-from fal_kontext.mock.responses import STILL_IN_PROGRESS, validation_error
-from fal_kontext.mock.spec import Operation, Problem
-from fal_kontext.mock.state import EmulatorState, body_fingerprint
-from fal_kontext.mock.stream import status_events, until_completed
-from fal_kontext.mock.validation import (
+from fal_kontext_emulator.fal_bodies import STILL_IN_PROGRESS, validation_error
+from fal_kontext_emulator.fault_injection import after_handling, before_handling
+from fal_kontext_emulator.http_replies import detail_reply, json_reply, unauthorized
+from fal_kontext_emulator.operations import Operation, Problem
+from fal_kontext_emulator.outputs import Outputs
+from fal_kontext_emulator.request_checks import (
     content_type_problem,
     data_uri_problems,
     decode_json,
     read_body,
     webhook_problem,
 )
+from fal_kontext_emulator.request_queue import QueuedRequest
+from fal_kontext_emulator.state import EmulatorState, body_fingerprint
+from fal_kontext_emulator.status_stream import status_events, until_completed
 
 # fal's synchronous host (`https://fal.run`, https://docs.fal.ai/model-endpoints/synchronous-requests) is
 # served under this path prefix: point `fal_client.run` at it with FAL_RUN_HOST=<host:port>/sync.

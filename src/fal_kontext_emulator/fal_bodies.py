@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fal_kontext.mock.queue import Ending, LogLine, Outcome, QueuedRequest, iso_timestamp
-from fal_kontext.mock.spec import Problem
+from fal_kontext_emulator.operations import Problem
+from fal_kontext_emulator.request_queue import Ending, LogLine, Outcome, QueuedRequest, iso_timestamp
 
 JsonObject = dict[str, Any]
 

@@ -13,14 +13,15 @@ from typing import Any
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
-from fal_kontext.mock.admin import ADMIN_PREFIX
-from fal_kontext.mock.app import create_app
-from fal_kontext.mock.config import EmulatorConfig
-from fal_kontext.mock.connections import guarded_protocol
-from fal_kontext.mock.faults import FaultRule
-from fal_kontext.mock.replies import ConnectionDropped
-from fal_kontext.mock.state import body_fingerprint, key_fingerprint
+from fal_kontext_emulator.admin_api import ADMIN_PREFIX
+from fal_kontext_emulator.app import create_app
+from fal_kontext_emulator.connection_limits import guarded_protocol
+from fal_kontext_emulator.emulator_config import EmulatorConfig
+from fal_kontext_emulator.fault_injection import ConnectionDropped
+from fal_kontext_emulator.fault_rules import FaultRule
+from fal_kontext_emulator.state import body_fingerprint, key_fingerprint
 
 _STARTUP_TIMEOUT = 10.0
 
@@ -120,11 +121,12 @@ def build_server(  # noqa: PLR0913 - the server options, each a keyword
     certfile: str | None = None,
     keyfile: str | None = None,
     log_level: str = "warning",
+    app: ASGIApp | None = None,
 ) -> uvicorn.Server:
-    """A uvicorn server for the emulator (not started)."""
+    """A uvicorn server for the emulator (not started); `app` as in `run_emulator`."""
     quiet_injected_drops()
     uv_config = uvicorn.Config(
-        create_app(config),
+        app if app is not None else create_app(config),
         host=host,
         port=port,
         log_level=log_level,
@@ -148,6 +150,7 @@ def run_emulator(  # noqa: PLR0913 - the server options, each a keyword
     certfile: str | None = None,
     keyfile: str | None = None,
     ca_file: str | None = None,
+    app: ASGIApp | None = None,
 ) -> Iterator[RunningEmulator]:
     """Serve the emulator with uvicorn in a background thread for the duration of the `with` block.
 
@@ -157,6 +160,9 @@ def run_emulator(  # noqa: PLR0913 - the server options, each a keyword
         port: TCP port; 0 picks a free one.
         certfile, keyfile: PEM certificate and key; both given means HTTPS.
         ca_file: CA bundle clients should trust (becomes `RunningEmulator.verify`); with HTTPS only.
+        app: what to serve instead of `create_app(config)`: an app made by `create_app` with this same config
+            (another `spec`, say), or one wrapped in ASGI middleware that watches or changes the traffic. The
+            config still gives the key and the server's connection limits.
 
     Raises:
         RuntimeError: the server did not start within 10 seconds.
@@ -164,7 +170,7 @@ def run_emulator(  # noqa: PLR0913 - the server options, each a keyword
     config = config or EmulatorConfig()
     if (certfile is None) != (keyfile is None):
         raise ValueError("certfile and keyfile go together: give both for HTTPS, or neither")
-    server = build_server(config, host=host, port=port, certfile=certfile, keyfile=keyfile)
+    server = build_server(config, host=host, port=port, certfile=certfile, keyfile=keyfile, app=app)
     thread = threading.Thread(target=server.run, name="fal-kontext-emulator", daemon=True)
     thread.start()
     deadline = time.monotonic() + _STARTUP_TIMEOUT

@@ -10,8 +10,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from fal_kontext.mock.images import InputImageError, decode_data_uri
-from fal_kontext.mock.spec import Problem
+from fal_kontext_emulator.images import InputImageError, decode_data_uri
+from fal_kontext_emulator.operations import Problem
 
 JsonObject = dict[str, Any]
 Location = tuple[str | int, ...]

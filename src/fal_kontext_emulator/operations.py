@@ -1,15 +1,14 @@
-"""The contract the emulator serves: routes and request validation, both built from the shipped OpenAPI spec.
+"""The spec's operations as the emulator serves them: the route table and each operation's validators.
 
-Nothing here restates a schema: every check comes from `fal_kontext_api/openapi.json` (the normalised
-`specs/openapi.yaml`), translated once at load time from OpenAPI 3.0 to JSON Schema draft 4 (the dialect
-OpenAPI 3.0 is based on: boolean `exclusiveMinimum`, no integer-valued floats).
+Nothing here restates a schema: every check comes from the OpenAPI document (the shipped
+`fal_kontext_api/openapi.json` by default, read by `spec_document`), translated once at load time from OpenAPI 3.0
+to JSON Schema draft 4 (the dialect OpenAPI 3.0 is based on: boolean `exclusiveMinimum`, no integer-valued floats).
+Problems come out as the items of fal's 422 `detail` list (`Problem`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -20,7 +19,8 @@ from typing import Any
 from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
-from fal_kontext.mock.endpoints import endpoint_specs
+from fal_kontext_emulator.spec_document import load_spec, resolve, to_json_schema
+from fal_kontext_emulator.submit_endpoints import endpoint_specs
 
 JsonObject = dict[str, Any]
 
@@ -30,33 +30,6 @@ _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # fal's validation errors are pydantic's (fal apps are FastAPI); these are pydantic v2's type names and
 # messages for the JSON Schema keywords our spec uses.
 _PYDANTIC_TYPES = {"string": "string", "integer": "int", "number": "float", "boolean": "bool", "array": "list"}
-
-
-def load_spec() -> JsonObject:
-    """Return the normalised OpenAPI document shipped with the generated client."""
-    text = (importlib.resources.files("fal_kontext_api") / "openapi.json").read_text(encoding="utf-8")
-    spec: JsonObject = json.loads(text)
-    return spec
-
-
-def to_json_schema(node: Any) -> Any:
-    """Translate an OpenAPI 3.0 schema (or a whole document) to JSON Schema draft 4.
-
-    The only OpenAPI 3.0 keyword JSON Schema lacks is `nullable`: `type: T, nullable: true` becomes
-    `type: [T, "null"]` (and `null` joins an `enum`). Everything else is already draft 4.
-    """
-    if isinstance(node, list):
-        return [to_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: to_json_schema(value) for key, value in node.items() if key != "nullable"}
-    if node.get("nullable") is True:
-        if "type" in out:
-            types = out["type"] if isinstance(out["type"], list) else [out["type"]]
-            out["type"] = [*types, "null"]
-        if "enum" in out:
-            out["enum"] = [*out["enum"], None]
-    return out
 
 
 # Marks a problem without an `input` (JSON null is an input).
@@ -271,16 +244,6 @@ def _path_pattern(path: str) -> re.Pattern[str]:
     return re.compile(regex + "/?")
 
 
-# The emulator keeps its own resolver on purpose: an oracle independent of the client's fal_kontext.spec.
-def _resolve(spec: JsonObject, node: JsonObject) -> JsonObject:
-    while "$ref" in node:
-        target: Any = spec
-        for part in str(node["$ref"]).removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
 def _inline(spec: JsonObject, node: Any) -> Any:
     """`node` with every `$ref` replaced by its target (parameter schemas are small and not recursive)."""
     if isinstance(node, list):
@@ -288,7 +251,7 @@ def _inline(spec: JsonObject, node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     if "$ref" in node:
-        return _inline(spec, _resolve(spec, node))
+        return _inline(spec, resolve(spec, node))
     return {key: _inline(spec, value) for key, value in node.items()}
 
 
@@ -298,7 +261,7 @@ def _validator(spec: JsonObject, schema: JsonObject) -> Draft4Validator:
 
 
 def _parameter_type(spec: JsonObject, schema: JsonObject) -> str | None:
-    kind = _resolve(spec, schema).get("type")
+    kind = resolve(spec, schema).get("type")
     return kind if isinstance(kind, str) else None
 
 
@@ -315,7 +278,7 @@ def build_routes(spec: JsonObject | None = None) -> RouteTable:
             op = item[method]
             parameters = []
             for node in [*shared, *op.get("parameters", [])]:
-                declared = _resolve(translated, node)
+                declared = resolve(translated, node)
                 schema = declared.get("schema", {})
                 parameters.append(
                     Parameter(
@@ -331,7 +294,7 @@ def build_routes(spec: JsonObject | None = None) -> RouteTable:
             body_validator = None
             body = op.get("requestBody")
             if body is not None:
-                body = _resolve(translated, body)
+                body = resolve(translated, body)
                 schema = body.get("content", {}).get("application/json", {}).get("schema")
                 if schema is not None:
                     body_validator = _validator(translated, schema)
