@@ -27,7 +27,8 @@ from contracts.target import (
     queue_path,
     with_trailing_slash,
 )
-from fal_kontext.queue_rules import (
+from fal_kontext.spec import endpoint_specs
+from fal_kontext_emulator.queue_rules import (
     STILL_IN_PROGRESS,
     RequestHistory,
     Violation,
@@ -36,7 +37,6 @@ from fal_kontext.queue_rules import (
     check_stream_logs,
     parse_event_stream,
 )
-from fal_kontext.spec import endpoint_specs
 
 SECOND_KEY = "second-key"
 

@@ -1362,7 +1362,7 @@ def _run_server_command(name: str, rest: list[str], usage_error: Callable[[str],
             def run(options: argparse.Namespace) -> int:
                 return command.run_mock_command(options, usage_error=lambda text: usage_error(f"mock: {text}"))
         else:
-            from fal_kontext import proxy
+            from fal_kontext_emulator import validating_proxy as proxy
 
             proxy.add_arguments(parser)
             run = proxy.run_proxy_command

@@ -92,7 +92,7 @@ def test_pytest_plugin_loads_without_the_mock_extra() -> None:
     """pytest loads the plugin in every session of every user: it must not need Starlette, uvicorn or Pillow."""
     blocked = "import sys\nfor name in ('starlette', 'uvicorn', 'PIL', 'jsonschema'): sys.modules[name] = None\n"
     done = subprocess.run(
-        [sys.executable, "-c", blocked + "import fal_kontext.pytest_plugin"],
+        [sys.executable, "-c", blocked + "import fal_kontext_emulator.pytest_plugin"],
         capture_output=True,
         text=True,
         check=False,

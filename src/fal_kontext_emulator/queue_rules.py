@@ -2,8 +2,9 @@
 
 A response can fit the spec and still be wrong: `200` with `IN_PROGRESS` (both are in the spec), a status that goes
 back, a queue position that rises, a status URL on the endpoint's sub-path, an event stream without `data:` lines.
-The contract suite's probe (`contracts/semantics.py`) and the validating proxy (`fal_kontext.proxy`) apply the same
-rules; each cites the fal document it rests on.
+The contract suite's probe (`contracts/semantics.py`) and the validating proxy (`validating_proxy`) apply the same
+rules; each cites the fal document it rests on. Like the emulator, the rules read the spec on their own
+(`spec_document`), not through the client they judge.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from .spec import spec
-from .sse import decode_stream
-from .urls import FAL_QUEUE_HOSTS, operation_url
+# The project's one parser of server-sent events, shared on purpose: the rules, the client and the contract
+# suite's recorder must agree on what an event is.
+from fal_kontext.sse import decode_stream
+from fal_kontext_emulator.spec_document import load_spec, shipped_operation_paths
 
 __all__ = [
+    "FAL_QUEUE_HOSTS",
     "QUEUE_STATUSES",
     "STILL_IN_PROGRESS",
     "RequestHistory",
@@ -31,7 +34,10 @@ __all__ = [
 
 STILL_IN_PROGRESS = "Request is still in progress"  # https://fal.ai/docs/inference-api/queue/result
 # The spec's statuses in the order a request goes through them (its enum lists them in that order).
-QUEUE_STATUSES: tuple[str, ...] = tuple(spec()["components"]["schemas"]["QueueStatusValue"]["enum"])
+QUEUE_STATUSES: tuple[str, ...] = tuple(load_spec()["components"]["schemas"]["QueueStatusValue"]["enum"])
+# fal's queue host and its backup (https://fal.ai/docs/api-reference/inference-api/openapi/queue.json lists both):
+# an aggregator may pass fal's answers through with URLs on them, which clients rewrite to their own base URL.
+FAL_QUEUE_HOSTS = frozenset({"queue.fal.run", "queue.falrun.com"})
 _RANK = {status: rank for rank, status in enumerate(QUEUE_STATUSES)}
 
 
@@ -181,7 +187,10 @@ def check_returned_url(  # noqa: PLR0913 - judged against the operation, the req
     parts, base = urlsplit(url), urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return [Violation("url-absolute", f"{where}: {url!r} is not an absolute http(s) URL")]
-    expected = operation_url("", operation_id, app, request_id)
+    owner, _, name = app.partition("/")
+    expected = shipped_operation_paths()[operation_id].format(
+        owner=quote(owner, safe=""), app=quote(name, safe=""), request_id=quote(request_id, safe="")
+    )
     found = []
     on_fal = (parts.hostname or "").lower() in FAL_QUEUE_HOSTS
     prefix = "" if on_fal else base.path.rstrip("/")

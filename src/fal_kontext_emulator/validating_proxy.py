@@ -4,9 +4,9 @@ aggregator against the spec and fal's queue rules, like Prism's proxy mode with 
 Point your client at the proxy (our client's ``base_url``; fal_client's ``FAL_QUEUE_RUN_HOST``, which needs HTTPS:
 give ``--certfile``/``--keyfile``). Every exchange is forwarded to the upstream unchanged and checked:
 
-- the request: its operation in the spec, parameters and JSON body (the emulator's validators, `fal_kontext.mock`);
+- the request: its operation in the spec, parameters and JSON body (the emulator's validators, `operations`);
 - the answer: a documented status, a documented media type, the body's schema;
-- the lifecycle (`fal_kontext.queue_rules`): 202 while pending and 200 once COMPLETED, statuses only forward, queue
+- the lifecycle (`queue_rules`): 202 while pending and 200 once COMPLETED, statuses only forward, queue
   positions only down, returned URLs absolute and on the app path, the status stream's SSE framing ending with
   COMPLETED, the result "still in progress" only before completion, no cancel accepted after it.
 
@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 from xml.etree import ElementTree
 
 import httpx
@@ -41,9 +42,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from fal_kontext_emulator.operations import RouteTable, build_routes
-from fal_kontext_emulator.spec_document import load_spec, to_json_schema
-
-from .queue_rules import (
+from fal_kontext_emulator.queue_rules import (
+    FAL_QUEUE_HOSTS,
     STILL_IN_PROGRESS,
     RequestHistory,
     Violation,
@@ -51,8 +51,8 @@ from .queue_rules import (
     check_status_answer,
     parse_event_stream,
 )
-from .spec import endpoint_specs
-from .urls import FAL_QUEUE_HOSTS, normalise_base_url
+from fal_kontext_emulator.spec_document import load_spec, resolve, to_json_schema
+from fal_kontext_emulator.submit_endpoints import endpoint_specs
 
 __all__ = ["Exchange", "ValidatingProxy", "add_arguments", "create_proxy_app", "run_proxy_command"]
 
@@ -85,11 +85,14 @@ class ValidatingProxy:
     """
 
     def __init__(self, upstream: str, *, out: TextIO = sys.stderr, verify: Any = True) -> None:
-        self.upstream = normalise_base_url(upstream)
+        self.upstream = _base_url(upstream)
         self.out = out
         self.verify = verify
-        self.routes: RouteTable = build_routes()
-        self.document: dict[str, Any] = to_json_schema(load_spec())
+        spec = load_spec()
+        self.routes: RouteTable = build_routes(spec)
+        self.document: dict[str, Any] = to_json_schema(spec)
+        # The app (`owner/app`) each submit operation's requests live under.
+        self._apps = {endpoint.operation_id: endpoint.app for endpoint in endpoint_specs(spec)}
         self.exchanges: list[Exchange] = []
         self.histories: dict[str, RequestHistory] = {}
         self._lock = threading.Lock()
@@ -130,8 +133,7 @@ class ValidatingProxy:
         if documented is None:
             self.report(exchange, [f"status {status} is not documented (documented: {', '.join(responses)})"])
             return
-        while "$ref" in documented:
-            documented = self.document["components"]["responses"][documented["$ref"].rsplit("/", 1)[-1]]
+        documented = resolve(self.document, documented)
         content = documented.get("content", {})
         kind = content_type.split(";", maxsplit=1)[0].strip()
         if content and kind not in content:
@@ -156,7 +158,7 @@ class ValidatingProxy:
     def check_lifecycle(
         self, exchange: Exchange, request: Request, params: dict[str, str], status: int, body: bytes
     ) -> None:
-        """fal's queue rules (`fal_kontext.queue_rules`) on one answer."""
+        """fal's queue rules (`queue_rules`) on one answer."""
         operation, request_id = exchange.operation_id, params.get("request_id", "")
         try:
             value = json.loads(body) if body else None
@@ -166,7 +168,7 @@ class ValidatingProxy:
         app = f"{params['owner']}/{params['app']}" if "owner" in params and "app" in params else ""
         if operation and operation.startswith("submit") and status == 200 and isinstance(value, dict):
             request_id = str(value.get("request_id", ""))
-            app = next((e.app for e in endpoint_specs() if e.operation_id == operation), app)
+            app = self._apps.get(operation, app)
             for name, target in _URL_FIELDS:
                 found += check_returned_url(value.get(name), target, app, request_id, self.upstream, where=name)
         history = self.histories.setdefault(request_id, RequestHistory()) if request_id else RequestHistory()
@@ -232,6 +234,18 @@ class ValidatingProxy:
             stream.write(self.junit())
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
+
+
+def _base_url(url: str) -> str:
+    """The upstream's base URL without a trailing slash.
+
+    Raises:
+        ValueError: `url` is not an absolute http(s) URL, or has a query or fragment.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme in ("http", "https") and parts.netloc and not parts.query and not parts.fragment:
+        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    raise ValueError(f"{url!r} is not an absolute http(s) URL without a query, e.g. https://queue.fal.run")
 
 
 def create_proxy_app(proxy: ValidatingProxy, *, junit: Path | None = None) -> Starlette:
