@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from fal_kontext_emulator import EmulatorConfig
-
-from .conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body, image_data_uri
+from tests.emulator.conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body, image_data_uri
 
 pytestmark = pytest.mark.anyio
 

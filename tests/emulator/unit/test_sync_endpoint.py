@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from fal_kontext_emulator import EmulatorConfig, create_app
-
-from .conftest import AUTH, SUBMIT, body
+from tests.emulator.conftest import AUTH, SUBMIT, body
 
 pytestmark = pytest.mark.anyio
 

@@ -14,8 +14,7 @@ import pytest
 
 from fal_kontext_emulator import EmulatorConfig
 from fal_kontext_emulator.images import derived_picture
-
-from .conftest import REQUESTS, SUBMIT, MakeClient, ManualClock, body, image_data_uri
+from tests.emulator.conftest import REQUESTS, SUBMIT, MakeClient, ManualClock, body, image_data_uri
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 
 from fal_kontext_emulator import EmulatorConfig
-
-from .conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body
+from tests.emulator.conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body
 
 pytestmark = pytest.mark.anyio
 

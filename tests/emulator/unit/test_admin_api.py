@@ -6,8 +6,7 @@ import httpx
 import pytest
 
 from fal_kontext_emulator import EmulatorConfig
-
-from .conftest import REQUESTS, SUBMIT, MakeClient, ManualClock, body
+from tests.emulator.conftest import REQUESTS, SUBMIT, MakeClient, ManualClock, body
 
 pytestmark = pytest.mark.anyio
 

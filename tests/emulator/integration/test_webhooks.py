@@ -1,9 +1,7 @@
-"""Webhooks: fal's payload, ED25519 signatures verifiable with the published JWKS, retries, loopback only."""
+"""Webhooks delivered over real sockets: fal's payload, signatures verifiable with the published JWKS, retries."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -12,12 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fal_kontext_emulator import EmulatorConfig, run_emulator
-from fal_kontext_emulator.webhook_delivery import WebhookSigner, signing_message
-
-from .conftest import SUBMIT, body
+from fal_kontext_emulator.webhook_delivery import signing_message
+from tests.emulator.conftest import SUBMIT, body, jwks_public_key
 
 
 class Receiver:
@@ -62,23 +58,6 @@ def receiver() -> Iterator[Receiver]:
         yield running
 
 
-def _public_key(jwks: dict[str, Any]) -> Ed25519PublicKey:
-    [key] = jwks["keys"]
-    assert (key["kty"], key["crv"]) == ("OKP", "Ed25519")
-    return Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(key["x"] + "=="))
-
-
-def test_signature_covers_ids_timestamp_and_body_hash() -> None:
-    signer = WebhookSigner()
-    headers = signer.headers("rid", "uid", b"{}", timestamp=1700000000)
-    assert headers["X-Fal-Webhook-Timestamp"] == "1700000000"
-    message = signing_message("rid", "uid", "1700000000", b"{}")
-    assert message == f"rid\nuid\n1700000000\n{hashlib.sha256(b'{}').hexdigest()}".encode()
-    _public_key(signer.jwks()).verify(bytes.fromhex(headers["X-Fal-Webhook-Signature"]), message)
-    again = WebhookSigner.from_bytes(signer.private_bytes())
-    assert again.jwks() == signer.jwks()
-
-
 def test_webhook_is_delivered_signed_with_retries(receiver: Receiver) -> None:
     config = EmulatorConfig(queue_wait=0.0, run_time=0.05, webhook_retry_delay=0.05)
     with run_emulator(config) as emulator:
@@ -100,7 +79,7 @@ def test_webhook_is_delivered_signed_with_retries(receiver: Receiver) -> None:
     message = signing_message(
         request_id, sent_headers["x-fal-webhook-user-id"], sent_headers["x-fal-webhook-timestamp"], raw
     )
-    _public_key(jwks).verify(bytes.fromhex(sent_headers["x-fal-webhook-signature"]), message)
+    jwks_public_key(jwks).verify(bytes.fromhex(sent_headers["x-fal-webhook-signature"]), message)
 
 
 def test_a_failed_request_sends_an_error_payload() -> None:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
-
-from .conftest import REQUESTS, SUBMIT, body
+from tests.emulator.conftest import REQUESTS, SUBMIT, body
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +69,8 @@ def test_polling_is_202_while_pending_then_200(slow_http: httpx.Client) -> None:
     submitted = slow_http.post(SUBMIT, json=body()).json()
     pending = slow_http.get(submitted["status_url"], params={"logs": "0"})
     assert (pending.status_code, pending.json()["status"]) in {(202, "IN_QUEUE"), (202, "IN_PROGRESS")}
-    slow_http.put(submitted["cancel_url"])  # a cancelled request ends COMPLETED (fal-protocol.md §2.7)
+    # A cancelled request ends COMPLETED (https://fal.ai/docs/inference-api/queue/status).
+    slow_http.put(submitted["cancel_url"])
     done = slow_http.get(submitted["status_url"], params={"logs": "0"})
     assert (done.status_code, done.json()["status"]) == (200, "COMPLETED")
 
@@ -88,13 +86,12 @@ def test_cancel_over_the_socket(slow_http: httpx.Client) -> None:
     assert slow_http.put(f"{REQUESTS}/{submitted['request_id']}/cancel").status_code == 400
 
 
-def test_pytest_plugin_loads_without_the_mock_extra() -> None:
-    """pytest loads the plugin in every session of every user: it must not need Starlette, uvicorn or Pillow."""
-    blocked = "import sys\nfor name in ('starlette', 'uvicorn', 'PIL', 'jsonschema'): sys.modules[name] = None\n"
-    done = subprocess.run(
-        [sys.executable, "-c", blocked + "import fal_kontext_emulator.pytest_plugin"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+def test_settings_change_over_a_socket() -> None:
+    with run_emulator() as emulator:
+        changed = emulator.update_settings(request_list_pending=True, request_list_delay=1.5)
+        assert (changed["request_list_pending"], changed["request_list_delay"]) == (True, 1.5)
+        emulator.set_remote_images("refuse")
+        with httpx.Client(base_url=emulator.base_url) as client:
+            assert client.get("/_emulator/settings").json()["remote_images"] == "refuse"
+        with pytest.raises(httpx.HTTPStatusError):
+            emulator.update_settings(request_list_delay=-1)

@@ -8,9 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fal_kontext_emulator import EmulatorConfig, create_app, run_emulator
-
-from .conftest import AUTH, SUBMIT, MakeClient, ManualClock, body
+from fal_kontext_emulator import EmulatorConfig, create_app
+from tests.emulator.conftest import AUTH, SUBMIT, MakeClient, ManualClock, body
 
 pytestmark = pytest.mark.anyio
 
@@ -158,14 +157,3 @@ async def test_platform_faults_apply(client: httpx.AsyncClient) -> None:
     assert (await client.get(LIST, params={"endpoint_id": ENDPOINT})).status_code == 200
     counters = (await client.get("/_emulator/counters")).json()
     assert counters["calls"]["list_requests_by_endpoint"] == 2
-
-
-def test_settings_change_over_a_socket() -> None:
-    with run_emulator() as emulator:
-        changed = emulator.update_settings(request_list_pending=True, request_list_delay=1.5)
-        assert (changed["request_list_pending"], changed["request_list_delay"]) == (True, 1.5)
-        emulator.set_remote_images("refuse")
-        with httpx.Client(base_url=emulator.base_url) as client:
-            assert client.get("/_emulator/settings").json()["remote_images"] == "refuse"
-        with pytest.raises(httpx.HTTPStatusError):
-            emulator.update_settings(request_list_delay=-1)

@@ -14,8 +14,7 @@ from PIL import Image
 from fal_kontext_emulator import EmulatorConfig, create_app
 from fal_kontext_emulator.spec_document import load_spec
 from fal_kontext_emulator.submit_endpoints import endpoint_specs
-
-from .conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body, image_data_uri
+from tests.emulator.conftest import AUTH, REQUESTS, SUBMIT, MakeClient, ManualClock, body, image_data_uri
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""Shared pieces for the emulator tests: a manual clock, an in-process client, input images."""
+"""Shared pieces for the emulator tests (unit/ and integration/): a manual clock, an in-process client, inputs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from PIL import Image
 
 from fal_kontext_emulator import EmulatorConfig, create_app
@@ -36,6 +37,13 @@ def image_data_uri(colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def jwks_public_key(jwks: dict[str, Any]) -> Ed25519PublicKey:
+    """The one ED25519 key of a JWKS (what a receiver verifies webhook signatures with)."""
+    [key] = jwks["keys"]
+    assert (key["kty"], key["crv"]) == ("OKP", "Ed25519")
+    return Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(key["x"] + "=="))
 
 
 def body(**fields: Any) -> dict[str, Any]:
