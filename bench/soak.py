@@ -356,7 +356,8 @@ def run(*, smoke: bool) -> ScenarioResult:
         ],
         notes=[
             "fal_client retries 429 and transport errors on every call, submit included, but 502/503/504 only when "
-            "the body looks like an nginx page without x-fal-request-id (fal-protocol.md §3.5): a status poll "
+            "the body looks like an nginx page without x-fal-request-id (`_maybe_retry_request` in "
+            "https://github.com/fal-ai/fal/blob/main/projects/fal_client/src/fal_client/client.py): a status poll "
             "answered with fal's JSON 502 or 503 ends its `subscribe` with FalClientHTTPError while the job runs on, "
             "and a submit whose connection was reset after the server queued it (the crash, or a forwarded-then-lost "
             "fault) can be sent again (a job submitted twice).",

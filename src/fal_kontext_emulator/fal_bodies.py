@@ -11,7 +11,8 @@ JsonObject = dict[str, Any]
 
 STILL_IN_PROGRESS = {"detail": "Request is still in progress"}
 _DOCS = "https://docs.fal.ai/errors#"
-# The message fal answers for flagged content (observed on fal, quoted in fal-protocol.md §2.10).
+# The message fal answers for flagged content, as observed on fal (docs/emulator.md, "Failures"); the error type is
+# fal's documented `content_policy_violation` (https://fal.ai/docs/model-apis/errors).
 CONTENT_POLICY_MESSAGE = (
     "The content could not be processed because it contained material flagged by a content checker."
 )
@@ -82,7 +83,7 @@ def failed_result(request: QueuedRequest) -> tuple[int, JsonObject, dict[str, st
 
 
 def webhook_payload(request: QueuedRequest, status_code: int, body: JsonObject) -> JsonObject:
-    """What fal POSTs to `fal_webhook` when a request completes (fal-protocol.md §2.8)."""
+    """What fal POSTs to `fal_webhook` when a request completes (https://docs.fal.ai/model-apis/model-endpoints/webhooks)."""
     payload: JsonObject = {
         "request_id": request.request_id,
         "gateway_request_id": request.request_id,

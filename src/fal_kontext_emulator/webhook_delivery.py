@@ -1,4 +1,4 @@
-"""Webhook signing and delivery, as fal does it (fal-protocol.md §2.8).
+"""Webhook signing and delivery, as fal does it (https://docs.fal.ai/model-apis/model-endpoints/webhooks).
 
 Each delivery is a POST of fal's payload with four headers: `X-Fal-Webhook-Request-Id`, `-User-Id`,
 `-Timestamp` (Unix seconds) and `-Signature`, the hex ED25519 signature of
