@@ -39,7 +39,7 @@ class AdminEndpoints:
         return json_reply(200, {"status": "ok"})
 
     async def faults(self, request: Request) -> Response:
-        """GET lists the rules, POST adds one (JSON, see faults.py), DELETE removes all."""
+        """GET lists the rules, POST adds one (JSON, see fault_rules.py), DELETE removes all."""
         plan = self.state.faults
         if request.method == "POST":
             try:

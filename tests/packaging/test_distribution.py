@@ -242,7 +242,11 @@ def test_build_makes_an_sdist_and_a_wheel_with_what_users_need(dist: Dist) -> No
     for guide in ("client", "emulator", "generated"):
         assert f"fal_kontext/docs/{guide}.md" in files  # `fal-kontext mock --help` names the installed guide
     assert {"fal_kontext_api/openapi.json", "fal_kontext_api/py.typed", "fal_kontext/py.typed"} <= files
-    assert {"fal_kontext_emulator/__init__.py", "fal_kontext_emulator/pytest_plugin.py"} <= files
+    assert {
+        "fal_kontext_emulator/__init__.py",
+        "fal_kontext_emulator/pytest_plugin.py",
+        "fal_kontext_emulator/py.typed",
+    } <= files
     assert not any(name.startswith("fal_kontext/mock/") for name in files)
     assert not any("defect" in name for name in files), "the seeded defects are test-only: they stay in contracts/"
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in files)
