@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fal_kontext.mock import key_fingerprint
+from fal_kontext_emulator import key_fingerprint
 
 from .clients import ROOT, run_workload
 from .model import Plot, ScenarioResult, Target

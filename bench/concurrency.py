@@ -32,7 +32,7 @@ RUNS = 3
 CPU_VS_FAL = 0.5
 METHOD = (
     "{jobs} jobs started at once (`asyncio.gather`) from one process pinned to CPU 1, on an emulator (HTTPS, "
-    "pinned to CPU 0, started so that its connections have Nagle's algorithm off: bench/nodelay_emulator.py) "
+    "pinned to CPU 0) "
     "with a runner for every job, so all are in flight at once; each runs {run_time:g} s plus 0-{jitter:g} s. "
     "The floor is the cheapest correct client we can write: the bare httpx reader (bench/bare_reader.py: "
     "submit, status stream read to its end, result GET; no retries or validation; its pools are "

@@ -157,7 +157,7 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run:
         "  load generator) to CPU 1 (`os.sched_setaffinity`), so CPU time (`getrusage` of the client process, after",
         "  its imports) and peak memory (`ru_maxrss`) are the client's own.",
         "- The emulator's connections have Nagle's algorithm off (TCP_NODELAY, as a server answering small requests",
-        "  on kept-alive connections sets it): bench/nodelay_emulator.py starts it so, until it does so itself.",
+        "  on kept-alive connections sets it).",
         "- Clients speak HTTPS to the emulator (certificate from `trustme`); `fal_client` is pointed at it with",
         "  `FAL_QUEUE_RUN_HOST`, `FAL_RUN_HOST`, `FAL_KEY` and `SSL_CERT_FILE` set before import",
         '  (docs/emulator.md, "Point a client at it").',

@@ -1,9 +1,7 @@
 """The emulator as a separate process for the benchmarks: HTTPS with a throwaway CA, pinned to one CPU.
 
 The server runs in its own process so that the clients' CPU time and memory are their own, and it is pinned to
-CPU 0 while the clients are pinned to CPU 1 (on a 2-core machine each side gets one core). It is started through
-bench/nodelay_emulator.py, which turns Nagle's algorithm off on its connections (a 40 ms stall per kept-alive request
-that fal's servers do not have).
+CPU 0 while the clients are pinned to CPU 1 (on a 2-core machine each side gets one core).
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ import httpx
 SERVER_CPU = 0
 CLIENT_CPU = 1
 _READY = "fal-kontext mock: ready"
-_LAUNCHER = Path(__file__).with_name("nodelay_emulator.py")
 
 
 # Smoke runs turn pinning off: their scenarios run side by side, and pinned they would all queue on two CPUs.
@@ -64,8 +61,7 @@ def make_certificates(directory: Path) -> Certificates:
 
 @dataclass
 class EmulatorProcess:
-    """A running `python -m fal_kontext.mock` process (through bench/nodelay_emulator.py); `restart()` starts it again
-    on the same port."""
+    """A running `python -m fal_kontext_emulator` process; `restart()` starts it again on the same port."""
 
     options: list[str]
     certificates: Certificates | None
@@ -85,8 +81,7 @@ class EmulatorProcess:
         return ssl.create_default_context(cafile=self.certificates.ca_file) if self.certificates else True
 
     def start(self) -> None:
-        # `python -m fal_kontext.mock`, with TCP_NODELAY on its connections (bench/nodelay_emulator.py says why).
-        command = [sys.executable, str(_LAUNCHER), "--port", str(self.port), *self.options]
+        command = [sys.executable, "-m", "fal_kontext_emulator", "--port", str(self.port), *self.options]
         if self.certificates:
             command += ["--certfile", self.certificates.cert_file, "--keyfile", self.certificates.key_file]
         self.process = subprocess.Popen(

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from fal_kontext import RecoveryPolicy
-from fal_kontext.mock import Fault, body_fingerprint, key_fingerprint
+from fal_kontext_emulator import Fault, body_fingerprint, key_fingerprint
 
 from .clients import ROOT
 from .model import Plot, ScenarioResult, Target

@@ -22,8 +22,8 @@ from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from normaliser.pipeline import normalise
 from schemathesis.config import SchemathesisConfig
 
-from fal_kontext.mock import EmulatorConfig, create_app
-from fal_kontext.spec import to_json_schema
+from fal_kontext_emulator import EmulatorConfig, create_app
+from fal_kontext_emulator.spec_document import to_json_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "spec" / "fixtures"

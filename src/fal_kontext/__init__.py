@@ -1,4 +1,5 @@
-"""fal_kontext: the client, the local queue emulator and the contract kit for FLUX.1 Kontext on fal.ai.
+"""fal_kontext: the client for FLUX.1 Kontext on fal.ai (the local emulator is a package of its own,
+``fal_kontext_emulator``, installed with the ``mock`` extra).
 
 The client::
 

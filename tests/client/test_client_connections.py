@@ -14,7 +14,7 @@ import trustme
 from PIL import Image
 
 from fal_kontext import APIConnectionError, Kontext
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import real_client
 
 

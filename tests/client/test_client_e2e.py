@@ -35,8 +35,8 @@ from fal_kontext import (
     ValidationError,
     WaitTimeoutError,
 )
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.protocol.images import sniff_image_type
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import AnyClient, call_verb, input_for, real_client
 
 FAST_RETRY = RetryPolicy(max_retries=3, initial_delay=0.01, max_delay=0.05)

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 import fal_kontext
 from fal_kontext import AsyncKontext, Credentials, Kontext, KontextError, RetryPolicy
 from fal_kontext.config import ClientConfig
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import BASE, RID, FakeClock, FakeQueue, MakeClient, no_jitter, real_client, status_body
 
 CANARY = "canary-7c1d-QzXwv93-do-not-print"

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from fal_kontext import Endpoint, RetryPolicy
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.protocol.commands import Answer, CloseStream, OpenStream, ReadLine
 from fal_kontext.protocol.queue import resume_state
 from fal_kontext.protocol.settings import Settings
 from fal_kontext.protocol.wait import stream_flow
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import real_client
 
 

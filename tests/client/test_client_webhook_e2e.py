@@ -14,8 +14,8 @@ from PIL import Image as PILImage
 from fal_kontext import Endpoint
 from fal_kontext.errors import WebhookVerificationError
 from fal_kontext.files import image_source_to_url
-from fal_kontext.mock import EmulatorConfig, run_emulator
 from fal_kontext.webhooks import fetch_jwks, verify_webhook
+from fal_kontext_emulator import EmulatorConfig, run_emulator
 from tests.client.client_fakes import real_client
 
 

@@ -22,7 +22,6 @@ from PIL import Image as PILImage
 from fal_kontext import Endpoint, InvalidInputError
 from fal_kontext.errors import APIConnectionError
 from fal_kontext.files import image_source_to_url
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.protocol.commands import Answer, Flow, HttpGet, NoAnswer, Sleep
 from fal_kontext.protocol.hosts import FAL_API_URL, may_send_key
 from fal_kontext.protocol.recovery import (
@@ -50,6 +49,7 @@ from fal_kontext.protocol.recovery import (
     requests_list_url,
 )
 from fal_kontext.results import EditResult
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import OUTPUT, FakeClock, MakeClient, real_client
 
 Outcome = SubmitOutcome

@@ -28,7 +28,6 @@ from fal_kontext.errors import (
     UnexpectedResponseError,
 )
 from fal_kontext.files import ImageSource, read_local
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.protocol import inputs, verbs
 from fal_kontext.protocol.commands import Answer, Flow, LocalSize, NoAnswer, ReadFile, Send, Sleep
 from fal_kontext.protocol.hosts import FAL_CDN_URL, FAL_REST_URL
@@ -49,6 +48,7 @@ from fal_kontext.protocol.storage import (
 )
 from fal_kontext.protocol.verbs import Deadline, PendingUpload, image_value, with_uploads
 from fal_kontext.retry import RetryPolicy
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import AnyClient, FakeClock, FakeQueue, MakeClient, real_client
 
 T = TypeVar("T")

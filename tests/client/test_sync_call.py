@@ -26,7 +26,6 @@ from fal_kontext.errors import (
     UnexpectedResponseError,
     ValidationError,
 )
-from fal_kontext.mock import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext.protocol.commands import Answer, Flow, NoAnswer, Send, Sleep
 from fal_kontext.protocol.direct import DirectAnswer, DirectCall, direct_base_url, direct_flow
 from fal_kontext.protocol.hosts import FAL_SYNC_URL
@@ -34,6 +33,7 @@ from fal_kontext.protocol.send import Pacing
 from fal_kontext.results import EditResult
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.spec import spec
+from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import OUTPUT, AnyClient, real_client, submit_body
 
 ENDPOINT = "fal-ai/flux-pro/kontext"

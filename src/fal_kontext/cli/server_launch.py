@@ -33,14 +33,14 @@ def run_server_command(name: str, rest: list[str], usage_error: Callable[[str], 
     run: Callable[[argparse.Namespace], int]
     try:
         if name == "mock":
-            from fal_kontext.mock import command
+            from fal_kontext_emulator import command_line as command
 
             command.add_arguments(parser)
 
             def run(options: argparse.Namespace) -> int:
                 return command.run_mock_command(options, usage_error=lambda text: usage_error(f"mock: {text}"))
         else:
-            from fal_kontext import proxy
+            from fal_kontext_emulator import validating_proxy as proxy
 
             proxy.add_arguments(parser)
             run = proxy.run_proxy_command

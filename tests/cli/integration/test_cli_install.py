@@ -11,7 +11,7 @@ from pathlib import Path
 from fal_kontext import __version__
 from tests.support.command_line import run_cli
 
-EMULATOR_ONLY = ("starlette", "uvicorn", "PIL", "fal_kontext.mock")
+EMULATOR_ONLY = ("starlette", "uvicorn", "PIL", "fal_kontext_emulator")
 # A core dependency, imported by the first input check only: start-up (and --help) stays quick.
 NOT_AT_START = (*EMULATOR_ONLY, "jsonschema")
 

@@ -15,6 +15,6 @@ def test_mock_without_the_extra_names_the_install_command(
 ) -> None:
     # The emulator's package cannot be imported, as without the extra; set on the package, not its command module,
     # so that it holds even when an earlier test imported the emulator (the package then has `command` already).
-    monkeypatch.setitem(sys.modules, "fal_kontext.mock", None)
+    monkeypatch.setitem(sys.modules, "fal_kontext_emulator", None)
     assert main(["mock", "--port", "0"]) == EXIT_USAGE
     assert "pip install 'fal-kontext[mock]'" in capsys.readouterr().err
