@@ -13,7 +13,7 @@ from tests.support.command_line import run_cli
 
 EMULATOR_ONLY = ("starlette", "uvicorn", "PIL", "fal_kontext_emulator")
 # A core dependency, imported by the first input check only: start-up (and --help) stays quick.
-NOT_AT_START = (*EMULATOR_ONLY, "jsonschema")
+NOT_AT_START = (*EMULATOR_ONLY, "jsonschema", "fastjsonschema")
 
 
 def test_help_imports_neither_the_emulator_nor_jsonschema() -> None:
