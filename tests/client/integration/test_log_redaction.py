@@ -17,8 +17,7 @@ import pytest
 from fal_kontext import AuthenticationError
 from fal_kontext.log_redaction import SECRETS_FILTER, secret_forms
 from tests.client.client_fakes import real_client
-
-CANARY = "canary-id-0042:canary-secret-7c1dQzXwv93"
+from tests.client.conftest import ID_SECRET_CANARY
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -89,7 +88,7 @@ def test_an_echoed_key_is_redacted_from_debug_records(echo_server: str, debug_ro
     own_handler = logging.StreamHandler(own)
     logging.getLogger("httpcore").addHandler(own_handler)
     try:
-        with real_client(kind, CANARY, base_url=echo_server) as kontext, pytest.raises(AuthenticationError):
+        with real_client(kind, ID_SECRET_CANARY, base_url=echo_server) as kontext, pytest.raises(AuthenticationError):
             kontext.handle("request-1").status()
     finally:
         logging.getLogger("httpcore").removeHandler(own_handler)
@@ -97,7 +96,7 @@ def test_an_echoed_key_is_redacted_from_debug_records(echo_server: str, debug_ro
     assert "receive_response_headers.complete" in text and "x-echo" in text.lower()  # the header was logged...
     assert "b'Key ***'" in text  # ...with the key replaced
     for shown in (text, own.getvalue()):
-        assert all(form not in shown for form in secret_forms(CANARY)), shown
+        assert all(form not in shown for form in secret_forms(ID_SECRET_CANARY)), shown
 
 
 def test_the_filter_is_not_called_when_logging_is_off(
@@ -113,11 +112,6 @@ def test_the_filter_is_not_called_when_logging_is_off(
     monkeypatch.setattr(SECRETS_FILTER, "filter", counting)
     with _levels(logging.WARNING):
         assert not logging.getLogger("httpcore.http11").isEnabledFor(logging.DEBUG)
-        with real_client(kind, CANARY, base_url=echo_server) as kontext, pytest.raises(AuthenticationError):
+        with real_client(kind, ID_SECRET_CANARY, base_url=echo_server) as kontext, pytest.raises(AuthenticationError):
             kontext.handle("request-1").status()
     assert calls == []  # httpx's INFO line included: no record is made for a logger that is off
-
-
-def test_the_parts_of_a_key_id_and_secret_are_secret_too() -> None:
-    assert secret_forms(CANARY) == (CANARY, "canary-secret-7c1dQzXwv93", "canary-id-0042")
-    assert secret_forms("short:k") == ("short:k",)

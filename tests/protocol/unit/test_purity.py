@@ -1,11 +1,9 @@
 """The protocol core is pure: no module of ``fal_kontext.protocol`` imports an HTTP library or does file I/O (the
-executors do), and ``import fal_kontext`` loads neither the emulator's web stack nor PIL."""
+executors do). What ``import fal_kontext`` loads: integration/test_purity.py."""
 
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,12 +40,3 @@ def test_no_protocol_module_imports_io_or_http(module: str) -> None:
     assert not bad, f"{module} imports {bad}"
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open"]
     assert not calls, f"{module} opens a file at line {calls[0].lineno}"
-
-
-def test_importing_the_client_loads_no_emulator_stack_nor_pil() -> None:
-    code = (
-        "import sys, fal_kontext\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn', 'PIL', 'jsonschema'}))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.strip() == "[]"

@@ -286,7 +286,7 @@ def test_retries_give_up_with_the_typed_error(fake: FakeQueue, clock: FakeClock,
 def test_submit_is_never_sent_twice_after_it_may_have_arrived(
     fake: FakeQueue, clock: FakeClock, make: MakeClient
 ) -> None:
-    # BASE is neither fal's queue nor loopback: no request list to look the job up in (tests/client/test_recovery.py)
+    # BASE is neither fal's queue nor loopback: no request list to look the job up in (tests/client/*/test_recovery.py)
     fake.submit = [reply(503, {"detail": "busy"})]
     with pytest.raises(SubmitOutcomeUnknownError) as unknown:
         make(fake, clock).submit(EP, INPUT)

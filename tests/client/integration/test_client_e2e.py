@@ -242,7 +242,7 @@ def test_a_dropped_stream_falls_back_to_polling(kontext: AnyClient, emulator: Ru
 
 
 def test_submit_is_never_sent_twice(emulator: RunningEmulator, kind: str) -> None:
-    # Without looking the job up (recovery: tests/client/test_recovery.py), a lost answer is never sent again.
+    # Without looking the job up (recovery: tests/client/*/test_recovery.py), a lost answer is never sent again.
     emulator.clear_faults()
     emulator.reset_counters()
     with real_client(

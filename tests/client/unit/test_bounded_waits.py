@@ -1,13 +1,12 @@
 """One deadline per call: against a server that fails everything (500, an HTML 502, 504, dropped connections,
 refused connections, answers that never come), every verb of both clients returns within its ``timeout`` plus one
-second, on an injected clock, with a typed error that says whether the job may exist."""
+second, on an injected clock, with a typed error that says whether the job may exist (on real sockets:
+integration/test_bounded_waits.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socketserver
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,11 +26,9 @@ from fal_kontext import (
     WaitTimeoutError,
 )
 from tests.client.client_fakes import OUTPUT, Blocking, FakeClock, no_jitter
+from tests.client.conftest import MARGIN, TIMEOUT, URL
 
 FAL_QUEUE = "https://queue.fal.run"  # fal's own host: a lost submit answer is looked up in fal's request list
-TIMEOUT = 3.0
-MARGIN = 1.0
-URL = "https://example.test/in.png"
 INPUT = {"prompt": "a prompt", "image_url": URL}
 RID = "req-1"
 RESULT = EditResult(RID, KontextOutput.from_dict(OUTPUT))
@@ -134,66 +131,3 @@ def test_a_lost_submit_answer_is_not_looked_up_past_the_deadline(kind: str) -> N
     # It looked (the request list was asked) and said why it stopped.
     assert server.requests > 1
     assert "api.fal.ai/v1/models/requests/by-endpoint" in str(caught.value)
-
-
-# --- the same against real sockets, on the wall clock -----------------------------------------------------------
-
-
-class _Failing(socketserver.BaseRequestHandler):
-    """Answers every request 500, drops it, or never answers, as ``server.fault`` says."""
-
-    server: _FailingServer
-
-    def handle(self) -> None:
-        self.request.recv(65536)
-        if self.server.fault == "500":
-            body = b'{"detail": "Internal Server Error"}'
-            head = (
-                f"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-            )
-            self.request.sendall(head.encode() + b"\r\nConnection: close\r\n\r\n" + body)
-        elif self.server.fault == "stall":
-            self.server.stop.wait(30)
-
-
-class _FailingServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, fault: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Failing)
-        self.fault = fault
-        self.stop = threading.Event()
-
-
-@contextlib.contextmanager
-def failing_server(fault: str) -> Iterator[str]:
-    server = _FailingServer(fault)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.stop.set()
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.mark.parametrize("fault", ["500", "drop", "stall"])
-def test_edit_with_timeout_3_fails_within_4_s_on_a_real_server(kind: str, fault: str) -> None:
-    async def edit_async(base_url: str) -> None:
-        async with AsyncKontext("test-key", base_url=base_url) as kontext:
-            await kontext.edit("a prompt", image=URL, timeout=TIMEOUT)
-
-    with failing_server(fault) as base_url:
-        start = time.monotonic()
-        with pytest.raises(KontextError) as caught:
-            if kind == "sync":
-                with Kontext("test-key", base_url=base_url) as kontext:
-                    kontext.edit("a prompt", image=URL, timeout=TIMEOUT)
-            else:
-                asyncio.run(edit_async(base_url))
-        elapsed = time.monotonic() - start
-    assert elapsed <= TIMEOUT + MARGIN, f"{elapsed:.2f} s: {caught.value!r}"
-    assert isinstance(caught.value, SubmitOutcomeUnknownError)  # the job may exist, and it says how to look
-    assert "status()" in str(caught.value) or "GET " in str(caught.value)

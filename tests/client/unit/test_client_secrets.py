@@ -1,31 +1,24 @@
-"""A canary key must never appear in a repr, a log line, an exception or the command's output."""
+"""A canary key must never appear in a repr, a log line or an exception: tracebacks with locals for every error kind,
+reprs, and the logs of runs on a scripted queue (the logs of real HTTP: integration/test_client_secrets.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image as PILImage
 
 import fal_kontext
 from fal_kontext import AsyncKontext, Credentials, Kontext, KontextError, RetryPolicy
 from fal_kontext.config import ClientConfig
-from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from tests.client.client_fakes import BASE, RID, FakeClock, FakeQueue, MakeClient, no_jitter, real_client, status_body
+from tests.client.conftest import CANARY, assert_clean
 
-CANARY = "canary-7c1d-QzXwv93-do-not-print"
 INPUT = {"prompt": "a prompt", "image_url": "https://example.test/in.png"}
 EP = "fal-ai/flux-pro/kontext"
-
-
-def assert_clean(text: str) -> None:
-    assert CANARY not in text
-    assert CANARY.split("-")[2] not in text  # not even a fragment of it
 
 
 def echo_the_key(request: httpx.Request) -> httpx.Response:
@@ -110,7 +103,7 @@ def test_every_error_kind_has_a_scenario() -> None:
         "KontextError",
         "APIError",
         "APIStatusError",
-        "MissingCredentialsError",  # raised only without a key: tests/client/test_credentials.py renders it
+        "MissingCredentialsError",  # raised only without a key: tests/client/unit/test_credentials.py renders it
     }
     assert kinds - {"WebhookVerificationError"} == set(SCENARIOS)
 
@@ -189,31 +182,3 @@ def test_logs_of_a_whole_run_hold_no_key(caplog: pytest.LogCaptureFixture) -> No
     assert fake.requests[0].headers["authorization"] == f"Key {CANARY}"  # it was sent, so the check means something
     assert caplog.records
     assert_clean(caplog.text)
-
-
-@pytest.fixture(scope="module")
-def canary_emulator() -> Iterator[RunningEmulator]:
-    with run_emulator(EmulatorConfig(keys=(CANARY,), run_time=0.2, queue_wait=0.05)) as running:
-        yield running
-
-
-def test_real_http_logs_hold_no_key(canary_emulator: RunningEmulator, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)  # httpx and httpcore at their most talkative
-
-    async def main_async() -> None:
-        async with AsyncKontext(CANARY, base_url=canary_emulator.base_url) as kontext:
-            await kontext.edit("a prompt", image=png_bytes())
-
-    asyncio.run(main_async())
-    with Kontext(CANARY, base_url=canary_emulator.base_url) as kontext:
-        kontext.edit("a prompt", image=png_bytes())
-    assert "HTTP Request" in caplog.text
-    assert_clean(caplog.text)
-
-
-def png_bytes() -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (8, 8)).save(buffer, format="PNG")
-    return buffer.getvalue()
