@@ -295,6 +295,12 @@ def _timeout(timeouts: RequestTimeouts, read: float | None, at_most: float | Non
     return httpx.Timeout(chosen, connect=connect)
 
 
+def _shorter(timeouts: RequestTimeouts, at_most: float | None) -> bool:
+    """Whether what is left of a verb's deadline cuts the client's own timeouts short (else the client's stand,
+    and the request is built without a timeout of its own: the common case costs nothing)."""
+    return at_most is not None and at_most < max(timeouts.connect, timeouts.read)
+
+
 class Connections(Generic[_HttpT]):
     """The httpx clients of one Kontext, and how its commands become requests and its responses answers.
 
@@ -431,7 +437,13 @@ class Connections(Generic[_HttpT]):
             return http, request, None
         if isinstance(command, Download):
             http = self._download_client()
-            return http, http.build_request("GET", command.url, timeout=_timeout(timeouts, None, command.timeout)), None
+            if _shorter(timeouts, command.timeout):
+                return (
+                    http,
+                    http.build_request("GET", command.url, timeout=_timeout(timeouts, None, command.timeout)),
+                    None,
+                )
+            return http, http.build_request("GET", command.url), None
         if isinstance(command, HttpGet):
             return self._lookup_request(command)
         generated, http = self._connection(command.base_url, pool)
@@ -440,7 +452,7 @@ class Connections(Generic[_HttpT]):
         request_args = {**command.request, "url": command.base_url + command.request["url"]}
         if isinstance(command, Call):
             parse = command.parse
-            if command.timeout is not None:
+            if _shorter(timeouts, command.timeout):
                 request_args["timeout"] = _timeout(timeouts, None, command.timeout)
             return (
                 http,

@@ -108,7 +108,7 @@ def _validator(name: str, *, parameter: bool = False) -> Any:
     """The compiled jsonschema validator of the spec's component schema ``name`` (with ``parameter``, of the
     component parameter ``name``'s schema), made once per name.
 
-    The spec is OpenAPI 3.0 (tests/client/test_inputs.py fails if that changes), whose schemas are JSON Schema
+    The spec is OpenAPI 3.0 (tests/client/unit/test_inputs.py fails if that changes), whose schemas are JSON Schema
     draft 4 plus ``nullable``, which ``to_json_schema`` translates: hence ``Draft4Validator`` (a boolean
     ``exclusiveMinimum``; ``True`` and ``1.0`` are not integers). jsonschema is imported here, on the first check,
     not with the module: ``import fal_kontext`` (and so ``fal-kontext --help``) stays as quick as it was.
@@ -197,7 +197,8 @@ def _schema_message(error: Any) -> str:
         case "maxItems":
             return f"allows at most {rule} item(s), got {len(value)}"
         case _:
-            # A keyword no input schema of the spec uses today (tests/client/test_inputs.py fails when one appears).
+            # A keyword no input schema of the spec uses today (tests/client/unit/test_inputs.py fails when one
+            # appears).
             return f"breaks the spec's {error.validator!r} rule: {error.message}"
 
 

@@ -44,7 +44,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -430,11 +430,13 @@ class RecoveryPolicy:
             requests in the window that reading is many pages, each of which may need asking again. The call's own
             ``timeout=`` bounds the lookup too: it ends at whichever comes first.
         interval: Seconds between two readings of the list.
-        outage_after: The request list failing this many times in a row (a 5xx, 408 or 429, no answer, a timeout),
-            after the submit itself failed, is taken as an outage of fal or of the proxy: the lookup gives up at
-            once, with that reason, rather than spend its whole ``timeout``. None never gives up early. Ours: with 5,
-            a list that fails one request in five still gets through (a run of five failures happens about once in
-            3,000 requests), and an outage is recognised after four pauses of ``interval`` (8 s by default).
+        outage_after: The request list failing this many times in a row in the way the submit did (each a 5xx, each
+            without an answer, each a timeout, or each refused) is taken as an outage of fal or of the proxy: the
+            lookup gives up at once, with that reason, rather than spend its whole ``timeout``. A failure of another
+            kind, or an answer, starts the count again. None never gives up early. Ours: with 8, a list that fails
+            one request in five, in mixed ways, still gets through (a run of eight failures of one kind is rarer
+            than one in a million requests), and an outage is recognised after seven pauses of ``interval`` (14 s
+            by default).
         clock_skew: Seconds this machine's clock may be ahead of fal's: the window starts this long before sending.
         page_size: Items per page (fal: 1 to 100).
         requests_base_url: Ask the request list here instead (fal's API host or the base URL's own origin only).
@@ -447,7 +449,7 @@ class RecoveryPolicy:
     absent_after: float | None = 60.0
     timeout: float = 150.0
     interval: float = 2.0
-    outage_after: int | None = 5
+    outage_after: int | None = 8
     clock_skew: float = 60.0
     page_size: int = 50
     requests_base_url: str | None = None
@@ -589,19 +591,24 @@ _TRANSIENT = frozenset({408, 429, *range(500, 600)})
 
 
 class _Lookup:
-    """One lookup's pacing: its deadline, and the list's failures in a row so far (``outage_after``)."""
+    """One lookup's pacing: its deadline, and the list's failures in a row of the submit's kind (``outage_after``)."""
 
     def __init__(
-        self, policy: RecoveryPolicy, random: Callable[[], float], clock: Callable[[], float], deadline: float
-    ):
+        self,
+        policy: RecoveryPolicy,
+        random: Callable[[], float],
+        clock: Callable[[], float],
+        deadline: float,
+        outage_of: SubmitOutcome | None,
+    ) -> None:
         self.policy = policy
         self.clock = clock
         self.deadline = deadline
+        self.outage_of = outage_of
         self.failures_in_a_row = 0
         # Each failed page is asked again in place after ``interval`` (or the answer's Retry-After, honoured up to
         # the lookup's timeout), until the deadline or the outage rule ends it.
         retry = RetryPolicy(
-            max_retries=1,
             initial_delay=policy.interval,
             max_delay=policy.interval,
             jitter=0.0,
@@ -610,11 +617,13 @@ class _Lookup:
         )
         self.pacing = Pacing(retry, random, clock)
 
-    def retries_left(self) -> int | None:
-        """Retries allowed before the next failure makes an outage, or None (until the deadline)."""
+    def down(self, outcome: Answer | NoAnswer) -> bool:
+        """Count a failed request of the list; True once ``outage_after`` in a row failed as the submit did."""
         if self.policy.outage_after is None:
-            return None
-        return max(0, self.policy.outage_after - self.failures_in_a_row - 1)
+            return False
+        kind = classify(attempt_of(outcome))
+        self.failures_in_a_row = self.failures_in_a_row + 1 if self.outage_of in (None, kind) else 0
+        return self.failures_in_a_row >= self.policy.outage_after
 
 
 def _failure_text(outcome: Answer | NoAnswer) -> str:
@@ -635,19 +644,16 @@ def _read_page(url: str, query: JobQuery, lookup: _Lookup, cursor: str | None) -
     remaining = lookup.deadline - lookup.clock()
     if remaining <= 0:
         return _Listing(failure="the lookup's time ran out while reading the list")
-    left = lookup.retries_left()
-    pacing = lookup.pacing
-    if left is not None:
-        pacing = replace(pacing, retry=replace(pacing.retry, max_retries=left))
     request = HttpGet(url, _query(query, lookup.policy, cursor), remaining)
-    sent = yield from send(request, pacing, idempotent=True, deadline=lookup.deadline, until_deadline=left is None)
+    sent = yield from send(
+        request, lookup.pacing, idempotent=True, deadline=lookup.deadline, until_deadline=True, give_up=lookup.down
+    )
     outcome = sent.outcome
     if isinstance(outcome, Answer) and outcome.status_code not in _TRANSIENT:
         lookup.failures_in_a_row = 0
         return outcome
     if isinstance(outcome, NoAnswer) and outcome.certificate_rejected:
         return _Listing(failure=f"the request list could not be asked ({outcome.error})", final=True)
-    lookup.failures_in_a_row += sent.attempts
     wait = parse_retry_after(lower_headers(outcome.headers)) if isinstance(outcome, Answer) else None
     outage_after = lookup.policy.outage_after
     if not sent.out_of_time and outage_after is not None and lookup.failures_in_a_row >= outage_after:
@@ -701,17 +707,19 @@ def lookup_flow(  # noqa: PLR0913 - what to look for, where, how and until when:
     *,
     random: Callable[[], float],
     deadline: float | None = None,
+    outage_of: SubmitOutcome | None = None,
 ) -> Flow[LookupResult]:
     """Search the request list at ``url`` for ``query``'s job until a verdict, ``policy.timeout`` or ``deadline``.
 
     Yields ``HttpGet`` and ``Sleep``; returns the ``LookupResult``. Every reading goes through every page
     (``cursor``), so "several match" is seen. ``clock`` is monotonic seconds, ``deadline`` a time on it (the
     call's own timeout): the lookup ends at it with ``UNKNOWN``. The list failing ``policy.outage_after`` times in
-    a row ends it at once with ``UNKNOWN`` too, saying so.
+    a row in the way ``outage_of`` says the submit did (any way, for None) ends it at once with ``UNKNOWN`` too,
+    saying so.
     """
     start = clock()
     bound = start + policy.timeout
-    lookup = _Lookup(policy, random, clock, bound if deadline is None else min(bound, deadline))
+    lookup = _Lookup(policy, random, clock, bound if deadline is None else min(bound, deadline), outage_of)
     within = f"within {policy.timeout:g} s" if lookup.deadline == bound else "before the call's timeout"
     last_failure = "the job was not listed"
     last_candidates: tuple[str, ...] = ()
@@ -813,7 +821,9 @@ def recover_flow(  # noqa: PLR0913 - what happened, what was sent, and how to lo
         if policy.on_lookup is not None:
             policy.on_lookup(started)
         try:
-            result = yield from lookup_flow(list_url, asked, policy, clock, random=random, deadline=deadline)
+            result = yield from lookup_flow(
+                list_url, asked, policy, clock, random=random, deadline=deadline, outage_of=row.outcome
+            )
         except INTERRUPTS as stop:  # Ctrl-C, or the task cancelled: the job may exist all the same
             stop.add_note(f"fal_kontext: {started.interrupted()}")
             raise

@@ -62,6 +62,7 @@ def send(  # noqa: PLR0913 - what to send, how it may be retried, until when: ea
     until_deadline: bool = False,
     settled: Callable[[Answer], bool] | None = None,
     on_retry: Callable[[int, float, Answer | NoAnswer], None] | None = None,
+    give_up: Callable[[Answer | NoAnswer], bool] | None = None,
 ) -> Flow[Sent]:
     """Send ``request``, retrying failures the policy allows; returns what it ended with (it never raises: what a
     failure means is the caller's to say).
@@ -76,6 +77,8 @@ def send(  # noqa: PLR0913 - what to send, how it may be retried, until when: ea
             waiting does for its idempotent status and result calls).
         settled: An error answer that is an answer, not a failure (the result's 400 "still in progress").
         on_retry: Told of each retry before its pause: the retry's number, the pause and the failure (for logs).
+        give_up: Told of each failure; True ends the loop with it, however many retries the policy would allow
+            (the request list's outage rule, ``RecoveryPolicy.outage_after``).
     """
     retry = 0
     while True:
@@ -83,6 +86,8 @@ def send(  # noqa: PLR0913 - what to send, how it may be retried, until when: ea
         if not _failed(outcome, settled):
             return Sent(outcome, attempts=retry + 1)
         retry += 1
+        if give_up is not None and give_up(outcome):
+            return Sent(outcome, attempts=retry)
         delay = pacing.retry.delay_before_retry(
             retry,
             failure_of(outcome),

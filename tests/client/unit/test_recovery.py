@@ -487,6 +487,32 @@ def test_a_list_failing_outage_after_times_in_a_row_is_an_outage(failure: Answer
     assert run.clock.now == START + (len(run.gets) - 1) * POLICY.interval  # well before the timeout
 
 
+def test_only_failures_of_the_submit_s_kind_make_an_outage() -> None:
+    def lookup(server: Server, outage_of: SubmitOutcome) -> tuple[LookupResult, int]:
+        clock, gets = FakeClock(), 0
+        flow = lookup_flow(LIST_URL, QUERY, POLICY, clock, random=lambda: 0.5, outage_of=outage_of)
+        try:
+            command = next(flow)
+            while True:
+                if isinstance(command, Sleep):
+                    clock.sleep(command.seconds)
+                    command = flow.send(None)
+                else:
+                    assert isinstance(command, HttpGet), command
+                    gets += 1
+                    command = flow.send(server(command, clock.now))
+        except StopIteration as stop:
+            return stop.value, gets
+
+    def mixed(get: HttpGet, now: float) -> Answer | NoAnswer:
+        return Answer(503, {}, b"{}") if int(now) % 4 < 2 else NoAnswer("ReadError: reset", True)
+
+    result, _ = lookup(mixed, SubmitOutcome.SERVER_ERROR)  # 503s, then drops, in turn: never 8 alike in a row
+    assert "looks down" not in result.reason
+    result, gets = lookup(lambda get, now: Answer(503, {}, b"{}"), SubmitOutcome.SERVER_ERROR)
+    assert "looks down" in result.reason and gets == POLICY.outage_after
+
+
 def test_an_answer_between_failures_starts_the_count_again() -> None:
     calls = {"n": 0}
 
