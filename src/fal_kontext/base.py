@@ -51,6 +51,7 @@ from .protocol.queue import HandleState, resume_state
 from .protocol.recovery import DEFAULT_RECOVERY, RecoveryPolicy
 from .protocol.settings import Settings
 from .protocol.storage import DEFAULT_UPLOAD_THRESHOLD, Expiration, check_upload_threshold
+from .protocol.verbs import DEFAULT_TIER
 from .results import EditResult
 from .retry import DEFAULT_RETRY, RetryPolicy
 from .status import Status
@@ -58,8 +59,6 @@ from .transport import Connections, HttpOptions
 
 __all__ = ["DEFAULT_TIER", "BaseHandle", "BaseKontext", "OnUpdate"]
 
-# The tier ``model=`` means when not given (scripts/typed_options.py's DEFAULT_TIER types the same).
-DEFAULT_TIER = "pro"
 
 # Called with each new status; AsyncKontext also awaits what it returns, so a coroutine function works there.
 OnUpdate = Callable[[Status], object]
@@ -313,19 +312,13 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
         flow = verbs.run(self._settings, endpoint, input, submit_options, timeout=timeout, waiting=waiting)
         return self._run_result(flow, on_update)
 
-    def _edit(  # noqa: PLR0913 - the edit options of the API, each a keyword
+    def _edit(
         self,
         prompt: str,
         *,
         image: ImageSource | None = None,
         images: Sequence[ImageSource] | None = None,
-        model: str = DEFAULT_TIER,
-        timeout: float | None = None,
-        on_update: OnUpdate | None = None,
-        webhook_url: str | None = None,
-        start_timeout: float | None = None,
-        priority: str | None = None,
-        **options: Any,
+        **arguments: Any,
     ) -> _Finished:
         """Edit one image (``image=``) or combine several (``images=[...]``) and wait for the result.
 
@@ -349,23 +342,12 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
         Raises:
             InvalidInputError: nothing sent. Everything ``upload`` and ``Handle.wait`` raise.
         """
-        submit_options = {"webhook_url": webhook_url, "start_timeout": start_timeout, "priority": priority}
-        waiting = verbs.WaitArguments(report=on_update is not None)
-        call = verbs.Prompted(model, options, submit_options, timeout, waiting)
-        return self._run_result(verbs.edit(self._settings, prompt, image=image, images=images, call=call), on_update)
+        call = verbs.prompted(arguments)
+        return self._run_result(
+            verbs.edit(self._settings, prompt, image=image, images=images, call=call), arguments.get("on_update")
+        )
 
-    def _generate(  # noqa: PLR0913 - the options of the API, each a keyword
-        self,
-        prompt: str,
-        *,
-        model: str = DEFAULT_TIER,
-        timeout: float | None = None,
-        on_update: OnUpdate | None = None,
-        webhook_url: str | None = None,
-        start_timeout: float | None = None,
-        priority: str | None = None,
-        **options: Any,
-    ) -> _Finished:
+    def _generate(self, prompt: str, **arguments: Any) -> _Finished:
         """Make images from a prompt alone (the tier's ``text-to-image`` endpoint) and wait for the result.
 
         The options are typed per tier (``fal_kontext_api.options.GenerateVerb``) and checked again at run time.
@@ -382,11 +364,9 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
             InvalidInputError: nothing sent (also when the tier has no text-to-image endpoint). Everything
                 ``Handle.wait`` raises.
         """
-        submit_options = {"webhook_url": webhook_url, "start_timeout": start_timeout, "priority": priority}
-        call = verbs.Prompted(
-            model, options, submit_options, timeout, verbs.WaitArguments(report=on_update is not None)
+        return self._run_result(
+            verbs.generate(self._settings, prompt, verbs.prompted(arguments)), arguments.get("on_update")
         )
-        return self._run_result(verbs.generate(self._settings, prompt, call), on_update)
 
     # The verbs a type checker sees typed per tier by the spec's generated Protocols (one overload per tier, with
     # that tier's endpoint's options); at run time they are the implementations above.

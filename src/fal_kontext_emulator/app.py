@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from fal_kontext.spec import endpoints_of
 from fal_kontext_emulator.admin_api import ADMIN_PREFIX, AdminEndpoints
 from fal_kontext_emulator.emulator_config import EmulatorConfig
 from fal_kontext_emulator.http_replies import detail_reply, json_reply
@@ -27,7 +28,6 @@ from fal_kontext_emulator.request_list import RequestListEndpoint
 from fal_kontext_emulator.spec_document import load_spec
 from fal_kontext_emulator.state import Clock, EmulatorState
 from fal_kontext_emulator.storage_api import STORAGE_PREFIX, StorageEndpoints
-from fal_kontext_emulator.submit_endpoints import endpoint_specs
 from fal_kontext_emulator.timers import Timers
 from fal_kontext_emulator.webhook_delivery import JWKS_PATH
 
@@ -74,7 +74,7 @@ def create_app(
     config = config or EmulatorConfig()
     document = spec if spec is not None else load_spec()
     routes = build_routes(document)
-    endpoints = endpoint_specs(document)
+    endpoints = endpoints_of(document)
     state = EmulatorState(config, clock or time.monotonic, routes, endpoints)
     outputs = Outputs(state, {endpoint.id: output_shape(document, endpoint) for endpoint in endpoints})
     handlers = SpecEndpoints(state, outputs)

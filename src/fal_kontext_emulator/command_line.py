@@ -19,9 +19,35 @@ from fal_kontext_emulator.server import build_server
 READY_LINE = "fal-kontext mock: ready"
 
 
+# The EmulatorConfig fields the command line sets, each with its help. A field's flag is its name with dashes; its
+# type and default are the field's, and an empty text turns an optional text field off (None).
+_CONFIG_OPTIONS: dict[str, str] = {
+    "runners": "requests run at once",
+    "queue_wait": "least seconds in the queue",
+    "run_time": "seconds a request runs",
+    "run_time_jitter": "up to this many seconds added to each run time, fixed per request",
+    "retention": "seconds a completed request is kept, then 404; fal keeps results 1 hour",
+    "content_policy_trigger": "prompt text that ends in a 422 content_policy_violation; empty disables",
+    "failure_trigger": "prompt text that makes the runner disconnect (503 on the result); empty disables",
+    "public_base_url": "base of the URLs handed out, when clients reach the emulator by a proxy",
+    "state_file": "SQLite file that keeps every request across restarts (default: in memory)",
+    "fault_seed": "seed of rate-based faults",
+    "max_body_bytes": "larger bodies get 413",
+    "keepalive_interval": "seconds between keep-alive comments on the status stream",
+    "webhook_attempts": "deliveries tried",
+    "webhook_retry_delay": "seconds before the first retry, doubling after",
+    "remote_images": "remote http(s) input URLs are never fetched: read as a placeholder derived from the URL, or "
+    "refused as fal's file_download_error",
+    "max_upload_bytes": "largest file the storage endpoints accept; larger gets 413",
+    "request_list_pending": "the request list (/v1/models/requests/by-endpoint) shows queued and running requests too",
+    "request_list_delay": "seconds after a request ends before the request list shows it",
+    "header_timeout": "seconds a connection may take to send a request's headers",
+    "max_idle_connections": "idle connections kept open; above it the oldest are closed",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's options to `parser`."""
-    defaults = EmulatorConfig()
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default: %(default)s)")
     parser.add_argument(
@@ -32,113 +58,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an accepted API key, as `Authorization: Key KEY` or `Bearer KEY`; repeat for more (default: test-key)",
     )
     parser.add_argument(
-        "--runners", type=int, default=defaults.runners, help="requests run at once (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--queue-wait",
-        type=float,
-        default=defaults.queue_wait,
-        help="least seconds in the queue (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--run-time", type=float, default=defaults.run_time, help="seconds a request runs (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--run-time-jitter",
-        type=float,
-        default=defaults.run_time_jitter,
-        help="up to this many seconds added to each run time, fixed per request (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--retention",
-        type=float,
-        default=defaults.retention,
-        help="seconds a completed request is kept, then 404 (default: %(default)s, fal's 1 hour)",
-    )
-    parser.add_argument(
-        "--content-policy-trigger",
-        default=defaults.content_policy_trigger,
-        help="prompt text that ends in a 422 content_policy_violation; empty disables (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--failure-trigger",
-        default=defaults.failure_trigger,
-        help="prompt text that makes the runner disconnect (503 on the result); empty disables (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--public-base-url", help="base of the URLs handed out, when clients reach the emulator by a proxy"
-    )
-    parser.add_argument(
-        "--state-file", help="SQLite file that keeps every request across restarts (default: in memory)"
-    )
-    parser.add_argument(
         "--fault",
         action="append",
         default=[],
         metavar="RULE",
         help="inject faults, e.g. submit=503,429:2,ok  status@0.1=502|drop|slow:2  result~0.5; repeatable",
     )
-    parser.add_argument("--fault-seed", type=int, default=0, help="seed of rate-based faults (default: %(default)s)")
-    parser.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=defaults.max_body_bytes,
-        help="larger bodies get 413 (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--keepalive-interval",
-        type=float,
-        default=defaults.keepalive_interval,
-        help="seconds between keep-alive comments on the status stream (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--webhook-attempts",
-        type=int,
-        default=defaults.webhook_attempts,
-        help="deliveries tried (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--webhook-retry-delay",
-        type=float,
-        default=defaults.webhook_retry_delay,
-        help="seconds before the first retry, doubling after (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--remote-images",
-        choices=list(REMOTE_IMAGE_MODES),
-        default=defaults.remote_images,
-        help="remote http(s) input URLs are never fetched: read as a placeholder derived from the URL, or "
-        "refused as fal's file_download_error (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-upload-bytes",
-        type=int,
-        default=defaults.max_upload_bytes,
-        help="largest file the storage endpoints accept; larger gets 413 (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--request-list-pending",
-        action="store_true",
-        help="the request list (/v1/models/requests/by-endpoint) shows queued and running requests too",
-    )
-    parser.add_argument(
-        "--request-list-delay",
-        type=float,
-        default=defaults.request_list_delay,
-        help="seconds after a request ends before the request list shows it (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--header-timeout",
-        type=float,
-        default=defaults.header_timeout,
-        help="seconds a connection may take to send a request's headers (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-idle-connections",
-        type=int,
-        default=defaults.max_idle_connections,
-        help="idle connections kept open; above it the oldest are closed (default: %(default)s)",
-    )
+    defaults = EmulatorConfig()
+    for name, text in _CONFIG_OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=text)
+        elif default is None:
+            parser.add_argument(flag, help=text)
+        else:
+            choices = list(REMOTE_IMAGE_MODES) if name == "remote_images" else None
+            parser.add_argument(
+                flag, type=type(default), default=default, choices=choices, help=f"{text} (default: %(default)s)"
+            )
     parser.add_argument("--certfile", help="PEM certificate: serve HTTPS (with --keyfile)")
     parser.add_argument("--keyfile", help="PEM private key of --certfile")
     parser.add_argument(
@@ -155,30 +93,14 @@ def config_from_arguments(args: argparse.Namespace) -> EmulatorConfig:
     Raises:
         ValueError: an option is out of range or a fault rule does not parse (the message names it).
     """
-    faults = tuple(FaultRule.parse(text) for text in args.fault)
+    options: dict[str, Any] = {}
+    for name in _CONFIG_OPTIONS:
+        value = getattr(args, name)
+        options[name] = None if value == "" else value
     return EmulatorConfig(
         keys=tuple(args.keys) if args.keys else EmulatorConfig().keys,
-        runners=args.runners,
-        queue_wait=args.queue_wait,
-        run_time=args.run_time,
-        run_time_jitter=args.run_time_jitter,
-        retention=args.retention,
-        content_policy_trigger=args.content_policy_trigger or None,
-        failure_trigger=args.failure_trigger or None,
-        public_base_url=args.public_base_url,
-        state_file=args.state_file,
-        faults=faults,
-        fault_seed=args.fault_seed,
-        max_body_bytes=args.max_body_bytes,
-        keepalive_interval=args.keepalive_interval,
-        webhook_attempts=args.webhook_attempts,
-        webhook_retry_delay=args.webhook_retry_delay,
-        remote_images=args.remote_images,
-        max_upload_bytes=args.max_upload_bytes,
-        request_list_pending=args.request_list_pending,
-        request_list_delay=args.request_list_delay,
-        header_timeout=args.header_timeout,
-        max_idle_connections=args.max_idle_connections,
+        faults=tuple(FaultRule.parse(text) for text in args.fault),
+        **options,
     )
 
 

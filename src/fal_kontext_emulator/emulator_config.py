@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from fal_kontext_emulator.fault_rules import FaultRule
@@ -114,15 +114,7 @@ class EmulatorConfig:
     @property
     def queue_settings(self) -> QueueSettings:
         """The part of the config the queue itself uses."""
-        return QueueSettings(
-            runners=self.runners,
-            queue_wait=self.queue_wait,
-            run_time=self.run_time,
-            run_time_jitter=self.run_time_jitter,
-            retention=self.retention,
-            content_policy_trigger=self.content_policy_trigger,
-            failure_trigger=self.failure_trigger,
-        )
+        return QueueSettings(**{f.name: getattr(self, f.name) for f in fields(QueueSettings)})
 
 
 @dataclass

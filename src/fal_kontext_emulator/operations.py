@@ -19,8 +19,8 @@ from typing import Any
 from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
 
+from fal_kontext.spec import endpoints_of
 from fal_kontext_emulator.spec_document import load_spec, resolve, to_json_schema
-from fal_kontext_emulator.submit_endpoints import endpoint_specs
 
 JsonObject = dict[str, Any]
 
@@ -310,6 +310,6 @@ def build_routes(spec: JsonObject | None = None) -> RouteTable:
                     endpoint_id=path.strip("/"),
                 )
             )
-    apps = {endpoint.id: endpoint.app for endpoint in endpoint_specs(raw)}
+    apps = {endpoint.id: endpoint.app for endpoint in endpoints_of(raw)}
     submits = {op.path: apps[op.path.strip("/")] for op in operations if op.path.strip("/") in apps}
     return RouteTable(operations, full_endpoint_aliases([op.path for op in operations], submits))

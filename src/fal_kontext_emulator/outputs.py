@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from fal_kontext.spec import EndpointSpec
 from fal_kontext_emulator.fal_bodies import failed_result, model_error
 from fal_kontext_emulator.images import InputImageError, ReadInput, RenderedImage, decode_data_uri, derived_picture
 from fal_kontext_emulator.remote_images import remote_input
@@ -17,7 +18,6 @@ from fal_kontext_emulator.request_checks import input_urls
 from fal_kontext_emulator.request_queue import Outcome, QueuedRequest
 from fal_kontext_emulator.spec_document import resolve
 from fal_kontext_emulator.state import EmulatorState
-from fal_kontext_emulator.submit_endpoints import EndpointSpec
 
 JsonObject = dict[str, Any]
 
@@ -43,10 +43,12 @@ class OutputShape:
 
 def output_shape(spec: JsonObject, endpoint: EndpointSpec) -> OutputShape:
     """The shape of `endpoint`'s output, as its output schema declares it."""
-    properties = endpoint.output_schema.get("properties", {})
+    named = endpoint.output_schema
+    output = _plain_schema(spec, {"$ref": f"#/components/schemas/{named}"} if isinstance(named, str) else named)
+    properties = output.get("properties", {})
     images = _plain_schema(spec, properties.get("images", {}))
     declared = _plain_schema(spec, images.get("items", {})).get("properties", {})
-    required = set(endpoint.output_schema.get("required", []))
+    required = set(output.get("required", []))
     filler = {
         name: _least_value(_plain_schema(spec, schema))
         for name, schema in properties.items()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fal_kontext.spec import EndpointSpec
 from fal_kontext_emulator.emulator_config import EmulatorConfig, RuntimeSettings
 from fal_kontext_emulator.fal_bodies import log_entries, status_body
 from fal_kontext_emulator.fault_rules import FaultPlan
@@ -19,7 +20,6 @@ from fal_kontext_emulator.images import ImageRenderer
 from fal_kontext_emulator.operations import RouteTable
 from fal_kontext_emulator.request_queue import QueuedRequest, RequestQueue
 from fal_kontext_emulator.state_file import StateFile
-from fal_kontext_emulator.submit_endpoints import EndpointSpec
 from fal_kontext_emulator.upload_store import UploadStore
 from fal_kontext_emulator.webhook_delivery import WebhookSender, WebhookSigner
 

@@ -86,6 +86,14 @@ class StorageEndpoints:
             return detail_reply(401, "A valid storage token is required: POST /storage/auth/token first")
         return owner
 
+    async def _tokened_content(self, request: Request) -> tuple[str, bytes] | Response:
+        """The storage token's owner and the body, or the answer that refuses them."""
+        owner = self._token_owner(request)
+        if isinstance(owner, Response):
+            return owner
+        data = await self._content(request)
+        return data if isinstance(data, Response) else (owner, data)
+
     async def _content(self, request: Request) -> bytes | Response:
         data = await read_body(request, self.state.uploads.max_file_bytes)
         if data is None:
@@ -108,12 +116,10 @@ class StorageEndpoints:
 
     async def upload(self, request: Request) -> Response:
         """`POST /files/upload` (raw bytes, storage token): a single upload; answers `{"access_url"}`."""
-        owner = self._token_owner(request)
-        if isinstance(owner, Response):
-            return owner
-        data = await self._content(request)
-        if isinstance(data, Response):
-            return data
+        tokened = await self._tokened_content(request)
+        if isinstance(tokened, Response):
+            return tokened
+        owner, data = tokened
         try:
             stored = self._create(request, owner, multipart=False)
             self.state.uploads.put(stored.file_id, data, self.state.now())
@@ -134,12 +140,10 @@ class StorageEndpoints:
 
     async def upload_part(self, request: Request) -> Response:
         """`PUT <access_url>/multipart/<uploadId>/<n>`: one part; answers its `ETag`."""
-        owner = self._token_owner(request)
-        if isinstance(owner, Response):
-            return owner
-        data = await self._content(request)
-        if isinstance(data, Response):
-            return data
+        tokened = await self._tokened_content(request)
+        if isinstance(tokened, Response):
+            return tokened
+        _, data = tokened
         params = request.path_params
         try:
             etag = self.state.uploads.add_part(
@@ -154,10 +158,7 @@ class StorageEndpoints:
         owner = self._token_owner(request)
         if isinstance(owner, Response):
             return owner
-        try:
-            data: Any = await request.json()
-        except ValueError:
-            data = None
+        data = await _json_or_none(request)
         params = request.path_params
         try:
             parts = data.get("parts") if isinstance(data, dict) else None
@@ -173,10 +174,7 @@ class StorageEndpoints:
         owner = self._key_owner(request)
         if isinstance(owner, Response):
             return owner
-        try:
-            data: Any = await request.json()
-        except ValueError:
-            data = None
+        data = await _json_or_none(request)
         if not isinstance(data, dict) or not isinstance(data.get("content_type", ""), str):
             return detail_reply(422, 'send {"file_name": "...", "content_type": "image/png"}')
         try:
@@ -221,3 +219,11 @@ class StorageEndpoints:
             self.state.now(),
             multipart=multipart,
         )
+
+
+async def _json_or_none(request: Request) -> Any:
+    """The request's JSON body, or None when it is not JSON (the caller words what it wanted)."""
+    try:
+        return await request.json()
+    except ValueError:
+        return None

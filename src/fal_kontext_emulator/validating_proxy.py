@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from fal_kontext.spec import endpoints_of
 from fal_kontext_emulator.operations import RouteTable, build_routes
 from fal_kontext_emulator.queue_rules import (
     FAL_QUEUE_HOSTS,
@@ -52,7 +53,6 @@ from fal_kontext_emulator.queue_rules import (
     parse_event_stream,
 )
 from fal_kontext_emulator.spec_document import load_spec, resolve, to_json_schema
-from fal_kontext_emulator.submit_endpoints import endpoint_specs
 
 __all__ = ["Exchange", "ValidatingProxy", "add_arguments", "create_proxy_app", "run_proxy_command"]
 
@@ -92,7 +92,7 @@ class ValidatingProxy:
         self.routes: RouteTable = build_routes(spec)
         self.document: dict[str, Any] = to_json_schema(spec)
         # The app (`owner/app`) each submit operation's requests live under.
-        self._apps = {endpoint.operation_id: endpoint.app for endpoint in endpoint_specs(spec)}
+        self._apps = {endpoint.operation_id: endpoint.app for endpoint in endpoints_of(spec)}
         self.exchanges: list[Exchange] = []
         self.histories: dict[str, RequestHistory] = {}
         self._lock = threading.Lock()

@@ -297,6 +297,14 @@ def run(  # noqa: PLR0913 - the run verb's arguments, its submit options a mappi
     return (yield from _waiting(state, settings, deadline, waiting))
 
 
+# The tier ``model=`` means when not given (scripts/typed_options.py's DEFAULT_TIER types the same).
+DEFAULT_TIER = "pro"
+# ``edit``'s and ``generate``'s own keywords besides ``model``, in the order the generated Protocols type them
+# (scripts/typed_options.py's VERB_KEYWORDS): every other keyword is an input field of the endpoint.
+PROMPTED_KEYWORDS = ("timeout", "on_update", "webhook_url", "start_timeout", "priority")
+_SUBMIT_KEYWORDS = ("webhook_url", "start_timeout", "priority")
+
+
 @dataclass(frozen=True, slots=True)
 class Prompted:
     """What ``edit`` and ``generate`` are called with besides the prompt and the images.
@@ -314,6 +322,17 @@ class Prompted:
     submit_options: Mapping[str, Any]
     timeout: float | None
     waiting: WaitArguments
+
+
+def prompted(arguments: Mapping[str, Any]) -> Prompted:
+    """``edit``'s and ``generate``'s keywords (``model`` and ``PROMPTED_KEYWORDS``) apart from the endpoint's input
+    fields (every other keyword). Nothing is checked here: the verb's flow checks every one when it starts."""
+    options = dict(arguments)
+    model = options.pop("model", DEFAULT_TIER)
+    timeout = options.pop("timeout", None)
+    waiting = WaitArguments(report=options.pop("on_update", None) is not None)
+    submit_options = {name: options.pop(name, None) for name in _SUBMIT_KEYWORDS}
+    return Prompted(model, options, submit_options, timeout, waiting)
 
 
 def edit(

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import trustme
 
+from fal_kontext.spec import endpoints_of
 from fal_kontext_emulator import EmulatorConfig, RunningEmulator, run_emulator
 from fal_kontext_emulator.spec_document import load_spec
-from fal_kontext_emulator.submit_endpoints import endpoint_specs
 
 _CLIENT = """
 import asyncio, json, sys, fal_client
@@ -108,7 +108,7 @@ def _examples() -> dict[str, Any]:
     """Each submit endpoint's first request example from the spec (fal's own; the edits' images are fal CDN URLs)."""
     spec = load_spec()
     examples = {}
-    for endpoint in endpoint_specs(spec):
+    for endpoint in endpoints_of(spec):
         media = spec["paths"]["/" + endpoint.id]["post"]["requestBody"]["content"]["application/json"]
         found = [example["value"] for example in media.get("examples", {}).values()]
         if found:
