@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import batch_crash, concurrency, pipeline, server, soak, throughput, time_to_result
+from . import batch_crash, concurrency, pipeline, polling, server, soak, throughput, time_to_result
 from .machine import describe_machine
 from .model import RunInfo, ScenarioResult
 from .report import replace_readme_summary, write_rendered, write_report
@@ -34,6 +34,7 @@ SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     "pipeline": pipeline.run,
     "soak": soak.run,
     "batch_crash": batch_crash.run,
+    "polling": polling.run,
 }
 
 
@@ -41,6 +42,7 @@ def _run(name: str, *, smoke: bool) -> ScenarioResult:
     started = datetime.now(UTC)
     result = SCENARIOS[name](smoke=smoke)
     result.ran_at = started.strftime("%Y-%m-%d %H:%M UTC")
+    result.machine = describe_machine()
     return result
 
 
@@ -58,6 +60,7 @@ def _with_earlier(results: list[ScenarioResult], earlier_report: Path) -> list[S
         if not document.get("smoke"):
             for data in document["scenarios"]:
                 kept = ScenarioResult.from_json(data)
+                kept.machine = kept.machine or document["machine"]  # a report from before sections had their own
                 earlier[kept.key] = kept
     return [fresh.get(key) or earlier[key] for key in SCENARIOS if key in fresh or key in earlier]
 
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     readme = args.readme
     if readme is None and args.out.resolve() == ROOT / "docs":
         readme = ROOT / "README.md"
-    if readme is not None:  # a README without its summary markers fails here, not after a 15-minute run
+    if readme is not None:  # a README without its summary markers fails here, not after a 20-minute run
         try:
             replace_readme_summary(readme.read_text(encoding="utf-8"), "")
         except (OSError, ValueError) as err:

@@ -1,11 +1,13 @@
 """The bare reader: a minimal correct queue client written straight on httpx, the peer our clients are measured
-against (issue 9). Submit, follow `GET {status_url}/stream` (server-sent events) until COMPLETED, read the stream to
+against. Submit, follow `GET {status_url}/stream` (server-sent events) until COMPLETED, read the stream to
 its end (the server closes it after that event, so the connection goes back to the pool), then GET the result.
 
 No retries, no validation, no models: the least work a correct client can do, so that "CPU per job of ours /
-CPU per job of this" is the price of everything our client adds. Its async form spreads requests over small
-connection pools sharing one TLS context, as the fastest minimal client in performance-notes.md does (one big pool
-costs httpx most of its CPU in pool bookkeeping with hundreds of connections).
+CPU per job of this" is the price of everything our client adds. Its async form spreads requests over `pools`
+connection pools (`httpx.AsyncClient`s) sharing one TLS context: with hundreds of connections in one pool, httpx's
+pool bookkeeping costs CPU per request that grows with them. How many pools is cheapest depends on the load, so the
+concurrency bench (bench/concurrency.py) tries several and keeps the cheapest: its calibration rows in
+docs/benchmarks.md show what each costs.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class BareReader:
 
 
 class AsyncBareReader:
-    """Async: `pools` small `httpx.AsyncClient`s sharing one TLS context; each job stays on one pool."""
+    """Async: `pools` `httpx.AsyncClient`s sharing one TLS context; each job stays on one pool (round robin)."""
 
     def __init__(self, base_url: str, key: str, verify: ssl.SSLContext, pools: int) -> None:
         headers = {"Authorization": f"Key {key}"}

@@ -1,4 +1,4 @@
-"""Scenario 6: `fal-kontext batch` killed mid-run and started again (issue 12): every line done once, none twice,
+"""Scenario 6: `fal-kontext batch` killed mid-run and started again: every line done once, none twice,
 and the time against an ideal client (the bare reader) running the same jobs with the same concurrency."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fal_kontext.mock import key_fingerprint
+from fal_kontext_emulator import key_fingerprint
 
 from .clients import ROOT, run_workload
 from .model import Plot, ScenarioResult, Target
@@ -43,7 +43,7 @@ def _cli() -> list[str]:
 
 
 def batch_available() -> bool:
-    """Whether this fal-kontext has the `batch` command (issue 12)."""
+    """Whether this fal-kontext has the `batch` command."""
     done = subprocess.run([*_cli(), "batch", "--help"], capture_output=True, text=True, check=False, cwd=ROOT)
     return done.returncode == 0
 
@@ -131,7 +131,7 @@ def run(*, smoke: bool) -> ScenarioResult:
         return ScenarioResult(
             key="batch_crash",
             title=title,
-            method="`fal-kontext batch` (issue 12) is not in this build: nothing measured.",
+            method="`fal-kontext batch` is not in this build: nothing measured.",
             columns=["client", "measured"],
             rows=[["fal-kontext batch", "not available"]],
         )
@@ -181,7 +181,7 @@ def run(*, smoke: bool) -> ScenarioResult:
         rows=rows,
         targets=[
             Target(
-                "Batch killed mid-run and restarted: every line done once, none twice (issue 12)",
+                "Batch killed mid-run and restarted: every line done once, none twice",
                 f"{lines} done, {lines} submitted once, 0 twice",
                 f"{batch['done']} done, {batch['submitted_once']} once, {batch['submitted_twice_or_more']} twice",
                 once,

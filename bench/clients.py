@@ -31,7 +31,8 @@ def run_workload(
     host = base_url.removeprefix("https://")
     env = {
         **os.environ,
-        # fal_client reads these at import (fal-protocol.md §3.2); it always speaks https.
+        # fal_client reads these at import and always speaks https: its auth.py and client.py,
+        # https://github.com/fal-ai/fal/blob/main/projects/fal_client/src/fal_client/auth.py
         "FAL_QUEUE_RUN_HOST": host,
         "FAL_RUN_HOST": host,
         "FAL_KEY": server.key,
@@ -71,6 +72,17 @@ def calls_per_job(listed: dict[str, Any], request_ids: list[str]) -> dict[str, f
             group = {"get_request_result": "result", "cancel_request": "cancel"}.get(group, group)
             totals[group] = totals.get(group, 0.0) + count
     return {group: count / max(len(request_ids), 1) for group, count in totals.items()}
+
+
+def overheads_s(listed: dict[str, Any], jobs: list[dict[str, Any]]) -> list[float]:
+    """Seconds from the server completing each job to its client holding the result (`held_at`, CLOCK_MONOTONIC),
+    for the jobs held whose completion the server recorded; `listed` is GET /_emulator/requests."""
+    overheads = []
+    for job in jobs:
+        held = listed["requests"].get(job["request_id"] or "")
+        if job["held_at"] is not None and held and held["completed_at"] is not None:
+            overheads.append(job["held_at"] - (held["completed_at"] + listed["clock_offset"]))
+    return overheads
 
 
 def submits(counters: dict[str, Any]) -> int:

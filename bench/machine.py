@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -46,3 +47,19 @@ def describe_machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "packages": versions,
     }
+
+
+def source_revision() -> str:
+    """The commit the measured client was built from, and whether src/ differs from it ("unknown" outside git): a
+    section measuring "ours with its defaults" says which code those defaults were."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"commit {commit}" + (" with uncommitted changes in src/" if changed else "")

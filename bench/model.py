@@ -52,6 +52,10 @@ class ScenarioResult:
     data: dict[str, Any] = field(default_factory=dict)
     # When it ran (UTC), set by `python -m bench`; "" for a scenario kept from a report older than this field.
     ran_at: str = ""
+    # Where it ran (bench/machine.py `describe_machine`), set by `python -m bench`; a section kept from a report
+    # older than this field gets that report's machine. Sections kept by `--only` may have run on another machine
+    # than the run that wrote the report.
+    machine: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

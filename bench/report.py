@@ -79,8 +79,24 @@ def render_plot(plot: Plot, path: Path) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
-def _when(results: list[ScenarioResult], run: RunInfo) -> list[str]:
-    """When the report's sections ran: a `--only` run keeps the other sections from the report before it."""
+def _cpu(machine: dict[str, Any]) -> str:
+    return f"{machine['cpu']}, {machine['cores']} cores"
+
+
+def _machines(results: list[ScenarioResult], machine: dict[str, Any]) -> list[tuple[dict[str, Any], list[str]]]:
+    """Each machine the sections ran on (`machine` for those that do not say), with the numbers of its sections,
+    in the order they first appear."""
+    grouped: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for result in results:
+        where = result.machine or machine
+        key = json.dumps(where, sort_keys=True)
+        grouped.setdefault(key, (where, []))[1].append(result.title.split(".", 1)[0])
+    return list(grouped.values())
+
+
+def _when(results: list[ScenarioResult], machine: dict[str, Any], run: RunInfo) -> list[str]:
+    """When the report's sections ran: a `--only` run keeps the other sections from the report before it (and
+    where, when they did not all run on one machine)."""
     if run.smoke:
         return [f"Produced by `python -m bench --smoke` in {run.seconds:.0f} s.", ""]
     lines = [
@@ -88,11 +104,36 @@ def _when(results: list[ScenarioResult], run: RunInfo) -> list[str]:
         "others from the report before it, so the sections may have run at different times (below). The last run,",
         f"which wrote this file, took {run.seconds:.0f} s.",
         "",
-        "| section | ran at |",
-        "|---|---|",
     ]
-    lines += [f"| {result.title} | {result.ran_at or 'not recorded'} |" for result in results]
+    if len(_machines(results, machine)) == 1:
+        lines += ["| section | ran at |", "|---|---|"]
+        lines += [f"| {result.title} | {result.ran_at or 'not recorded'} |" for result in results]
+    else:
+        lines += ["| section | ran at | on |", "|---|---|---|"]
+        lines += [
+            f"| {result.title} | {result.ran_at or 'not recorded'} | {_cpu(result.machine or machine)} |"
+            for result in results
+        ]
     return [*lines, ""]
+
+
+def _machine_lines(results: list[ScenarioResult], machine: dict[str, Any]) -> list[str]:
+    """The Machine section: one machine as it always was; several, each with its sections (figures measured on
+    different machines compare only as ratios within a section)."""
+    groups = _machines(results, machine)
+    lines = []
+    for where, sections in groups:
+        about = f" (sections {', '.join(sections)})" if len(groups) > 1 else ""
+        lines += [
+            f"- CPU: {_cpu(where)}; memory: {where['memory_gib']} GiB; {where['os']}{about}",
+            f"{'  ' if about else '- '}Python {where['python']}; "
+            + ", ".join(f"{k} {v}" for k, v in where["packages"].items()),
+        ]
+    if len(groups) > 1:
+        lines.append(
+            "- The sections ran on different machines: compare figures within a section (the ratios), not across."
+        )
+    return lines
 
 
 def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run: RunInfo) -> str:
@@ -105,7 +146,7 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run:
             "",
         ]
     lines += [f"**{note}**" for note in run.notes] + ([""] if run.notes else [])
-    lines += _when(results, run)
+    lines += _when(results, machine, run)
     lines += [
         "Everything runs on this machine over loopback: the local emulator of fal's queue API",
         "(`fal-kontext mock`) is the server for every client.",
@@ -115,6 +156,8 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run:
         "- The emulator and every client run in separate processes: the emulator pinned to CPU 0, the client (or",
         "  load generator) to CPU 1 (`os.sched_setaffinity`), so CPU time (`getrusage` of the client process, after",
         "  its imports) and peak memory (`ru_maxrss`) are the client's own.",
+        "- The emulator's connections have Nagle's algorithm off (TCP_NODELAY, as a server answering small requests",
+        "  on kept-alive connections sets it).",
         "- Clients speak HTTPS to the emulator (certificate from `trustme`); `fal_client` is pointed at it with",
         "  `FAL_QUEUE_RUN_HOST`, `FAL_RUN_HOST`, `FAL_KEY` and `SSL_CERT_FILE` set before import",
         '  (docs/emulator.md, "Point a client at it").',
@@ -131,8 +174,7 @@ def render_markdown(results: list[ScenarioResult], machine: dict[str, Any], run:
         "",
         "## Machine",
         "",
-        f"- CPU: {machine['cpu']}, {machine['cores']} cores; memory: {machine['memory_gib']} GiB; {machine['os']}",
-        f"- Python {machine['python']}; " + ", ".join(f"{k} {v}" for k, v in machine["packages"].items()),
+        *_machine_lines(results, machine),
         "",
     ]
     all_targets = [t for r in results for t in r.targets]
@@ -173,10 +215,16 @@ def render_readme_summary(document: dict[str, Any]) -> str:
     scenarios = document["scenarios"]
     times = sorted(scenario["ran_at"] for scenario in scenarios if scenario.get("ran_at"))
     when = f"from {times[0]} to {times[-1]}" if len(set(times)) > 1 else f"at {times[0]}" if times else "(not recorded)"
-    machine = document["machine"]
+    results = [ScenarioResult.from_json(scenario) for scenario in scenarios]
+    groups = _machines(results, document["machine"])
+    where = " and ".join(
+        f"{_cpu(machine)}" + (f" (sections {', '.join(sections)})" if len(groups) > 1 else "")
+        for machine, sections in groups
+    )
+    pythons = sorted({machine["python"] for machine, _ in groups})
     lines = [
         "The targets of the last `make bench` results, from [docs/benchmarks.json](docs/benchmarks.json); its sections",
-        f"ran {when} on {machine['cpu']}, {machine['cores']} cores (Python {machine['python']}). Absolute numbers on a",
+        f"ran {when} on {where} (Python {', '.join(pythons)}). Absolute numbers on a",
         "shared machine are noisy; the ratios between clients run back to back on the same server are what matter.",
         "Method, machine, every table and plot: [docs/benchmarks.md](docs/benchmarks.md).",
         "",

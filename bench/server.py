@@ -61,7 +61,7 @@ def make_certificates(directory: Path) -> Certificates:
 
 @dataclass
 class EmulatorProcess:
-    """A running `python -m fal_kontext.mock` process; `restart()` starts it again on the same port."""
+    """A running `python -m fal_kontext_emulator` process; `restart()` starts it again on the same port."""
 
     options: list[str]
     certificates: Certificates | None
@@ -81,7 +81,7 @@ class EmulatorProcess:
         return ssl.create_default_context(cafile=self.certificates.ca_file) if self.certificates else True
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "fal_kontext.mock", "--port", str(self.port), *self.options]
+        command = [sys.executable, "-m", "fal_kontext_emulator", "--port", str(self.port), *self.options]
         if self.certificates:
             command += ["--certfile", self.certificates.cert_file, "--keyfile", self.certificates.key_file]
         self.process = subprocess.Popen(

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from fal_kontext import RecoveryPolicy
-from fal_kontext.mock import Fault, body_fingerprint, key_fingerprint
+from fal_kontext_emulator import Fault, body_fingerprint, key_fingerprint
 
 from .clients import ROOT
 from .model import Plot, ScenarioResult, Target
@@ -29,7 +29,7 @@ from .workload import ENDPOINT, job_input
 
 # Faults before the call is handled: nothing happened on the server.
 BEFORE_HANDLING = ("429:1", "502", "503", "drop", "slow:2")
-# Faults after the call was handled (forwarded, then the answer lost or replaced), issue 13. Only the ones the
+# Faults after the call was handled (forwarded, then the answer lost or replaced). Only the ones the
 # emulator under test knows are used (`_supported`), so the soak runs against older emulators too.
 AFTER_HANDLING = {
     "drop-after": "the connection closed before answering",
@@ -46,7 +46,7 @@ METHOD = (
     "{rate:.0%} of all calls (submit, status, stream, result, and recovery's request-list lookups), drawn with a "
     "fixed seed, get one of these faults. Before the call is handled: 429 with Retry-After 1 s, 502, 503 (JSON "
     "bodies with an x-fal-request-id, as fal's own errors), a dropped connection (closed before the request is "
-    "handled) or a normal answer 2 s late. After it was handled (forwarded, then the answer lost, issue 13): "
+    "handled) or a normal answer 2 s late. After it was handled (forwarded, then the answer lost): "
     "{after}. Jobs run 0.3 s plus 0-0.3 s. The client process (pinned to CPU 1) runs {jobs} jobs with unique "
     "prompts, {concurrency} at a time. When half of the jobs have been submitted the emulator process is killed "
     "(SIGKILL, as in a crash: open connections are reset) and started again on the same port from its state file. "
@@ -356,7 +356,8 @@ def run(*, smoke: bool) -> ScenarioResult:
         ],
         notes=[
             "fal_client retries 429 and transport errors on every call, submit included, but 502/503/504 only when "
-            "the body looks like an nginx page without x-fal-request-id (fal-protocol.md §3.5): a status poll "
+            "the body looks like an nginx page without x-fal-request-id (`_is_ingress_error` in "
+            "https://github.com/fal-ai/fal/blob/main/projects/fal_client/src/fal_client/client.py): a status poll "
             "answered with fal's JSON 502 or 503 ends its `subscribe` with FalClientHTTPError while the job runs on, "
             "and a submit whose connection was reset after the server queued it (the crash, or a forwarded-then-lost "
             "fault) can be sent again (a job submitted twice).",

@@ -16,7 +16,7 @@ from .workload import IMAGE, job_input
 
 TARGET_STATUS_PER_S = 2000
 METHOD = (
-    "The emulator (`python -m fal_kontext.mock`, plain HTTP, uvicorn with httptools) is pinned to CPU 0; a "
+    "The emulator (`python -m fal_kontext_emulator`, plain HTTP, uvicorn with httptools) is pinned to CPU 0; a "
     "raw-socket keep-alive load generator (bench/loadgen.py: Python selectors, one request in flight per "
     "connection, {connections} connections) runs in another process pinned to CPU 1, for {seconds:g} s per "
     "workload. Status: `GET .../requests/{{id}}/status` round robin over 16 running requests (202 answers). "
@@ -99,7 +99,7 @@ def run(*, smoke: bool) -> ScenarioResult:
         rows=rows,
         targets=[
             Target(
-                "Emulator status requests/s (issue 3)",
+                "Emulator status requests/s",
                 f">= {TARGET_STATUS_PER_S:,}/s on one core",
                 f"{status_rate:,.0f}/s",
                 status_rate >= TARGET_STATUS_PER_S,

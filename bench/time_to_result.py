@@ -9,7 +9,7 @@ from .connection_counter import counting_relay
 from .model import Plot, ScenarioResult, Target, median, percentile
 from .server import emulator
 
-# Targets of issue 9: our sync client's CPU per job at most this many times the bare reader's, and one TLS
+# Targets: our sync client's CPU per job at most this many times the bare reader's, and one TLS
 # connection for this many sequential jobs.
 CPU_VS_BARE = 1.2
 # The CPU comparison is repeated, ours and the bare reader taking turns, and judged on the median of the rounds'
@@ -23,8 +23,9 @@ RUN_TIME = 0.3
 JITTER = 0.1
 METHOD = (
     "One emulator (HTTPS, certificate from trustme, pinned to CPU 0) runs every job for {run_time:g} s plus a "
-    "random 0-{jitter:g} s fixed per request id (a fixed run time flatters a 0.1 s poller, performance-notes.md), "
-    "with no queue wait. Each client runs {jobs} jobs one after another in its own process pinned to CPU 1, on "
+    "random 0-{jitter:g} s fixed per request id (a fixed run time would put every completion at the same point of "
+    "a fixed 0.1 s poller's cycle, flattering or punishing it by that phase), with no queue wait. Each client "
+    "runs {jobs} jobs one after another in its own process pinned to CPU 1, on "
     "the same server in the same run: fal_kontext's `Kontext.run` following the status stream, the same polling "
     "(`stream_status=False`, default PollSchedule), `fal_client.subscribe` with its defaults (0.1 s polling), and "
     "the peer: a bare httpx reader (bench/bare_reader.py: submit, status stream read to its end, result GET on one "
@@ -151,7 +152,7 @@ def _cpu_target(ours: dict[str, Any], bare: dict[str, Any], rounds: list[dict[st
             "driving)."
         )
     return Target(
-        "Sync client CPU per job vs the bare httpx reader (issue 9)",
+        "Sync client CPU per job vs the bare httpx reader",
         f"<= {CPU_VS_BARE:g}x (median of {len(rounds)} alternating rounds)",
         f"{ratio:.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios)}; first round {ours['cpu_ms_per_job']:.1f} "
         f"vs {bare['cpu_ms_per_job']:.1f} ms/job, emulator CPU {server_ratio:.2f}x)",
@@ -174,7 +175,7 @@ def _connections_target(ours: dict[str, Any], bare: dict[str, Any], sequential: 
             "that reads it to its end, as the bare one does, keeps one connection."
         )
     return Target(
-        f"TLS connections for {sequential} sequential sync jobs (issue 9)",
+        f"TLS connections for {sequential} sequential sync jobs",
         "1",
         f"{opened} (bare reader {bare['tls_connections']})",
         met,

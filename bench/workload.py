@@ -5,7 +5,11 @@ reports are this client's alone. It prints one JSON document: per job the prompt
 result was held (`time.monotonic()`, CLOCK_MONOTONIC: system-wide on Linux, the clock the emulator uses too)
 and any error surfaced to the caller; plus the CPU seconds and wall seconds of the workload and the process's
 peak RSS. fal_client reads its hosts at import, so the parent sets FAL_QUEUE_RUN_HOST, FAL_RUN_HOST, FAL_KEY
-and SSL_CERT_FILE in this process's environment (fal-protocol.md §3.2).
+and SSL_CERT_FILE in this process's environment (fal_client's `auth.py` reads the hosts into module constants,
+https://github.com/fal-ai/fal/blob/main/projects/fal_client/src/fal_client/auth.py, and `client.py` builds
+`https://{FAL_QUEUE_RUN_HOST}/` from them). For our client the report also says which waiting and pooling
+defaults the installed `fal_kontext` has ("defaults"), so a section measuring "ours with its defaults" records
+what those were.
 """
 
 from __future__ import annotations
@@ -305,6 +309,25 @@ CLIENTS: dict[str, Callable[[dict[str, Any]], list[Job]]] = {
 }
 
 
+def ours_defaults() -> dict[str, str]:
+    """What "ours with its defaults" means in this build: the defaults of the constructor arguments that decide how
+    a job is waited for and how connections are pooled, as `repr`s, and the package version. Read from the public
+    signatures, so it needs nothing private and describes a rewritten client as well (an argument it no longer has
+    is left out)."""
+    import inspect
+    from importlib import metadata
+
+    from fal_kontext import AsyncKontext, Kontext
+
+    described = {"fal_kontext": metadata.version("fal-kontext")}
+    for client in (Kontext, AsyncKontext):
+        parameters = inspect.signature(client).parameters
+        for name in ("poll", "stream_status", "connection_pools"):
+            if name in parameters:
+                described[f"{client.__name__}({name}=)"] = repr(parameters[name].default)
+    return described
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     # Import the client before measuring: start-up is not part of the per-job cost.
@@ -335,7 +358,11 @@ def main() -> None:
         "wall_s": wall,
         "started_at": started,
         "max_rss_kib": after.ru_maxrss,
+        # The peak before the measured jobs: the imports (and the warm-up job, if any).
+        "start_rss_kib": before.ru_maxrss,
     }
+    if spec["client"].startswith("ours"):
+        report["defaults"] = ours_defaults()
     json.dump(report, sys.stdout)
 
 

@@ -25,8 +25,8 @@ from openapi_schema_validator import OAS30Validator
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import FailureGroup
 
-from fal_kontext.queue_rules import RequestHistory, check_stream_logs, parse_event_stream
 from fal_kontext.spec import resolve
+from fal_kontext_emulator.queue_rules import RequestHistory, check_stream_logs, parse_event_stream
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "specs" / "openapi.yaml"
 
@@ -169,7 +169,8 @@ _REQUEST_PATH = re.compile(r"/requests/(?P<id>[^/]+)(?P<rest>/status(?:/stream)?
 
 
 class LifecycleTracker:
-    """What the spec cannot say, over the exchanges of a client: fal's queue rules (``fal_kontext.queue_rules``).
+    """What the spec cannot say, over the exchanges of a client: fal's queue rules
+    (``fal_kontext_emulator.queue_rules``).
 
     Per request id: statuses only move forward (IN_QUEUE -> IN_PROGRESS -> COMPLETED), `queue_position` never
     rises, a 200 result means COMPLETED (no status says pending after it), and once COMPLETED has been seen the

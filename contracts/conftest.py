@@ -11,9 +11,10 @@ CONTRACT_ENDPOINT, CONTRACT_FREE_SERVER=1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -28,6 +29,9 @@ from contracts.target import (
     PaidCallBudget,
     remote_secret,
 )
+
+if TYPE_CHECKING:
+    from fal_kontext_emulator import EmulatorConfig, RunningEmulator
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -136,6 +140,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(line)
 
 
+@contextlib.contextmanager
+def local_emulator(request: pytest.FixtureRequest, config: EmulatorConfig) -> Iterator[RunningEmulator]:
+    """The emulator with `config` on a free loopback port, with the seeded defects that `--contract-emulator-defect`
+    names applied around it (contracts/seeded_defects.py)."""
+    from contracts.seeded_defects import seeded_app
+    from fal_kontext_emulator import run_emulator
+
+    defects = request.config.getoption("--contract-emulator-defect")
+    with run_emulator(config, app=seeded_app(config, defects) if defects else None) as emulator:
+        yield emulator
+
+
 @pytest.fixture(scope="session")
 def contract_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
     """The server under test: a remote one when a base URL is given, else a local emulator started here."""
@@ -153,11 +169,9 @@ def contract_target(request: pytest.FixtureRequest) -> Iterator[ContractTarget]:
             pytest.skip(missing)
         yield ContractTarget(base_url.rstrip("/"), auth, secret, remote=True, endpoint=endpoint)
         return
-    from fal_kontext.mock import EmulatorConfig, run_emulator
+    from fal_kontext_emulator import EmulatorConfig
 
-    defects = frozenset(request.config.getoption("--contract-emulator-defect"))
-    config = EmulatorConfig(runners=32, queue_wait=0.02, run_time=0.05, defects=defects)
-    with run_emulator(config) as emulator:
+    with local_emulator(request, EmulatorConfig(runners=32, queue_wait=0.02, run_time=0.05)) as emulator:
         yield ContractTarget(
             emulator.base_url, "key", emulator.key, remote=False, endpoint=endpoint, verify=emulator.verify
         )
@@ -188,10 +202,9 @@ def lifecycle_target(request: pytest.FixtureRequest, contract_target: ContractTa
             pytest.skip("the stateful walk submits many paid jobs: run it against the emulator or a free server")
         yield contract_target
         return
-    from fal_kontext.mock import EmulatorConfig, run_emulator
+    from fal_kontext_emulator import EmulatorConfig
 
-    defects = frozenset(request.config.getoption("--contract-emulator-defect"))
-    with run_emulator(EmulatorConfig(queue_wait=0, run_time=0, defects=defects)) as emulator:
+    with local_emulator(request, EmulatorConfig(queue_wait=0, run_time=0)) as emulator:
         yield ContractTarget(emulator.base_url, "key", emulator.key, remote=False, verify=emulator.verify)
 
 
@@ -204,10 +217,9 @@ def slow_target(request: pytest.FixtureRequest, contract_target: ContractTarget)
             pytest.skip("submits a job only to cancel it; run it against the emulator or a free server")
         yield contract_target
         return
-    from fal_kontext.mock import EmulatorConfig, run_emulator
+    from fal_kontext_emulator import EmulatorConfig
 
-    defects = frozenset(request.config.getoption("--contract-emulator-defect"))
-    with run_emulator(EmulatorConfig(queue_wait=0, run_time=30.0, defects=defects)) as emulator:
+    with local_emulator(request, EmulatorConfig(queue_wait=0, run_time=30.0)) as emulator:
         yield ContractTarget(emulator.base_url, "key", emulator.key, remote=False, verify=emulator.verify)
 
 

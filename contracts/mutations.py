@@ -270,7 +270,7 @@ def _unframed(line: str) -> str:
     return line[5:].lstrip() if line.startswith("data:") else line
 
 
-# --- what the user asked for, the stream's content, results, ids (issue 22) --------------------------------------
+# --- what the user asked for, the stream's content, results, ids --------------------------------------
 
 
 def _drop(name: str) -> Callable[[ProxyState, Outgoing], None]:

@@ -25,8 +25,8 @@ from PIL import Image as PILImage
 
 from contracts.target import ContractTarget
 from fal_kontext import Kontext, KontextError
-from fal_kontext.queue_rules import Violation
 from fal_kontext.spec import EndpointSpec, resolve, spec
+from fal_kontext_emulator.queue_rules import Violation
 
 __all__ = [
     "PROMPT",

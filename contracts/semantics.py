@@ -1,9 +1,9 @@
 """The probe that observes one server's whole queue lifecycle with fal's rules that a schema cannot express.
 
-The rules are plain functions in `fal_kontext.queue_rules` (shared with the validating proxy, `fal-kontext proxy`),
-plus `check_image` here (it decodes images). `observe_lifecycle` drives one server through the lifecycle with raw
-HTTP and applies them, the same way against the local emulator and against a remote server (fal, an aggregator, a
-proxy); every answer is also checked against the spec.
+The rules are plain functions in `fal_kontext_emulator.queue_rules` (shared with the validating proxy,
+`fal-kontext proxy`), plus `check_image` here (it decodes images). `observe_lifecycle` drives one server through the
+lifecycle with raw HTTP and applies them, the same way against the local emulator and against a remote server (fal,
+an aggregator, a proxy); every answer is also checked against the spec.
 
 Free probes (no job is queued): a wrong key, an unknown request id on every queue operation, a body the spec refuses.
 Paid probe: one job (priced from the spec before it is sent, within the run's `PaidCallBudget`) with the checkable
@@ -37,7 +37,9 @@ from PIL import Image as PILImage
 from contracts.conformance import SpecIndex
 from contracts.paid_job import PaidJob, RequestIds, check_output, check_ratio, input_properties, paid_job
 from contracts.target import BudgetExhausted, ContractTarget, PaidCallBudget, with_trailing_slash
-from fal_kontext.queue_rules import (
+from fal_kontext.retry import Failure, RetryPolicy
+from fal_kontext.spec import EndpointSpec, endpoint_specs, resolve, spec
+from fal_kontext_emulator.queue_rules import (
     QUEUE_STATUSES,
     STILL_IN_PROGRESS,
     RequestHistory,
@@ -48,8 +50,6 @@ from fal_kontext.queue_rules import (
     follow_url,
     parse_event_stream,
 )
-from fal_kontext.retry import Failure, Operation, RetryPolicy
-from fal_kontext.spec import EndpointSpec, endpoint_specs, resolve, spec
 
 __all__ = [
     "Observation",
@@ -156,7 +156,6 @@ def invalid_input(endpoint: EndpointSpec, valid: dict[str, Any]) -> tuple[dict[s
 # A 429 is retried the way the client retries it (Retry-After when the answer has one, else backoff) before the
 # answer is judged: 429 is in the spec for every operation, and fal's clients retry it.
 _RATE_LIMIT_RETRIES = RetryPolicy(max_retries=6, initial_delay=0.5, max_delay=10.0)
-_OPERATION_OF_METHOD = {"POST": Operation.SUBMIT, "PUT": Operation.CANCEL}
 
 
 class _Probe:
@@ -184,7 +183,6 @@ class _Probe:
         """One call, a 429 retried first (``_RATE_LIMIT_RETRIES``); the answer is checked against the spec."""
         scheme = "Key" if self.target.auth == "key" else "Bearer"
         headers = {"Authorization": f"{scheme} {secret or self.target.secret}", **kwargs.pop("headers", {})}
-        operation = _OPERATION_OF_METHOD.get(method, Operation.STATUS)
         retry = 0
         while True:
             response = self.client.request(method, url, headers=headers, **kwargs)
@@ -192,7 +190,7 @@ class _Probe:
                 break
             retry += 1
             failure = Failure(429, response.headers)
-            delay = _RATE_LIMIT_RETRIES.delay_before_retry(operation, retry, failure, random.random)
+            delay = _RATE_LIMIT_RETRIES.delay_before_retry(retry, failure, random.random, idempotent=method != "POST")
             if delay is None:
                 break
             self.seen.observed.add("rate-limit-retried")

@@ -24,8 +24,8 @@ from contracts.semantics import Observation, ProbeOptions, ProbeSettings, observ
 from contracts.serving import serve
 from contracts.summary import STATS
 from contracts.target import ContractTarget, PaidCallBudget
-from fal_kontext.queue_rules import Violation
 from fal_kontext.spec import endpoint_specs
+from fal_kontext_emulator.queue_rules import Violation
 
 KEY, SECOND_KEY = "reference-key", "reference-second-key"
 # Short waits: the reference server completes a job in 0.9 s, so a stream open 2 s after COMPLETED is not closing.

@@ -21,8 +21,8 @@ import trustme
 from contracts.mutations import CONTROLS, MUTATIONS, Mutation, create_proxy
 from contracts.serving import serve
 from fal_kontext.cli import build_parser
-from fal_kontext.mock import EmulatorConfig, run_emulator
-from fal_kontext.proxy import ValidatingProxy, add_arguments, create_proxy_app
+from fal_kontext_emulator import EmulatorConfig, run_emulator
+from fal_kontext_emulator.validating_proxy import ValidatingProxy, add_arguments, create_proxy_app
 
 _CLIENT = """
 import sys, fal_client
@@ -104,7 +104,7 @@ def test_correct_traffic_is_not_reported(tls: dict[str, str]) -> None:
 
 def test_the_cli_has_the_proxy_command() -> None:
     args = build_parser().parse_args(["proxy"])
-    assert args.command == "proxy"  # its options are parsed by fal_kontext.proxy when it runs
+    assert args.command == "proxy"  # its options are parsed by fal_kontext_emulator.validating_proxy when it runs
     parser = argparse.ArgumentParser(prog="fal-kontext proxy")
     add_arguments(parser)
     options = parser.parse_args(["--upstream", "https://queue.fal.run", "--port", "0"])

@@ -27,7 +27,8 @@ from contracts.target import (
     queue_path,
     with_trailing_slash,
 )
-from fal_kontext.queue_rules import (
+from fal_kontext.spec import endpoint_specs
+from fal_kontext_emulator.queue_rules import (
     STILL_IN_PROGRESS,
     RequestHistory,
     Violation,
@@ -36,7 +37,6 @@ from fal_kontext.queue_rules import (
     check_stream_logs,
     parse_event_stream,
 )
-from fal_kontext.spec import endpoint_specs
 
 SECOND_KEY = "second-key"
 
@@ -49,7 +49,7 @@ def semantic_target(
     if contract_target.remote:
         yield contract_target, request.config.getoption("--contract-second-key")
         return
-    from fal_kontext.mock import EmulatorConfig, run_emulator
+    from fal_kontext_emulator import EmulatorConfig, run_emulator
 
     config = EmulatorConfig(keys=("test-key", SECOND_KEY), queue_wait=0.3, run_time=0.3)
     with run_emulator(config) as emulator:

@@ -22,7 +22,8 @@ from typing import Any
 _SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
 
 # The keywords every typed verb takes besides the prompt, the image(s), the model and the endpoint's options
-# (fal_kontext.base.BaseKontext.edit/generate), with their annotations in the Protocol's type parameters.
+# (fal_kontext.protocol.verbs.PROMPTED_KEYWORDS, the same order), with their annotations in the Protocol's type
+# parameters.
 VERB_KEYWORDS = (
     ("timeout", "float | None"),
     ("on_update", "_OnUpdate | None"),

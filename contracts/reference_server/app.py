@@ -2,7 +2,7 @@
 
 The contract suite is developed against our own emulator; an expectation that only the emulator meets would reject
 a correct fal-compatible server. This server is small and independent (it shares no code with
-`fal_kontext.mock`) and follows fal's documented queue protocol (docs.fal.ai/documentation/model-apis/inference/queue
+`fal_kontext_emulator`) and follows fal's documented queue protocol (docs.fal.ai/documentation/model-apis/inference/queue
 and the pages it links):
 
 - `POST /<endpoint-id>` for every submit operation of the spec: the input is validated against the spec

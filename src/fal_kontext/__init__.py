@@ -1,4 +1,5 @@
-"""fal_kontext: the client, the local queue emulator and the contract kit for FLUX.1 Kontext on fal.ai.
+"""fal_kontext: the client for FLUX.1 Kontext on fal.ai (the local emulator is a package of its own,
+``fal_kontext_emulator``, installed with the ``mock`` extra).
 
 The client::
 
@@ -10,6 +11,13 @@ The client::
 
 ``AsyncKontext`` has the same verbs for asyncio. Errors are in ``fal_kontext.errors``; webhook verification in
 ``fal_kontext.webhooks``.
+
+What the spec says, for code that builds inputs itself (``fal_kontext.batch`` does, from these alone):
+``EndpointSpec`` (``Endpoint(...).spec``: family, tier, image field, input schema, price), ``resolved_schema`` (an
+input schema by name, with its defaults and ranges), ``check_input`` (a dict of fields checked against an endpoint's
+schema without sending anything: every way it breaks it, in ``InvalidInputError.problems``) and
+``image_source_to_url`` (a local image inlined as a data URI, at most ``DEFAULT_MAX_IMAGE_BYTES`` unless told
+otherwise).
 """
 
 from fal_kontext_api.models import CancelStatus, Image, KontextInput, KontextMultiInput, KontextOutput
@@ -17,7 +25,7 @@ from fal_kontext_api.models import CancelStatus, Image, KontextInput, KontextMul
 from ._version import __version__
 from .aio import AsyncHandle, AsyncKontext
 from .client import Handle, Kontext
-from .config import Credentials, PollSchedule, RequestTimeouts
+from .config import Credentials, RequestTimeouts
 from .endpoints import Endpoint
 from .errors import (
     APIConnectionError,
@@ -28,6 +36,7 @@ from .errors import (
     BadRequestError,
     ContentPolicyError,
     DirectUnavailableError,
+    FieldProblem,
     InvalidInputError,
     KontextError,
     MissingCredentialsError,
@@ -45,12 +54,17 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
-from .recovery import LookupStarted, RecoveryPolicy
+from .files import DEFAULT_MAX_IMAGE_BYTES, image_source_to_url
+from .protocol.inputs import check_input
+from .protocol.polling import LearnedPolling, PollSchedule
+from .protocol.recovery import LookupStarted, RecoveryPolicy
 from .results import EditResult, ResultImage
 from .retry import RetryPolicy
+from .spec import EndpointSpec, resolved_schema
 from .status import Completed, InProgress, Queued, RequestMetrics, Status
 
 __all__ = [
+    "DEFAULT_MAX_IMAGE_BYTES",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -66,6 +80,8 @@ __all__ = [
     "DirectUnavailableError",
     "EditResult",
     "Endpoint",
+    "EndpointSpec",
+    "FieldProblem",
     "Handle",
     "Image",
     "InProgress",
@@ -75,6 +91,7 @@ __all__ = [
     "KontextInput",
     "KontextMultiInput",
     "KontextOutput",
+    "LearnedPolling",
     "LookupStarted",
     "MissingCredentialsError",
     "NotFoundError",
@@ -99,4 +116,7 @@ __all__ = [
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",
+    "check_input",
+    "image_source_to_url",
+    "resolved_schema",
 ]

@@ -1,11 +1,14 @@
-"""``AsyncKontext``: the asyncio client. It executes the commands of the flows (awaited) and nothing else; the
-verbs, their arguments and checks are ``base.BaseKontext``'s, and return awaitables here.
+"""``AsyncKontext``: the asyncio client. It executes the commands of the protocol's flows (awaited) and nothing
+else; the verbs, their arguments and checks are ``base.BaseKontext``'s and ``protocol.verbs``', and return
+awaitables here.
+
+``client.py`` and ``aio.py`` are written line for line alike, as httpx's ``sync_auth_flow``/``async_auth_flow``:
+the same driver over the same flow, one blocking, one awaited.
 
 Connections: with hundreds of requests in flight, the CPU cost of httpx's connection-pool bookkeeping grows with
-the number of connections in one pool (performance-notes.md). Each request is therefore pinned to one of
-``connection_pools`` small pools (round robin at submit/resume), created lazily and sharing one TLS context.
-Measured with 1,000 concurrent jobs against the emulator on 2 cores (client CPU per job, status stream):
-1 pool 57.6 ms, 16 pools 12.8 ms, 64 pools 7.0 ms, 128 pools 5.9 ms; hence the default of 64.
+the number of connections in one pool (docs/benchmarks.md). Each job is therefore pinned to one small pool, created
+lazily and sharing one TLS context; by default as many pools as the load needs (a new one once every pool has
+``transport.JOBS_PER_POOL`` flows under way), or ``connection_pools`` of them taken in turn.
 """
 
 from __future__ import annotations
@@ -13,22 +16,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any, TypeVar, assert_never
+from typing import Any, TypeVar
 
 import httpx
 from fal_kontext_api.client import AuthenticatedClient, Client
 from fal_kontext_api.models import CancelStatus
 
-from . import commands as cmd
-from . import sse
+from . import files, sse
 from .base import BaseHandle, BaseKontext, OnUpdate
-from .commands import Flow
-from .flows import HandleState
+from .config import ClientConfig
+from .protocol import commands as cmd
+from .protocol.commands import Flow
+from .protocol.queue import HandleState
 from .results import EditResult
 from .signatures import concrete_verbs
 from .status import Status
+from .transport import Connections, HttpOptions, record
 
 __all__ = ["AsyncHandle", "AsyncKontext"]
 
@@ -50,8 +55,8 @@ class AsyncHandle(BaseHandle[Awaitable[EditResult], Awaitable[Status], Awaitable
 class _Stream:
     """The one status stream a flow may have open."""
 
-    def __init__(self, no_answer: Callable[[httpx.HTTPError], cmd.NoAnswer]) -> None:
-        self.no_answer = no_answer
+    def __init__(self, connections: Connections[httpx.AsyncClient]) -> None:
+        self.connections = connections
         self.response: httpx.Response | None = None
         self.lines: AsyncIterator[str] | None = None
 
@@ -59,7 +64,7 @@ class _Stream:
         try:
             return await anext(self.lines, None) if self.lines is not None else None
         except httpx.HTTPError as err:
-            return self.no_answer(err)
+            return self.connections.no_answer(err)
 
     async def close(self, *, drain: bool = False) -> None:
         if self.response is None:
@@ -81,7 +86,6 @@ class _Stream:
 @concrete_verbs
 class AsyncKontext(
     BaseKontext[
-        httpx.AsyncClient,
         AsyncHandle,
         Awaitable[AsyncHandle],
         Awaitable[EditResult],
@@ -101,11 +105,11 @@ class AsyncKontext(
             results = await asyncio.gather(*(h.wait() for h in handles))
 
     The arguments are ``Kontext``'s, except that ``transport`` is an ``httpx.AsyncBaseTransport``, ``sleep`` a
-    coroutine function, and ``connection_pools`` defaults to 64 (see the module docstring).
+    coroutine function, and ``connection_pools`` defaults to as many as the load needs (see the module docstring).
     """
 
     _default_sleep = asyncio.sleep
-    _default_pools = 64
+    _default_pools = None
     # Requests in flight hold a connection each while streaming; the pool count, not a connection cap, keeps each
     # pool small.
     _default_limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
@@ -113,7 +117,7 @@ class AsyncKontext(
 
     async def close(self) -> None:
         """Close the connections."""
-        for http in self._opened_clients():
+        for http in self._connections.opened():
             await http.aclose()
 
     async def __aenter__(self) -> AsyncKontext:
@@ -124,34 +128,40 @@ class AsyncKontext(
 
     # --- the executor -------------------------------------------------------------------------------------------
 
-    def _open(self, generated: AuthenticatedClient | Client) -> httpx.AsyncClient:
-        return generated.get_async_httpx_client()
+    def _connections_of(
+        self, config: ClientConfig, http: HttpOptions, pools: int | None
+    ) -> Connections[httpx.AsyncClient]:
+        return Connections(
+            config,
+            http,
+            pools=pools,
+            open_generated=_open_generated,
+            new_client=httpx.AsyncClient,
+            default_limits=self._default_limits,
+        )
 
-    def _new_client(self, args: dict[str, Any]) -> httpx.AsyncClient:
-        return httpx.AsyncClient(**args)
-
-    def _handle(self, state: HandleState, pool: int) -> AsyncHandle:
-        return AsyncHandle(self, state, pool)
+    def _handle(self, state: HandleState, pool: int | None = None) -> AsyncHandle:
+        return AsyncHandle(self, state, self._connections.next_pool() if pool is None else pool)
 
     async def _exchange(
         self, command: cmd.Call | cmd.Download | cmd.HttpGet | cmd.Send, pool: int
     ) -> cmd.Answer | cmd.NoAnswer:
-        http, request, parse = self._prepare(command, pool)
+        http, request, parse = self._connections.prepare(command, pool)
         try:
             response = await http.send(request, stream=True)
         except httpx.HTTPError as err:
-            return self._no_answer(err)
-        recording = cmd.record(response)  # an answer cut off in its body still gives what came (recovery)
+            return self._connections.no_answer(err)
+        recording = record(response)  # an answer cut off in its body still gives what came (recovery)
         try:
             await response.aread()
         except httpx.HTTPError as err:
-            return cmd.cut_off(err, response, recording, self._secret)
+            return self._connections.cut_off(err, response, recording)
         finally:
             await response.aclose()
-        return self._answer(response, parse)
+        return self._connections.answer(response, parse)
 
     async def _open_stream(self, command: cmd.OpenStream, pool: int, stream: _Stream) -> cmd.Answer | cmd.NoAnswer:
-        http, request, _ = self._prepare(command, pool)
+        http, request, _ = self._connections.prepare(command, pool)
         try:
             response = await http.send(request, stream=True)
             if response.status_code == 200:
@@ -163,15 +173,10 @@ class AsyncKontext(
             finally:
                 await response.aclose()
         except httpx.HTTPError as err:
-            return self._no_answer(err)
-        return self._answer(response, None)
+            return self._connections.no_answer(err)
+        return self._connections.answer(response, None)
 
-    async def _perform(
-        self,
-        command: cmd.Exchange,
-        pool: int,
-        stream: _Stream,
-    ) -> cmd.Outcome:
+    async def _perform(self, command: cmd.Command[Any], pool: int, stream: _Stream) -> object:
         match command:
             case cmd.Call() | cmd.Download() | cmd.HttpGet() | cmd.Send():
                 return await self._exchange(command, pool)
@@ -184,17 +189,19 @@ class AsyncKontext(
             case cmd.Sleep(seconds=seconds):
                 if inspect.isawaitable(pause := self._sleep(seconds)):
                     await pause
+            case cmd.LocalSize() | cmd.ReadFile() | cmd.WriteFile():
+                return files.perform(command)
             case _:
-                assert_never(command)
+                raise AssertionError(f"no executor for {type(command).__name__}")
         return None
 
     async def _iterate(
-        self, flow: Flow[_T], pool: int, on_update: OnUpdate | None = None, sink: list[_T] | None = None
+        self, flow: Flow[_T], pool: int, on_update: OnUpdate | None, sink: list[_T]
     ) -> AsyncGenerator[Status, None]:
-        """Execute ``flow``; yields (and passes to ``on_update``, awaited if need be) each status it reports; puts
-        its value in ``sink``. An interruption (the task cancelled) is thrown into the flow, which may cancel its
-        request before it goes on."""
-        stream = _Stream(self._no_answer)
+        """Execute ``flow``: yields (and passes to ``on_update``, awaited if need be) each status it reports; puts
+        its value in ``sink``. What goes wrong while executing a command (the task cancelled, a refused local file)
+        is thrown into the flow, which may cancel its request before it goes on."""
+        stream = _Stream(self._connections)
         try:
             command = next(flow)
             while True:
@@ -203,38 +210,44 @@ class AsyncKontext(
                         if on_update is not None and inspect.isawaitable(reply := on_update(command.status)):
                             await reply
                         yield command.status
-                        outcome: cmd.Outcome = None
+                        outcome: object = None
                     else:
                         outcome = await self._perform(command, pool, stream)
-                except cmd.INTERRUPTS as interrupt:
-                    command = flow.throw(interrupt)
+                except cmd.THROWN_IN as error:
+                    command = flow.throw(error)
                 else:
                     command = flow.send(outcome)
         except StopIteration as done:
-            if sink is not None:
-                sink.append(done.value)
+            sink.append(done.value)
         finally:
             await asyncio.shield(stream.close())
             flow.close()
 
-    async def _run(self, flow: Flow[_T], pool: int = 0, on_update: OnUpdate | None = None) -> _T:
+    async def _run(self, flow: Flow[_T], pool: int, on_update: OnUpdate | None = None) -> _T:
         sink: list[_T] = []
-        async with contextlib.aclosing(self._iterate(flow, pool, on_update, sink)) as statuses:
-            async for _ in statuses:
-                pass
+        self._connections.started(pool)
+        try:
+            async with contextlib.aclosing(self._iterate(flow, pool, on_update, sink)) as statuses:
+                async for _ in statuses:
+                    pass
+        finally:
+            self._connections.ended(pool)
         return sink[0]
 
-    async def _run_handle(self, flow: Flow[AsyncHandle], pool: int) -> AsyncHandle:
-        return await self._run(flow, pool)
+    async def _run_handle(self, flow: Flow[HandleState]) -> AsyncHandle:
+        pool = self._connections.next_pool()
+        return self._handle(await self._run(flow, pool), pool)
 
-    async def _run_result(self, flow: Flow[EditResult], pool: int, on_update: OnUpdate | None = None) -> EditResult:
-        return await self._run(flow, pool, on_update)
+    async def _run_result(
+        self, flow: Flow[EditResult], on_update: OnUpdate | None = None, pool: int | None = None
+    ) -> EditResult:
+        return await self._run(flow, self._connections.next_pool() if pool is None else pool, on_update)
 
-    async def _run_paths(self, flow: Flow[list[Path]]) -> list[Path]:
-        return await self._run(flow)
+    async def _run_paths(self, flow: Flow[list[Any]]) -> list[Path]:
+        return await self._run(flow, 0)
 
     async def _run_upload(self, flow: Flow[str]) -> str:
-        return await self._run(flow)
+        return await self._run(flow, 0)
 
     async def _run_status(self, flow: Flow[Status], pool: int) -> Status:
         return await self._run(flow, pool)
@@ -243,4 +256,8 @@ class AsyncKontext(
         return await self._run(flow, pool)
 
     def _statuses(self, flow: Flow[object], pool: int) -> AsyncIterator[Status]:
-        return self._iterate(flow, pool)
+        return self._iterate(flow, pool, None, [])
+
+
+def _open_generated(generated: AuthenticatedClient | Client) -> httpx.AsyncClient:
+    return generated.get_async_httpx_client()

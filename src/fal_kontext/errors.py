@@ -33,14 +33,10 @@ the API key.
 
 from __future__ import annotations
 
-import email.utils
-import json
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 __all__ = [
     "APIConnectionError",
@@ -69,13 +65,7 @@ __all__ = [
     "ValidationError",
     "WaitTimeoutError",
     "WebhookVerificationError",
-    "error_from_no_answer",
-    "error_from_status",
-    "parse_retry_after",
 ]
-
-# fal's answer to a result asked for too early (400, fal-protocol.md §2.6); the one place that decides it.
-STILL_IN_PROGRESS = "Request is still in progress"
 
 
 def _about(request_id: str | None) -> str:
@@ -423,136 +413,3 @@ class WaitTimeoutError(KontextError, TimeoutError):
 
 class WebhookVerificationError(KontextError):
     """A webhook delivery is not provably from fal (missing headers, bad signature, stale timestamp) or unreadable."""
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), or None if absent or unreadable."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - now()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-# --- from an HTTP outcome to the error ----------------------------------------------------------------------------
-
-
-def json_or_none(content: str | bytes) -> Any:
-    """The JSON value of a body (or a text), or None when it is not JSON."""
-    try:
-        return json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _field_errors(items: list[Any]) -> list[FieldError]:
-    errors: list[FieldError] = []
-    for item in items:
-        if isinstance(item, dict):
-            loc = tuple(p for p in item.get("loc", ()) if isinstance(p, (str, int)))
-            errors.append(FieldError(loc, str(item.get("msg", "")), str(item.get("type", ""))))
-    return errors
-
-
-def detail_of(content: bytes) -> tuple[str, list[FieldError], str | None]:
-    """The message, the 422 field list and the error_type of an error body in any of the shapes seen in the wild:
-    fal's ``{"detail": str | [items], "error_type"?}``, a gateway's ``{"error": {"message"}}`` or
-    ``{"error", "message"}``, or plain text."""
-    body = json_or_none(content)
-    if isinstance(body, dict):
-        detail = body.get("detail")
-        error_type = body.get("error_type") if isinstance(body.get("error_type"), str) else None
-        if isinstance(detail, list):
-            errors = _field_errors(detail)
-            return "; ".join(str(e) for e in errors) or "invalid input", errors, error_type
-        if isinstance(detail, str):
-            return detail, [], error_type
-        nested = body.get("error")
-        if isinstance(nested, dict) and isinstance(nested.get("message"), str):
-            kind = nested.get("type") or nested.get("code")
-            return nested["message"], [], error_type or (str(kind) if kind else None)
-        for key in ("message", "status"):
-            if isinstance(body.get(key), str):
-                return body[key], [], error_type
-    text = content.decode("utf-8", "replace").strip()
-    return (text[:300] or "no body"), [], None
-
-
-def error_from_status(
-    status_code: int, headers: Mapping[str, str], content: bytes, request_id: str | None
-) -> APIStatusError:
-    """The typed error for an HTTP error answer (the body already redacted)."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    detail, field_errors, error_type = detail_of(content)
-    error_type = error_type or lower.get("x-fal-error-type")
-    common: dict[str, Any] = {
-        "status_code": status_code,
-        "request_id": request_id,
-        "body": content.decode("utf-8", "replace")[:2000],
-        "error_type": error_type,
-        "headers": lower,
-    }
-    if status_code in (401, 403):
-        return AuthenticationError(detail, **common)
-    if status_code == 404:
-        return NotFoundError(detail, **common)
-    if status_code == 413:
-        return PayloadTooLargeError(detail, **common)
-    if status_code == 422:
-        if error_type == "content_policy_violation" or any(e.type == "content_policy_violation" for e in field_errors):
-            return ContentPolicyError(detail, errors=field_errors, **common)
-        return ValidationError(detail, errors=field_errors, **common)
-    if status_code == 429:
-        return RateLimitError(detail, retry_after=parse_retry_after(lower), **common)
-    if status_code == 400 and detail == STILL_IN_PROGRESS:
-        return ResultNotReadyError(detail, **common)
-    if status_code == 504 and lower.get("x-fal-request-timeout-type") == "user":
-        return StartTimeoutError(detail, **common)
-    if status_code >= 500:
-        return ServerError(detail, **common)
-    return BadRequestError(detail, **common)
-
-
-class Unanswered(Protocol):
-    """A call that got no HTTP answer (``commands.NoAnswer``)."""
-
-    @property
-    def error(self) -> str: ...
-    @property
-    def reached_server(self) -> bool: ...
-    @property
-    def timed_out(self) -> bool: ...
-    @property
-    def certificate_rejected(self) -> bool: ...
-
-
-def error_from_no_answer(
-    outcome: Unanswered, *, request_id: str | None, operation: str, submit: bool
-) -> APIConnectionError:
-    """The typed error for a call that got no HTTP answer (``operation``: the spec's operationId, or what was
-    done; ``submit``: whether it was a submit, which may have queued a paid job)."""
-    about = f" (request {request_id})" if request_id else ""
-    reached_server = outcome.reached_server
-    if submit and reached_server:
-        advice = (
-            "The submit may have reached the server and queued a job: it was not sent again, to avoid paying twice. "
-            "Check your fal dashboard before resubmitting"
-        )
-    else:
-        advice = "Check the network and the base URL, then try again"
-    message = f"{operation} failed{about}: {outcome.error}"
-    if not outcome.certificate_rejected:  # its text says what to do: trusting the certificate, not trying again
-        message += f". {advice}"
-    if outcome.timed_out:
-        return APITimeoutError(message, request_id=request_id, reached_server=reached_server)
-    return APIConnectionError(message, request_id=request_id, reached_server=reached_server)

@@ -1,65 +1,39 @@
-"""Images in and out: local files, bytes and PIL images are read (and typed) to be inlined as data URIs or uploaded.
-
-fal accepts a public URL or a base64 data URI wherever an image URL is expected (fal-protocol.md §2.11). Inlining a
-file grows the request body by a third; fal does not document a body limit (a too large body answers 413), so the
-client checks a size limit of its own, ``DEFAULT_MAX_IMAGE_BYTES``, which callers can change.
-"""
+"""Local files, the executors' side of file I/O: input images read from paths, bytes or PIL images, and result
+images written atomically. What the bytes are and how they are sent is ``protocol.images``'."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
+import contextlib
 import io
 import mimetypes
 import os
-import re
-from dataclasses import dataclass
+import secrets
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import unquote_to_bytes
 
 from .errors import FieldProblem, InvalidInputError
+from .protocol.commands import LocalSize, ReadFile, WriteFile
+from .protocol.images import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    LocalFile,
+    extension_for,
+    inline,
+    is_url,
+    sniff_image_type,
+    too_large,
+)
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
     "ImageSource",
-    "LocalFile",
     "SupportsSave",
-    "decode_data_uri",
-    "encode_data_uri",
-    "extension_for",
     "image_source_to_url",
-    "inline",
-    "is_url",
     "local_size",
+    "perform",
     "read_local",
-    "sniff_image_type",
-    "too_large",
+    "write_atomically",
+    "write_file",
 ]
-
-# Our own guard, not a fal limit: 10 MiB of image becomes a ~13.4 MiB JSON body.
-DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
-
-_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
-    (b"\xff\xd8\xff", 0, "image/jpeg"),
-    (b"GIF87a", 0, "image/gif"),
-    (b"GIF89a", 0, "image/gif"),
-    (b"BM", 0, "image/bmp"),
-    (b"II*\x00", 0, "image/tiff"),
-    (b"MM\x00*", 0, "image/tiff"),
-)
-_EXTENSIONS = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-    "image/bmp": ".bmp",
-    "image/tiff": ".tiff",
-    "image/avif": ".avif",
-}
-_DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]*)*?),(?P<data>.*)$", re.DOTALL)
 
 
 @runtime_checkable
@@ -73,80 +47,6 @@ class SupportsSave(Protocol):
 
 
 ImageSource = str | os.PathLike[str] | bytes | SupportsSave
-
-
-def sniff_image_type(data: bytes) -> str | None:
-    """The MIME type of image bytes from their magic number, or None if not a format we recognise."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
-        return "image/avif"
-    for magic, offset, mime in _SIGNATURES:
-        if data[offset : offset + len(magic)] == magic:
-            return mime
-    return None
-
-
-def extension_for(content_type: str | None, data: bytes = b"") -> str:
-    """A file extension (with dot) for image bytes: sniffed from ``data`` first, then from ``content_type``."""
-    sniffed = sniff_image_type(data) if data else None
-    mime = sniffed or (content_type or "").split(";")[0].strip().lower()
-    return _EXTENSIONS.get(mime, ".bin")
-
-
-def encode_data_uri(data: bytes, content_type: str) -> str:
-    """``data:<type>;base64,<data>``."""
-    return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def decode_data_uri(uri: str) -> tuple[str | None, bytes]:
-    """The content type and bytes of a ``data:`` URI (base64 or percent-encoded).
-
-    Raises:
-        ValueError: not a well-formed data URI.
-    """
-    match = _DATA_URI.match(uri)
-    if not match:
-        raise ValueError("not a data: URI")
-    payload = match["data"]
-    if ";base64" in match["params"]:
-        try:
-            return match["type"], base64.b64decode(payload, validate=False)
-        except (binascii.Error, ValueError) as err:
-            raise ValueError(f"bad base64 in data URI: {err}") from err
-    return match["type"], unquote_to_bytes(payload)
-
-
-def too_large(field: str, origin: str, size: int, max_bytes: int) -> InvalidInputError:
-    """The error for an image of ``size`` bytes, more than ``max_bytes`` may be inlined."""
-    return InvalidInputError(
-        [
-            FieldProblem(
-                field,
-                origin,
-                f"{origin} has {size} bytes, more than the {max_bytes}-byte limit for inlined images; "
-                "pass a public URL, let the client upload it to fal storage (storage_url=, upload_threshold=), "
-                "or shrink the image (or raise max_image_bytes)",
-            )
-        ]
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class LocalFile:
-    """A local input read into memory, to inline as a data URI or to upload.
-
-    Attributes:
-        data: The bytes.
-        content_type: Their MIME type (sniffed for images).
-        file_name: The name to store it under (the file's own name, else ``image.<ext>`` / ``upload.<ext>``).
-        origin: Where it came from, for messages (the path, ``<123 bytes>``, ``<PIL image, PNG>``).
-    """
-
-    data: bytes = dataclasses.field(repr=False)
-    content_type: str
-    file_name: str
-    origin: str
 
 
 def _not_an_image(field: str, origin: str) -> InvalidInputError:
@@ -168,7 +68,7 @@ def _typed(data: bytes, field: str, origin: str, name: str | None, images_only: 
             raise _not_an_image(field, origin)
         mime = (mimetypes.guess_type(name)[0] if name else None) or "application/octet-stream"
     stem = "image" if mime.startswith("image/") else "upload"
-    return LocalFile(data, mime, name or f"{stem}{_EXTENSIONS.get(mime, '.bin')}", origin)
+    return LocalFile(data, mime, name or f"{stem}{extension_for(mime)}", origin)
 
 
 def _pil_bytes(image: SupportsSave) -> tuple[bytes, str]:
@@ -178,11 +78,6 @@ def _pil_bytes(image: SupportsSave) -> tuple[bytes, str]:
         fmt = "PNG"
     image.save(buffer, format=fmt)
     return buffer.getvalue(), fmt
-
-
-def is_url(source: object) -> bool:
-    """Whether ``source`` is an ``http(s)://`` URL or a ``data:`` URI (sent as is)."""
-    return isinstance(source, str) and re.match(r"^(https?://|data:)", source, re.IGNORECASE) is not None
 
 
 def local_size(source: ImageSource) -> int | None:
@@ -233,26 +128,37 @@ def read_local(source: ImageSource, *, field: str = "image_url", images_only: bo
     raise InvalidInputError([FieldProblem(field, type(source).__name__, "expected a local path, bytes or a PIL image")])
 
 
-def inline(file: LocalFile, *, field: str = "image_url", max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> str:
-    """``file`` as a data URI.
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f".{path.name}.{secrets.token_hex(8)}.part"
+    # Not mkstemp: its files are 0600. Created like any new file (0666 less the umask), exclusively.
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
 
-    Raises:
-        InvalidInputError: it is larger than ``max_bytes``.
-    """
-    if len(file.data) > max_bytes:
-        raise too_large(field, file.origin, len(file.data), max_bytes)
-    return encode_data_uri(file.data, file.content_type)
+
+def write_file(directory: str | os.PathLike[str], name: str, data: bytes) -> Path:
+    """Write ``data`` as ``name`` in ``directory`` (made if missing), atomically (``write_atomically``); returns the
+    path written."""
+    path = Path(directory) / name
+    write_atomically(path, data)
+    return path
 
 
 def image_source_to_url(
     source: ImageSource, *, field: str = "image_url", max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
 ) -> str:
-    """A value for ``image_url``/``image_urls``: URLs and data URIs pass through, files/bytes/PIL become data URIs.
-
-    Args:
-        source: An ``http(s)://`` URL, a ``data:`` URI, a local path (str or Path), image bytes, or a PIL image.
-        field: Field name for error messages.
-        max_bytes: Largest image inlined as a data URI.
+    """A value for ``image_url``/``image_urls`` outside the verbs (the CLI, the batch runner): URLs and data URIs
+    pass through, files, bytes and PIL images become data URIs (``edit`` also uploads large ones).
 
     Raises:
         InvalidInputError: the path does not exist, the bytes are not an image, or the image is too large.
@@ -264,3 +170,13 @@ def image_source_to_url(
     if size is not None and size > max_bytes:  # refused before reading a large file
         raise too_large(field, str(source) if not isinstance(source, bytes) else f"<{size} bytes>", size, max_bytes)
     return inline(read_local(source, field=field), field=field, max_bytes=max_bytes)
+
+
+def perform(command: LocalSize | ReadFile | WriteFile) -> object:
+    """The outcome of a file command of the protocol, for both executors (the file system has no async API worth
+    the thread hop for files this size)."""
+    if isinstance(command, LocalSize):
+        return local_size(command.source)  # type: ignore[arg-type]
+    if isinstance(command, ReadFile):
+        return read_local(command.source, field=command.field_name, images_only=command.images_only)  # type: ignore[arg-type]
+    return write_file(command.directory, command.name, command.data)  # type: ignore[arg-type]

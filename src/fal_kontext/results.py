@@ -6,25 +6,17 @@ one has ``images``, a list of files with a ``url`` (the spec pipeline refuses an
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Protocol
 
-from .files import decode_data_uri, extension_for
 from .spec import EndpointSpec, generated_model, output_schemas
 
 __all__ = [
     "EditResult",
     "EndpointOutput",
     "ResultImage",
-    "image_file_name",
-    "inline_image",
     "read_output",
-    "write_atomically",
 ]
 
 # A data URI (``sync_mode``) or inline file data is shown in a repr up to this many characters.
@@ -152,34 +144,3 @@ class EditResult:
     def to_dict(self) -> dict[str, Any]:
         """``{"request_id": ..., **output}`` (the JSON the CLI prints)."""
         return {"request_id": self.request_id, **self.output.to_dict()}
-
-
-def image_file_name(request_id: str, index: int, data: bytes, content_type: str | None) -> str:
-    """``<request_id>-<index><ext>``, the extension sniffed from the bytes (else from the content type)."""
-    safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in request_id)
-    return f"{safe_id}-{index}{extension_for(content_type, data)}"
-
-
-def inline_image(image: ResultImage) -> tuple[str | None, bytes] | None:
-    """The content type and bytes of an image given as a data URI, or None if it is a URL to download."""
-    if image.url.startswith("data:"):
-        return decode_data_uri(image.url)
-    return None
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.name}.{secrets.token_hex(8)}.part"
-    # Not mkstemp: its files are 0600. Created like any new file (0666 less the umask), exclusively.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise

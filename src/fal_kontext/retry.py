@@ -8,24 +8,15 @@ timeout or a dropped connection the job may be queued, so it is never sent again
 
 from __future__ import annotations
 
-import enum
+import email.utils
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .errors import FieldProblem, InvalidInputError, parse_retry_after
+from .errors import FieldProblem, InvalidInputError
 
-__all__ = ["Failure", "Operation", "RetryPolicy", "parse_retry_after"]
-
-
-class Operation(enum.StrEnum):
-    """The queue operations, named as in the spec's operationIds."""
-
-    SUBMIT = "submit"
-    STATUS = "get_request_status"
-    STREAM = "stream_request_status"
-    RESULT = "get_request_result"
-    CANCEL = "cancel_request"
+__all__ = ["DEFAULT_RETRY", "Failure", "RetryPolicy", "parse_retry_after"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +78,19 @@ class RetryPolicy:
         """A policy that never retries."""
         return cls(max_retries=0)
 
-    def is_retryable(self, operation: Operation, failure: Failure) -> bool:
-        """Whether this failure of this operation may be retried at all (ignoring the attempt count)."""
+    def is_retryable(self, failure: Failure, *, idempotent: bool) -> bool:
+        """Whether this failure may be retried at all (ignoring the attempt count). A call that is not idempotent (a
+        submit, the synchronous endpoint: each may start a paid run) is sent again only when it cannot have run."""
         if failure.permanent:
             return False
         if not failure.reached_server:
             return True
         if failure.status_code is None:
             # Sent, then no answer: a submit may have been queued (and billed), so it is never sent again.
-            return operation is not Operation.SUBMIT
+            return idempotent
         if failure.headers.get("x-fal-retryable", "").lower() == "false":
             return False
-        if operation is Operation.SUBMIT:
+        if not idempotent:
             # A 429 refuses the request, so nothing was queued; any other failure may have queued the job.
             return failure.status_code == 429
         if failure.status_code == 504 and failure.headers.get("x-fal-request-timeout-type") == "user":
@@ -112,24 +104,24 @@ class RetryPolicy:
 
     def delay_before_retry(
         self,
-        operation: Operation,
         retry: int,
         failure: Failure,
         random: Callable[[], float],
         *,
+        idempotent: bool,
         until_deadline: bool = False,
     ) -> float | None:
         """Seconds to wait before the ``retry``-th retry (1-based), or None to give up and raise.
 
         Args:
-            operation: Which operation failed.
             retry: 1 for the first retry, 2 for the second, ...
             failure: What went wrong.
             random: Source of jitter, returning a float in [0, 1).
+            idempotent: Whether sending the call again can do no harm (reads, cancel, uploads); a submit cannot.
             until_deadline: The caller has a deadline and stops at it: ``max_retries`` does not end the retries
                 (a disabled policy still never retries).
         """
-        if self.max_retries == 0 or not self.is_retryable(operation, failure):
+        if self.max_retries == 0 or not self.is_retryable(failure, idempotent=idempotent):
             return None
         if retry > self.max_retries and not until_deadline:
             return None
@@ -137,3 +129,25 @@ class RetryPolicy:
         if retry_after is not None:
             return retry_after if retry_after <= self.max_retry_after else None
         return self.backoff(retry, random)
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), or None if absent or unreadable."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - now()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)

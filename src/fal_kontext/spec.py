@@ -2,7 +2,8 @@
 
 Input checks, URL handling and the endpoint list read ranges, enums, paths and endpoints from here, so there is no
 second copy of the contract. ``resolve`` is the one ``$ref`` resolver of the client and the contract kit
-(``contracts/`` passes its own copy of the document).
+(``contracts/`` passes its own copy of the document); ``to_json_schema`` is the one translation of its OpenAPI 3.0
+schemas to JSON Schema draft 4, which the input checks, the emulator and the proxy validate with.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "resolve",
     "resolved_schema",
     "spec",
+    "to_json_schema",
 ]
 
 GENERATED_PACKAGE = "fal_kontext_api"
@@ -65,6 +67,26 @@ def resolve(node: Mapping[str, Any], document: Mapping[str, Any] | None = None) 
             return resolved
 
 
+def to_json_schema(node: Any) -> Any:
+    """Translate an OpenAPI 3.0 schema (or a whole document) to JSON Schema draft 4.
+
+    The only OpenAPI 3.0 keyword JSON Schema lacks is `nullable`: `type: T, nullable: true` becomes
+    `type: [T, "null"]` (and `null` joins an `enum`). Everything else is already draft 4.
+    """
+    if isinstance(node, list):
+        return [to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: to_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is True:
+        if "type" in out:
+            types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+            out["type"] = [*types, "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
 @functools.cache
 def resolved_schema(name: str) -> dict[str, Any]:
     """A component schema with each property's ``$ref``/``allOf`` resolved one level (enough for our inputs)."""
@@ -88,10 +110,10 @@ def credentials_required() -> bool:
     return bool(requirements) and all(requirements)
 
 
-def _operations() -> list[tuple[str, str, dict[str, Any]]]:
+def _operations(document: Mapping[str, Any] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         (path, method, operation)
-        for path, item in spec()["paths"].items()
+        for path, item in (spec() if document is None else document)["paths"].items()
         for method, operation in item.items()
         if method != "parameters"
     ]
@@ -158,13 +180,13 @@ def app_of(endpoint_id: str) -> str:
     return "/".join(parts[: 3 if parts[0] in ("workflows", "comfy") else 2])
 
 
-def endpoint_spec(path: str, operation: Mapping[str, Any]) -> EndpointSpec:
-    """The endpoint of a submit operation: its ``x-fal-endpoint`` where present, else derived from the path and
-    the input schema (``image_url`` -> edit, ``image_urls`` -> multi-edit, none -> text-to-image; no tier)."""
+def endpoint_spec(path: str, operation: Mapping[str, Any], document: Mapping[str, Any] | None = None) -> EndpointSpec:
+    """The endpoint of a submit operation of ``document`` (default: the shipped spec): its ``x-fal-endpoint`` where
+    present, else derived from the path and the input schema (``image_url`` -> edit, ``image_urls`` -> multi-edit,
+    none -> text-to-image; no tier)."""
     extension: Mapping[str, Any] = operation.get("x-fal-endpoint") or {}
-    content = operation["requestBody"]["content"]["application/json"]
-    input_schema = _schema_name(content["schema"]) or ""
-    required = spec()["components"]["schemas"][input_schema].get("required", [])
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    required = resolve(schema, document).get("required", [])
     derived_field = next((str(name) for name in required if str(name).startswith("image_url")), None)
     image_field = extension.get("image_field", derived_field)
     derived_family: Family = (
@@ -180,15 +202,15 @@ def endpoint_spec(path: str, operation: Mapping[str, Any]) -> EndpointSpec:
         tier=str(tier) if tier else None,
         image_field=image_field,
         operation_id=str(operation["operationId"]),
-        input_schema=input_schema,
-        output_schema=extension.get("output_schema", _result_schema()),
+        input_schema=_schema_name(schema) or "",
+        output_schema=extension.get("output_schema", _result_schema(document)),
         price_usd_per_image=float(price) if price is not None else None,
     )
 
 
-def _result_schema() -> str | None:
+def _result_schema(document: Mapping[str, Any] | None) -> str | None:
     """The schema of the queue's result (every endpoint's output until the spec says otherwise per endpoint)."""
-    for _, _, operation in _operations():
+    for _, _, operation in _operations(document):
         if operation.get("operationId") == RESULT_OPERATION:
             content = operation.get("responses", {}).get("200", {}).get("content", {})
             return _schema_name(content.get("application/json", {}).get("schema"))
@@ -208,9 +230,15 @@ def generated_model(schema: str) -> Any:
 
 @functools.cache
 def endpoint_specs() -> tuple[EndpointSpec, ...]:
-    """Every endpoint of the spec (each ``POST /<endpoint-id>`` with a JSON body), in the spec's order."""
+    """Every endpoint of the shipped spec, in its order (``endpoints_of``)."""
+    return endpoints_of(spec())
+
+
+def endpoints_of(document: Mapping[str, Any]) -> tuple[EndpointSpec, ...]:
+    """Every endpoint of an OpenAPI document (each ``POST`` with a JSON body), in the document's order. The
+    emulator reads the spec it serves with this too, so that client and emulator agree on what an endpoint is."""
     return tuple(
-        endpoint_spec(path, operation)
-        for path, method, operation in _operations()
+        endpoint_spec(path, operation, document)
+        for path, method, operation in _operations(document)
         if method == "post" and "application/json" in operation.get("requestBody", {}).get("content", {})
     )

@@ -31,7 +31,7 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     for scenario in report["scenarios"]:
         assert scenario["title"] in markdown
         assert scenario["rows"], scenario["key"]
-        # Only the batch bench may measure nothing: where this build has no `fal-kontext batch` (issue 12).
+        # Only the batch bench may measure nothing: where this build has no `fal-kontext batch`.
         assert scenario["plots"] or (scenario["key"] == "batch_crash" and not batch_available()), scenario["key"]
         for plot in scenario["plots"]:
             assert (tmp_path / plot["file_name"]).read_bytes().startswith(b"\x89PNG"), plot["file_name"]
@@ -47,3 +47,26 @@ def test_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
         assert measured[name]["tls_connections"] >= 1, name
     # The CPU comparison with the bare reader ran in alternating rounds, each with both clients.
     assert measured["cpu_rounds"] and all(set(turn) == {"ours-stream", "bare"} for turn in measured["cpu_rounds"])
+    # The bare reader's pooling was calibrated (several tried, the cheapest kept) and ours judged against it in
+    # three runs, each with both.
+    concurrency = scenarios["concurrency"]["data"]
+    assert len(concurrency["calibration"]) >= 3
+    cheapest = concurrency["cheapest_pools"]
+    assert concurrency["calibration"][str(cheapest)]["cpu_ms_per_job"] == min(
+        m["cpu_ms_per_job"] for m in concurrency["calibration"].values()
+    )
+    assert len(concurrency["runs"]) == 3 and all(
+        set(turn) == {"ours-async", "bare-async"} for turn in concurrency["runs"]
+    )
+    assert all(turn["bare-async"]["pools"] == cheapest for turn in concurrency["runs"])
+    # The polling section: both job lengths with the three clients side by side, then the concurrent run; every job
+    # done, and the schedule ours polled with recorded.
+    polling = scenarios["polling"]["data"]
+    assert len(polling["sequential"]) == 2
+    for measured in [*polling["sequential"].values(), polling["concurrent"]]:
+        for name, m in measured.items():
+            assert m["completed"] > 0 and not m["errors"], name
+    assert set(polling["concurrent"]) == {"ours-poll-async", "fal-async"}
+    for measured in polling["sequential"].values():
+        assert measured["ours-poll"]["defaults"]["fal_kontext"], "which build (and so which schedule) was measured"
+    assert polling["schedule"]["sequential"] in scenarios["polling"]["notes"][0]

@@ -117,3 +117,30 @@ def test_a_readme_without_markers_is_refused_before_anything_runs(tmp_path: Path
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"--readme {readme}" in done.stderr and "bench-summary" in done.stderr
     assert "== bench: pipeline" not in done.stdout and not (tmp_path / "benchmarks.json").exists()
+
+
+def test_sections_from_different_machines_say_which_ran_where() -> None:
+    """`--only` keeps sections measured elsewhere: the report names each machine with its sections, never one for all."""
+    document = copy.deepcopy(committed_report())
+    machine = document["machine"]
+    for scenario in document["scenarios"]:
+        scenario["machine"] = machine
+    # One machine for every section: no machine column, no section lists, as for sections that record none.
+    single = render_document(document), render_readme_summary(document)
+    assert "| section | ran at |\n" in single[0] and "(sections " not in single[0] + single[1]
+    unrecorded = copy.deepcopy(document)
+    for scenario in unrecorded["scenarios"]:
+        del scenario["machine"]
+    assert (render_document(unrecorded), render_readme_summary(unrecorded)) == single
+    other = {**machine, "cpu": "Another CPU", "os": "Linux 9.9"}
+    first = document["scenarios"][0]
+    first["machine"] = other
+    markdown, summary = render_document(document), render_readme_summary(document)
+    number = first["title"].split(".", 1)[0]
+    cores = other["cores"]
+    assert f"- CPU: Another CPU, {cores} cores; memory: {other['memory_gib']} GiB; Linux 9.9 (sections {number})" in (
+        markdown
+    )
+    assert f"| {first['title']} | {first['ran_at']} | Another CPU, {cores} cores |" in markdown
+    assert f"{machine['cpu']}, {machine['cores']} cores (sections " in summary
+    assert f"Another CPU, {cores} cores (sections {number})" in summary

@@ -148,8 +148,9 @@ def lowest(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
 
 @pytest.fixture(scope="module")
 def bare(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    """The wheel without extras: httpx, attrs, sniffio and what they need."""
-    return make_venv(tmp_path_factory.mktemp("venv-bare"), [str(dist.wheel)])
+    """The wheel without extras: httpx, attrs, sniffio, jsonschema and what they need; and pytest, which loads our
+    plugin."""
+    return make_venv(tmp_path_factory.mktemp("venv-bare"), [str(dist.wheel), "pytest"])
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,13 @@ def test_build_makes_an_sdist_and_a_wheel_with_what_users_need(dist: Dist) -> No
     for guide in ("client", "emulator", "generated"):
         assert f"fal_kontext/docs/{guide}.md" in files  # `fal-kontext mock --help` names the installed guide
     assert {"fal_kontext_api/openapi.json", "fal_kontext_api/py.typed", "fal_kontext/py.typed"} <= files
+    assert {
+        "fal_kontext_emulator/__init__.py",
+        "fal_kontext_emulator/pytest_plugin.py",
+        "fal_kontext_emulator/py.typed",
+    } <= files
+    assert not any(name.startswith("fal_kontext/mock/") for name in files)
+    assert not any("defect" in name for name in files), "the seeded defects are test-only: they stay in contracts/"
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in files)
     assert not any(name.startswith(("tests/", "contracts/", "bench/")) for name in files)
     with tarfile.open(dist.sdist) as archive:
@@ -283,16 +291,18 @@ def test_both_packages_import_from_the_venv_with_the_expected_dependencies(
 ) -> None:
     code = textwrap.dedent(
         """
-        import json
+        import json, sys
         from importlib.metadata import version
         import fal_kontext, fal_kontext_api
         print(json.dumps({
             "files": [fal_kontext.__file__, fal_kontext_api.__file__],
-            "versions": {name: version(name) for name in ("fal-kontext", "httpx", "attrs", "sniffio")},
+            "versions": {name: version(name) for name in sys.argv[1:]},
         }))
         """
     )
-    done = checked(installed.venv.run([installed.venv.bin("python"), "-c", code], cwd=tmp_path), "import")
+    names = ["fal-kontext", *lowest_allowed()]  # every core dependency pyproject.toml names, httpx among them
+    command = [installed.venv.bin("python"), "-c", code, *names]
+    done = checked(installed.venv.run(command, cwd=tmp_path), "import")
     found = json.loads(done.stdout)
     for file in found["files"]:
         assert Path(file).is_relative_to(installed.venv.root), file  # the installed copy, not the repository's
@@ -411,3 +421,18 @@ def test_without_extras_the_client_works_and_each_extra_is_named_when_missing(
         assert f"pip install 'fal-kontext[{extra}]'" in done.stderr
     with running_emulator(newest, tmp_path) as base_url:  # the client alone edits against a real server
         cli_edit(bare, base_url, tmp_path)
+
+
+def test_without_the_mock_extra_pytest_loads_our_plugin_and_the_fixture_names_the_extra(
+    bare: Venv, tmp_path: Path
+) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    (tmp_path / "test_mine.py").write_text(
+        "def test_plain():\n    pass\n\n\ndef test_emulated(fal_emulator):\n    pass\n", encoding="utf-8"
+    )
+    done = bare.run(
+        [bare.bin("python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"], cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert re.search(r"\b1 passed, 1 error\b", done.stdout), done.stdout
+    assert "pip install 'fal-kontext[mock]'" in done.stdout

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fal_kontext.cli import EXIT_USAGE, main
+from fal_kontext.cli import main
+from fal_kontext.cli.exit_codes import EXIT_USAGE
 from fal_kontext.webhooks import parse_webhook, verify_webhook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +90,13 @@ def test_the_help_says_which_extra_completion_needs(capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "fal-kontext[completion]" in " ".join(capsys.readouterr().out.split())
+
+
+def test_importing_the_client_loads_neither_the_emulator_nor_its_dependencies() -> None:
+    """The emulator is its own package behind the `mock` extra: `import fal_kontext` loads none of it, nor Starlette,
+    uvicorn or Pillow (whether or not they are installed)."""
+    emulator_only = ("starlette", "uvicorn", "PIL", "fal_kontext_emulator")
+    code = f"import sys, fal_kontext\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {emulator_only!r}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -5,10 +5,16 @@ The golden record (regenerate and compare) and mypy --strict are drift checks: c
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import generate_client
 from normaliser.pipeline import normalise, write_if_changed
+
+from tests.support.emulator import RunningEmulator
 
 from .conftest import APIFOX_PRO, ROOT, add_aspect_ratio
 
@@ -50,3 +56,16 @@ def test_a_source_change_flows_into_the_spec_and_the_models(workspace: Path) -> 
     assert 'RATIO_5_4 = "5:4"' in (package / "models" / "kontext_multi_input_aspect_ratio.py").read_text()
     assert "output_quality: int | Unset = UNSET" in (package / "models" / "kontext_input.py").read_text()
     assert "output_quality" not in (package / "models" / "kontext_multi_input.py").read_text()
+
+
+def test_generated_md_runs_as_written(fal_emulator: RunningEmulator) -> None:
+    docs = (ROOT / "docs" / "generated.md").read_text()
+    block = re.search(r"```python\n(.*?)```", docs, re.DOTALL)
+    assert block is not None
+    env = {**os.environ, "FAL_KEY": fal_emulator.key, "FAL_KONTEXT_BASE_URL": fal_emulator.base_url}
+    done = subprocess.run(
+        [sys.executable, "-c", block[1]], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert fal_emulator.submit_count() == 1
+    assert re.search(r"IN_QUEUE|IN_PROGRESS|COMPLETED", done.stdout)

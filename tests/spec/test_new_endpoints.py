@@ -101,7 +101,7 @@ def test_kontext_dev_from_fals_llms_page_is_added_alone_and_runs_under_its_app(
         f"""
         import httpx
         from fal_kontext import Kontext
-        from fal_kontext.mock import EmulatorConfig, run_emulator
+        from fal_kontext_emulator import EmulatorConfig, run_emulator
 
         seen = []
         hooks = {{"request": [lambda request: seen.append(request.url.path)]}}
@@ -170,7 +170,7 @@ def test_an_endpoint_outside_the_tiers_is_callable_by_id_under_its_app(
         import contextlib, io, os
         from fal_kontext import Kontext
         from fal_kontext.cli import main
-        from fal_kontext.mock import EmulatorConfig, run_emulator
+        from fal_kontext_emulator import EmulatorConfig, run_emulator
 
         seen = []
         hooks = {{"request": [lambda request: seen.append(request.url.path)]}}

@@ -85,17 +85,15 @@ def test_options_follow_the_spec() -> None:
 
 def test_the_verbs_keywords_are_the_implementations() -> None:
     """The generated overloads repeat the client's own keywords (scripts/typed_options.py, VERB_KEYWORDS): they must
-    be exactly those of the implementation, with its default tier."""
-    import inspect
-
+    be exactly those the implementation takes apart from the endpoint's input fields, with its default tier."""
     from typed_options import DEFAULT_TIER as TYPED_DEFAULT
     from typed_options import VERB_KEYWORDS
 
-    from fal_kontext.base import DEFAULT_TIER, BaseKontext
+    from fal_kontext.base import DEFAULT_TIER
+    from fal_kontext.protocol import verbs
 
     assert DEFAULT_TIER == TYPED_DEFAULT
-    for verb in (BaseKontext._edit, BaseKontext._generate):
-        parameters = inspect.signature(verb).parameters
-        own = [name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY and name not in ("image", "images")]
-        assert own == ["model", *[name for name, _ in VERB_KEYWORDS]], verb.__name__
-        assert parameters["model"].default == DEFAULT_TIER
+    assert tuple(name for name, _ in VERB_KEYWORDS) == verbs.PROMPTED_KEYWORDS
+    call = verbs.prompted({**dict.fromkeys(verbs.PROMPTED_KEYWORDS, 1), "seed": 7})
+    assert (call.model, call.timeout, dict(call.options)) == (DEFAULT_TIER, 1, {"seed": 7})
+    assert set(call.submit_options) | {"timeout", "on_update"} == set(verbs.PROMPTED_KEYWORDS)

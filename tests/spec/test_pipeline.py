@@ -58,10 +58,12 @@ def test_fal_doc_wins_but_aggregator_facts_fill_gaps(result: Any) -> None:
     }
     assert props["safety_tolerance"]["enum"] == ["1", "2", "3", "4", "5", "6"]
     assert props["safety_tolerance"]["default"] == "2"
-    assert "default" not in props["aspect_ratio"]  # the edit endpoints have none (fal-protocol.md §1.2)
+    assert (
+        "default" not in props["aspect_ratio"]
+    )  # the edit endpoints have none (https://fal.ai/models/fal-ai/flux-pro/kontext/llms.txt)
 
 
-# --- the spec describes what issue 2 lists ----------------------------------------------------------
+# --- the spec describes the Kontext endpoints ----------------------------------------------------------
 
 
 def test_endpoints_of_a_family_share_its_input_schema(result: Any) -> None:
@@ -89,7 +91,9 @@ def test_endpoints_of_a_family_share_its_input_schema(result: Any) -> None:
     text = schemas["KontextTextToImageInput"]
     assert text["required"] == ["prompt"]
     assert not {"image_url", "image_urls"} & set(text["properties"])
-    assert text["properties"]["aspect_ratio"]["default"] == "1:1"  # text-to-image only (fal-protocol.md §1.2)
+    assert (
+        text["properties"]["aspect_ratio"]["default"] == "1:1"
+    )  # text-to-image only (https://fal.ai/models/fal-ai/flux-pro/kontext/text-to-image/llms.txt)
 
 
 def test_every_submit_operation_says_what_endpoint_it_is(result: Any) -> None:

@@ -111,7 +111,7 @@ def test_a_new_endpoint_source_alone_becomes_a_typed_operation(tree: Path, capsy
     # package first on the path: both read their endpoints from its spec).
     script = f"""
 from fal_kontext import Kontext
-from fal_kontext.mock import EmulatorConfig, run_emulator
+from fal_kontext_emulator import EmulatorConfig, run_emulator
 
 with run_emulator(EmulatorConfig(run_time=0.05, queue_wait=0.01)) as emulator:
     with Kontext(emulator.key, base_url=emulator.base_url) as kontext:
