@@ -8,11 +8,12 @@ import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from fal_kontext import AsyncKontext, Endpoint, Kontext
+from fal_kontext.protocol.commands import Answer, Flow, NoAnswer, Send, Sleep
 
 RID = "req-123"
 BASE = "https://queue.example.test"
@@ -274,3 +275,26 @@ def call_verb(kontext: AnyClient, endpoint: Endpoint, prompt: str, image: bytes,
     if endpoint.is_multi:
         return kontext.edit(prompt, images=[image, image], model=tier, **options)
     return kontext.edit(prompt, image=image, model=tier, **options)
+
+
+T = TypeVar("T")
+Responder = Callable[[Send], Answer | NoAnswer]
+
+
+def drive_flow(flow: Flow[T], respond: Responder) -> tuple[T, list[Send], int]:
+    """Run a flow that only sends and sleeps, answering each ``Send`` with ``respond``; returns its value, the
+    requests and how many times it slept."""
+    sent: list[Send] = []
+    sleeps = 0
+    try:
+        command = next(flow)
+        while True:
+            if isinstance(command, Sleep):
+                sleeps += 1
+                command = flow.send(None)
+            else:
+                assert isinstance(command, Send), command
+                sent.append(command)
+                command = flow.send(respond(command))
+    except StopIteration as stop:
+        return stop.value, sent, sleeps

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -317,13 +317,21 @@ Server = Callable[[HttpGet, float], Answer | NoAnswer]
 class Driven:
     """A lookup (or a whole recovery) run to its end against a scripted server and a fake clock."""
 
-    def __init__(self, server: Server, policy: RecoveryPolicy, query: JobQuery = QUERY, **recover: Any) -> None:
+    def __init__(
+        self,
+        server: Server,
+        policy: RecoveryPolicy,
+        query: JobQuery = QUERY,
+        lookup: Mapping[str, Any] | None = None,
+        **recover: Any,
+    ) -> None:
+        """``lookup``: more keywords of ``lookup_flow``; ``recover``: run ``recover_flow`` with these keywords."""
         self.clock = FakeClock()
         self.gets: list[HttpGet] = []
         if recover:
             flow: Flow[Any] = recover_flow(query=query, policy=policy, clock=self.clock, random=lambda: 0.5, **recover)
         else:
-            flow = lookup_flow(LIST_URL, query, policy, self.clock, random=lambda: 0.5)
+            flow = lookup_flow(LIST_URL, query, policy, self.clock, random=lambda: 0.5, **(lookup or {}))
         outcome: Answer | NoAnswer | None = None
         try:
             command = next(flow)
@@ -488,29 +496,14 @@ def test_a_list_failing_outage_after_times_in_a_row_is_an_outage(failure: Answer
 
 
 def test_only_failures_of_the_submit_s_kind_make_an_outage() -> None:
-    def lookup(server: Server, outage_of: SubmitOutcome) -> tuple[LookupResult, int]:
-        clock, gets = FakeClock(), 0
-        flow = lookup_flow(LIST_URL, QUERY, POLICY, clock, random=lambda: 0.5, outage_of=outage_of)
-        try:
-            command = next(flow)
-            while True:
-                if isinstance(command, Sleep):
-                    clock.sleep(command.seconds)
-                    command = flow.send(None)
-                else:
-                    assert isinstance(command, HttpGet), command
-                    gets += 1
-                    command = flow.send(server(command, clock.now))
-        except StopIteration as stop:
-            return stop.value, gets
-
     def mixed(get: HttpGet, now: float) -> Answer | NoAnswer:
         return Answer(503, {}, b"{}") if int(now) % 4 < 2 else NoAnswer("ReadError: reset", True)
 
-    result, _ = lookup(mixed, SubmitOutcome.SERVER_ERROR)  # 503s, then drops, in turn: never 8 alike in a row
-    assert "looks down" not in result.reason
-    result, gets = lookup(lambda get, now: Answer(503, {}, b"{}"), SubmitOutcome.SERVER_ERROR)
-    assert "looks down" in result.reason and gets == POLICY.outage_after
+    outage_of = {"outage_of": SubmitOutcome.SERVER_ERROR}
+    run = Driven(mixed, POLICY, lookup=outage_of)  # 503s, then drops, in turn: never 8 alike in a row
+    assert "looks down" not in run.result.reason
+    run = Driven(lambda get, now: Answer(503, {}, b"{}"), POLICY, lookup=outage_of)
+    assert "looks down" in run.result.reason and len(run.gets) == POLICY.outage_after
 
 
 def test_an_answer_between_failures_starts_the_count_again() -> None:
@@ -521,26 +514,13 @@ def test_an_answer_between_failures_starts_the_count_again() -> None:
         return ok(page()) if calls["n"] % 4 == 0 else Answer(503, {}, b"{}")  # three failures, then an answer
 
     run = Driven(server, POLICY)
-    assert run.result.verdict is Verdict.ABSENT  # never five in a row: looked until absence was proven
+    assert run.result.verdict is Verdict.ABSENT  # never outage_after in a row: looked until absence was proven
 
 
 def test_a_call_deadline_ends_the_lookup_first() -> None:
-    clock = FakeClock()
-    flow = lookup_flow(LIST_URL, QUERY, POLICY, clock, random=lambda: 0.5, deadline=clock.now + 3.0)
-    gets = 0
-    try:
-        command = next(flow)
-        while True:
-            if isinstance(command, Sleep):
-                clock.sleep(command.seconds)
-                command = flow.send(None)
-            else:
-                gets += 1
-                command = flow.send(ok(page()))
-    except StopIteration as stop:
-        result = stop.value
-    assert result.verdict is Verdict.UNKNOWN and "before the call's timeout" in result.reason
-    assert clock.now <= START + 3.0 and gets == 2
+    run = Driven(lambda get, now: ok(page()), POLICY, lookup={"deadline": START + 3.0})
+    assert run.result.verdict is Verdict.UNKNOWN and "before the call's timeout" in run.result.reason
+    assert run.clock.now <= START + 3.0 and len(run.gets) == 2
 
 
 def test_a_held_id_is_asked_for() -> None:

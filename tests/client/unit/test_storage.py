@@ -5,7 +5,6 @@ large local inputs of ``edit()`` against the emulator: integration/test_storage.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from fal_kontext.errors import (
     UnexpectedResponseError,
 )
 from fal_kontext.files import ImageSource, read_local
-from fal_kontext.protocol.commands import Answer, Flow, LocalSize, NoAnswer, ReadFile, Send, Sleep
+from fal_kontext.protocol.commands import Answer, Flow, LocalSize, NoAnswer, ReadFile, Send
 from fal_kontext.protocol.hosts import FAL_CDN_URL, FAL_REST_URL
 from fal_kontext.protocol.images import LocalFile
 from fal_kontext.protocol.settings import Settings
@@ -40,7 +39,7 @@ from fal_kontext.protocol.storage import (
 )
 from fal_kontext.protocol.verbs import Deadline, PendingUpload, image_value, with_uploads
 from fal_kontext.retry import RetryPolicy
-from tests.client.client_fakes import FakeClock, FakeQueue, MakeClient
+from tests.client.client_fakes import FakeClock, FakeQueue, MakeClient, Responder, drive_flow
 
 T = TypeVar("T")
 KEY = "Key secret-key-123"
@@ -77,27 +76,6 @@ def settings(
     return chosen
 
 
-Responder = Callable[[Send], Answer | NoAnswer]
-
-
-def drive(flow: Flow[T], respond: Responder) -> tuple[T, list[Send], int]:
-    """Run ``flow`` answering each ``Send`` with ``respond``; returns its value, the requests and the sleeps."""
-    sent: list[Send] = []
-    sleeps = 0
-    try:
-        command = next(flow)
-        while True:
-            if isinstance(command, Sleep):
-                sleeps += 1
-                command = flow.send(None)
-            else:
-                assert isinstance(command, Send), command
-                sent.append(command)
-                command = flow.send(respond(command))
-    except StopIteration as stop:
-        return stop.value, sent, sleeps
-
-
 def sent_by(flow: Flow[object], respond: Responder) -> list[Send]:
     """The requests ``flow`` sent before it raised."""
     sent: list[Send] = []
@@ -107,7 +85,7 @@ def sent_by(flow: Flow[object], respond: Responder) -> list[Send]:
         return respond(request)
 
     with pytest.raises(Exception):  # noqa: B017 - the callers check the error themselves
-        drive(flow, recording)
+        drive_flow(flow, recording)
     return sent
 
 
@@ -127,7 +105,7 @@ PNG_FILE = LocalFile(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", "photo.png"
 
 
 def test_a_single_upload_asks_a_token_with_the_key_then_posts_the_bytes_with_the_token() -> None:
-    uploaded, sent, _ = drive(upload_flow(PNG_FILE, settings()), fal_storage)
+    uploaded, sent, _ = drive_flow(upload_flow(PNG_FILE, settings()), fal_storage)
     assert uploaded == CDN_FILE
     token, upload = sent
     assert (token.method, token.url) == ("POST", f"{FAL_REST_URL}/storage/auth/token?storage_type=fal-cdn-v3")
@@ -145,7 +123,7 @@ def test_the_key_goes_to_the_token_request_only() -> None:
         LocalFile(data, "image/png", "big.png", "big.png"),
         settings(multipart_threshold=1000, part_size=1000),
     )
-    _, sent, _ = drive(flow, multipart_storage())
+    _, sent, _ = drive_flow(flow, multipart_storage())
     secret = KEY.split()[1]
     carrying = [request.url for request in sent if any(secret in value for value in request.headers.values())]
     assert carrying == [f"{FAL_REST_URL}/storage/auth/token?storage_type=fal-cdn-v3"]
@@ -155,19 +133,19 @@ def test_the_key_goes_to_the_token_request_only() -> None:
 def test_a_cached_token_is_reused_and_one_about_to_expire_is_renewed() -> None:
     fresh = StorageToken("cached", "Bearer", FAL_CDN_URL, NOW + 3600)
     reusing = settings(token=fresh)
-    _, sent, _ = drive(upload_flow(PNG_FILE, reusing), fal_storage)
+    _, sent, _ = drive_flow(upload_flow(PNG_FILE, reusing), fal_storage)
     assert [request.url for request in sent] == [f"{FAL_CDN_URL}/files/upload"]
     assert sent[0].headers["Authorization"] == "Bearer cached"
     assert reusing.storage_tokens.token is fresh
     expiring = StorageToken("old", "Bearer", FAL_CDN_URL, NOW + 5)
     renewing = settings(token=expiring)
-    _, sent, _ = drive(upload_flow(PNG_FILE, renewing), fal_storage)
+    _, sent, _ = drive_flow(upload_flow(PNG_FILE, renewing), fal_storage)
     assert len(sent) == 2 and renewing.storage_tokens.token is not None
     assert renewing.storage_tokens.token.token == "upload-token"
 
 
 def test_the_lifecycle_preference_is_sent_in_both_of_fals_headers() -> None:
-    _, sent, _ = drive(upload_flow(PNG_FILE, settings(expires_in="1d")), fal_storage)
+    _, sent, _ = drive_flow(upload_flow(PNG_FILE, settings(expires_in="1d")), fal_storage)
     headers = sent[1].headers
     assert json.loads(headers["X-Fal-Object-Lifecycle"]) == {"expiration_duration_seconds": 86400}
     assert headers["X-Fal-Object-Lifecycle-Preference"] == headers["X-Fal-Object-Lifecycle"]
@@ -190,7 +168,7 @@ def test_a_bad_expiration_is_refused_when_the_settings_are_made(bad: object) -> 
 
 def test_a_file_name_outside_latin_1_is_sent_percent_encoded() -> None:
     upload = LocalFile(PNG_FILE.data, "image/png", "café ☕.png", "café ☕.png")
-    _, sent, _ = drive(upload_flow(upload, settings()), fal_storage)
+    _, sent, _ = drive_flow(upload_flow(upload, settings()), fal_storage)
     name = sent[1].headers["X-Fal-File-Name"]
     name.encode("latin-1")
     assert name == "caf%C3%A9 %E2%98%95.png"
@@ -221,7 +199,7 @@ def test_above_the_threshold_the_file_goes_in_parts_then_a_completion_listing_th
         LocalFile(data, "image/png", "big.png", "big.png"),
         settings(multipart_threshold=2000, part_size=1000),
     )
-    uploaded, sent, _ = drive(flow, multipart_storage())
+    uploaded, sent, _ = drive_flow(flow, multipart_storage())
     assert uploaded == CDN_FILE
     start, *parts, complete = sent[1:]
     assert (start.method, start.url) == ("POST", f"{FAL_CDN_URL}/files/upload/multipart")
@@ -236,7 +214,7 @@ def test_above_the_threshold_the_file_goes_in_parts_then_a_completion_listing_th
 
 def test_at_the_threshold_the_file_is_one_upload() -> None:
     flow = upload_flow(PNG_FILE, settings(multipart_threshold=len(PNG_FILE.data)))
-    _, sent, _ = drive(flow, fal_storage)
+    _, sent, _ = drive_flow(flow, fal_storage)
     assert [request.url for request in sent][1:] == [f"{FAL_CDN_URL}/files/upload"]
 
 
@@ -248,7 +226,7 @@ def test_a_part_answered_without_an_etag_is_an_unexpected_answer() -> None:
 
     flow = upload_flow(PNG_FILE, settings(multipart_threshold=10, part_size=50))
     with pytest.raises(UnexpectedResponseError, match="ETag"):
-        drive(flow, respond)
+        drive_flow(flow, respond)
 
 
 def test_the_token_is_not_sent_to_a_host_that_is_neither_configured_nor_fals() -> None:
@@ -260,7 +238,7 @@ def test_the_token_is_not_sent_to_a_host_that_is_neither_configured_nor_fals() -
     assert "evil.test" not in {urlhost(r.url) for r in sent}
     flow = upload_flow(PNG_FILE, settings())
     with pytest.raises(UnexpectedResponseError, match=r"evil\.test"):
-        drive(flow, lambda r: ok({"access_url": "http://evil.test/f"}) if "/files/" in r.url else fal_storage(r))
+        drive_flow(flow, lambda r: ok({"access_url": "http://evil.test/f"}) if "/files/" in r.url else fal_storage(r))
 
 
 def urlhost(url: str) -> str:
@@ -285,7 +263,7 @@ def test_a_configured_storage_url_serves_every_path_and_may_be_plain_http() -> N
         raise AssertionError(request.url)
 
     flow = upload_flow(PNG_FILE, settings(StorageSettings.at(base + "/", multipart_threshold=10)))
-    uploaded, sent, _ = drive(flow, emulator)
+    uploaded, sent, _ = drive_flow(flow, emulator)
     assert uploaded == f"{base}/files/abc/big.png"
     assert {urlhost(request.url) for request in sent} == {"127.0.0.1:8765"}
 
@@ -305,14 +283,14 @@ def test_a_refused_key_is_an_authentication_error_without_retry() -> None:
     sent = sent_by(flow, lambda r: ok({"detail": "invalid key"}, 401))
     assert len(sent) == 1
     with pytest.raises(AuthenticationError, match="invalid key"):
-        drive(upload_flow(PNG_FILE, settings()), lambda r: ok({"detail": "invalid key"}, 401))
+        drive_flow(upload_flow(PNG_FILE, settings()), lambda r: ok({"detail": "invalid key"}, 401))
 
 
 @pytest.mark.parametrize("status", [404, 405])
 def test_a_server_without_fal_storage_says_what_to_do(status: int) -> None:
     flow = upload_flow(PNG_FILE, settings(StorageSettings.at("https://proxy.test")))
     with pytest.raises(NotFoundError) as caught:
-        drive(flow, lambda r: ok({"detail": "Not Found"}, status))
+        drive_flow(flow, lambda r: ok({"detail": "Not Found"}, status))
     message = str(caught.value)
     assert "https://proxy.test does not offer fal storage" in message and "storage_url=" in message
 
@@ -325,7 +303,7 @@ def test_transient_failures_are_retried_then_the_upload_succeeds() -> None:
             return failures.pop(0)
         return fal_storage(request)
 
-    uploaded, sent, sleeps = drive(upload_flow(PNG_FILE, settings()), flaky)
+    uploaded, sent, sleeps = drive_flow(upload_flow(PNG_FILE, settings()), flaky)
     assert uploaded == CDN_FILE and sleeps == 2 and len(sent) == 4
 
 
@@ -336,10 +314,10 @@ def test_retries_end_with_the_typed_error() -> None:
         return ok({"detail": "down"}, 502) if "/files/" in request.url else fal_storage(request)
 
     with pytest.raises(ServerError, match="down"):
-        drive(flow, down)
+        drive_flow(flow, down)
     flow = upload_flow(PNG_FILE, settings(retry=RetryPolicy.disabled()))
     with pytest.raises(APIConnectionError, match=r"the token request to rest\.fal\.ai got no answer"):
-        drive(flow, lambda r: NoAnswer("ConnectError: refused", reached_server=False))
+        drive_flow(flow, lambda r: NoAnswer("ConnectError: refused", reached_server=False))
 
 
 @pytest.mark.parametrize(
@@ -361,7 +339,7 @@ def test_a_token_expiry_is_read_as_iso_time_or_seconds_or_left_open() -> None:
 def test_an_upload_answer_without_access_url_is_unexpected() -> None:
     flow = upload_flow(PNG_FILE, settings())
     with pytest.raises(UnexpectedResponseError, match="access_url"):
-        drive(flow, lambda r: ok({"url": "x"}) if r.url.endswith("/files/upload") else fal_storage(r))
+        drive_flow(flow, lambda r: ok({"url": "x"}) if r.url.endswith("/files/upload") else fal_storage(r))
 
 
 # --- pure helpers -----------------------------------------------------------------------------------------------
@@ -486,7 +464,7 @@ def test_pending_uploads_replace_their_stand_ins_and_share_one_token() -> None:
         return fal_storage(request)
 
     client = settings()
-    replaced, sent, _ = drive(with_uploads(client, fields, [first, second], Deadline(None, None)), storage)
+    replaced, sent, _ = drive_flow(with_uploads(client, fields, [first, second], Deadline(None, None)), storage)
     token = client.storage_tokens.token
     assert replaced == {
         "prompt": "a prompt",

@@ -19,13 +19,13 @@ from fal_kontext.errors import (
     UnexpectedResponseError,
     ValidationError,
 )
-from fal_kontext.protocol.commands import Answer, Flow, NoAnswer, Send, Sleep
+from fal_kontext.protocol.commands import Answer, Flow, NoAnswer, Send
 from fal_kontext.protocol.direct import DirectAnswer, DirectCall, direct_base_url, direct_flow
 from fal_kontext.protocol.hosts import FAL_SYNC_URL
 from fal_kontext.protocol.send import Pacing
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.spec import spec
-from tests.client.client_fakes import OUTPUT, submit_body
+from tests.client.client_fakes import OUTPUT, drive_flow, submit_body
 from tests.client.conftest import ENDPOINT
 
 BODY = {"prompt": "a donut", "image_url": "https://example.test/in.png"}
@@ -52,19 +52,8 @@ def drive(outcomes: list[Outcome]) -> tuple[DirectAnswer[KontextOutput], int, in
     flow: Flow[DirectAnswer[KontextOutput]] = direct_flow(
         request(), KontextOutput.from_dict, pacing=Pacing(RetryPolicy(), lambda: 0.5, lambda: 0.0)
     )
-    sends = sleeps = 0
-    try:
-        command = next(flow)
-        while True:
-            if isinstance(command, Sleep):
-                sleeps += 1
-                command = flow.send(None)
-            else:
-                assert isinstance(command, Send), command
-                sends += 1
-                command = flow.send(outcomes.pop(0))
-    except StopIteration as stop:
-        return stop.value, sends, sleeps
+    value, sent, sleeps = drive_flow(flow, lambda _: outcomes.pop(0))
+    return value, len(sent), sleeps
 
 
 def sends_before(error: type[Exception], outcomes: list[Outcome], match: str | None = None) -> tuple[int, str]:
