@@ -151,7 +151,8 @@ class EndpointSpec:
             (callable by its id only).
         image_field: The input's image field (``image_url``/``image_urls``), None for text-to-image.
         operation_id: The submit's operationId (its generated module's name).
-        input_schema: The component schema name of the input.
+        input_schema: The component schema name of the input ("" where a document other than the shipped spec
+            writes its input inline).
         output_schema: The component schema name of the result (the queue result's), if the spec names one.
         price_usd_per_image: The price per image where a source states it, else None.
     """
