@@ -190,13 +190,11 @@ class ClientConfig:
 
     Attributes:
         credentials: The key or token, or None (a request that needs one raises ``MissingCredentialsError``).
-        auth_scheme: How the credentials are sent (``"key"`` or ``"bearer"``), also without credentials.
         timeouts: Per-request connect/read timeouts.
         settings: What the protocol's flows read (``protocol.settings.Settings``).
     """
 
     credentials: Credentials | None
-    auth_scheme: AuthScheme
     timeouts: RequestTimeouts
     settings: Settings
 
@@ -204,16 +202,6 @@ class ClientConfig:
     def base_url(self) -> str:
         """The configured queue base URL."""
         return self.settings.base_url
-
-    def require_credentials(self) -> Credentials:
-        """The credentials, for a request that needs them.
-
-        Raises:
-            MissingCredentialsError: there are none; the message names the variable to set.
-        """
-        if self.credentials is not None:
-            return self.credentials
-        raise missing_credentials(self.auth_scheme, self.base_url)
 
 
 def checked(name: str, value: object, kind: type[_O]) -> _O:

@@ -26,7 +26,6 @@ from typing import Protocol
 from fal_kontext.option_checks import check_positive, refuse
 
 __all__ = [
-    "DEFAULT_POLL",
     "MIN_INTERVAL",
     "JobPolling",
     "LearnedPolling",
@@ -122,8 +121,6 @@ class _FixedJob:
         current, self.interval = self.interval, self.schedule.next_interval(self.interval)
         return max(MIN_INTERVAL, current)
 
-
-DEFAULT_POLL = PollSchedule()
 
 # --- the learned schedule ------------------------------------------------------------------------------------------
 

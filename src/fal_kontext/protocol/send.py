@@ -32,7 +32,6 @@ class Sent:
 
     outcome: Answer | NoAnswer
     out_of_time: bool = False
-    attempts: int = 1
 
     @property
     def answer(self) -> Answer | None:
@@ -84,10 +83,10 @@ def send(  # noqa: PLR0913 - what to send, how it may be retried, until when: ea
     while True:
         outcome = yield from perform(request)
         if not _failed(outcome, settled):
-            return Sent(outcome, attempts=retry + 1)
+            return Sent(outcome)
         retry += 1
         if give_up is not None and give_up(outcome):
-            return Sent(outcome, attempts=retry)
+            return Sent(outcome)
         delay = pacing.retry.delay_before_retry(
             retry,
             failure_of(outcome),
@@ -96,9 +95,9 @@ def send(  # noqa: PLR0913 - what to send, how it may be retried, until when: ea
             until_deadline=until_deadline and deadline is not None,
         )
         if delay is None:
-            return Sent(outcome, attempts=retry)
+            return Sent(outcome)
         if deadline is not None and pacing.clock() + delay >= deadline:
-            return Sent(outcome, out_of_time=True, attempts=retry)
+            return Sent(outcome, out_of_time=True)
         if on_retry is not None:
             on_retry(retry, delay, outcome)
         yield from perform(Sleep(delay))
