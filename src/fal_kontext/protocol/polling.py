@@ -174,9 +174,8 @@ class LearnedPolling:
         dense_polls: Polls spread over the window in which the endpoint's runs have ended (at least
             ``MIN_INTERVAL`` apart): fewer means fewer requests and a later result on average.
         history: Run times kept per endpoint.
-        prior: The first pause, and the growth of the pauses, before anything is known of an endpoint (ours: 0.1 s
-            growing 1.5 times to ``prior_maximum``, fal's first-party client polls every 0.1 s).
-        prior_maximum: The longest pause before anything is known (ours: 1 s).
+        prior: The pauses before anything is known of an endpoint: the first, their growth and the longest (ours:
+            0.1 s growing 1.5 times to 1 s; fal's first-party client polls every 0.1 s).
         queue_step: Seconds a queue position takes before one was seen (ours: 1 s).
     """
 
