@@ -32,7 +32,7 @@ from fal_kontext.errors import (
 )
 from fal_kontext.spec import spec
 
-from .answers import error_from_no_answer, error_from_status, lower_headers
+from .answers import error_from_no_answer, error_from_status, json_or_none, lower_headers
 from .commands import Answer, Flow, NoAnswer, Send
 from .hosts import FAL_SYNC_URL, is_fal_queue, normalise_base_url
 from .send import Pacing, send
@@ -154,12 +154,12 @@ def _error(answer: Answer, request_id: str | None, url: str) -> APIStatusError:
 
 
 def _parsed(answer: Answer, parse: Callable[[Mapping[str, Any]], T], request_id: str | None) -> T:
-    try:
-        body = json.loads(answer.content)
-        if isinstance(body, dict):
+    body = json_or_none(answer.content)
+    if isinstance(body, dict):
+        try:
             return parse(body)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        pass
+        except (ValueError, KeyError, TypeError):  # not the output model's shape
+            pass
     raise UnexpectedResponseError(
         f"the synchronous endpoint answered {answer.status_code} with something that is not the endpoint's output "
         "(is sync_url a synchronous host such as https://fal.run, not a queue? A queue would have queued a job)",

@@ -40,7 +40,7 @@ from fal_kontext.errors import (
     UnexpectedResponseError,
 )
 
-from .answers import error_from_no_answer, error_from_status, lower_headers
+from .answers import error_from_no_answer, error_from_status, json_or_none, lower_headers
 from .commands import Answer, Flow, NoAnswer, Send
 from .hosts import FAL_CDN_URL, FAL_REST_URL, is_fal_queue, is_loopback, normalise_base_url, origin, token_may_go_to
 from .images import LocalFile
@@ -257,10 +257,7 @@ def token_request(settings: StorageSettings, authorization: str | None) -> Send:
 
 
 def _json_object(answer: Answer) -> dict[str, Any] | None:
-    try:
-        body = json.loads(answer.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    body = json_or_none(answer.content)
     return body if isinstance(body, dict) else None
 
 
