@@ -17,8 +17,7 @@ from fal_kontext_api.models import CancelStatus
 from fal_kontext.endpoints import Endpoint, parse_endpoint
 from fal_kontext.errors import FieldProblem, InvalidInputError
 from fal_kontext.option_checks import check_positive
-from fal_kontext.results import EditResult
-from fal_kontext.spec import generated_model, output_schemas
+from fal_kontext.results import EditResult, EndpointOutput, read_output
 from fal_kontext.status import Status
 
 from .commands import Flow, LocalSize, ReadFile, perform
@@ -437,8 +436,14 @@ def run_direct(  # noqa: PLR0913 - the synchronous verb's arguments, each a keyw
         start_timeout=options.start_timeout,
         runner_hint=options.runner_hint,
     )
-    model = generated_model(chosen.spec.output_schema or output_schemas()[0])
-    answer = yield from direct_flow(call.request(), model.from_dict, pacing=settings.pacing)
+
+    def output(body: Mapping[str, Any]) -> EndpointOutput:
+        read = read_output(body, chosen.spec)
+        if read is None:  # direct_flow raises UnexpectedResponseError, saying what the answer is not
+            raise ValueError("not the endpoint's output")
+        return read
+
+    answer = yield from direct_flow(call.request(), output, pacing=settings.pacing)
     return EditResult(answer.request_id or "", answer.output)
 
 
