@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 
 from ._version import __version__
 from .errors import MissingCredentialsError
-from .option_checks import check_positive, refuse
+from .option_checks import check_positive, has_control_character, refuse
 from .protocol.direct import direct_base_url
 from .protocol.hosts import FAL_QUEUE_URL, is_fal_queue, normalise_base_url
 from .protocol.inputs import check_submit_options
@@ -102,11 +102,7 @@ class Credentials:
         object.__setattr__(self, "secret", Secret.of(self.secret))
         if self.scheme not in ("key", "bearer"):
             raise refuse("auth", self.scheme, f"auth must be 'key' or 'bearer', not {self.scheme!r}")
-        if (
-            not isinstance(self.secret, str)
-            or not self.secret
-            or any(ord(c) < 32 or ord(c) == 127 for c in self.secret)
-        ):
+        if not isinstance(self.secret, str) or not self.secret or has_control_character(self.secret):
             raise refuse(
                 "key",
                 "***",
