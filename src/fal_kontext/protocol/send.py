@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from fal_kontext.retry import Failure, RetryPolicy
 
+from .answers import lower_headers
 from .commands import Answer, Call, Download, Flow, HttpGet, NoAnswer, Send, Sleep, perform
 
 __all__ = ["Pacing", "Sent", "failure_of", "send"]
@@ -43,7 +44,7 @@ def failure_of(outcome: Answer | NoAnswer) -> Failure:
     """What went wrong with one attempt, as the retry policy sees it."""
     if isinstance(outcome, NoAnswer):
         return Failure(None, {}, outcome.reached_server, outcome.certificate_rejected)
-    return Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
+    return Failure(outcome.status_code, lower_headers(outcome.headers))
 
 
 def _failed(outcome: Answer | NoAnswer, settled: Callable[[Answer], bool] | None) -> bool:
