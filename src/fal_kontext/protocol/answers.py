@@ -140,11 +140,10 @@ def error_from_no_answer(  # noqa: PLR0913 - each a keyword
         advice: What to do next, instead of the default (check the network, or the dashboard after a submit).
             Left out when the certificate was rejected: the error's text says what to do then.
     """
-    about = f" (request {request_id})" if request_id else ""
     reached_server = outcome.reached_server
     if advice is None:
         advice = _SUBMIT_ADVICE if submit and reached_server else _NETWORK_ADVICE
-    message = f"{operation} {failed}{about}: {outcome.error}"
+    message = f"{operation} {failed}{errors._about(request_id)}: {outcome.error}"
     if not outcome.certificate_rejected:  # its text says what to do: trusting the certificate, not trying again
         message += f". {advice}"
     if outcome.timed_out:
