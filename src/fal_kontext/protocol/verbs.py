@@ -239,7 +239,8 @@ def submit(
     settings: Settings, endpoint: Endpoint | str, input: Input, options: Mapping[str, Any], *, timeout: float | None
 ) -> Flow[HandleState]:
     """``Kontext.submit``."""
-    return (yield from _submitting(settings, endpoint, input, options, timeout=timeout, sent_at=None))
+    deadline = deadline_of(settings, timeout)
+    return (yield from _submitting(settings, endpoint, input, options, deadline=deadline, sent_at=None))
 
 
 def resubmit(  # noqa: PLR0913 - the resubmit verb's arguments, its options a mapping
@@ -255,7 +256,8 @@ def resubmit(  # noqa: PLR0913 - the resubmit verb's arguments, its options a ma
     if isinstance(sent_at, bool) or not isinstance(sent_at, (int, float)) or not math.isfinite(sent_at):
         problem = "must be the Unix time (time.time()) taken before the earlier send"
         raise InvalidInputError([FieldProblem("sent_at", sent_at, problem)])
-    return (yield from _submitting(settings, endpoint, input, options, timeout=timeout, sent_at=float(sent_at)))
+    deadline = deadline_of(settings, timeout)
+    return (yield from _submitting(settings, endpoint, input, options, deadline=deadline, sent_at=float(sent_at)))
 
 
 def _submitting(  # noqa: PLR0913 - the submit verbs' arguments
@@ -264,10 +266,10 @@ def _submitting(  # noqa: PLR0913 - the submit verbs' arguments
     input: Input,
     options: Mapping[str, Any],
     *,
-    timeout: float | None,
+    deadline: Deadline,
     sent_at: float | None,
 ) -> Flow[HandleState]:
-    deadline = deadline_of(settings, timeout)
+    """Check a submit's arguments (the deadline already checked), then submit (with ``sent_at``, resubmit)."""
     settings.check_credentials()  # a resubmit's first request is the request list's, which needs the key too
     chosen = parse_endpoint(endpoint)
     fields = check_input(chosen, input)
@@ -288,11 +290,7 @@ def run(  # noqa: PLR0913 - the run verb's arguments, its submit options a mappi
 ) -> Flow[EditResult]:
     """``Kontext.run``: submit, then wait, within one deadline."""
     deadline = deadline_of(settings, timeout)  # checked before the paid submit
-    settings.check_credentials()
-    chosen = parse_endpoint(endpoint)
-    fields = check_input(chosen, input)
-    options = _submit_options(settings, submit_options)
-    state = yield from submit_flow(chosen, fields, options, settings, deadline.at)
+    state = yield from _submitting(settings, endpoint, input, submit_options, deadline=deadline, sent_at=None)
     return (yield from _waiting(state, settings, deadline, waiting))
 
 
