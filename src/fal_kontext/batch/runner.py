@@ -297,7 +297,7 @@ class _Run:
             self.summary.done += 1
             return
         if row is not None and row.state == FAILED and not self.retry_failed:
-            self.summary.failed[job.id] = row.reason or "failed"
+            self.settle(job, "failed", row.reason or "failed", row.request_id)
             return
         if row is not None and row.state == AMBIGUOUS and not self.resubmit_ambiguous:
             # The answer was lost and the client could not tell then whether it was queued: it may be, and paid.
