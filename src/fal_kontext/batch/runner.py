@@ -51,7 +51,7 @@ from .journal import (
 )
 from .manifest import BatchJob, ManifestError, read_manifest
 
-__all__ = ["DEFAULT_CONCURRENCY", "BatchOptions", "BatchSummary", "OnEvent", "batch", "run_batch"]
+__all__ = ["DEFAULT_CONCURRENCY", "BatchOptions", "BatchSummary", "OnEvent", "batch", "lines_to_submit", "run_batch"]
 
 # Jobs in flight at once (submitted and not yet saved). Ours: fal runs 2 requests at once for a new account and up to
 # 40 after credit purchases, and never rejects queued requests for concurrency
@@ -136,6 +136,25 @@ class BatchOptions:
             raise ValueError("concurrency must be >= 1")
 
 
+def _submits(state: str | None, options: BatchOptions) -> bool:
+    """Whether a run with ``options`` submits a line in journal state ``state`` (None: not in the journal). A line
+    stopped mid-submit (``SUBMITTING``) is: fal's request list is asked first, and it is sent if not queued."""
+    if state in (SAVED, SUBMITTED):
+        return False
+    if state == FAILED:
+        return options.retry_failed
+    if state == AMBIGUOUS:
+        return options.resubmit_ambiguous
+    return True
+
+
+def lines_to_submit(jobs: Sequence[BatchJob], states: Mapping[str, str], options: BatchOptions) -> list[BatchJob]:
+    """The jobs a run with ``options`` would submit, by each line's journal state (``journal_states``): not those
+    saved or queued earlier, nor those failed (unless ``retry_failed``) or ambiguous (unless ``resubmit_ambiguous``).
+    """
+    return [job for job in jobs if _submits(states.get(job.id), options)]
+
+
 @dataclass(frozen=True)
 class _Settings:
     """What a run was asked for (see ``run_batch``)."""
@@ -164,7 +183,7 @@ class _Run:
         self.out = settings.out
         self.max_cost = settings.options.max_cost
         self.resubmit_ambiguous = settings.options.resubmit_ambiguous
-        self.retry_failed = settings.options.retry_failed
+        self.options = settings.options
         self.max_image_bytes = settings.options.max_image_bytes
         self.on_event = settings.on_event
         self.clock = time.monotonic
@@ -293,13 +312,31 @@ class _Run:
         self.emit("saved", id=job.id, line=job.line, request_id=request_id, files=files)
 
     async def run_job(self, job: BatchJob, row: JournalRow | None) -> None:
-        if row is not None and row.state == SAVED:
+        if row is not None and not _submits(row.state, self.options):
+            await self.follow_earlier(job, row)
+            return
+        # Killed between "about to submit" and the answer: it may be queued, so the request list is asked first.
+        stopped = row if row is not None and row.state == SUBMITTING and not self.resubmit_ambiguous else None
+        sent_at = stopped.updated_at if stopped is not None else None
+        if not self.reserve(job):
+            self.summary.over_budget.append(job.id)
+            self.emit("over_budget", id=job.id, line=job.line)
+            return
+        request_id = await self.submit(job, sent_at)
+        if request_id is None:
+            if job.id in self.summary.unfinished:  # not sent: nothing spent (a 422 may be billed)
+                self.spent -= job_cost(job) or 0.0
+            return
+        await self.finish(job, request_id)
+
+    async def follow_earlier(self, job: BatchJob, row: JournalRow) -> None:
+        """A line an earlier run left that this one does not submit: saved, failed or ambiguous (counted), or
+        queued (waited for and saved)."""
+        if row.state == SAVED:
             self.summary.done += 1
-            return
-        if row is not None and row.state == FAILED and not self.retry_failed:
+        elif row.state == FAILED:
             self.settle(job, "failed", row.reason or "failed", row.request_id)
-            return
-        if row is not None and row.state == AMBIGUOUS and not self.resubmit_ambiguous:
+        elif row.state == AMBIGUOUS:
             # The answer was lost and the client could not tell then whether it was queued: it may be, and paid.
             reason = row.reason or "the submit's answer was lost"
             await self.record(job, AMBIGUOUS, reason=reason)
@@ -308,22 +345,9 @@ class _Run:
                 "ambiguous",
                 f"{reason}; it may have been queued: not sent again (resubmit_ambiguous=True sends it)",
             )
-            return
-        # Killed between "about to submit" and the answer: it may be queued, so the request list is asked first.
-        stopped = row if row is not None and row.state == SUBMITTING and not self.resubmit_ambiguous else None
-        sent_at = stopped.updated_at if stopped is not None else None
-        request_id = row.request_id if row is not None and row.state == SUBMITTED else None
-        if request_id is None:
-            if not self.reserve(job):
-                self.summary.over_budget.append(job.id)
-                self.emit("over_budget", id=job.id, line=job.line)
-                return
-            request_id = await self.submit(job, sent_at)
-            if request_id is None:
-                if job.id in self.summary.unfinished:  # not sent: nothing spent (a 422 may be billed)
-                    self.spent -= job_cost(job) or 0.0
-                return
-        await self.finish(job, request_id)
+        else:
+            assert row.request_id is not None  # SUBMITTED is recorded with the request id it was answered
+            await self.finish(job, row.request_id)
 
 
 async def run_batch(

@@ -1,5 +1,5 @@
-"""Running a batch (batch/runner.py) whose lines were all settled by an earlier run: nothing is sent, and every line
-still ends with its event."""
+"""Running a batch (batch/runner.py) without sending: which lines a run submits after an earlier one, and the lines an
+earlier run settled still end with their events."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from fal_kontext import AsyncKontext
-from fal_kontext.batch import JOURNAL_NAME, BatchSummary, Journal, read_manifest, run_batch
-from fal_kontext.batch.journal import FAILED, SAVED
+from fal_kontext.batch import (
+    JOURNAL_NAME,
+    BatchOptions,
+    BatchSummary,
+    Journal,
+    lines_to_submit,
+    read_manifest,
+    run_batch,
+)
+from fal_kontext.batch.journal import AMBIGUOUS, FAILED, SAVED, SUBMITTED, SUBMITTING
 from tests.support.batches import write_manifest
 
 
@@ -31,3 +39,12 @@ def test_a_line_failed_in_an_earlier_run_ends_this_one_with_its_failed_event(tmp
     assert events == [
         {"event": "failed", "id": "job-1", "line": 2, "request_id": "req-1", "reason": "RequestFailedError: boom"}
     ]
+
+
+def test_lines_to_submit_leave_out_what_an_earlier_run_settled_unless_asked(tmp_path: Path) -> None:
+    jobs = read_manifest(write_manifest(tmp_path, 6))
+    states = {"job-0": SAVED, "job-1": SUBMITTED, "job-2": FAILED, "job-3": AMBIGUOUS, "job-4": SUBMITTING}
+    ids = [job.id for job in lines_to_submit(jobs, states, BatchOptions())]
+    assert ids == ["job-4", "job-5"]  # stopped mid-submit: sent unless the request list shows it queued
+    asked = BatchOptions(retry_failed=True, resubmit_ambiguous=True)
+    assert [job.id for job in lines_to_submit(jobs, states, asked)] == ["job-2", "job-3", "job-4", "job-5"]
