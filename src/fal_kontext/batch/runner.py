@@ -91,12 +91,6 @@ class BatchSummary:
     submitted: int = 0
     elapsed: float = 0.0
 
-    @property
-    def in_flight(self) -> int:
-        """Lines neither done nor settled otherwise yet."""
-        settled = self.done + len(self.failed) + len(self.ambiguous) + len(self.unfinished) + len(self.over_budget)
-        return self.total - settled
-
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data (its fields, in order; the cost and the time rounded)."""
         cost = None if self.cost_usd is None else round(self.cost_usd, 6)
