@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .clients import LABELS, calls_per_job, run_workload, submits
+from .clients import LABELS, calls_per_job, overheads_s, run_workload, submits
 from .connection_counter import counting_relay
 from .model import Plot, ScenarioResult, Target, median, percentile
 from .server import emulator
@@ -53,11 +53,7 @@ def _measure(server: Any, client: str, prompts: list[str], **options: Any) -> di
     counters = server.admin("GET", "/counters")
     listed = server.admin("GET", "/requests")
     done = [job for job in report["jobs"] if job["held_at"] is not None]
-    overheads = []
-    for job in done:
-        held = listed["requests"].get(job["request_id"])
-        if held and held["completed_at"] is not None:
-            overheads.append((job["held_at"] - (held["completed_at"] + listed["clock_offset"])) * 1000)
+    overheads = [seconds * 1000 for seconds in overheads_s(listed, done)]
     jobs = len(prompts)
     per_job = calls_per_job(listed, [job["request_id"] for job in report["jobs"] if job["request_id"]])
     return {

@@ -25,7 +25,7 @@ from openapi_schema_validator import OAS30Validator
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import FailureGroup
 
-from fal_kontext.spec import resolve
+from fal_kontext.spec import endpoints_of, resolve
 from fal_kontext_emulator.queue_rules import RequestHistory, check_stream_logs, parse_event_stream
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "specs" / "openapi.yaml"
@@ -63,12 +63,13 @@ class SpecIndex:
         ]
 
     def output_schema(self, operation_id: str) -> str | None:
-        """The output schema of the endpoint a submit operation queues on (its `x-fal-endpoint.output_schema`)."""
-        for item in self.document["paths"].values():
-            operation = item.get("post") if isinstance(item, dict) else None
-            if isinstance(operation, dict) and operation.get("operationId") == operation_id:
-                return (operation.get("x-fal-endpoint") or {}).get("output_schema")
-        return None
+        """The output schema of the endpoint a submit operation queues on (``fal_kontext.spec.endpoints_of``: its
+        ``x-fal-endpoint.output_schema``, else the queue result's)."""
+        return self._output_schemas.get(operation_id)
+
+    @functools.cached_property
+    def _output_schemas(self) -> dict[str, str | None]:
+        return {endpoint.operation_id: endpoint.output_schema for endpoint in endpoints_of(self.document)}
 
     @functools.cached_property
     def status_schema(self) -> dict[str, Any]:

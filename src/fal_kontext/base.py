@@ -183,7 +183,7 @@ class BaseKontext(Generic[_HandleT, _Submitted, _Finished, _Saved, _Uploaded, _S
             sync_url=config.sync_url_of(url, sync_url),
             authorization=config.authorization_of(credentials, scheme, url),
         )
-        self._config = ClientConfig(credentials, scheme, timeouts, settings)
+        self._config = ClientConfig(credentials, timeouts, settings)
         self._settings = self._config.settings
         pools = self._default_pools if connection_pools is None else connection_pools
         if pools is not None and (not isinstance(pools, int) or isinstance(pools, bool) or pools < 1):

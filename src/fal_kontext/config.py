@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 
 from ._version import __version__
 from .errors import MissingCredentialsError
-from .option_checks import check_positive, refuse
+from .option_checks import check_positive, has_control_character, refuse
 from .protocol.direct import direct_base_url
 from .protocol.hosts import FAL_QUEUE_URL, is_fal_queue, normalise_base_url
 from .protocol.inputs import check_submit_options
@@ -102,11 +102,7 @@ class Credentials:
         object.__setattr__(self, "secret", Secret.of(self.secret))
         if self.scheme not in ("key", "bearer"):
             raise refuse("auth", self.scheme, f"auth must be 'key' or 'bearer', not {self.scheme!r}")
-        if (
-            not isinstance(self.secret, str)
-            or not self.secret
-            or any(ord(c) < 32 or ord(c) == 127 for c in self.secret)
-        ):
+        if not isinstance(self.secret, str) or not self.secret or has_control_character(self.secret):
             raise refuse(
                 "key",
                 "***",
@@ -190,13 +186,11 @@ class ClientConfig:
 
     Attributes:
         credentials: The key or token, or None (a request that needs one raises ``MissingCredentialsError``).
-        auth_scheme: How the credentials are sent (``"key"`` or ``"bearer"``), also without credentials.
         timeouts: Per-request connect/read timeouts.
         settings: What the protocol's flows read (``protocol.settings.Settings``).
     """
 
     credentials: Credentials | None
-    auth_scheme: AuthScheme
     timeouts: RequestTimeouts
     settings: Settings
 
@@ -204,16 +198,6 @@ class ClientConfig:
     def base_url(self) -> str:
         """The configured queue base URL."""
         return self.settings.base_url
-
-    def require_credentials(self) -> Credentials:
-        """The credentials, for a request that needs them.
-
-        Raises:
-            MissingCredentialsError: there are none; the message names the variable to set.
-        """
-        if self.credentials is not None:
-            return self.credentials
-        raise missing_credentials(self.auth_scheme, self.base_url)
 
 
 def checked(name: str, value: object, kind: type[_O]) -> _O:

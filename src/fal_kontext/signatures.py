@@ -48,8 +48,6 @@ def type_text(hint: object) -> str:
         return f"{name}[{', '.join(type_text(arg) for arg in args)}]"
     if isinstance(hint, type):
         return hint.__qualname__
-    if typing.get_origin(hint) is typing.Unpack:
-        return f"Unpack[{type_text(typing.get_args(hint)[0])}]"
     return repr(hint).removeprefix("typing.")
 
 

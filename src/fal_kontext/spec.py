@@ -36,7 +36,7 @@ __all__ = [
 
 GENERATED_PACKAGE = "fal_kontext_api"
 
-# The queue operation whose answer is an endpoint's output (retry.Operation names every queue operation).
+# The queue operation whose answer is an endpoint's output (protocol.commands.Operation names every queue operation).
 RESULT_OPERATION = "get_request_result"
 
 Family = Literal["edit", "multi-edit", "text-to-image"]

@@ -1,8 +1,8 @@
 """The one parser of server-sent events in the project (the status stream): pure, fed bytes or lines, no I/O.
 
-The client's waiter (``flows``), the contract suite's recorder and rules probe, and the validating proxy
-(``queue_rules.parse_event_stream``) all read the status stream through it, so they agree on what an event is. It
-follows the WHATWG event-stream rules (https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream):
+The client's waiter (``fal_kontext.protocol.wait``), the contract suite's recorder and rules probe, and the
+validating proxy (``queue_rules.parse_event_stream``) all read the status stream through it, so they agree on what an
+event is. It follows the WHATWG event-stream rules (https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream):
 the stream is UTF-8 with an optional leading BOM; lines end with CRLF, LF or CR and nothing else (not the other
 characters ``str.splitlines`` and httpx's ``iter_lines`` split on, such as U+2028, which JSON may carry raw); the
 ``data:`` lines of one event are joined with newlines; ``id:`` is kept across events and ``retry:`` takes ASCII
@@ -32,7 +32,6 @@ __all__ = [
     "iter_lines",
 ]
 
-_FIELDS = frozenset({"data", "event", "id", "retry"})
 _BOM = "\ufeff"
 
 
@@ -181,8 +180,7 @@ def decode_stream(raw: bytes) -> DecodedStream:
     """Decode a whole event stream body (already undone of any ``Content-Encoding``)."""
     decoded = DecodedStream()
     decoder = SSEDecoder()
-    splitter = LineSplitter()
-    for line in [*splitter.feed(raw), *splitter.flush()]:
+    for line in iter_lines([raw]):
         item = decoder.feed(line)
         if isinstance(item, KeepAlive):
             decoded.comments.append(item.comment)

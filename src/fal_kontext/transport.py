@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 from fal_kontext_api.client import AuthenticatedClient, Client
 
-from .config import ClientConfig, RequestTimeouts, user_agent
+from .config import ClientConfig, RequestTimeouts, redact, user_agent
 from .option_checks import check_bool, check_positive, has_control_character, refuse
 from .protocol.commands import Answer, Call, Download, HttpGet, NoAnswer, OpenStream, Send
 from .protocol.hosts import may_send_key
@@ -32,7 +32,6 @@ __all__ = [
     "Connections",
     "HttpOptions",
     "Recording",
-    "cut_off",
     "no_answer",
     "record",
 ]
@@ -238,18 +237,6 @@ def record(response: httpx.Response) -> Recording:
     recording = Recording(response.stream)
     response.stream = recording
     return recording
-
-
-def cut_off(error: httpx.HTTPError, response: httpx.Response, recording: Recording, secret: str | None) -> NoAnswer:
-    """``NoAnswer`` for an answer whose body was cut off: its status, headers and what of its body arrived, with the
-    secret redacted should the server echo it."""
-    body = recording.received(response.headers.get("content-encoding"))
-    headers = dict(response.headers)
-    if secret:
-        body = body.replace(secret.encode(), b"***")
-        headers = {name: value.replace(secret, "***") for name, value in headers.items()}
-    lost = no_answer(error)
-    return NoAnswer(lost.error, True, lost.timed_out, response.status_code, headers, body)
 
 
 # What a certificate that does not verify (self-signed, another name, an unknown CA) needs: the CA to be trusted.
@@ -487,7 +474,7 @@ class Connections(Generic[_HttpT]):
             self._secret_bytes in response.content or any(self._secret_bytes in v for _, v in response.headers.raw)
         ):
             headers = [
-                (name, value.replace(self._secret, "***"))
+                (name, redact(value, self._secret))
                 for name, value in response.headers.multi_items()
                 if name.lower() not in _BODY_HEADERS
             ]
@@ -505,12 +492,18 @@ class Connections(Generic[_HttpT]):
         """An httpx exception as ``NoAnswer``, the secret redacted from its text (should a proxy have quoted it)."""
         outcome = no_answer(error)
         if self._secret and self._secret in outcome.error:
-            return replace(outcome, error=outcome.error.replace(self._secret, "***"))
+            return replace(outcome, error=redact(outcome.error, self._secret))
         return outcome
 
     def cut_off(self, error: httpx.HTTPError, response: httpx.Response, recording: Recording) -> NoAnswer:
-        """``cut_off`` with this client's secret."""
-        return cut_off(error, response, recording, self._secret)
+        """``NoAnswer`` for an answer whose body was cut off: ``no_answer``'s, with its status, headers and what of
+        its body arrived, the secret redacted from all of them should the server (or a proxy) echo it."""
+        lost = self.no_answer(error)
+        body = recording.received(response.headers.get("content-encoding"))
+        if self._secret:
+            body = body.replace(self._secret_bytes, b"***")
+        headers = {name: redact(value, self._secret) for name, value in response.headers.items()}
+        return NoAnswer(lost.error, True, lost.timed_out, response.status_code, headers, body)
 
     def opened(self) -> list[_HttpT]:
         """Every httpx client built so far (none is built just to be closed), forgotten here."""

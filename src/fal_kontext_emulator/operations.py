@@ -269,6 +269,8 @@ def build_routes(spec: JsonObject | None = None) -> RouteTable:
     """Build the route table and validators for every operation of the spec (the shipped one by default)."""
     raw = spec if spec is not None else load_spec()
     translated: JsonObject = to_json_schema(raw)
+    # A submit's endpoint is the spec's (its x-fal-endpoint id where present), so that the queue and the state agree.
+    submits = {endpoint.operation_id: endpoint for endpoint in endpoints_of(raw)}
     operations: list[Operation] = []
     for path, item in translated["paths"].items():
         shared = item.get("parameters", [])
@@ -307,9 +309,8 @@ def build_routes(spec: JsonObject | None = None) -> RouteTable:
                     parameters=tuple(parameters),
                     body_validator=body_validator,
                     body_required=bool(body and body.get("required")),
-                    endpoint_id=path.strip("/"),
+                    endpoint_id=submits[op["operationId"]].id if op["operationId"] in submits else path.strip("/"),
                 )
             )
-    apps = {endpoint.id: endpoint.app for endpoint in endpoints_of(raw)}
-    submits = {op.path: apps[op.path.strip("/")] for op in operations if op.path.strip("/") in apps}
-    return RouteTable(operations, full_endpoint_aliases([op.path for op in operations], submits))
+    apps = {op.path: submits[op.operation_id].app for op in operations if op.operation_id in submits}
+    return RouteTable(operations, full_endpoint_aliases([op.path for op in operations], apps))

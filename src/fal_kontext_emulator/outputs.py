@@ -10,13 +10,12 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from fal_kontext.spec import EndpointSpec
+from fal_kontext.spec import EndpointSpec, resolve
 from fal_kontext_emulator.fal_bodies import failed_result, model_error
 from fal_kontext_emulator.images import InputImageError, ReadInput, RenderedImage, decode_data_uri, derived_picture
 from fal_kontext_emulator.remote_images import remote_input
 from fal_kontext_emulator.request_checks import input_urls
 from fal_kontext_emulator.request_queue import Outcome, QueuedRequest
-from fal_kontext_emulator.spec_document import resolve
 from fal_kontext_emulator.state import EmulatorState
 
 JsonObject = dict[str, Any]
@@ -62,11 +61,8 @@ _KNOWN_FIELDS = ("images", "timings", "seed", "has_nsfw_concepts", "prompt")
 
 
 def _plain_schema(spec: JsonObject, schema: Any) -> JsonObject:
-    """`schema` with `$ref` and a one-member `allOf` followed."""
-    schema = resolve(spec, schema)
-    while isinstance(schema, dict) and len(schema.get("allOf") or []) == 1:
-        schema = resolve(spec, schema["allOf"][0])
-    return schema if isinstance(schema, dict) else {}
+    """`schema` with `$ref` and a one-member `allOf` followed; {} for anything but a schema object."""
+    return resolve(schema, spec) if isinstance(schema, dict) else {}
 
 
 def _least_value(schema: JsonObject) -> Any:

@@ -3,8 +3,8 @@
 A response can fit the spec and still be wrong: `200` with `IN_PROGRESS` (both are in the spec), a status that goes
 back, a queue position that rises, a status URL on the endpoint's sub-path, an event stream without `data:` lines.
 The contract suite's probe (`contracts/semantics.py`) and the validating proxy (`validating_proxy`) apply the same
-rules; each cites the fal document it rests on. Like the emulator, the rules read the spec on their own
-(`spec_document`), not through the client they judge.
+rules; each cites the fal document it rests on. They judge what a client saw, never through the client's own
+flows.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Reading the OpenAPI document the emulator serves: load the shipped spec, follow `$ref`, translate to JSON Schema.
 
-The emulator reads `fal_kontext_api/openapi.json` (the normalised `specs/openapi.yaml`) on its own, not through the
-client's `fal_kontext.spec`, on purpose: it is an oracle of the contract independent of the client it tests. Only
-the translation of OpenAPI 3.0 to JSON Schema is shared (`fal_kontext.spec.to_json_schema`): it states no fact about
-fal, and two copies of it could only drift apart.
+The emulator reads `fal_kontext_api/openapi.json` (the normalised `specs/openapi.yaml`) itself: the routes, the
+parameters and the schemas it checks every request against. What the spec says about each endpoint (`x-fal-endpoint`:
+id, app, family, tier, image field, output schema) and the translation of OpenAPI 3.0 to JSON Schema come from the
+client's `fal_kontext.spec` (`endpoints_of`, `to_json_schema`): they state no fact about fal of their own, and two
+readings of them could only drift apart (the emulator's own reading once did).
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ class ValidatingProxy:
             return
         found: list[Violation] = []
         app = f"{params['owner']}/{params['app']}" if "owner" in params and "app" in params else ""
-        if operation and operation.startswith("submit") and status == 200 and isinstance(value, dict):
+        if operation in self._apps and status == 200 and isinstance(value, dict):
             request_id = str(value.get("request_id", ""))
             app = self._apps.get(operation, app)
             for name, target in _URL_FIELDS:

@@ -14,7 +14,7 @@ The package uses only the public client API (``from fal_kontext import ...``)::
 from .cost import CostEstimate, estimate_cost, job_cost
 from .journal import JOURNAL_NAME, Journal, check_journal, journal_states
 from .manifest import BatchJob, ManifestError, choose_endpoint_spec, read_manifest, tier_order
-from .runner import DEFAULT_CONCURRENCY, BatchOptions, BatchSummary, OnEvent, batch, run_batch
+from .runner import DEFAULT_CONCURRENCY, BatchOptions, BatchSummary, OnEvent, batch, lines_to_submit, run_batch
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -32,6 +32,7 @@ __all__ = [
     "estimate_cost",
     "job_cost",
     "journal_states",
+    "lines_to_submit",
     "read_manifest",
     "run_batch",
     "tier_order",

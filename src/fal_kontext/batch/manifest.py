@@ -193,15 +193,16 @@ def _job_from_line(
     return job, problems
 
 
-def read_manifest(path: str | Path, specs: Sequence[EndpointSpec] | None = None) -> list[BatchJob]:
-    """Read and check a JSON lines manifest; relative image paths are relative to its folder.
+def read_manifest(path: str | Path) -> list[BatchJob]:
+    """Read and check a JSON lines manifest against the spec's endpoints; relative image paths are relative to its
+    folder.
 
     Raises:
         ManifestError: with every problem (bad JSON, unknown endpoint, fields the spec does not allow, missing
             images, duplicate ids), before anything is sent.
     """
     source = Path(path)
-    chosen_specs = tuple(specs) if specs is not None else _spec_endpoints()
+    specs = _spec_endpoints()
     jobs: list[BatchJob] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -214,7 +215,7 @@ def read_manifest(path: str | Path, specs: Sequence[EndpointSpec] | None = None)
             except json.JSONDecodeError as err:
                 problems.append(f"line {number}: not JSON ({err.msg} at column {err.colno})")
                 continue
-            job, found = _job_from_line(number, data, source.parent, chosen_specs)
+            job, found = _job_from_line(number, data, source.parent, specs)
             problems += found
             if job is None:
                 continue

@@ -51,7 +51,7 @@ from .journal import (
 )
 from .manifest import BatchJob, ManifestError, read_manifest
 
-__all__ = ["DEFAULT_CONCURRENCY", "BatchOptions", "BatchSummary", "OnEvent", "batch", "run_batch"]
+__all__ = ["DEFAULT_CONCURRENCY", "BatchOptions", "BatchSummary", "OnEvent", "batch", "lines_to_submit", "run_batch"]
 
 # Jobs in flight at once (submitted and not yet saved). Ours: fal runs 2 requests at once for a new account and up to
 # 40 after credit purchases, and never rejects queued requests for concurrency
@@ -90,12 +90,6 @@ class BatchSummary:
     cost_usd: float | None = 0.0
     submitted: int = 0
     elapsed: float = 0.0
-
-    @property
-    def in_flight(self) -> int:
-        """Lines neither done nor settled otherwise yet."""
-        settled = self.done + len(self.failed) + len(self.ambiguous) + len(self.unfinished) + len(self.over_budget)
-        return self.total - settled
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data (its fields, in order; the cost and the time rounded)."""
@@ -136,13 +130,23 @@ class BatchOptions:
             raise ValueError("concurrency must be >= 1")
 
 
-@dataclass(frozen=True)
-class _Settings:
-    """What a run was asked for (see ``run_batch``)."""
+def _submits(state: str | None, options: BatchOptions) -> bool:
+    """Whether a run with ``options`` submits a line in journal state ``state`` (None: not in the journal). A line
+    stopped mid-submit (``SUBMITTING``) is: fal's request list is asked first, and it is sent if not queued."""
+    if state in (SAVED, SUBMITTED):
+        return False
+    if state == FAILED:
+        return options.retry_failed
+    if state == AMBIGUOUS:
+        return options.resubmit_ambiguous
+    return True
 
-    out: Path
-    options: BatchOptions
-    on_event: OnEvent | None
+
+def lines_to_submit(jobs: Sequence[BatchJob], states: Mapping[str, str], options: BatchOptions) -> list[BatchJob]:
+    """The jobs a run with ``options`` would submit, by each line's journal state (``journal_states``): not those
+    saved or queued earlier, nor those failed (unless ``retry_failed``) or ambiguous (unless ``resubmit_ambiguous``).
+    """
+    return [job for job in jobs if _submits(states.get(job.id), options)]
 
 
 class _Run:
@@ -150,23 +154,20 @@ class _Run:
 
     Args:
         kontext: The client.
-        journal: The journal, written only through ``writer`` (one thread).
-        writer: The journal's thread.
-        settings: What the run was asked for.
+        journal: The journal, written only through the run's ``writer`` thread (shut down by the caller).
+        out: The output folder. options: As ``run_batch``. on_event: As ``run_batch``.
     """
 
     def __init__(
-        self, kontext: AsyncKontext, journal: Journal, writer: ThreadPoolExecutor, settings: _Settings
+        self, kontext: AsyncKontext, journal: Journal, out: Path, options: BatchOptions, on_event: OnEvent | None
     ) -> None:
         self.kontext = kontext
         self.journal = journal
-        self.writer = writer
-        self.out = settings.out
-        self.max_cost = settings.options.max_cost
-        self.resubmit_ambiguous = settings.options.resubmit_ambiguous
-        self.retry_failed = settings.options.retry_failed
-        self.max_image_bytes = settings.options.max_image_bytes
-        self.on_event = settings.on_event
+        # One thread for every journal write, so they are ordered and never block the event loop.
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fal-kontext-journal")
+        self.out = out
+        self.options = options
+        self.on_event = on_event
         self.clock = time.monotonic
         self.summary = BatchSummary(total=0)
         self.spent = 0.0
@@ -184,7 +185,8 @@ class _Run:
     def reserve(self, job: BatchJob) -> bool:
         """Count the job's cost against ``max_cost``; False (nothing reserved) if it would pass it."""
         cost = job_cost(job) or 0.0
-        if self.max_cost is not None and self.spent + cost > self.max_cost + 1e-9:
+        max_cost = self.options.max_cost
+        if max_cost is not None and self.spent + cost > max_cost + 1e-9:
             return False
         self.spent += cost
         return True
@@ -200,6 +202,13 @@ class _Run:
         bucket[job.id] = reason
         self.emit(kind, id=job.id, line=job.line, request_id=request_id, reason=reason)
 
+    async def leave_ambiguous(self, job: BatchJob, reason: str) -> None:
+        """Record and count a line that may have been queued, saying how to send it anyway."""
+        await self.record(job, AMBIGUOUS, reason=reason)
+        self.settle(
+            job, "ambiguous", f"{reason}; it may have been queued: not sent again (resubmit_ambiguous=True sends it)"
+        )
+
     async def submit(self, job: BatchJob, sent_at: float | None = None) -> str | None:
         """Submit the job, recording "about to submit" first and the request id the moment it is answered. With
         ``sent_at`` (an earlier run stopped while submitting it, then), fal's request list is asked first
@@ -208,7 +217,7 @@ class _Run:
         Returns the request id, or None when the line was settled otherwise (failed, ambiguous, not sent).
         """
         try:
-            body = job.input(self.max_image_bytes)
+            body = job.input(self.options.max_image_bytes)
         except InvalidInputError as err:
             await self.record(job, FAILED, reason=str(err))
             self.settle(job, "failed", str(err))
@@ -237,12 +246,7 @@ class _Run:
                     return None
                 if sent_at is not None:  # the request list could not tell about the earlier run's submit
                     reason = f"the run stopped while submitting it; {reason}"
-                await self.record(job, AMBIGUOUS, reason=reason)
-                self.settle(
-                    job,
-                    "ambiguous",
-                    f"{reason}; it may have been queued: not sent again (resubmit_ambiguous=True sends it)",
-                )
+                await self.leave_ambiguous(job, reason)
                 return None
             except (ServerError, UnexpectedResponseError) as err:
                 # May have been queued (a gateway's 5xx, an answer we cannot read): the client did not send it
@@ -293,37 +297,36 @@ class _Run:
         self.emit("saved", id=job.id, line=job.line, request_id=request_id, files=files)
 
     async def run_job(self, job: BatchJob, row: JournalRow | None) -> None:
-        if row is not None and row.state == SAVED:
-            self.summary.done += 1
-            return
-        if row is not None and row.state == FAILED and not self.retry_failed:
-            self.summary.failed[job.id] = row.reason or "failed"
-            return
-        if row is not None and row.state == AMBIGUOUS and not self.resubmit_ambiguous:
-            # The answer was lost and the client could not tell then whether it was queued: it may be, and paid.
-            reason = row.reason or "the submit's answer was lost"
-            await self.record(job, AMBIGUOUS, reason=reason)
-            self.settle(
-                job,
-                "ambiguous",
-                f"{reason}; it may have been queued: not sent again (resubmit_ambiguous=True sends it)",
-            )
+        if row is not None and not _submits(row.state, self.options):
+            await self.follow_earlier(job, row)
             return
         # Killed between "about to submit" and the answer: it may be queued, so the request list is asked first.
-        stopped = row if row is not None and row.state == SUBMITTING and not self.resubmit_ambiguous else None
+        stopped = row if row is not None and row.state == SUBMITTING and not self.options.resubmit_ambiguous else None
         sent_at = stopped.updated_at if stopped is not None else None
-        request_id = row.request_id if row is not None and row.state == SUBMITTED else None
+        if not self.reserve(job):
+            self.summary.over_budget.append(job.id)
+            self.emit("over_budget", id=job.id, line=job.line)
+            return
+        request_id = await self.submit(job, sent_at)
         if request_id is None:
-            if not self.reserve(job):
-                self.summary.over_budget.append(job.id)
-                self.emit("over_budget", id=job.id, line=job.line)
-                return
-            request_id = await self.submit(job, sent_at)
-            if request_id is None:
-                if job.id in self.summary.unfinished:  # not sent: nothing spent (a 422 may be billed)
-                    self.spent -= job_cost(job) or 0.0
-                return
+            if job.id in self.summary.unfinished:  # not sent: nothing spent (a 422 may be billed)
+                self.spent -= job_cost(job) or 0.0
+            return
         await self.finish(job, request_id)
+
+    async def follow_earlier(self, job: BatchJob, row: JournalRow) -> None:
+        """A line an earlier run left that this one does not submit: saved, failed or ambiguous (counted), or
+        queued (waited for and saved)."""
+        if row.state == SAVED:
+            self.summary.done += 1
+        elif row.state == FAILED:
+            self.settle(job, "failed", row.reason or "failed", row.request_id)
+        elif row.state == AMBIGUOUS:
+            # The answer was lost and the client could not tell then whether it was queued: it may be, and paid.
+            await self.leave_ambiguous(job, row.reason or "the submit's answer was lost")
+        else:
+            assert row.request_id is not None  # SUBMITTED is recorded with the request id it was answered
+            await self.finish(job, row.request_id)
 
 
 async def run_batch(
@@ -355,19 +358,16 @@ async def run_batch(
     """
     kontext.check_credentials()  # every line would fail the same way: refused once, before the journal
     folder = Path(out)
-    if options.max_cost is not None and not estimate_cost(jobs).known:
-        unpriced = ", ".join(estimate_cost(jobs).unpriced)
+    estimate = estimate_cost(jobs)
+    if options.max_cost is not None and not estimate.known:
+        unpriced = ", ".join(estimate.unpriced)
         raise ManifestError(folder, [f"max_cost needs a stated price for every endpoint; none for {unpriced}"])
-    clock = time.monotonic
-    started = clock()
     journal = Journal(folder / JOURNAL_NAME)
-    # One thread for every journal write, so they are ordered and never block the event loop.
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fal-kontext-journal")
+    run = _Run(kontext, journal, folder, options, on_event)
+    started = run.clock()
     try:
         rows = journal.rows()
         refuse_changed_lines(jobs, {job_id: row.digest for job_id, row in rows.items()}, folder / JOURNAL_NAME)
-        settings = _Settings(folder, options, on_event)
-        run = _Run(kontext, journal, writer, settings)
         run.summary.total = len(jobs)
         run.spent = sum(
             row.cost_usd or 0.0 for row in rows.values() if row.state in (SUBMITTED, SAVED, FAILED, AMBIGUOUS)
@@ -383,11 +383,11 @@ async def run_batch(
 
         await asyncio.gather(*(worker() for _ in range(min(options.concurrency, max(1, len(jobs))))))
         summary = run.summary
-        summary.cost_usd = run.spent if estimate_cost(jobs).known else None
-        summary.elapsed = clock() - started
+        summary.cost_usd = run.spent if estimate.known else None
+        summary.elapsed = run.clock() - started
         return summary
     finally:
-        writer.shutdown(wait=True)  # a write under way when the run stopped still completes
+        run.writer.shutdown(wait=True)  # a write under way when the run stopped still completes
         journal.close()
 
 

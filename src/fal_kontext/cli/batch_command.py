@@ -9,6 +9,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,9 +24,11 @@ from fal_kontext.batch import (
     check_journal,
     estimate_cost,
     journal_states,
+    lines_to_submit,
     read_manifest,
     run_batch,
 )
+from fal_kontext.batch.journal import SAVED, SUBMITTED
 
 from .exit_codes import (
     EXIT_AMBIGUOUS,
@@ -113,16 +116,16 @@ def _batch_jobs(args: argparse.Namespace) -> tuple[list[BatchJob], BatchOptions]
     return jobs, options
 
 
-def _batch_plan(args: argparse.Namespace, jobs: Sequence[BatchJob], out: Output) -> BatchProgress:
+def _batch_plan(jobs: Sequence[BatchJob], options: BatchOptions, folder: Path, out: Output) -> BatchProgress:
     """Print what the run will do and what it may cost; the progress counts from there."""
-    states = journal_states(args.out)
-    settled = ("saved", "submitted") if args.retry_failed else ("saved", "submitted", "failed")
-    left = [job for job in jobs if states.get(job.id) not in settled]
+    every_line = estimate_cost(jobs)
+    if options.max_cost is not None and not every_line.known:  # run_batch's rule: every line priced
+        raise CommandError(f"--max-cost needs a price for every endpoint: {every_line}", EXIT_USAGE)
+    states = journal_states(folder)
+    left = lines_to_submit(jobs, states, options)
     estimate = estimate_cost(left)
-    if args.max_cost is not None and not estimate.known:
-        raise CommandError(f"--max-cost needs a price for every endpoint: {estimate}", EXIT_USAGE)
-    saved = sum(1 for job in jobs if states.get(job.id) == "saved")
-    queued = sum(1 for job in jobs if states.get(job.id) == "submitted")
+    saved = sum(1 for job in jobs if states.get(job.id) == SAVED)
+    queued = sum(1 for job in jobs if states.get(job.id) == SUBMITTED)
     out.emit(
         "plan",
         lines=len(jobs),
@@ -142,7 +145,7 @@ def _batch_plan(args: argparse.Namespace, jobs: Sequence[BatchJob], out: Output)
 def batch_command(args: argparse.Namespace, kontext: Kontext, out: Output) -> int:
     """``batch MANIFEST --out DIR``: plan, run and summarise the manifest's lines (``fal_kontext.batch``)."""
     jobs, options = _batch_jobs(args)
-    counts = _batch_plan(args, jobs, out)
+    counts = _batch_plan(jobs, options, args.out, out)
 
     def on_event(event: dict[str, Any]) -> None:
         fields = {key: value for key, value in event.items() if key != "event"}

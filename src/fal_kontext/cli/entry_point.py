@@ -11,13 +11,12 @@ from dataclasses import replace
 
 import httpx
 
-from fal_kontext import Credentials, Kontext, KontextError, MissingCredentialsError, RecoveryPolicy, RetryPolicy
-from fal_kontext.config import ENV_AUTH
+from fal_kontext import Kontext, KontextError, MissingCredentialsError, RecoveryPolicy, RetryPolicy
 
 from .completion import answer_completion, print_completion
 from .exit_codes import EXIT_AUTH, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, exit_code_for
 from .headers import HeaderEcho
-from .logs import configure_logging
+from .logs import configure_logging, secrets_of
 from .messages import cli_message, cli_words
 from .output import Output
 from .parser import UsageError, build_parser
@@ -58,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "completion":
         return print_completion(args.shell)
     json_lines = args.json or not sys.stdout.isatty()
-    out = Output(json_lines=json_lines, stdout=sys.stdout, stderr=sys.stderr)
+    out = Output(json_lines=json_lines, stdout=sys.stdout, stderr=sys.stderr, secrets=secrets_of(os.environ))
     try:
         configure_logging(args.verbose, os.environ, sys.stderr)
         retry = RetryPolicy() if args.retries is None else RetryPolicy(max_retries=args.retries)
@@ -86,9 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = cli_words(str(err)).replace("auth must be", "--auth must be")
         out.error(message, err, None, EXIT_USAGE)
         return EXIT_USAGE
-    # The same lookup the client made (public API), to redact the secret from messages.
-    credentials = Credentials.from_env("bearer" if (args.auth or os.environ.get(ENV_AUTH)) == "bearer" else "key")
-    out.secret = credentials.secret if credentials is not None else None
     try:
         with kontext:
             return int(args.handler(args, kontext, out))

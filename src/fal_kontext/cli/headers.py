@@ -15,11 +15,11 @@ from .logs import secrets_of
 __all__ = ["AsyncHeaderEcho", "HeaderEcho"]
 
 
-def _response_headers(request: httpx.Request, response: httpx.Response) -> str:
-    """An answer's status line and headers (never the request's: they carry the key), credentials redacted."""
+def _response_headers(request: httpx.Request, response: httpx.Response, secrets: tuple[str, ...]) -> str:
+    """An answer's status line and headers (never the request's: they carry the key), ``secrets`` redacted."""
     lines = [f"< {response.status_code} {request.method} {request.url}"]
     text = "\n".join(lines + [f"< {name}: {value}" for name, value in response.headers.multi_items()])
-    for secret in secrets_of(os.environ):
+    for secret in secrets:
         text = redact(text, secret)
     return text
 
@@ -35,11 +35,12 @@ class HeaderEcho(httpx.BaseTransport):
     def __init__(self, inner: httpx.BaseTransport, write: Callable[[str], None]) -> None:
         self.inner = inner
         self.write = write
+        self.secrets = secrets_of(os.environ)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send, then write the answer's headers."""
         response = self.inner.handle_request(request)
-        self.write(_response_headers(request, response))
+        self.write(_response_headers(request, response, self.secrets))
         return response
 
     def close(self) -> None:
@@ -53,11 +54,12 @@ class AsyncHeaderEcho(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport, write: Callable[[str], None]) -> None:
         self.inner = inner
         self.write = write
+        self.secrets = secrets_of(os.environ)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send, then write the answer's headers."""
         response = await self.inner.handle_async_request(request)
-        self.write(_response_headers(request, response))
+        self.write(_response_headers(request, response, self.secrets))
         return response
 
     async def aclose(self) -> None:

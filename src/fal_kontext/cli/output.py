@@ -8,7 +8,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -143,14 +143,15 @@ class Output:
     """Where the command writes: JSON lines on stdout when piped (or ``--json``); for people, a terminal.
 
     Progress goes to whichever of stderr and stdout is a terminal (stderr first), so ``edit ... > log`` still shows
-    it; human lines go to stdout, or to that terminal when stdout carries JSON.
+    it; human lines go to stdout, or to that terminal when stdout carries JSON. ``secrets`` are redacted from error
+    messages (``logs.secrets_of``: every credential of the environment, whichever the client sends).
     """
 
-    def __init__(self, *, json_lines: bool, stdout: TextIO, stderr: TextIO, secret: str | None = None) -> None:
+    def __init__(self, *, json_lines: bool, stdout: TextIO, stderr: TextIO, secrets: Sequence[str] = ()) -> None:
         self.json_lines = json_lines
         self.stdout = stdout
         self.stderr = stderr
-        self.secret = secret
+        self.secrets = tuple(secrets)
         terminal = stderr if stderr.isatty() else stdout if stdout.isatty() and not json_lines else None
         self.progress = Progress(terminal) if terminal is not None else None
         self._human = stdout if not json_lines else terminal
@@ -210,8 +211,9 @@ class Output:
         return Ticker(self.progress.draw, TICK_SECONDS) if self.progress is not None else None
 
     def error(self, message: str, err: BaseException, request_id: str | None, code: int) -> None:
-        """Report an error (the secret is redacted, belt and braces)."""
-        message = redact(message, self.secret)
+        """Report an error (the secrets are redacted, belt and braces)."""
+        for secret in self.secrets:
+            message = redact(message, secret)
         self.emit("error", type=type(err).__name__, message=message, request_id=request_id, exit_code=code)
         self.note(f"error: {message}")
 

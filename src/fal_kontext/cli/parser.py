@@ -86,10 +86,14 @@ class CommandParser(argparse.ArgumentParser):
         raise UsageError(f"{where}{message} (see: {self.prog} --help)")
 
 
-def _add_wait_options(parser: argparse.ArgumentParser, *, submits: bool) -> None:
+def _add_out_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, metavar="DIR", help="folder for the images (on a terminal: default the current folder)"
     )
+
+
+def _add_wait_options(parser: argparse.ArgumentParser, *, submits: bool) -> None:
+    _add_out_option(parser)
     parser.add_argument(
         "--timeout", type=float, default=900.0, metavar="S", help="seconds to wait (default 900; 0: no limit)"
     )
@@ -181,9 +185,7 @@ def _add_by_id_commands(command: _Command) -> None:
 
     result = command("result", "get the result of a completed request (does not wait)", result_command)
     result.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")
-    result.add_argument(
-        "--out", type=Path, metavar="DIR", help="folder for the images (on a terminal: default the current folder)"
-    )
+    _add_out_option(result)
 
     cancel = command("cancel", "cancel a request", cancel_command)
     cancel.add_argument("request_id", metavar="REQUEST_ID", help="the id printed by submit")

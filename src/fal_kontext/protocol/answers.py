@@ -111,21 +111,39 @@ def error_from_status(
     return errors.BadRequestError(detail, **common)
 
 
-def error_from_no_answer(
-    outcome: NoAnswer, *, request_id: str | None, operation: str, submit: bool
+# What to do after a call got no answer: a submit that reached the server may have queued a paid job.
+_SUBMIT_ADVICE = (
+    "The submit may have reached the server and queued a job: it was not sent again, to avoid paying twice. "
+    "Check your fal dashboard before resubmitting"
+)
+_NETWORK_ADVICE = "Check the network and the base URL, then try again"
+
+
+def error_from_no_answer(  # noqa: PLR0913 - each a keyword
+    outcome: NoAnswer,
+    *,
+    request_id: str | None,
+    operation: str,
+    submit: bool,
+    failed: str = "failed",
+    advice: str | None = None,
 ) -> errors.APIConnectionError:
-    """The typed error for a call that got no HTTP answer (``operation``: the spec's operationId, or what was
-    done; ``submit``: whether it was a submit, which may have queued a paid job)."""
-    about = f" (request {request_id})" if request_id else ""
+    """The typed error for a call that got no HTTP answer: ``<operation> <failed> (request <id>): <what happened>.
+    <advice>``, an ``APITimeoutError`` when a timeout caused it.
+
+    Args:
+        outcome: What happened.
+        request_id: The request it was about, if any.
+        operation: The spec's operationId, or what was done.
+        submit: Whether it was a submit, which may have queued a paid job (the default advice says so).
+        failed: How the message says it went wrong.
+        advice: What to do next, instead of the default (check the network, or the dashboard after a submit).
+            Left out when the certificate was rejected: the error's text says what to do then.
+    """
     reached_server = outcome.reached_server
-    if submit and reached_server:
-        advice = (
-            "The submit may have reached the server and queued a job: it was not sent again, to avoid paying twice. "
-            "Check your fal dashboard before resubmitting"
-        )
-    else:
-        advice = "Check the network and the base URL, then try again"
-    message = f"{operation} failed{about}: {outcome.error}"
+    if advice is None:
+        advice = _SUBMIT_ADVICE if submit and reached_server else _NETWORK_ADVICE
+    message = f"{operation} {failed}{errors._about(request_id)}: {outcome.error}"
     if not outcome.certificate_rejected:  # its text says what to do: trusting the certificate, not trying again
         message += f". {advice}"
     if outcome.timed_out:

@@ -27,13 +27,12 @@ from typing import Any, Generic, TypeVar
 from fal_kontext.errors import (
     APIConnectionError,
     APIStatusError,
-    APITimeoutError,
     DirectUnavailableError,
     UnexpectedResponseError,
 )
 from fal_kontext.spec import spec
 
-from .answers import error_from_status, lower_headers
+from .answers import error_from_no_answer, error_from_status, json_or_none, lower_headers
 from .commands import Answer, Flow, NoAnswer, Send
 from .hosts import FAL_SYNC_URL, is_fal_queue, normalise_base_url
 from .send import Pacing, send
@@ -132,10 +131,14 @@ def _no_answer(outcome: NoAnswer, url: str) -> APIConnectionError:
         )
     else:
         advice = "Nothing was sent. Check the network and the URL, then try again"
-    message = f"the synchronous call to {url} got no answer: {outcome.error}. {advice}"
-    if outcome.timed_out:
-        return APITimeoutError(message, reached_server=outcome.reached_server)
-    return APIConnectionError(message, reached_server=outcome.reached_server)
+    return error_from_no_answer(
+        outcome,
+        request_id=None,
+        operation=f"the synchronous call to {url}",
+        submit=False,
+        failed="got no answer",
+        advice=advice,
+    )
 
 
 def _error(answer: Answer, request_id: str | None, url: str) -> APIStatusError:
@@ -151,12 +154,12 @@ def _error(answer: Answer, request_id: str | None, url: str) -> APIStatusError:
 
 
 def _parsed(answer: Answer, parse: Callable[[Mapping[str, Any]], T], request_id: str | None) -> T:
-    try:
-        body = json.loads(answer.content)
-        if isinstance(body, dict):
+    body = json_or_none(answer.content)
+    if isinstance(body, dict):
+        try:
             return parse(body)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        pass
+        except (ValueError, KeyError, TypeError):  # not the output model's shape
+            pass
     raise UnexpectedResponseError(
         f"the synchronous endpoint answered {answer.status_code} with something that is not the endpoint's output "
         "(is sync_url a synchronous host such as https://fal.run, not a queue? A queue would have queued a job)",

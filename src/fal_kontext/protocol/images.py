@@ -26,8 +26,10 @@ __all__ = [
     "image_file_name",
     "inline",
     "inline_image",
+    "is_data_uri",
     "is_url",
     "sniff_image_type",
+    "split_data_uri",
     "too_large",
 ]
 
@@ -52,7 +54,9 @@ _EXTENSIONS = {
     "image/tiff": ".tiff",
     "image/avif": ".avif",
 }
-_DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^,;]*)*?),(?P<data>.*)$", re.DOTALL)
+# A data URI (RFC 2397): data:[<media type>][;<parameter>]*,<data>. Its scheme name, as every URI scheme's, is
+# case-insensitive (RFC 3986, section 3.1): DATA: is one too.
+_DATA_URI = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)$", re.IGNORECASE | re.DOTALL)
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -79,22 +83,34 @@ def encode_data_uri(data: bytes, content_type: str) -> str:
     return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def is_data_uri(value: str) -> bool:
+    """Whether ``value`` is meant as a data URI: its scheme is ``data:`` (in any case), well-formed or not."""
+    return value[:5].lower() == "data:"
+
+
+def split_data_uri(uri: str) -> tuple[str, str, str] | None:
+    """The media type (or ""), the parameters (``;base64``, ...) and the payload of a data URI, or None when it is
+    not one (no ``data:`` scheme, or no comma before its payload)."""
+    match = _DATA_URI.match(uri)
+    return (match["type"], match["params"], match["data"]) if match else None
+
+
 def decode_data_uri(uri: str) -> tuple[str | None, bytes]:
-    """The content type and bytes of a ``data:`` URI (base64 or percent-encoded).
+    """The content type (None when it names none) and bytes of a data URI (base64 or percent-encoded).
 
     Raises:
         ValueError: not a well-formed data URI.
     """
-    match = _DATA_URI.match(uri)
-    if not match:
+    parts = split_data_uri(uri)
+    if parts is None:
         raise ValueError("not a data: URI")
-    payload = match["data"]
-    if ";base64" in match["params"]:
+    media_type, parameters, payload = parts
+    if ";base64" in parameters.lower():
         try:
-            return match["type"], base64.b64decode(payload, validate=False)
+            return media_type or None, base64.b64decode(payload, validate=False)
         except (binascii.Error, ValueError) as err:
             raise ValueError(f"bad base64 in data URI: {err}") from err
-    return match["type"], unquote_to_bytes(payload)
+    return media_type or None, unquote_to_bytes(payload)
 
 
 def too_large(field: str, origin: str, size: int, max_bytes: int) -> InvalidInputError:
@@ -153,6 +169,6 @@ def image_file_name(request_id: str, index: int, data: bytes, content_type: str 
 
 def inline_image(url: str) -> tuple[str | None, bytes] | None:
     """The content type and bytes of a result image given as a data URI, or None if it is a URL to download."""
-    if url.startswith("data:"):
+    if is_data_uri(url):
         return decode_data_uri(url)
     return None

@@ -25,6 +25,8 @@ from fal_kontext.endpoints import Endpoint, choose_endpoint
 from fal_kontext.errors import FieldProblem, InvalidInputError
 from fal_kontext.spec import generated_model, parameter_schema, resolved_schema, spec, to_json_schema
 
+from .images import is_data_uri, split_data_uri
+
 __all__ = [
     "EditInput",
     "check_input",
@@ -53,7 +55,6 @@ _JSON_TYPES = {
     "object": "an object",
     "null": "null",
 }
-_DATA_URI = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)$", re.IGNORECASE | re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
@@ -74,18 +75,19 @@ def url_problem(value: str) -> str | None:
 
 def image_value_problem(value: str) -> str | None:
     """Why ``value`` cannot stand for an input image (an http(s) URL, or a base64 data URI of an image), or None."""
-    if not value.lower().startswith("data:"):
+    if not is_data_uri(value):
         problem = url_problem(value)
         return f"{problem}; give an http(s) URL or a data URI (edit() encodes files)" if problem else None
-    match = _DATA_URI.match(value)
-    if match is None:
+    parts = split_data_uri(value)
+    if parts is None:
         return "a data URI needs a comma before its payload: data:image/png;base64,..."
-    if not match["type"].lower().startswith("image/"):
-        return f"a data URI for an image needs an image media type (data:image/png;base64,...), not {match['type']!r}"
-    if ";base64" not in match["params"].lower() or not match["data"]:
+    media_type, parameters, payload = parts
+    if not media_type.lower().startswith("image/"):
+        return f"a data URI for an image needs an image media type (data:image/png;base64,...), not {media_type!r}"
+    if ";base64" not in parameters.lower() or not payload:
         return "a data URI for an image needs a base64 payload (data:image/png;base64,...)"
     try:
-        base64.b64decode(match["data"], validate=True)
+        base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         return "the data URI's payload is not valid base64"
     return None

@@ -26,7 +26,6 @@ from typing import Protocol
 from fal_kontext.option_checks import check_positive, refuse
 
 __all__ = [
-    "DEFAULT_POLL",
     "MIN_INTERVAL",
     "JobPolling",
     "LearnedPolling",
@@ -123,8 +122,6 @@ class _FixedJob:
         return max(MIN_INTERVAL, current)
 
 
-DEFAULT_POLL = PollSchedule()
-
 # --- the learned schedule ------------------------------------------------------------------------------------------
 
 # "25%", "12.5 %" or a step counter "7/28" in a log line (diffusers' and tqdm's progress): how far a run is.
@@ -177,9 +174,8 @@ class LearnedPolling:
         dense_polls: Polls spread over the window in which the endpoint's runs have ended (at least
             ``MIN_INTERVAL`` apart): fewer means fewer requests and a later result on average.
         history: Run times kept per endpoint.
-        prior: The first pause, and the growth of the pauses, before anything is known of an endpoint (ours: 0.1 s
-            growing 1.5 times to ``prior_maximum``, fal's first-party client polls every 0.1 s).
-        prior_maximum: The longest pause before anything is known (ours: 1 s).
+        prior: The pauses before anything is known of an endpoint: the first, their growth and the longest (ours:
+            0.1 s growing 1.5 times to 1 s; fal's first-party client polls every 0.1 s).
         queue_step: Seconds a queue position takes before one was seen (ours: 1 s).
     """
 

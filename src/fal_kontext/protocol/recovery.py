@@ -39,7 +39,6 @@ as sent, with any fields fal adds (defaults): every field we sent must be there,
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import math
 import re
@@ -51,7 +50,7 @@ from typing import Any
 from fal_kontext.errors import SubmitOutcomeUnknownError
 from fal_kontext.retry import RetryPolicy, parse_retry_after
 
-from .answers import lower_headers
+from .answers import json_or_none, lower_headers
 from .commands import INTERRUPTS, Answer, Flow, HttpGet, NoAnswer, Sleep, perform
 from .hosts import FAL_API_URL, may_send_key, requests_list_base
 from .send import Pacing, send
@@ -314,22 +313,14 @@ def _timestamp(value: object) -> datetime | None:
 
 
 def _payload(value: object) -> object | None:
-    if isinstance(value, str):  # tolerate an input listed as JSON text
-        try:
-            parsed: object = json.loads(value)
-        except ValueError:
-            return None
-        return parsed
-    return value
+    # tolerate an input listed as JSON text
+    return json_or_none(value) if isinstance(value, str) else value
 
 
 def parse_page(content: bytes) -> RequestPage | None:
     """A page from the list's JSON body, or None when it is not the documented shape (``items``, ``next_cursor``,
     ``has_more``). Items without a ``request_id`` are skipped."""
-    try:
-        body = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    body = json_or_none(content)
     if not isinstance(body, dict) or not isinstance(body.get("items"), list):
         return None
     items: list[ListedRequest] = []

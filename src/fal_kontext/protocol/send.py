@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from fal_kontext.retry import Failure, RetryPolicy
 
+from .answers import lower_headers
 from .commands import Answer, Call, Download, Flow, HttpGet, NoAnswer, Send, Sleep, perform
 
 __all__ = ["Pacing", "Sent", "failure_of", "send"]
@@ -32,7 +33,6 @@ class Sent:
 
     outcome: Answer | NoAnswer
     out_of_time: bool = False
-    attempts: int = 1
 
     @property
     def answer(self) -> Answer | None:
@@ -44,7 +44,7 @@ def failure_of(outcome: Answer | NoAnswer) -> Failure:
     """What went wrong with one attempt, as the retry policy sees it."""
     if isinstance(outcome, NoAnswer):
         return Failure(None, {}, outcome.reached_server, outcome.certificate_rejected)
-    return Failure(outcome.status_code, {k.lower(): v for k, v in outcome.headers.items()})
+    return Failure(outcome.status_code, lower_headers(outcome.headers))
 
 
 def _failed(outcome: Answer | NoAnswer, settled: Callable[[Answer], bool] | None) -> bool:
@@ -84,10 +84,10 @@ def send(  # noqa: PLR0913 - what to send, how it may be retried, until when: ea
     while True:
         outcome = yield from perform(request)
         if not _failed(outcome, settled):
-            return Sent(outcome, attempts=retry + 1)
+            return Sent(outcome)
         retry += 1
         if give_up is not None and give_up(outcome):
-            return Sent(outcome, attempts=retry)
+            return Sent(outcome)
         delay = pacing.retry.delay_before_retry(
             retry,
             failure_of(outcome),
@@ -96,9 +96,9 @@ def send(  # noqa: PLR0913 - what to send, how it may be retried, until when: ea
             until_deadline=until_deadline and deadline is not None,
         )
         if delay is None:
-            return Sent(outcome, attempts=retry)
+            return Sent(outcome)
         if deadline is not None and pacing.clock() + delay >= deadline:
-            return Sent(outcome, out_of_time=True, attempts=retry)
+            return Sent(outcome, out_of_time=True)
         if on_retry is not None:
             on_retry(retry, delay, outcome)
         yield from perform(Sleep(delay))

@@ -33,16 +33,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from fal_kontext.errors import (
-    APIConnectionError,
     APIStatusError,
-    APITimeoutError,
     FieldProblem,
     InvalidInputError,
     NotFoundError,
     UnexpectedResponseError,
 )
 
-from .answers import error_from_status, lower_headers
+from .answers import error_from_no_answer, error_from_status, json_or_none, lower_headers
 from .commands import Answer, Flow, NoAnswer, Send
 from .hosts import FAL_CDN_URL, FAL_REST_URL, is_fal_queue, is_loopback, normalise_base_url, origin, token_may_go_to
 from .images import LocalFile
@@ -259,10 +257,7 @@ def token_request(settings: StorageSettings, authorization: str | None) -> Send:
 
 
 def _json_object(answer: Answer) -> dict[str, Any] | None:
-    try:
-        body = json.loads(answer.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    body = json_or_none(answer.content)
     return body if isinstance(body, dict) else None
 
 
@@ -332,14 +327,6 @@ def _error(answer: Answer, step: str, settings: StorageSettings) -> APIStatusErr
     return error_from_status(answer.status_code, answer.headers, answer.content, None)
 
 
-def _no_answer(outcome: NoAnswer, step: str, url: str) -> APIConnectionError:
-    host = urlsplit(url).netloc
-    message = f"fal storage: the {step} request to {host} got no answer: {outcome.error}. Check the network, retry"
-    if outcome.timed_out:
-        return APITimeoutError(message, reached_server=outcome.reached_server)
-    return APIConnectionError(message, reached_server=outcome.reached_server)
-
-
 def _sent(request: Send, step: str, settings: Settings, deadline: float | None) -> Flow[Answer]:
     """Send ``request`` (an upload creates no job: retried as an idempotent call) within ``deadline``; returns a 2xx
     answer or raises the typed error."""
@@ -352,7 +339,14 @@ def _sent(request: Send, step: str, settings: Settings, deadline: float | None) 
     sent = yield from send(request, settings.pacing, idempotent=True, deadline=deadline)
     outcome = sent.outcome
     if isinstance(outcome, NoAnswer):
-        raise _no_answer(outcome, step, request.url)
+        raise error_from_no_answer(
+            outcome,
+            request_id=None,
+            operation=f"fal storage: the {step} request to {urlsplit(request.url).netloc}",
+            submit=False,
+            failed="got no answer",
+            advice="Check the network, retry",
+        )
     if outcome.status_code >= 400:
         raise _error(outcome, step, storage)
     return outcome

@@ -14,22 +14,13 @@ makes the spec's path land exactly on it. The rules:
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-from fal_kontext.spec import operation_path
+from fal_kontext.spec import operation_module
 
 from .hosts import is_fal_queue, origin
 
-__all__ = ["base_for_returned_url", "operation_url"]
-
-
-def operation_url(base_url: str, operation_id: str, app: str, request_id: str) -> str:
-    """The absolute URL of a queue operation for a request of ``app`` (``owner/app``) under ``base_url``."""
-    owner, _, name = app.partition("/")
-    path = operation_path(operation_id).format(
-        owner=quote(owner, safe=""), app=quote(name, safe=""), request_id=quote(request_id, safe="")
-    )
-    return base_url + path
+__all__ = ["base_for_returned_url"]
 
 
 def base_for_returned_url(
@@ -50,7 +41,9 @@ def base_for_returned_url(
     """
     if not returned_url:
         return configured_base, "the server returned no URL"
-    expected = operation_url("", operation_id, app, request_id)
+    owner, _, name = app.partition("/")
+    # The operation's path as its generated request builds it (each parameter quoted, "/" included).
+    expected: str = operation_module(operation_id).request_kwargs(owner, name, request_id)["url"]
     # The usual answer, a URL under the configured base, is decided without parsing (a prefix of the base and "/"
     # fixes scheme and host; the rules below give the same base for it).
     stripped = returned_url.rstrip("/")

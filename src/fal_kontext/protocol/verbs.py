@@ -17,8 +17,7 @@ from fal_kontext_api.models import CancelStatus
 from fal_kontext.endpoints import Endpoint, parse_endpoint
 from fal_kontext.errors import FieldProblem, InvalidInputError
 from fal_kontext.option_checks import check_positive
-from fal_kontext.results import EditResult
-from fal_kontext.spec import generated_model, output_schemas
+from fal_kontext.results import EditResult, EndpointOutput, read_output
 from fal_kontext.status import Status
 
 from .commands import Flow, LocalSize, ReadFile, perform
@@ -240,7 +239,8 @@ def submit(
     settings: Settings, endpoint: Endpoint | str, input: Input, options: Mapping[str, Any], *, timeout: float | None
 ) -> Flow[HandleState]:
     """``Kontext.submit``."""
-    return (yield from _submitting(settings, endpoint, input, options, timeout=timeout, sent_at=None))
+    deadline = deadline_of(settings, timeout)
+    return (yield from _submitting(settings, endpoint, input, options, deadline=deadline, sent_at=None))
 
 
 def resubmit(  # noqa: PLR0913 - the resubmit verb's arguments, its options a mapping
@@ -256,7 +256,8 @@ def resubmit(  # noqa: PLR0913 - the resubmit verb's arguments, its options a ma
     if isinstance(sent_at, bool) or not isinstance(sent_at, (int, float)) or not math.isfinite(sent_at):
         problem = "must be the Unix time (time.time()) taken before the earlier send"
         raise InvalidInputError([FieldProblem("sent_at", sent_at, problem)])
-    return (yield from _submitting(settings, endpoint, input, options, timeout=timeout, sent_at=float(sent_at)))
+    deadline = deadline_of(settings, timeout)
+    return (yield from _submitting(settings, endpoint, input, options, deadline=deadline, sent_at=float(sent_at)))
 
 
 def _submitting(  # noqa: PLR0913 - the submit verbs' arguments
@@ -265,10 +266,10 @@ def _submitting(  # noqa: PLR0913 - the submit verbs' arguments
     input: Input,
     options: Mapping[str, Any],
     *,
-    timeout: float | None,
+    deadline: Deadline,
     sent_at: float | None,
 ) -> Flow[HandleState]:
-    deadline = deadline_of(settings, timeout)
+    """Check a submit's arguments (the deadline already checked), then submit (with ``sent_at``, resubmit)."""
     settings.check_credentials()  # a resubmit's first request is the request list's, which needs the key too
     chosen = parse_endpoint(endpoint)
     fields = check_input(chosen, input)
@@ -289,11 +290,7 @@ def run(  # noqa: PLR0913 - the run verb's arguments, its submit options a mappi
 ) -> Flow[EditResult]:
     """``Kontext.run``: submit, then wait, within one deadline."""
     deadline = deadline_of(settings, timeout)  # checked before the paid submit
-    settings.check_credentials()
-    chosen = parse_endpoint(endpoint)
-    fields = check_input(chosen, input)
-    options = _submit_options(settings, submit_options)
-    state = yield from submit_flow(chosen, fields, options, settings, deadline.at)
+    state = yield from _submitting(settings, endpoint, input, submit_options, deadline=deadline, sent_at=None)
     return (yield from _waiting(state, settings, deadline, waiting))
 
 
@@ -437,8 +434,14 @@ def run_direct(  # noqa: PLR0913 - the synchronous verb's arguments, each a keyw
         start_timeout=options.start_timeout,
         runner_hint=options.runner_hint,
     )
-    model = generated_model(chosen.spec.output_schema or output_schemas()[0])
-    answer = yield from direct_flow(call.request(), model.from_dict, pacing=settings.pacing)
+
+    def output(body: Mapping[str, Any]) -> EndpointOutput:
+        read = read_output(body, chosen.spec)
+        if read is None:  # direct_flow raises UnexpectedResponseError, saying what the answer is not
+            raise ValueError("not the endpoint's output")
+        return read
+
+    answer = yield from direct_flow(call.request(), output, pacing=settings.pacing)
     return EditResult(answer.request_id or "", answer.output)
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from fal_kontext.cli import Progress, Ticker
+from fal_kontext.cli import Progress, Ticker, main
+from fal_kontext.cli import parser as cli_parser
 from fal_kontext.cli.batch_command import BatchProgress
-from fal_kontext.cli.exit_codes import CommandError
+from fal_kontext.cli.exit_codes import EXIT_ERROR, CommandError
 from fal_kontext.cli.output import TICK_SECONDS, Output, check_out_folder
 from fal_kontext.status import Completed, InProgress, Queued
 from tests.support.command_line import FakeTerminal, Screen
@@ -101,3 +102,38 @@ def test_out_checks(tmp_path: Path) -> None:
         check_out_folder(tmp_path / "file")
     with pytest.raises(CommandError, match="is a file"):
         check_out_folder(tmp_path / "file" / "below")
+
+
+KEY_ID, KEY_SECRET = "key-id-0001", "canary-4f1d2c9e8b7a6f5e"
+
+
+@pytest.mark.parametrize(
+    ("environ", "shown"),
+    [
+        ({"FAL_KEY": KEY_SECRET}, KEY_SECRET),  # sent as a bearer token: fal's own host
+        ({"FAL_KEY_ID": KEY_ID, "FAL_KEY_SECRET": KEY_SECRET}, KEY_SECRET),  # a part of the joined key
+    ],
+)
+def test_an_error_message_never_shows_a_credential_the_client_sends(
+    environ: dict[str, str], shown: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in (
+        "FAL_KEY",
+        "FAL_KEY_ID",
+        "FAL_KEY_SECRET",
+        "FAL_KONTEXT_TOKEN",
+        "FAL_KONTEXT_AUTH",
+        "FAL_KONTEXT_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+
+    def status_command(*_: object) -> int:
+        raise OSError(f"echoed: {shown}")
+
+    monkeypatch.setattr(cli_parser, "status_command", status_command)
+    assert main(["--json", "--auth", "bearer", "status", "req-1"]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    assert "echoed: ***" in captured.err and "echoed: ***" in captured.out
+    assert shown not in captured.out + captured.err

@@ -15,7 +15,7 @@ from fal_kontext.endpoints import Endpoint, choose_endpoint, model_tiers, parse_
 from fal_kontext.errors import InvalidInputError
 from fal_kontext.files import image_source_to_url
 from fal_kontext.protocol.hosts import normalise_base_url
-from fal_kontext.protocol.images import decode_data_uri, extension_for, sniff_image_type
+from fal_kontext.protocol.images import decode_data_uri, extension_for, inline_image, sniff_image_type
 from fal_kontext.protocol.inputs import edit_fields
 from fal_kontext.protocol.urls import base_for_returned_url
 from fal_kontext.spec import endpoint_spec, endpoint_specs, spec
@@ -231,6 +231,8 @@ def test_data_uri_round_trip_and_extensions() -> None:
     assert decode_data_uri("data:text/plain,a%20b") == ("text/plain", b"a b")
     with pytest.raises(ValueError, match="data"):
         decode_data_uri("https://x")
+    # a URI's scheme name is case-insensitive (RFC 3986): a result image sent as DATA: is decoded, not downloaded
+    assert inline_image("DATA:image/png;BASE64," + base64.b64encode(PNG).decode()) == ("image/png", PNG)
     assert extension_for("image/jpeg", PNG) == ".png"  # the bytes win over the declared type
     assert extension_for("image/jpeg") == ".jpg"
     assert extension_for(None, b"??") == ".bin"

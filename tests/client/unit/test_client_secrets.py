@@ -14,7 +14,17 @@ import pytest
 import fal_kontext
 from fal_kontext import AsyncKontext, Credentials, Kontext, KontextError, RetryPolicy
 from fal_kontext.config import ClientConfig
-from tests.client.client_fakes import BASE, RID, FakeClock, FakeQueue, MakeClient, no_jitter, real_client, status_body
+from tests.client.client_fakes import (
+    BASE,
+    RID,
+    FakeClock,
+    FakeQueue,
+    MakeClient,
+    cut_stream,
+    no_jitter,
+    real_client,
+    status_body,
+)
 from tests.client.conftest import CANARY, assert_clean
 
 INPUT = {"prompt": "a prompt", "image_url": "https://example.test/in.png"}
@@ -151,6 +161,19 @@ def test_reprs_hide_the_key(fake: FakeQueue, clock: FakeClock, make: MakeClient)
         assert_clean(repr(thing))
         assert_clean(str(thing))
     assert isinstance(kontext._config, ClientConfig)
+
+
+def test_an_answer_cut_off_by_an_error_quoting_the_key_is_redacted(
+    fake: FakeQueue, clock: FakeClock, make: MakeClient
+) -> None:
+    """The body breaks off mid-read with an httpx error whose text quotes the key (as a proxy's may)."""
+    fake.status = [cut_stream(b'{"status": "IN_', httpx.ReadError(ECHO))]
+    kontext = make(fake, clock, key=CANARY, stream_status=False, retry=RetryPolicy.disabled())
+    with pytest.raises(fal_kontext.APIConnectionError) as caught:
+        kontext.handle(RID).status()
+    assert "ReadError" in str(caught.value)  # the error text was kept, the key only replaced
+    assert_clean(str(caught.value))
+    assert_clean("".join(traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()))
 
 
 def test_errors_from_an_echoing_server_are_redacted(kind: str, caplog: pytest.LogCaptureFixture) -> None:

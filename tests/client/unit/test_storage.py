@@ -39,6 +39,7 @@ from fal_kontext.protocol.storage import (
 )
 from fal_kontext.protocol.verbs import Deadline, PendingUpload, image_value, with_uploads
 from fal_kontext.retry import RetryPolicy
+from fal_kontext.transport import CERTIFICATE_ADVICE
 from tests.client.client_fakes import FakeClock, FakeQueue, MakeClient, Responder, drive_flow
 
 T = TypeVar("T")
@@ -318,6 +319,16 @@ def test_retries_end_with_the_typed_error() -> None:
     flow = upload_flow(PNG_FILE, settings(retry=RetryPolicy.disabled()))
     with pytest.raises(APIConnectionError, match=r"the token request to rest\.fal\.ai got no answer"):
         drive_flow(flow, lambda r: NoAnswer("ConnectError: refused", reached_server=False))
+
+
+def test_a_rejected_certificate_says_only_that_asking_again_cannot_help() -> None:
+    rejected = NoAnswer(
+        f"ConnectError: CERTIFICATE_VERIFY_FAILED; {CERTIFICATE_ADVICE}", False, certificate_rejected=True
+    )
+    with pytest.raises(APIConnectionError) as caught:
+        drive_flow(upload_flow(PNG_FILE, settings()), lambda r: rejected)
+    message = str(caught.value)
+    assert "the token request to rest.fal.ai got no answer" in message and message.endswith(CERTIFICATE_ADVICE)
 
 
 @pytest.mark.parametrize(

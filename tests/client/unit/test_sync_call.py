@@ -25,6 +25,7 @@ from fal_kontext.protocol.hosts import FAL_SYNC_URL
 from fal_kontext.protocol.send import Pacing
 from fal_kontext.retry import RetryPolicy
 from fal_kontext.spec import spec
+from fal_kontext.transport import CERTIFICATE_ADVICE
 from tests.client.client_fakes import OUTPUT, drive_flow, submit_body
 from tests.client.conftest import ENDPOINT
 
@@ -140,6 +141,15 @@ def test_an_answer_lost_or_failed_after_sending_is_not_resent(outcome: Outcome, 
     assert sends == 1
     if isinstance(outcome, NoAnswer):
         assert "not sent again" in message and "queue" in message
+
+
+def test_a_rejected_certificate_says_only_that_asking_again_cannot_help() -> None:
+    rejected = NoAnswer(
+        f"ConnectError: CERTIFICATE_VERIFY_FAILED; {CERTIFICATE_ADVICE}", False, certificate_rejected=True
+    )
+    sends, message = sends_before(APIConnectionError, [rejected, ok(OUTPUT)])
+    assert sends == 1
+    assert message.startswith("the synchronous call to ") and message.endswith(CERTIFICATE_ADVICE)
 
 
 def test_a_request_that_never_left_or_was_refused_with_429_is_sent_again() -> None:

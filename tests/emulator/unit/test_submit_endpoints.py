@@ -187,3 +187,15 @@ async def test_log_entries_carry_level_source_and_timestamp(client: httpx.AsyncC
         assert set(entry) == {"message", "level", "source", "timestamp"}
         assert entry["source"] == "USER"
         assert entry["timestamp"].endswith("Z") or "+" in entry["timestamp"]
+
+
+async def test_an_extension_id_other_than_the_path_names_the_endpoint(clock: ManualClock) -> None:
+    spec = spec_with_text_to_image()
+    operation = spec["paths"]["/" + TEXT_TO_IMAGE]["post"]
+    renamed = {**operation["x-fal-endpoint"], "id": "fal-ai/flux-pro/renamed"}  # the path stays as it was
+    operation["x-fal-endpoint"] = renamed
+    app = create_app(EmulatorConfig(), clock=clock, spec=spec)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=AUTH
+    ) as client:
+        assert (await completed(client, clock, "/" + TEXT_TO_IMAGE, {"prompt": "x"}))["images"]
